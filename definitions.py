@@ -1,0 +1,27 @@
+"""The one code location: the three packages' definitions merged, with the project's resources.
+
+One location so that a single run can go from raw sources to evaluation and blocking checks gate across
+stages. The project comes from ``$MIXTRAIN_PROJECT`` (``mixtrain ui`` and ``mixtrain run`` set it); with
+nothing set, the bundled demo project is loaded.
+"""
+
+import os
+from pathlib import Path
+
+from dagster import Definitions
+
+from eval_assets import defs as eval_defs
+from mixassets import defs as mix_defs
+from mixassets.project import PROJECT_ENV
+from mixassets.resources import project_resources
+from training_assets import defs as train_defs
+
+DEMO_PROJECT = Path(__file__).resolve().parent / "examples" / "demo"
+
+
+def build_defs(project_dir: str | None = None) -> Definitions:
+    project_dir = project_dir or os.environ.get(PROJECT_ENV) or str(DEMO_PROJECT)
+    return Definitions.merge(mix_defs, train_defs, eval_defs, Definitions(resources=project_resources(project_dir)))
+
+
+defs = build_defs()

@@ -125,6 +125,16 @@ class EvalSpec(_Strict):
     limit: int | None = Field(None, gt=0, description="evaluate at most N items per set (tests)")
 
 
+class DedupeSpec(_Strict):
+    threshold: float = Field(0.8, gt=0, le=1, description="Jaccard at or above which two documents are near-duplicates")
+    num_perm: int = Field(128, gt=0)
+    ngram: int = Field(5, gt=0, description="word n-gram shingle size")
+
+
+class ScreenSpec(_Strict):
+    ngram: int = Field(13, gt=0, description="n of the n-gram overlap test (GPT-3 appendix C uses 13)")
+
+
 class ProjectSpec(_Strict):
     name: str
     storage_root: str = Field("storage", description="local path (relative to the project) or fsspec URL")
@@ -132,6 +142,8 @@ class ProjectSpec(_Strict):
     forbidden_license_tags: list[str] = Field(
         default_factory=list, description="rights tags that may not even enter the gated corpus"
     )
+    dedupe: DedupeSpec = DedupeSpec()
+    screen: ScreenSpec = ScreenSpec()
     eval_sets: list[EvalSetSpec] = []
     mixture: MixtureSpec
     training: TrainingRecipe = TrainingRecipe()

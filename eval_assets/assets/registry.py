@@ -1,0 +1,47 @@
+"""The eval registry: every eval set frozen item by item with a checksum, and observed by content so that
+adding or editing a set makes only the screen, and what follows it, stale."""
+
+import pyarrow as pa
+from dagster import AssetExecutionContext, DataVersion, asset, observable_source_asset
+
+from eval_assets.engine.registry import humaneval_path, load_humaneval, load_jsonl_eval_set, registry_checksum
+from mixassets.automation import rerun_when_changed
+from mixassets.fingerprint import file_sha256
+from mixassets.project import Project, spec_hash
+from mixassets.resources import ProjectResource
+from mixassets.versioning import table_output
+
+
+def _eval_files(proj: Project) -> dict[str, str]:
+    files = {}
+    for e in proj.spec.eval_sets:
+        path = humaneval_path() if e.type == "humaneval" else proj.resolve(e.path or "")
+        files[e.id] = file_sha256(path)
+    return files
+
+
+@observable_source_asset(group_name="evaluation", description="Eval set specs and the files they read.")
+def eval_spec(project: ProjectResource) -> DataVersion:
+    proj = project.load()
+    sets = [e.model_dump(mode="json") for e in proj.spec.eval_sets]
+    return DataVersion(spec_hash({"sets": sets, "files": _eval_files(proj)}))
+
+
+@asset(
+    deps=["eval_spec"],
+    code_version="registry-1",
+    automation_condition=rerun_when_changed(),
+    group_name="evaluation",
+    description="All eval items (HumanEval, task holdouts) with the text fields the contamination screen checks.",
+)
+def eval_registry(context: AssetExecutionContext, project: ProjectResource):
+    proj = project.load()
+    tables = []
+    for e in proj.spec.eval_sets:
+        if e.type == "humaneval":
+            tables.append(load_humaneval(e.limit, set_id=e.id, version=e.version))
+        else:
+            tables.append(load_jsonl_eval_set(e.id, proj.resolve(e.path or ""), e.version, e.limit))
+    table = pa.concat_tables(tables)
+    counts = {f"items/{e.id}": t.num_rows for e, t in zip(proj.spec.eval_sets, tables, strict=True)}
+    return table_output(table, {"items": table.num_rows, "registry_checksum": registry_checksum(table), **counts})

@@ -1,0 +1,13 @@
+"""The evaluation side's definitions."""
+
+import warnings
+
+from dagster import BetaWarning, Definitions
+
+warnings.filterwarnings("ignore", category=BetaWarning)
+
+from eval_assets.assets.registry import eval_registry, eval_spec  # noqa: E402
+from eval_assets.assets.reports import eval_report  # noqa: E402
+from eval_assets.checks import release_gate  # noqa: E402
+
+defs = Definitions(assets=[eval_spec, eval_registry, eval_report], asset_checks=[release_gate])

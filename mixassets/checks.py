@@ -1,0 +1,35 @@
+"""Blocking checks on the mixture: they re-verify from stored tables, independently of the stage that wrote
+them, that nothing the release policy forbids and nothing contaminated reached training."""
+
+import pyarrow as pa
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetIn, asset_check
+
+from mixassets.engine.licenses import policy_allows
+from mixassets.resources import ProjectResource
+
+
+@asset_check(asset="mixture", blocking=True, description="No document whose license the release policy forbids.")
+def mixture_license_policy(
+    context: AssetCheckExecutionContext, project: ProjectResource, mixture: pa.Table
+) -> AssetCheckResult:
+    policy = project.load().spec.mixture.release_policy
+    licenses = mixture.column("license").to_pylist()
+    ids = mixture.column("doc_id").to_pylist()
+    bad = [(d, lic) for d, lic in zip(ids, licenses, strict=True) if not policy_allows(lic, policy)]
+    return AssetCheckResult(
+        passed=not bad,
+        metadata={"release_policy": policy, "forbidden_documents": len(bad), "examples": str(bad[:5])},
+    )
+
+
+@asset_check(
+    asset="mixture",
+    blocking=True,
+    additional_ins={"contamination_findings": AssetIn()},
+    description="No document of the mixture appears in the contamination findings.",
+)
+def mixture_contamination_free(mixture: pa.Table, contamination_findings: pa.Table) -> AssetCheckResult:
+    leaked = set(mixture.column("doc_id").to_pylist()) & set(contamination_findings.column("doc_id").to_pylist())
+    return AssetCheckResult(
+        passed=not leaked, metadata={"contaminated_documents": len(leaked), "examples": str(sorted(leaked)[:5])}
+    )

@@ -1,0 +1,96 @@
+"""The ``mixtrain`` command: run, status and ui over a pipeline project."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mixassets.project import PROJECT_ENV, ProjectError
+
+
+def _project_dir(arg: str | None) -> str:
+    return arg or os.environ.get(PROJECT_ENV) or "."
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dagster import AssetSelection
+
+    from mixassets.instance import activate, load_definitions, open_instance
+    from mixassets.runner import run_project
+    from mixassets.summary import render_summary
+
+    project = activate(_project_dir(args.project))
+    defs = load_definitions(project)
+    select = None
+    if args.select:
+        wanted = AssetSelection.from_string(args.select).resolve(defs.resolve_asset_graph())
+        select = wanted.__contains__
+    with open_instance(project) as instance:
+        report = run_project(project, defs, instance, select=select)
+        if not report.materialized and report.ok:
+            print("nothing to do: every asset is up to date with its code and inputs")
+        else:
+            print(f"materialized {len(report.materialized)} asset partitions in {len(report.run_ids)} runs")
+        print(render_summary(instance))
+    print(f"\nInspect lineage in the UI: mixtrain ui --project {project.root}")
+    return 0 if report.ok else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from mixassets.dagster_internals import stale_statuses
+    from mixassets.instance import activate, load_definitions, open_instance
+    from mixassets.partitions import SOURCES_PARTITION
+
+    project = activate(_project_dir(args.project))
+    defs = load_definitions(project)
+    with open_instance(project) as instance:
+        partitions = {SOURCES_PARTITION: project.source_ids()}
+        statuses = stale_statuses(defs, instance, partitions)
+    not_fresh = [s for s in statuses if s.status != "FRESH"]
+    for s in statuses if args.all else not_fresh:
+        name = s.key + (f"[{s.partition}]" if s.partition else "")
+        print(f"{s.status:<8} {name}" + (f"  <- {'; '.join(s.causes)}" if s.causes else ""))
+    if not not_fresh:
+        print(f"all {len(statuses)} asset partitions are fresh")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from mixassets.instance import activate, workspace_file
+
+    project = activate(_project_dir(args.project))
+    ws = workspace_file()
+    target = ["-w", str(ws)] if ws else ["-f", str(Path(__file__).resolve().parents[1] / "definitions.py")]
+    cmd = ["dagster", "dev", *target, "-h", "127.0.0.1", "-p", str(args.port)]
+    print(f"project {project.root}; DAGSTER_HOME {project.dagster_home}\n$ {' '.join(cmd)}")
+    return subprocess.call(cmd, cwd=ws.parent if ws else None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mixtrain", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="materialize what is missing or stale (changed code or inputs), nothing else")
+    p.add_argument("--project", help="pipeline project directory (default: $MIXTRAIN_PROJECT or .)")
+    p.add_argument("--select", help="Dagster asset selection string, e.g. 'key:raw_documents+'")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("status", help="list missing or stale assets and why")
+    p.add_argument("--project")
+    p.add_argument("--all", action="store_true", help="also list fresh assets")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("ui", help="start the Dagster UI (dagster dev -w workspace.yaml) on 127.0.0.1")
+    p.add_argument("--project")
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(func=cmd_ui)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ProjectError as e:
+        print(f"mixtrain: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

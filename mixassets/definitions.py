@@ -1,0 +1,35 @@
+"""The data side's definitions; the top-level ``definitions.py`` merges them with the other packages'."""
+
+import warnings
+
+from dagster import BetaWarning, Definitions, PreviewWarning
+
+warnings.filterwarnings("ignore", category=BetaWarning)
+warnings.filterwarnings("ignore", category=PreviewWarning)
+
+from mixassets.assets.corpus import gated_documents, raw_documents  # noqa: E402
+from mixassets.assets.curation import deduplicated_corpus, screened_corpus, source_manifest  # noqa: E402
+from mixassets.assets.mixture import mixture  # noqa: E402
+from mixassets.assets.specs import curation_spec, mixture_spec, source_spec  # noqa: E402
+from mixassets.checks import mixture_contamination_free, mixture_license_policy  # noqa: E402
+from mixassets.jobs import refresh_specs  # noqa: E402
+from mixassets.schedules import nightly_refresh  # noqa: E402
+from mixassets.sensors import new_source_sensor  # noqa: E402
+
+defs = Definitions(
+    assets=[
+        source_spec,
+        curation_spec,
+        mixture_spec,
+        raw_documents,
+        gated_documents,
+        source_manifest,
+        deduplicated_corpus,
+        screened_corpus,
+        mixture,
+    ],
+    asset_checks=[mixture_license_policy, mixture_contamination_free],
+    jobs=[refresh_specs],
+    schedules=[nightly_refresh],
+    sensors=[new_source_sensor],
+)

@@ -1,0 +1,66 @@
+"""Resources: the user's project and the IO managers that put assets under its storage root."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+import pyarrow as pa
+from dagster import ConfigurableIOManagerFactory, ConfigurableResource, InputContext, OutputContext, UPathIOManager
+from upath import UPath
+
+from mixassets.project import PROJECT_ENV, Project, load_project
+from mixassets.storage import JSON_EXT, TABLE_EXT, json_bytes, read_json, read_table, table_bytes, write_atomic
+
+
+class ProjectResource(ConfigurableResource):
+    """The pipeline project directory; assets read their specs from it at run time."""
+
+    project_dir: str
+
+    def load(self) -> Project:
+        return load_project(self.project_dir)
+
+
+class _TableIOManager(UPathIOManager):
+    extension = TABLE_EXT
+
+    def dump_to_path(self, context: OutputContext, obj: pa.Table, path: UPath) -> None:
+        if not isinstance(obj, pa.Table):
+            raise TypeError(f"{context.asset_key.to_user_string()}: expected a pyarrow.Table, got {type(obj)}")
+        write_atomic(path, table_bytes(obj))
+
+    def load_from_path(self, context: InputContext, path: UPath) -> pa.Table:
+        return read_table(path)
+
+
+class _JsonIOManager(UPathIOManager):
+    extension = JSON_EXT
+
+    def dump_to_path(self, context: OutputContext, obj: Any, path: UPath) -> None:
+        write_atomic(path, json_bytes(obj))
+
+    def load_from_path(self, context: InputContext, path: UPath) -> Any:
+        return read_json(path)
+
+
+class StorageIOManager(ConfigurableIOManagerFactory):
+    """Tables as parquet, manifests as JSON, under ``<storage_root>/<asset key path>[/<partition>]``."""
+
+    storage_root: str
+    format: Literal["parquet", "json"] = "parquet"
+
+    def create_io_manager(self, context: Any) -> UPathIOManager:
+        cls = _TableIOManager if self.format == "parquet" else _JsonIOManager
+        return cls(base_path=UPath(self.storage_root))
+
+
+def project_resources(project_dir: str | None = None) -> dict[str, Any]:
+    """Resources for a project; the project dir comes from the argument or ``$MIXTRAIN_PROJECT``."""
+    project_dir = str(project_dir or os.environ.get(PROJECT_ENV) or ".")
+    project = load_project(project_dir)
+    return {
+        "project": ProjectResource(project_dir=str(project.root)),
+        "io_manager": StorageIOManager(storage_root=project.storage_root, format="parquet"),
+        "json_io_manager": StorageIOManager(storage_root=project.storage_root, format="json"),
+    }

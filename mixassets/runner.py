@@ -1,0 +1,127 @@
+"""``mixtrain run``: what the daemon would do, done now, in this process.
+
+1. sync the dynamic source partitions with the project's ``sources/`` directory;
+2. observe every spec (the ``refresh_specs`` job: content fingerprints become data versions);
+3. evaluate the same automation conditions the daemon evaluates (``evaluate_automation_conditions``), execute
+   what they request, and repeat until they request nothing.
+
+The automation cursor is kept in DAGSTER_HOME between invocations, so "changed" means changed since the last
+``mixtrain run`` — a second run right after the first materializes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, evaluate_automation_conditions, materialize
+
+from mixassets.dagster_internals import deserialize_cursor, serialize_cursor
+from mixassets.partitions import SOURCES_PARTITION
+from mixassets.project import Project
+
+CURSOR_FILE = "mixtrain_automation_cursor"
+MAX_ROUNDS = 30
+
+
+@dataclass
+class RunReport:
+    added_sources: list[str] = field(default_factory=list)
+    removed_sources: list[str] = field(default_factory=list)
+    materialized: list[tuple[str, str | None]] = field(default_factory=list)  # (asset key, partition)
+    failed_runs: list[str] = field(default_factory=list)
+    run_ids: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_runs
+
+
+def sync_partitions(project: Project, instance: DagsterInstance) -> tuple[list[str], list[str]]:
+    known = set(instance.get_dynamic_partitions(SOURCES_PARTITION))
+    wanted = set(project.source_ids())
+    added, removed = sorted(wanted - known), sorted(known - wanted)
+    if added:
+        instance.add_dynamic_partitions(SOURCES_PARTITION, added)
+    for sid in removed:
+        instance.delete_dynamic_partition(SOURCES_PARTITION, sid)
+    return added, removed
+
+
+def observe_specs(defs: Definitions, instance: DagsterInstance) -> None:
+    result = defs.resolve_job_def("refresh_specs").execute_in_process(instance=instance, raise_on_error=True)
+    if not result.success:
+        raise RuntimeError("observing the project's specs failed")
+
+
+def _load_cursor(project: Project) -> object | None:
+    path = project.dagster_home / CURSOR_FILE
+    return deserialize_cursor(path.read_text()) if path.exists() else None
+
+
+def _save_cursor(project: Project, cursor: object) -> None:
+    path = project.dagster_home / CURSOR_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(serialize_cursor(cursor))
+    tmp.replace(path)
+
+
+def _requested(defs: Definitions, result) -> dict[str | None, set[AssetKey]]:
+    """Requested assets grouped by partition key (None = unpartitioned): one Dagster run per group."""
+    by_partition: dict[str | None, set[AssetKey]] = defaultdict(set)
+    graph = defs.resolve_asset_graph()
+    for key in graph.materializable_asset_keys:
+        for pk in result.get_requested_partitions(key):
+            by_partition[pk].add(key)
+    return by_partition
+
+
+def run_project(
+    project: Project,
+    defs: Definitions,
+    instance: DagsterInstance,
+    *,
+    select: Callable[[AssetKey], bool] | None = None,
+    log: Callable[[str], None] = print,
+) -> RunReport:
+    report = RunReport()
+    report.added_sources, report.removed_sources = sync_partitions(project, instance)
+    if report.added_sources:
+        log(f"new sources: {', '.join(report.added_sources)}")
+    if report.removed_sources:
+        log(f"removed sources (partitions deleted): {', '.join(report.removed_sources)}")
+    observe_specs(defs, instance)
+    all_assets = [*defs.assets, *(defs.asset_checks or [])]
+    cursor = _load_cursor(project)
+    for _ in range(MAX_ROUNDS):
+        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        cursor = result.cursor
+        _save_cursor(project, cursor)
+        groups = {
+            pk: {k for k in keys if select is None or select(k)} for pk, keys in _requested(defs, result).items()
+        }
+        groups = {pk: keys for pk, keys in groups.items() if keys}
+        if not groups:
+            break
+        for pk, keys in sorted(groups.items(), key=lambda kv: (kv[0] is None, kv[0] or "")):
+            names = sorted(k.to_user_string() for k in keys)
+            log(f"materializing {', '.join(names)}" + (f" [{pk}]" if pk else ""))
+            res = materialize(
+                all_assets,
+                selection=AssetSelection.assets(*keys),
+                partition_key=pk,
+                instance=instance,
+                resources=defs.resources,
+                raise_on_error=False,
+                tags={"mixtrain/trigger": "mixtrain run"},
+            )
+            report.run_ids.append(res.run_id)
+            if res.success:
+                report.materialized.extend((n, pk) for n in names)
+            else:
+                report.failed_runs.append(res.run_id)
+                log(f"run {res.run_id} failed for {', '.join(names)}" + (f" [{pk}]" if pk else ""))
+    else:
+        log(f"stopped after {MAX_ROUNDS} rounds of automation")
+    return report

@@ -1,0 +1,41 @@
+"""A new spec file in the project's ``sources/`` directory becomes a partition and a run, without a deploy."""
+
+from dagster import (
+    AssetObservation,
+    AssetSelection,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
+
+from mixassets.fingerprint import source_fingerprint
+from mixassets.partitions import SOURCES_PARTITION, source_partitions
+from mixassets.resources import ProjectResource
+
+PER_SOURCE_ASSETS = AssetSelection.assets("raw_documents", "gated_documents")
+
+
+@sensor(
+    target=PER_SOURCE_ASSETS,
+    minimum_interval_seconds=30,
+    description="Adds a partition for each new source spec, records its fingerprint, and requests its run.",
+)
+def new_source_sensor(context: SensorEvaluationContext, project: ProjectResource) -> SensorResult | SkipReason:
+    proj = project.load()
+    known = set(context.instance.get_dynamic_partitions(SOURCES_PARTITION))
+    new = [sid for sid in proj.source_ids() if sid not in known]
+    if not new:
+        return SkipReason(f"no new source specs ({len(known)} known)")
+    return SensorResult(
+        dynamic_partitions_requests=[source_partitions.build_add_request(new)],
+        asset_events=[
+            AssetObservation(
+                asset_key="source_spec", partition=sid, tags={DATA_VERSION_TAG: source_fingerprint(proj, sid)}
+            )
+            for sid in new
+        ],
+        run_requests=[RunRequest(run_key=f"new-source-{sid}", partition_key=sid) for sid in new],
+    )

@@ -1,0 +1,98 @@
+"""Where assets live: ``<storage root>/<asset key path>[/<partition>]`` as parquet, JSON or a model directory.
+
+Every write is atomic (write a sibling temp object, then move it over the final name) so a crashed run never
+leaves a half-written table that a later run would read as valid. Parquet bytes are produced by one function,
+so the checksum a stage records as its data version is the checksum of the file on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from upath import UPath
+
+TABLE_EXT = ".parquet"
+JSON_EXT = ".json"
+
+
+def table_bytes(table: pa.Table) -> bytes:
+    """Parquet bytes of a table, written the same way every time (same inputs → same bytes)."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", write_statistics=True, store_schema=True)
+    return buf.getvalue()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def table_checksum(table: pa.Table) -> str:
+    return sha256_bytes(table_bytes(table))
+
+
+def json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, indent=1, default=str).encode()
+
+
+def write_atomic(path: UPath, data: bytes) -> None:
+    """Write bytes so readers see either the old object or the complete new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    with tmp.open("wb") as f:
+        f.write(data)
+    if _is_local(path):
+        os.replace(tmp.path, path.path)
+    else:
+        tmp.fs.mv(tmp.path, path.path)
+
+
+def read_table(path: UPath) -> pa.Table:
+    with path.open("rb") as f:
+        return pq.read_table(f)
+
+
+def read_json(path: UPath) -> Any:
+    with path.open("rb") as f:
+        return json.load(f)
+
+
+def asset_path(root: str, key_path: list[str] | str, partition: str | None = None, ext: str = TABLE_EXT) -> UPath:
+    """The storage location of an asset (partition); the same rule the IO managers follow."""
+    parts = [key_path] if isinstance(key_path, str) else list(key_path)
+    p = UPath(root).joinpath(*parts)
+    if partition is not None:
+        p = p / partition
+    return p.with_name(p.name + ext)
+
+
+def _is_local(path: UPath) -> bool:
+    return getattr(path, "protocol", "") in ("", "file", "local")
+
+
+def model_dir(root: str, key_path: list[str] | str, cache_root: str | os.PathLike[str]) -> Path:
+    """Local directory for a model asset: under the storage root when it is local, else a local cache
+    (transformers and peft read and write local directories only)."""
+    parts = [key_path] if isinstance(key_path, str) else list(key_path)
+    base = UPath(root)
+    if _is_local(base):
+        return Path(base.path).joinpath(*parts)
+    return Path(cache_root).joinpath(*parts)
+
+
+def publish_model_dir(local: Path, root: str, key_path: list[str] | str) -> str:
+    """Copy a finished local model directory to a remote storage root; returns where it now lives."""
+    parts = [key_path] if isinstance(key_path, str) else list(key_path)
+    base = UPath(root)
+    if _is_local(base):
+        return str(local)
+    dest = base.joinpath(*parts)
+    dest.fs.put(str(local), dest.path, recursive=True)
+    return str(dest)

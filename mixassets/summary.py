@@ -1,0 +1,84 @@
+"""What a run produced, read back from Dagster's event log: the numbers the demo prints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
+
+from mixassets.partitions import SOURCES_PARTITION
+
+
+def latest_metadata(instance: DagsterInstance, key: str, partition: str | None = None) -> dict[str, Any]:
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(key), asset_partitions=[partition] if partition else None), limit=1
+    ).records
+    if not records:
+        return {}
+    mat = records[0].asset_materialization
+    return {k: getattr(v, "value", v) for k, v in (mat.metadata if mat else {}).items()}
+
+
+def latest_check(instance: DagsterInstance, key: str, check: str) -> dict[str, Any] | None:
+    from dagster import AssetCheckKey
+
+    rec = instance.event_log_storage.get_latest_asset_check_execution_by_key([AssetCheckKey(AssetKey(key), check)])
+    execution = rec.get(AssetCheckKey(AssetKey(key), check))
+    if execution is None or execution.event is None:
+        return None
+    data = execution.event.dagster_event.event_specific_data  # AssetCheckEvaluation
+    passed = getattr(data, "passed", None)
+    meta = {k: getattr(v, "value", v) for k, v in (getattr(data, "metadata", {}) or {}).items()}
+    return {"passed": passed, **meta}
+
+
+def render_summary(instance: DagsterInstance) -> str:
+    out: list[str] = []
+    sources = sorted(instance.get_dynamic_partitions(SOURCES_PARTITION))
+    out.append("== gating (per source) ==")
+    out.append(f"{'source':<20}{'ingested':>10}{'accepted':>10}{'quarant.':>10}{'rejected':>10}")
+    for sid in sources:
+        m = latest_metadata(instance, "gated_documents", sid)
+        out.append(
+            f"{sid:<20}{m.get('ingested', '-')!s:>10}{m.get('accepted', '-')!s:>10}"
+            f"{m.get('quarantined', '-')!s:>10}{m.get('rejected', '-')!s:>10}"
+        )
+    d = latest_metadata(instance, "deduplicated_corpus")
+    out.append(
+        f"== dedupe ==  in {d.get('documents_in', '-')}  kept {d.get('documents_kept', '-')}  "
+        f"exact dups {d.get('exact_duplicates', '-')}  near dups {d.get('near_duplicates', '-')}"
+    )
+    s = latest_metadata(instance, "screened_corpus")
+    f = latest_metadata(instance, "contamination_findings")
+    per_set = {k.split("/", 1)[1]: v for k, v in f.items() if k.startswith("findings/")}
+    out.append(
+        f"== contamination screen ==  in {s.get('documents_in', '-')}  clean {s.get('documents_clean', '-')}  "
+        f"contaminated docs {s.get('contaminated', '-')}  findings by eval set {per_set}"
+    )
+    m = latest_metadata(instance, "mixture")
+    out.append(f"== mixture ==  documents {m.get('documents', '-')}  tokens {m.get('tokens', '-')}")
+    for k, v in sorted(m.items()):
+        if k.startswith("share/"):
+            src = k.split("/", 1)[1]
+            out.append(
+                f"  {src:<20} share {float(v):6.3f}  tokens {m.get(f'tokens/{src}', 0)!s:>8}"
+                f"  excluded by policy {m.get(f'excluded_by_policy/{src}', 0)}"
+            )
+    t = latest_metadata(instance, "sft_adapter")
+    if t:
+        out.append(
+            f"== training ==  loss {float(t['loss_start']):.3f} -> {float(t['loss_end']):.3f} over {t['steps']} steps"
+            f"  ({float(t['tokens_per_s']):.0f} tok/s, {float(t['wall_time_s']):.0f} s)"
+        )
+    e = latest_metadata(instance, "eval_report")
+    if e.get("summary"):
+        out.append("== evaluation ==")
+        out.append(str(e["summary"]))
+    gate = latest_check(instance, "eval_report", "release_gate")
+    if gate is not None:
+        verdict = "PASSED" if gate["passed"] else "FAILED"
+        out.append(
+            f"== release gate == {verdict}: {gate.get('metric')} candidate {gate.get('candidate')} vs base "
+            f"{gate.get('base')} (tolerance {gate.get('tolerance')})"
+        )
+    return "\n".join(out)

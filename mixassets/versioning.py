@@ -1,0 +1,39 @@
+"""Outputs that carry a content-hash data version, so Dagster's staleness follows content, not run times."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+from dagster import AssetKey, DagsterInstance, DataVersion, Output
+
+from mixassets.storage import table_checksum
+
+
+def table_output(table: pa.Table, metadata: Mapping[str, Any] | None = None) -> Output:
+    checksum = table_checksum(table)
+    md = {"rows": table.num_rows, "checksum": checksum, **(metadata or {})}
+    return Output(table, data_version=DataVersion(checksum[:16]), metadata=md)
+
+
+def json_output(obj: Any, version: str, metadata: Mapping[str, Any] | None = None) -> Output:
+    return Output(obj, data_version=DataVersion(version[:16]), metadata=dict(metadata or {}))
+
+
+def hash_of(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def current_data_version(instance: DagsterInstance, key: str | AssetKey, partition: str | None = None) -> str | None:
+    """The data version of the latest materialization (or observation) of an asset partition."""
+    asset_key = key if isinstance(key, AssetKey) else AssetKey(key)
+    for is_source in (False, True):
+        rec = instance.get_latest_data_version_record(asset_key, is_source=is_source, partition_key=partition)
+        if rec is not None:
+            event = rec.asset_materialization or rec.asset_observation
+            if event is not None and event.data_version is not None:
+                return event.data_version
+    return None

@@ -1,0 +1,107 @@
+"""Model stages: the base model on disk once, and a LoRA adapter trained on the mixture.
+
+Each model is a ``save_pretrained`` directory under the storage root plus a manifest (the JSON output), so
+the manifest — not the weights — is what lineage and the eval stage pass around.
+"""
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+from dagster import AssetExecutionContext, AssetIn, asset
+
+from mixassets.automation import rerun_when_changed
+from mixassets.resources import ProjectResource
+from mixassets.storage import model_dir, publish_model_dir
+from mixassets.versioning import json_output
+from training_assets.engine.base_model import materialize_base_model, weights_sha256
+
+
+def _local_model_dir(project: ProjectResource, key: str) -> Path:
+    proj = project.load()
+    return model_dir(proj.storage_root, key, proj.root / ".mixtrain-cache")
+
+
+@asset(
+    deps=["base_model_spec"],
+    io_manager_key="json_io_manager",
+    code_version="base-1",
+    automation_condition=rerun_when_changed(),
+    group_name="training",
+    description="The base model as safetensors (SmolLM2-135M-Instruct from its GGUF, or any HF dir/id).",
+)
+def base_model(context: AssetExecutionContext, project: ProjectResource):
+    proj = project.load()
+    name = proj.spec.training.base_model
+    local = Path(proj.resolve(name)) if Path(proj.resolve(name)).is_dir() else None
+    out = _local_model_dir(project, "base_model")
+    info = materialize_base_model(str(local) if local else name, str(out))
+    location = publish_model_dir(out, proj.storage_root, "base_model")
+    manifest = {"path": str(out), "location": location, "requested": name, **info}
+    return json_output(
+        manifest,
+        info["weights_sha256"],
+        {"n_params": int(info.get("n_params", 0)), "weights_sha256": info["weights_sha256"], "path": str(out)},
+    )
+
+
+@asset(
+    ins={
+        "mixture": AssetIn(),
+        "mixture_manifest": AssetIn(input_manager_key="json_io_manager"),
+        "base_model": AssetIn(input_manager_key="json_io_manager"),
+    },
+    deps=["training_recipe"],
+    io_manager_key="json_io_manager",
+    code_version="sft-1",
+    automation_condition=rerun_when_changed(),
+    group_name="training",
+    description="LoRA adapter trained on the mixture; its run manifest records config, data and hardware.",
+)
+def sft_adapter(
+    context: AssetExecutionContext,
+    project: ProjectResource,
+    mixture: pa.Table,
+    mixture_manifest: dict,
+    base_model: dict,
+):
+    from training_assets.engine.sft import train_lora
+
+    proj = project.load()
+    recipe = proj.spec.training.model_dump(mode="json")
+    records = mixture.select(["kind", "text", "messages"]).to_pylist()
+    final = _local_model_dir(project, "sft_adapter")
+
+    def log_step(step: dict) -> None:
+        context.log.info(json.dumps(step))
+
+    manifest = train_lora(
+        base_model["path"],
+        records,
+        recipe,
+        str(final),  # written to a staging dir and swapped in whole by the engine
+        data_manifest_id=mixture_manifest["manifest_id"],
+        on_step=log_step,
+    )
+    location = publish_model_dir(final, proj.storage_root, "sft_adapter")
+    losses = manifest["loss"]
+    out = {
+        "path": str(final),
+        "location": location,
+        "base_model_path": base_model["path"],
+        "merged": manifest.get("merged", False),
+        "run_manifest": manifest,
+    }
+    return json_output(
+        out,
+        weights_sha256(str(final)),
+        {
+            "loss_start": float(losses[0]),
+            "loss_end": float(losses[-1]),
+            "steps": len(losses),
+            "tokens_per_s": float(manifest.get("tokens_per_s", 0.0)),
+            "wall_time_s": float(manifest.get("wall_time_s", 0.0)),
+            "effective_batch_size": int(manifest.get("effective_batch_size", 0)),
+            "data_manifest_id": mixture_manifest["manifest_id"],
+        },
+    )

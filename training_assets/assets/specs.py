@@ -1,0 +1,21 @@
+"""Observable training config: the base model's identity and the recipe, seen by content hash.
+
+Split in two so that changing the learning rate retrains the adapter but never re-converts the base model.
+"""
+
+from dagster import DataVersion, observable_source_asset
+
+from mixassets.project import spec_hash
+from mixassets.resources import ProjectResource
+
+
+@observable_source_asset(group_name="training", description="Which base model the recipe names.")
+def base_model_spec(project: ProjectResource) -> DataVersion:
+    return DataVersion(spec_hash({"base_model": project.load().spec.training.base_model}))
+
+
+@observable_source_asset(group_name="training", description="The LoRA recipe (everything but the base model).")
+def training_recipe(project: ProjectResource) -> DataVersion:
+    recipe = project.load().spec.training.model_dump(mode="json")
+    recipe.pop("base_model")
+    return DataVersion(spec_hash(recipe))

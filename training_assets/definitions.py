@@ -1,0 +1,12 @@
+"""The training side's definitions."""
+
+import warnings
+
+from dagster import BetaWarning, Definitions
+
+warnings.filterwarnings("ignore", category=BetaWarning)
+
+from training_assets.assets.models import base_model, sft_adapter  # noqa: E402
+from training_assets.assets.specs import base_model_spec, training_recipe  # noqa: E402
+
+defs = Definitions(assets=[base_model_spec, training_recipe, base_model, sft_adapter])
