@@ -252,5 +252,3 @@ class Project:
 
 def load_project(root: str | os.PathLike[str] | None = None) -> Project:
     return Project(root or os.environ.get(PROJECT_ENV, "."))
-
-

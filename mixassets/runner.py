@@ -98,9 +98,7 @@ def run_project(
         result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
         cursor = result.cursor
         _save_cursor(project, cursor)
-        groups = {
-            pk: {k for k in keys if select is None or select(k)} for pk, keys in _requested(defs, result).items()
-        }
+        groups = {pk: {k for k in keys if select is None or select(k)} for pk, keys in _requested(defs, result).items()}
         groups = {pk: keys for pk, keys in groups.items() if keys}
         if not groups:
             break

@@ -9,18 +9,20 @@ from typing import Any
 
 import pyarrow as pa
 from dagster import AssetKey, DagsterInstance, DataVersion, Output
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from mixassets.storage import table_checksum
 
 
-def table_output(table: pa.Table, metadata: Mapping[str, Any] | None = None) -> Output:
+def table_output(table: pa.Table, metadata: Mapping[str, Any] | None = None, *, name: str = "result") -> Output:
+    """``name`` is the output (asset) name inside a multi-asset; plain assets keep the default."""
     checksum = table_checksum(table)
     md = {"rows": table.num_rows, "checksum": checksum, **(metadata or {})}
-    return Output(table, data_version=DataVersion(checksum[:16]), metadata=md)
+    return Output(table, output_name=name, data_version=DataVersion(checksum[:16]), metadata=md)
 
 
-def json_output(obj: Any, version: str, metadata: Mapping[str, Any] | None = None) -> Output:
-    return Output(obj, data_version=DataVersion(version[:16]), metadata=dict(metadata or {}))
+def json_output(obj: Any, version: str, metadata: Mapping[str, Any] | None = None, *, name: str = "result") -> Output:
+    return Output(obj, output_name=name, data_version=DataVersion(version[:16]), metadata=dict(metadata or {}))
 
 
 def hash_of(obj: Any) -> str:
@@ -34,6 +36,7 @@ def current_data_version(instance: DagsterInstance, key: str | AssetKey, partiti
         rec = instance.get_latest_data_version_record(asset_key, is_source=is_source, partition_key=partition)
         if rec is not None:
             event = rec.asset_materialization or rec.asset_observation
-            if event is not None and event.data_version is not None:
-                return event.data_version
+            version = (event.tags or {}).get(DATA_VERSION_TAG) if event is not None else None
+            if version is not None:
+                return version
     return None

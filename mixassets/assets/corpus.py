@@ -3,7 +3,6 @@
 Both are partitioned by source, so a new or changed source is read and gated alone.
 """
 
-
 from datetime import datetime, timezone
 
 import fsspec
@@ -66,8 +65,10 @@ def raw_documents(context: AssetExecutionContext, project: ProjectResource):
         rejects.append(r)
     raw = pa.concat_tables(docs)
     bad = pa.concat_tables(rejects)
-    yield table_output(raw, {"files": len(paths), "documents": raw.num_rows, "unreadable": bad.num_rows})
-    yield table_output(bad)
+    yield table_output(
+        raw, name="raw_documents", metadata={"files": len(paths), "documents": raw.num_rows, "unreadable": bad.num_rows}
+    )
+    yield table_output(bad, name="raw_rejects")
 
 
 @multi_asset(
@@ -100,9 +101,15 @@ def gated_documents(context: AssetExecutionContext, project: ProjectResource, ra
         "quarantined": dispositions.count("quarantined"),
         "rejected": dispositions.count("rejected"),
     }
-    yield table_output(result.accepted, {**counts, **{f"rule/{k}": v for k, v in result.counts.items()}})
-    yield table_output(result.decisions)
-    yield table_output(held, {"quarantined": counts["quarantined"], "rejected": counts["rejected"]})
+    yield table_output(
+        result.accepted,
+        name="gated_documents",
+        metadata={**counts, **{f"rule/{k}": v for k, v in result.counts.items()}},
+    )
+    yield table_output(result.decisions, name="decision_log")
+    yield table_output(
+        held, name="quarantine", metadata={"quarantined": counts["quarantined"], "rejected": counts["rejected"]}
+    )
     accounted = counts["accepted"] + counts["quarantined"] + counts["rejected"]
     ids_in = set(raw_documents.column("doc_id").to_pylist()) | set(raw_rejects.column("doc_id").to_pylist())
     ids_out = set(result.accepted.column("doc_id").to_pylist()) | set(held.column("doc_id").to_pylist())

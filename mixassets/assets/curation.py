@@ -2,7 +2,7 @@
 contamination screen against every eval set in the registry."""
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetOut, multi_asset
+from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetOut, asset, multi_asset
 
 from mixassets.automation import rerun_when_changed
 from mixassets.engine.contamination import screen, unscreenable_fields
@@ -28,14 +28,11 @@ def _out(code_version: str, description: str) -> AssetOut:
     return AssetOut(code_version=code_version, description=description, automation_condition=rerun_when_changed())
 
 
-@multi_asset(
-    outs={
-        "source_manifest": _out(
-            "manifest-1",
-            "Which gated partitions make up the corpus, by data version. Its own data version hashes theirs, so "
-            "per-source fan-in is explicit and staleness does not depend on Dagster's partition limits.",
-        )
-    },
+@asset(
+    code_version="manifest-1",
+    automation_condition=rerun_when_changed(),
+    description="Which gated partitions make up the corpus, by data version. Its own data version hashes theirs, "
+    "so per-source fan-in is explicit and staleness does not depend on Dagster's partition limits.",
     deps=["gated_documents"],
     group_name="curation",
 )
@@ -56,7 +53,7 @@ def source_manifest(context: AssetExecutionContext, project: ProjectResource):
     table = pa.Table.from_pylist(
         [dict(zip(SOURCE_MANIFEST_SCHEMA.names, r, strict=True)) for r in rows], schema=SOURCE_MANIFEST_SCHEMA
     )
-    yield table_output(table, {"sources": table.num_rows, "versions_hash": hash_of(rows)})
+    return table_output(table, {"sources": table.num_rows, "versions_hash": hash_of(rows)})
 
 
 @multi_asset(
@@ -82,7 +79,8 @@ def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource
     match = clusters.column("match_type").to_pylist()
     yield table_output(
         kept,
-        {
+        name="deduplicated_corpus",
+        metadata={
             "documents_in": corpus.num_rows,
             "documents_kept": kept.num_rows,
             "exact_duplicates": match.count("exact"),
@@ -90,7 +88,7 @@ def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource
             "dedupe_rate": round(1 - kept.num_rows / corpus.num_rows, 4),
         },
     )
-    yield table_output(clusters)
+    yield table_output(clusters, name="dedupe_clusters")
 
 
 @multi_asset(
@@ -113,7 +111,8 @@ def screened_corpus(
         per_set[s] = per_set.get(s, 0) + 1
     yield table_output(
         clean,
-        {
+        name="screened_corpus",
+        metadata={
             "documents_in": deduplicated_corpus.num_rows,
             "documents_clean": clean.num_rows,
             "contaminated": dirty.num_rows,
@@ -121,11 +120,12 @@ def screened_corpus(
     )
     yield table_output(
         findings,
-        {
+        name="contamination_findings",
+        metadata={
             "findings": findings.num_rows,
             "items_leaked": len(set(findings.column("item_id").to_pylist())),
             "unscreenable_fields": len(unscreenable_fields(eval_registry, n)),
             **{f"findings/{k}": v for k, v in per_set.items()},
         },
     )
-    yield table_output(dirty)
+    yield table_output(dirty, name="contaminated_documents")

@@ -65,5 +65,7 @@ def mixture(context: AssetExecutionContext, project: ProjectResource, screened_c
         **{f"tokens/{s}": int(v.get("tokens", 0)) for s, v in per_source.items()},
         **{f"excluded_by_policy/{s}": int(v.get("excluded_by_policy", 0)) for s, v in per_source.items()},
     }
-    yield table_output(table, metadata)
-    yield json_output(manifest, manifest["manifest_id"], {"manifest_id": manifest["manifest_id"]})
+    yield table_output(table, metadata, name="mixture")
+    yield json_output(
+        manifest, manifest["manifest_id"], {"manifest_id": manifest["manifest_id"]}, name="mixture_manifest"
+    )

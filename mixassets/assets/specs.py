@@ -4,7 +4,6 @@ They head the graph so that a change to a source's files or to the mixture secti
 downstream assets stale, and nothing else: the gating stage never sees a mixture weight.
 """
 
-
 from dagster import DataVersion, DataVersionsByPartition, observable_source_asset
 
 from mixassets.fingerprint import source_fingerprint

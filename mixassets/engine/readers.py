@@ -1,0 +1,278 @@
+"""Turning a source's files into document rows, and every record that cannot be read into a quarantine row.
+
+A broken line must neither stop the run nor vanish: the person looking at the gated corpus has to be able
+to account for every record in the input. Records are addressed by a locator relative to the project
+directory, so that a document id means the same thing on every checkout of the project.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import posixpath
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mixassets.project import SourceSpec
+from mixassets.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
+
+RULE_UNDECODABLE = "read.undecodable"
+RULE_MALFORMED = "read.malformed_record"
+CHAT_JOINER = "\n\n"
+
+
+class SourceReadError(OSError):
+    """A source file could not be opened or read at all; the message names the file."""
+
+
+def doc_id_for(source_id: str, locator: str) -> str:
+    """Stable id of a record: the same source and locator give the same id on every machine."""
+    return hashlib.sha256(f"{source_id}\x00{locator}".encode()).hexdigest()[:20]
+
+
+def relative_path(path: str, base: str) -> str:
+    """``path`` relative to ``base`` with forward slashes; paths outside ``base`` are kept whole.
+
+    A file outside the project has no project-relative name, and a ``../../`` prefix would change with
+    the checkout location, which is exactly what the relative name is meant to avoid.
+    """
+    if "://" in path or "://" in base:
+        b = base.rstrip("/") + "/"
+        return path[len(b) :] if path.startswith(b) else path
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(base))
+    if rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
+        return os.path.abspath(path).replace(os.sep, "/")
+    return posixpath.join(*rel.split(os.sep))
+
+
+@dataclass
+class _Collector:
+    """Python lists per column for one source; turned into Arrow tables once at the end."""
+
+    spec: SourceSpec
+    capture_time: datetime
+    docs: dict[str, list[Any]] = field(default_factory=lambda: {n: [] for n in DOCUMENT_SCHEMA.names})
+    bad: dict[str, list[Any]] = field(default_factory=lambda: {n: [] for n in QUARANTINE_SCHEMA.names})
+
+    def add_doc(self, locator: str, text: str, messages: str | None) -> None:
+        d = self.docs
+        d["doc_id"].append(doc_id_for(self.spec.id, locator))
+        d["source_id"].append(self.spec.id)
+        d["locator"].append(locator)
+        d["kind"].append(self.spec.kind)
+        d["text"].append(text)
+        d["messages"].append(messages)
+        d["license"].append(self.spec.license)
+        d["rights_tags"].append(list(self.spec.rights_tags))
+        d["domain"].append(self.spec.domain)
+        d["language"].append(self.spec.language)
+        d["capture_time"].append(self.capture_time)
+
+    def add_bad(self, locator: str, rule_id: str, reason: str, text: str | None, raw: bytes | None) -> None:
+        q = self.bad
+        q["doc_id"].append(doc_id_for(self.spec.id, locator))
+        q["source_id"].append(self.spec.id)
+        q["locator"].append(locator)
+        q["disposition"].append("quarantined")
+        q["rule_id"].append(rule_id)
+        q["reason"].append(reason)
+        q["text"].append(text)
+        q["raw"].append(raw)
+
+    def tables(self) -> tuple[pa.Table, pa.Table]:
+        return (
+            pa.table(self.docs, schema=DOCUMENT_SCHEMA),
+            pa.table(self.bad, schema=QUARANTINE_SCHEMA),
+        )
+
+
+class _Malformed(ValueError):
+    """A record parsed but does not have the shape the source spec promises; message names the field."""
+
+
+def _is_encodable(s: str) -> bool:
+    # JSON escapes can smuggle lone surrogates ("\ud800") into a str; Arrow cannot store those.
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text_value(value: Any, field_name: str) -> str:
+    if value is None:
+        raise _Malformed(f"field '{field_name}' is missing or null")
+    if not isinstance(value, str):
+        raise _Malformed(f"field '{field_name}' must be a string, got {type(value).__name__}")
+    return value
+
+
+def _messages_value(value: Any, field_name: str) -> tuple[str, str]:
+    """Validate chat messages and return (messages JSON, joined text)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise _Malformed(f"field '{field_name}' is a string but not JSON: {e.msg}") from None
+    if value is None:
+        raise _Malformed(f"field '{field_name}' is missing or null")
+    if not isinstance(value, list) or not value:
+        raise _Malformed(f"field '{field_name}' must be a non-empty list of {{role, content}} objects")
+    clean: list[dict[str, str]] = []
+    for i, m in enumerate(value):
+        if not isinstance(m, dict):
+            raise _Malformed(f"field '{field_name}[{i}]' must be an object, got {type(m).__name__}")
+        for key in ("role", "content"):
+            if not isinstance(m.get(key), str):
+                raise _Malformed(f"field '{field_name}[{i}].{key}' must be a string")
+        clean.append({"role": m["role"], "content": m["content"]})
+    return json.dumps(clean, ensure_ascii=False), CHAT_JOINER.join(m["content"] for m in clean)
+
+
+def _record_to_doc(record: Any, spec: SourceSpec) -> tuple[str, str | None]:
+    if not isinstance(record, dict):
+        raise _Malformed(f"record must be a JSON object, got {type(record).__name__}")
+    if spec.kind == "chat":
+        messages, text = _messages_value(record.get(spec.messages_field), spec.messages_field)
+        return text, messages
+    return _text_value(record.get(spec.text_field), spec.text_field), None
+
+
+def _open_lines(path: str) -> Iterator[bytes]:
+    try:
+        with fsspec.open(path, "rb") as f:
+            yield from f
+    except (OSError, ValueError) as e:
+        raise SourceReadError(f"{path}: cannot read source file: {e}") from e
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        with fsspec.open(path, "rb") as f:
+            return f.read()
+    except (OSError, ValueError) as e:
+        raise SourceReadError(f"{path}: cannot read source file: {e}") from e
+
+
+def _read_jsonl(path: str, rel: str, out: _Collector) -> None:
+    spec = out.spec
+    for lineno, raw_line in enumerate(_open_lines(path), start=1):
+        raw = raw_line.rstrip(b"\r\n")
+        if not raw.strip():
+            continue
+        locator = f"{rel}:{lineno}"
+        try:
+            line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            reason = f"{rel}:{lineno}: not valid UTF-8 (byte {e.start}: {e.reason})"
+            out.add_bad(locator, RULE_UNDECODABLE, reason, None, raw)
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            reason = f"{rel}:{lineno}: not valid JSON ({e.msg} at column {e.colno})"
+            out.add_bad(locator, RULE_MALFORMED, reason, line, raw)
+            continue
+        try:
+            text, messages = _record_to_doc(record, spec)
+        except _Malformed as e:
+            out.add_bad(locator, RULE_MALFORMED, f"{rel}:{lineno}: {e}", line, raw)
+            continue
+        if not (_is_encodable(text) and (messages is None or _is_encodable(messages))):
+            reason = f"{rel}:{lineno}: text holds unpaired UTF-16 surrogates (escaped in the JSON)"
+            out.add_bad(locator, RULE_UNDECODABLE, reason, None, raw)
+            continue
+        out.add_doc(locator, text, messages)
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    error: str
+
+
+def _column_values(column: pa.ChunkedArray) -> list[Any]:
+    """Python values of a column; a row whose bytes are not UTF-8 becomes an _Undecodable marker."""
+    try:
+        return column.to_pylist()
+    except UnicodeDecodeError:
+        values: list[Any] = []
+        for scalar in column:
+            try:
+                values.append(scalar.as_py())
+            except UnicodeDecodeError as e:
+                values.append(_Undecodable(f"byte {e.start}: {e.reason}"))
+        return values
+
+
+def _read_parquet(path: str, rel: str, out: _Collector) -> None:
+    spec = out.spec
+    data = _read_bytes(path)
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowException, OSError) as e:
+        # The bytes are there but no row can be recovered; the whole file is the unit under review.
+        out.add_bad(rel, RULE_MALFORMED, f"{rel}: not a readable Parquet file ({e})", None, None)
+        return
+    column = spec.messages_field if spec.kind == "chat" else spec.text_field
+    if column not in table.column_names:
+        for row in range(table.num_rows):
+            reason = f"{rel}#row={row}: field '{column}' is not a column of the file (columns: {table.column_names})"
+            out.add_bad(f"{rel}#row={row}", RULE_MALFORMED, reason, None, None)
+        return
+    for row, value in enumerate(_column_values(table.column(column))):
+        locator = f"{rel}#row={row}"
+        if isinstance(value, _Undecodable):
+            reason = f"{rel}#row={row}: field '{column}' is not valid UTF-8 ({value.error})"
+            out.add_bad(locator, RULE_UNDECODABLE, reason, None, None)
+            continue
+        try:
+            if spec.kind == "chat":
+                messages, text = _messages_value(value, column)
+            else:
+                text, messages = _text_value(value, column), None
+        except _Malformed as e:
+            raw = json.dumps(value, default=str, ensure_ascii=False).encode("utf-8", "backslashreplace")
+            out.add_bad(locator, RULE_MALFORMED, f"{rel}#row={row}: {e}", None, raw)
+            continue
+        out.add_doc(locator, text, messages)
+
+
+def _read_text(path: str, rel: str, out: _Collector) -> None:
+    data = _read_bytes(path)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        reason = f"{rel}:{line}: not valid UTF-8 (byte offset {e.start}: {e.reason}); whole file quarantined"
+        out.add_bad(rel, RULE_UNDECODABLE, reason, None, data)
+        return
+    out.add_doc(rel, text, None)
+
+
+_READERS = {"jsonl": _read_jsonl, "parquet": _read_parquet, "text": _read_text}
+
+
+def read_source(spec: SourceSpec, paths: list[str], *, base: str, capture_time: datetime) -> tuple[pa.Table, pa.Table]:
+    """Read ``paths`` of one source into (documents, quarantine) tables.
+
+    ``base`` is the project directory (or URL prefix) that locators are made relative to. Raises
+    SourceReadError naming the file when a file cannot be opened; per-record problems become quarantine
+    rows instead.
+    """
+    if capture_time.tzinfo is None:
+        raise ValueError("capture_time must be timezone-aware (a naive time would be stored as if it were UTC)")
+    if spec.kind == "chat" and spec.format == "text":
+        raise ValueError(f"source '{spec.id}': format 'text' cannot hold chat records (use jsonl or parquet)")
+    out = _Collector(spec, capture_time.astimezone(timezone.utc))
+    reader = _READERS[spec.format]
+    for path in paths:
+        reader(path, relative_path(path, base), out)
+    return out.tables()
