@@ -1,0 +1,168 @@
+"""The whole graph on a tiny project, and what reruns when something changes (in file order: each test
+builds on the state the previous one left)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from dagster import AssetKey, build_schedule_context, build_sensor_context, evaluate_automation_conditions
+
+from mixassets.instance import activate, load_definitions, open_instance
+from mixassets.runner import run_project
+from mixassets.summary import latest_check, latest_metadata
+from tests.conftest import build_tiny_project
+
+GATING = {"raw_documents", "raw_rejects", "gated_documents", "decision_log", "quarantine"}
+
+
+class Session:
+    def __init__(self, root: Path):
+        self.root = root
+        self.refresh()
+
+    def refresh(self):
+        self.project = activate(self.root)
+        self.defs = load_definitions(self.project)
+        self.instance = open_instance(self.project)
+
+    def run(self):
+        self.refresh()
+        return run_project(self.project, self.defs, self.instance, log=lambda s: None)
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory, tiny_model_dir) -> Session:
+    root = build_tiny_project(tmp_path_factory.mktemp("pipeline") / "project", tiny_model_dir)
+    s = Session(root)
+    s.first = s.run()
+    return s
+
+
+def _table(session: Session, *parts: str):
+    return pq.read_table(Path(session.project.storage_root).joinpath(*parts))
+
+
+def test_first_run_materializes_the_whole_chain(session):
+    report = session.first
+    assert report.ok, report.failed_runs
+    done = {k for k, _ in report.materialized}
+    for key in [
+        "raw_documents",
+        "gated_documents",
+        "source_manifest",
+        "deduplicated_corpus",
+        "screened_corpus",
+        "mixture",
+        "mixture_manifest",
+        "base_model",
+        "sft_adapter",
+        "eval_registry",
+        "eval_report",
+    ]:
+        assert key in done, key
+    sources = session.project.source_ids()
+    assert {pk for k, pk in report.materialized if k == "gated_documents"} == set(sources)
+
+
+def test_gates_quarantine_bad_input_with_reasons(session):
+    held = _table(session, "quarantine", "community_forum.parquet").to_pylist()
+    reasons = {r["rule_id"] for r in held}
+    assert "read.malformed_record" in reasons and "read.undecodable" in reasons
+    assert all(":" in r["reason"] or r["locator"] for r in held)
+    mystery = _table(session, "quarantine", "mystery_dump.parquet").to_pylist()
+    assert mystery and all(r["rule_id"] == "rights.unknown_license" for r in mystery)
+    gated = _table(session, "gated_documents", "community_forum.parquet").column("text").to_pylist()
+    assert any("<EMAIL>" in t for t in gated) and not any("@example" in t for t in gated)
+    for sid in session.project.source_ids():
+        assert latest_check(session.instance, "gated_documents", "conservation") is not None
+        m = latest_metadata(session.instance, "gated_documents", sid)
+        assert m["ingested"] == m["accepted"] + m["quarantined"] + m["rejected"]
+
+
+def test_dedupe_screen_and_mixture_checks(session):
+    clusters = _table(session, "dedupe_clusters.parquet").to_pylist()
+    assert {c["match_type"] for c in clusters} >= {"exact", "near"}
+    findings = _table(session, "contamination_findings.parquet").to_pylist()
+    assert {f["eval_set"] for f in findings} == {"humaneval", "signature_holdout"}
+    assert all(len(f["overlap_text"]) > 0 for f in findings)
+    mixture = _table(session, "mixture.parquet")
+    assert "nc_tutorials" not in set(mixture.column("source_id").to_pylist())  # commercial policy
+    assert not set(mixture.column("doc_id").to_pylist()) & {f["doc_id"] for f in findings}
+    for check in ("mixture_license_policy", "mixture_contamination_free"):
+        assert latest_check(session.instance, "mixture", check)["passed"] is True
+    manifest = json.loads((Path(session.project.storage_root) / "mixture_manifest.json").read_text())
+    assert manifest["shards"][0]["rows"] == mixture.num_rows
+    assert set(manifest["inputs"]) == {"screened_corpus", "base_model", "mixture_spec"}
+    assert all(manifest["inputs"].values())
+
+
+def test_training_and_evaluation_outputs(session):
+    adapter = json.loads((Path(session.project.storage_root) / "sft_adapter.json").read_text())
+    run = adapter["run_manifest"]
+    assert len(run["loss"]) == len(run["lr"]) == 2
+    assert (Path(adapter["path"]) / "adapter_config.json").exists()
+    report = _table(session, "eval_report.parquet")
+    assert set(report.column("model").to_pylist()) == {"base", "sft_adapter"}
+    gate = latest_check(session.instance, "eval_report", "release_gate")
+    assert gate is not None and "candidate" in gate
+
+
+def test_second_run_materializes_nothing(session):
+    report = session.run()
+    assert report.ok and report.materialized == []
+
+
+def test_changing_a_mixture_weight_does_not_rerun_gating(session):
+    cfg_path = session.root / "mixtrain.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["mixture"]["weights"]["pydoc_topics"] = 3.0
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    report = session.run()
+    done = {k for k, _ in report.materialized}
+    assert report.ok
+    assert "mixture" in done and not done & GATING
+    assert not done & {"deduplicated_corpus", "screened_corpus", "base_model", "eval_registry"}
+
+
+def test_nightly_schedule_and_automation_pick_up_a_changed_source(session):
+    path = session.root / "data" / "pydoc_topics.jsonl"
+    path.write_text(path.read_text() + json.dumps({"id": "extra", "text": "A new topic " * 20}) + "\n")
+    session.refresh()
+    schedule = session.defs.resolve_schedule_def("nightly_refresh")
+    requests = list(schedule.evaluate_tick(build_schedule_context(instance=session.instance)).run_requests or [])
+    assert len(requests) == 1
+    session.defs.resolve_job_def(schedule.job_name).execute_in_process(instance=session.instance)
+    from mixassets.runner import _load_cursor
+
+    result = evaluate_automation_conditions(
+        defs=session.defs, instance=session.instance, cursor=_load_cursor(session.project)
+    )
+    assert result.get_requested_partitions(AssetKey("raw_documents")) == {"pydoc_topics"}
+
+
+def test_touching_one_source_reruns_only_its_partition_and_downstream(session):
+    report = session.run()
+    assert report.ok
+    gated_partitions = {pk for k, pk in report.materialized if k in GATING}
+    assert gated_partitions == {"pydoc_topics"}
+    done = {k for k, _ in report.materialized}
+    assert {"source_manifest", "deduplicated_corpus"} <= done
+    assert "base_model" not in done and "eval_registry" not in done
+
+
+def test_sensor_adds_a_partition_for_a_new_source_spec(session):
+    (session.root / "data" / "extra.jsonl").write_text(json.dumps({"text": "an extra source " * 10}) + "\n")
+    (session.root / "sources" / "extra.yaml").write_text(
+        yaml.safe_dump({"id": "extra", "path": "data/extra.jsonl", "format": "jsonl", "license": "MIT"})
+    )
+    session.refresh()
+    sensor = session.defs.resolve_sensor_def("new_source_sensor")
+    ctx = build_sensor_context(instance=session.instance, resources=session.defs.resources)
+    result = sensor(ctx)
+    assert [list(r.partition_keys) for r in result.dynamic_partitions_requests] == [["extra"]]
+    assert [r.partition_key for r in result.run_requests] == ["extra"]
+    assert [e.partition for e in result.asset_events] == ["extra"]
