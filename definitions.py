@@ -10,18 +10,20 @@ from pathlib import Path
 
 from dagster import Definitions
 
-from eval_assets import defs as eval_defs
-from mixassets import defs as mix_defs
+import eval_assets
+import mixassets
+import training_assets
 from mixassets.project import PROJECT_ENV
 from mixassets.resources import project_resources
-from training_assets import defs as train_defs
 
 DEMO_PROJECT = Path(__file__).resolve().parent / "examples" / "demo"
 
 
 def build_defs(project_dir: str | None = None) -> Definitions:
     project_dir = project_dir or os.environ.get(PROJECT_ENV) or str(DEMO_PROJECT)
-    return Definitions.merge(mix_defs, train_defs, eval_defs, Definitions(resources=project_resources(project_dir)))
+    return Definitions.merge(
+        mixassets.defs, training_assets.defs, eval_assets.defs, Definitions(resources=project_resources(project_dir))
+    )
 
 
 defs = build_defs()

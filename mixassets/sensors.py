@@ -15,7 +15,9 @@ from mixassets.fingerprint import source_fingerprint
 from mixassets.partitions import SOURCES_PARTITION, source_partitions
 from mixassets.resources import ProjectResource
 
-PER_SOURCE_ASSETS = AssetSelection.assets("raw_documents", "gated_documents")
+PER_SOURCE_ASSETS = AssetSelection.assets(
+    "raw_documents", "raw_rejects", "gated_documents", "decision_log", "quarantine"
+)
 
 
 @sensor(

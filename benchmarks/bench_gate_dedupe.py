@@ -1,0 +1,360 @@
+"""Throughput and quality of the gate and of cross-source dedupe on a synthetic corpus.
+
+Run: ``python benchmarks/bench_gate_dedupe.py [--docs 20000] [--no-baseline]``
+
+The corpus is random words from a fixed Zipf-weighted vocabulary (seeded, so every run sees the same
+documents), about 2 KB each, spread over four sources, with planted duplicates whose truth is known:
+
+* exact copies re-cased / re-punctuated / re-spaced in another source;
+* near copies with ~1.5% of words replaced (shingle Jaccard ~0.86, so they *should* be dropped at 0.8);
+* "hard negatives": copies with ~6% of words replaced (Jaccard ~0.5, which must be *kept*).
+
+Whether a planted copy should be dropped is decided by its exact 5-gram Jaccard with its original,
+computed here with plain Python sets of shingle strings, independently of the engine's hashing. Copies
+are captured later than their originals, so the original is always the keeper and a correct run drops
+exactly the copies.
+
+The baseline is the naive datasketch pipeline in the same process: one ``MinHash()`` per document fed
+shingle by shingle with ``update``, then ``MinHashLSH`` query (drop on any candidate) / insert.
+
+Each stage runs in its own child process that first loads the corpus from Parquet, so its peak RSS
+(VmHWM on Linux, else ``getrusage``) is its own; the RSS with just the corpus loaded is reported beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+from datasketch import MinHash, MinHashLSH  # noqa: E402
+
+from mixassets.engine.dedupe import dedupe  # noqa: E402
+from mixassets.engine.text_norm import dedupe_words  # noqa: E402
+from mixassets.schema import DOCUMENT_SCHEMA  # noqa: E402
+
+SOURCES = ("web", "books", "forum", "code")
+T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+THRESHOLD = 0.8
+NGRAM = 5
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. On Linux VmHWM, because ``getrusage`` carries the parent's high-water mark
+    across fork+exec and would charge every stage with the generator's memory."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def make_vocab(rng: np.random.Generator, size: int = 30_000) -> tuple[np.ndarray, np.ndarray]:
+    """Random letter strings and the cumulative Zipf distribution to draw them with."""
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    words = {"".join(rng.choice(letters, rng.integers(2, 11))) for _ in range(size * 2)}
+    vocab = np.array(sorted(words)[:size])
+    rng.shuffle(vocab)
+    weights = 1.0 / np.arange(1, len(vocab) + 1) ** 1.05
+    return vocab, np.cumsum(weights / weights.sum())
+
+
+def render(words: list[str], rng: np.random.Generator) -> str:
+    """Words into sentences with capitals and punctuation, so normalisation has something to undo."""
+    out, start = [], 0
+    while start < len(words):
+        end = min(len(words), start + int(rng.integers(8, 20)))
+        sentence = " ".join(words[start:end])
+        out.append(sentence[:1].upper() + sentence[1:] + rng.choice([".", "!", "?", ";"]))
+        start = end
+    return " ".join(out)
+
+
+def make_corpus(n: int, seed: int) -> tuple[pa.Table, dict[str, dict[str, Any]]]:
+    """The corpus and the planted copies: {copy_doc_id: {"original", "kind"}}."""
+    rng = np.random.default_rng(seed)
+    vocab, cdf = make_vocab(rng)
+    n_exact, n_near, n_hard = int(n * 0.03), int(n * 0.10), int(n * 0.02)
+    n_orig = n - n_exact - n_near - n_hard
+    originals: list[list[str]] = []
+    rows: list[dict[str, Any]] = []
+    planted: dict[str, dict[str, Any]] = {}
+
+    def add(words_: list[str], text: str, kind: str, original: str | None, day: int) -> None:
+        doc_id = f"d{len(rows):07d}"
+        source = SOURCES[int(rng.integers(len(SOURCES)))]
+        rows.append({"doc_id": doc_id, "source_id": source, "locator": f"{source}.jsonl:{len(rows) + 1}",
+                     "kind": "text", "text": text, "license": "CC-BY-4.0", "rights_tags": [],
+                     "domain": "general", "language": "en", "capture_time": T0 + dt.timedelta(days=day)})  # fmt: skip
+        if original is not None:
+            planted[doc_id] = {"original": original, "kind": kind}
+
+    for _ in range(n_orig):
+        draws = np.minimum(np.searchsorted(cdf, rng.random(int(rng.integers(250, 290)))), len(vocab) - 1)
+        words = vocab[draws].tolist()
+        originals.append(words)
+        add(words, render(words, rng), "original", None, 0)
+
+    def mutated(words: list[str], rate: float) -> list[str]:
+        out = list(words)
+        for p in rng.choice(len(out), size=max(1, round(len(out) * rate)), replace=False):
+            out[p] = str(vocab[rng.integers(len(vocab))])
+        return out
+
+    for kind, count, rate in (("exact", n_exact, 0.0), ("near", n_near, 0.015), ("hard", n_hard, 0.06)):
+        for _ in range(count):
+            k = int(rng.integers(n_orig))
+            words = originals[k] if rate == 0 else mutated(originals[k], rate)
+            text = render(words, rng) if rate else "  ".join(render(words, rng).upper().split(" "))
+            add(words, text, kind, f"d{k:07d}", 1 + int(rng.integers(100)))
+
+    order = rng.permutation(len(rows))  # copies must not sit next to their originals
+    table = pa.Table.from_pylist([rows[i] for i in order], schema=DOCUMENT_SCHEMA)
+    return table, planted
+
+
+def true_jaccard(a: str, b: str) -> float:
+    def shingles(text: str) -> set[str]:
+        w = dedupe_words(text)
+        return {" ".join(w[i : i + NGRAM]) for i in range(max(1, len(w) - NGRAM + 1))}
+
+    x, y = shingles(a), shingles(b)
+    return len(x & y) / len(x | y)
+
+
+def label_truth(docs: pa.Table, planted: dict[str, dict[str, Any]]) -> set[str]:
+    """Planted copies that a correct dedupe at THRESHOLD must drop."""
+    text = doc_texts(docs)
+    positives = set()
+    for doc_id, p in planted.items():
+        p["jaccard"] = true_jaccard(text[doc_id], text[p["original"]])
+        if p["jaccard"] >= THRESHOLD:
+            positives.add(doc_id)
+    return positives
+
+
+def doc_texts(docs: pa.Table) -> dict[str, str]:
+    return dict(zip(docs.column("doc_id").to_pylist(), docs.column("text").to_pylist(), strict=True))
+
+
+def quality(
+    keeper_of: dict[str, str], positives: set[str], planted: dict[str, dict[str, Any]], texts: dict[str, str]
+) -> dict[str, Any]:
+    """Recall: planted pairs that should merge and did (copy and original end in the same cluster, either
+    way round). Precision: dropped docs whose true Jaccard with the keeper they were dropped for reaches
+    the threshold."""
+
+    def root(d: str) -> str:
+        seen = set()
+        while d in keeper_of and d not in seen:
+            seen.add(d)
+            d = keeper_of[d]
+        return d
+
+    merged = sum(root(c) == root(planted[c]["original"]) for c in positives)
+    justified = sum(true_jaccard(texts[d], texts[k]) >= THRESHOLD for d, k in keeper_of.items())
+    return {
+        "dropped": len(keeper_of),
+        "recall": merged / len(positives) if positives else 1.0,
+        "precision": justified / len(keeper_of) if keeper_of else 1.0,
+    }
+
+
+def naive_baseline(docs: pa.Table) -> dict[str, str]:
+    """dropped doc -> the indexed doc it was dropped for (the first LSH candidate, unverified)."""
+    lsh = MinHashLSH(threshold=THRESHOLD, num_perm=128)
+    keeper_of = {}
+    for doc_id, text in zip(docs.column("doc_id").to_pylist(), docs.column("text").to_pylist(), strict=True):
+        words = dedupe_words(text)
+        m = MinHash(num_perm=128)
+        for i in range(max(1, len(words) - NGRAM + 1)):
+            m.update(" ".join(words[i : i + NGRAM]).encode("utf-8"))
+        candidates = lsh.query(m)
+        if candidates:
+            keeper_of[doc_id] = min(candidates)
+        else:
+            lsh.insert(doc_id, m)
+    return keeper_of
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def run_gate(docs: pa.Table) -> dict[str, Any]:
+    from mixassets.engine.gating import gate
+    from mixassets.project import SourceSpec
+
+    accepted = 0
+    for source in SOURCES:
+        part = docs.filter(pc.equal(docs.column("source_id"), source))
+        spec = SourceSpec(id=source, path=f"{source}.jsonl", format="jsonl", license="CC-BY-4.0")
+        accepted += gate(part, spec).accepted.num_rows
+    return {"accepted": accepted}
+
+
+def run_dedupe(docs: pa.Table) -> dict[str, Any]:
+    kept, clusters = dedupe(docs, threshold=THRESHOLD, ngram=NGRAM)
+    if kept.num_rows + clusters.num_rows != docs.num_rows:
+        raise RuntimeError("dedupe lost or invented documents")
+    dropped = clusters.column("doc_id").to_pylist()
+    by_match = {m["values"]: m["counts"] for m in pc.value_counts(clusters.column("match_type")).to_pylist()}
+    return {
+        "keeper_of": dict(zip(dropped, clusters.column("kept_doc_id").to_pylist(), strict=True)),
+        "by_match": by_match,
+    }
+
+
+STAGES: dict[str, Callable[[pa.Table], dict[str, Any]]] = {
+    "gate": run_gate,
+    "dedupe": run_dedupe,
+    "naive_datasketch": lambda docs: {"keeper_of": naive_baseline(docs)},
+}
+
+
+def stage_child(stage: str, corpus: Path, out: Path) -> None:
+    """One stage in a fresh process, so its peak RSS is its own (plus the loaded corpus)."""
+    docs = pq.read_table(corpus)
+    rss_loaded = peak_rss_mb()
+    result, seconds = timed(lambda: STAGES[stage](docs))
+    out.write_text(
+        json.dumps({"seconds": seconds, "rss_loaded_mb": rss_loaded, "peak_rss_mb": peak_rss_mb(), **result})
+    )
+
+
+def gate_available() -> bool:
+    try:
+        import mixassets.engine.gating  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--docs", type=int, default=20_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-baseline", action="store_true", help="skip the (slow) naive datasketch baseline")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
+    ap.add_argument("--stage", choices=sorted(STAGES), help=argparse.SUPPRESS)  # internal: child process
+    ap.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--stage-out", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.stage:
+        stage_child(args.stage, args.corpus, args.stage_out)
+        return {}
+
+    (docs, planted), gen_s = timed(lambda: make_corpus(args.docs, args.seed))
+    positives = label_truth(docs, planted)
+    texts = doc_texts(docs)
+    mb = sum(len(t.encode("utf-8")) for t in texts.values()) / 1e6
+    result: dict[str, Any] = {
+        "docs": docs.num_rows,
+        "text_mb": round(mb, 2),
+        "mean_doc_bytes": round(mb * 1e6 / docs.num_rows),
+        "planted": {k: sum(p["kind"] == k for p in planted.values()) for k in ("exact", "near", "hard")},
+        "should_drop": len(positives),
+        "generate_s": round(gen_s, 2),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "stages": {},
+    }
+    stages = [
+        s for s in STAGES if (s != "gate" or gate_available()) and (s != "naive_datasketch" or not args.no_baseline)
+    ]
+    if "gate" not in stages:
+        result["gate_skipped"] = "mixassets.engine.gating is not available"
+
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus.parquet"
+        pq.write_table(docs, corpus)
+        for stage in stages:
+            stage_out = Path(tmp) / f"{stage}.json"
+            cmd = [sys.executable, __file__, "--stage", stage, "--corpus", str(corpus), "--stage-out", str(stage_out)]
+            subprocess.run(cmd, check=True)
+            child = json.loads(stage_out.read_text())
+            seconds = child.pop("seconds")
+            row: dict[str, Any] = {
+                "seconds": round(seconds, 3),
+                "docs_per_s": round(docs.num_rows / seconds),
+                "mb_per_s": round(mb / seconds, 2),
+                "peak_rss_mb": round(child.pop("peak_rss_mb"), 1),
+                "rss_with_corpus_loaded_mb": round(child.pop("rss_loaded_mb"), 1),
+            }
+            keeper_of = child.pop("keeper_of", None)
+            if keeper_of is not None:
+                row.update(quality(keeper_of, positives, planted, texts))
+            row.update(child)
+            result["stages"][stage] = row
+    if {"dedupe", "naive_datasketch"} <= set(result["stages"]):
+        st = result["stages"]
+        result["dedupe_speedup_vs_naive"] = round(st["naive_datasketch"]["seconds"] / st["dedupe"]["seconds"], 2)
+
+    print_table(result)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"bench_gate_dedupe_{docs.num_rows}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {path}")
+    return result
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print(
+        f"corpus: {result['docs']} docs, {result['text_mb']} MB (mean {result['mean_doc_bytes']} B/doc); "
+        f"planted {result['planted']}, should drop {result['should_drop']}"
+    )
+    if "gate_skipped" in result:
+        print(f"gate: skipped ({result['gate_skipped']})")
+    columns = [("stage", 18), ("seconds", 9), ("docs/s", 9), ("MB/s", 8), ("loaded MB", 11), ("peak MB", 9)]
+    columns += [("recall", 8), ("precision", 10)]
+    header = "".join(f"{n:<{w}}" if i == 0 else f"{n:>{w}}" for i, (n, w) in enumerate(columns))
+    print(header)
+    print("-" * len(header))
+    for name, s in result["stages"].items():
+        cells = [
+            name,
+            f"{s['seconds']:.2f}",
+            str(s["docs_per_s"]),
+            f"{s['mb_per_s']:.2f}",
+            f"{s['rss_with_corpus_loaded_mb']:.1f}",
+            f"{s['peak_rss_mb']:.1f}",
+            f"{s['recall']:.3f}" if "recall" in s else "-",
+            f"{s['precision']:.3f}" if "precision" in s else "-",
+        ]
+        print(
+            "".join(
+                f"{c:<{w}}" if i == 0 else f"{c:>{w}}" for i, (c, (_, w)) in enumerate(zip(cells, columns, strict=True))
+            )
+        )
+    if "dedupe_speedup_vs_naive" in result:
+        print(f"dedupe speed-up vs naive datasketch: {result['dedupe_speedup_vs_naive']}x")
+
+
+if __name__ == "__main__":
+    main()

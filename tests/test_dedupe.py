@@ -1,0 +1,239 @@
+"""Cross-source dedupe: exact and near matches, the keeper rule, and order independence."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import pyarrow as pa
+import pytest
+
+from mixassets.engine.dedupe import dedupe, keeper_order, lsh_params
+from mixassets.engine.text_norm import dedupe_words, normalize
+from mixassets.schema import DEDUPE_CLUSTER_SCHEMA, DOCUMENT_SCHEMA
+
+T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+VOCAB = [f"word{i}" for i in range(5000)]
+
+
+def words(seed: int, n: int = 300) -> list[str]:
+    rng = random.Random(seed)
+    return [rng.choice(VOCAB) for _ in range(n)]
+
+
+def mutate(ws: list[str], positions: list[int], tag: str) -> list[str]:
+    out = list(ws)
+    for p in positions:
+        out[p] = f"changed{tag}{p}"
+    return out
+
+
+def table(rows: list[dict]) -> pa.Table:
+    full = [
+        {
+            "locator": f"f.jsonl:{i + 1}",
+            "kind": "text",
+            "messages": None,
+            "license": None,
+            "rights_tags": [],
+            "domain": "general",
+            "language": "en",
+            "capture_time": T0,
+            **r,
+        }
+        for i, r in enumerate(rows)
+    ]
+    return pa.Table.from_pylist(full, schema=DOCUMENT_SCHEMA)
+
+
+def shingle_jaccard(a: str, b: str, n: int = 5) -> float:
+    def sh(t: str) -> set[tuple[str, ...]]:
+        w = dedupe_words(t)
+        return {tuple(w[i : i + n]) for i in range(len(w) - n + 1)}
+
+    x, y = sh(a), sh(b)
+    return len(x & y) / len(x | y)
+
+
+BASE1 = words(1)
+BASE2 = words(2)
+BASE3 = words(3)
+# A chain: B is 5 spaced edits from A, C is 5 further edits from B (so A~C is well below 0.8).
+CHAIN_A = words(4)
+CHAIN_B = mutate(CHAIN_A, [20, 60, 100, 140, 180], "b")
+CHAIN_C = mutate(CHAIN_B, [30, 70, 110, 150, 190], "c")
+
+ROWS = [
+    # exact duplicate across sources: the higher-ranked source wins though its copy is newer
+    {"doc_id": "web-001", "source_id": "web", "text": " ".join(BASE1)},
+    {
+        "doc_id": "books-009",
+        "source_id": "books",
+        "text": "  " + " ".join(BASE1).upper().replace(" ", ",  ") + "!",
+        "capture_time": T0 + dt.timedelta(days=30),
+    },
+    # near duplicate within a rank: the earlier capture wins although its doc_id sorts later
+    {"doc_id": "web-100", "source_id": "web", "text": " ".join(mutate(BASE2, [150], "x")), "capture_time": T0},
+    {"doc_id": "web-002", "source_id": "web", "text": " ".join(BASE2), "capture_time": T0 + dt.timedelta(days=1)},
+    # below-threshold near duplicate: 10% of words changed -> both kept
+    {"doc_id": "forum-001", "source_id": "forum", "text": " ".join(BASE3)},
+    {"doc_id": "forum-002", "source_id": "forum", "text": " ".join(mutate(BASE3, list(range(0, 300, 10)), "y"))},
+    # the chain
+    {"doc_id": "chain-a", "source_id": "forum", "text": " ".join(CHAIN_A)},
+    {"doc_id": "chain-b", "source_id": "forum", "text": " ".join(CHAIN_B)},
+    {"doc_id": "chain-c", "source_id": "forum", "text": " ".join(CHAIN_C)},
+    # unrelated, short and content-free documents
+    {"doc_id": "web-unrelated", "source_id": "web", "text": " ".join(words(99))},
+    {"doc_id": "short-1", "source_id": "web", "text": "Hello, world!"},
+    {"doc_id": "short-2", "source_id": "forum", "text": "hello world"},
+    {"doc_id": "short-3", "source_id": "forum", "text": "hello there world"},
+    {"doc_id": "punct-1", "source_id": "web", "text": "!!! ..."},
+    {"doc_id": "punct-2", "source_id": "web", "text": "???"},
+]
+RANK = {"books": 3, "web": 1, "forum": 1}
+
+
+def run(rows: list[dict]) -> tuple[pa.Table, pa.Table]:
+    return dedupe(table(rows), source_rank=RANK)
+
+
+def clusters_by_doc(clusters: pa.Table) -> dict[str, dict]:
+    return {r["doc_id"]: r for r in clusters.to_pylist()}
+
+
+def test_fixture_similarities_are_what_the_tests_assume() -> None:
+    assert shingle_jaccard(ROWS[2]["text"], ROWS[3]["text"]) > 0.9
+    assert shingle_jaccard(ROWS[4]["text"], ROWS[5]["text"]) < 0.5
+    assert shingle_jaccard(" ".join(CHAIN_A), " ".join(CHAIN_B)) >= 0.8
+    assert shingle_jaccard(" ".join(CHAIN_B), " ".join(CHAIN_C)) >= 0.8
+    assert shingle_jaccard(" ".join(CHAIN_A), " ".join(CHAIN_C)) < 0.8
+    assert normalize(ROWS[1]["text"]) == normalize(ROWS[0]["text"])
+
+
+def test_exact_and_near_duplicates_and_keeper_rule() -> None:
+    kept, clusters = run(ROWS)
+    assert clusters.schema == DEDUPE_CLUSTER_SCHEMA
+    assert kept.schema == DOCUMENT_SCHEMA
+    c = clusters_by_doc(clusters)
+    assert c["web-001"] == {
+        "doc_id": "web-001",
+        "source_id": "web",
+        "kept_doc_id": "books-009",
+        "kept_source_id": "books",
+        "match_type": "exact",
+        "estimated_jaccard": 1.0,
+    }
+    assert c["web-002"]["kept_doc_id"] == "web-100"
+    assert c["web-002"]["match_type"] == "near"
+    assert 0.8 <= c["web-002"]["estimated_jaccard"] <= 1.0
+    assert c["short-2"]["kept_doc_id"] == "short-1"  # same rank and time: smaller doc_id wins
+    assert c["short-2"]["match_type"] == "exact"
+    # the chain: B drops against A; C is compared only with kept docs, and A~C is below threshold
+    assert c["chain-b"]["kept_doc_id"] == "chain-a"
+    kept_ids = set(kept.column("doc_id").to_pylist())
+    assert "chain-c" in kept_ids
+    assert set(c) == {"web-001", "web-002", "short-2", "chain-b"}
+    assert kept_ids == {r["doc_id"] for r in ROWS} - set(c)
+    # every keeper is itself in the output
+    assert {r["kept_doc_id"] for r in c.values()} <= kept_ids
+
+
+def test_below_threshold_unrelated_short_and_empty_docs_are_kept() -> None:
+    kept, _ = run(ROWS)
+    ids = set(kept.column("doc_id").to_pylist())
+    assert {"forum-001", "forum-002", "web-unrelated", "short-3", "punct-1", "punct-2"} <= ids
+
+
+def test_kept_docs_keep_input_order_and_all_columns() -> None:
+    kept, _ = run(ROWS)
+    ids = kept.column("doc_id").to_pylist()
+    input_ids = [r["doc_id"] for r in ROWS]
+    assert ids == [d for d in input_ids if d in set(ids)]
+    assert kept.column("locator").to_pylist()[0] == "f.jsonl:2"  # books-009 row, untouched
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_result_is_independent_of_input_order(seed: int) -> None:
+    kept, clusters = run(ROWS)
+    shuffled = list(ROWS)
+    random.Random(seed).shuffle(shuffled)
+    kept2, clusters2 = run(shuffled)
+    assert sorted(kept2.column("doc_id").to_pylist()) == sorted(kept.column("doc_id").to_pylist())
+    assert clusters2.to_pylist() == clusters.to_pylist()
+
+
+def test_rank_beats_time_and_time_beats_doc_id() -> None:
+    rows = [
+        {"doc_id": "a", "source_id": "low", "text": "same text here", "capture_time": T0},
+        {"doc_id": "b", "source_id": "high", "text": "same text here", "capture_time": T0 + dt.timedelta(days=9)},
+        {"doc_id": "c", "source_id": "high", "text": "same text here", "capture_time": None},
+    ]
+    t = table(rows)
+    assert [t.column("doc_id")[i].as_py() for i in keeper_order(t, {"high": 2, "low": 1})] == ["b", "c", "a"]
+    assert [t.column("doc_id")[i].as_py() for i in keeper_order(t)] == ["a", "b", "c"]
+    kept, clusters = dedupe(t, source_rank={"high": 2, "low": 1})
+    assert kept.column("doc_id").to_pylist() == ["b"]
+    assert clusters.column("kept_doc_id").to_pylist() == ["b", "b"]
+
+
+def test_threshold_controls_near_matches() -> None:
+    a = " ".join(BASE3)
+    b = " ".join(mutate(BASE3, list(range(0, 300, 30)), "z"))  # 10 edits: J ~ 0.71
+    j = shingle_jaccard(a, b)
+    assert 0.6 < j < 0.8
+    rows = [{"doc_id": "x1", "source_id": "s", "text": a}, {"doc_id": "x2", "source_id": "s", "text": b}]
+    assert dedupe(table(rows), threshold=0.8)[0].num_rows == 2
+    kept, clusters = dedupe(table(rows), threshold=0.6)
+    assert kept.column("doc_id").to_pylist() == ["x1"]
+    assert clusters.column("match_type").to_pylist() == ["near"]
+
+
+def test_bad_input_is_named() -> None:
+    with pytest.raises(ValueError, match="capture_time"):
+        dedupe(table(ROWS[:2]).drop_columns(["capture_time"]))
+    with pytest.raises(ValueError, match="threshold"):
+        dedupe(table(ROWS[:2]), threshold=0)
+
+
+def test_empty_input() -> None:
+    kept, clusters = dedupe(DOCUMENT_SCHEMA.empty_table())
+    assert kept.num_rows == 0
+    assert clusters.num_rows == 0
+    assert clusters.schema == DEDUPE_CLUSTER_SCHEMA
+
+
+def test_lsh_banding_favours_recall_at_the_threshold() -> None:
+    for threshold in (0.5, 0.7, 0.8, 0.9):
+        bands, rows = lsh_params(threshold, 128)
+        assert bands * rows <= 128
+        assert 1 - (1 - threshold**rows) ** bands >= 0.95
+        # and it is the most selective such banding: one more row per band would miss too much
+        wider = rows + 1
+        assert 1 - (1 - threshold**wider) ** (128 // wider) < 0.95
+
+
+def test_pairs_just_above_threshold_are_all_found() -> None:
+    # 30 pairs at shingle Jaccard ~0.84; datasketch's default banding for 0.8 finds only ~70% of these
+    rows = []
+    for k in range(30):
+        base = words(1000 + k)
+        copy = mutate(base, [30, 80, 130, 180, 230], "p")
+        assert 0.8 <= shingle_jaccard(" ".join(base), " ".join(copy)) < 0.86
+        rows += [
+            {"doc_id": f"{k:02d}-orig", "source_id": "s", "text": " ".join(base)},
+            {"doc_id": f"{k:02d}-the-copy", "source_id": "s", "text": " ".join(copy)},
+        ]
+    kept, clusters = dedupe(table(rows))
+    assert sorted(kept.column("doc_id").to_pylist()) == [f"{k:02d}-orig" for k in range(30)]
+    assert set(clusters.column("match_type").to_pylist()) == {"near"}
+
+
+def test_rows_repeating_a_doc_id_are_ordered_by_text_not_position() -> None:
+    rows = [
+        {"doc_id": "same", "source_id": "s", "text": "first version of the text"},
+        {"doc_id": "same", "source_id": "s", "text": "second version of the text"},
+    ]
+    t1, t2 = table(rows), table(rows[::-1])
+    texts1 = [t1.column("text")[i].as_py() for i in keeper_order(t1)]
+    texts2 = [t2.column("text")[i].as_py() for i in keeper_order(t2)]
+    assert texts1 == texts2

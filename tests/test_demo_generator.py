@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from eval_assets.engine import registry
+from eval_assets.tasks import json_signature as js
+from mixassets.project import Project
+
+DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo"
+
+
+def _load_generator():
+    spec = importlib.util.spec_from_file_location("demo_generate", DEMO / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+gen = _load_generator()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> tuple[Path, dict[str, int]]:
+    root = tmp_path_factory.mktemp("demo")
+    shutil.copy(DEMO / "mixtrain.yaml", root / "mixtrain.yaml")
+    shutil.copytree(DEMO / "sources", root / "sources")
+    counts = gen.generate(root, scale="small")
+    return root, counts
+
+
+def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_small_project_loads_and_every_source_has_files(project):
+    root, counts = project
+    p = Project(root)
+    assert set(p.source_ids()) == {
+        "stdlib_code",
+        "pydoc_topics",
+        "signature_sft",
+        "community_forum",
+        "nc_tutorials",
+        "mystery_dump",
+    }
+    for sid in p.source_ids():
+        assert p.source_paths(sid), f"{sid}: no data files"
+    assert p.sources["mystery_dump"].license is None
+    assert p.sources["nc_tutorials"].license == "CC-BY-NC-4.0"
+    assert {e.id for e in p.spec.eval_sets} == {"humaneval", "signature_holdout"}
+    assert counts["files_unchanged"] == 0 and counts["files_written"] == len(list((root / "data").rglob("*.*")))
+    assert counts["signature_sft"] > 0 and counts["signature_holdout"] > 0
+    assert len(p.source_paths("stdlib_code")) == counts["stdlib_code"]
+
+
+def test_generator_writes_only_under_data(project):
+    root, _ = project
+    written = {p.relative_to(root).parts[0] for p in root.rglob("*") if p.is_file()}
+    assert written == {"mixtrain.yaml", "sources", "data"}
+    assert sorted(p.name for p in (root / "sources").iterdir()) == sorted(p.name for p in (DEMO / "sources").iterdir())
+
+
+def test_rerun_is_byte_identical_and_touches_nothing(project):
+    root, _ = project
+    before = _snapshot(root)
+    counts = gen.generate(root, scale="small")
+    assert counts["files_written"] == 0 and counts["files_removed"] == 0
+    assert _snapshot(root) == before  # same bytes and same mtimes
+
+
+def test_holdout_is_a_loadable_eval_set_disjoint_from_training(project):
+    root, _ = project
+    p = Project(root)
+    spec = p.eval_set("signature_holdout")
+    table = registry.load_jsonl_eval_set(spec.id, p.resolve(spec.path), spec.version)
+    hold_ids = set(table.column("item_id").to_pylist())
+    sft = [json.loads(line) for line in (root / "data" / "signature_sft.jsonl").read_text().splitlines()]
+    assert hold_ids and hold_ids.isdisjoint(r["id"] for r in sft)
+    # Training answers are the ast reference of the function in the prompt.
+    record = sft[0]
+    assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant"]
+    code = record["messages"][1]["content"].split("```python\n", 1)[1].rsplit("\n```", 1)[0]
+    assert json.loads(record["messages"][2]["content"]) == js.reference(code)
+    # Every held-out function's module is in stdlib_code, so the contamination screen can find it there.
+    modules = {Path(f).stem for f in p.source_paths("stdlib_code")}
+    for row in table.to_pylist():
+        meta = json.loads(row["metadata"])
+        assert meta["module"] in modules
+        module_text = (root / "data" / "stdlib_code" / f"{meta['module']}.txt").read_text()
+        assert json.loads(row["screen_fields"])["code"].splitlines()[0].strip() in module_text
+
+
+def test_forum_exercises_every_gate(project):
+    root, _ = project
+    raw = (root / "data" / "community_forum.jsonl").read_bytes().splitlines()
+    parsed, malformed, undecodable = {}, 0, 0
+    for line in raw:
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            undecodable += 1
+            continue
+        try:
+            rec = json.loads(text)
+        except json.JSONDecodeError:
+            malformed += 1
+            continue
+        parsed[rec["id"]] = rec["text"]
+    assert malformed == 1 and undecodable == 1
+    topics = {
+        json.loads(line)["topic"]: json.loads(line)["text"]
+        for line in (root / "data" / "pydoc_topics.jsonl").read_text().splitlines()
+    }
+    assert parsed["forum-copy-of-docs"] == topics[gen.EXACT_DUP_TOPIC]
+    near, orig = parsed["forum-near-copy-of-docs"].split(), topics[gen.NEAR_DUP_TOPIC].split()
+    assert near != orig and len(near) == len(orig) and sum(a != b for a, b in zip(near, orig, strict=True)) == 3
+    assert len(parsed["forum-too-short"].split()) < 5
+    pii = " ".join(t for k, t in parsed.items() if k.startswith("forum-pii"))
+    assert "@example.com" in pii and "192.0.2.17" in pii and "+1 202-555-0143" in pii
+    he = registry.load_humaneval(limit=1).to_pylist()[0]
+    assert he["prompt"] + he["reference"] in parsed["forum-leaked-benchmark"]
+
+
+def test_switching_scale_removes_files_the_new_scale_does_not_own(tmp_path):
+    (tmp_path / "data" / "stdlib_code").mkdir(parents=True)
+    stray = tmp_path / "data" / "stdlib_code" / "not_a_demo_module.txt"
+    stray.write_text("left over from another scale")
+    counts = gen.generate(tmp_path, scale="small")
+    assert not stray.exists() and counts["files_removed"] == 1
+    with pytest.raises(ValueError, match="scale"):
+        gen.generate(tmp_path, scale="huge")

@@ -1,0 +1,65 @@
+"""Load a base model, optionally with a trained adapter, ready for generation.
+
+Evaluation compares the base and the fine-tuned model, so both must come through the same door with
+the same dtype, device and tokenizer settings; otherwise a score difference could be a loading
+difference.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+DTYPES = ("bf16", "fp32")
+
+
+def _is_adapter(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "adapter_config.json"))
+
+
+def _has_tokenizer(path: str) -> bool:
+    return any(os.path.isfile(os.path.join(path, f)) for f in ("tokenizer.json", "tokenizer_config.json"))
+
+
+def load_for_inference(base_dir: str, adapter_dir: str | None = None, dtype: str = "bf16") -> tuple[Any, Any]:
+    """Return ``(model, tokenizer)`` in eval mode on the best available device.
+
+    ``adapter_dir`` may hold a peft adapter (merged into the base here, in float32 so the merge is
+    exact, before casting to ``dtype``) or a full merged model written by ``train_lora`` with
+    ``lora.merge``, which is then loaded instead of the base. The tokenizer pads on the left, which
+    batched generation needs so every prompt ends right where generation starts.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    for label, path in (("base_dir", base_dir), ("adapter_dir", adapter_dir)):
+        if path is not None and not os.path.isdir(path):
+            raise FileNotFoundError(f"{label} {path} is not a directory")
+
+    model_dir = base_dir
+    if adapter_dir is not None and not _is_adapter(adapter_dir):
+        if not os.path.isfile(os.path.join(adapter_dir, "config.json")):
+            raise FileNotFoundError(
+                f"{adapter_dir} holds neither a peft adapter (adapter_config.json) nor a merged model (config.json)"
+            )
+        model_dir = adapter_dir
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    if adapter_dir is not None and _is_adapter(adapter_dir):
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = model.to(device=device, dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)
+    model.eval()
+
+    tok_dir = adapter_dir if adapter_dir is not None and _has_tokenizer(adapter_dir) else base_dir
+    tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
