@@ -43,10 +43,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     from mixassets.dagster_internals import stale_statuses
     from mixassets.instance import activate, load_definitions, open_instance
     from mixassets.partitions import SOURCES_PARTITION
+    from mixassets.runner import observe_specs, sync_partitions
 
     project = activate(_project_dir(args.project))
     defs = load_definitions(project)
     with open_instance(project) as instance:
+        # Observing records the current fingerprints (no materialization), so edits since the last run count.
+        sync_partitions(project, instance)
+        observe_specs(defs, instance)
         partitions = {SOURCES_PARTITION: project.source_ids()}
         statuses = stale_statuses(defs, instance, partitions)
     not_fresh = [s for s in statuses if s.status != "FRESH"]
@@ -64,7 +68,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     project = activate(_project_dir(args.project))
     ws = workspace_file()
     target = ["-w", str(ws)] if ws else ["-f", str(Path(__file__).resolve().parents[1] / "definitions.py")]
-    cmd = ["dagster", "dev", *target, "-h", "127.0.0.1", "-p", str(args.port)]
+    dagster = Path(sys.executable).with_name("dagster")
+    cmd = [str(dagster) if dagster.exists() else "dagster", "dev", *target, "-h", "127.0.0.1", "-p", str(args.port)]
     print(f"project {project.root}; DAGSTER_HOME {project.dagster_home}\n$ {' '.join(cmd)}")
     return subprocess.call(cmd, cwd=ws.parent if ws else None)
 

@@ -77,6 +77,39 @@ def _requested(defs: Definitions, result) -> dict[str | None, set[AssetKey]]:
     return by_partition
 
 
+def _blocking_check_failed(graph, instance: DagsterInstance, key: AssetKey) -> bool:
+    from mixassets.summary import latest_check
+
+    for check_key in graph.get(key).check_keys:
+        if graph.get_check_spec(check_key).blocking:
+            result = latest_check(instance, key.to_user_string(), check_key.name)
+            if result is not None and result["passed"] is False:
+                return True
+    return False
+
+
+def _retryable(defs: Definitions, instance: DagsterInstance, project: Project, tried: set) -> dict:
+    """Missing asset partitions whose inputs all exist: the automation conditions leave a failed asset alone
+    (so the daemon does not retry it in a loop), but ``mixtrain run`` is a person asking, so it tries once."""
+    from mixassets.dagster_internals import stale_statuses
+
+    statuses = stale_statuses(defs, instance, {SOURCES_PARTITION: project.source_ids()})
+    missing = {(s.key, s.partition) for s in statuses if s.status == "MISSING"}
+    missing_keys = {k for k, _ in missing}
+    graph = defs.resolve_asset_graph()
+    by_partition: dict[str | None, set[AssetKey]] = defaultdict(set)
+    for key, pk in sorted(missing, key=str):
+        asset_key = AssetKey.from_user_string(key)
+        parents = {p.to_user_string() for p in graph.get(asset_key).parent_keys}
+        blocked = any((p, pk) in missing or (p, None) in missing for p in parents)
+        blocked = blocked or any(_blocking_check_failed(graph, instance, p) for p in graph.get(asset_key).parent_keys)
+        if pk is None:
+            blocked = blocked or bool(parents & missing_keys)
+        if not blocked and (key, pk) not in tried:
+            by_partition[pk].add(asset_key)
+    return by_partition
+
+
 def run_project(
     project: Project,
     defs: Definitions,

@@ -67,7 +67,8 @@ def render_summary(instance: DagsterInstance) -> str:
     t = latest_metadata(instance, "sft_adapter")
     if t:
         out.append(
-            f"== training ==  loss {float(t['loss_start']):.3f} -> {float(t['loss_end']):.3f} over {t['steps']} steps"
+            f"== training ==  loss (mean of first/last 5 steps) {float(t['loss_start']):.3f} -> "
+            f"{float(t['loss_end']):.3f} over {t['steps']} steps"
             f"  ({float(t['tokens_per_s']):.0f} tok/s, {float(t['wall_time_s']):.0f} s)"
         )
     e = latest_metadata(instance, "eval_report")

@@ -111,9 +111,20 @@ def test_training_and_evaluation_outputs(session):
     assert gate is not None and "candidate" in gate
 
 
+def _statuses(session: Session) -> dict[tuple[str, str | None], object]:
+    from mixassets.dagster_internals import stale_statuses
+    from mixassets.runner import observe_specs
+
+    observe_specs(session.defs, session.instance)
+    found = stale_statuses(session.defs, session.instance, {"sources": session.project.source_ids()})
+    return {(s.key, s.partition): s for s in found}
+
+
 def test_second_run_materializes_nothing(session):
     report = session.run()
     assert report.ok and report.materialized == []
+    statuses = _statuses(session)
+    assert {s.status for s in statuses.values()} == {"FRESH"}
 
 
 def test_changing_a_mixture_weight_does_not_rerun_gating(session):
@@ -121,6 +132,11 @@ def test_changing_a_mixture_weight_does_not_rerun_gating(session):
     cfg = yaml.safe_load(cfg_path.read_text())
     cfg["mixture"]["weights"]["pydoc_topics"] = 3.0
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    session.refresh()
+    statuses = _statuses(session)  # what `mixtrain status` reports
+    assert statuses[("mixture", None)].status == "STALE"
+    assert any("mixture_spec" in c for c in statuses[("mixture", None)].causes)
+    assert statuses[("gated_documents", "pydoc_topics")].status == "FRESH"
     report = session.run()
     done = {k for k, _ in report.materialized}
     assert report.ok
@@ -166,3 +182,27 @@ def test_sensor_adds_a_partition_for_a_new_source_spec(session):
     assert [list(r.partition_keys) for r in result.dynamic_partitions_requests] == [["extra"]]
     assert [r.partition_key for r in result.run_requests] == ["extra"]
     assert [e.partition for e in result.asset_events] == ["extra"]
+
+
+def test_a_failed_source_names_its_spec_and_is_retried_after_the_fix(session):
+    (session.root / "sources" / "late.yaml").write_text(
+        yaml.safe_dump({"id": "late", "path": "data/late/*.jsonl", "format": "jsonl", "license": "MIT"})
+    )
+    messages: list[str] = []
+    session.refresh()
+    report = run_project(session.project, session.defs, session.instance, log=messages.append)
+    assert not report.ok
+    failed = session.instance.get_run_by_id(report.failed_runs[0])
+    assert failed.tags.get("dagster/partition") == "late"
+    errors = [
+        e.dagster_event.step_failure_data.error.message
+        for e in session.instance.all_logs(failed.run_id)
+        if e.dagster_event and e.dagster_event.is_step_failure
+    ]
+    assert any("late.yaml: field 'path'" in m for m in errors), errors
+    (session.root / "data" / "late").mkdir()
+    (session.root / "data" / "late" / "a.jsonl").write_text(json.dumps({"text": "arrived late " * 10}) + "\n")
+    report = session.run()
+    assert report.ok, report.failed_runs
+    assert ("gated_documents", "late") in report.materialized
+    assert ("mixture", None) in report.materialized

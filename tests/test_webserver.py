@@ -25,13 +25,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def webserver(tiny_project, tmp_path):
+def webserver(tiny_project):
+    """``mixtrain ui`` (dagster dev -w workspace.yaml) on a free loopback port; its process group is stopped."""
     port = _free_port()
-    env = {**os.environ, "MIXTRAIN_PROJECT": str(tiny_project), "DAGSTER_HOME": str(tmp_path / "home")}
-    (tmp_path / "home").mkdir()
-    (tmp_path / "home" / "dagster.yaml").touch()
-    exe = Path(sys.executable).with_name("dagster-webserver")
-    cmd = [str(exe), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]
+    cmd = [str(Path(sys.executable).with_name("mixtrain")), "ui", "--project", str(tiny_project), "--port", str(port)]
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "MIXTRAIN_PROJECT")}
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -39,14 +37,14 @@ def webserver(tiny_project, tmp_path):
     try:
         deadline = time.time() + 90
         while time.time() < deadline:
-            assert proc.poll() is None, "dagster-webserver exited early"
+            assert proc.poll() is None, "mixtrain ui exited early"
             try:
                 if requests.get(f"{url}/server_info", timeout=2).ok:
                     break
             except requests.ConnectionError:
                 time.sleep(0.5)
         else:
-            pytest.fail("dagster-webserver did not come up within 90 s")
+            pytest.fail("mixtrain ui did not come up within 90 s")
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

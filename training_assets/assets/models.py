@@ -96,8 +96,9 @@ def sft_adapter(
         out,
         weights_sha256(str(final)),
         {
-            "loss_start": float(losses[0]),
-            "loss_end": float(losses[-1]),
+            # single steps are noisy (mixed sources per batch): report the mean of the first and last five
+            "loss_start": sum(losses[:5]) / len(losses[:5]),
+            "loss_end": sum(losses[-5:]) / len(losses[-5:]),
             "steps": len(losses),
             "tokens_per_s": float(manifest.get("tokens_per_s", 0.0)),
             "wall_time_s": float(manifest.get("wall_time_s", 0.0)),

