@@ -194,11 +194,13 @@ def test_a_failed_source_names_its_spec_and_is_retried_after_the_fix(session):
     assert not report.ok
     failed = session.instance.get_run_by_id(report.failed_runs[0])
     assert failed.tags.get("dagster/partition") == "late"
-    errors = [
-        e.dagster_event.step_failure_data.error.message
-        for e in session.instance.all_logs(failed.run_id)
-        if e.dagster_event and e.dagster_event.is_step_failure
-    ]
+    errors = []
+    for e in session.instance.all_logs(failed.run_id):
+        if e.dagster_event and e.dagster_event.is_step_failure:
+            err = e.dagster_event.step_failure_data.error
+            while err is not None:
+                errors.append(err.message)
+                err = err.cause
     assert any("late.yaml: field 'path'" in m for m in errors), errors
     (session.root / "data" / "late").mkdir()
     (session.root / "data" / "late" / "a.jsonl").write_text(json.dumps({"text": "arrived late " * 10}) + "\n")
