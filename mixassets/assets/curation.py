@@ -3,13 +3,14 @@ contamination screen against every eval set in the registry."""
 
 import pyarrow as pa
 from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetOut, asset, multi_asset
+from upath import UPath
 
 from mixassets.automation import rerun_when_changed
 from mixassets.engine.contamination import screen, unscreenable_fields
 from mixassets.engine.dedupe import dedupe
 from mixassets.partitions import SOURCES_PARTITION
 from mixassets.resources import ProjectResource
-from mixassets.storage import asset_path, read_table
+from mixassets.storage import asset_path, read_table, table_checksum
 from mixassets.versioning import current_data_version, hash_of, table_output
 
 SOURCE_MANIFEST_SCHEMA = pa.schema(
@@ -67,9 +68,15 @@ def source_manifest(context: AssetExecutionContext, project: ProjectResource):
 )
 def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource, source_manifest: pa.Table):
     proj = project.load()
-    from upath import UPath
-
-    parts = [read_table(UPath(p)) for p in source_manifest.column("gated_path").to_pylist()]
+    parts = []
+    for row in source_manifest.to_pylist():
+        part = read_table(UPath(row["gated_path"]))
+        if table_checksum(part)[:16] != row["gated_data_version"]:  # the manifest is the contract: verify it
+            raise RuntimeError(
+                f"gated_documents[{row['source_id']}] at {row['gated_path']} is not the version in source_manifest "
+                f"({row['gated_data_version']}); rematerialize source_manifest"
+            )
+        parts.append(part)
     corpus = pa.concat_tables(parts) if parts else None
     if corpus is None or corpus.num_rows == 0:
         raise RuntimeError("the gated corpus is empty: nothing passed gating in any source")
