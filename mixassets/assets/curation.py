@@ -2,6 +2,7 @@
 contamination screen against every eval set in the registry."""
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetOut, asset, multi_asset
 from upath import UPath
 
@@ -10,7 +11,7 @@ from mixassets.engine.contamination import screen, unscreenable_fields
 from mixassets.engine.dedupe import dedupe
 from mixassets.partitions import SOURCES_PARTITION
 from mixassets.resources import ProjectResource
-from mixassets.storage import asset_path, read_table, table_checksum
+from mixassets.storage import asset_path, sha256_bytes
 from mixassets.versioning import current_data_version, hash_of, table_output
 
 SOURCE_MANIFEST_SCHEMA = pa.schema(
@@ -70,13 +71,13 @@ def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource
     proj = project.load()
     parts = []
     for row in source_manifest.to_pylist():
-        part = read_table(UPath(row["gated_path"]))
-        if table_checksum(part)[:16] != row["gated_data_version"]:  # the manifest is the contract: verify it
+        data = UPath(row["gated_path"]).read_bytes()
+        if sha256_bytes(data)[:16] != row["gated_data_version"]:  # the manifest is the contract: verify it
             raise RuntimeError(
                 f"gated_documents[{row['source_id']}] at {row['gated_path']} is not the version in source_manifest "
                 f"({row['gated_data_version']}); rematerialize source_manifest"
             )
-        parts.append(part)
+        parts.append(pq.read_table(pa.BufferReader(data)))
     corpus = pa.concat_tables(parts) if parts else None
     if corpus is None or corpus.num_rows == 0:
         raise RuntimeError("the gated corpus is empty: nothing passed gating in any source")
