@@ -5,6 +5,7 @@ import pyarrow as pa
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetIn, asset_check
 
 from mixassets.engine.licenses import policy_allows
+from mixassets.engine.pii import find_pii
 from mixassets.resources import ProjectResource
 
 
@@ -32,4 +33,27 @@ def mixture_contamination_free(mixture: pa.Table, contamination_findings: pa.Tab
     leaked = set(mixture.column("doc_id").to_pylist()) & set(contamination_findings.column("doc_id").to_pylist())
     return AssetCheckResult(
         passed=not leaked, metadata={"contaminated_documents": len(leaked), "examples": str(sorted(leaked)[:5])}
+    )
+
+
+@asset_check(
+    asset="mixture",
+    blocking=True,
+    description="Zero detectable PII or secrets remain in the mixture (redacted types were replaced at gating).",
+)
+def mixture_pii_free(mixture: pa.Table) -> AssetCheckResult:
+    hits: dict[str, int] = {}
+    examples = []
+    for doc_id, text in zip(mixture.column("doc_id").to_pylist(), mixture.column("text").to_pylist(), strict=True):
+        for hit in find_pii(text or ""):
+            hits[hit.type] = hits.get(hit.type, 0) + 1
+            if len(examples) < 5:
+                examples.append(f"{doc_id}:{hit.type}@{hit.start}-{hit.end}")  # spans only, never the value
+    return AssetCheckResult(
+        passed=not hits,
+        metadata={
+            "pii_hits": sum(hits.values()),
+            **{f"pii_hits_{k.lower()}": v for k, v in hits.items()},
+            "examples": str(examples),
+        },
     )

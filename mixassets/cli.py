@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from mixassets.engine.review import ReviewSheetError
 from mixassets.project import PROJECT_ENV, ProjectError
 
 
@@ -74,6 +76,61 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, cwd=ws.parent if ws else None)
 
 
+def cmd_review_sample(args: argparse.Namespace) -> int:
+    from mixassets.engine.review import sample_review_sheet, write_sheet_csv
+    from mixassets.instance import activate
+    from mixassets.storage import asset_path, read_table
+
+    project = activate(_project_dir(args.project))
+    if args.source not in project.sources:
+        raise ProjectError(f"{project.root / 'sources'}: no source '{args.source}' (known: {project.source_ids()})")
+    tables = {}
+    for key in ("gated_documents", "quarantine", "decision_log"):
+        path = asset_path(project.storage_root, key, args.source)
+        if not path.exists():
+            print(f"mixtrain: {path} does not exist: run `mixtrain run` first", file=sys.stderr)
+            return 1
+        tables[key] = read_table(path)
+    sheet = sample_review_sheet(
+        tables["gated_documents"], tables["quarantine"], tables["decision_log"], n=args.n, seed=args.seed
+    )
+    out = args.out or f"review-{args.source}-seed{args.seed}.csv"
+    write_sheet_csv(sheet, out)
+    print(
+        f"wrote {sheet.num_rows} rows to {out}: fill in verdict (accept|reject), reviewer and note, then "
+        f"`mixtrain review apply {out}`"
+    )
+    return 0
+
+
+def cmd_review_apply(args: argparse.Namespace) -> int:
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+    from upath import UPath
+
+    from mixassets.engine.review import read_verdicts_csv
+    from mixassets.instance import activate
+    from mixassets.storage import write_atomic
+
+    project = activate(_project_dir(args.project))
+    overrides = read_verdicts_csv(args.sheet)
+    unknown = sorted(set(overrides.column("source_id").to_pylist()) - set(project.sources))
+    if unknown:
+        print(f"mixtrain: {args.sheet}: column 'source_id': unknown sources {unknown}", file=sys.stderr)
+        return 2
+    for sid in sorted(set(overrides.column("source_id").to_pylist())):
+        rows = overrides.filter(pc.equal(overrides["source_id"], sid)).select(
+            ["doc_id", "source_id", "verdict", "reviewer", "note"]
+        )
+        dest = project.review_dir(sid) / Path(args.sheet).name
+        buf = io.BytesIO()
+        pacsv.write_csv(rows, buf)
+        write_atomic(UPath(dest), buf.getvalue())
+        print(f"{sid}: {rows.num_rows} verdicts recorded in {dest}")
+    print("run `mixtrain run` to regate only the reviewed sources")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mixtrain", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,10 +146,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--project")
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_ui)
+    review = sub.add_parser("review", help="human review of gating decisions").add_subparsers(
+        dest="review_command", required=True
+    )
+    p = review.add_parser("sample", help="write a reproducible review sheet (CSV) for one source")
+    p.add_argument("--project")
+    p.add_argument("--source", required=True)
+    p.add_argument("--n", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="CSV path (default: review-<source>-seed<seed>.csv)")
+    p.set_defaults(func=cmd_review_sample)
+    p = review.add_parser("apply", help="record a filled review sheet's verdicts as overrides")
+    p.add_argument("sheet")
+    p.add_argument("--project")
+    p.set_defaults(func=cmd_review_apply)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except ProjectError as e:
+    except (ProjectError, ReviewSheetError) as e:
         print(f"mixtrain: {e}", file=sys.stderr)
         return 2
 

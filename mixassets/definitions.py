@@ -7,11 +7,18 @@ from dagster import BetaWarning, Definitions, PreviewWarning
 warnings.filterwarnings("ignore", category=BetaWarning)
 warnings.filterwarnings("ignore", category=PreviewWarning)
 
-from mixassets.assets.corpus import gated_documents, raw_documents  # noqa: E402
+from mixassets.assets.corpus import gated_documents, raw_documents, review_overrides  # noqa: E402
 from mixassets.assets.curation import deduplicated_corpus, screened_corpus, source_manifest  # noqa: E402
 from mixassets.assets.mixture import mixture  # noqa: E402
-from mixassets.assets.specs import curation_spec, mixture_spec, source_spec  # noqa: E402
-from mixassets.checks import mixture_contamination_free, mixture_license_policy  # noqa: E402
+from mixassets.assets.reports import gating_report  # noqa: E402
+from mixassets.assets.specs import (  # noqa: E402
+    curation_spec,
+    gating_policy,
+    mixture_spec,
+    review_sheets,
+    source_spec,
+)
+from mixassets.checks import mixture_contamination_free, mixture_license_policy, mixture_pii_free  # noqa: E402
 from mixassets.jobs import refresh_specs  # noqa: E402
 from mixassets.schedules import nightly_refresh  # noqa: E402
 from mixassets.sensors import new_source_sensor  # noqa: E402
@@ -19,16 +26,20 @@ from mixassets.sensors import new_source_sensor  # noqa: E402
 defs = Definitions(
     assets=[
         source_spec,
+        gating_policy,
+        review_sheets,
         curation_spec,
         mixture_spec,
         raw_documents,
+        review_overrides,
         gated_documents,
         source_manifest,
+        gating_report,
         deduplicated_corpus,
         screened_corpus,
         mixture,
     ],
-    asset_checks=[mixture_license_policy, mixture_contamination_free],
+    asset_checks=[mixture_license_policy, mixture_contamination_free, mixture_pii_free],
     jobs=[refresh_specs],
     schedules=[nightly_refresh],
     sensors=[new_source_sensor],

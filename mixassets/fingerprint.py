@@ -24,10 +24,37 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def source_fingerprint(project: Project, source_id: str) -> str:
-    """Hash of the source spec and of every file it names (path relative to the project, content)."""
-    h = hashlib.sha256(spec_hash(project.sources[source_id]).encode())
-    for path in project.source_paths(source_id):
+# Spec fields that decide how documents are gated or ranked, not what is read: they have their own
+# fingerprints, so a threshold change regates a source without re-reading it (and without rerunning anything
+# when the read is unchanged).
+POLICY_FIELDS = frozenset({"gating", "pii_policy", "trust_tier"})
+
+
+def _files_hash(h: hashlib._Hash, project: Project, paths: list[str]) -> str:
+    for path in paths:
         rel = os.path.relpath(path, project.root) if "://" not in path else path
         h.update(f"\0{rel}\0{file_sha256(path)}".encode())
     return h.hexdigest()[:16]
+
+
+def source_fingerprint(project: Project, source_id: str) -> str:
+    """What raw_documents reads: the reading part of the spec and every file it names, by content."""
+    reading = project.sources[source_id].model_dump(mode="json", exclude=set(POLICY_FIELDS))
+    return _files_hash(hashlib.sha256(spec_hash(reading).encode()), project, project.source_paths(source_id))
+
+
+def gating_fingerprint(project: Project, source_id: str) -> str:
+    """What gated_documents decides with: the source's gating config and PII policy, the project's forbidden tags."""
+    spec = project.sources[source_id]
+    return spec_hash(
+        {
+            "gating": spec.gating.model_dump(mode="json"),
+            "pii_policy": spec.pii_policy,
+            "forbidden_license_tags": sorted(project.spec.forbidden_license_tags),
+        }
+    )
+
+
+def review_fingerprint(project: Project, source_id: str) -> str:
+    """The review sheets recorded for a source (``reviews/<source>/*.csv``), by content."""
+    return _files_hash(hashlib.sha256(source_id.encode()), project, [str(p) for p in project.review_sheets(source_id)])

@@ -15,11 +15,13 @@ CODE_LOCATION_MODULE = "definitions"  # the module workspace.yaml loads: all thr
 
 
 def activate(project_dir: str | os.PathLike[str]) -> Project:
-    """Point this process at a project: its DAGSTER_HOME (created, with an empty dagster.yaml) and env var."""
+    """Point this process at a project: its DAGSTER_HOME (created, telemetry off) and the project env var."""
     project = load_project(project_dir)
     home = project.dagster_home
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch(exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():  # offline by default: no telemetry calls from a pipeline that may hold private data
+        config.write_text("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ[PROJECT_ENV] = str(project.root)
     return project

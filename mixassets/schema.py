@@ -19,6 +19,7 @@ DOCUMENT_SCHEMA = pa.schema(
         pa.field("messages", pa.string()),  # chat only: JSON list of {"role","content"}
         pa.field("license", pa.string()),  # SPDX expression as declared by the source
         pa.field("rights_tags", pa.list_(pa.string())),
+        pa.field("attribution", pa.string()),  # attribution text the license requires, carried with the doc
         pa.field("domain", pa.string()),
         pa.field("language", pa.string()),
         pa.field("capture_time", pa.timestamp("us", tz="UTC")),
@@ -46,7 +47,7 @@ DECISION_SCHEMA = pa.schema(
         pa.field("source_id", pa.string(), nullable=False),
         pa.field("rule_id", pa.string(), nullable=False),
         pa.field("rule_version", pa.int32(), nullable=False),
-        pa.field("action", pa.string(), nullable=False),  # "reject" | "quarantine" | "redact" | "flag"
+        pa.field("action", pa.string(), nullable=False),  # "reject" | "quarantine" | "redact" | "strip" | "flag"
         pa.field("reason", pa.string(), nullable=False),
         pa.field("span_start", pa.int64()),  # character span of a hit (PII), never the raw value
         pa.field("span_end", pa.int64()),

@@ -11,13 +11,19 @@ from dagster import (
 )
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-from mixassets.fingerprint import source_fingerprint
+from mixassets.fingerprint import gating_fingerprint, review_fingerprint, source_fingerprint
 from mixassets.partitions import SOURCES_PARTITION, source_partitions
 from mixassets.resources import ProjectResource
 
 PER_SOURCE_ASSETS = AssetSelection.assets(
-    "raw_documents", "raw_rejects", "gated_documents", "decision_log", "quarantine"
+    "raw_documents", "raw_rejects", "review_overrides", "gated_documents", "decision_log", "quarantine"
 )
+
+PER_SOURCE_SPECS = {
+    "source_spec": source_fingerprint,
+    "gating_policy": gating_fingerprint,
+    "review_sheets": review_fingerprint,
+}
 
 
 @sensor(
@@ -34,10 +40,9 @@ def new_source_sensor(context: SensorEvaluationContext, project: ProjectResource
     return SensorResult(
         dynamic_partitions_requests=[source_partitions.build_add_request(new)],
         asset_events=[
-            AssetObservation(
-                asset_key="source_spec", partition=sid, tags={DATA_VERSION_TAG: source_fingerprint(proj, sid)}
-            )
+            AssetObservation(asset_key=key, partition=sid, tags={DATA_VERSION_TAG: fingerprint(proj, sid)})
             for sid in new
+            for key, fingerprint in PER_SOURCE_SPECS.items()
         ],
         run_requests=[RunRequest(run_key=f"new-source-{sid}", partition_key=sid) for sid in new],
     )

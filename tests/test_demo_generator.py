@@ -10,7 +10,10 @@ import pytest
 
 from eval_assets.engine import registry
 from eval_assets.tasks import json_signature as js
-from mixassets.project import Project
+from mixassets.engine.langid import detect_language
+from mixassets.engine.pii import CREDIT_CARD, IBAN, SECRET, US_SSN, find_pii
+from mixassets.engine.safety import lexicon_scores
+from mixassets.project import Project, SafetyConfig
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo"
 
@@ -52,6 +55,8 @@ def test_small_project_loads_and_every_source_has_files(project):
         "community_forum",
         "nc_tutorials",
         "mystery_dump",
+        "web_crawl",
+        "code_paste",
     }
     for sid in p.source_ids():
         assert p.source_paths(sid), f"{sid}: no data files"
@@ -139,3 +144,80 @@ def test_switching_scale_removes_files_the_new_scale_does_not_own(tmp_path):
     assert not stray.exists() and counts["files_removed"] == 1
     with pytest.raises(ValueError, match="scale"):
         gen.generate(tmp_path, scale="huge")
+
+
+def _records(root: Path, name: str) -> dict[str, str]:
+    rows = [json.loads(line) for line in (root / "data" / name).read_text(encoding="utf-8").splitlines()]
+    return {r["id"]: r["text"] for r in rows}
+
+
+def test_web_crawl_is_the_same_at_every_scale_and_big_enough_for_boilerplate(project, tmp_path):
+    root, counts = project
+    gen.generate(tmp_path, scale="full")
+    for name in ("web_crawl.jsonl", "code_paste.jsonl"):
+        assert (tmp_path / "data" / name).read_bytes() == (root / "data" / name).read_bytes()
+    pages = _records(root, "web_crawl.jsonl")
+    assert counts["web_crawl"] == len(pages) >= 30
+    p = Project(root)
+    spec = p.sources["web_crawl"]
+    assert spec.pii_policy == "redact" and spec.domain == "web" and spec.language == "en"
+    assert p.spec.mixture.weights["web_crawl"] == 0.25
+    cfg = spec.gating.boilerplate
+    for banner in (gen.CRAWL_HEADER, gen.CRAWL_FOOTER):
+        with_banner = sum(1 for t in pages.values() if banner in t.splitlines())
+        assert with_banner >= cfg.min_docs and with_banner / len(pages) >= cfg.min_doc_fraction
+        assert with_banner < len(pages) and len(banner) >= cfg.min_line_chars
+
+
+def test_web_crawl_pages_trip_the_detectors_they_were_written_for(project):
+    root, _ = project
+    pages = _records(root, "web_crawl.jsonl")
+    languages = {k: detect_language(t) for k, t in pages.items() if len(t.strip()) >= 50}
+    assert languages["crawl-besuch-de"][0] == "de" and languages["crawl-visite-fr"][0] == "fr"
+    for k in ("crawl-besuch-de", "crawl-visite-fr"):
+        assert languages[k][1] > 0.9
+    for i in range(len(gen.CRAWL_PAGES)):
+        assert languages[f"crawl-news-{i:02d}"][0] == "en"
+    limits = SafetyConfig().max_scores
+    heated = lexicon_scores(pages["crawl-forum-argument"])
+    assert heated["toxicity"] > limits["toxicity"] and heated["malware"] > limits["malware"]
+    flagged = {k for k, t in pages.items() if any(lexicon_scores(t).values())}
+    assert flagged == {"crawl-forum-argument"}
+    found = {k: sorted({h.type for h in find_pii(t)}) for k, t in pages.items()}
+    assert {k: v for k, v in found.items() if v} == {
+        "crawl-shop-order": [CREDIT_CARD],
+        "crawl-membership-refund": [IBAN],
+        "crawl-grant-form": [US_SSN],
+        "crawl-site-backup": [SECRET],
+    }
+    assert "-----BEGIN RSA PRIVATE KEY-----" in pages["crawl-site-backup"]
+    assert pages["crawl-news-03-print"] == pages["crawl-news-03"]
+
+
+def test_every_gating_rule_fires_on_the_small_demo(project):
+    """Each rule is exercised by generated text, except those that need something the demo does not have."""
+    from datetime import datetime, timezone
+
+    from mixassets.engine.gating import gate
+    from mixassets.engine.readers import read_source
+    from mixassets.engine.rules import DEFAULT_RULES
+
+    root, _ = project
+    p = Project(root)
+    not_exercised = {
+        "record.malformed_messages",  # the demo's only chat source is well formed
+        "rights.forbidden_tag",  # the demo project forbids no tags
+        "safety.classifier",  # needs a local moderation model
+    }
+    fired: set[str] = set()
+    for sid in p.source_ids():
+        spec = p.sources[sid]
+        docs, _ = read_source(
+            spec, p.source_paths(sid), base=str(p.root), capture_time=datetime(2024, 1, 1, tzinfo=timezone.utc)
+        )
+        fired |= set(
+            gate(docs, spec, forbidden_tags=p.spec.forbidden_license_tags).decisions.column("rule_id").to_pylist()
+        )
+    for rule in DEFAULT_RULES:
+        hit = any(r == rule.id or r.startswith(rule.id + ".") for r in fired)
+        assert hit == (rule.id not in not_exercised), rule.id

@@ -181,7 +181,11 @@ def test_sensor_adds_a_partition_for_a_new_source_spec(session):
     result = sensor(ctx)
     assert [list(r.partition_keys) for r in result.dynamic_partitions_requests] == [["extra"]]
     assert [r.partition_key for r in result.run_requests] == ["extra"]
-    assert [e.partition for e in result.asset_events] == ["extra"]
+    assert {(e.asset_key.to_user_string(), e.partition) for e in result.asset_events} == {
+        ("source_spec", "extra"),
+        ("gating_policy", "extra"),
+        ("review_sheets", "extra"),
+    }
 
 
 def test_a_failed_source_names_its_spec_and_is_retried_after_the_fix(session):
@@ -203,8 +207,44 @@ def test_a_failed_source_names_its_spec_and_is_retried_after_the_fix(session):
                 err = err.cause
     assert any("late.yaml: field 'path'" in m for m in errors), errors
     (session.root / "data" / "late").mkdir()
-    (session.root / "data" / "late" / "a.jsonl").write_text(json.dumps({"text": "arrived late " * 10}) + "\n")
+    late_doc = {"text": "This document arrived late, after the first run had already failed for its source."}
+    (session.root / "data" / "late" / "a.jsonl").write_text(json.dumps(late_doc) + "\n")
     report = session.run()
     assert report.ok, report.failed_runs
     assert ("gated_documents", "late") in report.materialized
     assert ("mixture", None) in report.materialized
+
+
+def test_review_verdicts_regate_only_the_reviewed_source(session, tmp_path):
+    import csv
+
+    from mixassets.cli import main
+
+    sheet = tmp_path / "sheet.csv"
+    args = ["--project", str(session.root), "--source", "community_forum", "--n", "6", "--seed", "3"]
+    assert main(["review", "sample", *args, "--out", str(sheet)]) == 0
+    rows = list(csv.DictReader(sheet.open()))
+    held = next(r for r in rows if r["automatic"] != "accepted" and not r["rule_id"].startswith("read."))
+    kept = next(r for r in rows if r["automatic"] == "accepted")
+    held.update(verdict="accept", reviewer="ana", note="fine after all")
+    kept.update(verdict="reject", reviewer="ana", note="spam")
+    with sheet.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert main(["review", "apply", str(sheet), "--project", str(session.root)]) == 0
+
+    report = session.run()
+    assert report.ok, report.failed_runs
+    regated = {pk for k, pk in report.materialized if k == "gated_documents"}
+    assert regated == {"community_forum"}
+    gated_ids = set(_table(session, "gated_documents", "community_forum.parquet").column("doc_id").to_pylist())
+    assert held["doc_id"] in gated_ids and kept["doc_id"] not in gated_ids
+    decisions = _table(session, "decision_log", "community_forum.parquet").to_pylist()
+    assert {d["rule_id"] for d in decisions if d["doc_id"] in (held["doc_id"], kept["doc_id"])} >= {
+        "review.accept",
+        "review.reject",
+    }
+    m = latest_metadata(session.instance, "gated_documents", "community_forum")
+    assert m["accepted_by_review"] == 1 and m["rejected_by_review"] == 1
+    assert "Review agreement" in latest_metadata(session.instance, "gating_report")["report"]

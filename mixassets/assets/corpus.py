@@ -20,6 +20,15 @@ from dagster import (
 from mixassets.automation import rerun_when_changed
 from mixassets.engine.gating import gate
 from mixassets.engine.readers import read_source
+from mixassets.engine.review import (
+    OVERRIDE_SCHEMA,
+    apply_overrides,
+    merge_overrides,
+    read_verdicts_csv,
+    review_agreement,
+)
+from mixassets.engine.rights import coverage
+from mixassets.engine.rules import RULES_VERSION
 from mixassets.partitions import source_partitions
 from mixassets.resources import ProjectResource
 from mixassets.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
@@ -42,8 +51,8 @@ def _mtime(path: str) -> datetime:
 
 @multi_asset(
     outs={
-        "raw_documents": _out("raw-1", "Every record of the source, with a stable doc_id and its locator."),
-        "raw_rejects": _out("raw-1", "Records that could not be read (bad UTF-8, malformed JSON), kept."),
+        "raw_documents": _out("raw-2", "Every record of the source, with a stable doc_id and its locator."),
+        "raw_rejects": _out("raw-2", "Records that could not be read (bad UTF-8, malformed JSON), kept."),
     },
     deps=["source_spec"],
     group_name="corpus",
@@ -72,12 +81,34 @@ def raw_documents(context: AssetExecutionContext, project: ProjectResource):
 
 
 @multi_asset(
+    outs={"review_overrides": _out("review-1", "Reviewer verdicts on this source's documents (latest per document).")},
+    deps=["review_sheets"],
+    group_name="corpus",
+    partitions_def=source_partitions,
+)
+def review_overrides(context: AssetExecutionContext, project: ProjectResource):
+    """Versioned human decisions: every sheet applied to the source, merged so the latest verdict wins."""
+    proj = project.load()
+    merged = OVERRIDE_SCHEMA.empty_table()
+    sheets = proj.review_sheets(context.partition_key)
+    for sheet in sheets:
+        merged = merge_overrides(merged, read_verdicts_csv(str(sheet)))
+    verdicts = merged.column("verdict").to_pylist()
+    yield table_output(
+        merged,
+        name="review_overrides",
+        metadata={"sheets": len(sheets), "accept": verdicts.count("accept"), "reject": verdicts.count("reject")},
+    )
+
+
+@multi_asset(
     outs={
-        "gated_documents": _out("gate-1", "Documents that passed every gate."),
-        "decision_log": _out("gate-1", "One row per rule that fired on a document."),
-        "quarantine": _out("gate-1", "Held-back documents (quarantined or rejected) with their reason."),
+        "gated_documents": _out(f"gate-{RULES_VERSION}", "Documents that passed every gate."),
+        "decision_log": _out(f"gate-{RULES_VERSION}", "One row per rule that fired on a document."),
+        "quarantine": _out(f"gate-{RULES_VERSION}", "Held-back documents (quarantined or rejected) with their reason."),
     },
-    ins={"raw_documents": AssetIn(), "raw_rejects": AssetIn()},
+    ins={"raw_documents": AssetIn(), "raw_rejects": AssetIn(), "review_overrides": AssetIn()},
+    deps=["gating_policy"],
     check_specs=[
         AssetCheckSpec(
             "conservation",
@@ -89,30 +120,48 @@ def raw_documents(context: AssetExecutionContext, project: ProjectResource):
     group_name="corpus",
     partitions_def=source_partitions,
 )
-def gated_documents(context: AssetExecutionContext, project: ProjectResource, raw_documents, raw_rejects):
+def gated_documents(
+    context: AssetExecutionContext,
+    project: ProjectResource,
+    raw_documents: pa.Table,
+    raw_rejects: pa.Table,
+    review_overrides: pa.Table,
+):
+    """Rules decide first; reviewer verdicts then override them (agreement is measured against the rules)."""
     proj = project.load()
     spec = proj.sources[context.partition_key]
     result = gate(raw_documents, spec, forbidden_tags=proj.spec.forbidden_license_tags)
-    held = pa.concat_tables([raw_rejects, result.quarantine])
+    held_auto = pa.concat_tables([raw_rejects, result.quarantine])
+    agreement = review_agreement(review_overrides, result.accepted, held_auto)
+    accepted, held, decisions, review_stats = apply_overrides(
+        result.accepted, held_auto, result.decisions, review_overrides, raw=raw_documents
+    )
     dispositions = held.column("disposition").to_pylist()
     counts = {
         "ingested": raw_documents.num_rows + raw_rejects.num_rows,
-        "accepted": result.accepted.num_rows,
+        "accepted": accepted.num_rows,
         "quarantined": dispositions.count("quarantined"),
         "rejected": dispositions.count("rejected"),
     }
-    yield table_output(
-        result.accepted,
-        name="gated_documents",
-        metadata={**counts, **{f"rule/{k}": v for k, v in result.counts.items()}},
-    )
-    yield table_output(result.decisions, name="decision_log")
+    metadata: dict[str, float | int] = {k: v for k, v in result.counts.items() if k not in counts}
+    metadata.update(counts)
+    for k in ("accepted", "quarantined", "rejected"):  # over everything ingested, after review overrides
+        metadata[f"{k}_rate"] = round(counts[k] / counts["ingested"], 6) if counts["ingested"] else 0.0
+    metadata.update(coverage(accepted))
+    metadata["unreadable"] = raw_rejects.num_rows
+    metadata["accepted_by_review"] = review_stats["accepted_by_review"]
+    metadata["rejected_by_review"] = review_stats["rejected_by_review"]
+    for row in agreement.to_pylist():
+        metadata[f"review/{row['rule_id']}/reviewed"] = row["reviewed"]
+        metadata[f"review/{row['rule_id']}/overturned"] = row["overturned"]
+    yield table_output(accepted, name="gated_documents", metadata=metadata)
+    yield table_output(decisions, name="decision_log")
     yield table_output(
         held, name="quarantine", metadata={"quarantined": counts["quarantined"], "rejected": counts["rejected"]}
     )
     accounted = counts["accepted"] + counts["quarantined"] + counts["rejected"]
     ids_in = set(raw_documents.column("doc_id").to_pylist()) | set(raw_rejects.column("doc_id").to_pylist())
-    ids_out = set(result.accepted.column("doc_id").to_pylist()) | set(held.column("doc_id").to_pylist())
+    ids_out = set(accepted.column("doc_id").to_pylist()) | set(held.column("doc_id").to_pylist())
     yield AssetCheckResult(
         check_name="conservation",
         asset_key="gated_documents",

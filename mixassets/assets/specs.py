@@ -6,9 +6,9 @@ downstream assets stale, and nothing else: the gating stage never sees a mixture
 
 from dagster import DataVersion, DataVersionsByPartition, observable_source_asset
 
-from mixassets.fingerprint import source_fingerprint
+from mixassets.fingerprint import gating_fingerprint, review_fingerprint, source_fingerprint
 from mixassets.partitions import SOURCES_PARTITION, source_partitions
-from mixassets.project import spec_hash
+from mixassets.project import Project, spec_hash
 from mixassets.resources import ProjectResource
 
 
@@ -18,11 +18,32 @@ from mixassets.resources import ProjectResource
     description="A source's spec YAML and the files it names, fingerprinted by content.",
 )
 def source_spec(context, project: ProjectResource) -> DataVersionsByPartition:
-    proj = project.load()
+    return _per_source(context, project.load(), source_fingerprint)
+
+
+def _per_source(context, proj: Project, fingerprint) -> DataVersionsByPartition:
     known = set(context.instance.get_dynamic_partitions(SOURCES_PARTITION))
     return DataVersionsByPartition(
-        {sid: DataVersion(source_fingerprint(proj, sid)) for sid in proj.source_ids() if sid in known}
+        {sid: DataVersion(fingerprint(proj, sid)) for sid in proj.source_ids() if sid in known}
     )
+
+
+@observable_source_asset(
+    partitions_def=source_partitions,
+    group_name="sources",
+    description="A source's gating config and PII policy (and the project's forbidden rights tags).",
+)
+def gating_policy(context, project: ProjectResource) -> DataVersionsByPartition:
+    return _per_source(context, project.load(), gating_fingerprint)
+
+
+@observable_source_asset(
+    partitions_def=source_partitions,
+    group_name="sources",
+    description="Review sheets applied to a source (reviews/<source>/*.csv), by content.",
+)
+def review_sheets(context, project: ProjectResource) -> DataVersionsByPartition:
+    return _per_source(context, project.load(), review_fingerprint)
 
 
 @observable_source_asset(group_name="mixture", description="The mixture section of mixtrain.yaml.")
@@ -32,5 +53,9 @@ def mixture_spec(project: ProjectResource) -> DataVersion:
 
 @observable_source_asset(group_name="curation", description="The dedupe and screen sections of mixtrain.yaml.")
 def curation_spec(project: ProjectResource) -> DataVersion:
-    spec = project.load().spec
-    return DataVersion(spec_hash({"dedupe": spec.dedupe.model_dump(), "screen": spec.screen.model_dump()}))
+    proj = project.load()
+    trust = {sid: s.trust_tier for sid, s in proj.sources.items()}  # the dedupe keeper rule ranks by it
+    spec = proj.spec
+    return DataVersion(
+        spec_hash({"dedupe": spec.dedupe.model_dump(), "screen": spec.screen.model_dump(), "trust_tiers": trust})
+    )

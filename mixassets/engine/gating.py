@@ -6,14 +6,23 @@ rules). Everything that fired goes to the decision log; the counts come out of t
 and the counts cannot disagree and ``ingested == accepted + quarantined + rejected`` holds by
 construction.
 
+Edits. A "strip" outcome (boilerplate) takes effect at once: the rules after it are shown the stripped text,
+and the spans they report are mapped back to offsets into the original text before they are logged, so
+every span in the decision log points into the text as it was read. A "redact" outcome (PII) only changes
+the accepted copy. At the end all edits of a document are applied to its original text in one pass, sorted
+by start; where two overlap they merge into one edit over their union, and a redaction's placeholder wins
+over a strip's empty replacement, so personal data can never survive by straddling a stripped line.
+
 Personal data never leaves the gate in clear: accepted documents are redacted per the source policy, and
-the text kept for review in the quarantine table is redacted too (the locator still points at the
-original for whoever is allowed to look).
+the text kept for review in the quarantine table is the original text redacted too (the locator still points
+at the original for whoever is allowed to look).
 """
 
 from __future__ import annotations
 
+import bisect
 import json
+import time
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -22,11 +31,15 @@ from typing import Any
 import pyarrow as pa
 
 from mixassets.engine.pii import PII_TYPES, find_pii, redact
-from mixassets.engine.rules import BLOCKING_ACTIONS, CHAT_JOINER, DEFAULT_RULES, GateContext, Outcome, Rule
+from mixassets.engine.rules import BLOCKING_ACTIONS, CHAT_JOINER, GateContext, Outcome, Rule, pii_rule_id, rules_for
+from mixassets.engine.rules.language import OBSERVATION as LANGUAGE_OBSERVATION
+from mixassets.engine.rules.language import UNDETERMINED
 from mixassets.project import SourceSpec
 from mixassets.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
 
 DISPOSITION = {"reject": "rejected", "quarantine": "quarantined"}
+
+Edit = tuple[int, int, str]  # (start, end, replacement) in original-text offsets
 
 
 @dataclass
@@ -34,7 +47,8 @@ class GateResult:
     accepted: pa.Table  # DOCUMENT_SCHEMA
     quarantine: pa.Table  # QUARANTINE_SCHEMA, disposition "quarantined" or "rejected"
     decisions: pa.Table  # DECISION_SCHEMA
-    counts: dict[str, int] = field(default_factory=dict)
+    # Flat str -> number, so the asset layer can publish every entry as numeric metadata.
+    counts: dict[str, int | float] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,19 +69,60 @@ def _take(table: pa.Table, rows: list[int]) -> pa.Table:
     return table.take(pa.array(rows, type=pa.int64()))
 
 
-def _apply_spans(text: str, edits: list[tuple[int, int, str]]) -> str:
+def _merge_edits(edits: list[Edit]) -> list[Edit]:
+    """Sorted, non-overlapping edits; overlapping ones become one over their union (a placeholder beats "")."""
+    merged: list[Edit] = []
+    for start, end, replacement in sorted(edits):
+        if merged and start < merged[-1][1]:
+            s, e, r = merged[-1]
+            merged[-1] = (s, max(e, end), r or replacement)
+        else:
+            merged.append((start, end, replacement))
+    return merged
+
+
+def _apply_edits(text: str, edits: list[Edit]) -> str:
     parts: list[str] = []
     pos = 0
-    for start, end, replacement in sorted(edits):
-        if start < pos:
-            continue  # a rule returned overlapping spans; the first one already covers this text
+    for start, end, replacement in _merge_edits(edits):
         parts += [text[pos:start], replacement]
         pos = end
     parts.append(text[pos:])
     return "".join(parts)
 
 
-def _redact_messages(messages: str, edits: list[tuple[int, int, str]]) -> str:
+def _to_original(pos: int, removed: list[tuple[int, int]]) -> int:
+    """An offset into the stripped text as an offset into the original; ``removed`` is sorted and disjoint."""
+    for start, end in removed:
+        if start > pos:
+            break
+        pos += end - start
+    return pos
+
+
+def _span_to_original(span: tuple[int, int], removed: list[tuple[int, int]] | None) -> tuple[int, int]:
+    if not removed:
+        return span
+    start, end = span
+    if end <= start:
+        p = _to_original(start, removed)
+        return p, p
+    # The end is exclusive: map the last character inside the span, then step past it.
+    return _to_original(start, removed), _to_original(end - 1, removed) + 1
+
+
+def _add_removed(removed: list[tuple[int, int]], span: tuple[int, int]) -> None:
+    bisect.insort(removed, span)
+    merged: list[tuple[int, int]] = []
+    for s, e in removed:
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+        else:
+            merged.append((s, e))
+    removed[:] = merged
+
+
+def _redact_messages(messages: str, edits: list[Edit]) -> str:
     """Carry text-offset edits into each message; spans map into messages because text is their join."""
     value: list[dict[str, Any]] = json.loads(messages)
     offset = 0
@@ -75,7 +130,7 @@ def _redact_messages(messages: str, edits: list[tuple[int, int, str]]) -> str:
         content: str = m["content"]
         end = offset + len(content)
         local = [(s - offset, e - offset, r) for s, e, r in edits if s >= offset and e <= end]
-        m["content"] = _apply_spans(content, local)
+        m["content"] = _apply_edits(content, local)
         offset = end + len(CHAT_JOINER)
     return json.dumps(value, ensure_ascii=False)
 
@@ -85,46 +140,67 @@ def _reason(blocking: list[tuple[str, Outcome]]) -> str:
     return "; ".join(r if n == 1 else f"{r} (x{n})" for r, n in reasons.items())
 
 
+def _with_text(table: pa.Table, values: list[str | None]) -> pa.Table:
+    field_ = DOCUMENT_SCHEMA.field("text")
+    return table.set_column(table.schema.get_field_index("text"), field_, pa.array(values, type=field_.type))
+
+
 def gate(
     docs: pa.Table,
     spec: SourceSpec,
     *,
     forbidden_tags: Collection[str] = (),
-    rules: Sequence[Rule] = DEFAULT_RULES,
+    rules: Sequence[Rule] | None = None,
 ) -> GateResult:
-    """Apply ``rules`` to one source's documents and split them into accepted and held back."""
+    """Apply ``rules`` (default: ``rules_for(spec)``) to one source's documents and split them into accepted
+    and held back. Outcomes whose rule id is in ``gating.disabled_rules`` are ignored, so a finer id such as
+    ``pii.ip_address`` can be switched off on its own."""
     docs = _conform(docs)
+    rules = rules_for(spec) if rules is None else list(rules)
+    disabled = frozenset(spec.gating.disabled_rules)
     ctx = GateContext(spec=spec, forbidden_tags=frozenset(forbidden_tags))
     doc_ids: list[str] = docs.column("doc_id").to_pylist()
     source_ids: list[str] = docs.column("source_id").to_pylist()
+    original: list[str | None] = docs.column("text").to_pylist()
 
     decisions: dict[str, list[Any]] = {n: [] for n in DECISION_SCHEMA.names}
     fired: Counter[str] = Counter()
     pii_hits: Counter[str] = Counter()
+    seconds: dict[str, float] = dict.fromkeys((r.id for r in rules), 0.0)
     held: dict[int, _Held] = {}
-    edits: dict[int, list[tuple[int, int, str]]] = {}
+    edits: dict[int, list[Edit]] = {}
+    removed: dict[int, list[tuple[int, int]]] = {}  # stripped spans per document, original offsets
+    stripped_lines = 0
+    work = docs  # the documents as the next rule sees them (text with strips applied)
     alive = list(range(docs.num_rows))
+    batch: pa.Table | None = None  # the rows of ``work`` at ``alive``; rebuilt only when either changes
 
     for rule in rules:
         if not alive:
             break
-        results = rule.evaluate(_take(docs, alive), ctx)
+        if batch is None:
+            batch = work if len(alive) == work.num_rows else _take(work, alive)
+        started = time.perf_counter()
+        results = rule.evaluate(batch, ctx)
+        seconds[rule.id] += time.perf_counter() - started
         if len(results) != len(alive):
             raise RuntimeError(f"rule {rule.id} returned {len(results)} outcomes for {len(alive)} documents")
         still: list[int] = []
+        restripped: list[int] = []
         for idx, outcomes in zip(alive, results, strict=True):
-            tagged = [(o.rule_id or rule.id, o) for o in outcomes]
-            for rule_id, o in tagged:
+            tagged = [(rid, o) for o in outcomes if (rid := o.rule_id or rule.id) not in disabled]
+            spans = [_span_to_original(o.span, removed.get(idx)) if o.span else None for _, o in tagged]
+            for (rule_id, o), span in zip(tagged, spans, strict=True):
                 decisions["doc_id"].append(doc_ids[idx])
                 decisions["source_id"].append(source_ids[idx])
                 decisions["rule_id"].append(rule_id)
                 decisions["rule_version"].append(rule.version)
                 decisions["action"].append(o.action)
                 decisions["reason"].append(o.reason)
-                decisions["span_start"].append(o.span[0] if o.span else None)
-                decisions["span_end"].append(o.span[1] if o.span else None)
+                decisions["span_start"].append(span[0] if span else None)
+                decisions["span_end"].append(span[1] if span else None)
                 if rule_id.startswith("pii."):
-                    pii_hits[rule_id.removeprefix("pii.")] += 1
+                    pii_hits[rule_id] += 1
             for rule_id in dict.fromkeys(r for r, _ in tagged):
                 fired[rule_id] += 1
             blocking = [(r, o) for r, o in tagged if o.action in BLOCKING_ACTIONS]
@@ -132,29 +208,76 @@ def gate(
                 first_rule, first = blocking[0]
                 held[idx] = _Held(DISPOSITION[first.action], first_rule, _reason(blocking))
                 continue
-            for _, o in tagged:
-                if o.action == "redact" and o.span is not None:
-                    edits.setdefault(idx, []).append((o.span[0], o.span[1], o.replacement or "<REDACTED>"))
+            for (_, o), span in zip(tagged, spans, strict=True):
+                if span is None:
+                    continue
+                if o.action == "redact":
+                    edits.setdefault(idx, []).append((span[0], span[1], o.replacement or "<REDACTED>"))
+                elif o.action == "strip":
+                    edits.setdefault(idx, []).append((span[0], span[1], ""))
+                    _add_removed(removed.setdefault(idx, []), span)
+                    stripped_lines += 1
+                    restripped.append(idx)
             still.append(idx)
+        if len(still) != len(alive):
+            batch = None
         alive = still
+        if restripped:
+            batch = None
+            current = work.column("text").to_pylist()
+            for idx in dict.fromkeys(restripped):
+                text = original[idx] or ""
+                current[idx] = _apply_edits(text, [(s, e, "") for s, e in removed[idx]])
+            work = _with_text(work, current)
 
     accepted = _accepted_table(docs, alive, edits)
     quarantine = _quarantine_table(docs, held)
-    counts = {
-        "ingested": docs.num_rows,
-        "accepted": len(alive),
-        "quarantined": sum(h.disposition == "quarantined" for h in held.values()),
-        "rejected": sum(h.disposition == "rejected" for h in held.values()),
-        "redacted_docs": sum(1 for i in alive if i in edits),
-    }
+    counts = _counts(docs, alive, held, edits, removed, ctx)
+    counts["stripped_lines"] = stripped_lines
     for t in PII_TYPES:
-        counts[f"pii_hits_{t.lower()}"] = pii_hits[t.lower()]
+        counts[f"pii_hits_{t.lower()}"] = pii_hits[pii_rule_id(t)]
     for rule_id, n in sorted(fired.items()):
         counts[f"rule.{rule_id}"] = n
+    for rule_id, s in seconds.items():
+        counts[f"time_s.{rule_id}"] = round(s, 6)
     return GateResult(accepted, quarantine, pa.table(decisions, schema=DECISION_SCHEMA), counts)
 
 
-def _accepted_table(docs: pa.Table, alive: list[int], edits: dict[int, list[tuple[int, int, str]]]) -> pa.Table:
+def _counts(
+    docs: pa.Table,
+    alive: list[int],
+    held: dict[int, _Held],
+    edits: dict[int, list[Edit]],
+    removed: dict[int, list[tuple[int, int]]],
+    ctx: GateContext,
+) -> dict[str, int | float]:
+    n = docs.num_rows
+    quarantined = sum(h.disposition == "quarantined" for h in held.values())
+    rejected = sum(h.disposition == "rejected" for h in held.values())
+    counts: dict[str, int | float] = {
+        "ingested": n,
+        "accepted": len(alive),
+        "quarantined": quarantined,
+        "rejected": rejected,
+        "accepted_rate": round(len(alive) / n, 6) if n else 0.0,
+        "quarantined_rate": round(quarantined / n, 6) if n else 0.0,
+        "rejected_rate": round(rejected / n, 6) if n else 0.0,
+        "redacted_docs": sum(1 for i in alive if any(r for _, _, r in edits.get(i, ()))),
+        "stripped_docs": sum(1 for i in alive if i in removed),
+    }
+    detected = ctx.observations.get(LANGUAGE_OBSERVATION, {})
+    doc_ids = docs.column("doc_id").to_pylist()
+    declared = docs.column("language").to_pylist()
+    domains = docs.column("domain").to_pylist()
+    langs = Counter(detected.get(doc_ids[i]) or declared[i] or UNDETERMINED for i in alive)
+    for code, k in sorted(langs.items()):
+        counts[f"lang.{code}"] = k
+    for domain, k in sorted(Counter(domains[i] or "unknown" for i in alive).items()):
+        counts[f"domain.{domain}"] = k
+    return counts
+
+
+def _accepted_table(docs: pa.Table, alive: list[int], edits: dict[int, list[Edit]]) -> pa.Table:
     table = _take(docs, alive)
     if not any(i in edits for i in alive):
         return table
@@ -162,7 +285,7 @@ def _accepted_table(docs: pa.Table, alive: list[int], edits: dict[int, list[tupl
     messages = table.column("messages").to_pylist()
     for row, idx in enumerate(alive):
         if idx in edits:
-            texts[row] = _apply_spans(texts[row], edits[idx])
+            texts[row] = _apply_edits(texts[row], edits[idx])
             if messages[row] is not None:
                 messages[row] = _redact_messages(messages[row], edits[idx])
     for name, values in (("text", texts), ("messages", messages)):

@@ -3,6 +3,10 @@
 Hits are ``(type, start, end)`` character spans and nothing else: the decision log must be able to say
 where personal data was without becoming a copy of it. Detectors favour precision on the kinds of text
 a code/chat corpus holds: version strings, slices and timestamps look a lot like IPs and phone numbers.
+
+Numbers with a checksum (card numbers: Luhn; IBANs: ISO 7064 mod 97) are only reported when the checksum holds,
+which is what separates a card number from an order id. Credentials (``SECRET``) are found by the fixed prefixes
+their issuers put on them, so that a leaked key is caught without flagging every long random-looking string.
 """
 
 from __future__ import annotations
@@ -12,16 +16,23 @@ import re
 from typing import NamedTuple
 
 import phonenumbers
+from stdnum import iban as stdnum_iban
+from stdnum import luhn
 
 EMAIL = "EMAIL"
 PHONE = "PHONE"
 IP_ADDRESS = "IP_ADDRESS"
-PII_TYPES = (EMAIL, PHONE, IP_ADDRESS)
+CREDIT_CARD = "CREDIT_CARD"
+IBAN = "IBAN"
+US_SSN = "US_SSN"
+SECRET = "SECRET"
+PII_TYPES = (EMAIL, PHONE, IP_ADDRESS, CREDIT_CARD, IBAN, US_SSN, SECRET)
 
 DEFAULT_REGION = "US"
 
-# When two detectors claim overlapping text, the longer hit wins; on equal length, this order decides.
-_PRIORITY = {EMAIL: 0, IP_ADDRESS: 1, PHONE: 2}
+# When two detectors claim overlapping text, the longer hit wins; on equal length, this order decides. Validated
+# and prefixed types come first: a secret or a Luhn-valid card number is a surer reading than a phone number.
+_PRIORITY = {SECRET: 0, CREDIT_CARD: 1, IBAN: 2, US_SSN: 3, EMAIL: 4, IP_ADDRESS: 5, PHONE: 6}
 
 
 class Hit(NamedTuple):
@@ -77,6 +88,77 @@ def _phones(text: str, region: str) -> list[Hit]:
     return [Hit(PHONE, m.start, m.end) for m in phonenumbers.PhoneNumberMatcher(text, region)]
 
 
+# 13-19 digits, optionally grouped by single spaces or dashes, not glued to a longer number or a decimal.
+_CARD_RE = re.compile(r"(?<![\w.\-+])[2-6]\d(?:[ \-]?\d){11,17}(?!\w|[.\-]\d)")
+
+
+def _credit_cards(text: str) -> list[Hit]:
+    hits = []
+    for m in _CARD_RE.finditer(text):
+        digits = re.sub(r"\D", "", m.group())
+        separators = set(re.findall(r"[ \-]", m.group()))
+        # One separator style per number ("4111 1111-1111" is two things), and 16 zeros is Luhn-valid but no card.
+        if len(separators) > 1 or len(set(digits)) == 1 or not luhn.is_valid(digits):
+            continue
+        hits.append(Hit(CREDIT_CARD, m.start(), m.end()))
+    return hits
+
+
+# Country code, check digits, then the BBAN either compact or in the printed groups of four.
+_IBAN_RE = re.compile(
+    r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)(?![A-Za-z0-9])"
+)
+
+
+def _ibans(text: str) -> list[Hit]:
+    hits = []
+    for m in _IBAN_RE.finditer(text):
+        candidate = m.group()
+        # A grouped IBAN may have swallowed a following upper-case word ("... 0130 00 EUR"): shed trailing groups.
+        while candidate and not stdnum_iban.is_valid(candidate):
+            head, sep, _ = candidate.rpartition(" ")
+            candidate = head if sep and len(head.replace(" ", "")) >= 15 else ""
+        if candidate:
+            hits.append(Hit(IBAN, m.start(), m.start() + len(candidate)))
+    return hits
+
+
+# Area 000, 666 and 900-999, group 00 and serial 0000 are never issued, so they are not SSNs.
+_SSN_RE = re.compile(r"(?<![\w\-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w\-])")
+
+
+def _ssns(text: str) -> list[Hit]:
+    return [Hit(US_SSN, m.start(), m.end()) for m in _SSN_RE.finditer(text)]
+
+
+# Each pattern's span is group "v" when it has one (the secret value after "key = "), else the whole match.
+_SECRET_RES = tuple(
+    re.compile(p)
+    for p in (
+        r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])",  # AWS access key id
+        r"(?i:aws[_\-]?secret[_\-]?(?:access[_\-]?)?key|secret[_\-]?access[_\-]?key)[\"']?\s*[:=]\s*[\"']?"
+        r"(?P<v>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])",  # AWS secret access key, only next to its name
+        r"(?<![A-Za-z0-9_])gh[pousr]_[A-Za-z0-9]{36,255}(?![A-Za-z0-9_])",  # GitHub tokens
+        r"(?<![A-Za-z0-9_])github_pat_[A-Za-z0-9_]{22,255}(?![A-Za-z0-9_])",  # GitHub fine-grained tokens
+        r"(?<![A-Za-z0-9])xox[abprs]-[A-Za-z0-9][A-Za-z0-9\-]{8,}[A-Za-z0-9]",  # Slack tokens
+        r"(?<![A-Za-z0-9_\-])AIza[0-9A-Za-z_\-]{35}(?![A-Za-z0-9_\-])",  # Google API keys
+        r"(?<![A-Za-z0-9_])(?:sk|rk)_live_[0-9A-Za-z]{16,255}(?![A-Za-z0-9_])",  # Stripe secret/restricted live keys
+        # PEM private keys, whole block; a block cut off before its END line is still a leak, so take its body.
+        r"-----BEGIN (?P<kind>[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?)-----"
+        r"(?:[\s\S]{0,100000}?-----END (?P=kind)-----|(?:\r?\n[A-Za-z0-9+/=:,\- ]+)+)",
+    )
+)
+
+
+def _secrets(text: str) -> list[Hit]:
+    hits = []
+    for rx in _SECRET_RES:
+        for m in rx.finditer(text):
+            group = "v" if "v" in rx.groupindex else 0
+            hits.append(Hit(SECRET, m.start(group), m.end(group)))
+    return hits
+
+
 def _resolve(hits: list[Hit]) -> list[Hit]:
     """Keep a non-overlapping subset: longest first, then detector priority, then leftmost."""
     chosen: list[Hit] = []
@@ -90,7 +172,16 @@ def find_pii(text: str, *, region: str = DEFAULT_REGION) -> list[Hit]:
     """All personal-data hits in ``text``, sorted by start, never overlapping."""
     if not text:
         return []
-    hits = _emails(text) + _ipv4(text) + _ipv6(text) + _phones(text, region)
+    hits = (
+        _secrets(text)
+        + _credit_cards(text)
+        + _ibans(text)
+        + _ssns(text)
+        + _emails(text)
+        + _ipv4(text)
+        + _ipv6(text)
+        + _phones(text, region)
+    )
     return _resolve(hits)
 
 

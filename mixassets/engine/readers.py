@@ -72,6 +72,7 @@ class _Collector:
         d["messages"].append(messages)
         d["license"].append(self.spec.license)
         d["rights_tags"].append(list(self.spec.rights_tags))
+        d["attribution"].append(self.spec.attribution)
         d["domain"].append(self.spec.domain)
         d["language"].append(self.spec.language)
         d["capture_time"].append(self.capture_time)
@@ -122,6 +123,8 @@ def _messages_value(value: Any, field_name: str) -> tuple[str, str]:
             value = json.loads(value)
         except json.JSONDecodeError as e:
             raise _Malformed(f"field '{field_name}' is a string but not JSON: {e.msg}") from None
+        except RecursionError:
+            raise _Malformed(f"field '{field_name}' is JSON nested too deeply to parse") from None
     if value is None:
         raise _Malformed(f"field '{field_name}' is missing or null")
     if not isinstance(value, list) or not value:
@@ -180,6 +183,9 @@ def _read_jsonl(path: str, rel: str, out: _Collector) -> None:
         except json.JSONDecodeError as e:
             reason = f"{rel}:{lineno}: not valid JSON ({e.msg} at column {e.colno})"
             out.add_bad(locator, RULE_MALFORMED, reason, line, raw)
+            continue
+        except RecursionError:  # json.loads gives up past ~1000 nesting levels: a record, not the run, is bad
+            out.add_bad(locator, RULE_MALFORMED, f"{rel}:{lineno}: JSON nested too deeply to parse", None, raw)
             continue
         try:
             text, messages = _record_to_doc(record, spec)

@@ -1,0 +1,78 @@
+"""The gating report: one table across sources, read from each gated partition's recorded metrics."""
+
+from typing import Any
+
+import pyarrow as pa
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
+
+from mixassets.automation import rerun_when_changed
+from mixassets.summary import latest_metadata
+from mixassets.versioning import table_output
+
+SUMMARY_COLUMNS = (
+    "ingested",
+    "accepted",
+    "quarantined",
+    "rejected",
+    "accepted_rate",
+    "quarantined_rate",
+    "rejected_rate",
+    "rights_verified",
+    "rights_partial",
+    "rights_unknown",
+    "redacted_docs",
+    "stripped_lines",
+)
+
+
+def _markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns)
+    body = ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join([head, *body])
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else ("-" if v is None else str(v))
+
+
+@asset(
+    ins={"source_manifest": AssetIn()},
+    code_version="gating-report-1",
+    automation_condition=rerun_when_changed(),
+    group_name="curation",
+    description="Gating outcomes across sources: counts, rates, rights coverage, PII by type, hits per rule, "
+    "and review agreement per rule (an estimate of each rule's false-positive rate).",
+)
+def gating_report(context: AssetExecutionContext, source_manifest: pa.Table):
+    rows, rule_rows, review = [], [], {}
+    for sid in source_manifest.column("source_id").to_pylist():
+        m = latest_metadata(context.instance, "gated_documents", sid)
+        rows.append(
+            {
+                "source_id": sid,
+                **{c: m.get(c) for c in SUMMARY_COLUMNS},
+                **{k: v for k, v in m.items() if k.startswith("pii_hits_")},
+            }
+        )
+        for key, value in m.items():
+            if key.startswith("rule."):
+                rule_rows.append({"source_id": sid, "rule_id": key.removeprefix("rule."), "hits": int(value)})
+            elif key.startswith("review/"):
+                _, rule, what = key.split("/", 2)
+                review.setdefault(rule, {"rule_id": rule, "reviewed": 0, "overturned": 0})[what] += int(value)
+    pii_cols = sorted({k for r in rows for k in r if k.startswith("pii_hits_")})
+    for r in rows:
+        for c in pii_cols:
+            r.setdefault(c, 0)
+    table = pa.Table.from_pylist(rows)
+    agreement = [
+        {**v, "estimated_false_positive_rate": v["overturned"] / v["reviewed"] if v["reviewed"] else None}
+        for v in sorted(review.values(), key=lambda x: x["rule_id"])
+    ]
+    md = "### Per source\n" + _markdown(rows, ["source_id", *SUMMARY_COLUMNS, *pii_cols])
+    md += "\n\n### Rule hits\n" + _markdown(rule_rows, ["source_id", "rule_id", "hits"])
+    if agreement:
+        md += "\n\n### Review agreement\n" + _markdown(
+            agreement, ["rule_id", "reviewed", "overturned", "estimated_false_positive_rate"]
+        )
+    return table_output(table, {"sources": table.num_rows, "report": MetadataValue.md(md)})

@@ -1,0 +1,642 @@
+"""Human review of the gate: sample a sheet, read the verdicts back, apply them, measure the rules.
+
+A gate nobody checks cannot be defended, and a gate that can only be tuned by editing rules cannot be
+corrected one document at a time. This module closes that loop without Dagster:
+
+* ``sample_review_sheet`` draws a reproducible sample that is half documents the gate accepted and half
+  documents it held back, because the two halves answer different questions (what did we let through
+  that we should not have, what did we throw away for nothing).
+* ``read_verdicts_csv`` turns a filled sheet into override rows; every problem names the file, the line
+  and the column, so a reviewer can fix the sheet rather than guess.
+* ``merge_overrides`` keeps one verdict per document across sheets, the latest winning.
+* ``apply_overrides`` moves documents between accepted and quarantine and logs each move as a decision,
+  keeping the invariant that every document is in exactly one of the two tables.
+* ``review_agreement`` turns verdicts into per-rule agreement and error-rate estimates.
+
+The automatic decision a verdict is compared with is always the gate's output *before* any override, so
+the lead must pass the pre-override tables to ``sample_review_sheet``, ``apply_overrides`` and
+``review_agreement``; comparing with post-override tables would make every applied verdict "agree".
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from mixassets.engine.rules import CHAT_JOINER
+from mixassets.engine.text_norm import stable_hash64
+from mixassets.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
+
+REVIEW_SHEET_COLUMNS = [
+    "doc_id",
+    "source_id",
+    "locator",
+    "automatic",  # "accepted" | "quarantined" | "rejected"
+    "rule_id",  # blocking rule for held docs; ";"-joined non-blocking rules that fired for accepted docs
+    "reason",
+    "excerpt",
+    "verdict",  # filled by the reviewer: "accept" | "reject" (empty: not reviewed yet)
+    "reviewer",
+    "note",
+]
+REVIEW_SHEET_SCHEMA = pa.schema([pa.field(name, pa.string(), nullable=False) for name in REVIEW_SHEET_COLUMNS])
+
+# One reviewer verdict on one document, with the sheet and line it came from so it can be traced back.
+OVERRIDE_SCHEMA = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("source_id", pa.string(), nullable=False),
+        pa.field("verdict", pa.string(), nullable=False),  # "accept" | "reject"
+        pa.field("reviewer", pa.string(), nullable=False),
+        pa.field("note", pa.string(), nullable=False),
+        pa.field("sheet", pa.string(), nullable=False),  # file name of the sheet
+        pa.field("line", pa.int64(), nullable=False),  # line of the row in that sheet (header is line 1)
+    ]
+)
+
+AGREEMENT_SCHEMA = pa.schema(
+    [
+        pa.field("rule_id", pa.string(), nullable=False),  # the rule that held the doc, or "accepted"
+        pa.field("reviewed", pa.int64(), nullable=False),
+        pa.field("agreed", pa.int64(), nullable=False),
+        pa.field("overturned", pa.int64(), nullable=False),
+        pa.field("estimated_false_positive_rate", pa.float64()),  # holding rules only
+        pa.field("estimated_false_negative_rate", pa.float64()),  # the "accepted" row only
+        pa.field("rate_ci_low", pa.float64(), nullable=False),  # 95% Wilson interval of whichever rate is set
+        pa.field("rate_ci_high", pa.float64(), nullable=False),
+    ]
+)
+
+VERDICTS = ("accept", "reject")
+ACCEPTED = "accepted"
+EXCERPT_CHARS = 400
+REVIEW_ACCEPT_RULE = "review.accept"
+REVIEW_REJECT_RULE = "review.reject"
+REVIEW_RULE_VERSION = 1
+_REQUIRED_SHEET_COLUMNS = ("doc_id", "source_id", "verdict", "reviewer", "note")
+_FORMULA_PREFIXES = ("=", "+", "-", "@")
+
+
+class ReviewSheetError(ValueError):
+    """A filled review sheet has problems; ``errors`` lists each one as "<file>:<line>: column '<c>': ..."."""
+
+    def __init__(self, path: str, errors: list[str]):
+        self.path = path
+        self.errors = errors
+        shown = "\n  ".join(errors[:50])
+        more = f"\n  ... and {len(errors) - 50} more" if len(errors) > 50 else ""
+        super().__init__(f"review sheet {path}: {len(errors)} problem(s)\n  {shown}{more}")
+
+
+# -- sampling ------------------------------------------------------------------------------------------
+def _excerpt(text: str | None) -> str:
+    if text is None:
+        return "<no decoded text>"
+    return " ".join(text[:EXCERPT_CHARS].split())
+
+
+def _sample_keys(keys: list[tuple[str, str]], k: int, seed: int) -> list[tuple[str, str]]:
+    """The ``k`` keys with the smallest seeded hash.
+
+    Hash order rather than a shuffled list: the choice does not depend on row order, and a larger ``n``
+    with the same seed gives a superset of the smaller sample, so a second review round never re-asks
+    the documents a first round already saw.
+    """
+    ranked = sorted(keys, key=lambda key: (stable_hash64(f"{seed}\x00{key[0]}\x00{key[1]}"), key))
+    return ranked[:k]
+
+
+def _split_budget(n: int, accepted_available: int, held_available: int) -> tuple[int, int]:
+    """Half each; the odd one goes to the held-back side; a short side's remainder goes to the other."""
+    held = min(n - n // 2, held_available)
+    accepted = min(n - held, accepted_available)
+    held = min(n - accepted, held_available)
+    return accepted, held
+
+
+def _fired_rules(decisions: pa.Table) -> dict[tuple[str, str], tuple[list[str], list[str]]]:
+    fired: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+    for doc_id, source_id, rule_id, reason in zip(
+        decisions.column("doc_id").to_pylist(),
+        decisions.column("source_id").to_pylist(),
+        decisions.column("rule_id").to_pylist(),
+        decisions.column("reason").to_pylist(),
+        strict=True,
+    ):
+        rules, reasons = fired.setdefault((source_id, doc_id), ([], []))
+        if rule_id not in rules:
+            rules.append(rule_id)
+        if reason not in reasons:
+            reasons.append(reason)
+    return fired
+
+
+def sample_review_sheet(
+    accepted: pa.Table, quarantine: pa.Table, decisions: pa.Table, *, n: int, seed: int
+) -> pa.Table:
+    """A review sheet of ``n`` documents (fewer if there are fewer), ``REVIEW_SHEET_SCHEMA``.
+
+    ``n // 2`` accepted documents and ``n - n // 2`` held-back (quarantined or rejected) ones; when one
+    side has too few documents the other side fills the rest. Rows are sorted by (automatic, source_id,
+    doc_id). Tables may hold several sources; documents are keyed by (source_id, doc_id).
+    """
+    if n < 0:
+        raise ValueError(f"review sample size must be >= 0, got {n}")
+    acc_rows = {
+        (s, d): i
+        for i, (s, d) in enumerate(
+            zip(accepted.column("source_id").to_pylist(), accepted.column("doc_id").to_pylist(), strict=True)
+        )
+    }
+    held_rows = {
+        (s, d): i
+        for i, (s, d) in enumerate(
+            zip(quarantine.column("source_id").to_pylist(), quarantine.column("doc_id").to_pylist(), strict=True)
+        )
+    }
+    both = sorted(set(acc_rows) & set(held_rows))
+    if both:
+        raise ValueError(f"review sample: {len(both)} document(s) are both accepted and held back, e.g. {both[:3]}")
+    n_acc, n_held = _split_budget(n, len(acc_rows), len(held_rows))
+    fired = _fired_rules(decisions)
+    out: dict[str, list[str]] = {name: [] for name in REVIEW_SHEET_COLUMNS}
+
+    def add(key: tuple[str, str], locator: str, automatic: str, rule_id: str, reason: str, text: str | None) -> None:
+        for name, value in (
+            ("source_id", key[0]),
+            ("doc_id", key[1]),
+            ("locator", locator),
+            ("automatic", automatic),
+            ("rule_id", rule_id),
+            ("reason", reason),
+            ("excerpt", _excerpt(text)),
+            ("verdict", ""),
+            ("reviewer", ""),
+            ("note", ""),
+        ):
+            out[name].append(value)
+
+    acc_cols = {c: accepted.column(c).to_pylist() for c in ("locator", "text")}
+    for key in _sample_keys(list(acc_rows), n_acc, seed):
+        i = acc_rows[key]
+        rules, reasons = fired.get(key, ([], []))
+        add(key, acc_cols["locator"][i], ACCEPTED, ";".join(rules), "; ".join(reasons), acc_cols["text"][i])
+    q_cols = {c: quarantine.column(c).to_pylist() for c in ("locator", "disposition", "rule_id", "reason", "text")}
+    for key in _sample_keys(list(held_rows), n_held, seed):
+        i = held_rows[key]
+        add(
+            key,
+            q_cols["locator"][i],
+            q_cols["disposition"][i],
+            q_cols["rule_id"][i],
+            q_cols["reason"][i],
+            q_cols["text"][i],
+        )
+    sheet = pa.table(out, schema=REVIEW_SHEET_SCHEMA)
+    if sheet.num_rows == 0:
+        return sheet
+    return sheet.sort_by([("automatic", "ascending"), ("source_id", "ascending"), ("doc_id", "ascending")])
+
+
+# -- CSV round trip ------------------------------------------------------------------------------------
+def _spreadsheet_safe(value: str) -> str:
+    """Keep spreadsheet programs from running document text as a formula (CSV injection)."""
+    return "'" + value if value.startswith(_FORMULA_PREFIXES) else value
+
+
+def write_sheet_csv(sheet: pa.Table, path: str) -> None:
+    """Write the sheet as UTF-8 CSV; written to a temp file then renamed so a reader never sees half a sheet.
+
+    The display-only columns (excerpt, reason) are guarded against formula injection; the columns read
+    back (doc_id, source_id, verdict, reviewer, note) are written as they are.
+    """
+    missing = [c for c in REVIEW_SHEET_COLUMNS if c not in sheet.column_names]
+    if missing:
+        raise ValueError(f"review sheet lacks columns {missing}")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    columns = {c: sheet.column(c).to_pylist() for c in REVIEW_SHEET_COLUMNS}
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(REVIEW_SHEET_COLUMNS)
+            for i in range(sheet.num_rows):
+                row = ["" if columns[c][i] is None else str(columns[c][i]) for c in REVIEW_SHEET_COLUMNS]
+                for c in ("excerpt", "reason"):
+                    j = REVIEW_SHEET_COLUMNS.index(c)
+                    row[j] = _spreadsheet_safe(row[j])
+                writer.writerow(row)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class _Verdict:
+    doc_id: str
+    source_id: str
+    verdict: str
+    reviewer: str
+    note: str
+    line: int
+
+
+def read_verdicts_csv(path: str) -> pa.Table:
+    """The reviewed rows of a filled sheet as ``OVERRIDE_SCHEMA``; rows with an empty verdict are skipped.
+
+    All problems of the sheet are collected and raised together as one ``ReviewSheetError`` so a
+    reviewer fixes the sheet in one go. The same document twice with the same verdict is accepted (the
+    later row is kept); with different verdicts it is an error naming both lines.
+    """
+    name = Path(path).name
+    errors: list[str] = []
+    kept: dict[str, _Verdict] = {}
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                raise ReviewSheetError(
+                    path, [f"{name}:1: empty file, expected a header with {list(REVIEW_SHEET_COLUMNS)}"]
+                )
+            header = [h.strip() for h in header]
+            missing = [c for c in _REQUIRED_SHEET_COLUMNS if c not in header]
+            if missing:
+                raise ReviewSheetError(path, [f"{name}:1: column '{c}': missing from the header" for c in missing])
+            index = {c: header.index(c) for c in _REQUIRED_SHEET_COLUMNS}
+            start = reader.line_num + 1
+            for row in reader:
+                line, start = start, reader.line_num + 1
+                _read_row(name, line, row, header, index, kept, errors)
+    except UnicodeDecodeError as exc:
+        raise ReviewSheetError(path, [f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from exc
+    except csv.Error as exc:
+        raise ReviewSheetError(path, [f"{name}:{reader.line_num}: malformed CSV ({exc})"]) from exc
+    if errors:
+        raise ReviewSheetError(path, errors)
+    rows = sorted(kept.values(), key=lambda v: v.line)
+    return pa.table(
+        {
+            "doc_id": [v.doc_id for v in rows],
+            "source_id": [v.source_id for v in rows],
+            "verdict": [v.verdict for v in rows],
+            "reviewer": [v.reviewer for v in rows],
+            "note": [v.note for v in rows],
+            "sheet": [name] * len(rows),
+            "line": [v.line for v in rows],
+        },
+        schema=OVERRIDE_SCHEMA,
+    )
+
+
+def _read_row(
+    name: str,
+    line: int,
+    row: list[str],
+    header: list[str],
+    index: dict[str, int],
+    kept: dict[str, _Verdict],
+    errors: list[str],
+) -> None:
+    if not any(cell.strip() for cell in row):
+        return  # blank line
+    if len(row) != len(header):
+        errors.append(
+            f"{name}:{line}: row has {len(row)} fields but the header has {len(header)} (an unquoted comma in a note?)"
+        )
+        return
+    cell = {c: row[i].strip() for c, i in index.items()}
+    verdict = cell["verdict"].lower()
+    if not verdict:
+        return  # not reviewed yet
+    problems = []
+    if verdict not in VERDICTS:
+        problems.append(f"column 'verdict': unknown verdict {cell['verdict']!r}, expected one of {list(VERDICTS)}")
+    for c in ("doc_id", "source_id", "reviewer"):
+        if not cell[c]:
+            problems.append(f"column '{c}': missing (required when a verdict is given)")
+    if problems:
+        errors.extend(f"{name}:{line}: {p}" for p in problems)
+        return
+    prior = kept.get(cell["doc_id"])
+    if prior is not None and prior.verdict != verdict:
+        errors.append(
+            f"{name}:{line}: column 'verdict': document {cell['doc_id']} is also on line {prior.line} "
+            f"with the conflicting verdict {prior.verdict!r} (here {verdict!r})"
+        )
+        return
+    if prior is not None and prior.source_id != cell["source_id"]:
+        errors.append(
+            f"{name}:{line}: column 'source_id': document {cell['doc_id']} is also on line {prior.line} "
+            f"with source {prior.source_id!r} (here {cell['source_id']!r})"
+        )
+        return
+    kept[cell["doc_id"]] = _Verdict(
+        cell["doc_id"], cell["source_id"], verdict, cell["reviewer"], row[index["note"]].strip(), line
+    )
+
+
+# -- overrides -----------------------------------------------------------------------------------------
+def _conform_overrides(overrides: pa.Table) -> pa.Table:
+    missing = [c for c in OVERRIDE_SCHEMA.names if c not in overrides.column_names]
+    if missing:
+        raise ValueError(f"overrides table lacks columns {missing} of OVERRIDE_SCHEMA")
+    table = overrides.select(OVERRIDE_SCHEMA.names).cast(OVERRIDE_SCHEMA)
+    bad = sorted(set(table.column("verdict").to_pylist()) - set(VERDICTS))
+    if bad:
+        raise ValueError(f"overrides table has unknown verdicts {bad}, expected one of {list(VERDICTS)}")
+    return table
+
+
+def merge_overrides(existing: pa.Table, new: pa.Table) -> pa.Table:
+    """The overrides of a source after a new sheet: one row per doc_id, ``new`` over ``existing``.
+
+    Within one table a later row wins over an earlier one. Rows are sorted by doc_id so the same verdicts
+    always give the same table (and the same asset version).
+    """
+    latest: dict[str, dict[str, Any]] = {}
+    for table in (_conform_overrides(existing), _conform_overrides(new)):
+        for row in table.to_pylist():
+            latest[row["doc_id"]] = row
+    rows = [latest[d] for d in sorted(latest)]
+    return pa.Table.from_pylist(rows, schema=OVERRIDE_SCHEMA)
+
+
+def _latest_per_doc(overrides: pa.Table) -> dict[str, dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for row in _conform_overrides(overrides).to_pylist():
+        latest[row["doc_id"]] = row
+    return latest
+
+
+def _review_reason(row: dict[str, Any]) -> str:
+    note = row["note"].strip()
+    return f"review by {row['reviewer']}: {note}" if note else f"review by {row['reviewer']}"
+
+
+def _offset_map(raw_text: str, stored_text: str) -> list[tuple[int, int, int, int]]:
+    """The unchanged stretches (raw start, raw end, stored start, stored end) between the two texts."""
+    matcher = difflib.SequenceMatcher(None, raw_text, stored_text, autojunk=False)
+    return [(i1, i2, j1, j2) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag == "equal"]
+
+
+def _map_offset(pos: int, equal: list[tuple[int, int, int, int]]) -> int | None:
+    for i1, i2, j1, _ in equal:
+        if i1 <= pos <= i2:
+            return j1 + (pos - i1)
+    return None
+
+
+def _redacted_messages(raw_messages: str, raw_text: str, stored_text: str) -> str | None:
+    """The raw messages with the stored (redacted) text carried into each one; None if that is ambiguous.
+
+    The quarantine table keeps the redacted text but not the messages, and a chat document must not
+    come back with redacted text and clear-text messages. Message boundaries are mapped from the raw
+    text onto the stored text through their unchanged stretches; a redaction that crossed a boundary
+    leaves it unmappable and the document is not moved.
+    """
+    value: list[dict[str, Any]] = json.loads(raw_messages)
+    contents = [str(m.get("content", "")) for m in value]
+    if CHAT_JOINER.join(contents) != raw_text:
+        return None
+    if stored_text == raw_text:
+        return raw_messages
+    equal = _offset_map(raw_text, stored_text)
+    offset = 0
+    new_contents: list[str] = []
+    for content in contents:
+        start, end = _map_offset(offset, equal), _map_offset(offset + len(content), equal)
+        if start is None or end is None or end < start:
+            return None
+        new_contents.append(stored_text[start:end])
+        offset += len(content) + len(CHAT_JOINER)
+    if CHAT_JOINER.join(new_contents) != stored_text:
+        return None
+    for m, content in zip(value, new_contents, strict=True):
+        m["content"] = content
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _accepted_row(held: dict[str, Any], raw_row: dict[str, Any] | None) -> tuple[dict[str, Any] | None, str]:
+    """The DOCUMENT_SCHEMA row a held document becomes when a reviewer accepts it, or None and why not."""
+    if held["text"] is None:
+        return None, "held without decoded text (malformed or undecodable record); fix the source instead"
+    if raw_row is None:
+        return None, "not in the raw documents passed in, so its kind, license and metadata are unknown"
+    row = dict(raw_row)
+    row["text"] = held["text"]
+    if row["kind"] == "chat" and row["messages"] is not None:
+        messages = _redacted_messages(row["messages"], raw_row["text"], held["text"])
+        if messages is None:
+            return None, "chat messages could not be aligned with the stored redacted text"
+        row["messages"] = messages
+    return row, ""
+
+
+def apply_overrides(
+    accepted: pa.Table,
+    quarantine: pa.Table,
+    decisions: pa.Table,
+    overrides: pa.Table,
+    *,
+    raw: pa.Table,
+) -> tuple[pa.Table, pa.Table, pa.Table, dict[str, Any]]:
+    """Apply one source's reviewer verdicts to that source's pre-override gate outputs.
+
+    ``raw`` is the source's raw documents (DOCUMENT_SCHEMA). The quarantine table keeps only the
+    (redacted) text, so an accepted document is rebuilt from its raw row — kind, messages, license,
+    rights tags, attribution, domain, language, capture time — with the quarantine text in place of the
+    raw text; for chat documents the messages are rebuilt from that redacted text, never copied in clear.
+
+    * ``accept`` on a held document moves it to ``accepted`` (appended, sorted by doc_id) and logs a
+      ``review.accept`` decision with action "flag".
+    * ``reject`` on an accepted document moves it to ``quarantine`` as "rejected" with rule
+      ``review.reject`` and logs a ``review.reject`` decision with action "reject".
+    * A verdict that agrees with the gate changes nothing and is counted in ``agreed``.
+    * A verdict on a document this source's outputs do not hold is listed in ``unmatched``.
+    * An ``accept`` that cannot be carried out safely (no decoded text, no raw row, chat messages that do
+      not align with the redacted text) leaves the document held and is listed in ``not_applied``.
+
+    When ``overrides`` holds several rows for a document, the last one counts.
+    """
+    latest = _latest_per_doc(overrides)
+    acc_ids: list[str] = accepted.column("doc_id").to_pylist()
+    q_ids: list[str] = quarantine.column("doc_id").to_pylist()
+    acc_index = {d: i for i, d in enumerate(acc_ids)}
+    q_index = {d: i for i, d in enumerate(q_ids)}
+    overlap = sorted(acc_index.keys() & q_index.keys())
+    if overlap:
+        raise ValueError(f"apply_overrides: {len(overlap)} document(s) both accepted and held back, e.g. {overlap[:3]}")
+    raw_index = {d: i for i, d in enumerate(raw.column("doc_id").to_pylist())}
+
+    to_accept: list[tuple[str, dict[str, Any], dict[str, Any]]] = []  # (doc_id, override, document row)
+    to_reject: list[tuple[str, dict[str, Any]]] = []
+    unmatched: list[str] = []
+    not_applied: list[dict[str, str]] = []
+    agreed = 0
+    for doc_id in sorted(latest):
+        row = latest[doc_id]
+        if doc_id in acc_index:
+            if row["verdict"] == "accept":
+                agreed += 1
+            else:
+                to_reject.append((doc_id, row))
+        elif doc_id in q_index:
+            if row["verdict"] == "reject":
+                agreed += 1
+                continue
+            held = quarantine.slice(q_index[doc_id], 1).to_pylist()[0]
+            raw_row = raw.slice(raw_index[doc_id], 1).to_pylist()[0] if doc_id in raw_index else None
+            doc, why = _accepted_row(held, raw_row)
+            if doc is None:
+                not_applied.append({"doc_id": doc_id, "reason": why})
+            else:
+                to_accept.append((doc_id, row, doc))
+        else:
+            unmatched.append(doc_id)
+
+    moved_out = {d for d, _ in to_reject}
+    moved_in = {d for d, _, _ in to_accept}
+    keep_acc = [i for i, d in enumerate(acc_ids) if d not in moved_out]
+    keep_q = [i for i, d in enumerate(q_ids) if d not in moved_in]
+    new_accepted = pa.concat_tables(
+        [
+            accepted.select(DOCUMENT_SCHEMA.names).cast(DOCUMENT_SCHEMA).take(pa.array(keep_acc, type=pa.int64())),
+            pa.Table.from_pylist([doc for _, _, doc in to_accept], schema=DOCUMENT_SCHEMA),
+        ]
+    )
+    acc_rows = accepted.select(["doc_id", "source_id", "locator", "text"]).to_pylist()
+    rejected_rows = [
+        {
+            "doc_id": d,
+            "source_id": acc_rows[acc_index[d]]["source_id"],
+            "locator": acc_rows[acc_index[d]]["locator"],
+            "disposition": "rejected",
+            "rule_id": REVIEW_REJECT_RULE,
+            "reason": _review_reason(row),
+            "text": acc_rows[acc_index[d]]["text"],
+            "raw": None,
+        }
+        for d, row in to_reject
+    ]
+    new_quarantine = pa.concat_tables(
+        [
+            quarantine.select(QUARANTINE_SCHEMA.names).cast(QUARANTINE_SCHEMA).take(pa.array(keep_q, type=pa.int64())),
+            pa.Table.from_pylist(rejected_rows, schema=QUARANTINE_SCHEMA),
+        ]
+    )
+    review_decisions = [
+        _decision(doc["doc_id"], doc["source_id"], REVIEW_ACCEPT_RULE, "flag", row) for _, row, doc in to_accept
+    ] + [
+        _decision(r["doc_id"], r["source_id"], REVIEW_REJECT_RULE, "reject", row)
+        for r, (_, row) in zip(rejected_rows, to_reject, strict=True)
+    ]
+    new_decisions = pa.concat_tables(
+        [
+            decisions.select(DECISION_SCHEMA.names).cast(DECISION_SCHEMA),
+            pa.Table.from_pylist(sorted(review_decisions, key=lambda r: r["doc_id"]), schema=DECISION_SCHEMA),
+        ]
+    )
+    _check_conservation(acc_ids + q_ids, new_accepted, new_quarantine)
+    stats: dict[str, Any] = {
+        "overrides": len(latest),
+        "accepted_by_review": len(to_accept),
+        "rejected_by_review": len(to_reject),
+        "agreed": agreed,
+        "unmatched": unmatched,
+        "not_applied": not_applied,
+    }
+    return new_accepted, new_quarantine, new_decisions, stats
+
+
+def _decision(doc_id: str, source_id: str, rule_id: str, action: str, row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "doc_id": doc_id,
+        "source_id": source_id,
+        "rule_id": rule_id,
+        "rule_version": REVIEW_RULE_VERSION,
+        "action": action,
+        "reason": _review_reason(row),
+        "span_start": None,
+        "span_end": None,
+    }
+
+
+def _check_conservation(before: Iterable[str], accepted: pa.Table, quarantine: pa.Table) -> None:
+    acc = accepted.column("doc_id").to_pylist()
+    held = quarantine.column("doc_id").to_pylist()
+    if (
+        len(set(acc)) + len(set(held)) != len(acc) + len(held)
+        or set(acc) & set(held)
+        or set(acc) | set(held) != set(before)
+    ):
+        raise RuntimeError("apply_overrides lost or duplicated a document; this is a bug in mixassets.engine.review")
+
+
+# -- agreement -----------------------------------------------------------------------------------------
+def _wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """95% Wilson score interval: honest at the small counts a review sample has, never outside [0, 1]."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def review_agreement(overrides: pa.Table, accepted: pa.Table, quarantine: pa.Table) -> pa.Table:
+    """Per rule, how often reviewers agreed with the gate (``AGREEMENT_SCHEMA``), from pre-override tables.
+
+    For a holding rule, an overturn is a reviewer accepting what the rule held, so overturned/reviewed
+    estimates the rule's false-positive rate among the documents it holds. For the "accepted" row, an
+    overturn is a reviewer rejecting what the gate let through, so overturned/reviewed estimates the
+    share of accepted documents the gate should have held (its miss rate). Each estimate only describes
+    the sampled side it comes from; verdicts on documents in neither table are ignored. Sorted by
+    rule_id with "accepted" first.
+    """
+    latest = _latest_per_doc(overrides)
+    accepted_ids = set(accepted.column("doc_id").to_pylist())
+    holding = dict(zip(quarantine.column("doc_id").to_pylist(), quarantine.column("rule_id").to_pylist(), strict=True))
+    counts: dict[str, list[int]] = {}  # rule -> [reviewed, agreed]
+    for doc_id, row in latest.items():
+        if doc_id in accepted_ids:
+            rule, agrees = ACCEPTED, row["verdict"] == "accept"
+        elif doc_id in holding:
+            rule, agrees = holding[doc_id], row["verdict"] == "reject"
+        else:
+            continue
+        c = counts.setdefault(rule, [0, 0])
+        c[0] += 1
+        c[1] += int(agrees)
+    rows = []
+    for rule in sorted(counts, key=lambda r: (r != ACCEPTED, r)):
+        reviewed, agreed = counts[rule]
+        overturned = reviewed - agreed
+        rate = overturned / reviewed
+        low, high = _wilson(overturned, reviewed)
+        rows.append(
+            {
+                "rule_id": rule,
+                "reviewed": reviewed,
+                "agreed": agreed,
+                "overturned": overturned,
+                "estimated_false_positive_rate": None if rule == ACCEPTED else rate,
+                "estimated_false_negative_rate": rate if rule == ACCEPTED else None,
+                "rate_ci_low": low,
+                "rate_ci_high": high,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=AGREEMENT_SCHEMA)

@@ -1,0 +1,116 @@
+"""The gating rules, one module per concern, and the choice of which apply to a source.
+
+Order matters: the runner holds a document at the first rule that blocks it, and later rules only see the
+documents still standing. Record shape and rights come first (nothing else is worth computing for data we
+may not use), then encoding, then boilerplate stripping, so that the length rules, the in-source exact
+duplicate check and every quality rule judge the stripped text; quality rules before language and safety
+(cheap before expensive); PII last, because redaction only matters for documents that are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from mixassets.engine.rules.base import (
+    BLOCKING_ACTIONS,
+    CHAT_JOINER,
+    EDIT_ACTIONS,
+    Action,
+    DocOutcomes,
+    GateContext,
+    Outcome,
+    Rule,
+    TextRule,
+    chat_contents,
+)
+from mixassets.engine.rules.boilerplate import RepeatedLineRule
+from mixassets.engine.rules.encoding import UndecodableRule
+from mixassets.engine.rules.exact_duplicates import ExactDedupeRule, normalize_for_dedupe
+from mixassets.engine.rules.language import LanguageMismatchRule
+from mixassets.engine.rules.length import EmptyRule, TooLongRule, TooShortRule
+from mixassets.engine.rules.pii import PiiRule, pii_rule_id
+from mixassets.engine.rules.quality_code import CODE_RULES
+from mixassets.engine.rules.quality_prose import PROSE_RULES
+from mixassets.engine.rules.record import MalformedChatRule
+from mixassets.engine.rules.rights import ForbiddenTagRule, UnknownLicenseRule
+from mixassets.engine.rules.safety import SafetyClassifierRule, SafetyLexiconRule
+from mixassets.project import SourceSpec
+
+__all__ = [
+    "BLOCKING_ACTIONS",
+    "CHAT_JOINER",
+    "DEFAULT_RULES",
+    "EDIT_ACTIONS",
+    "RULES_VERSION",
+    "Action",
+    "DocOutcomes",
+    "GateContext",
+    "Outcome",
+    "Rule",
+    "TextRule",
+    "chat_contents",
+    "normalize_for_dedupe",
+    "pii_rule_id",
+    "rule_set_for",
+    "rules_for",
+]
+
+# Every rule, in the order the runner applies them; ``rules_for`` picks a source's subset.
+DEFAULT_RULES: Sequence[Rule] = (
+    MalformedChatRule(),
+    UnknownLicenseRule(),
+    ForbiddenTagRule(),
+    UndecodableRule(),
+    RepeatedLineRule(),
+    EmptyRule(),
+    TooShortRule(),
+    TooLongRule(),
+    ExactDedupeRule(),
+    *PROSE_RULES,
+    *CODE_RULES,
+    LanguageMismatchRule(),
+    SafetyLexiconRule(),
+    SafetyClassifierRule(),
+    PiiRule(),
+)
+
+
+def _rules_version(rules: Sequence[Rule]) -> str:
+    payload = "\n".join(sorted(f"{r.id}@{r.version}" for r in rules))
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+# Goes into the gating asset's code_version: bumping any rule's version makes every gated partition stale.
+RULES_VERSION: str = _rules_version(DEFAULT_RULES)
+
+
+def rule_set_for(spec: SourceSpec) -> str:
+    """Either "prose" or "code": the source's ``gating.rule_set``, with "auto" meaning code for domain "code"."""
+    chosen = spec.gating.rule_set
+    if chosen == "auto":
+        return "code" if spec.domain == "code" else "prose"
+    return chosen
+
+
+def _is_known(rule_id: str, rules: Sequence[Rule]) -> bool:
+    # A finer id ("pii.email", "safety.lexicon.weapons") is known when its family is a rule.
+    return any(rule_id == r.id or rule_id.startswith(r.id + ".") for r in rules)
+
+
+def rules_for(spec: SourceSpec) -> list[Rule]:
+    """The rules that apply to ``spec``, in order: the quality rules of its rule set (the language check only
+    with prose rules), without the rules named in ``gating.disabled_rules``.
+
+    A disabled id that names no rule is an error: a typo there would silently leave a rule on. Finer ids
+    ("pii.ip_address") are accepted here and honoured by the runner, which drops those outcomes.
+    """
+    unknown = [r for r in spec.gating.disabled_rules if not _is_known(r, DEFAULT_RULES)]
+    if unknown:
+        known = sorted(r.id for r in DEFAULT_RULES)
+        raise ValueError(
+            f"source '{spec.id}': field 'gating.disabled_rules': unknown rule ids {unknown} (known: {known})"
+        )
+    scope = rule_set_for(spec)
+    disabled = set(spec.gating.disabled_rules)
+    return [r for r in DEFAULT_RULES if r.scope in ("any", scope) and r.id not in disabled]

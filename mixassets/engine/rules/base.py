@@ -1,0 +1,143 @@
+"""What a gating rule is, what it may say, and the few text helpers several rules share.
+
+A rule only says what it saw (an action and a reason per document, with a span when it points at text);
+it never removes, counts or logs anything. Keeping that in the runner means a document is dropped once,
+counted once and logged once however many rules would have objected, and a rule's version in the decision
+log tells a later reader which logic produced a decision.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import pyarrow as pa
+
+from mixassets.project import GatingConfig, SourceSpec
+
+Action = Literal["reject", "quarantine", "redact", "strip", "flag"]
+BLOCKING_ACTIONS = frozenset({"reject", "quarantine"})
+# Edits change the accepted text; "strip" removes a span, "redact" replaces it with a placeholder.
+EDIT_ACTIONS = frozenset({"redact", "strip"})
+CHAT_JOINER = "\n\n"
+
+# Which documents a rule is meant for: every source, or only sources judged by the prose / code rule set.
+Scope = Literal["any", "prose", "code"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: Action
+    reason: str
+    span: tuple[int, int] | None = None  # character offsets into the text the rule was shown
+    replacement: str | None = None  # for redact: what replaces the span
+    rule_id: str | None = None  # a finer id inside the rule's family (e.g. "pii.email"); default: the rule's id
+
+
+@dataclass(frozen=True)
+class GateContext:
+    """What every rule may read during one ``gate()`` call.
+
+    ``cache`` lives exactly as long as the call, so an expensive resource (a classifier) is loaded once per
+    call and never leaks between sources with different settings. ``observations`` carries per-document
+    facts a rule measured but that are not decisions (e.g. the detected language) to the runner's metrics.
+    """
+
+    spec: SourceSpec
+    forbidden_tags: frozenset[str] = frozenset()
+    cache: dict[str, Any] = field(default_factory=dict)
+    observations: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def gating(self) -> GatingConfig:
+        return self.spec.gating
+
+    def observe(self, kind: str, doc_id: str, value: str) -> None:
+        self.observations.setdefault(kind, {})[doc_id] = value
+
+
+DocOutcomes = list[Outcome]
+
+
+class Rule(ABC):
+    id: ClassVar[str]
+    version: ClassVar[int]
+    scope: ClassVar[Scope] = "any"
+
+    @abstractmethod
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
+        """One list of outcomes per row of ``docs`` (empty when the rule has nothing to say)."""
+
+
+class TextRule(Rule):
+    """A rule that judges each document's text on its own.
+
+    Chat documents are judged on their ``text``, which is the message contents joined by blank lines; a rule
+    whose measure is about page layout (lines, paragraphs) sets ``skip_chat`` because there a "line" is a
+    conversational turn and repeats like "ok" are normal.
+    """
+
+    skip_chat: ClassVar[bool] = False
+
+    def enabled(self, ctx: GateContext) -> bool:
+        """False when the configuration switches the rule off, so no document is even looked at."""
+        return True
+
+    @abstractmethod
+    def check(self, text: str, ctx: GateContext) -> DocOutcomes:
+        """Outcomes for one document's text."""
+
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
+        if not self.enabled(ctx):
+            return [[] for _ in range(docs.num_rows)]
+        kinds = docs.column("kind").to_pylist()
+        return [
+            [] if self.skip_chat and kind == "chat" else self.check(text, ctx)
+            for kind, text in zip(kinds, texts(docs), strict=True)
+        ]
+
+
+def texts(docs: pa.Table) -> list[str]:
+    return [t or "" for t in docs.column("text").to_pylist()]
+
+
+def chat_contents(messages: str | None) -> list[str] | None:
+    """Message contents of a chat document's ``messages`` JSON; None when it is not the expected shape."""
+    if messages is None:
+        return None
+    try:
+        value = json.loads(messages)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(value, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+    ):
+        return None
+    return [m["content"] for m in value]
+
+
+# Typographic quotes, guillemets, ellipsis, en/em dash, inverted marks.
+_PUNCT = string.punctuation + "\u201c\u201d\u2018\u2019\u00ab\u00bb\u2026\u2013\u2014\u00a1\u00bf"
+_PARAGRAPH_RE = re.compile(r"\n[ \t\r\f\v]*\n")
+
+
+def nonblank_lines(text: str) -> list[str]:
+    """Lines with surrounding whitespace removed, blank ones dropped: layout measures count content lines."""
+    return [s for line in text.splitlines() if (s := line.strip())]
+
+
+def paragraphs(text: str) -> list[str]:
+    return [s for p in _PARAGRAPH_RE.split(text) if (s := p.strip())]
+
+
+def words(text: str) -> list[str]:
+    """Whitespace tokens with leading/trailing punctuation removed; pure-punctuation tokens are not words."""
+    return [s for tok in text.split() if (s := tok.strip(_PUNCT))]
+
+
+def ratio(part: float, whole: float) -> float:
+    return part / whole if whole else 0.0

@@ -1,0 +1,46 @@
+"""Document length. These run after boilerplate stripping, so a page that was only header and footer is judged
+by what is left of it."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mixassets.engine.rules.base import DocOutcomes, GateContext, Outcome, Rule, texts
+
+
+class EmptyRule(Rule):
+    """Nothing to learn from; rejected rather than reviewed."""
+
+    id = "quality.empty"
+    version = 1
+
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
+        return [[] if t.strip() else [Outcome("reject", "no text after stripping whitespace")] for t in texts(docs)]
+
+
+class TooShortRule(Rule):
+    """A handful of words carries no context for a model and is mostly stray fragments of a page."""
+
+    id = "quality.too_short"
+    version = 1
+
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
+        minimum = ctx.gating.min_words
+        out: list[DocOutcomes] = []
+        for t in texts(docs):
+            n = len(t.split())
+            out.append([Outcome("reject", f"{n} words < min_words {minimum}")] if n < minimum else [])
+        return out
+
+
+class TooLongRule(Rule):
+    """Long documents go to review rather than being cut: a truncated file is a different, unreviewed text."""
+
+    id = "quality.too_long"
+    version = 1
+
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
+        limit = ctx.gating.max_chars
+        lengths = pc.fill_null(pc.utf8_length(docs.column("text")), 0).to_pylist()
+        return [[Outcome("quarantine", f"{n} characters > max_chars {limit}")] if n > limit else [] for n in lengths]

@@ -1,0 +1,245 @@
+"""Prose quality heuristics after Gopher (Rae et al. 2021, appendix A) and C4 (Raffel et al. 2020).
+
+Each measure is cheap and explainable; none of them proves a page is bad, so a hit quarantines the document
+for review. Only placeholder text ("lorem ipsum") is certain junk and is rejected. Every threshold comes from
+``gating.quality`` so a source can loosen a rule that misfires on it instead of disabling gating wholesale.
+
+Skipped for chat (``skip_chat``): bullet lines, ellipsis lines, duplicate lines and paragraphs, terminal
+punctuation and curly braces. In a conversation a "line" is a turn, short repeated turns ("ok", "thanks")
+are normal, and assistants answer with code; those measures describe web-page layout, not dialogue.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import abstractmethod
+from collections import Counter
+
+from mixassets.engine.rules.base import DocOutcomes, GateContext, Outcome, TextRule, nonblank_lines, paragraphs, ratio
+from mixassets.engine.rules.base import words as split_words
+
+# Bullet glyphs (\u2022 \u25cf \u25cb \u25e6 \u25aa \u2023 \u2043 \u2219 \u00b7), ASCII list markers, en/em dash.
+_BULLETS = tuple("\u2022\u25cf\u25cb\u25e6\u25aa\u2023\u2043\u2219\u00b7-*+\u2013\u2014")
+_ELLIPSES = ("...", "…")
+_TERMINAL = (".", "!", "?", '"', "'", "\u201d", "\u2019", "\u00bb", "\u2026", ")")
+_LOREM_RE = re.compile(r"lorem\s+ipsum", re.IGNORECASE)
+
+
+class ProseRule(TextRule):
+    """Judges natural-language text; code sources get ``quality_code`` instead."""
+
+    scope = "prose"
+
+
+class LoremIpsumRule(ProseRule):
+    """C4 drops any page with placeholder text: it is a template that was never filled in."""
+
+    id = "quality.lorem_ipsum"
+    version = 1
+
+    def enabled(self, ctx: GateContext) -> bool:
+        return ctx.gating.quality.reject_lorem_ipsum
+
+    def check(self, text: str, ctx: GateContext) -> DocOutcomes:
+        m = _LOREM_RE.search(text)
+        return [Outcome("reject", f"placeholder text 'lorem ipsum' at {m.start()}", (m.start(), m.end()))] if m else []
+
+
+class MeanWordLengthRule(ProseRule):
+    """Very short mean words are token soup or tables of numbers; very long ones are URLs, hashes, base64."""
+
+    id = "quality.mean_word_length"
+    version = 1
+
+    def check(self, text: str, ctx: GateContext) -> DocOutcomes:
+        q = ctx.gating.quality
+        ws = split_words(text)
+        if not ws:
+            return []
+        mean = sum(map(len, ws)) / len(ws)
+        if mean < q.min_mean_word_length:
+            return [Outcome("quarantine", f"mean word length {mean:.2f} < {q.min_mean_word_length}")]
+        if mean > q.max_mean_word_length:
+            return [Outcome("quarantine", f"mean word length {mean:.2f} > {q.max_mean_word_length}")]
+        return []
+
+
+class SymbolWordRatioRule(ProseRule):
+    """Hash signs and ellipses per word: hashtag spam and truncated teaser lists."""
+
+    id = "quality.symbol_word_ratio"
+    version = 1
+
+    def check(self, text: str, ctx: GateContext) -> DocOutcomes:
+        limit = ctx.gating.quality.max_symbol_word_ratio
+        n_words = len(text.split())
+        symbols = text.count("#") + text.count("...") + text.count("…")
+        value = ratio(symbols, n_words)
+        if n_words and value > limit:
+            return [Outcome("quarantine", f"symbol-to-word ratio {value:.3f} ({symbols}/{n_words}) > {limit}")]
+        return []
+
+
+class _LineShareRule(ProseRule):
+    """Share of non-blank lines that match ``line_matches``, compared with a maximum from the config."""
+
+    skip_chat = True
+    label: str
+
+    @abstractmethod
+    def limit(self, ctx: GateContext) -> float:
+        """The configured maximum share."""
+
+    @abstractmethod
+    def line_matches(self, line: str) -> bool:
+        """Whether one stripped, non-blank line counts towards the share."""
+
+    def check(self, text: str, ctx: GateContext) -> DocOutcomes:
+        lines = nonblank_lines(text)
+        hits = sum(1 for line in lines if self.line_matches(line))
+        value = ratio(hits, len(lines))
+        limit = self.limit(ctx)
+        if value > limit:
+            return [Outcome("quarantine", f"{self.label} ratio {value:.2f} ({hits}/{len(lines)} lines) > {limit}")]
+        return []
+
+
+class BulletLinesRule(_LineShareRule):
+    """A page that is almost all bullets is a navigation menu or a link list, not prose."""
+
+    id = "quality.bullet_lines"
+    version = 1
+    label = "bullet-line"
+
+    def limit(self, ctx: GateContext) -> float:
+        return ctx.gating.quality.max_bullet_line_ratio
+
+    def line_matches(self, line: str) -> bool:
+        return line.startswith(_BULLETS)
+
+
+class EllipsisLinesRule(_LineShareRule):
+    """Many lines ending in an ellipsis are truncated previews (search results, feeds), not the text itself."""
+
+    id = "quality.ellipsis_lines"
+    version = 1
+    label = "ellipsis-line"
+
+    def limit(self, ctx: GateContext) -> float:
+        return ctx.gating.quality.max_ellipsis_line_ratio
+
+    def line_matches(self, line: str) -> bool:
+        return line.endswith(_ELLIPSES)
+
+
+class DuplicateLinesRule(ProseRule):
+    """Repeated lines inside one page are templated listings or scraping loops, and teach repetition."""
+
+    id = "quality.duplicate_lines"
+    version = 1
+    skip_chat = True
+
+    def check(self, text: str, ctx: GateContext) -> DocOutcomes:
+        limit = ctx.gating.quality.max_duplicate_line_fraction
+        lines = nonblank_lines(text)
+        repeats = len(lines) - len(set(lines))
+        value = ratio(repeats, len(lines))
+        if value > limit:
+            return [Outcome("quarantine", f"duplicate line fraction {value:.2f} ({repeats}/{len(lines)}) > {limit}")]
+        return []
+
+
+class DuplicateParagraphsRule(ProseRule):
+    """The paragraph-level version of duplicate lines: whole blocks pasted twice."""
+
+    id = "quality.duplicate_paragraphs"
+    version = 1
+    skip_chat = True
+
+    def check(self, text: str, ctx: GateContext) -> DocOutcomes:
+        limit = ctx.gating.quality.max_duplicate_paragraph_fraction
+        paras = paragraphs(text)
+        repeats = len(paras) - len(set(paras))
+        value = ratio(repeats, len(paras))
+        if value > limit:
+            reason = f"duplicate paragraph fraction {value:.2f} ({repeats}/{len(paras)}) > {limit}"
+            return [Outcome("quarantine", reason)]
+        return []
+
+
+class TopNgramRule(ProseRule):
+    """Characters covered by the most frequent word n-gram: a phrase stamped all over the page (keyword
+    stuffing, "click here to ..."). Only an n-gram that occurs more than once counts."""
+
+    id = "quality.top_ngram"
+    version = 1
+
+    def check(self, text: str, ctx: GateContext) -> DocOutcomes:
+        limits = ctx.gating.quality.max_top_ngram_char_fraction
+        ws = [w.lower() for w in split_words(text)]
+        total = sum(map(len, ws))
+        for n in sorted(limits):
+            if len(ws) < n * 2 or not total:
+                continue
+            counts = Counter(zip(*(ws[i:] for i in range(n)), strict=False))
+            gram, count = max(counts.items(), key=lambda kv: kv[1])
+            if count < 2:
+                continue
+            value = count * sum(map(len, gram)) / total
+            if value > limits[n]:
+                reason = f"top {n}-gram {' '.join(gram)!r} x{count} covers {value:.2f} of characters > {limits[n]}"
+                return [Outcome("quarantine", reason)]
+        return []
+
+
+class TerminalPunctuationRule(ProseRule):
+    """C4 keeps only lines that end like sentences; as a share it separates prose from menus and lists."""
+
+    id = "quality.terminal_punctuation"
+    version = 1
+    skip_chat = True
+
+    def enabled(self, ctx: GateContext) -> bool:
+        return ctx.gating.quality.min_terminal_punctuation_ratio > 0
+
+    def check(self, text: str, ctx: GateContext) -> DocOutcomes:
+        minimum = ctx.gating.quality.min_terminal_punctuation_ratio
+        lines = nonblank_lines(text)
+        if not lines:
+            return []
+        ended = sum(1 for line in lines if line.endswith(_TERMINAL))
+        value = ended / len(lines)
+        if value < minimum:
+            reason = f"terminal punctuation ratio {value:.2f} ({ended}/{len(lines)} lines) < {minimum}"
+            return [Outcome("quarantine", reason)]
+        return []
+
+
+class CurlyBraceRule(ProseRule):
+    """C4 drops pages with '{': in a prose source, braces mean code or template debris leaked into the text."""
+
+    id = "quality.curly_braces"
+    version = 1
+    skip_chat = True
+
+    def check(self, text: str, ctx: GateContext) -> DocOutcomes:
+        limit = ctx.gating.quality.max_curly_brace_ratio
+        braces = text.count("{") + text.count("}")
+        value = ratio(braces, len(text))
+        if value > limit:
+            return [Outcome("quarantine", f"curly-brace ratio {value:.4f} ({braces}/{len(text)} chars) > {limit}")]
+        return []
+
+
+PROSE_RULES = (
+    LoremIpsumRule(),
+    MeanWordLengthRule(),
+    SymbolWordRatioRule(),
+    BulletLinesRule(),
+    EllipsisLinesRule(),
+    DuplicateLinesRule(),
+    DuplicateParagraphsRule(),
+    TopNgramRule(),
+    TerminalPunctuationRule(),
+    CurlyBraceRule(),
+)

@@ -1,0 +1,73 @@
+"""Unsafe content: a weighted lexicon always, a local classifier when the source names one.
+
+Both only quarantine: a lexicon hit can be a quotation, a moderation guideline or security documentation,
+and a person should decide. Chat documents are judged on their joined message contents.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import pyarrow as pa
+
+from mixassets.engine import safety
+from mixassets.engine.rules.base import DocOutcomes, GateContext, Outcome, Rule, TextRule, texts
+
+
+class UnsafeClassifier(Protocol):
+    def unsafe_probability(self, texts: list[str]) -> list[float]: ...
+
+
+def load_classifier(path: str) -> UnsafeClassifier:
+    """Indirection so tests can substitute a small fake for the Hugging Face model."""
+    return safety.HFTextClassifier(path)
+
+
+def lexicon_rule_id(category: str) -> str:
+    return f"{SafetyLexiconRule.id}.{category}"
+
+
+class SafetyLexiconRule(TextRule):
+    """Lexicon hits per 1,000 words, per category, against ``safety.max_scores``; a category without a
+    threshold there is not judged. One outcome per category over its limit, each with its own rule id."""
+
+    id = "safety.lexicon"
+    version = 1
+
+    def check(self, text: str, ctx: GateContext) -> DocOutcomes:
+        limits = ctx.gating.safety.max_scores
+        scores = safety.lexicon_scores(text)
+        out: DocOutcomes = []
+        for category, score in scores.items():
+            if category in limits and score > limits[category]:
+                reason = f"{category} {score:.1f} hits per 1k words > {limits[category]}"
+                out.append(Outcome("quarantine", reason, rule_id=lexicon_rule_id(category)))
+        return out
+
+
+class SafetyClassifierRule(Rule):
+    """The source's moderation model, loaded once per ``gate()`` call (the context's cache lives that long),
+    scoring all remaining documents in batches; probability at or above ``classifier_threshold`` quarantines."""
+
+    id = "safety.classifier"
+    version = 1
+
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
+        cfg = ctx.gating.safety
+        if cfg.classifier_path is None or docs.num_rows == 0:
+            return [[] for _ in range(docs.num_rows)]
+        key = f"{self.id}:{cfg.classifier_path}"
+        if key not in ctx.cache:
+            try:
+                ctx.cache[key] = load_classifier(cfg.classifier_path)
+            except (OSError, ValueError) as e:
+                raise ValueError(f"source '{ctx.spec.id}': field 'gating.safety.classifier_path': {e}") from e
+        classifier: UnsafeClassifier = ctx.cache[key]
+        probabilities = classifier.unsafe_probability(texts(docs))
+        if len(probabilities) != docs.num_rows:
+            raise RuntimeError(f"safety classifier returned {len(probabilities)} scores for {docs.num_rows} texts")
+        limit = cfg.classifier_threshold
+        return [
+            [Outcome("quarantine", f"unsafe probability {p:.3f} >= classifier_threshold {limit}")] if p >= limit else []
+            for p in probabilities
+        ]
