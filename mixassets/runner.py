@@ -110,6 +110,29 @@ def _retryable(defs: Definitions, instance: DagsterInstance, project: Project, t
     return by_partition
 
 
+def _fan_ins_to_refresh(defs: Definitions, keys: set[AssetKey], done_partitioned: set[AssetKey]) -> set[AssetKey]:
+    """Unpartitioned ancestors of ``keys`` that read partitions rematerialized earlier in this round.
+
+    Automation may request a downstream asset (say, for a config change) in the same round as upstream
+    partitions; the fan-in between them (``source_manifest``) is only requested once those partitions land.
+    Running it in the same run, ahead of its dependents, keeps the run consistent instead of failing it.
+    """
+    graph = defs.resolve_asset_graph()
+    extra: set[AssetKey] = set()
+    seen: set[AssetKey] = set()
+    stack = list(keys)
+    while stack:
+        for parent in graph.get(stack.pop()).parent_keys:
+            if parent in seen or not graph.get(parent).is_materializable:
+                continue
+            seen.add(parent)
+            node = graph.get(parent)
+            if node.partitions_def is None and node.parent_keys & done_partitioned:
+                extra.add(parent)
+            stack.append(parent)
+    return extra
+
+
 def run_project(
     project: Project,
     defs: Definitions,
@@ -135,7 +158,10 @@ def run_project(
         groups = {pk: keys for pk, keys in groups.items() if keys}
         if not groups:
             break
+        done_partitioned: set[AssetKey] = set()
         for pk, keys in sorted(groups.items(), key=lambda kv: (kv[0] is None, kv[0] or "")):
+            if pk is None:
+                keys = keys | _fan_ins_to_refresh(defs, keys, done_partitioned)
             names = sorted(k.to_user_string() for k in keys)
             log(f"materializing {', '.join(names)}" + (f" [{pk}]" if pk else ""))
             res = materialize(
@@ -150,6 +176,8 @@ def run_project(
             report.run_ids.append(res.run_id)
             if res.success:
                 report.materialized.extend((n, pk) for n in names)
+                if pk is not None:
+                    done_partitioned |= keys
             else:
                 report.failed_runs.append(res.run_id)
                 log(f"run {res.run_id} failed for {', '.join(names)}" + (f" [{pk}]" if pk else ""))

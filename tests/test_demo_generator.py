@@ -55,6 +55,7 @@ def test_small_project_loads_and_every_source_has_files(project):
         "community_forum",
         "nc_tutorials",
         "mystery_dump",
+        "press_releases",
         "web_crawl",
         "code_paste",
     }
@@ -62,6 +63,7 @@ def test_small_project_loads_and_every_source_has_files(project):
         assert p.source_paths(sid), f"{sid}: no data files"
     assert p.sources["mystery_dump"].license is None
     assert p.sources["nc_tutorials"].license == "CC-BY-NC-4.0"
+    assert p.sources["press_releases"].license == "CC-BY-ND-4.0"
     assert {e.id for e in p.spec.eval_sets} == {"humaneval", "signature_holdout"}
     assert counts["files_unchanged"] == 0 and counts["files_written"] == len(list((root / "data").rglob("*.*")))
     assert counts["signature_sft"] > 0 and counts["signature_holdout"] > 0
@@ -206,7 +208,6 @@ def test_every_gating_rule_fires_on_the_small_demo(project):
     p = Project(root)
     not_exercised = {
         "record.malformed_messages",  # the demo's only chat source is well formed
-        "rights.forbidden_tag",  # the demo project forbids no tags
         "safety.classifier",  # needs a local moderation model
     }
     fired: set[str] = set()

@@ -248,3 +248,19 @@ def test_review_verdicts_regate_only_the_reviewed_source(session, tmp_path):
     m = latest_metadata(session.instance, "gated_documents", "community_forum")
     assert m["accepted_by_review"] == 1 and m["rejected_by_review"] == 1
     assert "Review agreement" in latest_metadata(session.instance, "gating_report")["report"]
+
+
+def test_a_threshold_change_regates_without_rereading_even_with_a_curation_change(session):
+    spec_path = session.root / "sources" / "pydoc_topics.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    spec.setdefault("gating", {})["min_words"] = 40
+    spec_path.write_text(yaml.safe_dump(spec))
+    cfg_path = session.root / "mixtrain.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg.setdefault("dedupe", {})["threshold"] = 0.85  # requested in the same round as the regated partition
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    report = session.run()
+    assert report.ok, report.failed_runs
+    assert {pk for k, pk in report.materialized if k == "gated_documents"} == {"pydoc_topics"}
+    assert not [k for k, _ in report.materialized if k in ("raw_documents", "raw_rejects")]
+    assert {"source_manifest", "deduplicated_corpus"} <= {k for k, _ in report.materialized}

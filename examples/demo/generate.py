@@ -552,6 +552,22 @@ def nc_records(scale: Scale) -> list[dict[str, Any]]:
     return out
 
 
+# Written for the demo: an announcement under a no-derivatives license. The project forbids NO_DERIVATIVES in
+# the corpus (a model trained on it is arguably a derivative), so rights.forbidden_tag quarantines all of it.
+PRESS_RELEASES = (
+    "The city library announced today that its reading rooms will stay open until nine in the evening on "
+    "weekdays from next month, after a survey of members asked for longer hours during exam season.",
+    "A regional rail operator said that the new timetable adds two early trains on the coastal line and moves "
+    "the last departure from the harbour station thirty minutes later on Fridays and Saturdays.",
+    "The museum of applied arts will lend forty pieces from its ceramics collection to a touring exhibition, "
+    "which opens in the spring and visits four cities before the pieces return home in the autumn.",
+)
+
+
+def press_records() -> list[dict[str, Any]]:
+    return [{"id": f"press-{i}", "text": t} for i, t in enumerate(PRESS_RELEASES)]
+
+
 def mystery_records() -> list[dict[str, Any]]:
     return [{"id": f"dump-{i}", "text": t} for i, t in enumerate(MYSTERY_DOCS)]
 
@@ -584,6 +600,7 @@ def generate(project_dir: Path | str, scale: str = "full") -> dict[str, int]:
         "community_forum.jsonl": forum,
         "nc_tutorials.jsonl": _jsonl(nc_records(sc)),
         "mystery_dump.jsonl": _jsonl(mystery_records()),
+        "press_releases.jsonl": _jsonl(press_records()),
         "web_crawl.jsonl": _jsonl(crawl),
         "code_paste.jsonl": _jsonl(code_paste_records()),
     }
@@ -602,6 +619,7 @@ def generate(project_dir: Path | str, scale: str = "full") -> dict[str, int]:
         "community_forum": n_forum,
         "nc_tutorials": len(sc.code_only_modules),
         "mystery_dump": len(MYSTERY_DOCS),
+        "press_releases": len(PRESS_RELEASES),
         "web_crawl": len(crawl),
         "code_paste": len(CODE_PASTES),
         "files_written": written,

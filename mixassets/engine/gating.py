@@ -58,13 +58,6 @@ class _Held:
     reason: str
 
 
-def _conform(docs: pa.Table) -> pa.Table:
-    missing = [n for n in DOCUMENT_SCHEMA.names if n not in docs.column_names]
-    if missing:
-        raise ValueError(f"documents table lacks columns {missing} of DOCUMENT_SCHEMA")
-    return docs.select(DOCUMENT_SCHEMA.names).cast(DOCUMENT_SCHEMA).combine_chunks()
-
-
 def _take(table: pa.Table, rows: list[int]) -> pa.Table:
     return table.take(pa.array(rows, type=pa.int64()))
 
@@ -155,34 +148,81 @@ def gate(
     """Apply ``rules`` (default: ``rules_for(spec)``) to one source's documents and split them into accepted
     and held back. Outcomes whose rule id is in ``gating.disabled_rules`` are ignored, so a finer id such as
     ``pii.ip_address`` can be switched off on its own."""
-    docs = _conform(docs)
+    docs = conform_documents(docs)
     rules = rules_for(spec) if rules is None else list(rules)
-    disabled = frozenset(spec.gating.disabled_rules)
     ctx = GateContext(spec=spec, forbidden_tags=frozenset(forbidden_tags))
+    return gate_batch(docs, rules, ctx)
+
+
+def conform_documents(docs: pa.Table | pa.RecordBatch) -> pa.Table:
+    """``docs`` with exactly DOCUMENT_SCHEMA's columns, in its order and types, as one chunk."""
+    if isinstance(docs, pa.RecordBatch):
+        docs = pa.Table.from_batches([docs])
+    missing = [n for n in DOCUMENT_SCHEMA.names if n not in docs.column_names]
+    if missing:
+        raise ValueError(f"documents table lacks columns {missing} of DOCUMENT_SCHEMA")
+    return docs.select(DOCUMENT_SCHEMA.names).cast(DOCUMENT_SCHEMA).combine_chunks()
+
+
+@dataclass
+class _Run:
+    """Where the rules left one table: who is still standing, who is held and why, and every edit."""
+
+    work: pa.Table  # the documents as the next rule would see them (text with strips applied)
+    alive: list[int]
+    held: dict[int, _Held] = field(default_factory=dict)
+    edits: dict[int, list[Edit]] = field(default_factory=dict)
+    removed: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # stripped spans, original offsets
+    decisions: dict[str, list[Any]] = field(default_factory=lambda: {n: [] for n in DECISION_SCHEMA.names})
+    fired: Counter[str] = field(default_factory=Counter)
+    pii_hits: Counter[str] = field(default_factory=Counter)
+    seconds: dict[str, float] = field(default_factory=dict)
+    stripped_lines: int = 0
+
+
+def standing_after(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> pa.Table:
+    """The documents of a conformed table that survive ``rules``, with their text as the next rule would be
+    shown it: what a rule's ``prepare`` pass must see to agree with what it is shown when gating."""
+    run = _apply_rules(docs, rules, ctx)
+    return run.work if len(run.alive) == run.work.num_rows else _take(run.work, run.alive)
+
+
+def gate_batch(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> GateResult:
+    """``gate()`` on a conformed table with the caller's context. A streaming runner passes one context to
+    every batch, so state rules keep in ``ctx.cache`` and whole-source state in ``ctx.prepared`` apply across
+    batches; the language observations accumulate in the context and are the caller's to clear."""
+    run = _apply_rules(docs, rules, ctx)
+    accepted = _accepted_table(docs, run.alive, run.edits)
+    quarantine = _quarantine_table(docs, run.held)
+    counts = _counts(docs, run.alive, run.held, run.edits, run.removed, ctx)
+    counts["stripped_lines"] = run.stripped_lines
+    for t in PII_TYPES:
+        counts[f"pii_hits_{t.lower()}"] = run.pii_hits[pii_rule_id(t)]
+    for rule_id, n in sorted(run.fired.items()):
+        counts[f"rule.{rule_id}"] = n
+    for rule_id, s in run.seconds.items():
+        counts[f"time_s.{rule_id}"] = round(s, 6)
+    return GateResult(accepted, quarantine, pa.table(run.decisions, schema=DECISION_SCHEMA), counts)
+
+
+def _apply_rules(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> _Run:
+    disabled = frozenset(ctx.spec.gating.disabled_rules)
     doc_ids: list[str] = docs.column("doc_id").to_pylist()
     source_ids: list[str] = docs.column("source_id").to_pylist()
     original: list[str | None] = docs.column("text").to_pylist()
-
-    decisions: dict[str, list[Any]] = {n: [] for n in DECISION_SCHEMA.names}
-    fired: Counter[str] = Counter()
-    pii_hits: Counter[str] = Counter()
-    seconds: dict[str, float] = dict.fromkeys((r.id for r in rules), 0.0)
-    held: dict[int, _Held] = {}
-    edits: dict[int, list[Edit]] = {}
-    removed: dict[int, list[tuple[int, int]]] = {}  # stripped spans per document, original offsets
-    stripped_lines = 0
-    work = docs  # the documents as the next rule sees them (text with strips applied)
-    alive = list(range(docs.num_rows))
-    batch: pa.Table | None = None  # the rows of ``work`` at ``alive``; rebuilt only when either changes
+    run = _Run(work=docs, alive=list(range(docs.num_rows)), seconds=dict.fromkeys((r.id for r in rules), 0.0))
+    decisions, held, edits, removed = run.decisions, run.held, run.edits, run.removed
+    batch: pa.Table | None = None  # the rows of ``run.work`` at ``run.alive``; rebuilt only when either changes
 
     for rule in rules:
+        alive = run.alive
         if not alive:
             break
         if batch is None:
-            batch = work if len(alive) == work.num_rows else _take(work, alive)
+            batch = run.work if len(alive) == run.work.num_rows else _take(run.work, alive)
         started = time.perf_counter()
         results = rule.evaluate(batch, ctx)
-        seconds[rule.id] += time.perf_counter() - started
+        run.seconds[rule.id] += time.perf_counter() - started
         if len(results) != len(alive):
             raise RuntimeError(f"rule {rule.id} returned {len(results)} outcomes for {len(alive)} documents")
         still: list[int] = []
@@ -200,9 +240,9 @@ def gate(
                 decisions["span_start"].append(span[0] if span else None)
                 decisions["span_end"].append(span[1] if span else None)
                 if rule_id.startswith("pii."):
-                    pii_hits[rule_id] += 1
+                    run.pii_hits[rule_id] += 1
             for rule_id in dict.fromkeys(r for r, _ in tagged):
-                fired[rule_id] += 1
+                run.fired[rule_id] += 1
             blocking = [(r, o) for r, o in tagged if o.action in BLOCKING_ACTIONS]
             if blocking:
                 first_rule, first = blocking[0]
@@ -216,31 +256,20 @@ def gate(
                 elif o.action == "strip":
                     edits.setdefault(idx, []).append((span[0], span[1], ""))
                     _add_removed(removed.setdefault(idx, []), span)
-                    stripped_lines += 1
+                    run.stripped_lines += 1
                     restripped.append(idx)
             still.append(idx)
         if len(still) != len(alive):
             batch = None
-        alive = still
+        run.alive = still
         if restripped:
             batch = None
-            current = work.column("text").to_pylist()
+            current = run.work.column("text").to_pylist()
             for idx in dict.fromkeys(restripped):
                 text = original[idx] or ""
                 current[idx] = _apply_edits(text, [(s, e, "") for s, e in removed[idx]])
-            work = _with_text(work, current)
-
-    accepted = _accepted_table(docs, alive, edits)
-    quarantine = _quarantine_table(docs, held)
-    counts = _counts(docs, alive, held, edits, removed, ctx)
-    counts["stripped_lines"] = stripped_lines
-    for t in PII_TYPES:
-        counts[f"pii_hits_{t.lower()}"] = pii_hits[pii_rule_id(t)]
-    for rule_id, n in sorted(fired.items()):
-        counts[f"rule.{rule_id}"] = n
-    for rule_id, s in seconds.items():
-        counts[f"time_s.{rule_id}"] = round(s, 6)
-    return GateResult(accepted, quarantine, pa.table(decisions, schema=DECISION_SCHEMA), counts)
+            run.work = _with_text(run.work, current)
+    return run
 
 
 def _counts(

@@ -12,6 +12,7 @@ import json
 import re
 import string
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -43,14 +44,18 @@ class GateContext:
     """What every rule may read during one ``gate()`` call.
 
     ``cache`` lives exactly as long as the call, so an expensive resource (a classifier) is loaded once per
-    call and never leaks between sources with different settings. ``observations`` carries per-document
-    facts a rule measured but that are not decisions (e.g. the detected language) to the runner's metrics.
+    call and never leaks between sources with different settings; a streaming run keeps one context for all
+    its batches, so what a rule keeps there (the exact-duplicate seen-set) carries from batch to batch.
+    ``observations`` carries per-document facts a rule measured but that are not decisions (e.g. the detected
+    language) to the runner's metrics. ``prepared`` holds, by rule id, what ``Rule.prepare`` computed over the
+    whole source before any batch was gated; a rule without an entry computes it from the table it is shown.
     """
 
     spec: SourceSpec
     forbidden_tags: frozenset[str] = frozenset()
     cache: dict[str, Any] = field(default_factory=dict)
     observations: dict[str, dict[str, str]] = field(default_factory=dict)
+    prepared: dict[str, Any] = field(default_factory=dict)
 
     @property
     def gating(self) -> GatingConfig:
@@ -67,6 +72,15 @@ class Rule(ABC):
     id: ClassVar[str]
     version: ClassVar[int]
     scope: ClassVar[Scope] = "any"
+    # True when judging one document needs documents that come *after* it (boilerplate counts lines over the
+    # whole source). A runner that sees the source in batches must then call ``prepare`` over all of it first.
+    # Rules that only look back (exact duplicates) keep their state in ``ctx.cache`` and need no prepare pass.
+    needs_prepare: ClassVar[bool] = False
+
+    def prepare(self, batches: Iterable[pa.Table], ctx: GateContext) -> Any:
+        """Whole-source state, from every batch as this rule would be shown it (earlier rules applied); the
+        runner stores it in ``ctx.prepared[self.id]``. Only called when ``needs_prepare`` is true."""
+        return None
 
     @abstractmethod
     def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:

@@ -9,21 +9,78 @@ How can I help?") is part of the conversation, and stripping it would change wha
 
 The runner applies the strips before the rules that follow, so the length rules judge the stripped text:
 a page that was nothing but header and footer ends up empty or too short and is rejected there.
+
+Whether a line is boilerplate depends on the whole source, so a streaming runner calls ``prepare`` over all
+batches first. The counts are kept as 8-byte line hashes in sorted NumPy arrays (12 bytes per distinct line)
+and the distinct documents as 16-byte hashes, never as text; ``gate()`` goes through the same code with its
+one table as the only batch, so both runners strip exactly the same lines.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
 from mixassets.engine.rules.base import DocOutcomes, GateContext, Outcome, Rule, texts
 from mixassets.engine.rules.exact_duplicates import normalize_for_dedupe
 
+# Hashes buffered before they are merged into the sorted counts: bounds both the buffer and the merge cost.
+_MERGE_EVERY = 1 << 20
+
 
 def line_key(line: str) -> str:
     """Whitespace runs and surrounding spaces do not make two banner lines different."""
     return " ".join(line.split())
+
+
+def line_hash(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+
+
+@dataclass(frozen=True)
+class Boilerplate:
+    """What ``RepeatedLineRule.prepare`` found: the source's distinct-document count and, for the lines that
+    qualify as boilerplate only, their hash -> number of distinct documents that contain them."""
+
+    n_docs: int
+    lines: dict[int, int]
+
+
+class _LineDocCounts:
+    """Document frequency of line hashes in bounded memory: new hashes are buffered and merged in bulk into
+    one sorted key array with a parallel count array, instead of a Python dict entry (~100 bytes) per line."""
+
+    def __init__(self) -> None:
+        self._keys = np.empty(0, dtype=np.uint64)
+        self._counts = np.empty(0, dtype=np.uint32)
+        self._pending: list[np.ndarray] = []
+        self._n_pending = 0
+
+    def add_document(self, hashes: set[int]) -> None:
+        if hashes:
+            self._pending.append(np.fromiter(hashes, dtype=np.uint64, count=len(hashes)))
+            self._n_pending += len(hashes)
+            if self._n_pending >= _MERGE_EVERY:
+                self._merge()
+
+    def _merge(self) -> None:
+        if not self._pending:
+            return
+        new = np.concatenate(self._pending)
+        keys = np.concatenate([self._keys, new])
+        weights = np.concatenate([self._counts, np.ones(len(new), dtype=np.uint32)])
+        self._keys, inverse = np.unique(keys, return_inverse=True)
+        self._counts = np.bincount(inverse, weights=weights, minlength=len(self._keys)).astype(np.uint32)
+        self._pending, self._n_pending = [], 0
+
+    def at_least(self, min_count: int) -> dict[int, int]:
+        self._merge()
+        chosen = self._counts >= min_count
+        return dict(zip(self._keys[chosen].tolist(), self._counts[chosen].tolist(), strict=True))
 
 
 class RepeatedLineRule(Rule):
@@ -34,29 +91,48 @@ class RepeatedLineRule(Rule):
 
     id = "boilerplate.repeated_line"
     version = 1
+    needs_prepare = True
+
+    def prepare(self, batches: Iterable[pa.Table], ctx: GateContext) -> Boilerplate:
+        cfg = ctx.gating.boilerplate
+        if not cfg.enabled:
+            return Boilerplate(0, {})
+        # Copies of one document count once: five copies of a page make a duplicate (which the exact-duplicate
+        # rule resolves by keeping one), not five pages sharing their every line. The first copy is counted.
+        seen: set[bytes] = set()
+        counts = _LineDocCounts()
+        for docs in batches:
+            for kind, text in zip(docs.column("kind").to_pylist(), texts(docs), strict=True):
+                if kind == "chat":
+                    continue
+                key = hashlib.blake2b(normalize_for_dedupe(text).encode(), digest_size=16).digest()
+                if key in seen:
+                    continue
+                seen.add(key)
+                keys = {k for line in text.splitlines() if len(k := line_key(line)) >= cfg.min_line_chars}
+                counts.add_document({line_hash(k) for k in keys})
+        n_docs = len(seen)
+        lines = {h: c for h, c in counts.at_least(cfg.min_docs).items() if c / n_docs >= cfg.min_doc_fraction}
+        return Boilerplate(n_docs, lines)
 
     def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
         cfg = ctx.gating.boilerplate
         out: list[DocOutcomes] = [[] for _ in range(docs.num_rows)]
         if not cfg.enabled:
             return out
-        kinds = docs.column("kind").to_pylist()
-        all_texts = texts(docs)
-        candidates = [i for i, kind in enumerate(kinds) if kind != "chat"]
-        # Copies of one document count once: five copies of a page make a duplicate (which the exact-duplicate
-        # rule resolves by keeping one), not five pages sharing their every line.
-        distinct = {normalize_for_dedupe(all_texts[i]): i for i in reversed(candidates)}
-        n_docs = len(distinct)
-        doc_freq: Counter[str] = Counter()
-        for i in distinct.values():
-            doc_freq.update({k for line in all_texts[i].splitlines() if len(k := line_key(line)) >= cfg.min_line_chars})
-        boiler = {k: c for k, c in doc_freq.items() if c >= cfg.min_docs and c / n_docs >= cfg.min_doc_fraction}
-        if not boiler:
+        state: Boilerplate | None = ctx.prepared.get(self.id)
+        if state is None:
+            state = self.prepare([docs], ctx)
+        if not state.lines:
             return out
-        for i in candidates:
+        n_docs = state.n_docs
+        for i, (kind, text) in enumerate(zip(docs.column("kind").to_pylist(), texts(docs), strict=True)):
+            if kind == "chat":
+                continue
             pos = 0
-            for line in all_texts[i].splitlines(keepends=True):
-                count = boiler.get(line_key(line))
+            for line in text.splitlines(keepends=True):
+                key = line_key(line)
+                count = state.lines.get(line_hash(key)) if len(key) >= cfg.min_line_chars else None
                 if count is not None:
                     reason = (
                         f"line in {count} of {n_docs} distinct documents "

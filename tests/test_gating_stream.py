@@ -1,0 +1,244 @@
+"""The streaming gate gives exactly what ``gate()`` gives on the concatenated input, whatever the batch size."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mixassets.engine.gating import gate
+from mixassets.engine.gating_stream import ParquetGateSink, gate_stream
+from mixassets.engine.readers import doc_id_for
+from mixassets.engine.rules import DEFAULT_RULES, GateContext, Outcome, Rule, boilerplate
+from mixassets.project import SourceSpec
+from mixassets.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+HEADER = "Acme Daily News  -  all rights reserved"
+FOOTER = "Subscribe to our newsletter for more stories"
+LEGACY = "Legacy banner carried by the restricted pages"
+BODIES = [
+    "The harbour reopened on Monday after the storm damaged two of the old piers.",
+    "Local bakers report record sales of rye bread during the autumn festival week.",
+    "A new bicycle lane connects the railway station with the university campus.",
+    "The museum will show paintings from the northern coast until the end of March.",
+    "Farmers expect a good apple harvest thanks to the warm and rainy summer months.",
+    "The city council voted to extend the opening hours of the public library.",
+    "Volunteers planted three hundred oak trees along the river in a single weekend.",
+    "The night ferry to the islands will run twice a week again from next spring.",
+]
+PLAIN = [
+    "Researchers measured the water temperature of the lake every morning for a year.",
+    "The choir rehearses in the old church hall on Tuesday and Thursday evenings.",
+    "Our neighbour repaired the fence and painted the garden shed a bright green.",
+]
+
+
+def _spec(**kw: Any) -> SourceSpec:
+    return SourceSpec.model_validate({"id": "src", "path": "x", "format": "jsonl", "license": "MIT", **kw})
+
+
+def _page(body: str) -> str:
+    return f"{HEADER}\n{body}\n  {FOOTER}  \n"
+
+
+def _chat(*contents: str) -> dict[str, Any]:
+    msgs = [{"role": "user" if i % 2 == 0 else "assistant", "content": c} for i, c in enumerate(contents)]
+    return {"kind": "chat", "text": "\n\n".join(contents), "messages": json.dumps(msgs)}
+
+
+def _corpus() -> pa.Table:
+    """Boilerplate spread over the whole source, duplicates far from their originals, every disposition."""
+    rows: list[dict[str, Any]] = [{"text": _page(b)} for b in BODIES[:4]]
+    rows += [
+        {"text": f"{LEGACY}\n{PLAIN[0]}\n", "license": "Made-Up-1.0"},  # held before boilerplate runs
+        {"text": f"{LEGACY}\n{PLAIN[1]}\n", "license": "Made-Up-1.0"},
+        {"text": f"{LEGACY}\n{PLAIN[2]}\n", "license": "Made-Up-1.0"},
+        {"text": f"{LEGACY}\n{BODIES[5]} Again.\n"},
+        {"text": PLAIN[0] + " Contact jane.doe@example.com for details."},
+        _chat("Hello! How can I help you today?", "I would like to know when the museum opens."),
+        _chat("Hello! How can I help you today?", "Where can I buy a ticket for the night ferry?"),
+        {"text": "only three words"},
+        {"text": f"{HEADER}\n  {FOOTER}\n"},  # nothing but boilerplate: empty once stripped
+        {"text": "broken \ufffd\ufffd text here with quite a few more words"},
+    ]
+    rows += [{"text": _page(b)} for b in BODIES[4:]]
+    rows += [
+        {"text": f"{LEGACY}\n{BODIES[6]} Once more.\n"},
+        {"text": _page(BODIES[0].upper())},  # a re-cased copy of the first page
+        {"text": BODIES[2] + "\n"},  # the third page without its banners: a duplicate once they are stripped
+        {"text": "  " + PLAIN[1].upper() + "  "},
+        {"text": _page(BODIES[7])},  # an exact copy of an earlier page, in the same batch for most sizes
+        {"text": PLAIN[1]},  # the original of the copy above came later: this one is the duplicate
+        _chat("Hello! How can I help you today?", "I would like to know when the museum opens."),
+    ]
+    out = []
+    for i, r in enumerate(rows):
+        locator = f"f.jsonl:{i + 1}"
+        out.append({"doc_id": doc_id_for("src", locator), "source_id": "src", "locator": locator,
+                    "kind": r.get("kind", "text"), "text": r["text"], "messages": r.get("messages"),
+                    "license": r.get("license", "MIT"), "rights_tags": [], "domain": "general",
+                    "language": "en", "capture_time": T0})  # fmt: skip
+    return pa.Table.from_pylist(out, schema=DOCUMENT_SCHEMA)
+
+
+class _ListSink:
+    def __init__(self) -> None:
+        self.parts: list[tuple[pa.Table, pa.Table, pa.Table]] = []
+
+    def write(self, accepted: pa.Table, quarantine: pa.Table, decisions: pa.Table) -> None:
+        self.parts.append((accepted, quarantine, decisions))
+
+    def table(self, which: int, schema: pa.Schema) -> pa.Table:
+        return pa.concat_tables([p[which] for p in self.parts]) if self.parts else schema.empty_table()
+
+
+def _batches(table: pa.Table, size: int) -> Iterator[pa.Table]:
+    for start in range(0, table.num_rows, size):
+        yield table.slice(start, size)
+
+
+def _sorted_rows(table: pa.Table) -> list[tuple[Any, ...]]:
+    return sorted(tuple(r.values()) for r in table.to_pylist())
+
+
+def _without_timings(counts: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in counts.items() if not k.startswith("time_s.")}
+
+
+def test_corpus_exercises_the_cross_document_rules() -> None:
+    res = gate(_corpus(), _spec())
+    c = res.counts
+    assert c["rule.boilerplate.repeated_line"] == 11 and c["rule.dedupe.exact_in_source"] == 5
+    assert c["rule.rights.unknown_license"] == 3 and c["rule.quality.empty"] == 1 and c["redacted_docs"] == 1
+    # The legacy banner is in five documents, but three were held before boilerplate ran: it is not boilerplate.
+    assert sum(LEGACY in t for t in res.accepted.column("text").to_pylist()) == 2
+    assert not any(HEADER in t for t in res.accepted.column("text").to_pylist())
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 7, 100])
+def test_stream_equals_whole_table_gate(size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Merge the line counts every few hashes so the bulk merge is exercised, not only the final one.
+    monkeypatch.setattr(boilerplate, "_MERGE_EVERY", 3)
+    docs, spec = _corpus(), _spec()
+    expected = gate(docs, spec)
+    sink = _ListSink()
+    counts = gate_stream(lambda: _batches(docs, size), spec, sink=sink)
+
+    accepted = sink.table(0, DOCUMENT_SCHEMA)
+    quarantine = sink.table(1, QUARANTINE_SCHEMA)
+    decisions = sink.table(2, DECISION_SCHEMA)
+    assert accepted.equals(expected.accepted)
+    assert quarantine.equals(expected.quarantine)
+    # gate() logs rule by rule over the whole table, the stream within each batch: same rows, other order.
+    assert _sorted_rows(decisions) == _sorted_rows(expected.decisions)
+    assert _without_timings(counts) == _without_timings(expected.counts)
+    assert list(counts) == list(expected.counts)
+    assert len(sink.parts) == -(-docs.num_rows // size)
+
+
+def test_stream_conserves_every_document() -> None:
+    docs = _corpus()
+    sink = _ListSink()
+    counts = gate_stream(lambda: _batches(docs, 3), _spec(), sink=sink)
+    assert counts["ingested"] == docs.num_rows == counts["accepted"] + counts["quarantined"] + counts["rejected"]
+    accepted_ids = sink.table(0, DOCUMENT_SCHEMA).column("doc_id").to_pylist()
+    held_ids = sink.table(1, QUARANTINE_SCHEMA).column("doc_id").to_pylist()
+    assert sorted(accepted_ids + held_ids) == sorted(docs.column("doc_id").to_pylist())
+    assert counts["accepted_rate"] == round(len(accepted_ids) / docs.num_rows, 6)
+
+
+class _CountBatches(Rule):
+    """Records the size of every table it is shown (after the rules before it), to see what the passes see."""
+
+    id = "test.count_batches"
+    version = 1
+    needs_prepare = True
+
+    def __init__(self) -> None:
+        self.prepared_on: list[int] = []
+        self.evaluated_on: list[int] = []
+
+    def prepare(self, batches: Any, ctx: GateContext) -> int:
+        self.prepared_on = [b.num_rows for b in batches]
+        return sum(self.prepared_on)
+
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[list[Outcome]]:
+        self.evaluated_on.append(docs.num_rows)
+        total = ctx.prepared.get(self.id, docs.num_rows)
+        return [[Outcome("flag", f"one of {total}")] for _ in range(docs.num_rows)]
+
+
+def test_prepare_sees_each_batch_as_the_rule_will_be_shown_it() -> None:
+    docs = _corpus()
+    rule = _CountBatches()
+    rules = [r for r in DEFAULT_RULES if r.id.startswith("rights.")] + [rule]
+    sink = _ListSink()
+    gate_stream(lambda: _batches(docs, 4), _spec(), rules=rules, sink=sink)
+    assert rule.prepared_on == rule.evaluated_on[: len(rule.prepared_on)]
+    assert sum(rule.prepared_on) == docs.num_rows - 3  # the three unknown-license pages never reach it
+    reasons = set(sink.table(2, DECISION_SCHEMA).column("reason").to_pylist()) - {None}
+    assert f"one of {docs.num_rows - 3}" in reasons
+
+
+def test_parquet_sink_is_atomic(tmp_path: Path) -> None:
+    docs = _corpus()
+    corpus = tmp_path / "corpus.parquet"
+    pq.write_table(docs, corpus)
+    out = tmp_path / "out"
+    paths = [out / "accepted.parquet", out / "quarantine.parquet", out / "decisions.parquet"]
+    seen_while_running: list[bool] = []
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in pq.ParquetFile(corpus).iter_batches(batch_size=6):
+            seen_while_running.append(any(p.exists() for p in paths))
+            yield batch
+
+    with ParquetGateSink(*paths) as sink:
+        counts = gate_stream(batches, _spec(), sink=sink)
+        assert not any(p.exists() for p in paths)
+        assert len(list(out.glob(".*.partial"))) == 3
+    assert seen_while_running and not any(seen_while_running)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths)  # no temp files left
+    expected = gate(docs, _spec())
+    assert pq.read_table(paths[0]).equals(expected.accepted)
+    assert pq.read_table(paths[1]).equals(expected.quarantine)
+    assert pq.read_table(paths[2]).num_rows == expected.decisions.num_rows
+    assert counts["accepted"] == expected.counts["accepted"]
+
+
+def test_parquet_sink_failure_leaves_previous_outputs(tmp_path: Path) -> None:
+    paths = [tmp_path / "a.parquet", tmp_path / "q.parquet", tmp_path / "d.parquet"]
+    paths[0].write_bytes(b"previous run")
+    docs = _corpus()
+
+    def failing() -> Iterator[pa.Table]:
+        yield docs.slice(0, 5)
+        raise OSError("disk went away")
+
+    with pytest.raises(OSError, match="disk went away"), ParquetGateSink(*paths) as sink:
+        gate_stream(failing, _spec(), sink=sink)
+    assert paths[0].read_bytes() == b"previous run"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.parquet"]
+
+
+def test_empty_stream(tmp_path: Path) -> None:
+    paths = [tmp_path / "a.parquet", tmp_path / "q.parquet", tmp_path / "d.parquet"]
+    with ParquetGateSink(*paths) as sink:
+        counts = gate_stream(lambda: iter(()), _spec(), sink=sink)
+    expected = gate(DOCUMENT_SCHEMA.empty_table(), _spec()).counts
+    assert counts == expected
+    for path, schema in zip(paths, (DOCUMENT_SCHEMA, QUARANTINE_SCHEMA, DECISION_SCHEMA), strict=True):
+        table = pq.read_table(path)
+        assert table.num_rows == 0 and table.schema.equals(schema)
+
+
+def test_bad_batch_is_named() -> None:
+    with pytest.raises(ValueError, match=r"document batch 1: .*lacks columns"):
+        gate_stream(lambda: iter([_corpus().slice(0, 2), pa.table({"text": ["x"]})]), _spec(), sink=_ListSink())
