@@ -89,22 +89,25 @@ def _blocking_check_failed(graph, instance: DagsterInstance, key: AssetKey) -> b
 
 
 def _retryable(defs: Definitions, instance: DagsterInstance, project: Project, tried: set) -> dict:
-    """Missing asset partitions whose inputs all exist: the automation conditions leave a failed asset alone
-    (so the daemon does not retry it in a loop), but ``mixtrain run`` is a person asking, so it tries once."""
+    """Missing or stale asset partitions whose inputs are all fresh, by the state-based resolver the UI uses.
+
+    The automation conditions leave a failed asset alone (so the daemon does not retry it in a loop), but
+    ``mixtrain run`` is a person asking, so it tries once. The same pass covers a lost automation cursor:
+    changes the cursor can no longer see are still visible as STALE here."""
     from mixassets.dagster_internals import stale_statuses
 
     statuses = stale_statuses(defs, instance, {SOURCES_PARTITION: project.source_ids()})
-    missing = {(s.key, s.partition) for s in statuses if s.status == "MISSING"}
-    missing_keys = {k for k, _ in missing}
+    pending = {(s.key, s.partition) for s in statuses if s.status in ("MISSING", "STALE")}
+    pending_keys = {k for k, _ in pending}
     graph = defs.resolve_asset_graph()
     by_partition: dict[str | None, set[AssetKey]] = defaultdict(set)
-    for key, pk in sorted(missing, key=str):
+    for key, pk in sorted(pending, key=str):
         asset_key = AssetKey.from_user_string(key)
         parents = {p.to_user_string() for p in graph.get(asset_key).parent_keys}
-        blocked = any((p, pk) in missing or (p, None) in missing for p in parents)
+        blocked = any((p, pk) in pending or (p, None) in pending for p in parents)
         blocked = blocked or any(_blocking_check_failed(graph, instance, p) for p in graph.get(asset_key).parent_keys)
         if pk is None:
-            blocked = blocked or bool(parents & missing_keys)
+            blocked = blocked or bool(parents & pending_keys)
         if not blocked and (key, pk) not in tried:
             by_partition[pk].add(asset_key)
     return by_partition
@@ -150,14 +153,17 @@ def run_project(
     observe_specs(defs, instance)
     all_assets = [*defs.assets, *(defs.asset_checks or [])]
     cursor = _load_cursor(project)
+    tried: set[tuple[str, str | None]] = set()
     for _ in range(MAX_ROUNDS):
         result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
         cursor = result.cursor
         _save_cursor(project, cursor)
-        groups = {pk: {k for k in keys if select is None or select(k)} for pk, keys in _requested(defs, result).items()}
+        requested = _requested(defs, result) or _retryable(defs, instance, project, tried)
+        groups = {pk: {k for k in keys if select is None or select(k)} for pk, keys in requested.items()}
         groups = {pk: keys for pk, keys in groups.items() if keys}
         if not groups:
             break
+        tried |= {(k.to_user_string(), pk) for pk, keys in groups.items() for k in keys}
         done_partitioned: set[AssetKey] = set()
         for pk, keys in sorted(groups.items(), key=lambda kv: (kv[0] is None, kv[0] or "")):
             if pk is None:

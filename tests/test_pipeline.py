@@ -264,3 +264,18 @@ def test_a_threshold_change_regates_without_rereading_even_with_a_curation_chang
     assert {pk for k, pk in report.materialized if k == "gated_documents"} == {"pydoc_topics"}
     assert not [k for k, _ in report.materialized if k in ("raw_documents", "raw_rejects")]
     assert {"source_manifest", "deduplicated_corpus"} <= {k for k, _ in report.materialized}
+
+
+def test_a_lost_automation_cursor_still_reruns_what_changed(session):
+    from mixassets.runner import CURSOR_FILE
+
+    (session.project.dagster_home / CURSOR_FILE).unlink()
+    path = session.root / "data" / "pydoc_topics.jsonl"
+    extra = {"id": "cursor", "text": "A topic added after the automation cursor was lost, described in a sentence."}
+    path.write_text(path.read_text() + json.dumps(extra) + "\n")
+    session.refresh()
+    messages: list[str] = []
+    report = run_project(session.project, session.defs, session.instance, log=messages.append)
+    assert report.ok, report.failed_runs
+    assert ("raw_documents", "pydoc_topics") in report.materialized, messages
+    assert not {pk for k, pk in report.materialized if k == "raw_documents"} - {"pydoc_topics"}
