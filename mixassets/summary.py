@@ -69,7 +69,8 @@ def render_summary(instance: DagsterInstance) -> str:
         out.append(
             f"== training ==  loss (mean of first/last 5 steps) {float(t['loss_start']):.3f} -> "
             f"{float(t['loss_end']):.3f} over {t['steps']} steps"
-            f"  ({float(t['tokens_per_s']):.0f} tok/s, {float(t['wall_time_s']):.0f} s)"
+            f"  ({float(t['tokens_per_s']):.0f} tok/s, {float(t['wall_time_s']):.0f} s; batches mix task chats with"
+            " raw text, so per-step loss is noisy: the held-out loss below is the measure)"
         )
     e = latest_metadata(instance, "eval_report")
     if e.get("summary"):
