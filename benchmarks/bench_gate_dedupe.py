@@ -24,6 +24,7 @@ Each stage runs in its own child process that first loads the corpus from Parque
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -61,13 +62,10 @@ NGRAM = 5
 def peak_rss_mb() -> float:
     """This process's peak RSS. On Linux VmHWM, because ``getrusage`` carries the parent's high-water mark
     across fork+exec and would charge every stage with the generator's memory."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB elsewhere
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 

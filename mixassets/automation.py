@@ -7,7 +7,7 @@ upstream's *data version* — a content hash — changed; never while an upstrea
 failed a blocking check. A failed asset waits for a person or for changed inputs, so nothing retries in a loop.
 """
 
-from dagster import AutomationCondition
+from dagster import AssetOut, AutomationCondition
 
 
 def rerun_when_changed() -> AutomationCondition:
@@ -24,3 +24,10 @@ def rerun_when_changed() -> AutomationCondition:
         & ~AutomationCondition.in_progress()
         & AutomationCondition.all_deps_blocking_checks_passed()
     ).with_label("rerun_when_changed")
+
+
+def changed_out(code_version: str, description: str, **kwargs) -> AssetOut:
+    """A multi-asset output under the shared automation condition (multi-assets set it per output)."""
+    return AssetOut(
+        code_version=code_version, description=description, automation_condition=rerun_when_changed(), **kwargs
+    )

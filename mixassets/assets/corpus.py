@@ -13,11 +13,10 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
-    AssetOut,
     multi_asset,
 )
 
-from mixassets.automation import rerun_when_changed
+from mixassets.automation import changed_out
 from mixassets.engine.gating import gate
 from mixassets.engine.readers import read_source
 from mixassets.engine.review import (
@@ -35,10 +34,6 @@ from mixassets.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
 from mixassets.versioning import table_output
 
 
-def _out(code_version: str, description: str) -> AssetOut:
-    return AssetOut(code_version=code_version, description=description, automation_condition=rerun_when_changed())
-
-
 def _mtime(path: str) -> datetime:
     """A file's modification time is its capture time: re-reading an unchanged file captures nothing new."""
     fs, p = fsspec.core.url_to_fs(path)
@@ -51,8 +46,8 @@ def _mtime(path: str) -> datetime:
 
 @multi_asset(
     outs={
-        "raw_documents": _out("raw-2", "Every record of the source, with a stable doc_id and its locator."),
-        "raw_rejects": _out("raw-2", "Records that could not be read (bad UTF-8, malformed JSON), kept."),
+        "raw_documents": changed_out("raw-2", "Every record of the source, with a stable doc_id and its locator."),
+        "raw_rejects": changed_out("raw-2", "Records that could not be read (bad UTF-8, malformed JSON), kept."),
     },
     deps=["source_spec"],
     group_name="corpus",
@@ -81,7 +76,11 @@ def raw_documents(context: AssetExecutionContext, project: ProjectResource):
 
 
 @multi_asset(
-    outs={"review_overrides": _out("review-1", "Reviewer verdicts on this source's documents (latest per document).")},
+    outs={
+        "review_overrides": changed_out(
+            "review-1", "Reviewer verdicts on this source's documents (latest per document)."
+        )
+    },
     deps=["review_sheets"],
     group_name="corpus",
     partitions_def=source_partitions,
@@ -103,9 +102,11 @@ def review_overrides(context: AssetExecutionContext, project: ProjectResource):
 
 @multi_asset(
     outs={
-        "gated_documents": _out(f"gate-{RULES_VERSION}", "Documents that passed every gate."),
-        "decision_log": _out(f"gate-{RULES_VERSION}", "One row per rule that fired on a document."),
-        "quarantine": _out(f"gate-{RULES_VERSION}", "Held-back documents (quarantined or rejected) with their reason."),
+        "gated_documents": changed_out(f"gate-{RULES_VERSION}", "Documents that passed every gate."),
+        "decision_log": changed_out(f"gate-{RULES_VERSION}", "One row per rule that fired on a document."),
+        "quarantine": changed_out(
+            f"gate-{RULES_VERSION}", "Held-back documents (quarantined or rejected) with their reason."
+        ),
     },
     ins={"raw_documents": AssetIn(), "raw_rejects": AssetIn(), "review_overrides": AssetIn()},
     deps=["gating_policy"],

@@ -3,10 +3,10 @@ contamination screen against every eval set in the registry."""
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetOut, asset, multi_asset
+from dagster import AssetExecutionContext, AssetIn, AssetKey, asset, multi_asset
 from upath import UPath
 
-from mixassets.automation import rerun_when_changed
+from mixassets.automation import changed_out, rerun_when_changed
 from mixassets.engine.contamination import screen, unscreenable_fields
 from mixassets.engine.dedupe import dedupe
 from mixassets.partitions import SOURCES_PARTITION
@@ -24,10 +24,6 @@ SOURCE_MANIFEST_SCHEMA = pa.schema(
         ("trust_tier", pa.int64()),
     ]
 )
-
-
-def _out(code_version: str, description: str) -> AssetOut:
-    return AssetOut(code_version=code_version, description=description, automation_condition=rerun_when_changed())
 
 
 @asset(
@@ -60,8 +56,10 @@ def source_manifest(context: AssetExecutionContext, project: ProjectResource):
 
 @multi_asset(
     outs={
-        "deduplicated_corpus": _out("dedupe-1", "The gated corpus of all sources without exact and near duplicates."),
-        "dedupe_clusters": _out("dedupe-1", "Each dropped document, the keeper it duplicated, and the Jaccard."),
+        "deduplicated_corpus": changed_out(
+            "dedupe-1", "The gated corpus of all sources without exact and near duplicates."
+        ),
+        "dedupe_clusters": changed_out("dedupe-1", "Each dropped document, the keeper it duplicated, and the Jaccard."),
     },
     ins={"source_manifest": AssetIn()},
     deps=["curation_spec"],
@@ -101,9 +99,9 @@ def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource
 
 @multi_asset(
     outs={
-        "screened_corpus": _out("screen-1", "The deduplicated corpus without documents that leak eval items."),
-        "contamination_findings": _out("screen-1", "Every eval item overlap: set, item, field, text, score."),
-        "contaminated_documents": _out("screen-1", "Documents quarantined by the screen (kept for review)."),
+        "screened_corpus": changed_out("screen-1", "The deduplicated corpus without documents that leak eval items."),
+        "contamination_findings": changed_out("screen-1", "Every eval item overlap: set, item, field, text, score."),
+        "contaminated_documents": changed_out("screen-1", "Documents quarantined by the screen (kept for review)."),
     },
     ins={"deduplicated_corpus": AssetIn(), "eval_registry": AssetIn(key=AssetKey("eval_registry"))},
     deps=["curation_spec"],
