@@ -22,6 +22,9 @@ from mixassets.partitions import SOURCES_PARTITION
 from mixassets.project import Project
 
 CURSOR_FILE = "mixtrain_automation_cursor"
+# Dagster's console logger prints every engine event at DEBUG; the CLI reports progress itself. Step logs and
+# failures still reach the event log (UI) and the console at WARNING and above.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 MAX_ROUNDS = 30
 
 
@@ -50,7 +53,9 @@ def sync_partitions(project: Project, instance: DagsterInstance) -> tuple[list[s
 
 
 def observe_specs(defs: Definitions, instance: DagsterInstance) -> None:
-    result = defs.resolve_job_def("refresh_specs").execute_in_process(instance=instance, raise_on_error=True)
+    result = defs.resolve_job_def("refresh_specs").execute_in_process(
+        instance=instance, raise_on_error=True, run_config=QUIET
+    )
     if not result.success:
         raise RuntimeError("observing the project's specs failed")
 
@@ -177,6 +182,7 @@ def run_project(
                 instance=instance,
                 resources=defs.resources,
                 raise_on_error=False,
+                run_config=QUIET,
                 tags={"mixtrain/trigger": "mixtrain run"},
             )
             report.run_ids.append(res.run_id)
