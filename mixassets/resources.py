@@ -10,7 +10,16 @@ from dagster import ConfigurableIOManagerFactory, ConfigurableResource, InputCon
 from upath import UPath
 
 from mixassets.project import PROJECT_ENV, Project, load_project
-from mixassets.storage import JSON_EXT, TABLE_EXT, json_bytes, read_json, read_table, table_bytes, write_atomic
+from mixassets.storage import (
+    JSON_EXT,
+    TABLE_EXT,
+    EncodedTable,
+    json_bytes,
+    read_json,
+    read_table,
+    table_bytes,
+    write_atomic,
+)
 
 
 class ProjectResource(ConfigurableResource):
@@ -25,10 +34,13 @@ class ProjectResource(ConfigurableResource):
 class _TableIOManager(UPathIOManager):
     extension = TABLE_EXT
 
-    def dump_to_path(self, context: OutputContext, obj: pa.Table, path: UPath) -> None:
-        if not isinstance(obj, pa.Table):
+    def dump_to_path(self, context: OutputContext, obj: pa.Table | EncodedTable, path: UPath) -> None:
+        if isinstance(obj, EncodedTable):
+            write_atomic(path, obj.data)
+        elif isinstance(obj, pa.Table):
+            write_atomic(path, table_bytes(obj))
+        else:
             raise TypeError(f"{context.asset_key.to_user_string()}: expected a pyarrow.Table, got {type(obj)}")
-        write_atomic(path, table_bytes(obj))
 
     def load_from_path(self, context: InputContext, path: UPath) -> pa.Table:
         return read_table(path)

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,21 @@ def sha256_bytes(data: bytes) -> str:
 
 def table_checksum(table: pa.Table) -> str:
     return sha256_bytes(table_bytes(table))
+
+
+@dataclass(frozen=True)
+class EncodedTable:
+    """A table with its parquet bytes and their checksum, so a stage encodes once: the checksum becomes the
+    data version and the IO manager writes the very same bytes."""
+
+    table: pa.Table
+    data: bytes
+    checksum: str
+
+    @classmethod
+    def of(cls, table: pa.Table) -> EncodedTable:
+        data = table_bytes(table)
+        return cls(table, data, sha256_bytes(data))
 
 
 def json_bytes(obj: Any) -> bytes:

@@ -11,14 +11,17 @@ import pyarrow as pa
 from dagster import AssetKey, DagsterInstance, DataVersion, Output
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-from mixassets.storage import table_checksum
+from mixassets.storage import EncodedTable
 
 
-def table_output(table: pa.Table, metadata: Mapping[str, Any] | None = None, *, name: str = "result") -> Output:
-    """``name`` is the output (asset) name inside a multi-asset; plain assets keep the default."""
-    checksum = table_checksum(table)
-    md = {"rows": table.num_rows, "checksum": checksum, **(metadata or {})}
-    return Output(table, output_name=name, data_version=DataVersion(checksum[:16]), metadata=md)
+def table_output(
+    table: pa.Table | EncodedTable, metadata: Mapping[str, Any] | None = None, *, name: str = "result"
+) -> Output:
+    """``name`` is the output (asset) name inside a multi-asset; plain assets keep the default. The table is
+    encoded once: its checksum is the data version and the IO manager writes those same bytes."""
+    encoded = table if isinstance(table, EncodedTable) else EncodedTable.of(table)
+    md = {"rows": encoded.table.num_rows, "checksum": encoded.checksum, **(metadata or {})}
+    return Output(encoded, output_name=name, data_version=DataVersion(encoded.checksum[:16]), metadata=md)
 
 
 def json_output(obj: Any, version: str, metadata: Mapping[str, Any] | None = None, *, name: str = "result") -> Output:

@@ -3,6 +3,7 @@ builds on the state the previous one left)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -96,6 +97,8 @@ def test_dedupe_screen_and_mixture_checks(session):
         assert latest_check(session.instance, "mixture", check)["passed"] is True
     manifest = json.loads((Path(session.project.storage_root) / "mixture_manifest.json").read_text())
     assert manifest["shards"][0]["rows"] == mixture.num_rows
+    shard = (Path(session.project.storage_root) / "mixture.parquet").read_bytes()
+    assert manifest["shards"][0]["sha256"] == hashlib.sha256(shard).hexdigest()  # the checksum is the file's
     assert set(manifest["inputs"]) == {"screened_corpus", "base_model", "mixture_spec"}
     assert all(manifest["inputs"].values())
 

@@ -8,7 +8,7 @@ from mixassets.engine.licenses import license_tags, policy_allows
 from mixassets.engine.mixture import sample_mixture
 from mixassets.engine.tokens import count_tokens, load_tokenizer
 from mixassets.resources import ProjectResource
-from mixassets.storage import asset_path, table_checksum
+from mixassets.storage import EncodedTable, asset_path
 from mixassets.versioning import current_data_version, hash_of, json_output, table_output
 
 MIXTURE_INPUTS = ("screened_corpus", "base_model", "mixture_spec")
@@ -42,7 +42,7 @@ def mixture(context: AssetExecutionContext, project: ProjectResource, screened_c
     tokens = count_tokens(screened_corpus, tokenizer)
     allowed = [policy_allows(lic, spec.release_policy) for lic in screened_corpus.column("license").to_pylist()]
     table, stats = sample_mixture(screened_corpus, tokens, spec, allowed=allowed)
-    checksum = table_checksum(table)
+    encoded = EncodedTable.of(table)  # encoded once: the shard checksum is the written file's checksum
     tags = sorted({t for lic in set(table.column("license").to_pylist()) for t in (license_tags(lic) or ())})
     manifest = {
         "mixture_id": spec.id,
@@ -54,7 +54,9 @@ def mixture(context: AssetExecutionContext, project: ProjectResource, screened_c
         "inputs": {k: current_data_version(context.instance, k) for k in MIXTURE_INPUTS},
         "composition": stats,
         "license_tags_present": tags,
-        "shards": [{"path": str(asset_path(proj.storage_root, "mixture")), "sha256": checksum, "rows": table.num_rows}],
+        "shards": [
+            {"path": str(asset_path(proj.storage_root, "mixture")), "sha256": encoded.checksum, "rows": table.num_rows}
+        ],
     }
     manifest["manifest_id"] = hash_of({k: manifest[k] for k in ("spec_hash", "inputs", "shards")})
     per_source = stats.get("sources", {})
@@ -65,7 +67,7 @@ def mixture(context: AssetExecutionContext, project: ProjectResource, screened_c
         **{f"tokens/{s}": int(v.get("tokens", 0)) for s, v in per_source.items()},
         **{f"excluded_by_policy/{s}": int(v.get("excluded_by_policy", 0)) for s, v in per_source.items()},
     }
-    yield table_output(table, metadata, name="mixture")
+    yield table_output(encoded, metadata, name="mixture")
     yield json_output(
         manifest, manifest["manifest_id"], {"manifest_id": manifest["manifest_id"]}, name="mixture_manifest"
     )
