@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dagster import AssetKey, DagsterInstance, Definitions
+from dagster import DagsterInstance, Definitions
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,3 @@ def deserialize_cursor(text: str) -> object:
 
     return deserialize_value(text, AssetDaemonCursor)
 
-
-def asset_key(path: str) -> AssetKey:
-    return AssetKey.from_user_string(path)
