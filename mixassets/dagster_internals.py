@@ -61,4 +61,3 @@ def deserialize_cursor(text: str) -> object:
     from dagster._serdes import deserialize_value
 
     return deserialize_value(text, AssetDaemonCursor)
-

@@ -14,7 +14,9 @@ from mixassets.storage import (
     JSON_EXT,
     TABLE_EXT,
     EncodedTable,
+    StagedTable,
     json_bytes,
+    publish_staged,
     read_json,
     read_table,
     table_bytes,
@@ -34,8 +36,10 @@ class ProjectResource(ConfigurableResource):
 class _TableIOManager(UPathIOManager):
     extension = TABLE_EXT
 
-    def dump_to_path(self, context: OutputContext, obj: pa.Table | EncodedTable, path: UPath) -> None:
-        if isinstance(obj, EncodedTable):
+    def dump_to_path(self, context: OutputContext, obj: pa.Table | EncodedTable | StagedTable, path: UPath) -> None:
+        if isinstance(obj, StagedTable):
+            publish_staged(obj, path)
+        elif isinstance(obj, EncodedTable):
             write_atomic(path, obj.data)
         elif isinstance(obj, pa.Table):
             write_atomic(path, table_bytes(obj))

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,49 @@ class EncodedTable:
     def of(cls, table: pa.Table) -> EncodedTable:
         data = table_bytes(table)
         return cls(table, data, sha256_bytes(data))
+
+
+@dataclass(frozen=True)
+class StagedTable:
+    """A parquet file a stage has already written in full to a local staging path (too large to hold in memory
+    as one table). The IO manager moves it over the asset's path, so the write stays atomic, and its checksum
+    (of the file's bytes) is the data version, as for an :class:`EncodedTable`."""
+
+    path: Path
+    rows: int
+    checksum: str
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str]) -> StagedTable:
+        path = Path(path)
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return cls(path, pq.ParquetFile(path).metadata.num_rows, digest.hexdigest())
+
+
+def staging_dir(target: UPath) -> Path:
+    """Where a stage stages files for ``target``: beside it when local (so the final move is a rename on one
+    filesystem), else a local temporary directory (the move is then an upload followed by a remote rename)."""
+    if _is_local(target):
+        path = Path(target.path).parent / ".staging"
+    else:
+        path = Path(tempfile.gettempdir()) / "mixtrain-staging"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def publish_staged(staged: StagedTable, path: UPath) -> None:
+    """Move a staged file over ``path`` atomically (see :func:`write_atomic`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if _is_local(path):
+        os.replace(staged.path, path.path)
+        return
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.fs.put_file(str(staged.path), tmp.path)
+    tmp.fs.mv(tmp.path, path.path)
+    staged.path.unlink(missing_ok=True)
 
 
 def json_bytes(obj: Any) -> bytes:

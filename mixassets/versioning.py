@@ -11,16 +11,18 @@ import pyarrow as pa
 from dagster import AssetKey, DagsterInstance, DataVersion, Output
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-from mixassets.storage import EncodedTable
+from mixassets.storage import EncodedTable, StagedTable
 
 
 def table_output(
-    table: pa.Table | EncodedTable, metadata: Mapping[str, Any] | None = None, *, name: str = "result"
+    table: pa.Table | EncodedTable | StagedTable, metadata: Mapping[str, Any] | None = None, *, name: str = "result"
 ) -> Output:
     """``name`` is the output (asset) name inside a multi-asset; plain assets keep the default. The table is
-    encoded once: its checksum is the data version and the IO manager writes those same bytes."""
-    encoded = table if isinstance(table, EncodedTable) else EncodedTable.of(table)
-    md = {"rows": encoded.table.num_rows, "checksum": encoded.checksum, **(metadata or {})}
+    encoded once (or was staged as a file): its checksum is the data version and the IO manager writes those
+    same bytes."""
+    encoded = table if isinstance(table, EncodedTable | StagedTable) else EncodedTable.of(table)
+    rows = encoded.rows if isinstance(encoded, StagedTable) else encoded.table.num_rows
+    md = {"rows": rows, "checksum": encoded.checksum, **(metadata or {})}
     return Output(encoded, output_name=name, data_version=DataVersion(encoded.checksum[:16]), metadata=md)
 
 

@@ -9,12 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from mixassets.engine.gating import gate
 from mixassets.engine.gating_stream import ParquetGateSink, gate_stream
 from mixassets.engine.readers import doc_id_for
+from mixassets.engine.review import OVERRIDE_SCHEMA, apply_overrides, review_agreement
+from mixassets.engine.review_stream import ReviewingSink
 from mixassets.engine.rules import DEFAULT_RULES, GateContext, Outcome, Rule, boilerplate
 from mixassets.project import SourceSpec
 from mixassets.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
@@ -242,3 +245,45 @@ def test_empty_stream(tmp_path: Path) -> None:
 def test_bad_batch_is_named() -> None:
     with pytest.raises(ValueError, match=r"document batch 1: .*lacks columns"):
         gate_stream(lambda: iter([_corpus().slice(0, 2), pa.table({"text": ["x"]})]), _spec(), sink=_ListSink())
+
+
+@pytest.mark.parametrize("size", [1, 3, 100])
+def test_review_verdicts_on_a_stream_equal_the_whole_table_path(size: int) -> None:
+    docs, spec = _corpus(), _spec()
+    whole = gate(docs, spec)
+    accepted_ids = whole.accepted.column("doc_id").to_pylist()
+    held = whole.quarantine.to_pylist()
+    # Overturn one accepted and one held document, confirm one of each, and name one the source does not hold.
+    held_ok = next(r["doc_id"] for r in held if r["text"] is not None)
+    verdicts = [
+        (accepted_ids[0], "reject"),
+        (accepted_ids[1], "accept"),
+        (held_ok, "accept"),
+        (held[-1]["doc_id"], "reject"),
+        ("no-such-doc", "accept"),
+    ]
+    overrides = pa.Table.from_pylist(
+        [
+            {"doc_id": d, "source_id": "src", "verdict": v, "reviewer": "ann", "note": "", "sheet": "s.csv", "line": i}
+            for i, (d, v) in enumerate(verdicts, start=2)
+        ],
+        schema=OVERRIDE_SCHEMA,
+    )
+    exp_acc, exp_held, exp_dec, exp_stats = apply_overrides(
+        whole.accepted, whole.quarantine, whole.decisions, overrides, raw=docs
+    )
+    exp_agreement = review_agreement(overrides, whole.accepted, whole.quarantine)
+
+    inner = _ListSink()
+    sink = ReviewingSink(inner, overrides)
+    gate_stream(lambda: _batches(docs, size), spec, sink=sink)
+    raw_reviewed = docs.filter(pc.is_in(docs.column("doc_id"), value_set=sink.reviewed_ids))
+    stats, agreement = sink.finish(raw_reviewed)
+
+    assert stats == exp_stats and stats["accepted_by_review"] == 1 and stats["rejected_by_review"] == 1
+    assert agreement.equals(exp_agreement)
+    assert _sorted_rows(inner.table(0, DOCUMENT_SCHEMA)) == _sorted_rows(exp_acc)
+    assert _sorted_rows(inner.table(1, QUARANTINE_SCHEMA)) == _sorted_rows(exp_held)
+    assert _sorted_rows(inner.table(2, DECISION_SCHEMA)) == _sorted_rows(exp_dec)
+    with pytest.raises(RuntimeError, match="after finish"):
+        sink.write(*inner.parts[0])

@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 
 import fsspec
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -17,20 +19,16 @@ from dagster import (
 )
 
 from mixassets.automation import changed_out
-from mixassets.engine.gating import gate
+from mixassets.engine.gating_stream import ParquetGateSink, gate_stream
 from mixassets.engine.readers import read_source
-from mixassets.engine.review import (
-    OVERRIDE_SCHEMA,
-    apply_overrides,
-    merge_overrides,
-    read_verdicts_csv,
-    review_agreement,
-)
+from mixassets.engine.review import OVERRIDE_SCHEMA, merge_overrides, read_verdicts_csv
+from mixassets.engine.review_stream import ReviewingSink
 from mixassets.engine.rights import coverage
 from mixassets.engine.rules import RULES_VERSION
 from mixassets.partitions import source_partitions
 from mixassets.resources import ProjectResource
-from mixassets.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
+from mixassets.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
+from mixassets.storage import StagedTable, asset_path, read_table, staging_dir
 from mixassets.versioning import table_output
 
 
@@ -100,6 +98,14 @@ def review_overrides(context: AssetExecutionContext, project: ProjectResource):
     )
 
 
+GATE_BATCH_ROWS = 4_096  # rows per gating batch: memory is bounded by this, not by the size of the source
+GATED_OUTPUTS = ("gated_documents", "quarantine", "decision_log")  # the order ParquetGateSink takes them in
+
+
+def _read_columns(staged: StagedTable, columns: list[str]) -> pa.Table:
+    return pq.read_table(staged.path, columns=columns)
+
+
 @multi_asset(
     outs={
         "gated_documents": changed_out(f"gate-{RULES_VERSION}", "Documents that passed every gate."),
@@ -108,8 +114,8 @@ def review_overrides(context: AssetExecutionContext, project: ProjectResource):
             f"gate-{RULES_VERSION}", "Held-back documents (quarantined or rejected) with their reason."
         ),
     },
-    ins={"raw_documents": AssetIn(), "raw_rejects": AssetIn(), "review_overrides": AssetIn()},
-    deps=["gating_policy"],
+    ins={"review_overrides": AssetIn()},
+    deps=["raw_documents", "raw_rejects", "gating_policy"],
     check_specs=[
         AssetCheckSpec(
             "conservation",
@@ -121,48 +127,64 @@ def review_overrides(context: AssetExecutionContext, project: ProjectResource):
     group_name="corpus",
     partitions_def=source_partitions,
 )
-def gated_documents(
-    context: AssetExecutionContext,
-    project: ProjectResource,
-    raw_documents: pa.Table,
-    raw_rejects: pa.Table,
-    review_overrides: pa.Table,
-):
-    """Rules decide first; reviewer verdicts then override them (agreement is measured against the rules)."""
+def gated_documents(context: AssetExecutionContext, project: ProjectResource, review_overrides: pa.Table):
+    """Rules decide first; reviewer verdicts then override them (agreement is measured against the rules).
+
+    The raw partition is streamed in batches and the outputs are staged batch by batch, so memory does not
+    grow with the source; the raw tables are read from storage here rather than loaded by the IO manager."""
     proj = project.load()
-    spec = proj.sources[context.partition_key]
-    result = gate(raw_documents, spec, forbidden_tags=proj.spec.forbidden_license_tags)
-    held_auto = pa.concat_tables([raw_rejects, result.quarantine])
-    agreement = review_agreement(review_overrides, result.accepted, held_auto)
-    accepted, held, decisions, review_stats = apply_overrides(
-        result.accepted, held_auto, result.decisions, review_overrides, raw=raw_documents
-    )
-    dispositions = held.column("disposition").to_pylist()
+    sid = context.partition_key
+    spec = proj.sources[sid]
+    raw_path = asset_path(proj.storage_root, "raw_documents", sid)
+    rejects = read_table(asset_path(proj.storage_root, "raw_rejects", sid))
+    targets = {name: asset_path(proj.storage_root, name, sid) for name in GATED_OUTPUTS}
+    staged = {name: staging_dir(path) / f"{sid}.{name}.{context.run_id[:8]}.parquet" for name, path in targets.items()}
+
+    def batches():
+        with raw_path.open("rb") as f:
+            yield from pq.ParquetFile(f).iter_batches(batch_size=GATE_BATCH_ROWS)
+
+    with ParquetGateSink(*(staged[n] for n in GATED_OUTPUTS)) as files:
+        sink = ReviewingSink(files, review_overrides)
+        sink.write(DOCUMENT_SCHEMA.empty_table(), rejects, DECISION_SCHEMA.empty_table())  # unreadable: held
+        gate_counts = gate_stream(batches, spec, forbidden_tags=proj.spec.forbidden_license_tags, sink=sink)
+        with raw_path.open("rb") as f:
+            raw_reviewed = pq.read_table(f, filters=pc.field("doc_id").isin(sink.reviewed_ids))
+        review_stats, agreement = sink.finish(raw_reviewed)
+    outputs = {name: StagedTable.of(path) for name, path in staged.items()}
+
+    accepted_meta = _read_columns(outputs["gated_documents"], ["doc_id", "license", "attribution"])
+    held_meta = _read_columns(outputs["quarantine"], ["doc_id", "disposition"])
+    dispositions = held_meta.column("disposition").to_pylist()
+    with raw_path.open("rb") as f:
+        raw_ids = pq.read_table(f, columns=["doc_id"]).column("doc_id")
     counts = {
-        "ingested": raw_documents.num_rows + raw_rejects.num_rows,
-        "accepted": accepted.num_rows,
+        "ingested": len(raw_ids) + rejects.num_rows,
+        "accepted": accepted_meta.num_rows,
         "quarantined": dispositions.count("quarantined"),
         "rejected": dispositions.count("rejected"),
     }
-    metadata: dict[str, float | int] = {k: v for k, v in result.counts.items() if k not in counts}
+    metadata: dict[str, float | int] = {k: v for k, v in gate_counts.items() if k not in counts}
     metadata.update(counts)
     for k in ("accepted", "quarantined", "rejected"):  # over everything ingested, after review overrides
         metadata[f"{k}_rate"] = round(counts[k] / counts["ingested"], 6) if counts["ingested"] else 0.0
-    metadata.update(coverage(accepted))
-    metadata["unreadable"] = raw_rejects.num_rows
+    metadata.update(coverage(accepted_meta))
+    metadata["unreadable"] = rejects.num_rows
     metadata["accepted_by_review"] = review_stats["accepted_by_review"]
     metadata["rejected_by_review"] = review_stats["rejected_by_review"]
     for row in agreement.to_pylist():
         metadata[f"review/{row['rule_id']}/reviewed"] = row["reviewed"]
         metadata[f"review/{row['rule_id']}/overturned"] = row["overturned"]
-    yield table_output(accepted, name="gated_documents", metadata=metadata)
-    yield table_output(decisions, name="decision_log")
+    yield table_output(outputs["gated_documents"], name="gated_documents", metadata=metadata)
+    yield table_output(outputs["decision_log"], name="decision_log")
     yield table_output(
-        held, name="quarantine", metadata={"quarantined": counts["quarantined"], "rejected": counts["rejected"]}
+        outputs["quarantine"],
+        name="quarantine",
+        metadata={"quarantined": counts["quarantined"], "rejected": counts["rejected"]},
     )
     accounted = counts["accepted"] + counts["quarantined"] + counts["rejected"]
-    ids_in = set(raw_documents.column("doc_id").to_pylist()) | set(raw_rejects.column("doc_id").to_pylist())
-    ids_out = set(accepted.column("doc_id").to_pylist()) | set(held.column("doc_id").to_pylist())
+    ids_in = set(raw_ids.to_pylist()) | set(rejects.column("doc_id").to_pylist())
+    ids_out = set(accepted_meta.column("doc_id").to_pylist()) | set(held_meta.column("doc_id").to_pylist())
     yield AssetCheckResult(
         check_name="conservation",
         asset_key="gated_documents",
