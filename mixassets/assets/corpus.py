@@ -57,20 +57,31 @@ def raw_documents(context: AssetExecutionContext, project: ProjectResource):
     if source_id not in proj.sources:
         raise ValueError(f"source '{source_id}' has a partition but no spec in {proj.root / 'sources'}")
     spec = proj.sources[source_id]
-    docs, rejects = [DOCUMENT_SCHEMA.empty_table()], [QUARANTINE_SCHEMA.empty_table()]
     paths = proj.source_paths(source_id)
     if not paths:
         raise FileNotFoundError(f"{proj.source_files[source_id]}: field 'path': no files match {spec.path!r}")
-    for path in paths:
-        d, r = read_source(spec, [path], base=str(proj.root), capture_time=_mtime(path))
-        docs.append(d)
-        rejects.append(r)
-    raw = pa.concat_tables(docs)
-    bad = pa.concat_tables(rejects)
+    # File by file into a staged parquet file: memory holds one input file's documents, not the whole source.
+    staged = staging_dir(asset_path(proj.storage_root, "raw_documents", source_id))
+    staged_path = staged / f"{source_id}.raw_documents.{context.run_id[:8]}.parquet"
+    rejects = [QUARANTINE_SCHEMA.empty_table()]
+    documents = 0
+    try:
+        with pq.ParquetWriter(staged_path, DOCUMENT_SCHEMA, compression="zstd") as writer:
+            for path in paths:
+                docs, bad = read_source(spec, [path], base=str(proj.root), capture_time=_mtime(path))
+                writer.write_table(docs)
+                documents += docs.num_rows
+                rejects.append(bad)
+    except BaseException:
+        staged_path.unlink(missing_ok=True)
+        raise
+    unreadable = pa.concat_tables(rejects)
     yield table_output(
-        raw, name="raw_documents", metadata={"files": len(paths), "documents": raw.num_rows, "unreadable": bad.num_rows}
+        StagedTable.of(staged_path),
+        name="raw_documents",
+        metadata={"files": len(paths), "documents": documents, "unreadable": unreadable.num_rows},
     )
-    yield table_output(bad, name="raw_rejects")
+    yield table_output(unreadable, name="raw_rejects")
 
 
 @multi_asset(
