@@ -16,6 +16,7 @@ from mixassets.assets.specs import (  # noqa: E402
     gating_policy,
     mixture_spec,
     review_sheets,
+    revocations,
     source_spec,
 )
 from mixassets.checks import mixture_contamination_free, mixture_license_policy, mixture_pii_free  # noqa: E402
@@ -30,6 +31,7 @@ defs = Definitions(
         review_sheets,
         curation_spec,
         mixture_spec,
+        revocations,
         raw_documents,
         review_overrides,
         gated_documents,

@@ -51,8 +51,22 @@ def gating_fingerprint(project: Project, source_id: str) -> str:
             "gating": spec.gating.model_dump(mode="json"),
             "pii_policy": spec.pii_policy,
             "forbidden_license_tags": sorted(project.spec.forbidden_license_tags),
+            "classifier": _model_dir_hash(spec.gating.safety.classifier_path),
         }
     )
+
+
+def _model_dir_hash(path: str | None) -> str | None:
+    """A retrained classifier in the same directory changes decisions, so its files are part of the policy."""
+    if path is None or "://" in path or not os.path.isdir(path):
+        return None
+    h = hashlib.sha256()
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            h.update(f"\0{os.path.relpath(full, path)}\0{file_sha256(full)}".encode())
+    return h.hexdigest()[:16]
 
 
 def review_fingerprint(project: Project, source_id: str) -> str:

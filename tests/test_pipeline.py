@@ -7,6 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -282,3 +283,65 @@ def test_a_lost_automation_cursor_still_reruns_what_changed(session):
     assert report.ok, report.failed_runs
     assert ("raw_documents", "pydoc_topics") in report.materialized, messages
     assert not {pk for k, pk in report.materialized if k == "raw_documents"} - {"pydoc_topics"}
+
+
+def test_trace_and_impact_answer_from_stored_assets(session, capsys):
+    import time
+
+    from mixassets.cli import main
+    from mixassets.provenance import impact, trace
+
+    root = session.project.storage_root
+    mixture = _table(session, "mixture.parquet")
+    doc = mixture.filter(pc.equal(mixture["source_id"], "community_forum")).column("doc_id")[0].as_py()
+    start = time.perf_counter()
+    answer = trace(root, doc)
+    reach = impact(root, "community_forum")
+    assert time.perf_counter() - start < 1.0  # a filtered read of stored files, nothing recomputed
+    assert answer["found"] and answer["raw"][0]["source_id"] == "community_forum" and answer["accepted"]
+    assert answer["raw"][0]["locator"].startswith("data/community_forum.jsonl:")
+    assert answer["mixtures"][0]["uses"][0]["occurrences"] >= 1
+    assert [m["asset"] for m in answer["models"]] == ["sft_adapter"]
+
+    # A dropped duplicate names its keeper; a redacted post shows the PII decision with its span.
+    clusters = _table(session, "dedupe_clusters.parquet").to_pylist()
+    dup = next(c for c in clusters if c["source_id"] == "community_forum")
+    dropped = trace(root, dup["doc_id"])
+    assert dropped["dedupe"]["dropped_as"][0]["kept_doc_id"] == dup["kept_doc_id"] and not dropped["mixtures"]
+    decisions = _table(session, "decision_log", "community_forum.parquet").to_pylist()
+    redacted = next(d for d in decisions if d["rule_id"].startswith("pii."))
+    spans = trace(root, redacted["doc_id"])["decision_log"]
+    assert any(d["rule_id"] == redacted["rule_id"] and d["span_start"] is not None for d in spans)
+
+    assert reach["partitions"]["gated_documents[community_forum]"] > 0
+    assert reach["corpus"]["mixture"] == pc.sum(pc.equal(mixture["source_id"], "community_forum")).as_py()
+    assert [m["asset"] for m in reach["models"]] == ["sft_adapter"]
+    assert main(["impact", "community_forum", "--project", str(session.root)]) == 0
+    assert "sft_adapter" in capsys.readouterr().out
+    assert main(["trace", "no-such-doc", "--project", str(session.root)]) == 1
+
+
+def test_revoke_rebuilds_only_what_used_the_source_and_labels_the_old_model(session, capsys):
+    from mixassets.cli import main
+
+    forum = "community_forum"
+    before = {p.name: p.stat().st_mtime_ns for p in (session.root / "storage" / "gated_documents").glob("*.parquet")}
+    assert main(["revoke", forum, "--reason", "takedown request", "--by", "legal", "--project", str(session.root)]) == 0
+    label = json.loads((session.root / "storage" / "sft_adapter.json").read_text())["trained_on_revoked"]
+    assert [(m["source_id"], m["reason"], m["revoked_by"]) for m in label] == [(forum, "takedown request", "legal")]
+    assert main(["status", "--project", str(session.root)]) == 0
+    out = capsys.readouterr().out
+    assert f"REVOKED  source {forum}" in out and "TAINTED  model sft_adapter" in out
+
+    report = session.run()
+    assert report.ok, report.failed_runs
+    done = {k for k, _ in report.materialized}
+    assert {"source_manifest", "deduplicated_corpus", "mixture", "sft_adapter"} <= done
+    assert not done & GATING  # no per-source partition is touched
+    after = {p.name: p.stat().st_mtime_ns for p in (session.root / "storage" / "gated_documents").glob("*.parquet")}
+    assert after == before
+    assert forum not in set(_table(session, "mixture.parquet").column("source_id").to_pylist())
+    assert forum not in set(_table(session, "deduplicated_corpus.parquet").column("source_id").to_pylist())
+    assert "trained_on_revoked" not in json.loads((session.root / "storage" / "sft_adapter.json").read_text())
+    with pytest.raises(SystemExit):
+        main(["revoke", forum, "--project", str(session.root)])  # --reason is required

@@ -11,6 +11,7 @@ from mixassets.engine.contamination import screen, unscreenable_fields
 from mixassets.engine.dedupe import dedupe
 from mixassets.partitions import SOURCES_PARTITION
 from mixassets.resources import ProjectResource
+from mixassets.revocations import load_revocations
 from mixassets.storage import asset_path, sha256_bytes
 from mixassets.versioning import current_data_version, hash_of, table_output
 
@@ -31,14 +32,17 @@ SOURCE_MANIFEST_SCHEMA = pa.schema(
     automation_condition=rerun_when_changed(),
     description="Which gated partitions make up the corpus, by data version. Its own data version hashes theirs, "
     "so per-source fan-in is explicit and staleness does not depend on Dagster's partition limits.",
-    deps=["gated_documents"],
+    deps=["gated_documents", "revocations"],
     group_name="curation",
 )
 def source_manifest(context: AssetExecutionContext, project: ProjectResource):
     proj = project.load()
     partitions = set(context.instance.get_dynamic_partitions(SOURCES_PARTITION))
+    revoked = load_revocations(proj)
     rows, missing = [], []
     for sid in proj.source_ids():
+        if sid in revoked:
+            continue
         version = current_data_version(context.instance, "gated_documents", sid) if sid in partitions else None
         if version is None:
             missing.append(sid)
@@ -51,7 +55,8 @@ def source_manifest(context: AssetExecutionContext, project: ProjectResource):
     table = pa.Table.from_pylist(
         [dict(zip(SOURCE_MANIFEST_SCHEMA.names, r, strict=True)) for r in rows], schema=SOURCE_MANIFEST_SCHEMA
     )
-    return table_output(table, {"sources": table.num_rows, "versions_hash": hash_of(rows)})
+    metadata = {"sources": table.num_rows, "versions_hash": hash_of(rows), "revoked": ", ".join(sorted(revoked))}
+    return table_output(table, metadata)
 
 
 @multi_asset(

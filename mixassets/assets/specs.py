@@ -10,6 +10,7 @@ from mixassets.fingerprint import gating_fingerprint, review_fingerprint, source
 from mixassets.partitions import SOURCES_PARTITION, source_partitions
 from mixassets.project import Project, spec_hash
 from mixassets.resources import ProjectResource
+from mixassets.revocations import revocations_fingerprint
 
 
 @observable_source_asset(
@@ -59,3 +60,11 @@ def curation_spec(project: ProjectResource) -> DataVersion:
     return DataVersion(
         spec_hash({"dedupe": spec.dedupe.model_dump(), "screen": spec.screen.model_dump(), "trust_tiers": trust})
     )
+
+
+@observable_source_asset(
+    group_name="curation",
+    description="Revoked sources (revocations/<source>.yaml: who, when, why); the corpus fan-in leaves them out.",
+)
+def revocations(project: ProjectResource) -> DataVersion:
+    return DataVersion(revocations_fingerprint(project.load()))

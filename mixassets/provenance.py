@@ -1,0 +1,200 @@
+"""Provenance answered from what the pipeline stored: where a document came from and where it went, and what a
+source reached. Nothing is recomputed; every answer is a filtered read of asset files under the storage root, so
+it costs milliseconds and says exactly what the stored lineage says (the same functions feed the CLI and the
+assets' metadata, so the UI and the terminal tell one story).
+
+Models are found by their manifests: any ``<asset>.json`` at the storage root whose ``run_manifest`` names the
+``data_manifest_id`` of the mixture it was trained on. This module knows no training asset by name (mixassets is
+the foundation and imports neither other package); a new model stage that follows the manifest contract shows
+up here without a change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from upath import UPath
+
+from mixassets.storage import JSON_EXT, TABLE_EXT, asset_path
+
+PER_SOURCE = ("raw_documents", "gated_documents", "quarantine", "decision_log")
+
+
+def _read(path: UPath, column: str | None = None, value: str | None = None) -> pa.Table | None:
+    if not path.exists():
+        return None
+    with path.open("rb") as f:
+        table = pq.read_table(f)
+    if column is not None:
+        table = table.filter(pc.equal(table.column(column), value))
+    return table
+
+
+def _partitions(root: str, key: str) -> list[UPath]:
+    folder = UPath(root) / key
+    if not folder.exists():
+        return []
+    return sorted(p for p in folder.iterdir() if p.name.endswith(TABLE_EXT) and not p.name.startswith("."))
+
+
+def _rows(table: pa.Table | None, drop: Iterable[str] = ()) -> list[dict[str, Any]]:
+    if table is None or table.num_rows == 0:
+        return []
+    keep = [c for c in table.column_names if c not in set(drop)]
+    return table.select(keep).to_pylist()
+
+
+def _json(path: UPath) -> Any:
+    with path.open("rb") as f:
+        return json.load(f)
+
+
+def model_manifests(root: str) -> list[dict[str, Any]]:
+    """Every stored model manifest: asset name, the mixture manifest it was trained on, any revocation label."""
+    out = []
+    base = UPath(root)
+    if not base.exists():
+        return out
+    for path in sorted(p for p in base.iterdir() if p.name.endswith(JSON_EXT)):
+        try:
+            manifest = _json(path)
+        except (OSError, json.JSONDecodeError):
+            continue
+        run = manifest.get("run_manifest") if isinstance(manifest, dict) else None
+        if not isinstance(run, dict) or "data_manifest_id" not in run:
+            continue
+        out.append(
+            {
+                "asset": path.name.removesuffix(JSON_EXT),
+                "path": manifest.get("path"),
+                "data_manifest_id": run["data_manifest_id"],
+                "trained_on_revoked": manifest.get("trained_on_revoked", []),
+            }
+        )
+    return out
+
+
+def mixture_manifest(root: str) -> dict[str, Any] | None:
+    path = asset_path(root, "mixture_manifest", ext=JSON_EXT)
+    return _json(path) if path.exists() else None
+
+
+def _models_of(root: str, manifest: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if manifest is None:
+        return []
+    return [m for m in model_manifests(root) if m["data_manifest_id"] == manifest.get("manifest_id")]
+
+
+def trace(root: str, doc_id: str) -> dict[str, Any]:
+    """A document's whole story: capture, every gating decision, dedupe, contamination, mixtures and models."""
+    raw = [r for p in _partitions(root, "raw_documents") for r in _rows(_read(p, "doc_id", doc_id), drop=["text"])]
+    found: dict[str, Any] = {"doc_id": doc_id, "found": bool(raw), "raw": raw}
+    sources = sorted({r["source_id"] for r in raw})
+    for key in ("decision_log", "quarantine"):
+        found[key] = [
+            r
+            for sid in sources
+            for r in _rows(_read(asset_path(root, key, sid), "doc_id", doc_id), drop=["text", "raw"])
+        ]
+    found["accepted"] = any(
+        _rows(_read(asset_path(root, "gated_documents", sid), "doc_id", doc_id)) for sid in sources
+    )
+    clusters = _read(asset_path(root, "dedupe_clusters"))
+    found["dedupe"] = {
+        "dropped_as": _rows(clusters.filter(pc.equal(clusters["doc_id"], doc_id))) if clusters else [],
+        "keeper_of": _rows(clusters.filter(pc.equal(clusters["kept_doc_id"], doc_id))) if clusters else [],
+    }
+    found["contamination"] = _rows(_read(asset_path(root, "contamination_findings"), "doc_id", doc_id))
+    mixture = _read(asset_path(root, "mixture"), "doc_id", doc_id)
+    manifest = mixture_manifest(root)
+    uses = []
+    if mixture is not None and mixture.num_rows:
+        phases = mixture.column("phase").to_pylist() if "phase" in mixture.column_names else [None] * mixture.num_rows
+        for phase in sorted(set(phases), key=str):
+            uses.append({"phase": phase, "occurrences": phases.count(phase)})
+    found["mixtures"] = (
+        [{"mixture_id": manifest.get("mixture_id"), "manifest_id": manifest.get("manifest_id"), "uses": uses}]
+        if uses and manifest
+        else []
+    )
+    found["models"] = _models_of(root, manifest) if uses else []
+    return found
+
+
+def _count(table: pa.Table | None, column: str = "source_id", value: str | None = None) -> int:
+    if table is None:
+        return 0
+    if value is None:
+        return table.num_rows
+    return int(pc.sum(pc.equal(table.column(column), value)).as_py() or 0)
+
+
+def impact(root: str, source_id: str) -> dict[str, Any]:
+    """Every stored asset (partition), mixture and model a source reached, with its document counts."""
+    per_source = {}
+    for key in PER_SOURCE:
+        path = asset_path(root, key, source_id)
+        if path.exists():
+            with path.open("rb") as f:
+                per_source[f"{key}[{source_id}]"] = pq.ParquetFile(f).metadata.num_rows
+    cross = {}
+    for key in ("deduplicated_corpus", "dedupe_clusters", "screened_corpus", "contaminated_documents", "mixture"):
+        path = asset_path(root, key)
+        if path.exists():
+            with path.open("rb") as f:
+                table = pq.read_table(f, columns=["source_id"])
+            n = _count(table, value=source_id)
+            if n:
+                cross[key] = n
+    manifest = mixture_manifest(root)
+    mixture_docs = cross.get("mixture", 0)
+    mixtures, models = [], []
+    if manifest is not None and mixture_docs:
+        stats = manifest.get("composition", {}).get("sources", {}).get(source_id, {})
+        mixtures.append(
+            {
+                "mixture_id": manifest.get("mixture_id"),
+                "manifest_id": manifest.get("manifest_id"),
+                "docs": mixture_docs,
+                "tokens": stats.get("tokens"),
+            }
+        )
+        models = _models_of(root, manifest)
+    return {"source_id": source_id, "partitions": per_source, "corpus": cross, "mixtures": mixtures, "models": models}
+
+
+def render(answer: dict[str, Any]) -> str:
+    """Plain, indented text for the terminal: the answer's structure, without the noise of JSON punctuation."""
+    lines: list[str] = []
+
+    def walk(value: Any, indent: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if isinstance(v, dict | list) and v:
+                    lines.append(f"{indent}{k}:")
+                    walk(v, indent + "  ")
+                else:
+                    lines.append(f"{indent}{k}: {_scalar(v)}")
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    first, *rest = list(item.items()) or [("", "")]
+                    lines.append(f"{indent}- {first[0]}: {_scalar(first[1])}")
+                    walk(dict(rest), indent + "  ")
+                else:
+                    lines.append(f"{indent}- {_scalar(item)}")
+
+    walk(answer, "")
+    return "\n".join(lines)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, list | dict):
+        return "none" if not value else json.dumps(value, default=str)
+    return str(value)
+
