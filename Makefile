@@ -27,8 +27,12 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
+# datatrove is only for the comparison benchmark: `make test` / `make demo` never install it.
+BENCH_DOCS ?= 100000
 bench: setup
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/bench_gate_dedupe.py --docs 20000
+	$(BIN)/python benchmarks/bench_dedupe_datatrove.py --docs $(BENCH_DOCS)
 
 ui: setup
 	$(BIN)/mixtrain ui --project examples/demo

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import itertools
 import json
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 PROJECT_FILE = "mixtrain.yaml"
 SOURCES_DIR = "sources"
@@ -134,10 +135,62 @@ class EvalSetSpec(_Strict):
     limit: int | None = Field(None, gt=0, description="take only the first N items (tests)")
 
 
+class LengthBucket(_Strict):
+    """A token-count band with a draw weight, so that many short documents do not crowd out long ones."""
+
+    max_tokens: int | None = Field(
+        ge=0, description="inclusive upper bound in tokens; null = unbounded (only the last bucket)"
+    )
+    weight: float = Field(ge=0, description="relative draw weight within a source; 0 keeps the band out")
+
+
+class PhaseSpec(_Strict):
+    """One curriculum phase: a share of the token budget, optionally with its own weights."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+    share: float = Field(gt=0, le=1, description="share of token_budget; the shares of all phases sum to 1")
+    weights: dict[str, Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="per-source weights of this phase; default: the mixture's weights"
+    )
+    domain_weights: dict[str, Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="per-domain weights of this phase; default: the mixture's domain_weights"
+    )
+
+
+def _any_positive(*maps: dict[str, float] | None) -> bool:
+    return any(w > 0 for m in maps if m for w in m.values())
+
+
 class MixtureSpec(_Strict):
+    """How the screened corpus becomes a training mixture; every lever is deterministic given ``seed``.
+
+    Fields added after the first release all default to the old behaviour (weights are plain shares of the
+    budget, no caps but max_docs, no floors, no repeats, one phase).
+    """
+
     id: str = "main"
-    weights: dict[str, float]
-    max_docs: dict[str, int] = {}
+    # domain_weights precedes weights so that the weights validator can see it
+    domain_weights: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        {}, description="per-domain factor: multiplies a source's own weight, or is its weight when it has none"
+    )
+    weights: dict[str, Annotated[float, Field(ge=0)]]
+    max_docs: dict[str, Annotated[int, Field(ge=0)]] = Field({}, description="cap on distinct documents per source")
+    max_tokens: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        {}, description="hard cap on a source's tokens in the mixture, repeats included"
+    )
+    min_tokens: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        {}, description="floor per source, reserved from the budget before the weights split the rest"
+    )
+    max_epochs: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        {}, description="times a document of the source may occur in the mixture (default 1: no repeats)"
+    )
+    temperature: float | None = Field(
+        None, gt=0, description="p ∝ weight · available_tokens^(1/T); null = weights alone (T → ∞)"
+    )
+    length_buckets: list[LengthBucket] = Field(
+        [], description="ascending token bands with draw weights; longer documents than every band weigh 1"
+    )
+    phases: list[PhaseSpec] = Field([], description="curriculum phases in training order; empty = one phase")
     token_budget: int = Field(gt=0)
     seed: int = 0
     release_policy: str = Field("commercial", description="commercial | research | tenant:<name>")
@@ -145,13 +198,62 @@ class MixtureSpec(_Strict):
 
     @field_validator("weights")
     @classmethod
-    def _positive(cls, v: dict[str, float]) -> dict[str, float]:
-        bad = [k for k, w in v.items() if w < 0]
-        if bad:
-            raise ValueError(f"weights must be >= 0 (got negative for {bad})")
-        if not any(w > 0 for w in v.values()):
-            raise ValueError("at least one weight must be > 0")
+    def _some_positive(cls, v: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        if not _any_positive(v, info.data.get("domain_weights")):
+            raise ValueError("at least one weight (here or in domain_weights) must be > 0; all weights are zero")
         return v
+
+    @field_validator("length_buckets")
+    @classmethod
+    def _ascending(cls, v: list[LengthBucket]) -> list[LengthBucket]:
+        bounds = [b.max_tokens for b in v]
+        if None in bounds[:-1]:
+            raise ValueError(f"only the last bucket may have max_tokens null (got bounds {bounds})")
+        finite = [b for b in bounds if b is not None]
+        if any(x >= y for x, y in itertools.pairwise(finite)):
+            raise ValueError(f"bucket max_tokens must be strictly ascending (got {bounds})")
+        if v and not any(b.weight > 0 for b in v):
+            raise ValueError("at least one length bucket weight must be > 0")
+        return v
+
+    @field_validator("phases")
+    @classmethod
+    def _phases(cls, v: list[PhaseSpec], info: ValidationInfo) -> list[PhaseSpec]:
+        if not v:
+            return v
+        names = [p.name for p in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"phase names must be unique (repeated: {dupes})")
+        total = sum(p.share for p in v)
+        if abs(total - 1.0) > 1e-6:
+            shares = {p.name: p.share for p in v}
+            raise ValueError(f"phase shares must sum to 1 (got {total:.6g}: {shares})")
+        for i, p in enumerate(v):
+            weights = p.weights if p.weights is not None else info.data.get("weights")
+            domains = p.domain_weights if p.domain_weights is not None else info.data.get("domain_weights")
+            if not _any_positive(weights, domains):
+                raise ValueError(f"phases.{i}.weights: all weights of phase '{p.name}' are zero")
+        return v
+
+    def source_references(self) -> dict[str, list[str]]:
+        """Every source id the spec names, by dotted field path (for the project's reference check)."""
+        refs = {
+            "weights": list(self.weights),
+            "max_docs": list(self.max_docs),
+            "max_tokens": list(self.max_tokens),
+            "min_tokens": list(self.min_tokens),
+            "max_epochs": list(self.max_epochs),
+        }
+        for i, p in enumerate(self.phases):
+            refs[f"phases.{i}.weights"] = list(p.weights or {})
+        return refs
+
+    def domain_references(self) -> dict[str, list[str]]:
+        refs = {"domain_weights": list(self.domain_weights)}
+        for i, p in enumerate(self.phases):
+            refs[f"phases.{i}.domain_weights"] = list(p.domain_weights or {})
+        return refs
 
 
 class LoraSpec(_Strict):
@@ -192,12 +294,40 @@ class EvalSpec(_Strict):
 
 class DedupeSpec(_Strict):
     threshold: float = Field(0.8, gt=0, le=1, description="Jaccard at or above which two documents are near-duplicates")
-    num_perm: int = Field(128, gt=0)
-    ngram: int = Field(5, gt=0, description="word n-gram shingle size")
+    num_perm: int = Field(128, ge=2, description="MinHash permutations")
+    ngram: int = Field(5, gt=0, description="word n-gram shingle size for prose")
+    code_ngram: int = Field(7, gt=0, description="token n-gram shingle size for code sources")
+    code_domains: list[str] = Field(["code"], description="domains shingled as code (also sources with rule_set code)")
+    seed: int = 1
+    lowercase: bool = Field(True, description="exact-duplicate key: ignore case")
+    collapse_whitespace: bool = Field(True, description="exact-duplicate key: ignore whitespace layout")
+    strip_punctuation: bool = Field(True, description="exact-duplicate key: ignore punctuation (prose only)")
+    strip_digits: bool = Field(False, description="exact-duplicate key: ignore digits")
+    source_threshold: dict[str, float] = Field({}, description="per-source threshold; a pair uses the larger")
+    domain_threshold: dict[str, float] = Field({}, description="per-domain threshold; a pair uses the larger")
+    max_per_cluster: dict[str, int] = Field(
+        {}, description="keep up to N members of a cluster from this source or domain (default 1: the keeper only)"
+    )
+    keeper_rule: list[Literal["license", "trust_tier", "capture_time", "doc_id"]] = Field(
+        ["license", "trust_tier", "capture_time", "doc_id"],
+        description="order of criteria picking the keeper: more permissive license, higher trust tier, earlier "
+        "capture, smaller doc_id",
+    )
 
 
 class ScreenSpec(_Strict):
-    ngram: int = Field(13, gt=0, description="n of the n-gram overlap test (GPT-3 appendix C uses 13)")
+    ngram: int = Field(13, gt=0, description="n of the exact n-gram overlap test (GPT-3 appendix C uses 13)")
+    containment_n: int = Field(5, gt=0, description="shingle size of the fuzzy containment and Jaccard tests")
+    containment_threshold: float = Field(
+        0.5, gt=0, le=1, description="share of an item field's shingles found inside a document that flags it"
+    )
+    jaccard_threshold: float = Field(0.8, gt=0, le=1, description="item-vs-document Jaccard that flags a near copy")
+    fuzzy_min_shingles: int = Field(8, gt=0, description="fields with fewer shingles get the exact test only")
+    methods: list[Literal["ngram", "containment", "jaccard"]] = ["ngram", "containment", "jaccard"]
+    field_kinds: dict[str, Literal["holdout", "target"]] = Field(
+        {}, description="extra field name -> holdout|target mappings (defaults: prompt/question → holdout, "
+        "solution/answer/reference → target)"
+    )
 
 
 class ProjectSpec(_Strict):
@@ -263,14 +393,27 @@ class Project:
             if src.id in self.sources:
                 other = self.source_files[src.id]
                 raise ProjectError(f"{f}: field 'id': duplicate source id '{src.id}' (also in {other})")
+            safety = src.gating.safety
+            if safety.classifier_path is not None:  # a model dir beside the project, wherever the run starts
+                safety = safety.model_copy(update={"classifier_path": self.resolve(safety.classifier_path)})
+                src = src.model_copy(update={"gating": src.gating.model_copy(update={"safety": safety})})
             self.sources[src.id] = src
             self.source_files[src.id] = f
         self._check_references()
 
     def _check_references(self) -> None:
-        unknown = sorted(set(self.spec.mixture.weights) - set(self.sources))
-        if unknown:
-            raise ProjectError(f"{self.file}: field 'mixture.weights': unknown source ids {unknown}")
+        mixture = self.spec.mixture
+        for field, ids in mixture.source_references().items():
+            unknown = sorted(set(ids) - set(self.sources))
+            if unknown:
+                raise ProjectError(f"{self.file}: field 'mixture.{field}': unknown source ids {unknown}")
+        domains = {s.domain for s in self.sources.values()}
+        for field, names in mixture.domain_references().items():
+            unknown = sorted(set(names) - domains)
+            if unknown:
+                raise ProjectError(
+                    f"{self.file}: field 'mixture.{field}': no source has domain(s) {unknown}; known {sorted(domains)}"
+                )
         ids = {e.id for e in self.spec.eval_sets}
         if self.spec.release_gate.eval_set not in ids:
             raise ProjectError(

@@ -56,12 +56,15 @@ DECISION_SCHEMA = pa.schema(
 
 DEDUPE_CLUSTER_SCHEMA = pa.schema(
     [
-        pa.field("doc_id", pa.string(), nullable=False),  # the dropped document
+        pa.field("cluster_id", pa.string(), nullable=False),  # "<kept_source_id>/<kept_doc_id>" of the cluster's keeper
+        pa.field("doc_id", pa.string(), nullable=False),  # a non-keeper member of the cluster
         pa.field("source_id", pa.string(), nullable=False),
         pa.field("kept_doc_id", pa.string(), nullable=False),  # the keeper it duplicated
         pa.field("kept_source_id", pa.string(), nullable=False),
         pa.field("match_type", pa.string(), nullable=False),  # "exact" | "near"
-        pa.field("estimated_jaccard", pa.float64(), nullable=False),
+        pa.field("estimated_jaccard", pa.float64(), nullable=False),  # MinHash estimate (1.0 for exact)
+        pa.field("exact_jaccard", pa.float64(), nullable=False),  # on the shingle sets (1.0 for exact)
+        pa.field("action", pa.string(), nullable=False),  # "dropped" | "kept_capped" (cluster downsampling)
     ]
 )
 
@@ -72,8 +75,11 @@ FINDING_SCHEMA = pa.schema(
         pa.field("eval_set", pa.string(), nullable=False),
         pa.field("item_id", pa.string(), nullable=False),
         pa.field("field", pa.string(), nullable=False),  # which screened field of the item matched
-        pa.field("match_type", pa.string(), nullable=False),  # "ngram13"
+        pa.field("kind", pa.string(), nullable=False),  # "holdout" (prompt/question) | "target" (answer/solution)
+        pa.field("match_type", pa.string(), nullable=False),  # "ngram13" | "containment" | "jaccard"
         pa.field("overlap_text", pa.string(), nullable=False),
+        pa.field("span_start", pa.int64()),  # character span of the overlap in the document's text
+        pa.field("span_end", pa.int64()),
         pa.field("score", pa.float64(), nullable=False),  # share of the item's n-grams found in the doc
     ]
 )

@@ -116,12 +116,15 @@ def test_exact_and_near_duplicates_and_keeper_rule() -> None:
     assert kept.schema == DOCUMENT_SCHEMA
     c = clusters_by_doc(clusters)
     assert c["web-001"] == {
+        "cluster_id": "books/books-009",
         "doc_id": "web-001",
         "source_id": "web",
         "kept_doc_id": "books-009",
         "kept_source_id": "books",
         "match_type": "exact",
         "estimated_jaccard": 1.0,
+        "exact_jaccard": 1.0,
+        "action": "dropped",
     }
     assert c["web-002"]["kept_doc_id"] == "web-100"
     assert c["web-002"]["match_type"] == "near"
@@ -237,3 +240,158 @@ def test_rows_repeating_a_doc_id_are_ordered_by_text_not_position() -> None:
     texts1 = [t1.column("text")[i].as_py() for i in keeper_order(t1)]
     texts2 = [t2.column("text")[i].as_py() for i in keeper_order(t2)]
     assert texts1 == texts2
+
+
+# -- configurable engine ---------------------------------------------------------------------------------
+from mixassets.engine.dedupe import (  # noqa: E402
+    SKETCH_SCHEMA,
+    DedupeConfig,
+    band_index,
+    dedupe_incremental,
+    license_rank,
+    resolve,
+    sketch,
+    verify,
+)
+
+
+def test_license_ranks_follow_the_policy_tags() -> None:
+    assert license_rank("CC0-1.0") == 0
+    assert license_rank("MIT") == 1
+    assert license_rank("CC-BY-SA-4.0") == 2
+    assert license_rank("CC-BY-NC-4.0") == 3
+    assert license_rank("LicenseRef-research-only") == 3
+    assert license_rank(None) == license_rank("Nonsense-1.0") == license_rank("MIT AND (") == 4
+    assert license_rank("CC-BY-NC-4.0 OR CC0-1.0") == 0  # the licensee may pick the better alternative
+
+
+def test_license_comes_before_trust_tier_by_default() -> None:
+    text = " ".join(BASE1)
+    rows = [
+        {"doc_id": "nc", "source_id": "books", "text": text, "license": "CC-BY-NC-4.0"},
+        {"doc_id": "by", "source_id": "web", "text": text, "license": "CC-BY-4.0"},
+        {"doc_id": "unknown", "source_id": "books", "text": text, "license": None},
+    ]
+    kept, clusters = dedupe(table(rows), source_rank={"books": 5, "web": 1})
+    assert kept.column("doc_id").to_pylist() == ["by"]
+    assert clusters.column("cluster_id").to_pylist() == ["web/by", "web/by"]
+    by_trust = DedupeConfig(keeper_rule=("trust_tier", "license", "capture_time", "doc_id"))
+    kept, _ = dedupe(table(rows), source_rank={"books": 5, "web": 1}, config=by_trust)
+    assert kept.column("doc_id").to_pylist() == ["nc"]
+
+
+def test_pair_threshold_is_the_larger_of_the_two_documents() -> None:
+    a = " ".join(BASE3)
+    b = " ".join(mutate(BASE3, list(range(0, 300, 30)), "z"))  # J ~ 0.71
+    rows = [{"doc_id": "x1", "source_id": "lax", "text": a}, {"doc_id": "x2", "source_id": "strict", "text": b}]
+    both_lax = DedupeConfig(source_threshold={"lax": 0.6, "strict": 0.6})
+    assert dedupe(table(rows), config=both_lax)[0].column("doc_id").to_pylist() == ["x1"]
+    one_lax = DedupeConfig(source_threshold={"lax": 0.6})  # strict keeps the default 0.8
+    assert dedupe(table(rows), config=one_lax)[0].num_rows == 2
+    by_domain = DedupeConfig(domain_threshold={"general": 0.6})
+    assert dedupe(table(rows), config=by_domain)[0].num_rows == 1
+    # the banding is chosen for the lowest configured threshold, so the lax pairs are still proposed
+    assert one_lax.banding == DedupeConfig(threshold=0.6).banding
+
+
+CODE_A = "\n".join(f"def f{i}(a, b):\n    return a + b * {i} - (a // b)" for i in range(12))
+
+
+def test_code_sources_shingle_on_tokens_and_keep_operators() -> None:
+    changed = CODE_A.replace(" + ", " - ").replace(" // ", " % ")
+    rows = [
+        {"doc_id": "c1", "source_id": "repo", "text": CODE_A},
+        {"doc_id": "c2", "source_id": "repo", "text": changed},
+    ]
+    # as prose, punctuation is stripped and the two are the same text
+    kept, clusters = dedupe(table(rows))
+    assert kept.column("doc_id").to_pylist() == ["c1"] and clusters.column("match_type").to_pylist() == ["exact"]
+    # as code, operators are tokens: different key, low token-shingle Jaccard, both kept
+    kept, clusters = dedupe(table(rows), code_sources={"repo"})
+    assert kept.num_rows == 2 and clusters.num_rows == 0
+    # a reformatted copy of code (whitespace only) is still an exact duplicate
+    reflowed = CODE_A.replace("\n    ", "\n\t").replace(", ", ",")
+    rows[1]["text"] = reflowed
+    kept, clusters = dedupe(table(rows), code_sources={"repo"})
+    assert kept.column("doc_id").to_pylist() == ["c1"] and clusters.column("match_type").to_pylist() == ["exact"]
+    sk = sketch(table(rows[:1]), code_sources={"repo"})
+    assert sk.column("code").to_pylist() == [True]
+
+
+def test_max_per_cluster_keeps_capped_members() -> None:
+    text = " ".join(BASE2)
+    rows = [{"doc_id": "keeper", "source_id": "books", "text": text, "capture_time": T0}]
+    later = T0 + dt.timedelta(days=1)
+    rows += [{"doc_id": f"web-{i}", "source_id": "web", "text": text, "capture_time": later} for i in range(3)]
+    rows += [{"doc_id": f"forum-{i}", "source_id": "forum", "text": text, "capture_time": later} for i in range(2)]
+    rows.append(
+        {"doc_id": "web-near", "source_id": "web", "text": " ".join(mutate(BASE2, [150], "q")), "capture_time": later}
+    )
+    cfg = DedupeConfig(max_per_cluster={"web": 3})
+    kept, clusters = dedupe(table(rows), config=cfg)
+    actions = {r["doc_id"]: r["action"] for r in clusters.to_pylist()}
+    # web may keep 3 members of the cluster (the keeper is not web); forum keeps none beyond the keeper
+    assert actions == {"web-0": "kept_capped", "web-1": "kept_capped", "web-2": "kept_capped",
+                       "forum-0": "dropped", "forum-1": "dropped", "web-near": "dropped"}  # fmt: skip
+    assert set(clusters.column("cluster_id").to_pylist()) == {"books/keeper"}
+    assert sorted(kept.column("doc_id").to_pylist()) == ["keeper", "web-0", "web-1", "web-2"]
+    # when the keeper is of the capped source it counts towards the cap
+    same = [dict(r, source_id="web") for r in rows if r["source_id"] != "forum"]
+    kept, clusters = dedupe(table(same), config=DedupeConfig(max_per_cluster={"web": 2}))
+    assert sorted(kept.column("doc_id").to_pylist()) == ["keeper", "web-0"]
+    # and a domain key applies to every source of that domain
+    kept, _ = dedupe(table(rows), config=DedupeConfig(max_per_cluster={"general": 2}))
+    assert kept.num_rows == 2
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_configured_result_is_independent_of_input_order(seed: int) -> None:
+    cfg = DedupeConfig(max_per_cluster={"forum": 2}, source_threshold={"web": 0.9})
+    rows = [dict(r, license=lic) for r, lic in zip(ROWS, ["MIT", "CC-BY-NC-4.0", None, "CC0-1.0"] * 4, strict=False)]
+    rows += [{"doc_id": f"dup-{i}", "source_id": "forum", "text": " ".join(BASE1)} for i in range(3)]
+    first = dedupe(table(rows), config=cfg, source_rank=RANK)
+    shuffled = list(rows)
+    random.Random(seed).shuffle(shuffled)
+    second = dedupe(table(shuffled), config=cfg, source_rank=RANK)
+    assert second[1].to_pylist() == first[1].to_pylist()
+    assert sorted(second[0].column("doc_id").to_pylist()) == sorted(first[0].column("doc_id").to_pylist())
+
+
+def test_verification_prevents_drops_of_lsh_candidates_below_threshold() -> None:
+    # pairs at shingle Jaccard ~0.7: LSH banded for recall at 0.8 proposes most of them, none may go
+    rows = []
+    for k in range(20):
+        base = words(2000 + k)
+        copy = mutate(base, list(range(5, 300, 25)), "v")
+        assert 0.6 < shingle_jaccard(" ".join(base), " ".join(copy)) < 0.75
+        rows += [{"doc_id": f"{k:02d}-a", "source_id": "s", "text": " ".join(base)},
+                 {"doc_id": f"{k:02d}-b", "source_id": "s", "text": " ".join(copy)}]  # fmt: skip
+    docs = table(rows)
+    cfg = DedupeConfig()
+    sketches = sketch(docs, cfg)
+    candidates = band_index(sketches, cfg).candidate_pairs()
+    assert len(candidates) >= 10  # the LSH did propose these pairs
+    verified = verify(sketches, candidates, docs.column("text"), cfg)
+    assert verified.computed == len(candidates)
+    assert (verified.exact_jaccard < 0.8).all()
+    kept, clusters = resolve(sketches, verified, cfg)
+    assert kept.all() and clusters.num_rows == 0
+
+
+def test_verify_rejects_texts_that_do_not_match_the_sketches() -> None:
+    docs = table(ROWS[2:4])
+    sketches = sketch(docs)
+    with pytest.raises(ValueError, match="not the text it was sketched from"):
+        verify(sketches, [(0, 1)], docs.column("text").take([1, 0]))
+
+
+def test_index_and_sketches_cost_at_most_2_kb_per_document() -> None:
+    rng = random.Random(7)
+    rows = [{"doc_id": f"doc-{i:05d}", "source_id": "web", "text": " ".join(rng.choices(VOCAB, k=300)),
+             "license": "CC-BY-4.0"} for i in range(2000)]  # fmt: skip
+    docs = table(rows)
+    assert docs.column("text").nbytes / docs.num_rows > 2000  # ~2 KB documents
+    result = dedupe_incremental(docs)
+    assert result.sketches.schema.equals(SKETCH_SCHEMA, check_metadata=True)
+    per_doc = (result.sketches.nbytes + band_index(result.sketches).nbytes) / docs.num_rows
+    assert per_doc <= 2048, per_doc

@@ -88,6 +88,10 @@ def test_gates_quarantine_bad_input_with_reasons(session):
 def test_dedupe_screen_and_mixture_checks(session):
     clusters = _table(session, "dedupe_clusters.parquet").to_pylist()
     assert {c["match_type"] for c in clusters} >= {"exact", "near"}
+    assert all(c["cluster_id"] == f"{c['kept_source_id']}/{c['kept_doc_id']}" for c in clusters)
+    assert all(c["exact_jaccard"] >= 0.8 for c in clusters if c["action"] == "dropped")
+    index = _table(session, "dedupe_index.parquet")
+    assert index.num_rows == latest_metadata(session.instance, "deduplicated_corpus")["documents_in"]
     findings = _table(session, "contamination_findings.parquet").to_pylist()
     assert {f["eval_set"] for f in findings} == {"humaneval", "signature_holdout"}
     assert all(len(f["overlap_text"]) > 0 for f in findings)
@@ -172,6 +176,10 @@ def test_touching_one_source_reruns_only_its_partition_and_downstream(session):
     done = {k for k, _ in report.materialized}
     assert {"source_manifest", "deduplicated_corpus"} <= done
     assert "base_model" not in done and "eval_registry" not in done
+    # The dedupe index is reused: only the changed source's documents are sketched again.
+    m = latest_metadata(session.instance, "deduplicated_corpus")
+    pydoc = pq.read_table(Path(session.project.storage_root) / "gated_documents" / "pydoc_topics.parquet").num_rows
+    assert m["incremental"] is True and 0 < m["sketched"] <= pydoc and m["sketches_reused"] >= m["documents_in"] - pydoc
 
 
 def test_sensor_adds_a_partition_for_a_new_source_spec(session):

@@ -71,3 +71,20 @@ def test_invalid_yaml_and_missing_file(project_dir):
         Project(project_dir)
     with pytest.raises(ProjectError, match=r"mixtrain\.yaml: file not found"):
         Project(project_dir / "nowhere")
+
+
+def test_classifier_path_is_project_relative_and_its_files_are_part_of_the_policy(project_dir, monkeypatch):
+    from mixassets.fingerprint import gating_fingerprint
+
+    src = project_dir / "sources" / "web_crawl.yaml"
+    _edit(src, lambda d: d.setdefault("gating", {}).setdefault("safety", {}).update(classifier_path="models/mod"))
+    model = project_dir / "models" / "mod"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    monkeypatch.chdir(project_dir.parent)  # resolution must not depend on where the run starts
+    proj = Project(project_dir)
+    assert proj.sources["web_crawl"].gating.safety.classifier_path == str(model)
+    before = gating_fingerprint(proj, "web_crawl")
+    assert gating_fingerprint(Project(project_dir), "web_crawl") == before
+    (model / "model.safetensors").write_bytes(b"retrained")
+    assert gating_fingerprint(Project(project_dir), "web_crawl") != before

@@ -2,17 +2,26 @@
 contamination screen against every eval set in the registry."""
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetIn, AssetKey, asset, multi_asset
 from upath import UPath
 
 from mixassets.automation import changed_out, rerun_when_changed
-from mixassets.engine.contamination import screen, unscreenable_fields
-from mixassets.engine.dedupe import dedupe
+from mixassets.engine.contamination import (
+    DEFAULT_FIELD_KINDS,
+    ScreenConfig,
+    contamination_report,
+    item_leaks,
+    screen,
+    unscreenable_fields,
+)
+from mixassets.engine.dedupe import DedupeConfig, dedupe_incremental
 from mixassets.partitions import SOURCES_PARTITION
+from mixassets.project import Project
 from mixassets.resources import ProjectResource
 from mixassets.revocations import load_revocations
-from mixassets.storage import asset_path, sha256_bytes
+from mixassets.storage import asset_path, read_table, sha256_bytes
 from mixassets.versioning import current_data_version, hash_of, table_output
 
 SOURCE_MANIFEST_SCHEMA = pa.schema(
@@ -59,12 +68,43 @@ def source_manifest(context: AssetExecutionContext, project: ProjectResource):
     return table_output(table, metadata)
 
 
+def dedupe_config(proj: Project) -> tuple[DedupeConfig, dict[str, int], frozenset[str]]:
+    """The engine's config from the project's ``dedupe`` section, the trust tiers and the code sources."""
+    spec = proj.spec.dedupe
+    fields = spec.model_dump(exclude={"code_domains", "keeper_rule"})
+    config = DedupeConfig(**fields, keeper_rule=tuple(spec.keeper_rule))
+    trust = {sid: s.trust_tier for sid, s in proj.sources.items()}
+    code = frozenset(
+        sid for sid, s in proj.sources.items() if s.domain in spec.code_domains or s.gating.rule_set == "code"
+    )
+    return config, trust, code
+
+
+def _previous(path: UPath) -> pa.Table | None:
+    """An earlier run's sketches or verified pairs: a cache only (the engine checks it matches, and the result
+    equals a full build either way), so a missing or unreadable file just means a full build."""
+    try:
+        return read_table(path) if path.exists() else None
+    except (OSError, pa.ArrowInvalid):
+        return None
+
+
 @multi_asset(
     outs={
         "deduplicated_corpus": changed_out(
-            "dedupe-1", "The gated corpus of all sources without exact and near duplicates."
+            "dedupe-2", "The gated corpus of all sources without exact and near duplicates."
         ),
-        "dedupe_clusters": changed_out("dedupe-1", "Each dropped document, the keeper it duplicated, and the Jaccard."),
+        "dedupe_clusters": changed_out(
+            "dedupe-2", "Each duplicate: its cluster, keeper, match type, estimated and exact Jaccard, action."
+        ),
+        "dedupe_index": changed_out(
+            "dedupe-2",
+            "MinHash sketches and LSH band hashes per document (columnar, < 1 KB/doc): a new source is sketched "
+            "alone and queried against them.",
+        ),
+        "dedupe_pairs": changed_out(
+            "dedupe-2", "Every candidate pair verified by exact Jaccard, reused by the next incremental run."
+        ),
     },
     ins={"source_manifest": AssetIn()},
     deps=["curation_spec"],
@@ -84,10 +124,18 @@ def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource
     corpus = pa.concat_tables(parts) if parts else None
     if corpus is None or corpus.num_rows == 0:
         raise RuntimeError("the gated corpus is empty: nothing passed gating in any source")
-    cfg = proj.spec.dedupe
-    ranks = {sid: s.trust_tier for sid, s in proj.sources.items()}
-    kept, clusters = dedupe(corpus, threshold=cfg.threshold, num_perm=cfg.num_perm, ngram=cfg.ngram, source_rank=ranks)
+    config, trust, code = dedupe_config(proj)
+    result = dedupe_incremental(
+        corpus,
+        previous_sketches=_previous(asset_path(proj.storage_root, "dedupe_index")),
+        previous_pairs=_previous(asset_path(proj.storage_root, "dedupe_pairs")),
+        config=config,
+        trust=trust,
+        code_sources=code,
+    )
+    kept, clusters, stats = result.kept, result.clusters, result.stats
     match = clusters.column("match_type").to_pylist()
+    actions = clusters.column("action").to_pylist()
     yield table_output(
         kept,
         name="deduplicated_corpus",
@@ -96,17 +144,58 @@ def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource
             "documents_kept": kept.num_rows,
             "exact_duplicates": match.count("exact"),
             "near_duplicates": match.count("near"),
+            "kept_under_cluster_cap": actions.count("kept_capped"),
             "dedupe_rate": round(1 - kept.num_rows / corpus.num_rows, 4),
+            "sketched": stats.sketched,
+            "sketches_reused": stats.sketches_reused,
+            "pairs_verified": stats.pairs_verified,
+            "pairs_reused": stats.pairs_reused,
+            "incremental": stats.incremental,
         },
     )
-    yield table_output(clusters, name="dedupe_clusters")
+    yield table_output(clusters, name="dedupe_clusters", metadata=_per_source_drops(clusters))
+    yield table_output(
+        result.sketches,
+        name="dedupe_index",
+        metadata={"documents": result.sketches.num_rows, "bytes_per_doc": _bytes_per_row(result.sketches)},
+    )
+    yield table_output(result.verified_pairs, name="dedupe_pairs", metadata={"note": stats.note or ""})
+
+
+def _per_source_drops(clusters: pa.Table) -> dict[str, int]:
+    dropped = clusters.filter(pc.equal(clusters["action"], "dropped"))
+    counts = pc.value_counts(dropped.column("source_id")).to_pylist() if dropped.num_rows else []
+    return {f"dropped/{c['values']}": int(c["counts"]) for c in counts}
+
+
+def _bytes_per_row(table: pa.Table) -> float:
+    return round(table.nbytes / table.num_rows, 1) if table.num_rows else 0.0
+
+
+def screen_config(proj: Project) -> ScreenConfig:
+    spec = proj.spec.screen
+    return ScreenConfig(
+        n=spec.ngram,
+        containment_n=spec.containment_n,
+        containment_threshold=spec.containment_threshold,
+        jaccard_threshold=spec.jaccard_threshold,
+        fuzzy_min_shingles=spec.fuzzy_min_shingles,
+        methods=tuple(spec.methods),
+        field_kinds={**DEFAULT_FIELD_KINDS, **spec.field_kinds},
+    )
 
 
 @multi_asset(
     outs={
-        "screened_corpus": changed_out("screen-1", "The deduplicated corpus without documents that leak eval items."),
-        "contamination_findings": changed_out("screen-1", "Every eval item overlap: set, item, field, text, score."),
-        "contaminated_documents": changed_out("screen-1", "Documents quarantined by the screen (kept for review)."),
+        "screened_corpus": changed_out("screen-2", "The deduplicated corpus without documents that leak eval items."),
+        "contamination_findings": changed_out(
+            "screen-2", "Every eval item overlap: set, item, field, holdout/target, method, span, text, score."
+        ),
+        "contaminated_documents": changed_out("screen-2", "Documents quarantined by the screen (kept for review)."),
+        "contamination_report": changed_out(
+            "screen-2", "Per eval set: items leaked (holdout / target), from which sources, by how many documents."
+        ),
+        "leaked_items": changed_out("screen-2", "Per leaked item: how it leaked, into which documents and sources."),
     },
     ins={"deduplicated_corpus": AssetIn(), "eval_registry": AssetIn(key=AssetKey("eval_registry"))},
     deps=["curation_spec"],
@@ -115,11 +204,10 @@ def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource
 def screened_corpus(
     context: AssetExecutionContext, project: ProjectResource, deduplicated_corpus: pa.Table, eval_registry: pa.Table
 ):
-    n = project.load().spec.screen.ngram
-    clean, dirty, findings = screen(deduplicated_corpus, eval_registry, n=n)
-    per_set: dict[str, int] = {}
-    for s in findings.column("eval_set").to_pylist():
-        per_set[s] = per_set.get(s, 0) + 1
+    config = screen_config(project.load())
+    clean, dirty, findings = screen(deduplicated_corpus, eval_registry, config=config)
+    report = contamination_report(findings, eval_registry, config=config)
+    leaks = item_leaks(findings)
     yield table_output(
         clean,
         name="screened_corpus",
@@ -129,14 +217,20 @@ def screened_corpus(
             "contaminated": dirty.num_rows,
         },
     )
+    methods = pc.value_counts(findings.column("match_type")).to_pylist() if findings.num_rows else []
     yield table_output(
         findings,
         name="contamination_findings",
         metadata={
             "findings": findings.num_rows,
-            "items_leaked": len(set(findings.column("item_id").to_pylist())),
-            "unscreenable_fields": len(unscreenable_fields(eval_registry, n)),
-            **{f"findings/{k}": v for k, v in per_set.items()},
+            "unscreenable_fields": len(unscreenable_fields(eval_registry, config=config)),
+            **{f"findings/{m['values']}": int(m["counts"]) for m in methods},
         },
     )
     yield table_output(dirty, name="contaminated_documents")
+    per_set: dict[str, int | float] = {}
+    for row in report.to_pylist():
+        for key in ("items_leaked", "holdout_leaked", "target_leaked", "documents_hit", "leaked_share"):
+            per_set[f"{row['eval_set']}/{key}"] = row[key]
+    yield table_output(report, name="contamination_report", metadata=per_set)
+    yield table_output(leaks, name="leaked_items", metadata={"items": leaks.num_rows})

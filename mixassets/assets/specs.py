@@ -6,6 +6,7 @@ downstream assets stale, and nothing else: the gating stage never sees a mixture
 
 from dagster import DataVersion, DataVersionsByPartition, observable_source_asset
 
+from mixassets.assets.curation import dedupe_config
 from mixassets.fingerprint import gating_fingerprint, review_fingerprint, source_fingerprint
 from mixassets.partitions import SOURCES_PARTITION, source_partitions
 from mixassets.project import Project, spec_hash
@@ -55,10 +56,18 @@ def mixture_spec(project: ProjectResource) -> DataVersion:
 @observable_source_asset(group_name="curation", description="The dedupe and screen sections of mixtrain.yaml.")
 def curation_spec(project: ProjectResource) -> DataVersion:
     proj = project.load()
-    trust = {sid: s.trust_tier for sid, s in proj.sources.items()}  # the dedupe keeper rule ranks by it
     spec = proj.spec
+    # The keeper rule ranks by trust tier, and code sources are shingled differently: both shape the dedupe.
+    _, trust, code = dedupe_config(proj)
     return DataVersion(
-        spec_hash({"dedupe": spec.dedupe.model_dump(), "screen": spec.screen.model_dump(), "trust_tiers": trust})
+        spec_hash(
+            {
+                "dedupe": spec.dedupe.model_dump(),
+                "screen": spec.screen.model_dump(),
+                "trust_tiers": trust,
+                "code_sources": sorted(code),
+            }
+        )
     )
 
 

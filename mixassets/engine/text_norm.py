@@ -112,3 +112,58 @@ def ngram_hashes(token_hashes: np.ndarray, n: int, *, short_as_one: bool = False
     for k in range(1, n):
         acc = acc + token_hashes[k : k + count] * mult[k]
     return _finalize(acc)
+
+
+_DIGITS = re.compile(r"\d+")
+# Code tokens: identifiers, numbers (with a fractional part) and operators. Common two-character operators
+# are one token so that "a == b" and "a = b" shingle differently; any other punctuation is one token per
+# character, so that "))" and ")" are not interchangeable.
+_CODE_TOKEN = re.compile(
+    r"[^\W\d]\w*|\d\w*(?:\.\d+)?|==|!=|<=|>=|->|=>|::|\*\*|//|&&|\|\||<<|>>|\+=|-=|\*=|/=|%=|[^\w\s]"
+)
+
+
+def normalize_key(
+    text: str,
+    *,
+    lowercase: bool = True,
+    collapse_whitespace: bool = True,
+    strip_punctuation: bool = True,
+    strip_digits: bool = False,
+) -> str:
+    """Canonical text for an exact-duplicate key, with each step switchable (NFKC is always applied).
+
+    With the defaults this is :func:`normalize`, so keys stay comparable with earlier runs. Returns ""
+    when nothing but whitespace is left, so callers can tell "no content" from content.
+    """
+    text = unicodedata.normalize("NFKC", text)
+    if lowercase:
+        text = text.lower()
+    if strip_punctuation:
+        text = _PUNCT.sub("", text)
+    if strip_digits:
+        text = _DIGITS.sub("", text)
+    if collapse_whitespace:
+        return " ".join(text.split())
+    return text if text.strip() else ""
+
+
+def code_tokens(text: str) -> list[str]:
+    """Identifier, number and operator tokens of source code (NFKC, case kept).
+
+    Code differs from prose in what is noise: renaming a variable or reflowing a line matters less than an
+    operator, so code is shingled on these tokens rather than on the punctuation-free words of prose.
+    """
+    return _CODE_TOKEN.findall(unicodedata.normalize("NFKC", text))
+
+
+def combine_hashes(values: np.ndarray) -> np.ndarray:
+    """An order-sensitive 64-bit hash of each row (last axis) of an unsigned integer array.
+
+    Used for LSH band keys: every position gets its own odd multiplier, and the splitmix64 finaliser
+    spreads the sum, so two bands collide only when their values agree (or by a 64-bit accident).
+    """
+    v = np.asarray(values).astype(np.uint64, copy=False)
+    mult = _position_multipliers(v.shape[-1])
+    acc = (v * mult).sum(axis=-1, dtype=np.uint64)  # array arithmetic wraps modulo 2**64, as wanted
+    return _finalize(np.asarray(acc, dtype=np.uint64))

@@ -1,0 +1,633 @@
+"""mixtrain's dedupe against datatrove's MinHash pipeline: speed per core, memory, quality, incremental refresh.
+
+Run: ``python benchmarks/bench_dedupe_datatrove.py [--docs 100000]`` (needs ``pip install '.[bench]'``).
+
+What is compared, and why this way:
+
+* **Corpus.** The synthetic corpus of :mod:`benchmarks.bench_gate_dedupe` (random Zipf words, ~2 KB per
+  doc, planted exact / near / hard-negative copies whose truth is their exact word-5-gram Jaccard), so both
+  benchmarks speak about the same data. 1% of its documents, chosen at random, form a ``fresh`` source
+  captured after everything else: the incremental case adds that source to an index of the other 99%.
+* **Quality on real text.** The labelled set of :mod:`benchmarks.labelled_neardup` (stdlib code and the
+  language reference with graded edits) at thresholds 0.7 / 0.8 / 0.9: precision over drops (the dropped
+  doc and the doc it was dropped for really reach the threshold) and recall over pairs >= threshold + 0.05.
+* **datatrove's configuration.** Its defaults: word 5-gram shingles (the same n as mixtrain), 64-bit
+  xxhash, 14 buckets x 8 hashes, English word tokenizer (spaCy). Datatrove has no threshold parameter and
+  no verification step: the banding *is* the threshold. 14 x 8 is the configuration datatrove ships and
+  FineWeb used for its ~0.75-0.8 cut, so the throughput run and the planted-corpus quality at 0.8 use it
+  unchanged. For the labelled set it is also shown with a "balanced" banding per threshold (the (bands,
+  rows) with bands x rows <= 112 that minimises false-positive plus false-negative area of the S-curve
+  around that threshold), so datatrove is not judged at 0.7 / 0.9 with a curve meant for ~0.75.
+  Its normaliser differs from mixtrain's in ways that matter on code (punctuation becomes a space rather
+  than vanishing, digits become 0), so on the labelled set it is judged against a Jaccard it does not
+  compute exactly; on the synthetic corpus the two tokenisations agree (up to spaCy's contraction rules).
+  spaCy tokenisation is ~90% of datatrove's signature time, so datatrove also runs as ``datatrove_ws``
+  with a whitespace tokenizer (enough once its ``simplify_text`` has turned punctuation into spaces): that
+  row is datatrove's cost without spaCy. A drop is credited to the surviving member of its cluster.
+* **Incremental refresh.** mixtrain: a build on the 99% persists its sketches and verified pairs as
+  Parquet; the refresh reads them back and runs ``dedupe_incremental`` on the whole corpus (new rows
+  sketched, only pairs touching them verified) and must end with the same drops as a full build.
+  datatrove: an index of the 99% is built with ``MinhashBuildIndex`` from the full build's signatures
+  (its "index build" cost), then the four stages run on the fresh 1% against that index. Refresh drops
+  are judged through the planted families, since datatrove's index keeps no document ids.
+* **Per core.** Each tool runs in its own child process, single-threaded (datatrove:
+  ``LocalPipelineExecutor(workers=1)``; the bucket stage needs one task per bucket, run one after another).
+  Rates are given per wall second and per CPU second of the child: on a shared machine the CPU figure is
+  the steadier one. Peak RSS is the child's VmHWM; the RSS with just the corpus loaded is beside it.
+  Both tools read the same in-memory Arrow table (datatrove through a reader step that makes its
+  ``Document`` objects batch by batch), so neither pays for JSON parsing the other skips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import io
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_gate_dedupe import (  # noqa: E402
+    NGRAM,
+    THRESHOLD,
+    doc_texts,
+    label_truth,
+    make_corpus,
+    peak_rss_mb,
+    quality,
+    true_jaccard,
+)
+from benchmarks.labelled_neardup import (  # noqa: E402
+    LabelledPair,
+    build_labelled_set,
+    keeper_of_from_clusters,
+    score,
+)
+from mixassets.engine.dedupe import DedupeConfig, dedupe, dedupe_incremental  # noqa: E402
+
+FRESH_SOURCE = "fresh"
+DATATROVE_HASHES = 112  # datatrove's default 14 buckets x 8 hashes
+LABELLED_THRESHOLDS = (0.7, 0.8, 0.9)
+INDEX_KEEPER = "<datatrove index>"  # a refresh drop matched to the index, which stores no document ids
+
+
+# --------------------------------------------------------------------------------------------- datatrove
+
+
+@dataclass(frozen=True)
+class Banding:
+    buckets: int
+    hashes_per_bucket: int
+    label: str
+
+    def __str__(self) -> str:
+        return f"{self.buckets}x{self.hashes_per_bucket} ({self.label})"
+
+
+DEFAULT_BANDING = Banding(14, 8, "datatrove default")
+
+
+def balanced_banding(threshold: float, num_hashes: int = DATATROVE_HASHES) -> Banding:
+    """The banding whose candidate probability 1-(1-s^r)^b best separates below/above ``threshold``:
+    the smallest false-positive area below it plus false-negative area above it, equal weights."""
+    s = np.linspace(0.0, 1.0, 2001)
+    below, above = s < threshold, s >= threshold
+    best: tuple[float, int, int] | None = None
+    for rows in range(1, num_hashes + 1):
+        bands = num_hashes // rows
+        p = 1.0 - (1.0 - s**rows) ** bands
+        cost = float(np.trapezoid(p[below], s[below]) + np.trapezoid(1.0 - p[above], s[above]))
+        if best is None or cost < best[0]:
+            best = (cost, bands, rows)
+    assert best is not None
+    return Banding(best[1], best[2], "balanced")
+
+
+def _reader(parts: Sequence[pa.Table]) -> Callable[..., Iterator[Any]]:
+    """A datatrove pipeline step that yields task ``rank``'s table as Documents, batch by batch. A plain
+    function, because the executor deep-copies its pipeline and would otherwise copy the whole corpus."""
+    from datatrove.data import Document
+
+    def read(_data: Any = None, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
+        for batch in parts[rank].select(["doc_id", "text"]).to_batches(max_chunksize=4096):
+            for doc_id, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+                yield Document(text=text, id=doc_id)
+
+    return read
+
+
+def _counter(seen: list[str]) -> Callable[..., Iterator[Any]]:
+    def collect(data: Iterator[Any], rank: int = 0, world_size: int = 1) -> Iterator[Any]:
+        for doc in data:
+            seen.append(doc.id)
+            yield doc
+
+    return collect
+
+
+def _tokenizer(name: str) -> Any:
+    """datatrove's word tokenizer: ``"default"`` is its English default (spaCy); ``"whitespace"`` splits on
+    spaces, which is enough after datatrove's own ``simplify_text`` has turned punctuation into spaces, and
+    shows what datatrove costs without spaCy."""
+    from datatrove.utils.typeshelper import Languages
+    from datatrove.utils.word_tokenizers import WordTokenizer
+
+    if name == "default":
+        return Languages.english
+
+    class WhitespaceTokenizer(WordTokenizer):
+        def word_tokenize(self, text: str) -> list[str]:
+            return text.split()
+
+        def sent_tokenize(self, text: str) -> list[str]:
+            return [text]
+
+        def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+            return [(0, len(text))]
+
+    return WhitespaceTokenizer("whitespace")
+
+
+def _config(banding: Banding) -> Any:
+    from datatrove.pipeline.dedup.minhash import MinhashConfig
+
+    return MinhashConfig(n_grams=NGRAM, num_buckets=banding.buckets, hashes_per_bucket=banding.hashes_per_bucket)
+
+
+def _run_stage(pipeline: list[Any], tasks: int, logs: Path) -> tuple[float, float]:
+    from datatrove.executor import LocalPipelineExecutor
+
+    executor = LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=1, logging_dir=str(logs))
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    executor.run()
+    return time.perf_counter() - wall0, time.process_time() - cpu0
+
+
+def run_datatrove(
+    parts: Sequence[pa.Table],
+    workdir: Path,
+    banding: Banding,
+    *,
+    index_dir: Path | None = None,
+    tokenizer: str = "default",
+) -> dict[str, Any]:
+    """The four datatrove MinHash stages over ``parts`` (one input file / task each, run one after another).
+    With ``index_dir`` the documents are also deduped against that datatrove index (a refresh).
+
+    Returns per-stage wall and CPU seconds and ``keeper_of``: dropped doc -> the kept doc of its cluster,
+    or ``INDEX_KEEPER`` when the cluster's survivor is in the index.
+    """
+    from datatrove.pipeline.dedup.minhash import (
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
+
+    config = _config(banding)
+    sigs, buckets, clusters, logs = (workdir / n for n in ("sigs", "buckets", "clusters", "logs"))
+    kept: list[str] = []
+    stages = {
+        "signature": (
+            [
+                _reader(parts),
+                MinhashDedupSignature(output_folder=str(sigs), config=config, language=_tokenizer(tokenizer)),
+            ],
+            len(parts),
+        ),
+        "buckets": (
+            [
+                MinhashDedupBuckets(
+                    input_folder=str(sigs),
+                    output_folder=str(buckets),
+                    config=config,
+                    index_folder=str(index_dir) if index_dir else None,
+                    only_dedup_in_index=False,
+                )
+            ],
+            banding.buckets,  # one task per bucket
+        ),
+        "cluster": (
+            [
+                MinhashDedupCluster(
+                    input_folder=str(buckets), output_folder=str(clusters), config=config, save_cluster_id=True
+                )
+            ],
+            1,
+        ),
+        "filter": ([_reader(parts), MinhashDedupFilter(input_folder=str(clusters)), _counter(kept)], len(parts)),
+    }
+    seconds: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    for name, (pipeline, tasks) in stages.items():
+        seconds[name], cpu[name] = _run_stage(pipeline, tasks, logs / name)
+
+    kept_set = set(kept)
+    keeper_of_cluster: dict[int, str] = {}
+    cluster_of: dict[str, int] = {}
+    for rank, part in enumerate(parts):
+        doc_ids = part.column("doc_id").to_pylist()
+        for i, c in _read_pairs(clusters / f"{rank:06d}.clusters"):  # (doc index in file, cluster id)
+            cluster_of[doc_ids[int(i)]] = int(c)
+            if doc_ids[int(i)] in kept_set:
+                keeper_of_cluster[int(c)] = doc_ids[int(i)]
+    dropped = [d for part in parts for d in part.column("doc_id").to_pylist() if d not in kept_set]
+    if len(kept) + len(dropped) != sum(p.num_rows for p in parts):
+        raise RuntimeError("datatrove: kept + dropped does not add up to the input")
+    keeper_of = {d: keeper_of_cluster.get(cluster_of.get(d, -1), INDEX_KEEPER) for d in dropped}
+    return {"stage_seconds": seconds, "stage_cpu_seconds": cpu, "keeper_of": keeper_of}
+
+
+def build_datatrove_index(sig_dir: Path, rank: int, workdir: Path, banding: Banding) -> tuple[Path, float]:
+    """A datatrove index of the signatures one earlier task wrote (what a previous build leaves behind when
+    it is asked to), so a refresh can dedupe against it. Returns the index folder and the seconds taken."""
+    from datatrove.pipeline.dedup.minhash import MinhashBuildIndex
+
+    only = workdir / "base_sigs"
+    for bucket in range(banding.buckets):
+        src = sig_dir / f"bucket_{bucket:03d}" / f"{rank:05d}.minhash.sig"
+        (only / src.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, only / src.parent.name / src.name)
+    index = workdir / "index"
+    step = MinhashBuildIndex(
+        input_folder=str(only), output_folder=str(index), index_name="base", config=_config(banding)
+    )
+    seconds, _ = _run_stage([step], banding.buckets, workdir / "logs" / "index")
+    return index, seconds
+
+
+def _read_pairs(path: Path) -> np.ndarray:
+    if not path.exists():
+        return np.empty((0, 2), dtype=np.uint32)
+    return np.fromfile(path, dtype="<u4").reshape(-1, 2)
+
+
+# ---------------------------------------------------------------------------------------------- mixtrain
+
+
+def run_mixtrain(docs: pa.Table, threshold: float = THRESHOLD) -> dict[str, Any]:
+    kept, clusters = dedupe(docs, threshold=threshold, ngram=NGRAM)
+    if kept.num_rows + clusters.num_rows != docs.num_rows:
+        raise RuntimeError("mixtrain dedupe lost or invented documents")
+    return {"keeper_of": keeper_of_from_clusters(clusters)}
+
+
+def mixtrain_refresh(base: pa.Table, fresh: pa.Table, workdir: Path, full_dropped: set[str]) -> dict[str, Any]:
+    """Build on ``base``, persist its sketches and verified pairs as Parquet (what the asset layer keeps),
+    then refresh with ``fresh`` added: read the persisted state back and run
+    :func:`~mixassets.engine.dedupe.dedupe_incremental` on the whole corpus, which sketches only the new
+    rows and verifies only pairs touching them. Reading the state back is part of the refresh time, as
+    reading its index is part of datatrove's. ``full_dropped`` (a full build's drops) checks that the
+    refresh ends where a full build does."""
+    cfg = DedupeConfig(threshold=THRESHOLD, ngram=NGRAM)
+    wall0 = time.perf_counter()
+    built = dedupe_incremental(base, config=cfg)
+    base_s = time.perf_counter() - wall0
+    pq.write_table(built.sketches, workdir / "sketches.parquet")
+    pq.write_table(built.verified_pairs, workdir / "pairs.parquet")
+    corpus = pa.concat_tables([base, fresh])
+
+    wall0 = time.perf_counter()
+    refreshed = dedupe_incremental(
+        corpus,
+        previous_sketches=pq.read_table(workdir / "sketches.parquet"),
+        previous_pairs=pq.read_table(workdir / "pairs.parquet"),
+        config=cfg,
+    )
+    refresh_s = time.perf_counter() - wall0
+    keeper_of = keeper_of_from_clusters(refreshed.clusters)
+    fresh_ids = set(fresh.column("doc_id").to_pylist())
+    base_dropped = set(keeper_of_from_clusters(built.clusters))
+    stats = refreshed.stats
+    return {
+        "base_build_s": round(base_s, 2),
+        "index_s": 0.0,  # the sketches and verified pairs are outputs of every build
+        "refresh_s": round(refresh_s, 2),
+        "keeper_of": {d: k for d, k in keeper_of.items() if d in fresh_ids},
+        "base_docs_changed": len(base_dropped ^ {d for d in keeper_of if d not in fresh_ids}),
+        "matches_full_build": set(keeper_of) == full_dropped,
+        "incremental": stats.incremental,
+        "sketched": stats.sketched,
+        "sketches_reused": stats.sketches_reused,
+        "pairs_verified": stats.pairs_verified,
+        "pairs_reused": stats.pairs_reused,
+        "base_rows": base.num_rows,
+        "fresh_rows": fresh.num_rows,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- children
+
+
+def _split(docs: pa.Table) -> tuple[pa.Table, pa.Table]:
+    is_fresh = pc.equal(docs.column("source_id"), FRESH_SOURCE)
+    return docs.filter(pc.invert(is_fresh)), docs.filter(is_fresh)
+
+
+def _timed(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``fn``'s result with its wall and CPU seconds and the process's peak RSS once it is done."""
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    result = fn()
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return {**result, "seconds": wall, "cpu_seconds": cpu, "peak_rss_mb": peak_rss_mb()}
+
+
+def child_mixtrain(docs: pa.Table, workdir: Path) -> dict[str, Any]:
+    full = _timed(lambda: run_mixtrain(docs))
+    return {"full": full, "refresh": mixtrain_refresh(*_split(docs), workdir, set(full["keeper_of"]))}
+
+
+def child_datatrove(docs: pa.Table, workdir: Path, tokenizer: str = "default") -> dict[str, Any]:
+    """The full build (the 99% and the fresh 1% as two input files), then the refresh: an index of the
+    99% built from that build's signatures, and the fresh 1% deduped against it."""
+    base, fresh = _split(docs)
+    full = _timed(lambda: run_datatrove([base, fresh], workdir / "full", DEFAULT_BANDING, tokenizer=tokenizer))
+    index, index_s = build_datatrove_index(workdir / "full" / "sigs", 0, workdir, DEFAULT_BANDING)
+    refresh = run_datatrove([fresh], workdir / "refresh", DEFAULT_BANDING, index_dir=index, tokenizer=tokenizer)
+    return {
+        "full": full,
+        "refresh": {
+            "index_s": round(index_s, 2),
+            "refresh_s": round(sum(refresh["stage_seconds"].values()), 2),
+            "refresh_stage_seconds": {k: round(v, 3) for k, v in refresh["stage_seconds"].items()},
+            "keeper_of": refresh["keeper_of"],
+            "base_rows": base.num_rows,
+            "fresh_rows": fresh.num_rows,
+        },
+    }
+
+
+CHILDREN: dict[str, Callable[[pa.Table, Path], dict[str, Any]]] = {
+    "mixtrain": child_mixtrain,
+    "datatrove": child_datatrove,
+    "datatrove_ws": lambda docs, workdir: child_datatrove(docs, workdir, tokenizer="whitespace"),
+}
+TOOLS = ("mixtrain", "datatrove", "datatrove_ws")
+
+
+def run_child(name: str, corpus: Path, out: Path) -> None:
+    docs = pq.read_table(corpus)
+    rss_loaded = peak_rss_mb()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = CHILDREN[name](docs, Path(tmp))
+    out.write_text(json.dumps({"rss_loaded_mb": rss_loaded, **result}))
+
+
+def spawn(name: str, corpus: Path, tmp: Path) -> dict[str, Any]:
+    """One measurement in a fresh interpreter; datatrove's INFO logging goes to a file, shown on failure."""
+    out, log = tmp / f"{name}.json", tmp / f"{name}.log"
+    cmd = [sys.executable, __file__, "--child", name, "--corpus", str(corpus), "--child-out", str(out)]
+    with log.open("w") as err:
+        proc = subprocess.run(cmd, stdout=err, stderr=err, env={**os.environ, "TQDM_DISABLE": "1"}, check=False)
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace")[-4000:]
+        raise RuntimeError(f"child {name} failed with exit code {proc.returncode}:\n{tail}")
+    return json.loads(out.read_text())
+
+
+# ------------------------------------------------------------------------------------------------ parent
+
+
+def make_refresh_corpus(n: int, seed: int, fresh_share: float) -> tuple[pa.Table, dict[str, dict[str, Any]]]:
+    """The benchmark corpus with ``fresh_share`` of its rows moved to a ``fresh`` source captured last."""
+    docs, planted = make_corpus(n, seed)
+    rng = np.random.default_rng(seed + 1)
+    fresh = np.zeros(docs.num_rows, dtype=bool)
+    fresh[rng.choice(docs.num_rows, size=max(1, round(docs.num_rows * fresh_share)), replace=False)] = True
+    later = pc.max(docs.column("capture_time")).as_py() + dt.timedelta(days=1)
+    captured = pa.array(
+        [later if f else t for f, t in zip(fresh, docs.column("capture_time").to_pylist(), strict=True)],
+        type=docs.schema.field("capture_time").type,
+    )
+    sources = pa.array(
+        [FRESH_SOURCE if f else s for f, s in zip(fresh, docs.column("source_id").to_pylist(), strict=True)]
+    )
+    docs = docs.set_column(docs.schema.get_field_index("source_id"), "source_id", sources)
+    docs = docs.set_column(docs.schema.get_field_index("capture_time"), "capture_time", captured)
+    return docs, planted
+
+
+def refresh_quality(
+    keeper_of: dict[str, str], fresh_ids: set[str], planted: dict[str, dict[str, Any]], texts: dict[str, str]
+) -> dict[str, Any]:
+    """Refresh drops are judged by the planted family (an original and its copies) of the dropped fresh
+    doc: justified when some other member reaches the threshold with it (datatrove's index keeps no ids,
+    so the keeper cannot be named). Recall: fresh docs that a full dedupe should drop because a planted
+    relative reaches the threshold."""
+    family: dict[str, set[str]] = {}
+    for copy, p in planted.items():
+        members = family.setdefault(p["original"], {p["original"]})
+        members.add(copy)
+        family[copy] = members
+
+    def should_go(doc: str) -> bool:
+        return any(o != doc and true_jaccard(texts[doc], texts[o]) >= THRESHOLD for o in family.get(doc, ()))
+
+    must = {d for d in fresh_ids if d in family and should_go(d)}
+    dropped = set(keeper_of)
+    return {
+        "dropped": len(dropped),
+        "should_drop": len(must),
+        "recall": len(dropped & must) / len(must) if must else 1.0,
+        "precision": sum(should_go(d) for d in dropped) / len(dropped) if dropped else 1.0,
+    }
+
+
+def _quality_row(
+    tool: str, config: str, docs: pa.Table, truth: list[LabelledPair], keeper_of: dict[str, str], threshold: float
+) -> dict[str, Any]:
+    """Overall quality plus precision and recall split by prose (the language reference) and code (stdlib
+    modules): datatrove's normaliser departs from the labels' on code, not on prose."""
+    domain = dict(zip(docs.column("doc_id").to_pylist(), docs.column("domain").to_pylist(), strict=True))
+    row: dict[str, Any] = {"tool": tool, "config": config, **score(docs, truth, keeper_of, threshold).as_dict()}
+    for name in ("reference", "code"):
+        part = score(
+            docs,
+            [p for p in truth if domain[p.base_id] == name],
+            {d: k for d, k in keeper_of.items() if domain[d] == name},
+            threshold,
+        )
+        row[name] = {"precision": round(part.precision, 4), "recall": round(part.recall, 4), "dropped": part.dropped}
+    return row
+
+
+def labelled_quality(pairs: int, singles: int, seed: int) -> list[dict[str, Any]]:
+    """Both tools on the labelled real-text set, in this process (it is small); datatrove's progress
+    logging is swallowed so the summary stays readable."""
+    docs, truth = build_labelled_set(n_pairs=pairs, n_singles=singles, seed=seed)
+    rows = []
+    for threshold in LABELLED_THRESHOLDS:
+        keeper_of = run_mixtrain(docs, threshold)["keeper_of"]
+        rows.append(_quality_row("mixtrain", "128 perms, verified", docs, truth, keeper_of, threshold))
+        for banding in (DEFAULT_BANDING, balanced_banding(threshold)):
+            with (
+                tempfile.TemporaryDirectory() as tmp,
+                contextlib.redirect_stdout(io.StringIO()),
+                contextlib.redirect_stderr(io.StringIO()),
+            ):
+                keeper_of = run_datatrove([docs], Path(tmp), banding)["keeper_of"]
+            rows.append(_quality_row("datatrove", str(banding), docs, truth, keeper_of, threshold))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--docs", type=int, default=100_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fresh-share", type=float, default=0.01, help="share of the corpus in the refresh source")
+    ap.add_argument("--labelled-pairs", type=int, default=400)
+    ap.add_argument("--labelled-singles", type=int, default=200)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
+    ap.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    ap.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        run_child(args.child, args.corpus, args.child_out)
+        return {}
+    try:
+        import datatrove
+    except ImportError as exc:
+        raise SystemExit("datatrove is not installed: pip install '.[bench]'") from exc
+
+    t0 = time.perf_counter()
+    docs, planted = make_refresh_corpus(args.docs, args.seed, args.fresh_share)
+    positives = label_truth(docs, planted)
+    texts = doc_texts(docs)
+    mb = sum(len(t.encode("utf-8")) for t in texts.values()) / 1e6
+    fresh_ids = set(pc.filter(docs.column("doc_id"), pc.equal(docs.column("source_id"), FRESH_SOURCE)).to_pylist())
+    result: dict[str, Any] = {
+        "docs": docs.num_rows,
+        "text_mb": round(mb, 2),
+        "mean_doc_bytes": round(mb * 1e6 / docs.num_rows),
+        "planted": {k: sum(p["kind"] == k for p in planted.values()) for k in ("exact", "near", "hard")},
+        "should_drop": len(positives),
+        "threshold": THRESHOLD,
+        "ngram": NGRAM,
+        "fresh_docs": len(fresh_ids),
+        "generate_s": round(time.perf_counter() - t0, 1),
+        "datatrove_version": datatrove.__version__ if hasattr(datatrove, "__version__") else "0.10.1",
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "full": {},
+        "refresh": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        corpus = tmp / "corpus.parquet"
+        pq.write_table(docs, corpus)
+        for tool in TOOLS:
+            child = spawn(tool, corpus, tmp)
+            full, refresh = child["full"], child["refresh"]
+            row = {
+                "seconds": round(full["seconds"], 2),
+                "cpu_seconds": round(full["cpu_seconds"], 2),
+                "docs_per_s": round(docs.num_rows / full["seconds"]),
+                "mb_per_s": round(mb / full["seconds"], 2),
+                "mb_per_cpu_s": round(mb / full["cpu_seconds"], 2),
+                "gb_per_core_hour": round(mb / full["cpu_seconds"] * 3.6, 2),
+                "peak_rss_mb": round(full["peak_rss_mb"]),
+                "rss_with_corpus_loaded_mb": round(child["rss_loaded_mb"]),
+                **quality(full["keeper_of"], positives, planted, texts),
+            }
+            if "stage_seconds" in full:
+                row["stage_seconds"] = {k: round(v, 2) for k, v in full["stage_seconds"].items()}
+            result["full"][tool] = row
+            if "keeper_of" in refresh:
+                refresh.update(refresh_quality(refresh.pop("keeper_of"), fresh_ids, planted, texts))
+            if "refresh_s" in refresh:
+                refresh["full_s"] = row["seconds"]
+                refresh["refresh_vs_full"] = round(refresh["refresh_s"] / row["seconds"], 4)
+            result["refresh"][tool] = refresh
+    full = result["full"]
+    result["mixtrain_speedup_cpu"] = {
+        tool: round(full[tool]["cpu_seconds"] / full["mixtrain"]["cpu_seconds"], 2) for tool in TOOLS[1:]
+    }
+    result["labelled"] = labelled_quality(args.labelled_pairs, args.labelled_singles, args.seed)
+
+    print(markdown(result))
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"bench_dedupe_datatrove_{docs.num_rows}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {path}")
+    return result
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = [
+        f"Corpus: {r['docs']} docs, {r['text_mb']} MB (mean {r['mean_doc_bytes']} B/doc), threshold {r['threshold']}, "
+        f"word {r['ngram']}-grams; planted {r['planted']}, should drop {r['should_drop']}. "
+        f"{r['cpus']} CPUs, load average at start {r['load_average_at_start']}.",
+        "",
+        "| tool | wall s | CPU s | docs/s/core | MB/s/core (wall) | MB/s/core (CPU) | GB/core-hour | peak RSS MB "
+        "| RSS corpus loaded MB | planted precision | planted recall | dropped |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for tool, s in r["full"].items():
+        lines.append(
+            f"| {tool} | {s['seconds']} | {s['cpu_seconds']} | {s['docs_per_s']} | {s['mb_per_s']} | "
+            f"{s['mb_per_cpu_s']} | {s['gb_per_core_hour']} | {s['peak_rss_mb']} | {s['rss_with_corpus_loaded_mb']} | "
+            f"{s['precision']:.4f} | {s['recall']:.4f} | {s['dropped']} |"
+        )
+    lines.append("")
+    for tool, ratio in r["mixtrain_speedup_cpu"].items():
+        stages = ", ".join(f"{k} {v}" for k, v in r["full"][tool]["stage_seconds"].items())
+        lines.append(f"mixtrain speed / {tool} speed (CPU seconds): {ratio}x; {tool} stages (wall s): {stages}")
+    lines += ["", f"Incremental: add a source of {r['fresh_docs']} docs to an index of the rest.", ""]
+    lines += [
+        "| tool | full build s | index build s | refresh s | refresh / full | dropped | should drop | recall "
+        "| precision |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for tool, s in r["refresh"].items():
+        lines.append(
+            f"| {tool} | {s['full_s']} | {s['index_s']} | {s['refresh_s']} | {s['refresh_vs_full']} | "
+            f"{s['dropped']} | {s['should_drop']} | {s['recall']:.4f} | {s['precision']:.4f} |"
+        )
+    m = r["refresh"]["mixtrain"]
+    lines.append(
+        f"\nmixtrain refresh: sketched {m['sketched']}, reused {m['sketches_reused']} sketches and "
+        f"{m['pairs_reused']} verified pairs, verified {m['pairs_verified']} new pairs, incremental query "
+        f"{m['incremental']}, same drops as a full build: {m['matches_full_build']}."
+    )
+    for tool in TOOLS[1:]:
+        stages = r["refresh"][tool]["refresh_stage_seconds"]
+        lines.append(f"{tool} refresh stages (wall s): " + ", ".join(f"{k} {v}" for k, v in stages.items()))
+    lines += ["", "Labelled real-text set (precision over drops; recall over pairs >= threshold + 0.05):", ""]
+    lines += [
+        "| tool | config | threshold | precision | recall | dropped | clear pairs | pairs < t merged "
+        "| precision prose / code | recall prose / code |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for q in r["labelled"]:
+        pr, co = q["reference"], q["code"]
+        lines.append(
+            f"| {q['tool']} | {q['config']} | {q['threshold']} | {q['precision']:.4f} | {q['recall']:.4f} | "
+            f"{q['dropped']} | {q['positives']} | {q['negatives_merged']}/{q['negatives']} | "
+            f"{pr['precision']:.3f} / {co['precision']:.3f} | {pr['recall']:.3f} / {co['recall']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""A columnar LSH band index: which documents share a MinHash band, computed with sorts instead of dicts.
+
+Why this shape: ``datasketch.MinHashLSH`` keeps one Python dict entry per (band, document) and is queried
+one document at a time, which costs hundreds of bytes and a Python call per document and band. Here each
+band is one ``argsort`` of a ``uint64`` column, so an index over n documents and b bands is exactly
+``12 * n * b`` bytes (the sorted hashes plus ``int32`` positions), and every candidate pair comes out of a
+handful of vectorised passes over runs of equal hashes.
+
+Candidates are only *proposals*: the dedupe engine verifies each by the exact Jaccard of the shingle
+sets, so a band collision costs time, never a wrong drop.
+
+The incremental query (``touching=``) returns only pairs with at least one end in a given set of positions
+(a newly added partition): pairs among older documents were proposed, and verified, by an earlier run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["BandIndex", "pairs_in_runs"]
+
+
+def _as_mask(touching: np.ndarray | None, size: int) -> np.ndarray | None:
+    """A boolean mask over ``size`` positions from a mask or from a list of positions."""
+    if touching is None:
+        return None
+    t = np.asarray(touching)
+    if t.dtype == np.bool_:
+        if t.shape != (size,):
+            raise ValueError(f"touching mask has shape {t.shape}, expected ({size},)")
+        return t
+    mask = np.zeros(size, dtype=bool)
+    if t.size:
+        if t.min() < 0 or t.max() >= size:
+            raise ValueError(f"touching positions must be in [0, {size}); got {t.min()}..{t.max()}")
+        mask[t.astype(np.int64)] = True
+    return mask
+
+
+def pairs_in_runs(
+    sorted_keys: np.ndarray, positions: np.ndarray, touching: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs of ``positions`` whose ``sorted_keys`` are equal, as ``(low, high)`` position arrays.
+
+    ``sorted_keys`` must be sorted; ``positions[k]`` is the document at slot k. With a ``touching`` mask
+    (indexed by position) only pairs with at least one touched end are produced, and runs without a
+    touched member are skipped before any pair is formed, so an incremental query costs what the new
+    documents' runs cost.
+    """
+    m = len(sorted_keys)
+    empty = np.empty(0, dtype=np.int64)
+    if m < 2:
+        return empty, empty
+    new_run = np.empty(m, dtype=bool)
+    new_run[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=new_run[1:])
+    starts = np.flatnonzero(new_run)
+    ends = np.append(starts[1:], m)
+    run_of = np.cumsum(new_run) - 1
+    keep_run = (ends - starts) >= 2
+    touched_slot = None
+    if touching is not None:
+        touched_slot = touching[positions]
+        keep_run &= np.add.reduceat(touched_slot.astype(np.int64), starts) > 0
+    slots = np.flatnonzero(keep_run[run_of])
+    if slots.size == 0:
+        return empty, empty
+    counts = ends[run_of[slots]] - slots - 1  # partners after each slot within its run
+    total = int(counts.sum())
+    if total == 0:
+        return empty, empty
+    left = np.repeat(slots, counts)
+    first = np.cumsum(counts) - counts
+    right = left + 1 + (np.arange(total, dtype=np.int64) - np.repeat(first, counts))
+    if touched_slot is not None:
+        wanted = touched_slot[left] | touched_slot[right]
+        left, right = left[wanted], right[wanted]
+    a = positions[left].astype(np.int64)
+    b = positions[right].astype(np.int64)
+    return np.minimum(a, b), np.maximum(a, b)
+
+
+def _unique_pairs(parts: list[tuple[np.ndarray, np.ndarray]], size: int) -> np.ndarray:
+    """Distinct (low, high) pairs from several runs, sorted, as an ``(m, 2)`` int64 array."""
+    if not parts:
+        return np.empty((0, 2), dtype=np.int64)
+    codes = np.unique(np.concatenate([lo * size + hi for lo, hi in parts]))
+    return np.stack([codes // size, codes % size], axis=1) if codes.size else np.empty((0, 2), dtype=np.int64)
+
+
+class BandIndex:
+    """Sorted band hashes of a set of documents, with their positions, plus exact-key groups.
+
+    ``bands`` is ``(n, b)`` ``uint64``: row i holds document i's band hashes (position i of the concatenated
+    sketch tables). Rows where ``active`` is False (documents with no shingles, whose all-empty signature
+    would make every one of them collide) are left out of the band runs.
+    """
+
+    __slots__ = ("_exact_groups", "_hashes", "_positions", "size")
+
+    def __init__(
+        self,
+        bands: np.ndarray,
+        *,
+        active: np.ndarray | None = None,
+        exact_groups: np.ndarray | None = None,
+    ) -> None:
+        bands = np.asarray(bands, dtype=np.uint64)
+        if bands.ndim != 2:
+            raise ValueError(f"bands must be a 2-d (documents x bands) array, got shape {bands.shape}")
+        n, b = bands.shape
+        self.size = n
+        pos_type = np.int32 if n < 2**31 else np.int64
+        live = np.arange(n, dtype=pos_type) if active is None else np.flatnonzero(active).astype(pos_type)
+        self._hashes = np.empty((b, live.size), dtype=np.uint64)
+        self._positions = np.empty((b, live.size), dtype=pos_type)
+        for k in range(b):
+            column = bands[live, k]
+            order = np.argsort(column, kind="stable")
+            self._hashes[k] = column[order]
+            self._positions[k] = live[order]
+        if exact_groups is None:
+            self._exact_groups = np.full(n, -1, dtype=np.int64)
+        else:
+            self._exact_groups = np.asarray(exact_groups, dtype=np.int64)
+            if self._exact_groups.shape != (n,):
+                raise ValueError(f"exact_groups has shape {self._exact_groups.shape}, expected ({n},)")
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the index arrays (what a persisted or cached index would cost)."""
+        return self._hashes.nbytes + self._positions.nbytes + self._exact_groups.nbytes
+
+    @property
+    def num_bands(self) -> int:
+        return self._hashes.shape[0]
+
+    def candidate_pairs(self, touching: np.ndarray | None = None) -> np.ndarray:
+        """Distinct ``(i, j)`` position pairs, ``i < j``, sharing at least one band; sorted.
+
+        ``touching`` (a boolean mask or a list of positions) keeps only pairs with an end in that set.
+        """
+        mask = _as_mask(touching, self.size)
+        parts = [pairs_in_runs(self._hashes[k], self._positions[k], mask) for k in range(self.num_bands)]
+        return _unique_pairs(parts, self.size)
+
+    def exact_pairs(self, touching: np.ndarray | None = None) -> np.ndarray:
+        """Distinct ``(i, j)`` position pairs, ``i < j``, with the same exact-duplicate key; sorted."""
+        mask = _as_mask(touching, self.size)
+        live = np.flatnonzero(self._exact_groups >= 0)
+        order = np.argsort(self._exact_groups[live], kind="stable")
+        positions = live[order]
+        return _unique_pairs([pairs_in_runs(self._exact_groups[positions], positions, mask)], self.size)

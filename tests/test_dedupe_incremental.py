@@ -1,0 +1,184 @@
+"""Incremental dedupe: reusing sketches and verified pairs must end exactly where a full build ends,
+while sketching only the new documents and verifying only the candidate pairs that touch them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import mixassets.engine.dedupe as engine
+from mixassets.engine.band_index import BandIndex
+from mixassets.engine.dedupe import DedupeConfig, band_index, dedupe, dedupe_incremental
+from mixassets.schema import DOCUMENT_SCHEMA
+
+T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+VOCAB = [f"w{i}" for i in range(3000)]
+
+
+def words(seed: int, n: int = 200) -> list[str]:
+    rng = random.Random(seed)
+    return [rng.choice(VOCAB) for _ in range(n)]
+
+
+def near(ws: list[str], seed: int, edits: int = 2) -> str:
+    rng = random.Random(seed)
+    out = list(ws)
+    for p in rng.sample(range(len(out)), edits):
+        out[p] = f"edit{seed}x{p}"
+    return " ".join(out)
+
+
+def doc(doc_id: str, source: str, text: str, *, days: int = 0, license: str | None = "CC-BY-4.0") -> dict:
+    return {"doc_id": doc_id, "source_id": source, "locator": f"{source}.jsonl:1", "kind": "text", "text": text,
+            "messages": None, "license": license, "rights_tags": [], "domain": "general", "language": "en",
+            "capture_time": T0 + dt.timedelta(days=days)}  # fmt: skip
+
+
+BASES = [words(s) for s in range(40)]
+OLD = [doc(f"a{i:02d}", "alpha", " ".join(BASES[i]), days=i) for i in range(25)]
+OLD += [doc(f"b{i:02d}", "beta", near(BASES[i], 100 + i), days=50) for i in range(0, 10)]  # near copies of alpha
+OLD += [doc(f"b{i:02d}", "beta", " ".join(BASES[i]), days=60) for i in range(25, 32)]
+# the new source: exact and near copies of old documents, copies of each other, and a better-licensed
+# copy that takes over as keeper of an old cluster
+NEW = [doc(f"g{i:02d}", "gamma", near(BASES[i], 200 + i), days=70) for i in range(5, 15)]
+NEW += [doc("g-exact", "gamma", " ".join(BASES[27]).upper(), days=80)]
+NEW += [doc("g-pd", "gamma", " ".join(BASES[2]), days=90, license="CC0-1.0")]
+NEW += [doc(f"g{i:02d}", "gamma", " ".join(BASES[i]), days=70) for i in range(32, 36)]
+NEW += [doc(f"g{i:02d}-twin", "gamma", near(BASES[i], 300 + i), days=71) for i in range(32, 34)]
+NEW += [doc(f"g05-{k}", "gamma", near(BASES[5], 400 + k), days=72) for k in range(2)]  # over gamma's cap of 2
+
+
+def table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA)
+
+
+CFG = DedupeConfig(max_per_cluster={"gamma": 2})
+CODE: frozenset[str] = frozenset()
+
+
+def same_result(a: engine.DedupeResult, b: engine.DedupeResult) -> None:
+    assert a.clusters.to_pylist() == b.clusters.to_pylist()
+    assert a.kept.to_pylist() == b.kept.to_pylist()
+    assert a.verified_pairs.equals(b.verified_pairs)
+    assert a.sketches.equals(b.sketches)
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts documents shingled for sketches and for verification, independently of the engine's stats."""
+    calls = {"sketched": 0, "verified_docs": 0}
+    prepare, shingles = engine._prepare, engine.shingle_set
+
+    def counting_prepare(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["sketched"] += 1
+        return prepare(*args, **kwargs)
+
+    def counting_shingles(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["verified_docs"] += 1
+        return shingles(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_prepare", counting_prepare)
+    monkeypatch.setattr(engine, "shingle_set", counting_shingles)
+    return calls
+
+
+def test_incremental_equals_full_and_touches_only_new_documents(tmp_path, counted: dict[str, int]) -> None:
+    before = dedupe_incremental(table(OLD), config=CFG)
+    pq.write_table(before.sketches, tmp_path / "sketches.parquet")  # what the asset persists
+    pq.write_table(before.verified_pairs, tmp_path / "pairs.parquet")
+    corpus = table(OLD + NEW)
+    full = dedupe_incremental(corpus, config=CFG)
+    counted.update(sketched=0, verified_docs=0)
+    inc = dedupe_incremental(
+        corpus,
+        previous_sketches=pq.read_table(tmp_path / "sketches.parquet"),
+        previous_pairs=pq.read_table(tmp_path / "pairs.parquet"),
+        config=CFG,
+    )
+    same_result(inc, full)
+    assert inc.stats.incremental and inc.stats.note == ""
+    # sketched: exactly the new rows
+    assert counted["sketched"] == len(NEW) == inc.stats.sketched
+    assert inc.stats.sketches_reused == len(OLD)
+    # verified: exactly the full build's candidate pairs that touch a new row, and only their documents
+    positions = full.sketches
+    is_new = np.array([s == "gamma" for s in positions.column("source_id").to_pylist()])
+    all_pairs = band_index(full.sketches, CFG).candidate_pairs()
+    touching = all_pairs[is_new[all_pairs[:, 0]] | is_new[all_pairs[:, 1]]]
+    assert inc.stats.pairs_verified == len(touching) > 0
+    assert counted["verified_docs"] == len(np.unique(touching))
+    assert inc.stats.pairs_reused == len(all_pairs) - len(touching) > 0
+    # the new better-licensed copy took over an old cluster, and a capped gamma member stays
+    clusters = {r["doc_id"]: r for r in inc.clusters.to_pylist()}
+    assert clusters["a02"]["cluster_id"] == "gamma/g-pd"
+    assert [clusters[d]["action"] for d in ("g05", "g05-0", "g05-1")] == ["kept_capped", "kept_capped", "dropped"]
+
+
+def test_reordered_corpus_and_a_changed_document(counted: dict[str, int]) -> None:
+    before = dedupe_incremental(table(OLD + NEW), config=CFG)
+    rows = [dict(r) for r in OLD + NEW]
+    rows[3]["text"] = near(BASES[3], 999, edits=1)  # a changed document: new text, same id
+    random.Random(1).shuffle(rows)
+    counted.update(sketched=0, verified_docs=0)
+    inc = dedupe_incremental(
+        table(rows), previous_sketches=before.sketches, previous_pairs=before.verified_pairs, config=CFG
+    )
+    assert counted["sketched"] == 1 and inc.stats.sketched == 1
+    same_result(inc, dedupe_incremental(table(rows), config=CFG))
+
+
+def test_pairs_from_another_run_are_only_a_cache() -> None:
+    unrelated = dedupe_incremental(table(OLD[:10]), config=CFG)
+    previous = dedupe_incremental(table(OLD), config=CFG)
+    inc = dedupe_incremental(
+        table(OLD + NEW), previous_sketches=previous.sketches, previous_pairs=unrelated.verified_pairs, config=CFG
+    )
+    assert not inc.stats.incremental and "all pairs queried" in inc.stats.note
+    same_result(inc, dedupe_incremental(table(OLD + NEW), config=CFG))
+
+
+def test_sketches_of_other_settings_are_not_reused() -> None:
+    previous = dedupe_incremental(table(OLD), config=DedupeConfig(ngram=4))
+    inc = dedupe_incremental(
+        table(OLD + NEW), previous_sketches=previous.sketches, previous_pairs=previous.verified_pairs, config=CFG
+    )
+    assert inc.stats.sketched == len(OLD + NEW) and "not reused" in inc.stats.note
+    same_result(inc, dedupe_incremental(table(OLD + NEW), config=CFG))
+    with pytest.raises(ValueError, match="re-sketch"):
+        band_index(previous.sketches, CFG)
+
+
+def test_a_lower_threshold_rebands_stored_signatures() -> None:
+    previous = dedupe_incremental(table(OLD), config=CFG)
+    lower = DedupeConfig(threshold=0.6, max_per_cluster={"gamma": 2})
+    assert lower.banding != CFG.banding
+    inc = dedupe_incremental(
+        table(OLD + NEW), previous_sketches=previous.sketches, previous_pairs=previous.verified_pairs, config=lower
+    )
+    assert inc.stats.sketched == len(NEW) and not inc.stats.incremental
+    same_result(inc, dedupe_incremental(table(OLD + NEW), config=lower))
+
+
+def test_dedupe_convenience_matches_the_engine() -> None:
+    kept, clusters = dedupe(table(OLD + NEW), config=CFG)
+    full = dedupe_incremental(table(OLD + NEW), config=CFG)
+    assert kept.equals(full.kept) and clusters.equals(full.clusters)
+
+
+def test_band_index_pairs_and_incremental_query() -> None:
+    bands = np.array([[1, 7], [1, 8], [2, 8], [3, 9], [1, 9], [4, 4]], dtype=np.uint64)
+    index = BandIndex(bands, active=np.array([True, True, True, True, True, False]),
+                      exact_groups=np.array([0, -1, 0, 1, 1, 0]))  # fmt: skip
+    assert index.candidate_pairs().tolist() == [[0, 1], [0, 4], [1, 2], [1, 4], [3, 4]]
+    assert index.candidate_pairs(touching=[4]).tolist() == [[0, 4], [1, 4], [3, 4]]
+    assert index.candidate_pairs(touching=np.array([False] * 6)).tolist() == []
+    assert index.exact_pairs().tolist() == [[0, 2], [0, 5], [2, 5], [3, 4]]
+    assert index.exact_pairs(touching=[3]).tolist() == [[3, 4]]
+    assert index.nbytes == 2 * 5 * (8 + 4) + 6 * 8
+    with pytest.raises(ValueError, match="touching"):
+        index.candidate_pairs(touching=[9])
