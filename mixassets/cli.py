@@ -102,6 +102,39 @@ def cmd_impact(args: argparse.Namespace) -> int:
     return 0
 
 
+def _manifest(project, ref: str | None) -> dict:
+    import json
+
+    from mixassets.assets.mixture import manifest_history_path
+    from mixassets.provenance import mixture_manifest
+
+    if ref is None:
+        current = mixture_manifest(project.storage_root)
+        if current is None:
+            raise ProjectError("no mixture_manifest yet: run `mixtrain run` first")
+        return current
+    if ref.endswith(".json") and Path(ref).is_file():
+        return json.loads(Path(ref).read_text())
+    path = manifest_history_path(project.storage_root, ref)
+    if not path.exists():
+        raise ProjectError(f"no mixture manifest '{ref}' in {path.parent} (give a manifest id or a .json path)")
+    return json.loads(path.read_text())
+
+
+def cmd_mixture_diff(args: argparse.Namespace) -> int:
+    from mixassets.engine.mixture_diff import diff_manifests, render_diff_markdown
+    from mixassets.project import load_project
+
+    project = load_project(_project_dir(args.project))
+    new = _manifest(project, args.b)
+    old_ref = args.a or new.get("previous_manifest_id")
+    if old_ref is None:
+        raise ProjectError("the current mixture has no previous manifest: give two manifest ids or paths")
+    old = _manifest(project, old_ref)
+    print(render_diff_markdown(diff_manifests(old, new)))
+    return 0
+
+
 def cmd_revoke(args: argparse.Namespace) -> int:
     from mixassets.project import load_project
     from mixassets.provenance import impact
@@ -217,6 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--by", help="who revokes (default: the current user)")
     p.add_argument("--project")
     p.set_defaults(func=cmd_revoke)
+    mixture = sub.add_parser("mixture", help="mixture manifests").add_subparsers(dest="mixture_command", required=True)
+    p = mixture.add_parser("diff", help="what changed between two mixtures (default: the previous and the current)")
+    p.add_argument("a", nargs="?", help="old manifest id or .json path (default: the current one's predecessor)")
+    p.add_argument("b", nargs="?", help="new manifest id or .json path (default: the current mixture_manifest)")
+    p.add_argument("--project")
+    p.set_defaults(func=cmd_mixture_diff)
     review = sub.add_parser("review", help="human review of gating decisions").add_subparsers(
         dest="review_command", required=True
     )

@@ -193,6 +193,9 @@ class MixtureSpec(_Strict):
     phases: list[PhaseSpec] = Field([], description="curriculum phases in training order; empty = one phase")
     token_budget: int = Field(gt=0)
     seed: int = 0
+    drift_tolerance: float = Field(
+        0.05, ge=0, le=1, description="warn when a source's token share moved more than this since the last mixture"
+    )
     release_policy: str = Field("commercial", description="commercial | research | tenant:<name>")
     tokenizer: str | None = Field(None, description="tokenizer path for counting; default: the base model's")
 

@@ -56,8 +56,11 @@ def test_budget_weights_and_shortfall() -> None:
 
 def test_output_columns_and_order() -> None:
     out, _ = sample()
-    assert out.schema.names == [*DOCUMENT_SCHEMA.names, "tokens"]
+    assert out.schema.names == [*DOCUMENT_SCHEMA.names, "tokens", "phase", "occurrence"]
     assert out.schema.field("tokens").type == pa.int64()
+    assert out.schema.field("occurrence").type == pa.int32()
+    assert set(out.column("phase").to_pylist()) == {"all"}  # a spec without phases is one phase
+    assert set(out.column("occurrence").to_pylist()) == {0}  # default max_epochs 1: no repeats
     sources = out.column("source_id").to_pylist()
     assert sources == sorted(sources)
     by_id = dict(zip(DOCS.column("doc_id").to_pylist(), TOKENS, strict=True))

@@ -176,10 +176,11 @@ def test_touching_one_source_reruns_only_its_partition_and_downstream(session):
     done = {k for k, _ in report.materialized}
     assert {"source_manifest", "deduplicated_corpus"} <= done
     assert "base_model" not in done and "eval_registry" not in done
-    # The dedupe index is reused: only the changed source's documents are sketched again.
+    # The dedupe index is reused: at most the changed source's documents are sketched again.
     m = latest_metadata(session.instance, "deduplicated_corpus")
     pydoc = pq.read_table(Path(session.project.storage_root) / "gated_documents" / "pydoc_topics.parquet").num_rows
-    assert m["incremental"] is True and 0 < m["sketched"] <= pydoc and m["sketches_reused"] >= m["documents_in"] - pydoc
+    assert m["incremental"] is True and m["sketched"] <= pydoc < m["documents_in"]
+    assert m["sketches_reused"] + m["sketched"] == m["documents_in"]
 
 
 def test_sensor_adds_a_partition_for_a_new_source_spec(session):
@@ -351,5 +352,14 @@ def test_revoke_rebuilds_only_what_used_the_source_and_labels_the_old_model(sess
     assert forum not in set(_table(session, "mixture.parquet").column("source_id").to_pylist())
     assert forum not in set(_table(session, "deduplicated_corpus.parquet").column("source_id").to_pylist())
     assert "trained_on_revoked" not in json.loads((session.root / "storage" / "sft_adapter.json").read_text())
+    # The mixture moved: the drift check warns (not blocking) and `mixture diff` says what changed.
+    drift = latest_check(session.instance, "mixture", "mixture_drift")
+    assert drift["passed"] is False and f"moved/{forum}" in drift
+    manifest = json.loads((session.root / "storage" / "mixture_manifest.json").read_text())
+    assert forum not in manifest["input_partitions"] and manifest["previous_manifest_id"]
+    capsys.readouterr()
+    assert main(["mixture", "diff", "--project", str(session.root)]) == 0
+    diff = capsys.readouterr().out
+    assert forum in diff and manifest["previous_manifest_id"] in diff
     with pytest.raises(SystemExit):
         main(["revoke", forum, "--project", str(session.root)])  # --reason is required

@@ -1,28 +1,45 @@
 """The mixture: a seeded sample of the screened corpus, and its manifest — the data identity of a model."""
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetOut, multi_asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    AssetOut,
+    multi_asset,
+)
+from upath import UPath
 
 from mixassets.automation import rerun_when_changed
 from mixassets.engine.licenses import license_tags, policy_allows
 from mixassets.engine.mixture import sample_mixture
+from mixassets.engine.mixture_diff import drift
+from mixassets.engine.rules import RULES_VERSION
 from mixassets.engine.tokens import count_tokens, load_tokenizer
 from mixassets.resources import ProjectResource
-from mixassets.storage import EncodedTable, asset_path
+from mixassets.storage import JSON_EXT, EncodedTable, asset_path, json_bytes, read_json, read_table, write_atomic
 from mixassets.versioning import current_data_version, hash_of, json_output, table_output
 
 MIXTURE_INPUTS = ("screened_corpus", "base_model", "mixture_spec")
+HISTORY = "mixture_manifest_history"  # every manifest ever written, by id: what `mixtrain mixture diff` compares
+
+
+def manifest_history_path(root: str, manifest_id: str) -> UPath:
+    return UPath(root) / HISTORY / f"{manifest_id}{JSON_EXT}"
 
 
 @multi_asset(
     outs={
         "mixture": AssetOut(
-            code_version="mixture-1",
+            code_version="mixture-2",
             description="Training documents sampled by weight and cap within the token budget.",
             automation_condition=rerun_when_changed(),
         ),
         "mixture_manifest": AssetOut(
-            code_version="mixture-1",
+            code_version="mixture-2",
             io_manager_key="json_io_manager",
             description="Spec and hash, input data versions, per-source composition, seed, shard checksums.",
             automation_condition=rerun_when_changed(),
@@ -32,7 +49,15 @@ MIXTURE_INPUTS = ("screened_corpus", "base_model", "mixture_spec")
         "screened_corpus": AssetIn(),
         "base_model": AssetIn(key=AssetKey("base_model"), input_manager_key="json_io_manager"),
     },
-    deps=["mixture_spec"],
+    deps=["mixture_spec", "source_manifest"],
+    check_specs=[
+        AssetCheckSpec(
+            "mixture_drift",
+            asset="mixture",
+            description="Warns when a source's token share moved more than mixture.drift_tolerance since the last "
+            "mixture (same code, different model usually means the mixture drifted).",
+        )
+    ],
     group_name="mixture",
 )
 def mixture(context: AssetExecutionContext, project: ProjectResource, screened_corpus: pa.Table, base_model: dict):
@@ -58,7 +83,21 @@ def mixture(context: AssetExecutionContext, project: ProjectResource, screened_c
             {"path": str(asset_path(proj.storage_root, "mixture")), "sha256": encoded.checksum, "rows": table.num_rows}
         ],
     }
+    sources = read_table(asset_path(proj.storage_root, "source_manifest"))
+    manifest["input_partitions"] = dict(
+        zip(sources.column("source_id").to_pylist(), sources.column("gated_data_version").to_pylist(), strict=True)
+    )
+    manifest["rules_version"] = RULES_VERSION
+    manifest["doc_ids_digest"] = stats.get("doc_ids_digest")
+    manifest["phases"] = sorted(stats.get("phases", {}))
     manifest["manifest_id"] = hash_of({k: manifest[k] for k in ("spec_hash", "inputs", "shards")})
+    previous_path = asset_path(proj.storage_root, "mixture_manifest", ext=JSON_EXT)
+    previous = read_json(previous_path) if previous_path.exists() else None
+    if previous is not None and previous.get("manifest_id") != manifest["manifest_id"]:
+        manifest["previous_manifest_id"] = previous.get("manifest_id")
+    elif previous is not None:
+        manifest["previous_manifest_id"] = previous.get("previous_manifest_id")
+    write_atomic(manifest_history_path(proj.storage_root, manifest["manifest_id"]), json_bytes(manifest))
     per_source = stats.get("sources", {})
     metadata = {
         "documents": table.num_rows,
@@ -70,4 +109,16 @@ def mixture(context: AssetExecutionContext, project: ProjectResource, screened_c
     yield table_output(encoded, metadata, name="mixture")
     yield json_output(
         manifest, manifest["manifest_id"], {"manifest_id": manifest["manifest_id"]}, name="mixture_manifest"
+    )
+    moved = drift(previous, manifest, spec.drift_tolerance) if previous is not None else []
+    yield AssetCheckResult(
+        check_name="mixture_drift",
+        asset_key="mixture",
+        passed=not moved,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "tolerance": spec.drift_tolerance,
+            "compared_with": (previous or {}).get("manifest_id", "none (first mixture)"),
+            **{f"moved/{sid}": f"{old:.3f} -> {new:.3f}" for sid, old, new in moved},
+        },
     )

@@ -3,37 +3,214 @@
 Why these rules:
 
 * Weights are shares of the *token* budget, not of documents, because sources differ a lot in
-  document length and the model sees tokens. Source ``s`` gets
-  ``target = token_budget * w_s / sum(w)`` over the weights > 0 in the spec.
-* Each source is drawn in its own seeded random order (numpy ``Generator`` seeded from
-  ``(spec.seed, hash(source_id))``) over its documents sorted by ``doc_id``, so the selection does not
-  depend on input row order and adding or re-weighting one source never reshuffles another.
-* Documents are taken in that order until the source's target is reached (the last document taken may
-  overshoot the target by less than its own length), ``max_docs[source]`` is hit, or the source runs
-  out. There is no upsampling: a source that cannot fill its target is reported with its shortfall
-  rather than repeated, because repeating documents silently changes what a weight means.
-* Documents the release policy forbids (``allowed[i]`` False, decided by the caller) and sources with
-  weight 0 or no weight are never drawn, and are counted in the stats so the mixture report shows
-  what was left out and why.
+  document length and the model sees tokens.
+* A source's weight is its own weight times its domain's weight (``domain_weights``); a missing factor
+  counts as 1, so listing a domain never silences the sources of other domains, and a source named in
+  neither map is not drawn (``not_in_weights``). Multiplying keeps one knob per level: "code twice as much"
+  at the domain level composes with "this code source half as much" at the source level.
+* With ``temperature`` T the sampling share is ``p ∝ weight · n^(1/T)`` where ``n`` is the source's drawable
+  tokens: T = 1 follows source size, larger T flattens toward the weights. Without a temperature (the
+  default, the T → ∞ limit) weights alone set the shares, as before this lever existed.
+* Floors (``min_tokens``) are reserved from the budget first and the weighted shares split what is left,
+  so a floor is a guarantee that does not depend on the other weights. Floors larger than the budget are
+  scaled down to it and reported.
+* Targets are whole tokens split by largest remainder, so per-phase targets add up to the budget exactly
+  and never depend on the seed: a new seed changes which documents are drawn, never how many tokens each
+  source gets.
+* Each source is drawn in its own seeded order (numpy ``Generator`` seeded from ``(seed, hash(source_id))``)
+  over its documents sorted by ``doc_id``, so the selection does not depend on input row order and
+  re-weighting one source never reshuffles another. The order is weighted sampling without replacement
+  (Efraimidis & Spirakis 2006: key ``log(u) / w``, largest first) with ``w`` the document's length-bucket
+  weight, so short documents cannot crowd out long ones when a source is only partly used.
+* That order, cut to ``max_docs`` distinct documents, is one *epoch*; a source's occurrence stream is the
+  epoch repeated ``max_epochs`` times (default 1, no repeats). Phases consume the stream in phase order, so
+  a document reappears — in the same phase or a later one — only after every drawn document of its source
+  has been used as often, and never more than ``max_epochs`` times in the whole mixture. Each output row is
+  one occurrence; ``occurrence`` is its 0-based index (its epoch).
+* Documents are taken until the phase target is reached (the last one may overshoot by less than its own
+  length), the ``max_tokens`` hard cap would be exceeded (never overshot), or the stream ends. A source that
+  cannot fill its target is reported with its shortfall; its unused budget is *not* handed to other
+  sources, because that would silently change what their weights mean.
+* Documents the release policy forbids (``allowed[i]`` False, decided by the caller), documents in a length
+  bucket of weight 0 and documents of unweighted sources are never drawn, and are counted in the stats so
+  the mixture report shows what was left out and why.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import bisect
+import hashlib
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from mixassets.engine.text_norm import stable_hash64
-from mixassets.project import MixtureSpec
+from mixassets.project import LengthBucket, MixtureSpec
 
 TOKENS_COLUMN = "tokens"
+PHASE_COLUMN = "phase"
+OCCURRENCE_COLUMN = "occurrence"
+ADDED_COLUMNS = (TOKENS_COLUMN, PHASE_COLUMN, OCCURRENCE_COLUMN)
+DEFAULT_PHASE = "all"  # the name of the single phase of a spec without phases
+UNKNOWN = "unknown"  # domain / language of a document that has none
+
+# Counts that add up across sources (per domain, per language, totals); shares are derived afterwards.
+_ADDITIVE = (
+    "available_docs",
+    "available_tokens",
+    "excluded_by_policy",
+    "excluded_by_length",
+    "excluded_by_weight",
+    "docs",
+    "unique_docs",
+    "repeated_docs",
+    "tokens",
+)
+_TARGETED = ("target_tokens", "shortfall_tokens")
 
 
 def source_rng(seed: int, source_id: str) -> np.random.Generator:
     """The sampling order generator of one source; independent of every other source."""
     return np.random.default_rng([seed, stable_hash64(source_id)])
+
+
+def doc_ids_digest(doc_ids: Iterable[str]) -> str:
+    """Digest of a set of document ids: two mixtures with equal digests hold the same documents."""
+    h = hashlib.sha256()
+    for d in sorted(set(doc_ids)):
+        h.update(d.encode("utf-8") + b"\n")
+    return h.hexdigest()[:16]
+
+
+def length_weights(tokens: np.ndarray, buckets: Sequence[LengthBucket]) -> np.ndarray:
+    """Draw weight of each document: its first bucket whose bound it fits under; 1 beyond every bucket."""
+    weights = np.ones(len(tokens), dtype=np.float64)
+    assigned = np.zeros(len(tokens), dtype=bool)
+    for b in buckets:
+        inside = ~assigned if b.max_tokens is None else ~assigned & (tokens <= b.max_tokens)
+        weights[inside] = b.weight
+        assigned |= inside
+    return weights
+
+
+def weighted_order(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Positions in Efraimidis-Spirakis order: a weighted sample without replacement of every item.
+
+    ``log(1 - u) / w`` is the log of the classic key ``u^(1/w)`` (monotone, no underflow); ties keep the
+    canonical order. All weights must be > 0.
+    """
+    keys = np.log1p(-rng.random(len(weights))) / weights
+    return np.argsort(-keys, kind="stable")
+
+
+def apportion(total: int, weights: Mapping[str, float]) -> dict[str, int]:
+    """Whole units of ``total`` in proportion to ``weights`` (largest remainder); they sum to ``total``.
+
+    Remainders are handed out largest first, ties by key, so the split is reproducible. Keys with weight
+    <= 0 get 0; with no positive weight everything is 0.
+    """
+    positive = {k: float(w) for k, w in weights.items() if w > 0}
+    whole = sum(positive.values())
+    out = dict.fromkeys(weights, 0)
+    if total <= 0 or whole <= 0:
+        return out
+    exact = {k: total * w / whole for k, w in positive.items()}
+    for k, x in exact.items():
+        out[k] = math.floor(x)
+    left = total - sum(out.values())
+    for k in sorted(positive, key=lambda k: (-(exact[k] - out[k]), k))[:left]:
+        out[k] += 1
+    return out
+
+
+def sampling_weights(
+    weights: Mapping[str, float], sizes: Mapping[str, int], temperature: float | None
+) -> dict[str, float]:
+    """Unnormalised ``w · n^(1/T)``, computed in log space (``n^(1/T)`` overflows a float for small T) and
+    scaled so the largest is 1; ``w`` alone without a temperature."""
+    if temperature is None:
+        return {k: float(w) for k, w in weights.items()}
+    logs = {k: math.log(w) + math.log(sizes[k]) / temperature for k, w in weights.items() if w > 0 and sizes[k] > 0}
+    top = max(logs.values(), default=0.0)
+    return {k: math.exp(logs[k] - top) if k in logs else 0.0 for k in weights}
+
+
+@dataclass
+class _Stream:
+    """A source's occurrences: its epoch order repeated ``epochs`` times, consumed front to back by phases."""
+
+    rows: np.ndarray  # input row indices in draw order, cut to max_docs
+    tokens: np.ndarray  # their token counts, same order
+    epochs: int
+    cap: int | None  # max_tokens over the whole mixture
+    cut_by_max_docs: bool
+    pos: int = 0
+    prefix: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.prefix = np.concatenate([[0], np.cumsum(self.tokens, dtype=np.int64)])
+
+    @property
+    def length(self) -> int:
+        """Occurrences available; documents without tokens are never worth a second epoch."""
+        m = len(self.rows)
+        return m * self.epochs if self.prefix[-1] > 0 else m
+
+    def tokens_before(self, k: int) -> int:
+        """Tokens in the first ``k`` occurrences."""
+        epoch, r = divmod(k, len(self.rows)) if len(self.rows) else (0, 0)
+        return int(epoch * self.prefix[-1] + self.prefix[r])
+
+    def take(self, need: int) -> tuple[int, int, str]:
+        """Advance past the occurrences that cover ``need`` tokens; returns ``(start, end, stop_reason)``."""
+        start, n = self.pos, self.length
+        positions = range(n + 1)
+        before = self.tokens_before
+        reach = start if need <= 0 else bisect.bisect_left(positions, before(start) + need, lo=start, key=before)
+        limit = n if self.cap is None else bisect.bisect_right(positions, self.cap, key=before) - 1
+        if reach <= min(n, limit):
+            end, reason = reach, "target"
+        elif limit < n:
+            end, reason = max(start, limit), "max_tokens"
+        else:
+            end, reason = n, "max_docs" if self.cut_by_max_docs else "exhausted"
+        self.pos = end
+        return start, end, reason
+
+
+@dataclass(frozen=True)
+class _Phase:
+    name: str
+    share: float
+    weights: Mapping[str, float]
+    domain_weights: Mapping[str, float]
+
+
+def _phases(spec: MixtureSpec) -> list[_Phase]:
+    if not spec.phases:
+        return [_Phase(DEFAULT_PHASE, 1.0, spec.weights, spec.domain_weights)]
+    return [
+        _Phase(
+            p.name,
+            p.share,
+            spec.weights if p.weights is None else p.weights,
+            spec.domain_weights if p.domain_weights is None else p.domain_weights,
+        )
+        for p in spec.phases
+    ]
+
+
+def _combined_weight(sid: str, domain: str, phase: _Phase) -> float | None:
+    """Own weight times domain weight, a missing factor counting as 1; None when the source is in neither map."""
+    own, dom = phase.weights.get(sid), phase.domain_weights.get(domain)
+    if own is None and dom is None:
+        return None
+    return (1.0 if own is None else float(own)) * (1.0 if dom is None else float(dom))
 
 
 def _validate(docs: pa.Table, token_counts: Sequence[int], allowed: Sequence[bool]) -> None:
@@ -42,8 +219,9 @@ def _validate(docs: pa.Table, token_counts: Sequence[int], allowed: Sequence[boo
             raise ValueError(f"mixture: input table lacks required column '{name}'; got {docs.column_names}")
         if docs.column(name).null_count:
             raise ValueError(f"mixture: column '{name}' has null values")
-    if TOKENS_COLUMN in docs.column_names:
-        raise ValueError(f"mixture: input table already has a '{TOKENS_COLUMN}' column")
+    clash = [c for c in ADDED_COLUMNS if c in docs.column_names]
+    if clash:
+        raise ValueError(f"mixture: input table already has column(s) {clash} that the mixture adds")
     if len(token_counts) != docs.num_rows:
         raise ValueError(f"mixture: {len(token_counts)} token counts for {docs.num_rows} documents")
     if len(allowed) != docs.num_rows:
@@ -57,93 +235,308 @@ def _share(part: float, whole: float) -> float:
     return part / whole if whole else 0.0
 
 
+def _labels(docs: pa.Table, name: str) -> list[str]:
+    if name not in docs.column_names:
+        return [UNKNOWN] * docs.num_rows
+    return [v or UNKNOWN for v in docs.column(name).to_pylist()]
+
+
+def _derive(group: dict[str, Any], mixture_tokens: int, available_tokens: int, budget: int) -> dict[str, Any]:
+    group["repeat_factor"] = _share(group["docs"], group["unique_docs"])
+    group["effective_weight"] = _share(group["tokens"], mixture_tokens)
+    group["raw_share"] = _share(group["available_tokens"], available_tokens)
+    if "target_tokens" in group:
+        group["target_share"] = _share(group["target_tokens"], budget)
+    return group
+
+
+def _group(per_source: Mapping[str, Mapping[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+    groups: dict[str, dict[str, Any]] = {}
+    for s in per_source.values():
+        g = groups.setdefault(s[key], dict.fromkeys((*_ADDITIVE, *_TARGETED), 0))
+        for k in g:
+            g[k] += s[k]
+    return dict(sorted(groups.items()))
+
+
+@dataclass(frozen=True)
+class _Corpus:
+    """The input columns the sampler reads, as arrays indexed by input row."""
+
+    doc_ids: list[str]
+    sources: list[str]
+    domains: list[str]
+    languages: list[str]
+    tokens: np.ndarray
+    ok: np.ndarray  # allowed by the release policy
+    drawable: np.ndarray  # allowed and in a length bucket of weight > 0
+    rows_by_source: dict[str, list[int]]
+
+    @classmethod
+    def of(cls, docs: pa.Table, token_counts: Sequence[int], allowed: Sequence[bool], spec: MixtureSpec) -> _Corpus:
+        sources = docs.column("source_id").to_pylist()
+        tokens = np.asarray(token_counts, dtype=np.int64).reshape(-1)
+        ok = np.asarray(allowed, dtype=bool).reshape(-1)
+        rows_by_source: dict[str, list[int]] = {}
+        for i, s in enumerate(sources):
+            rows_by_source.setdefault(s, []).append(i)
+        return cls(
+            docs.column("doc_id").to_pylist(),
+            sources,
+            _labels(docs, "domain"),
+            _labels(docs, "language"),
+            tokens,
+            ok,
+            ok & (length_weights(tokens, spec.length_buckets) > 0),
+            rows_by_source,
+        )
+
+    def rows(self, sid: str) -> np.ndarray:
+        return np.asarray(self.rows_by_source.get(sid, []), dtype=np.int64)
+
+    def drawable_tokens(self, sid: str) -> int:
+        rows = self.rows(sid)
+        return int(self.tokens[rows[self.drawable[rows]]].sum())
+
+    def domain_of(self, sid: str) -> str:
+        """The most common domain of the source's documents (ties by name): domain weights act per source."""
+        counts = Counter(self.domains[r] for r in self.rows_by_source.get(sid, []))
+        return min(counts, key=lambda d: (-counts[d], d)) if counts else UNKNOWN
+
+
+def _stream(corpus: _Corpus, sid: str, spec: MixtureSpec) -> _Stream:
+    """The source's drawable documents, canonically sorted, in their seeded weighted order, cut to max_docs."""
+    rows = corpus.rows(sid)
+    rows = rows[corpus.drawable[rows]]
+    canonical = np.asarray(sorted(rows.tolist(), key=lambda r: (corpus.doc_ids[r], r)), dtype=np.int64)
+    weights = length_weights(corpus.tokens[canonical], spec.length_buckets)
+    order = canonical[weighted_order(weights, source_rng(spec.seed, sid))]
+    cap = spec.max_docs.get(sid)
+    cut = cap is not None and cap < len(order)
+    order = order[:cap] if cut else order
+    return _Stream(order, corpus.tokens[order], spec.max_epochs.get(sid, 1), spec.max_tokens.get(sid), cut)
+
+
+@dataclass
+class _Draws:
+    """What the phases took, in table order, and what they report."""
+
+    rows: list[np.ndarray] = field(default_factory=list)
+    occurrences: list[np.ndarray] = field(default_factory=list)
+    phase_names: list[str] = field(default_factory=list)
+    phases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    listed: set[str] = field(default_factory=set)  # sources some phase names (even with weight 0)
+    sampling_share: Counter[str] = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _draw_phase(
+    phase: _Phase,
+    budget: int,
+    floors: dict[str, int],
+    streams: Mapping[str, _Stream],
+    domains: Mapping[str, str],
+    drawable_tokens: Mapping[str, int],
+    temperature: float | None,
+    draws: _Draws,
+) -> None:
+    """Targets of one phase (floors first, then weighted shares of the rest) and the draws that meet them."""
+    combined = {sid: _combined_weight(sid, domains[sid], phase) for sid in streams}
+    draws.listed |= {sid for sid, w in combined.items() if w is not None}
+    p = sampling_weights({sid: w or 0.0 for sid, w in combined.items()}, drawable_tokens, temperature)
+    p_total = sum(p.values())
+    for sid in streams:
+        draws.sampling_share[sid] += phase.share * _share(p[sid], p_total)
+    if sum(floors.values()) > budget:
+        draws.warnings.append(
+            f"phase '{phase.name}': floors ask {sum(floors.values())} tokens of a {budget}-token budget; scaled down"
+        )
+        floors = apportion(budget, floors)
+    rest = budget - sum(floors.values())
+    shares = apportion(rest, p)
+    unallocated = rest if rest > 0 and p_total <= 0 else 0
+    if unallocated:
+        draws.warnings.append(f"phase '{phase.name}': no source has a positive sampling share; {rest} tokens unused")
+    per_source: dict[str, dict[str, Any]] = {}
+    for sid, stream in streams.items():
+        target = floors.get(sid, 0) + shares[sid]
+        if target <= 0:
+            continue
+        start, end, reason = stream.take(target)
+        positions = np.arange(start, end, dtype=np.int64)
+        m = max(len(stream.rows), 1)
+        occurrence = positions // m
+        got = int(stream.tokens[positions % m].sum())
+        draws.rows.append(stream.rows[positions % m])
+        draws.occurrences.append(occurrence)
+        draws.phase_names.extend([phase.name] * len(positions))
+        per_source[sid] = {
+            "weight": float(combined[sid] or 0.0),
+            "sampling_share": _share(p[sid], p_total),
+            "floor_tokens": int(floors.get(sid, 0)),
+            "target_tokens": int(target),
+            "docs": len(positions),
+            "repeated_docs": int((occurrence > 0).sum()),
+            "tokens": got,
+            "shortfall_tokens": max(0, int(target) - got),
+            "stop_reason": reason,
+        }
+    draws.phases[phase.name] = {
+        "share": phase.share,
+        "token_budget": budget,
+        "floor_tokens": int(sum(floors.values())),
+        "unallocated_tokens": unallocated,
+        **{k: sum(s[k] for s in per_source.values()) for k in _PHASE_SUMS},
+        "sources": per_source,
+    }
+
+
+_PHASE_SUMS = ("target_tokens", "docs", "repeated_docs", "tokens", "shortfall_tokens")
+
+
+def _source_stats(
+    sid: str,
+    corpus: _Corpus,
+    spec: MixtureSpec,
+    draws: _Draws,
+    times_picked: np.ndarray,
+    domain: str,
+    drawable_tokens: int,
+) -> dict[str, Any]:
+    rows = corpus.rows(sid)
+    tokens, ok = corpus.tokens[rows], corpus.ok[rows]
+    picked = times_picked[rows]
+    in_phases = [ph["sources"][sid] for ph in draws.phases.values() if sid in ph["sources"]]
+    n_allowed, n_drawable = int(ok.sum()), int(corpus.drawable[rows].sum())
+    docs, unique, got = int(picked.sum()), int((picked > 0).sum()), int((picked * tokens).sum())
+    stop = in_phases[-1]["stop_reason"] if in_phases else "weight_zero" if sid in draws.listed else "not_in_weights"
+    floor = spec.min_tokens.get(sid)
+    return {
+        "domain": domain,
+        "weight": float(spec.weights.get(sid, 0.0)),
+        "domain_weight": spec.domain_weights.get(domain),
+        "sampling_share": draws.sampling_share[sid],
+        "available_docs": n_allowed,
+        "available_tokens": int(tokens[ok].sum()),
+        "drawable_tokens": drawable_tokens,
+        "excluded_by_policy": int(rows.size - n_allowed),
+        "excluded_by_length": n_allowed - n_drawable,
+        "excluded_by_weight": 0 if in_phases else n_drawable,
+        "max_docs": spec.max_docs.get(sid),
+        "max_tokens": spec.max_tokens.get(sid),
+        "min_tokens": floor,
+        "max_epochs": spec.max_epochs.get(sid, 1),
+        "target_tokens": sum(ph["target_tokens"] for ph in in_phases),
+        "docs": docs,
+        "unique_docs": unique,
+        "repeated_docs": docs - unique,
+        "tokens": got,
+        "shortfall_tokens": sum(ph["shortfall_tokens"] for ph in in_phases),
+        "floor_shortfall_tokens": max(0, floor - got) if floor else 0,
+        "stop_reason": stop,
+    }
+
+
 def sample_mixture(
     docs: pa.Table, token_counts: Sequence[int], spec: MixtureSpec, *, allowed: Sequence[bool]
 ) -> tuple[pa.Table, dict[str, Any]]:
-    """Sample the mixture; returns the chosen documents (+ ``tokens``) and per-source/total stats.
+    """Sample the mixture; returns one row per occurrence (input columns + ``tokens``, ``phase``,
+    ``occurrence``) and the composition stats (JSON-ready).
 
-    Rows are ordered by source id, then sampling order. Same inputs, spec and seed give the same table.
+    Rows are ordered by phase (spec order), then source id, then sampling order. Same inputs, spec and seed
+    give the same table and stats; the input's row order does not matter. The stats hold ``sources``,
+    ``domains``, ``languages`` and ``phases`` breakdowns, ``totals``, the ``doc_ids_digest`` of the chosen
+    documents and human-readable ``warnings`` (shortfalls, unmet floors).
     """
     _validate(docs, token_counts, allowed)
-    doc_ids = docs.column("doc_id").to_pylist()
-    sources = docs.column("source_id").to_pylist()
-    tokens = np.asarray(token_counts, dtype=np.int64)
-    ok = np.asarray(allowed, dtype=bool)
+    corpus = _Corpus.of(docs, token_counts, allowed, spec)
+    named = {sid for ids in spec.source_references().values() for sid in ids}
+    source_ids = sorted(set(corpus.rows_by_source) | named)
+    domains = {sid: corpus.domain_of(sid) for sid in source_ids}
+    streams = {sid: _stream(corpus, sid, spec) for sid in source_ids}
+    drawable_tokens = {sid: corpus.drawable_tokens(sid) for sid in source_ids}
 
-    rows_by_source: dict[str, list[int]] = {}
-    for i, s in enumerate(sources):
-        rows_by_source.setdefault(s, []).append(i)
-    total_weight = sum(w for w in spec.weights.values() if w > 0)
-    total_available = int(tokens[ok].sum())
+    phases = _phases(spec)
+    shares = {p.name: p.share for p in phases}
+    budgets = apportion(spec.token_budget, shares)
+    floor_split = {sid: apportion(n, shares) for sid, n in spec.min_tokens.items()}
+    draws = _Draws()
+    for phase in phases:
+        floors = {sid: split[phase.name] for sid, split in floor_split.items()}
+        _draw_phase(phase, budgets[phase.name], floors, streams, domains, drawable_tokens, spec.temperature, draws)
 
-    chosen: list[int] = []
+    # the table: phase order, then source id, then draw order — the order the draws were made in
+    idx = np.concatenate(draws.rows) if draws.rows else np.zeros(0, dtype=np.int64)
+    occ = np.concatenate(draws.occurrences) if draws.occurrences else np.zeros(0, dtype=np.int64)
+    out = docs.take(pa.array(idx, type=pa.int64()))
+    out = out.append_column(
+        pa.field(TOKENS_COLUMN, pa.int64(), nullable=False), pa.array(corpus.tokens[idx], pa.int64())
+    )
+    out = out.append_column(
+        pa.field(PHASE_COLUMN, pa.string(), nullable=False), pa.array(draws.phase_names, pa.string())
+    )
+    out = out.append_column(
+        pa.field(OCCURRENCE_COLUMN, pa.int32(), nullable=False), pa.array(occ.astype(np.int32), pa.int32())
+    )
+
+    times_picked = np.bincount(idx, minlength=docs.num_rows)
+    mixture_tokens = int(corpus.tokens[idx].sum())
+    total_available = int(corpus.tokens[corpus.ok].sum())
     per_source: dict[str, dict[str, Any]] = {}
-    for sid in sorted(set(rows_by_source) | set(spec.weights)):
-        rows = np.asarray(rows_by_source.get(sid, []), dtype=np.int64)
-        allowed_rows = rows[ok[rows]] if rows.size else rows
-        weight = float(spec.weights.get(sid, 0.0))
-        target = round(spec.token_budget * weight / total_weight) if weight > 0 else 0
-        cap = spec.max_docs.get(sid)
-        stats: dict[str, Any] = {
-            "weight": weight,
-            "available_docs": int(allowed_rows.size),
-            "available_tokens": int(tokens[allowed_rows].sum()),
-            "excluded_by_policy": int(rows.size - allowed_rows.size),
-            "excluded_by_weight": 0,
-            "max_docs": cap,
-            "target_tokens": target,
-            "docs": 0,
-            "tokens": 0,
-        }
-        if weight <= 0:
-            stats["excluded_by_weight"] = int(allowed_rows.size)
-            stats["stop_reason"] = "weight_zero" if sid in spec.weights else "not_in_weights"
-        else:
-            canonical = sorted(allowed_rows.tolist(), key=lambda r: (doc_ids[r], r))
-            order = source_rng(spec.seed, sid).permutation(len(canonical))
-            taken: list[int] = []
-            got = 0
-            stop = "exhausted"
-            for k in order:
-                if got >= target:
-                    stop = "target"
-                    break
-                if cap is not None and len(taken) >= cap:
-                    stop = "max_docs"
-                    break
-                row = canonical[k]
-                taken.append(row)
-                got += int(tokens[row])
-            else:
-                if got >= target:
-                    stop = "target"
-            chosen.extend(taken)
-            stats.update(docs=len(taken), tokens=got, stop_reason=stop)
-        stats["shortfall_tokens"] = max(0, stats["target_tokens"] - stats["tokens"])
-        per_source[sid] = stats
+    for sid in source_ids:
+        s = _source_stats(sid, corpus, spec, draws, times_picked, domains[sid], drawable_tokens[sid])
+        why = f"({s['stop_reason']})"
+        if s["shortfall_tokens"]:
+            draws.warnings.append(f"source '{sid}': {s['tokens']} of {s['target_tokens']} target tokens {why}")
+        if s["floor_shortfall_tokens"]:
+            draws.warnings.append(f"source '{sid}': min_tokens {s['min_tokens']} not met, got {s['tokens']} {why}")
+        per_source[sid] = _derive(s, mixture_tokens, total_available, spec.token_budget)
 
-    mixture_tokens = sum(s["tokens"] for s in per_source.values())
-    for s in per_source.values():
-        s["effective_weight"] = _share(s["tokens"], mixture_tokens)
-        s["raw_share"] = _share(s["available_tokens"], total_available)
+    def derive_all(groups: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {k: _derive(g, mixture_tokens, total_available, spec.token_budget) for k, g in groups.items()}
 
-    def total(key: str) -> int:
-        return int(sum(s[key] for s in per_source.values()))
-
-    totals = {
-        key: total(key)
-        for key in (
-            "available_docs",
-            "available_tokens",
-            "excluded_by_policy",
-            "excluded_by_weight",
-            "docs",
-            "tokens",
-            "target_tokens",
-            "shortfall_tokens",
-        )
-    }
+    for ph in draws.phases.values():
+        ph["effective_weight"] = _share(ph["tokens"], mixture_tokens)
+    unallocated = sum(ph["unallocated_tokens"] for ph in draws.phases.values())
+    totals: dict[str, Any] = {k: sum(s[k] for s in per_source.values()) for k in (*_ADDITIVE, *_TARGETED)}
+    totals["floor_shortfall_tokens"] = sum(s["floor_shortfall_tokens"] for s in per_source.values())
+    totals["unallocated_tokens"] = unallocated
+    totals["shortfall_tokens"] += unallocated
     totals["token_budget"] = spec.token_budget
-    idx = pa.array(chosen, type=pa.int64())
-    out = docs.take(idx).append_column(pa.field(TOKENS_COLUMN, pa.int64(), nullable=False), pa.array(tokens[chosen]))
-    return out, {"mixture_id": spec.id, "seed": spec.seed, "sources": per_source, "totals": totals}
+    totals["repeat_factor"] = _share(totals["docs"], totals["unique_docs"])
+    return out, {
+        "mixture_id": spec.id,
+        "seed": spec.seed,
+        "temperature": spec.temperature,
+        "doc_ids_digest": doc_ids_digest(corpus.doc_ids[i] for i in idx.tolist()),
+        "sources": per_source,
+        "domains": derive_all(_group(per_source, "domain")),
+        "languages": derive_all(_languages(corpus, times_picked, per_source)),
+        "phases": draws.phases,
+        "totals": totals,
+        "warnings": draws.warnings,
+    }
+
+
+def _languages(
+    corpus: _Corpus, times_picked: np.ndarray, per_source: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Per-document language counts; no targets, because targets are set per source."""
+    groups: dict[str, dict[str, Any]] = {}
+    for i, lang in enumerate(corpus.languages):
+        g = groups.setdefault(lang, dict.fromkeys(_ADDITIVE, 0))
+        t, n = int(corpus.tokens[i]), int(times_picked[i])
+        if not corpus.ok[i]:
+            g["excluded_by_policy"] += 1
+            continue
+        g["available_docs"] += 1
+        g["available_tokens"] += t
+        if not corpus.drawable[i]:
+            g["excluded_by_length"] += 1
+        elif per_source[corpus.sources[i]]["excluded_by_weight"]:
+            g["excluded_by_weight"] += 1
+        g["docs"] += n
+        g["unique_docs"] += int(n > 0)
+        g["repeated_docs"] += max(0, n - 1)
+        g["tokens"] += n * t
+    return dict(sorted(groups.items()))
