@@ -328,8 +328,9 @@ class ScreenSpec(_Strict):
     fuzzy_min_shingles: int = Field(8, gt=0, description="fields with fewer shingles get the exact test only")
     methods: list[Literal["ngram", "containment", "jaccard"]] = ["ngram", "containment", "jaccard"]
     field_kinds: dict[str, Literal["holdout", "target"]] = Field(
-        {}, description="extra field name -> holdout|target mappings (defaults: prompt/question → holdout, "
-        "solution/answer/reference → target)"
+        {},
+        description="extra field name -> holdout|target mappings (defaults: prompt/question → holdout, "
+        "solution/answer/reference → target)",
     )
 
 

@@ -101,9 +101,7 @@ def trace(root: str, doc_id: str) -> dict[str, Any]:
             for sid in sources
             for r in _rows(_read(asset_path(root, key, sid), "doc_id", doc_id), drop=["text", "raw"])
         ]
-    found["accepted"] = any(
-        _rows(_read(asset_path(root, "gated_documents", sid), "doc_id", doc_id)) for sid in sources
-    )
+    found["accepted"] = any(_rows(_read(asset_path(root, "gated_documents", sid), "doc_id", doc_id)) for sid in sources)
     clusters = _read(asset_path(root, "dedupe_clusters"))
     found["dedupe"] = {
         "dropped_as": _rows(clusters.filter(pc.equal(clusters["doc_id"], doc_id))) if clusters else [],
@@ -197,4 +195,3 @@ def _scalar(value: Any) -> str:
     if isinstance(value, list | dict):
         return "none" if not value else json.dumps(value, default=str)
     return str(value)
-
