@@ -342,6 +342,11 @@ def test_revoke_rebuilds_only_what_used_the_source_and_labels_the_old_model(sess
     out = capsys.readouterr().out
     assert f"REVOKED  source {forum}" in out and "TAINTED  model sft_adapter" in out
 
+    # The forum is a sliver of the mixture: a strict drift tolerance makes its removal a drift warning.
+    cfg_path = session.root / "mixtrain.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["mixture"]["drift_tolerance"] = 0.001
+    cfg_path.write_text(yaml.safe_dump(cfg))
     report = session.run()
     assert report.ok, report.failed_runs
     done = {k for k, _ in report.materialized}
