@@ -132,6 +132,40 @@ def test_reordered_corpus_and_a_changed_document(counted: dict[str, int]) -> Non
     same_result(inc, dedupe_incremental(table(rows), config=CFG))
 
 
+def test_unchanged_sources_are_matched_without_hashing_their_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = dedupe_incremental(table(OLD), config=CFG)
+    corpus = table(OLD + NEW)
+    hashed: list[str | None] = []
+    content_hash = engine._content_hash
+
+    def counting(text: str | None, code: bool) -> int:
+        hashed.append(text)
+        return content_hash(text, code)
+
+    monkeypatch.setattr(engine, "_content_hash", counting)
+    old_sources = {r["source_id"] for r in OLD}
+    inc = dedupe_incremental(
+        corpus,
+        previous_sketches=before.sketches,
+        previous_pairs=before.verified_pairs,
+        config=CFG,
+        unchanged_sources=old_sources,
+    )
+    monkeypatch.setattr(engine, "_content_hash", content_hash)
+    full = dedupe_incremental(corpus, config=CFG)
+    same_result(inc, full)
+    assert inc.stats.sketched == len(NEW) and inc.stats.sketches_reused == len(OLD)
+    # Old texts are hashed only where verification re-reads a candidate partner of a new document; an old
+    # document with no new partner is matched by id alone.
+    pairs = band_index(full.sketches, CFG).candidate_pairs()
+    is_new = np.array([s == "gamma" for s in full.sketches.column("source_id").to_pylist()])
+    partners = set(pairs[is_new[pairs[:, 0]] | is_new[pairs[:, 1]]].ravel().tolist())
+    texts = corpus.column("text").to_pylist()
+    old_hashed = set(hashed) - {r["text"] for r in NEW}
+    assert old_hashed <= {texts[i] for i in partners if not is_new[i]}
+    assert len(old_hashed) < len(OLD) // 2
+
+
 def test_pairs_from_another_run_are_only_a_cache() -> None:
     unrelated = dedupe_incremental(table(OLD[:10]), config=CFG)
     previous = dedupe_incremental(table(OLD), config=CFG)
