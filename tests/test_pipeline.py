@@ -181,6 +181,7 @@ def test_touching_one_source_reruns_only_its_partition_and_downstream(session):
     pydoc = pq.read_table(Path(session.project.storage_root) / "gated_documents" / "pydoc_topics.parquet").num_rows
     assert m["incremental"] is True and m["sketched"] <= pydoc < m["documents_in"]
     assert m["sketches_reused"] + m["sketched"] == m["documents_in"]
+    assert m["sources_unchanged"] == len(session.project.source_ids()) - 1  # all but pydoc_topics
 
 
 def test_sensor_adds_a_partition_for_a_new_source_spec(session):

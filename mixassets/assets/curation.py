@@ -1,6 +1,8 @@
 """Cross-source stages: the explicit fan-in of per-source partitions, near-duplicate removal, and the
 contamination screen against every eval set in the registry."""
 
+import json
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -14,7 +16,6 @@ from mixassets.engine.contamination import (
     contamination_report,
     item_leaks,
     screen,
-    unscreenable_fields,
 )
 from mixassets.engine.dedupe import DedupeConfig, dedupe_incremental
 from mixassets.partitions import SOURCES_PARTITION
@@ -22,22 +23,19 @@ from mixassets.project import Project
 from mixassets.resources import ProjectResource
 from mixassets.revocations import load_revocations
 from mixassets.storage import asset_path, read_table, sha256_bytes
-from mixassets.versioning import current_data_version, hash_of, table_output
+from mixassets.versioning import current_data_version, table_output
 
 SOURCE_MANIFEST_SCHEMA = pa.schema(
     [
         ("source_id", pa.string()),
         ("gated_data_version", pa.string()),
         ("gated_path", pa.string()),
-        ("license", pa.string()),
-        ("domain", pa.string()),
-        ("trust_tier", pa.int64()),
     ]
 )
 
 
 @asset(
-    code_version="manifest-1",
+    code_version="manifest-2",
     automation_condition=rerun_when_changed(),
     description="Which gated partitions make up the corpus, by data version. Its own data version hashes theirs, "
     "so per-source fan-in is explicit and staleness does not depend on Dagster's partition limits.",
@@ -56,16 +54,16 @@ def source_manifest(context: AssetExecutionContext, project: ProjectResource):
         if version is None:
             missing.append(sid)
             continue
-        spec = proj.sources[sid]
         path = asset_path(proj.storage_root, "gated_documents", sid)
-        rows.append((sid, version, str(path), spec.license, spec.domain, spec.trust_tier))
+        rows.append({"source_id": sid, "gated_data_version": version, "gated_path": str(path)})
     if missing:
         raise RuntimeError(f"sources not gated yet (materialize gated_documents for them first): {missing}")
-    table = pa.Table.from_pylist(
-        [dict(zip(SOURCE_MANIFEST_SCHEMA.names, r, strict=True)) for r in rows], schema=SOURCE_MANIFEST_SCHEMA
-    )
-    metadata = {"sources": table.num_rows, "versions_hash": hash_of(rows), "revoked": ", ".join(sorted(revoked))}
+    table = pa.Table.from_pylist(rows, schema=SOURCE_MANIFEST_SCHEMA)
+    metadata = {"sources": table.num_rows, "revoked": ", ".join(sorted(revoked))}
     return table_output(table, metadata)
+
+
+_SKETCHED_VERSIONS = b"mixtrain.dedupe.gated_versions"
 
 
 def dedupe_config(proj: Project) -> tuple[DedupeConfig, dict[str, int], frozenset[str]]:
@@ -125,14 +123,20 @@ def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource
     if corpus is None or corpus.num_rows == 0:
         raise RuntimeError("the gated corpus is empty: nothing passed gating in any source")
     config, trust, code = dedupe_config(proj)
+    previous = _previous(asset_path(proj.storage_root, "dedupe_index"))
+    versions = {r["source_id"]: r["gated_data_version"] for r in source_manifest.to_pylist()}
     result = dedupe_incremental(
         corpus,
-        previous_sketches=_previous(asset_path(proj.storage_root, "dedupe_index")),
+        previous_sketches=previous,
         previous_pairs=_previous(asset_path(proj.storage_root, "dedupe_pairs")),
         config=config,
         trust=trust,
         code_sources=code,
+        unchanged_sources=(unchanged := _unchanged_sources(previous, versions)),
     )
+    # The gated versions the sketches were made from: next time, sources still at these versions skip hashing.
+    meta = {**(result.sketches.schema.metadata or {}), _SKETCHED_VERSIONS: json.dumps(versions, sort_keys=True)}
+    sketches = result.sketches.replace_schema_metadata(meta)
     kept, clusters, stats = result.kept, result.clusters, result.stats
     match = clusters.column("match_type").to_pylist()
     actions = clusters.column("action").to_pylist()
@@ -151,15 +155,23 @@ def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource
             "pairs_verified": stats.pairs_verified,
             "pairs_reused": stats.pairs_reused,
             "incremental": stats.incremental,
+            "sources_unchanged": len(unchanged),
         },
     )
     yield table_output(clusters, name="dedupe_clusters", metadata=_per_source_drops(clusters))
     yield table_output(
-        result.sketches,
+        sketches,
         name="dedupe_index",
-        metadata={"documents": result.sketches.num_rows, "bytes_per_doc": _bytes_per_row(result.sketches)},
+        metadata={"documents": sketches.num_rows, "bytes_per_doc": _bytes_per_row(sketches)},
     )
     yield table_output(result.verified_pairs, name="dedupe_pairs", metadata={"note": stats.note or ""})
+
+
+def _unchanged_sources(previous: pa.Table | None, versions: dict[str, str]) -> set[str]:
+    """Sources whose gated partition is byte-identical (same data version) to the one the previous sketches saw."""
+    raw = ((previous.schema.metadata or {}) if previous is not None else {}).get(_SKETCHED_VERSIONS)
+    seen = json.loads(raw) if raw else {}
+    return {sid for sid, version in versions.items() if seen.get(sid) == version}
 
 
 def _per_source_drops(clusters: pa.Table) -> dict[str, int]:
@@ -223,7 +235,7 @@ def screened_corpus(
         name="contamination_findings",
         metadata={
             "findings": findings.num_rows,
-            "unscreenable_fields": len(unscreenable_fields(eval_registry, config=config)),
+            "unscreenable_fields": int(pc.sum(report.column("fields_unscreenable")).as_py() or 0),
             **{f"findings/{m['values']}": int(m["counts"]) for m in methods},
         },
     )
