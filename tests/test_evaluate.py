@@ -4,6 +4,7 @@ import json
 import math
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -139,3 +140,82 @@ def test_evaluate_json_signature_scores_and_aggregates(tiny, items):
     assert metrics["json_valid_rate"] == 1.0 and metrics["schema_valid_rate"] == 1.0
     assert metrics["exact_match"] == pytest.approx(2 / 3)
     assert metrics["field_accuracy"] == pytest.approx(2 / 3)
+
+
+# -- all candidates on all sets ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tiny_model_dir, tmp_path_factory) -> str:
+    """A LoRA adapter trained on the answer to SOURCES[1], so its held-out loss differs from the base's."""
+    from training_assets.engine.sft import train_lora
+
+    answer = js.format_answer(js.reference(SOURCES[1]))
+    conversation = [*js.prompt_messages(SOURCES[1]), {"role": "assistant", "content": answer}]
+    recipe = {
+        "base_model": "tiny",
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"], "merge": False},
+        "steps": 3,
+        "batch_size": 1,
+        "lr": 5e-2,
+        "warmup_steps": 0,
+        "max_seq_len": 1024,
+        "dtype": "fp32",
+    }
+    out = tmp_path_factory.mktemp("adapter") / "adapter"
+    record = {"kind": "chat", "text": "", "messages": json.dumps(conversation)}
+    train_lora(str(tiny_model_dir), [record], recipe, str(out), data_manifest_id="test")
+    return str(out)
+
+
+def test_evaluate_candidates_reads_the_base_once_and_matches_loading_each_alone(
+    tiny_model_dir, adapter_dir, items, monkeypatch
+):
+    from transformers import AutoModelForCausalLM
+
+    base = str(tiny_model_dir)
+    other = pa.Table.from_pylist([{**r, "eval_set": "other"} for r in items.to_pylist()], schema=items.schema)
+    registry_table = pa.concat_tables([items, other])
+    reads: list[str] = []
+    original = AutoModelForCausalLM.from_pretrained.__func__
+
+    def counting(cls, path, *args, **kwargs):
+        reads.append(str(path))
+        return original(cls, path, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(counting))
+    # "base" again after the adapter: it must not see the weights the adapter was merged into.
+    candidates = {"base": (base, None), "sft": (base, adapter_dir), "again": (base, None)}
+    report, summary = ev.evaluate_candidates(
+        candidates, registry_table, ["other", "signature_holdout"], limit=2, max_new_tokens=6, batch_size=2
+    )
+    assert reads == [base], "the base weights must be read once for all candidates"
+    monkeypatch.undo()
+
+    assert report.schema.names == [*ev.EVAL_RESULT_SCHEMA.names, "eval_set"]
+    assert list(summary) == [f"{c}/{s}" for c in candidates for s in ("other", "signature_holdout")]
+    rows = report.select(["model", "eval_set", "item_id"]).to_pylist()
+    assert [(r["model"], r["eval_set"]) for r in rows] == [
+        (c, s) for c in candidates for s in ("other", "signature_holdout") for _ in range(2)
+    ]
+    assert {r["item_id"] for r in rows} == {"mod.item0", "mod.item1"}  # limit keeps the first two of each set
+
+    first_two = items.slice(0, 2)
+    for label, adapter in (("base", None), ("sft", adapter_dir)):
+        model, tok = load_for_inference(base, adapter)
+        alone, metrics = ev.evaluate_json_signature(
+            model, tok, first_two, max_new_tokens=6, batch_size=2, model_label=label
+        )
+        got = report.filter(
+            pc.and_(pc.equal(report["model"], label), pc.equal(report["eval_set"], "signature_holdout"))
+        )
+        assert got.column("output").to_pylist() == alone.column("output").to_pylist()
+        assert summary[f"{label}/signature_holdout"]["heldout_loss"] == metrics["heldout_loss"]
+    assert report.filter(pc.equal(report["model"], "again")).column("output").to_pylist() == (
+        report.filter(pc.equal(report["model"], "base")).column("output").to_pylist()
+    )
+    assert summary["again/other"]["heldout_loss"] == summary["base/other"]["heldout_loss"]
+    assert summary["sft/other"]["heldout_loss"] != summary["base/other"]["heldout_loss"]
+
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        ev.evaluate_candidates(candidates, registry_table, [], limit=None, max_new_tokens=6, batch_size=2)

@@ -98,3 +98,25 @@ def test_undecodable_line_and_missing_file_are_named(tmp_path):
         registry.load_jsonl_eval_set("s", str(path), "1")
     with pytest.raises(registry.EvalRegistryError, match=r"missing\.jsonl: cannot open"):
         registry.load_jsonl_eval_set("s", str(tmp_path / "missing.jsonl"), "1")
+
+
+def test_eval_set_path_and_loader_follow_the_set_type(tmp_path):
+    from mixassets.project import EvalSetSpec
+
+    (tmp_path / "holdout.jsonl").write_text("".join(json.dumps(_item(i)) + "\n" for i in range(3)))
+
+    def resolve(path: str) -> str:
+        return str(tmp_path / path)
+
+    jsonl = EvalSetSpec(id="sig", type="jsonl", path="holdout.jsonl", task="json_signature", version="2", limit=2)
+    assert registry.eval_set_path(jsonl, resolve) == str(tmp_path / "holdout.jsonl")
+    table = registry.load_eval_set(jsonl, resolve)
+    expected = registry.load_jsonl_eval_set("sig", str(tmp_path / "holdout.jsonl"), "2", 2)
+    assert table.equals(expected) and table.num_rows == 2
+
+    he = EvalSetSpec(id="he", type="humaneval", limit=3)
+    assert registry.eval_set_path(he, resolve) == registry.humaneval_path()
+    assert registry.load_eval_set(he, resolve).equals(registry.load_humaneval(3, set_id="he"))
+
+    with pytest.raises(registry.EvalRegistryError, match="eval set 'nopath': type jsonl needs a path"):
+        registry.eval_set_path(EvalSetSpec(id="nopath", type="jsonl"), resolve)

@@ -220,6 +220,32 @@ def test_grad_accum_matches_one_big_batch(tiny_dir: str, tmp_path: Path) -> None
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 
+def test_given_base_hash_is_recorded_without_rehashing_the_base(
+    tiny_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training_assets.engine import sft
+
+    hashed: list[str] = []
+
+    def counting_hash(path):
+        hashed.append(str(path))
+        return bm.weights_sha256(path)
+
+    monkeypatch.setattr(sft, "weights_sha256", counting_hash)
+    given = bm.weights_sha256(tiny_dir)
+    m = train_lora(
+        tiny_dir,
+        [chat(CONVERSATION)],
+        recipe(steps=1),
+        str(tmp_path / "run"),
+        data_manifest_id="x",
+        base_weights_sha256=given,
+    )
+    assert m["base_model"] == {"path": os.path.abspath(tiny_dir), "weights_sha256": given}
+    assert len(hashed) == 1 and Path(hashed[0]).parent == tmp_path.resolve(), "only the output may be hashed"
+    assert m["output_weights_sha256"] == bm.weights_sha256(tmp_path / "run")
+
+
 def test_no_trainable_examples_is_a_clear_error(tiny_dir: str, tmp_path: Path) -> None:
     only_user = [chat([{"role": "user", "content": "no answer here"}])]
     with pytest.raises(ValueError, match="no trainable examples"):

@@ -4,20 +4,16 @@ adding or editing a set makes only the screen, and what follows it, stale."""
 import pyarrow as pa
 from dagster import AssetExecutionContext, DataVersion, asset, observable_source_asset
 
-from eval_assets.engine.registry import humaneval_path, load_humaneval, load_jsonl_eval_set, registry_checksum
+from eval_assets.engine.registry import eval_set_path, load_eval_set, registry_checksum
 from mixassets.automation import rerun_when_changed
-from mixassets.fingerprint import file_sha256
 from mixassets.project import Project, spec_hash
 from mixassets.resources import ProjectResource
+from mixassets.storage import file_sha256
 from mixassets.versioning import table_output
 
 
 def _eval_files(proj: Project) -> dict[str, str]:
-    files = {}
-    for e in proj.spec.eval_sets:
-        path = humaneval_path() if e.type == "humaneval" else proj.resolve(e.path or "")
-        files[e.id] = file_sha256(path)
-    return files
+    return {e.id: file_sha256(eval_set_path(e, proj.resolve)) for e in proj.spec.eval_sets}
 
 
 @observable_source_asset(group_name="evaluation", description="Eval set specs and the files they read.")
@@ -36,12 +32,7 @@ def eval_spec(project: ProjectResource) -> DataVersion:
 )
 def eval_registry(context: AssetExecutionContext, project: ProjectResource):
     proj = project.load()
-    tables = []
-    for e in proj.spec.eval_sets:
-        if e.type == "humaneval":
-            tables.append(load_humaneval(e.limit, set_id=e.id, version=e.version))
-        else:
-            tables.append(load_jsonl_eval_set(e.id, proj.resolve(e.path or ""), e.version, e.limit))
+    tables = [load_eval_set(e, proj.resolve) for e in proj.spec.eval_sets]
     table = pa.concat_tables(tables)
     counts = {f"items/{e.id}": t.num_rows for e, t in zip(proj.spec.eval_sets, tables, strict=True)}
     return table_output(table, {"items": table.num_rows, "registry_checksum": registry_checksum(table), **counts})

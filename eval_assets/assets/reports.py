@@ -3,19 +3,13 @@
 import pyarrow as pa
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
 
-from eval_assets.engine.evaluate import evaluate_json_signature
+from eval_assets.engine.evaluate import evaluate_candidates
 from mixassets.automation import rerun_when_changed
+from mixassets.markdown import markdown_table
 from mixassets.resources import ProjectResource
 from mixassets.versioning import table_output
 
 METRICS = ("json_valid_rate", "schema_valid_rate", "field_accuracy", "exact_match", "heldout_loss", "tokens_per_s")
-
-
-def _markdown(summary: dict[str, dict[str, float]]) -> str:
-    lines = ["| model | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
-    for label, m in summary.items():
-        lines.append(f"| {label} | " + " | ".join(f"{m.get(k, float('nan')):.3f}" for k in METRICS) + " |")
-    return "\n".join(lines)
 
 
 @asset(
@@ -37,31 +31,19 @@ def eval_report(
     base_model: dict,
     sft_adapter: dict,
 ):
-    from training_assets.engine.loading import load_for_inference
-
     proj = project.load()
     cfg = proj.spec.evaluation
     sets = [e.id for e in proj.spec.eval_sets if e.task == "json_signature"]
     candidates = {"base": (base_model["path"], None), "sft_adapter": (base_model["path"], sft_adapter["path"])}
-    tables, summary = [], {}
-    for label, (base_dir, adapter_dir) in candidates.items():
-        model, tokenizer = load_for_inference(base_dir, adapter_dir)
-        for set_id in sets:
-            items = eval_registry.filter(pa.compute.equal(eval_registry["eval_set"], set_id))
-            if cfg.limit:
-                items = items.slice(0, cfg.limit)
-            table, metrics = evaluate_json_signature(
-                model,
-                tokenizer,
-                items,
-                max_new_tokens=cfg.max_new_tokens,
-                batch_size=cfg.batch_size,
-                model_label=label,
-            )
-            tables.append(table.append_column("eval_set", pa.array([set_id] * table.num_rows, pa.string())))
-            summary[f"{label}/{set_id}"] = metrics
-        del model
-    report = pa.concat_tables(tables)
+    report, summary = evaluate_candidates(
+        candidates,
+        eval_registry,
+        sets,
+        limit=cfg.limit,
+        max_new_tokens=cfg.max_new_tokens,
+        batch_size=cfg.batch_size,
+    )
     metadata = {f"{k}/{m}": float(v) for k, ms in summary.items() for m, v in ms.items() if m in METRICS}
-    metadata["summary"] = MetadataValue.md(_markdown(summary))
+    table = markdown_table([{"model": k, **m} for k, m in summary.items()], ["model", *METRICS])
+    metadata["summary"] = MetadataValue.md(table)
     return table_output(report, metadata)

@@ -8,13 +8,16 @@ that importing the engine (e.g. to read a results table) costs nothing.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from eval_assets.tasks import json_signature
 
@@ -254,3 +257,48 @@ def evaluate_json_signature(
         "tokens_per_s": stats["tokens_per_s"],
     }
     return table, metrics
+
+
+def evaluate_candidates(
+    candidates: Mapping[str, tuple[str, str | None]],
+    registry: pa.Table,
+    set_ids: Sequence[str],
+    *,
+    limit: int | None,
+    max_new_tokens: int,
+    batch_size: int,
+) -> tuple[pa.Table, dict[str, dict[str, float]]]:
+    """Every candidate on every json_signature set of ``registry``: one per-item table and metrics per pair.
+
+    ``candidates`` maps a label to ``(base_dir, adapter_dir or None)``, in the order the report lists them; each
+    set keeps its first ``limit`` items (all when ``limit`` is falsy). The table is EVAL_RESULT_SCHEMA plus an
+    ``eval_set`` column; the metrics are keyed ``"<label>/<set id>"``. Candidates on the same base share one read
+    of its weights (a copy per candidate but the last), so a base + adapter comparison loads the base once.
+    """
+    from training_assets.engine.loading import load_base_weights, load_for_inference, needs_base_weights
+
+    if not candidates or not set_ids:
+        raise ValueError(f"nothing to evaluate: {len(candidates)} candidate(s) on {len(set_ids)} eval set(s)")
+    uses_left = Counter(base for base, adapter in candidates.values() if needs_base_weights(adapter))
+    bases: dict[str, Any] = {}
+    tables: list[pa.Table] = []
+    summary: dict[str, dict[str, float]] = {}
+    for label, (base_dir, adapter_dir) in candidates.items():
+        base = None
+        if needs_base_weights(adapter_dir):
+            if base_dir not in bases:
+                bases[base_dir] = load_base_weights(base_dir)
+            uses_left[base_dir] -= 1
+            base = bases.pop(base_dir) if uses_left[base_dir] == 0 else copy.deepcopy(bases[base_dir])
+        model, tokenizer = load_for_inference(base_dir, adapter_dir, base_model=base)
+        for set_id in set_ids:
+            items = registry.filter(pc.equal(registry["eval_set"], set_id))
+            if limit:
+                items = items.slice(0, limit)
+            table, metrics = evaluate_json_signature(
+                model, tokenizer, items, max_new_tokens=max_new_tokens, batch_size=batch_size, model_label=label
+            )
+            tables.append(table.append_column("eval_set", pa.array([set_id] * table.num_rows, pa.string())))
+            summary[f"{label}/{set_id}"] = metrics
+        del model, base
+    return pa.concat_tables(tables), summary

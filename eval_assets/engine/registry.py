@@ -12,10 +12,12 @@ import hashlib
 import importlib.util
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 
+from mixassets.project import EvalSetSpec
 from mixassets.schema import EVAL_ITEM_SCHEMA
 
 HUMANEVAL_FILE = os.path.join("data", "HumanEval.jsonl.gz")
@@ -143,6 +145,25 @@ def load_jsonl_eval_set(set_id: str, path: str, version: str, limit: int | None 
         prompt = _canonical(item["messages"])
         rows.append(_row(set_id, item["id"], prompt, reference, item["screen"], item.get("metadata"), version))
     return _table(rows)
+
+
+def eval_set_path(spec: EvalSetSpec, resolve: Callable[[str], str]) -> str:
+    """The file an eval set reads; ``resolve`` makes a project-relative path absolute (``Project.resolve``).
+
+    The spec observation hashes this file and the registry loads it, so both must pick it by the same rule.
+    """
+    if spec.type == "humaneval":
+        return humaneval_path()
+    if not spec.path:
+        raise EvalRegistryError(f"eval set '{spec.id}': type {spec.type} needs a path")
+    return resolve(spec.path)
+
+
+def load_eval_set(spec: EvalSetSpec, resolve: Callable[[str], str]) -> pa.Table:
+    """One eval set, frozen in the registry layout, by the loader its ``type`` names."""
+    if spec.type == "humaneval":
+        return load_humaneval(spec.limit, set_id=spec.id, version=spec.version)
+    return load_jsonl_eval_set(spec.id, eval_set_path(spec, resolve), spec.version, spec.limit)
 
 
 def registry_checksum(table: pa.Table) -> str:

@@ -11,14 +11,14 @@ import pyarrow as pa
 from dagster import AssetExecutionContext, AssetIn, asset
 
 from mixassets.automation import rerun_when_changed
+from mixassets.project import Project
 from mixassets.resources import ProjectResource
 from mixassets.storage import model_dir, publish_model_dir
 from mixassets.versioning import json_output
-from training_assets.engine.base_model import materialize_base_model, weights_sha256
+from training_assets.engine.base_model import materialize_base_model
 
 
-def _local_model_dir(project: ProjectResource, key: str) -> Path:
-    proj = project.load()
+def _local_model_dir(proj: Project, key: str) -> Path:
     return model_dir(proj.storage_root, key, proj.root / ".mixtrain-cache")
 
 
@@ -33,15 +33,16 @@ def _local_model_dir(project: ProjectResource, key: str) -> Path:
 def base_model(context: AssetExecutionContext, project: ProjectResource):
     proj = project.load()
     name = proj.spec.training.base_model
-    local = Path(proj.resolve(name)) if Path(proj.resolve(name)).is_dir() else None
-    out = _local_model_dir(project, "base_model")
-    info = materialize_base_model(str(local) if local else name, str(out))
+    local = Path(proj.resolve(name))
+    out = _local_model_dir(proj, "base_model")
+    info = materialize_base_model(str(local) if local.is_dir() else name, str(out))
     location = publish_model_dir(out, proj.storage_root, "base_model")
-    manifest = {"path": str(out), "location": location, "requested": name, **info}
+    # info["path"] (the absolute local directory) is the one path both the manifest and the metadata report.
+    manifest = {"location": location, "requested": name, **info}
     return json_output(
         manifest,
         info["weights_sha256"],
-        {"n_params": int(info.get("n_params", 0)), "weights_sha256": info["weights_sha256"], "path": str(out)},
+        {"n_params": int(info.get("n_params", 0)), "weights_sha256": info["weights_sha256"], "path": info["path"]},
     )
 
 
@@ -70,7 +71,7 @@ def sft_adapter(
     proj = project.load()
     recipe = proj.spec.training.model_dump(mode="json")
     records = mixture.select(["kind", "text", "messages"]).to_pylist()
-    final = _local_model_dir(project, "sft_adapter")
+    final = _local_model_dir(proj, "sft_adapter")
 
     def log_step(step: dict) -> None:
         context.log.info(json.dumps(step))
@@ -81,6 +82,7 @@ def sft_adapter(
         recipe,
         str(final),  # written to a staging dir and swapped in whole by the engine
         data_manifest_id=mixture_manifest["manifest_id"],
+        base_weights_sha256=base_model["weights_sha256"],
         on_step=log_step,
     )
     location = publish_model_dir(final, proj.storage_root, "sft_adapter")
@@ -94,7 +96,7 @@ def sft_adapter(
     }
     return json_output(
         out,
-        weights_sha256(str(final)),
+        manifest["output_weights_sha256"],  # hashed by the engine when it wrote the weights
         {
             # single steps are noisy (mixed sources per batch): report the mean of the first and last five
             "loss_start": sum(losses[:5]) / len(losses[:5]),

@@ -100,9 +100,14 @@ def train_lora(
     out_dir: str,
     *,
     data_manifest_id: str,
+    base_weights_sha256: str | None = None,
     on_step: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune ``base_dir`` with LoRA on ``records``; write adapter (or merged model) + manifest to ``out_dir``."""
+    """Fine-tune ``base_dir`` with LoRA on ``records``; write adapter (or merged model) + manifest to ``out_dir``.
+
+    ``base_weights_sha256`` is the base model's ``weights_sha256`` when the caller already has it (the base model
+    manifest records it); only without it is ``base_dir`` hashed here, which means reading every weight file again.
+    """
     import torch
     import torch.nn.functional as F
     from peft import LoraConfig, get_peft_model
@@ -210,7 +215,10 @@ def train_lora(
         "optimizer": OPTIMIZER,
         "seeds": seeds,
         "data_manifest_id": data_manifest_id,
-        "base_model": {"path": os.path.abspath(base_dir), "weights_sha256": weights_sha256(base_dir)},
+        "base_model": {
+            "path": os.path.abspath(base_dir),
+            "weights_sha256": base_weights_sha256 if base_weights_sha256 is not None else weights_sha256(base_dir),
+        },
         "packages": _packages(),
         "hardware": _hardware(device, cfg["dtype"]),
         "effective_batch_size": cfg["batch_size"] * cfg["grad_accum"],
