@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from mixassets.project import PROJECT_ENV, ProjectError
-
-
-def _project_dir(arg: str | None) -> str:
-    return arg or os.environ.get(PROJECT_ENV) or "."
+from mixassets.project import ProjectError
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -23,7 +18,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mixassets.runner import run_project
     from mixassets.summary import render_summary
 
-    project = activate(_project_dir(args.project))
+    project = activate(args.project)
     defs = load_definitions(project)
     select = None
     if args.select:
@@ -46,7 +41,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from mixassets.partitions import SOURCES_PARTITION
     from mixassets.runner import observe_specs, sync_partitions
 
-    project = activate(_project_dir(args.project))
+    project = activate(args.project)
     defs = load_definitions(project)
     with open_instance(project) as instance:
         # Observing records the current fingerprints (no materialization), so edits since the last run count.
@@ -82,7 +77,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from mixassets.project import load_project
     from mixassets.provenance import render, trace
 
-    project = load_project(_project_dir(args.project))
+    project = load_project(args.project)
     answer = trace(project.storage_root, args.doc_id)
     print(json.dumps(answer, indent=1, default=str) if args.json else render(answer))
     return 0 if answer["found"] else 1
@@ -94,7 +89,7 @@ def cmd_impact(args: argparse.Namespace) -> int:
     from mixassets.project import load_project
     from mixassets.provenance import impact, render
 
-    project = load_project(_project_dir(args.project))
+    project = load_project(args.project)
     if args.source_id not in project.sources:
         raise ProjectError(f"unknown source '{args.source_id}' (sources: {', '.join(project.source_ids())})")
     answer = impact(project.storage_root, args.source_id)
@@ -103,10 +98,10 @@ def cmd_impact(args: argparse.Namespace) -> int:
 
 
 def _manifest(project, ref: str | None) -> dict:
-    import json
+    from upath import UPath
 
-    from mixassets.assets.mixture import manifest_history_path
-    from mixassets.provenance import mixture_manifest
+    from mixassets.provenance import manifest_history_path, mixture_manifest
+    from mixassets.storage import read_json
 
     if ref is None:
         current = mixture_manifest(project.storage_root)
@@ -114,18 +109,18 @@ def _manifest(project, ref: str | None) -> dict:
             raise ProjectError("no mixture_manifest yet: run `mixtrain run` first")
         return current
     if ref.endswith(".json") and Path(ref).is_file():
-        return json.loads(Path(ref).read_text())
+        return read_json(UPath(ref))
     path = manifest_history_path(project.storage_root, ref)
     if not path.exists():
         raise ProjectError(f"no mixture manifest '{ref}' in {path.parent} (give a manifest id or a .json path)")
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def cmd_mixture_diff(args: argparse.Namespace) -> int:
     from mixassets.engine.mixture_diff import diff_manifests, render_diff_markdown
     from mixassets.project import load_project
 
-    project = load_project(_project_dir(args.project))
+    project = load_project(args.project)
     new = _manifest(project, args.b)
     old_ref = args.a or new.get("previous_manifest_id")
     if old_ref is None:
@@ -137,12 +132,10 @@ def cmd_mixture_diff(args: argparse.Namespace) -> int:
 
 def cmd_revoke(args: argparse.Namespace) -> int:
     from mixassets.project import load_project
-    from mixassets.provenance import impact
     from mixassets.revocations import record_revocation
 
-    project = load_project(_project_dir(args.project))
-    rev = record_revocation(project, args.source_id, args.reason, args.by)
-    reached = impact(project.storage_root, args.source_id)
+    project = load_project(args.project)
+    rev, reached = record_revocation(project, args.source_id, args.reason, args.by)
     print(f"revoked {rev.source_id} ({rev.reason}) by {rev.revoked_by} at {rev.revoked_at:%Y-%m-%d %H:%M}Z")
     for model in reached["models"]:
         print(f"  labelled model {model['asset']}: trained on mixture {model['data_manifest_id']}, which used it")
@@ -155,7 +148,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     from mixassets.instance import activate, workspace_file
 
-    project = activate(_project_dir(args.project))
+    project = activate(args.project)
     ws = workspace_file()
     target = ["-w", str(ws)] if ws else ["-f", str(Path(__file__).resolve().parents[1] / "definitions.py")]
     dagster = Path(sys.executable).with_name("dagster")
@@ -169,7 +162,7 @@ def cmd_review_sample(args: argparse.Namespace) -> int:
     from mixassets.instance import activate
     from mixassets.storage import asset_path, read_table
 
-    project = activate(_project_dir(args.project))
+    project = activate(args.project)
     if args.source not in project.sources:
         raise ProjectError(f"{project.root / 'sources'}: no source '{args.source}' (known: {project.source_ids()})")
     tables = {}
@@ -200,7 +193,7 @@ def cmd_review_apply(args: argparse.Namespace) -> int:
     from mixassets.instance import activate
     from mixassets.storage import write_atomic
 
-    project = activate(_project_dir(args.project))
+    project = activate(args.project)
     overrides = read_verdicts_csv(args.sheet)
     unknown = sorted(set(overrides.column("source_id").to_pylist()) - set(project.sources))
     if unknown:

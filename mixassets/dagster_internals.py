@@ -1,7 +1,8 @@
 """Every use of a Dagster internal module lives here, so an upgrade touches one file.
 
 - the stale-status resolver the UI uses to say "unsynced" (``mixtrain status``);
-- (de)serialising the automation cursor that ``mixtrain run`` keeps between invocations.
+- (de)serialising the automation cursor that ``mixtrain run`` keeps between invocations;
+- the tag under which Dagster stores a materialization's or observation's data version.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dagster import DagsterInstance, Definitions
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
+
+__all__ = ["DATA_VERSION_TAG", "AssetStatus", "deserialize_cursor", "serialize_cursor", "stale_statuses"]
 
 
 @dataclass(frozen=True)

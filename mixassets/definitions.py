@@ -12,11 +12,12 @@ from mixassets.assets.curation import deduplicated_corpus, screened_corpus, sour
 from mixassets.assets.mixture import mixture  # noqa: E402
 from mixassets.assets.reports import gating_report  # noqa: E402
 from mixassets.assets.specs import (  # noqa: E402
-    curation_spec,
+    dedupe_spec,
     gating_policy,
     mixture_spec,
     review_sheets,
     revocations,
+    screen_spec,
     source_spec,
 )
 from mixassets.checks import mixture_contamination_free, mixture_license_policy, mixture_pii_free  # noqa: E402
@@ -29,7 +30,8 @@ defs = Definitions(
         source_spec,
         gating_policy,
         review_sheets,
-        curation_spec,
+        dedupe_spec,
+        screen_spec,
         mixture_spec,
         revocations,
         raw_documents,

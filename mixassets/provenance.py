@@ -20,19 +20,26 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from upath import UPath
 
-from mixassets.storage import JSON_EXT, TABLE_EXT, asset_path
+from mixassets.storage import JSON_EXT, TABLE_EXT, asset_path, read_json
 
 PER_SOURCE = ("raw_documents", "gated_documents", "quarantine", "decision_log")
+TEXT_COLUMNS = ("text", "messages")
+MANIFEST_HISTORY = "mixture_manifest_history"
 
 
-def _read(path: UPath, column: str | None = None, value: str | None = None) -> pa.Table | None:
+def _read(path: UPath, where: pc.Expression | None = None, *, drop: Iterable[str] = ()) -> pa.Table | None:
+    """The rows of a stored table that match ``where``: the filter is pushed into the parquet reader (row groups
+    whose statistics exclude it are skipped) and the ``drop`` columns (document text) are never read."""
     if not path.exists():
         return None
     with path.open("rb") as f:
-        table = pq.read_table(f)
-    if column is not None:
-        table = table.filter(pc.equal(table.column(column), value))
-    return table
+        columns = [c for c in pq.read_schema(f).names if c not in set(drop)]
+        f.seek(0)
+        return pq.read_table(f, columns=columns, filters=where)
+
+
+def _doc(doc_id: str) -> pc.Expression:
+    return pc.field("doc_id") == doc_id
 
 
 def _partitions(root: str, key: str) -> list[UPath]:
@@ -42,16 +49,8 @@ def _partitions(root: str, key: str) -> list[UPath]:
     return sorted(p for p in folder.iterdir() if p.name.endswith(TABLE_EXT) and not p.name.startswith("."))
 
 
-def _rows(table: pa.Table | None, drop: Iterable[str] = ()) -> list[dict[str, Any]]:
-    if table is None or table.num_rows == 0:
-        return []
-    keep = [c for c in table.column_names if c not in set(drop)]
-    return table.select(keep).to_pylist()
-
-
-def _json(path: UPath) -> Any:
-    with path.open("rb") as f:
-        return json.load(f)
+def _rows(table: pa.Table | None) -> list[dict[str, Any]]:
+    return [] if table is None else table.to_pylist()
 
 
 def model_manifests(root: str) -> list[dict[str, Any]]:
@@ -62,7 +61,7 @@ def model_manifests(root: str) -> list[dict[str, Any]]:
         return out
     for path in sorted(p for p in base.iterdir() if p.name.endswith(JSON_EXT)):
         try:
-            manifest = _json(path)
+            manifest = read_json(path)
         except (OSError, json.JSONDecodeError):
             continue
         run = manifest.get("run_manifest") if isinstance(manifest, dict) else None
@@ -79,9 +78,14 @@ def model_manifests(root: str) -> list[dict[str, Any]]:
     return out
 
 
+def manifest_history_path(root: str, manifest_id: str) -> UPath:
+    """Where every mixture manifest ever written is kept by id (what ``mixtrain mixture diff`` compares)."""
+    return asset_path(root, MANIFEST_HISTORY, manifest_id, ext=JSON_EXT)
+
+
 def mixture_manifest(root: str) -> dict[str, Any] | None:
     path = asset_path(root, "mixture_manifest", ext=JSON_EXT)
-    return _json(path) if path.exists() else None
+    return read_json(path) if path.exists() else None
 
 
 def _models_of(root: str, manifest: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -92,23 +96,23 @@ def _models_of(root: str, manifest: dict[str, Any] | None) -> list[dict[str, Any
 
 def trace(root: str, doc_id: str) -> dict[str, Any]:
     """A document's whole story: capture, every gating decision, dedupe, contamination, mixtures and models."""
-    raw = [r for p in _partitions(root, "raw_documents") for r in _rows(_read(p, "doc_id", doc_id), drop=["text"])]
+    raw = [r for p in _partitions(root, "raw_documents") for r in _rows(_read(p, _doc(doc_id), drop=["text"]))]
     found: dict[str, Any] = {"doc_id": doc_id, "found": bool(raw), "raw": raw}
     sources = sorted({r["source_id"] for r in raw})
     for key in ("decision_log", "quarantine"):
         found[key] = [
-            r
-            for sid in sources
-            for r in _rows(_read(asset_path(root, key, sid), "doc_id", doc_id), drop=["text", "raw"])
+            r for sid in sources for r in _rows(_read(asset_path(root, key, sid), _doc(doc_id), drop=["text", "raw"]))
         ]
-    found["accepted"] = any(_rows(_read(asset_path(root, "gated_documents", sid), "doc_id", doc_id)) for sid in sources)
-    clusters = _read(asset_path(root, "dedupe_clusters"))
+    found["accepted"] = any(
+        _rows(_read(asset_path(root, "gated_documents", sid), _doc(doc_id), drop=TEXT_COLUMNS)) for sid in sources
+    )
+    clusters = _read(asset_path(root, "dedupe_clusters"), _doc(doc_id) | (pc.field("kept_doc_id") == doc_id))
     found["dedupe"] = {
         "dropped_as": _rows(clusters.filter(pc.equal(clusters["doc_id"], doc_id))) if clusters else [],
         "keeper_of": _rows(clusters.filter(pc.equal(clusters["kept_doc_id"], doc_id))) if clusters else [],
     }
-    found["contamination"] = _rows(_read(asset_path(root, "contamination_findings"), "doc_id", doc_id))
-    mixture = _read(asset_path(root, "mixture"), "doc_id", doc_id)
+    found["contamination"] = _rows(_read(asset_path(root, "contamination_findings"), _doc(doc_id)))
+    mixture = _read(asset_path(root, "mixture"), _doc(doc_id), drop=TEXT_COLUMNS)
     manifest = mixture_manifest(root)
     uses = []
     if mixture is not None and mixture.num_rows:

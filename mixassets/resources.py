@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 import pyarrow as pa
 from dagster import ConfigurableIOManagerFactory, ConfigurableResource, InputContext, OutputContext, UPathIOManager
 from upath import UPath
 
-from mixassets.project import PROJECT_ENV, Project, load_project
+from mixassets.project import Project, load_project
 from mixassets.storage import (
     JSON_EXT,
     TABLE_EXT,
@@ -73,7 +72,6 @@ class StorageIOManager(ConfigurableIOManagerFactory):
 
 def project_resources(project_dir: str | None = None) -> dict[str, Any]:
     """Resources for a project; the project dir comes from the argument or ``$MIXTRAIN_PROJECT``."""
-    project_dir = str(project_dir or os.environ.get(PROJECT_ENV) or ".")
     project = load_project(project_dir)
     return {
         "project": ProjectResource(project_dir=str(project.root)),

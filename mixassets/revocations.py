@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from upath import UPath
 
 from mixassets.project import Project, ProjectError, spec_hash
 from mixassets.provenance import impact
-from mixassets.storage import JSON_EXT, json_bytes, write_atomic
+from mixassets.storage import JSON_EXT, asset_path, json_bytes, read_json, write_atomic
 
 REVOCATIONS_DIR = "revocations"
 
@@ -65,8 +64,11 @@ def revocations_fingerprint(project: Project) -> str:
     return spec_hash({sid: r.model_dump(mode="json") for sid, r in sorted(load_revocations(project).items())})
 
 
-def record_revocation(project: Project, source_id: str, reason: str, revoked_by: str | None = None) -> Revocation:
-    """Write ``revocations/<source>.yaml`` (atomically) and label the stored models trained on the source."""
+def record_revocation(
+    project: Project, source_id: str, reason: str, revoked_by: str | None = None
+) -> tuple[Revocation, dict[str, Any]]:
+    """Write ``revocations/<source>.yaml`` (atomically) and label the stored models trained on the source;
+    returns the revocation and the source's :func:`~mixassets.provenance.impact` (what is now stale)."""
     if source_id not in project.sources:
         raise ProjectError(f"unknown source '{source_id}' (sources: {', '.join(project.source_ids())})")
     rev = Revocation(
@@ -77,20 +79,17 @@ def record_revocation(project: Project, source_id: str, reason: str, revoked_by:
     )
     path = project.root / REVOCATIONS_DIR / f"{source_id}.yaml"
     write_atomic(UPath(path), yaml.safe_dump(rev.model_dump(mode="json"), sort_keys=False).encode())
-    label_models(project.storage_root, rev)
-    return rev
+    reached = impact(project.storage_root, source_id)
+    label_models(project.storage_root, rev, reached["models"])
+    return rev, reached
 
 
-def label_models(root: str, rev: Revocation) -> list[str]:
-    """Add the revocation to the manifest of every stored model whose mixture used the source; returns them."""
-    labelled = []
+def label_models(root: str, rev: Revocation, models: list[dict[str, Any]]) -> None:
+    """Add the revocation to the stored manifest of each model in ``models`` (those whose mixture used it)."""
     label: dict[str, Any] = rev.model_dump(mode="json")
-    for model in impact(root, rev.source_id)["models"]:
-        path = UPath(root) / f"{model['asset']}{JSON_EXT}"
-        with path.open("rb") as f:
-            manifest = json.load(f)
+    for model in models:
+        path = asset_path(root, model["asset"], ext=JSON_EXT)
+        manifest = read_json(path)
         marks = [m for m in manifest.get("trained_on_revoked", []) if m.get("source_id") != rev.source_id]
         manifest["trained_on_revoked"] = [*marks, label]
         write_atomic(path, json_bytes(manifest))
-        labelled.append(model["asset"])
-    return labelled

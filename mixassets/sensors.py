@@ -9,21 +9,15 @@ from dagster import (
     SkipReason,
     sensor,
 )
-from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-from mixassets.fingerprint import gating_fingerprint, review_fingerprint, source_fingerprint
+from mixassets.dagster_internals import DATA_VERSION_TAG
+from mixassets.fingerprint import PER_SOURCE_FINGERPRINTS
 from mixassets.partitions import SOURCES_PARTITION, source_partitions
 from mixassets.resources import ProjectResource
 
 PER_SOURCE_ASSETS = AssetSelection.assets(
     "raw_documents", "raw_rejects", "review_overrides", "gated_documents", "decision_log", "quarantine"
 )
-
-PER_SOURCE_SPECS = {
-    "source_spec": source_fingerprint,
-    "gating_policy": gating_fingerprint,
-    "review_sheets": review_fingerprint,
-}
 
 
 @sensor(
@@ -42,7 +36,7 @@ def new_source_sensor(context: SensorEvaluationContext, project: ProjectResource
         asset_events=[
             AssetObservation(asset_key=key, partition=sid, tags={DATA_VERSION_TAG: fingerprint(proj, sid)})
             for sid in new
-            for key, fingerprint in PER_SOURCE_SPECS.items()
+            for key, fingerprint in PER_SOURCE_FINGERPRINTS.items()
         ],
         run_requests=[RunRequest(run_key=f"new-source-{sid}", partition_key=sid) for sid in new],
     )

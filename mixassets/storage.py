@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
@@ -25,10 +26,14 @@ TABLE_EXT = ".parquet"
 JSON_EXT = ".json"
 
 
+# How every parquet file of the project is written, whole (``table_bytes``) or batch by batch (``ParquetWriter``).
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "write_statistics": True, "store_schema": True}
+
+
 def table_bytes(table: pa.Table) -> bytes:
     """Parquet bytes of a table, written the same way every time (same inputs → same bytes)."""
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", write_statistics=True, store_schema=True)
+    pq.write_table(table, buf, **PARQUET_OPTIONS)
     return buf.getvalue()
 
 
@@ -68,22 +73,27 @@ class StagedTable:
     @classmethod
     def of(cls, path: str | os.PathLike[str]) -> StagedTable:
         path = Path(path)
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        return cls(path, pq.ParquetFile(path).metadata.num_rows, digest.hexdigest())
+        return cls(path, pq.ParquetFile(path).metadata.num_rows, file_sha256(str(path)))
 
 
-def staging_dir(target: UPath) -> Path:
-    """Where a stage stages files for ``target``: beside it when local (so the final move is a rename on one
-    filesystem), else a local temporary directory (the move is then an upload followed by a remote rename)."""
+def file_sha256(path: str) -> str:
+    """sha256 of a file (local or fsspec URL), read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with fsspec.open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def staged_path(target: UPath, run_id: str) -> Path:
+    """Where a run stages the file for ``target``: beside it when local (so the final move is a rename on one
+    filesystem), else in a local temporary directory (the move is then an upload followed by a remote rename)."""
     if _is_local(target):
-        path = Path(target.path).parent / ".staging"
+        folder = Path(target.path).parent / ".staging"
     else:
-        path = Path(tempfile.gettempdir()) / "mixtrain-staging"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+        folder = Path(tempfile.gettempdir()) / "mixtrain-staging"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{target.parent.name}.{target.name}.{run_id[:8]}"
 
 
 def publish_staged(staged: StagedTable, path: UPath) -> None:

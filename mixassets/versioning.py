@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
 from dagster import AssetKey, DagsterInstance, DataVersion, Output
-from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
+from mixassets.dagster_internals import DATA_VERSION_TAG
 from mixassets.storage import EncodedTable, StagedTable
 
 
@@ -28,10 +26,6 @@ def table_output(
 
 def json_output(obj: Any, version: str, metadata: Mapping[str, Any] | None = None, *, name: str = "result") -> Output:
     return Output(obj, output_name=name, data_version=DataVersion(version[:16]), metadata=dict(metadata or {}))
-
-
-def hash_of(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def current_data_version(instance: DagsterInstance, key: str | AssetKey, partition: str | None = None) -> str | None:

@@ -10,6 +10,7 @@ import pytest
 
 from mixassets.engine.mixture import sample_mixture
 from mixassets.engine.mixture_diff import diff_manifests, drift, render_diff_markdown
+from mixassets.engine.mixture_manifest import build_manifest
 from mixassets.project import MixtureSpec, spec_hash
 
 
@@ -26,20 +27,20 @@ def corpus() -> tuple[pa.Table, list[int]]:
 DOCS, TOKENS = corpus()
 
 
-def manifest(spec: MixtureSpec, **extra) -> tuple[dict, list[str]]:
-    """A manifest shaped like the one the mixture asset writes."""
+def manifest(spec: MixtureSpec, *, input_partitions: dict, rules_version: dict) -> tuple[dict, list[str]]:
+    """A manifest built the way the mixture asset builds it."""
     table, stats = sample_mixture(DOCS, TOKENS, spec, allowed=[True] * DOCS.num_rows)
-    m = {
-        "mixture_id": spec.id,
-        "spec": spec.model_dump(mode="json"),
-        "spec_hash": spec_hash(spec),
-        "seed": spec.seed,
-        "inputs": {"screened_corpus": "aaaa", "base_model": "bbbb", "mixture_spec": spec_hash(spec)},
-        "composition": stats,
-        "shards": [{"path": "mixture.parquet", "sha256": stats["doc_ids_digest"], "rows": table.num_rows}],
-        **extra,
-    }
-    m["manifest_id"] = spec_hash({k: m[k] for k in ("spec_hash", "inputs", "shards")})
+    m = build_manifest(
+        spec,
+        table,
+        stats,
+        tokenizer="tok",
+        inputs={"screened_corpus": "aaaa", "base_model": "bbbb", "mixture_spec": spec_hash(spec)},
+        input_partitions=input_partitions,
+        rules_version=rules_version,
+        shard_path="mixture.parquet",
+        shard_sha256=stats["doc_ids_digest"],
+    )
     return m, table.column("doc_id").to_pylist()
 
 
@@ -109,6 +110,39 @@ def test_identical_manifests_and_old_manifests_without_new_keys(pair) -> None:
     assert d["documents"] is None and d["partition_changes"][0]["old"] is None
     assert d["sources"]["py"]["old_docs"] == 3
     render_diff_markdown(d)
+
+
+def test_manifest_id_and_chaining(pair) -> None:
+    old, _, new, _ = pair
+    assert old["manifest_id"] != new["manifest_id"]
+    table, stats = sample_mixture(DOCS, TOKENS, NEW_SPEC, allowed=[True] * DOCS.num_rows)
+    again = build_manifest(
+        NEW_SPEC,
+        table,
+        stats,
+        tokenizer="tok",
+        inputs=new["inputs"],
+        input_partitions=new["input_partitions"],
+        rules_version=new["rules_version"],
+        shard_path="mixture.parquet",
+        shard_sha256=stats["doc_ids_digest"],
+        previous={**new, "previous_manifest_id": old["manifest_id"]},
+    )
+    # The same mixture written again keeps its id and its link to the last different one.
+    assert again["manifest_id"] == new["manifest_id"] and again["previous_manifest_id"] == old["manifest_id"]
+    chained = dict(again, previous_manifest_id=None)
+    assert build_manifest(
+        NEW_SPEC,
+        table,
+        stats,
+        tokenizer="tok",
+        inputs={**new["inputs"], "screened_corpus": "cccc"},
+        input_partitions=new["input_partitions"],
+        rules_version=new["rules_version"],
+        shard_path="mixture.parquet",
+        shard_sha256=stats["doc_ids_digest"],
+        previous=chained,
+    )["previous_manifest_id"] == new["manifest_id"]
 
 
 def test_markdown_report(pair) -> None:

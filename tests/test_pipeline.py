@@ -280,6 +280,17 @@ def test_a_threshold_change_regates_without_rereading_even_with_a_curation_chang
     assert {"source_manifest", "deduplicated_corpus"} <= {k for k, _ in report.materialized}
 
 
+def test_a_screen_setting_reruns_the_screen_but_not_the_dedupe(session):
+    cfg_path = session.root / "mixtrain.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg.setdefault("screen", {})["containment_threshold"] = 0.6
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    report = session.run()
+    assert report.ok, report.failed_runs
+    done = {k for k, _ in report.materialized}
+    assert "screened_corpus" in done and not done & {"deduplicated_corpus", "source_manifest", *GATING}
+
+
 def test_a_lost_automation_cursor_still_reruns_what_changed(session):
     from mixassets.runner import CURSOR_FILE
 

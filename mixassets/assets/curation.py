@@ -10,16 +10,14 @@ from dagster import AssetExecutionContext, AssetIn, AssetKey, asset, multi_asset
 from upath import UPath
 
 from mixassets.automation import changed_out, rerun_when_changed
+from mixassets.curation_config import dedupe_config, screen_config
 from mixassets.engine.contamination import (
-    DEFAULT_FIELD_KINDS,
-    ScreenConfig,
     contamination_report,
     item_leaks,
     screen,
 )
-from mixassets.engine.dedupe import DedupeConfig, dedupe_incremental
+from mixassets.engine.dedupe import dedupe_incremental
 from mixassets.partitions import SOURCES_PARTITION
-from mixassets.project import Project
 from mixassets.resources import ProjectResource
 from mixassets.revocations import load_revocations
 from mixassets.storage import asset_path, read_table, sha256_bytes
@@ -66,18 +64,6 @@ def source_manifest(context: AssetExecutionContext, project: ProjectResource):
 _SKETCHED_VERSIONS = b"mixtrain.dedupe.gated_versions"
 
 
-def dedupe_config(proj: Project) -> tuple[DedupeConfig, dict[str, int], frozenset[str]]:
-    """The engine's config from the project's ``dedupe`` section, the trust tiers and the code sources."""
-    spec = proj.spec.dedupe
-    fields = spec.model_dump(exclude={"code_domains", "keeper_rule"})
-    config = DedupeConfig(**fields, keeper_rule=tuple(spec.keeper_rule))
-    trust = {sid: s.trust_tier for sid, s in proj.sources.items()}
-    code = frozenset(
-        sid for sid, s in proj.sources.items() if s.domain in spec.code_domains or s.gating.rule_set == "code"
-    )
-    return config, trust, code
-
-
 def _previous(path: UPath) -> pa.Table | None:
     """An earlier run's sketches or verified pairs: a cache only (the engine checks it matches, and the result
     equals a full build either way), so a missing or unreadable file just means a full build."""
@@ -105,7 +91,7 @@ def _previous(path: UPath) -> pa.Table | None:
         ),
     },
     ins={"source_manifest": AssetIn()},
-    deps=["curation_spec"],
+    deps=["dedupe_spec"],
     group_name="curation",
 )
 def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource, source_manifest: pa.Table):
@@ -184,19 +170,6 @@ def _bytes_per_row(table: pa.Table) -> float:
     return round(table.nbytes / table.num_rows, 1) if table.num_rows else 0.0
 
 
-def screen_config(proj: Project) -> ScreenConfig:
-    spec = proj.spec.screen
-    return ScreenConfig(
-        n=spec.ngram,
-        containment_n=spec.containment_n,
-        containment_threshold=spec.containment_threshold,
-        jaccard_threshold=spec.jaccard_threshold,
-        fuzzy_min_shingles=spec.fuzzy_min_shingles,
-        methods=tuple(spec.methods),
-        field_kinds={**DEFAULT_FIELD_KINDS, **spec.field_kinds},
-    )
-
-
 @multi_asset(
     outs={
         "screened_corpus": changed_out("screen-2", "The deduplicated corpus without documents that leak eval items."),
@@ -210,7 +183,7 @@ def screen_config(proj: Project) -> ScreenConfig:
         "leaked_items": changed_out("screen-2", "Per leaked item: how it leaked, into which documents and sources."),
     },
     ins={"deduplicated_corpus": AssetIn(), "eval_registry": AssetIn(key=AssetKey("eval_registry"))},
-    deps=["curation_spec"],
+    deps=["screen_spec"],
     group_name="curation",
 )
 def screened_corpus(

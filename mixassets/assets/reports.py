@@ -1,11 +1,11 @@
 """The gating report: one table across sources, read from each gated partition's recorded metrics."""
 
-from typing import Any
 
 import pyarrow as pa
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
 
 from mixassets.automation import rerun_when_changed
+from mixassets.markdown import markdown_table
 from mixassets.summary import latest_metadata
 from mixassets.versioning import table_output
 
@@ -23,16 +23,6 @@ SUMMARY_COLUMNS = (
     "redacted_docs",
     "stripped_lines",
 )
-
-
-def _markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns)
-    body = ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
-    return "\n".join([head, *body])
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else ("-" if v is None else str(v))
 
 
 @asset(
@@ -69,10 +59,10 @@ def gating_report(context: AssetExecutionContext, source_manifest: pa.Table):
         {**v, "estimated_false_positive_rate": v["overturned"] / v["reviewed"] if v["reviewed"] else None}
         for v in sorted(review.values(), key=lambda x: x["rule_id"])
     ]
-    md = "### Per source\n" + _markdown(rows, ["source_id", *SUMMARY_COLUMNS, *pii_cols])
-    md += "\n\n### Rule hits\n" + _markdown(rule_rows, ["source_id", "rule_id", "hits"])
+    md = "### Per source\n" + markdown_table(rows, ["source_id", *SUMMARY_COLUMNS, *pii_cols])
+    md += "\n\n### Rule hits\n" + markdown_table(rule_rows, ["source_id", "rule_id", "hits"])
     if agreement:
-        md += "\n\n### Review agreement\n" + _markdown(
+        md += "\n\n### Review agreement\n" + markdown_table(
             agreement, ["rule_id", "reviewed", "overturned", "estimated_false_positive_rate"]
         )
     return table_output(table, {"sources": table.num_rows, "report": MetadataValue.md(md)})

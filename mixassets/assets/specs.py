@@ -6,46 +6,36 @@ downstream assets stale, and nothing else: the gating stage never sees a mixture
 
 from dagster import DataVersion, DataVersionsByPartition, observable_source_asset
 
-from mixassets.assets.curation import dedupe_config
-from mixassets.fingerprint import gating_fingerprint, review_fingerprint, source_fingerprint
+from mixassets.curation_config import dedupe_fingerprint, screen_fingerprint
+from mixassets.fingerprint import PER_SOURCE_FINGERPRINTS
 from mixassets.partitions import SOURCES_PARTITION, source_partitions
-from mixassets.project import Project, spec_hash
+from mixassets.project import spec_hash
 from mixassets.resources import ProjectResource
 from mixassets.revocations import revocations_fingerprint
 
 
-@observable_source_asset(
-    partitions_def=source_partitions,
-    group_name="sources",
-    description="A source's spec YAML and the files it names, fingerprinted by content.",
+def _per_source_spec(name: str, description: str):
+    """An observable whose data version per source partition is that source's fingerprint for ``name``."""
+    fingerprint = PER_SOURCE_FINGERPRINTS[name]
+
+    @observable_source_asset(name=name, partitions_def=source_partitions, group_name="sources", description=description)
+    def _observe(context, project: ProjectResource) -> DataVersionsByPartition:
+        proj = project.load()
+        known = set(context.instance.get_dynamic_partitions(SOURCES_PARTITION))
+        return DataVersionsByPartition(
+            {sid: DataVersion(fingerprint(proj, sid)) for sid in proj.source_ids() if sid in known}
+        )
+
+    return _observe
+
+
+source_spec = _per_source_spec("source_spec", "A source's spec YAML and the files it names, fingerprinted by content.")
+gating_policy = _per_source_spec(
+    "gating_policy", "A source's gating config and PII policy (and the project's forbidden rights tags)."
 )
-def source_spec(context, project: ProjectResource) -> DataVersionsByPartition:
-    return _per_source(context, project.load(), source_fingerprint)
-
-
-def _per_source(context, proj: Project, fingerprint) -> DataVersionsByPartition:
-    known = set(context.instance.get_dynamic_partitions(SOURCES_PARTITION))
-    return DataVersionsByPartition(
-        {sid: DataVersion(fingerprint(proj, sid)) for sid in proj.source_ids() if sid in known}
-    )
-
-
-@observable_source_asset(
-    partitions_def=source_partitions,
-    group_name="sources",
-    description="A source's gating config and PII policy (and the project's forbidden rights tags).",
+review_sheets = _per_source_spec(
+    "review_sheets", "Review sheets applied to a source (reviews/<source>/*.csv), by content."
 )
-def gating_policy(context, project: ProjectResource) -> DataVersionsByPartition:
-    return _per_source(context, project.load(), gating_fingerprint)
-
-
-@observable_source_asset(
-    partitions_def=source_partitions,
-    group_name="sources",
-    description="Review sheets applied to a source (reviews/<source>/*.csv), by content.",
-)
-def review_sheets(context, project: ProjectResource) -> DataVersionsByPartition:
-    return _per_source(context, project.load(), review_fingerprint)
 
 
 @observable_source_asset(group_name="mixture", description="The mixture section of mixtrain.yaml.")
@@ -53,22 +43,17 @@ def mixture_spec(project: ProjectResource) -> DataVersion:
     return DataVersion(spec_hash(project.load().spec.mixture))
 
 
-@observable_source_asset(group_name="curation", description="The dedupe and screen sections of mixtrain.yaml.")
-def curation_spec(project: ProjectResource) -> DataVersion:
-    proj = project.load()
-    spec = proj.spec
-    # The keeper rule ranks by trust tier, and code sources are shingled differently: both shape the dedupe.
-    _, trust, code = dedupe_config(proj)
-    return DataVersion(
-        spec_hash(
-            {
-                "dedupe": spec.dedupe.model_dump(),
-                "screen": spec.screen.model_dump(),
-                "trust_tiers": trust,
-                "code_sources": sorted(code),
-            }
-        )
-    )
+@observable_source_asset(
+    group_name="curation",
+    description="The dedupe section of mixtrain.yaml, with the trust tiers and code sources it ranks and shingles by.",
+)
+def dedupe_spec(project: ProjectResource) -> DataVersion:
+    return DataVersion(dedupe_fingerprint(project.load()))
+
+
+@observable_source_asset(group_name="curation", description="The screen section of mixtrain.yaml.")
+def screen_spec(project: ProjectResource) -> DataVersion:
+    return DataVersion(screen_fingerprint(project.load()))
 
 
 @observable_source_asset(

@@ -29,6 +29,7 @@ from mixassets.engine.gating import conform_documents, gate_batch, standing_afte
 from mixassets.engine.rules import GateContext, Rule, rules_for
 from mixassets.project import SourceSpec
 from mixassets.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
+from mixassets.storage import PARQUET_OPTIONS
 
 Batches = Callable[[], Iterable[pa.Table | pa.RecordBatch]]
 # Count families with one key per value seen, which ``gate()`` lists sorted by name, and their section.
@@ -138,7 +139,7 @@ class ParquetGateSink:
                 fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
                 os.close(fd)
                 try:
-                    writer = pq.ParquetWriter(tmp, schema)
+                    writer = pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS)
                 except BaseException:
                     Path(tmp).unlink(missing_ok=True)
                     raise

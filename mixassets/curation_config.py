@@ -1,0 +1,45 @@
+"""The engine configs of the cross-source stages, from the project's ``dedupe`` and ``screen`` sections.
+
+Each stage has its own spec fingerprint, so a screen threshold edit reruns the screen and what follows, not the
+dedupe (which reads every gated partition).
+"""
+
+from __future__ import annotations
+
+from mixassets.engine.contamination import DEFAULT_FIELD_KINDS, ScreenConfig
+from mixassets.engine.dedupe import DedupeConfig
+from mixassets.project import Project, spec_hash
+
+
+def dedupe_config(proj: Project) -> tuple[DedupeConfig, dict[str, int], frozenset[str]]:
+    """The dedupe engine's config, the trust tiers the keeper rule ranks by, and the sources shingled as code."""
+    spec = proj.spec.dedupe
+    fields = spec.model_dump(exclude={"code_domains", "keeper_rule"})
+    config = DedupeConfig(**fields, keeper_rule=tuple(spec.keeper_rule))
+    trust = {sid: s.trust_tier for sid, s in proj.sources.items()}
+    code = frozenset(
+        sid for sid, s in proj.sources.items() if s.domain in spec.code_domains or s.gating.rule_set == "code"
+    )
+    return config, trust, code
+
+
+def dedupe_fingerprint(proj: Project) -> str:
+    _, trust, code = dedupe_config(proj)
+    return spec_hash({"dedupe": proj.spec.dedupe.model_dump(mode="json"), "trust_tiers": trust, "code": sorted(code)})
+
+
+def screen_config(proj: Project) -> ScreenConfig:
+    spec = proj.spec.screen
+    return ScreenConfig(
+        n=spec.ngram,
+        containment_n=spec.containment_n,
+        containment_threshold=spec.containment_threshold,
+        jaccard_threshold=spec.jaccard_threshold,
+        fuzzy_min_shingles=spec.fuzzy_min_shingles,
+        methods=tuple(spec.methods),
+        field_kinds={**DEFAULT_FIELD_KINDS, **spec.field_kinds},
+    )
+
+
+def screen_fingerprint(proj: Project) -> str:
+    return spec_hash(proj.spec.screen)

@@ -1,0 +1,61 @@
+"""The mixture manifest: the data identity of every model trained on a mixture.
+
+Its shape is read by :mod:`mixassets.engine.mixture_diff`, the provenance queries and the training manifests, so
+it is built in one place. ``manifest_id`` hashes what determines the sampled bytes (spec, input data versions,
+shard checksums), so two materializations that wrote the same mixture share an id; ``previous_manifest_id``
+chains each manifest to the last *different* one, which is what ``mixtrain mixture diff`` compares by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from mixassets.engine.licenses import license_tags
+from mixassets.project import MixtureSpec, spec_hash
+
+ID_FIELDS = ("spec_hash", "inputs", "shards")
+
+
+def build_manifest(
+    spec: MixtureSpec,
+    mixture: pa.Table,
+    stats: Mapping[str, Any],
+    *,
+    tokenizer: str,
+    inputs: Mapping[str, str | None],
+    input_partitions: Mapping[str, str],
+    rules_version: Any,
+    shard_path: str,
+    shard_sha256: str,
+    previous: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The manifest of a sampled mixture (``mixture``, ``stats`` from ``sample_mixture``), chained to ``previous``."""
+    licenses = set(mixture.column("license").to_pylist()) if "license" in mixture.column_names else set()
+    manifest: dict[str, Any] = {
+        "mixture_id": spec.id,
+        "spec": spec.model_dump(mode="json"),
+        "spec_hash": spec_hash(spec),
+        "seed": spec.seed,
+        "release_policy": spec.release_policy,
+        "tokenizer": tokenizer,
+        "inputs": dict(inputs),
+        "input_partitions": dict(input_partitions),
+        "rules_version": rules_version,
+        "composition": dict(stats),
+        "doc_ids_digest": stats.get("doc_ids_digest"),
+        "phases": sorted(stats.get("phases", {})),
+        "license_tags_present": sorted({t for lic in licenses for t in (license_tags(lic) or ())}),
+        "shards": [{"path": shard_path, "sha256": shard_sha256, "rows": mixture.num_rows}],
+    }
+    manifest["manifest_id"] = manifest_id(manifest)
+    if previous is not None:
+        same = previous.get("manifest_id") == manifest["manifest_id"]
+        manifest["previous_manifest_id"] = previous.get("previous_manifest_id") if same else previous.get("manifest_id")
+    return manifest
+
+
+def manifest_id(manifest: Mapping[str, Any]) -> str:
+    return spec_hash({k: manifest[k] for k in ID_FIELDS})
