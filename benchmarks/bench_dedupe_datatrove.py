@@ -43,17 +43,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import importlib.metadata
 import io
 import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,23 +65,27 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
+from benchmarks._harness import machine_info, peak_rss_mb, spawn, timed, write_report  # noqa: E402
 from benchmarks.bench_gate_dedupe import (  # noqa: E402
-    NGRAM,
     THRESHOLD,
+    describe_corpus,
     doc_texts,
     label_truth,
     make_corpus,
-    peak_rss_mb,
     quality,
-    true_jaccard,
+    run_dedupe,
+    text_mb,
 )
 from benchmarks.labelled_neardup import (  # noqa: E402
+    NGRAM,
     LabelledPair,
     build_labelled_set,
+    jaccard,
     keeper_of_from_clusters,
     score,
+    shingles,
 )
-from mixassets.engine.dedupe import DedupeConfig, dedupe, dedupe_incremental  # noqa: E402
+from mixassets.engine.dedupe import DedupeConfig, dedupe_incremental  # noqa: E402
 
 FRESH_SOURCE = "fresh"
 DATATROVE_HASHES = 112  # datatrove's default 14 buckets x 8 hashes
@@ -177,9 +180,8 @@ def _run_stage(pipeline: list[Any], tasks: int, logs: Path) -> tuple[float, floa
     from datatrove.executor import LocalPipelineExecutor
 
     executor = LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=1, logging_dir=str(logs))
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    executor.run()
-    return time.perf_counter() - wall0, time.process_time() - cpu0
+    _, t = timed(executor.run)
+    return t.seconds, t.cpu_seconds
 
 
 def run_datatrove(
@@ -284,13 +286,6 @@ def _read_pairs(path: Path) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- mixtrain
 
 
-def run_mixtrain(docs: pa.Table, threshold: float = THRESHOLD) -> dict[str, Any]:
-    kept, clusters = dedupe(docs, threshold=threshold, ngram=NGRAM)
-    if kept.num_rows + clusters.num_rows != docs.num_rows:
-        raise RuntimeError("mixtrain dedupe lost or invented documents")
-    return {"keeper_of": keeper_of_from_clusters(clusters)}
-
-
 def mixtrain_refresh(base: pa.Table, fresh: pa.Table, workdir: Path, full_dropped: set[str]) -> dict[str, Any]:
     """Build on ``base``, persist its sketches and verified pairs as Parquet (what the asset layer keeps),
     then refresh with ``fresh`` added: read the persisted state back and run
@@ -299,29 +294,29 @@ def mixtrain_refresh(base: pa.Table, fresh: pa.Table, workdir: Path, full_droppe
     reading its index is part of datatrove's. ``full_dropped`` (a full build's drops) checks that the
     refresh ends where a full build does."""
     cfg = DedupeConfig(threshold=THRESHOLD, ngram=NGRAM)
-    wall0 = time.perf_counter()
-    built = dedupe_incremental(base, config=cfg)
-    base_s = time.perf_counter() - wall0
+    built, base_t = timed(lambda: dedupe_incremental(base, config=cfg))
     pq.write_table(built.sketches, workdir / "sketches.parquet")
     pq.write_table(built.verified_pairs, workdir / "pairs.parquet")
     corpus = pa.concat_tables([base, fresh])
 
-    wall0 = time.perf_counter()
-    refreshed = dedupe_incremental(
-        corpus,
-        previous_sketches=pq.read_table(workdir / "sketches.parquet"),
-        previous_pairs=pq.read_table(workdir / "pairs.parquet"),
-        config=cfg,
+    refreshed, refresh_t = timed(
+        lambda: dedupe_incremental(
+            corpus,
+            previous_sketches=pq.read_table(workdir / "sketches.parquet"),
+            previous_pairs=pq.read_table(workdir / "pairs.parquet"),
+            config=cfg,
+            # What the asset passes: the base sources' gated partitions kept their data versions.
+            unchanged_sources=set(base.column("source_id").to_pylist()) - set(fresh.column("source_id").to_pylist()),
+        )
     )
-    refresh_s = time.perf_counter() - wall0
     keeper_of = keeper_of_from_clusters(refreshed.clusters)
     fresh_ids = set(fresh.column("doc_id").to_pylist())
     base_dropped = set(keeper_of_from_clusters(built.clusters))
     stats = refreshed.stats
     return {
-        "base_build_s": round(base_s, 2),
+        "base_build_s": round(base_t.seconds, 2),
         "index_s": 0.0,  # the sketches and verified pairs are outputs of every build
-        "refresh_s": round(refresh_s, 2),
+        "refresh_s": round(refresh_t.seconds, 2),
         "keeper_of": {d: k for d, k in keeper_of.items() if d in fresh_ids},
         "base_docs_changed": len(base_dropped ^ {d for d in keeper_of if d not in fresh_ids}),
         "matches_full_build": set(keeper_of) == full_dropped,
@@ -345,14 +340,12 @@ def _split(docs: pa.Table) -> tuple[pa.Table, pa.Table]:
 
 def _timed(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """``fn``'s result with its wall and CPU seconds and the process's peak RSS once it is done."""
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    result = fn()
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    return {**result, "seconds": wall, "cpu_seconds": cpu, "peak_rss_mb": peak_rss_mb()}
+    result, t = timed(fn)
+    return {**result, **asdict(t)}
 
 
 def child_mixtrain(docs: pa.Table, workdir: Path) -> dict[str, Any]:
-    full = _timed(lambda: run_mixtrain(docs))
+    full = _timed(lambda: run_dedupe(docs))
     return {"full": full, "refresh": mixtrain_refresh(*_split(docs), workdir, set(full["keeper_of"]))}
 
 
@@ -392,18 +385,6 @@ def run_child(name: str, corpus: Path, out: Path) -> None:
     out.write_text(json.dumps({"rss_loaded_mb": rss_loaded, **result}))
 
 
-def spawn(name: str, corpus: Path, tmp: Path) -> dict[str, Any]:
-    """One measurement in a fresh interpreter; datatrove's INFO logging goes to a file, shown on failure."""
-    out, log = tmp / f"{name}.json", tmp / f"{name}.log"
-    cmd = [sys.executable, __file__, "--child", name, "--corpus", str(corpus), "--child-out", str(out)]
-    with log.open("w") as err:
-        proc = subprocess.run(cmd, stdout=err, stderr=err, env={**os.environ, "TQDM_DISABLE": "1"}, check=False)
-    if proc.returncode != 0:
-        tail = log.read_text(errors="replace")[-4000:]
-        raise RuntimeError(f"child {name} failed with exit code {proc.returncode}:\n{tail}")
-    return json.loads(out.read_text())
-
-
 # ------------------------------------------------------------------------------------------------ parent
 
 
@@ -440,7 +421,9 @@ def refresh_quality(
         family[copy] = members
 
     def should_go(doc: str) -> bool:
-        return any(o != doc and true_jaccard(texts[doc], texts[o]) >= THRESHOLD for o in family.get(doc, ()))
+        return any(
+            o != doc and jaccard(shingles(texts[doc]), shingles(texts[o])) >= THRESHOLD for o in family.get(doc, ())
+        )
 
     must = {d for d in fresh_ids if d in family and should_go(d)}
     dropped = set(keeper_of)
@@ -476,7 +459,7 @@ def labelled_quality(pairs: int, singles: int, seed: int) -> list[dict[str, Any]
     docs, truth = build_labelled_set(n_pairs=pairs, n_singles=singles, seed=seed)
     rows = []
     for threshold in LABELLED_THRESHOLDS:
-        keeper_of = run_mixtrain(docs, threshold)["keeper_of"]
+        keeper_of = run_dedupe(docs, threshold)["keeper_of"]
         rows.append(_quality_row("mixtrain", "128 perms, verified", docs, truth, keeper_of, threshold))
         for banding in (DEFAULT_BANDING, balanced_banding(threshold)):
             with (
@@ -505,29 +488,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         run_child(args.child, args.corpus, args.child_out)
         return {}
     try:
-        import datatrove
-    except ImportError as exc:
+        datatrove_version = importlib.metadata.version("datatrove")
+    except importlib.metadata.PackageNotFoundError as exc:
         raise SystemExit("datatrove is not installed: pip install '.[bench]'") from exc
 
     t0 = time.perf_counter()
     docs, planted = make_refresh_corpus(args.docs, args.seed, args.fresh_share)
     positives = label_truth(docs, planted)
     texts = doc_texts(docs)
-    mb = sum(len(t.encode("utf-8")) for t in texts.values()) / 1e6
+    mb = text_mb(texts)
     fresh_ids = set(pc.filter(docs.column("doc_id"), pc.equal(docs.column("source_id"), FRESH_SOURCE)).to_pylist())
     result: dict[str, Any] = {
-        "docs": docs.num_rows,
-        "text_mb": round(mb, 2),
-        "mean_doc_bytes": round(mb * 1e6 / docs.num_rows),
-        "planted": {k: sum(p["kind"] == k for p in planted.values()) for k in ("exact", "near", "hard")},
-        "should_drop": len(positives),
+        **describe_corpus(docs, planted, positives, mb),
         "threshold": THRESHOLD,
         "ngram": NGRAM,
         "fresh_docs": len(fresh_ids),
         "generate_s": round(time.perf_counter() - t0, 1),
-        "datatrove_version": datatrove.__version__ if hasattr(datatrove, "__version__") else "0.10.1",
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
+        "datatrove_version": datatrove_version,
+        **machine_info(),
         "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "full": {},
         "refresh": {},
@@ -537,7 +515,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         corpus = tmp / "corpus.parquet"
         pq.write_table(docs, corpus)
         for tool in TOOLS:
-            child = spawn(tool, corpus, tmp)
+            child = spawn(__file__, ["--child", tool, "--corpus", str(corpus)], tmp / f"{tool}.json")
             full, refresh = child["full"], child["refresh"]
             row = {
                 "seconds": round(full["seconds"], 2),
@@ -566,10 +544,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["labelled"] = labelled_quality(args.labelled_pairs, args.labelled_singles, args.seed)
 
     print(markdown(result))
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"bench_dedupe_datatrove_{docs.num_rows}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {path}")
+    write_report(args.out, f"bench_dedupe_datatrove_{docs.num_rows}", result)
     return result
 
 

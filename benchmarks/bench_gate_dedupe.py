@@ -1,6 +1,7 @@
 """Throughput and quality of the gate and of cross-source dedupe on a synthetic corpus.
 
-Run: ``python benchmarks/bench_gate_dedupe.py [--docs 20000] [--no-baseline]``
+Run: ``python benchmarks/bench_gate_dedupe.py [--docs 20000] [--no-baseline]`` (the baseline needs datasketch:
+``pip install '.[bench]'``).
 
 The corpus is random words from a fixed Zipf-weighted vocabulary (seeded, so every run sees the same
 documents), about 2 KB each, spread over four sources, with planted duplicates whose truth is known:
@@ -10,7 +11,8 @@ documents), about 2 KB each, spread over four sources, with planted duplicates w
 * "hard negatives": copies with ~6% of words replaced (Jaccard ~0.5, which must be *kept*).
 
 Whether a planted copy should be dropped is decided by its exact 5-gram Jaccard with its original,
-computed here with plain Python sets of shingle strings, independently of the engine's hashing. Copies
+computed with plain Python sets of shingle strings (:func:`benchmarks.labelled_neardup.shingles`, the same
+truth as the labelled real-text set), independently of the engine's hashing. Copies
 are captured later than their originals, so the original is always the keeper and a correct run drops
 exactly the copies.
 
@@ -24,19 +26,13 @@ Each stage runs in its own child process that first loads the corpus from Parque
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
-import os
-import platform
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -47,27 +43,16 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from datasketch import MinHash, MinHashLSH  # noqa: E402
-
-from mixassets.engine.dedupe import dedupe  # noqa: E402
+from benchmarks._harness import machine_info, peak_rss_mb, spawn, timed, write_report  # noqa: E402
+from benchmarks.labelled_neardup import NGRAM, T0, cluster_root, jaccard, keeper_of_from_clusters, shingles  # noqa: E402
 from mixassets.engine.text_norm import dedupe_words  # noqa: E402
 from mixassets.schema import DOCUMENT_SCHEMA  # noqa: E402
 
+if TYPE_CHECKING:
+    from mixassets.project import SourceSpec
+
 SOURCES = ("web", "books", "forum", "code")
-T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 THRESHOLD = 0.8
-NGRAM = 5
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS. On Linux VmHWM, because ``getrusage`` carries the parent's high-water mark
-    across fork+exec and would charge every stage with the generator's memory."""
-    with contextlib.suppress(OSError), open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB elsewhere
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
 def make_vocab(rng: np.random.Generator, size: int = 30_000) -> tuple[np.ndarray, np.ndarray]:
@@ -78,6 +63,25 @@ def make_vocab(rng: np.random.Generator, size: int = 30_000) -> tuple[np.ndarray
     rng.shuffle(vocab)
     weights = 1.0 / np.arange(1, len(vocab) + 1) ** 1.05
     return vocab, np.cumsum(weights / weights.sum())
+
+
+def draw_words(rng: np.random.Generator, vocab: np.ndarray, cdf: np.ndarray) -> list[str]:
+    """One document's words (250-289 of them) drawn from the Zipf ``cdf`` over ``vocab``."""
+    draws = np.minimum(np.searchsorted(cdf, rng.random(int(rng.integers(250, 290)))), len(vocab) - 1)
+    return vocab[draws].tolist()
+
+
+def bench_source_spec(source_id: str) -> SourceSpec:
+    """A source with its default gating rules, as the benchmarks gate it. The corpus is random letter
+    strings, which no language fits: accepting every language the detector knows keeps the language rule
+    running on every document without holding them all."""
+    from mixassets.engine.langid import _get as langid_model
+    from mixassets.project import SourceSpec
+
+    gating = {"language": {"expected": sorted(langid_model().nb_classes)}}
+    return SourceSpec.model_validate(
+        {"id": source_id, "path": f"{source_id}.jsonl", "format": "jsonl", "license": "CC-BY-4.0", "gating": gating}
+    )
 
 
 def render(words: list[str], rng: np.random.Generator) -> str:
@@ -111,8 +115,7 @@ def make_corpus(n: int, seed: int) -> tuple[pa.Table, dict[str, dict[str, Any]]]
             planted[doc_id] = {"original": original, "kind": kind}
 
     for _ in range(n_orig):
-        draws = np.minimum(np.searchsorted(cdf, rng.random(int(rng.integers(250, 290)))), len(vocab) - 1)
-        words = vocab[draws].tolist()
+        words = draw_words(rng, vocab, cdf)
         originals.append(words)
         add(words, render(words, rng), "original", None, 0)
 
@@ -134,21 +137,12 @@ def make_corpus(n: int, seed: int) -> tuple[pa.Table, dict[str, dict[str, Any]]]
     return table, planted
 
 
-def true_jaccard(a: str, b: str) -> float:
-    def shingles(text: str) -> set[str]:
-        w = dedupe_words(text)
-        return {" ".join(w[i : i + NGRAM]) for i in range(max(1, len(w) - NGRAM + 1))}
-
-    x, y = shingles(a), shingles(b)
-    return len(x & y) / len(x | y)
-
-
 def label_truth(docs: pa.Table, planted: dict[str, dict[str, Any]]) -> set[str]:
     """Planted copies that a correct dedupe at THRESHOLD must drop."""
     text = doc_texts(docs)
     positives = set()
     for doc_id, p in planted.items():
-        p["jaccard"] = true_jaccard(text[doc_id], text[p["original"]])
+        p["jaccard"] = jaccard(shingles(text[doc_id]), shingles(text[p["original"]]))
         if p["jaccard"] >= THRESHOLD:
             positives.add(doc_id)
     return positives
@@ -158,22 +152,32 @@ def doc_texts(docs: pa.Table) -> dict[str, str]:
     return dict(zip(docs.column("doc_id").to_pylist(), docs.column("text").to_pylist(), strict=True))
 
 
+def text_mb(texts: dict[str, str]) -> float:
+    """UTF-8 megabytes of all texts, unrounded: the rates divide by it."""
+    return sum(len(t.encode("utf-8")) for t in texts.values()) / 1e6
+
+
+def describe_corpus(
+    docs: pa.Table, planted: dict[str, dict[str, Any]], positives: set[str], mb: float
+) -> dict[str, Any]:
+    """The corpus figures every report starts with, so runs on different sizes can be told apart."""
+    return {
+        "docs": docs.num_rows,
+        "text_mb": round(mb, 2),
+        "mean_doc_bytes": round(mb * 1e6 / docs.num_rows),
+        "planted": {k: sum(p["kind"] == k for p in planted.values()) for k in ("exact", "near", "hard")},
+        "should_drop": len(positives),
+    }
+
+
 def quality(
     keeper_of: dict[str, str], positives: set[str], planted: dict[str, dict[str, Any]], texts: dict[str, str]
 ) -> dict[str, Any]:
     """Recall: planted pairs that should merge and did (copy and original end in the same cluster, either
     way round). Precision: dropped docs whose true Jaccard with the keeper they were dropped for reaches
     the threshold."""
-
-    def root(d: str) -> str:
-        seen = set()
-        while d in keeper_of and d not in seen:
-            seen.add(d)
-            d = keeper_of[d]
-        return d
-
-    merged = sum(root(c) == root(planted[c]["original"]) for c in positives)
-    justified = sum(true_jaccard(texts[d], texts[k]) >= THRESHOLD for d, k in keeper_of.items())
+    merged = sum(cluster_root(keeper_of, c) == cluster_root(keeper_of, planted[c]["original"]) for c in positives)
+    justified = sum(jaccard(shingles(texts[d]), shingles(texts[k])) >= THRESHOLD for d, k in keeper_of.items())
     return {
         "dropped": len(keeper_of),
         "recall": merged / len(positives) if positives else 1.0,
@@ -183,6 +187,8 @@ def quality(
 
 def naive_baseline(docs: pa.Table) -> dict[str, str]:
     """dropped doc -> the indexed doc it was dropped for (the first LSH candidate, unverified)."""
+    from datasketch import MinHash, MinHashLSH  # only this baseline needs it: the bench extra installs it
+
     lsh = MinHashLSH(threshold=THRESHOLD, num_perm=128)
     keeper_of = {}
     for doc_id, text in zip(docs.column("doc_id").to_pylist(), docs.column("text").to_pylist(), strict=True):
@@ -198,30 +204,16 @@ def naive_baseline(docs: pa.Table) -> dict[str, str]:
     return keeper_of
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    start = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - start
-
-
 def run_gate(docs: pa.Table) -> dict[str, Any]:
     """Gate each source with its default rule set; per-rule seconds are summed over sources from ``time_s.*``."""
     from mixassets.engine.gating import gate
-    from mixassets.engine.langid import _get as langid_model
-    from mixassets.project import SourceSpec
 
-    # The corpus is random letter strings, which no language fits: accepting every language the detector
-    # knows keeps the language rule running on every document without holding them all.
-    gating = {"language": {"expected": sorted(langid_model().nb_classes)}}
     accepted = 0
     rule_seconds: dict[str, float] = {}
     held_by: dict[str, int] = {}
     for source in SOURCES:
         part = docs.filter(pc.equal(docs.column("source_id"), source))
-        spec = SourceSpec.model_validate(
-            {"id": source, "path": f"{source}.jsonl", "format": "jsonl", "license": "CC-BY-4.0", "gating": gating}
-        )
-        result = gate(part, spec)
+        result = gate(part, bench_source_spec(source))
         accepted += result.accepted.num_rows
         for key, value in result.counts.items():
             if key.startswith("time_s."):
@@ -231,16 +223,18 @@ def run_gate(docs: pa.Table) -> dict[str, Any]:
     return {"accepted": accepted, "rule_seconds": rule_seconds, "held_by_rule": held_by}
 
 
-def run_dedupe(docs: pa.Table) -> dict[str, Any]:
-    kept, clusters = dedupe(docs, threshold=THRESHOLD, ngram=NGRAM)
+def run_dedupe(docs: pa.Table, threshold: float = THRESHOLD) -> dict[str, Any]:
+    """mixtrain's full dedupe: ``keeper_of`` (dropped doc -> the doc it was dropped for) and the drops per
+    match type. The engine is imported here, as the gate is in :func:`run_gate`, so that each stage's child
+    process holds only its own engine and the stream benchmark's children, which import this module for
+    the corpus helpers, hold neither."""
+    from mixassets.engine.dedupe import dedupe
+
+    kept, clusters = dedupe(docs, threshold=threshold, ngram=NGRAM)
     if kept.num_rows + clusters.num_rows != docs.num_rows:
         raise RuntimeError("dedupe lost or invented documents")
-    dropped = clusters.column("doc_id").to_pylist()
     by_match = {m["values"]: m["counts"] for m in pc.value_counts(clusters.column("match_type")).to_pylist()}
-    return {
-        "keeper_of": dict(zip(dropped, clusters.column("kept_doc_id").to_pylist(), strict=True)),
-        "by_match": by_match,
-    }
+    return {"keeper_of": keeper_of_from_clusters(clusters), "by_match": by_match}
 
 
 STAGES: dict[str, Callable[[pa.Table], dict[str, Any]]] = {
@@ -254,18 +248,10 @@ def stage_child(stage: str, corpus: Path, out: Path) -> None:
     """One stage in a fresh process, so its peak RSS is its own (plus the loaded corpus)."""
     docs = pq.read_table(corpus)
     rss_loaded = peak_rss_mb()
-    result, seconds = timed(lambda: STAGES[stage](docs))
+    result, t = timed(lambda: STAGES[stage](docs))
     out.write_text(
-        json.dumps({"seconds": seconds, "rss_loaded_mb": rss_loaded, "peak_rss_mb": peak_rss_mb(), **result})
+        json.dumps({"seconds": t.seconds, "rss_loaded_mb": rss_loaded, "peak_rss_mb": t.peak_rss_mb, **result})
     )
-
-
-def gate_available() -> bool:
-    try:
-        import mixassets.engine.gating  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -276,42 +262,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     ap.add_argument("--stage", choices=sorted(STAGES), help=argparse.SUPPRESS)  # internal: child process
     ap.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument("--stage-out", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.stage:
-        stage_child(args.stage, args.corpus, args.stage_out)
+        stage_child(args.stage, args.corpus, args.child_out)
         return {}
 
-    (docs, planted), gen_s = timed(lambda: make_corpus(args.docs, args.seed))
+    (docs, planted), gen = timed(lambda: make_corpus(args.docs, args.seed))
     positives = label_truth(docs, planted)
     texts = doc_texts(docs)
-    mb = sum(len(t.encode("utf-8")) for t in texts.values()) / 1e6
+    mb = text_mb(texts)
     result: dict[str, Any] = {
-        "docs": docs.num_rows,
-        "text_mb": round(mb, 2),
-        "mean_doc_bytes": round(mb * 1e6 / docs.num_rows),
-        "planted": {k: sum(p["kind"] == k for p in planted.values()) for k in ("exact", "near", "hard")},
-        "should_drop": len(positives),
-        "generate_s": round(gen_s, 2),
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
+        **describe_corpus(docs, planted, positives, mb),
+        "generate_s": round(gen.seconds, 2),
+        **machine_info(),
         "stages": {},
     }
-    stages = [
-        s for s in STAGES if (s != "gate" or gate_available()) and (s != "naive_datasketch" or not args.no_baseline)
-    ]
-    if "gate" not in stages:
-        result["gate_skipped"] = "mixassets.engine.gating is not available"
+    stages = [s for s in STAGES if s != "naive_datasketch" or not args.no_baseline]
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus.parquet"
         pq.write_table(docs, corpus)
         for stage in stages:
-            stage_out = Path(tmp) / f"{stage}.json"
-            cmd = [sys.executable, __file__, "--stage", stage, "--corpus", str(corpus), "--stage-out", str(stage_out)]
-            subprocess.run(cmd, check=True)
-            child = json.loads(stage_out.read_text())
+            child = spawn(__file__, ["--stage", stage, "--corpus", str(corpus)], Path(tmp) / f"{stage}.json")
             seconds = child.pop("seconds")
             row: dict[str, Any] = {
                 "seconds": round(seconds, 3),
@@ -330,10 +303,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["dedupe_speedup_vs_naive"] = round(st["naive_datasketch"]["seconds"] / st["dedupe"]["seconds"], 2)
 
     print_table(result)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"bench_gate_dedupe_{docs.num_rows}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {path}")
+    write_report(args.out, f"bench_gate_dedupe_{docs.num_rows}", result)
     return result
 
 
@@ -342,8 +312,6 @@ def print_table(result: dict[str, Any]) -> None:
         f"corpus: {result['docs']} docs, {result['text_mb']} MB (mean {result['mean_doc_bytes']} B/doc); "
         f"planted {result['planted']}, should drop {result['should_drop']}"
     )
-    if "gate_skipped" in result:
-        print(f"gate: skipped ({result['gate_skipped']})")
     columns = [("stage", 18), ("seconds", 9), ("docs/s", 9), ("MB/s", 8), ("loaded MB", 11), ("peak MB", 9)]
     columns += [("recall", 8), ("precision", 10)]
     header = "".join(f"{n:<{w}}" if i == 0 else f"{n:>{w}}" for i, (n, w) in enumerate(columns))

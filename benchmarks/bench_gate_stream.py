@@ -8,9 +8,10 @@ them framed by a header and a footer line that the boilerplate rule must strip, 
 copies (re-cased, re-spaced) of a random earlier document, usually one in an earlier batch, which the exact
 duplicate rule must reject. Another fresh child then gates the file with ``gate_stream`` reading
 ``ParquetFile.iter_batches`` and writing with ``ParquetGateSink``; with ``--whole`` a third reads the whole
-file and runs ``gate()`` on it. Every measurement is its own process, so peak RSS (``ru_maxrss``) does not
-mix; the parent only starts children and stays small, because ``ru_maxrss`` after fork+exec starts from the
-parent's peak. Rates per core divide by the child's CPU time (user + system), not by wall time.
+file and runs ``gate()`` on it. Every measurement is its own process, so peak RSS (VmHWM on Linux, else
+``ru_maxrss``) does not mix; the parent only starts children and stays small, because ``ru_maxrss`` after
+fork+exec starts from the parent's peak. Rates per core divide by the child's CPU time (user + system), not
+by wall time.
 """
 
 from __future__ import annotations
@@ -18,19 +19,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from a checkout without installing
     sys.path.insert(0, str(ROOT))
+
+from benchmarks._harness import machine_info, peak_rss_mb, spawn, timed, write_report  # noqa: E402
 
 SOURCE = "web"
 HEADER = "Acme Daily News  -  independent reporting since 1921  -  all rights reserved"
@@ -41,35 +39,14 @@ RESERVOIR = 2_000  # earlier documents a copy may be drawn from, so generation m
 GEN_BATCH = 4_000  # not a multiple of the gating batch size: copies and originals land in different batches
 
 
-def peak_rss_mb() -> float:
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB elsewhere
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def spec_for_bench() -> Any:
-    from mixassets.engine.langid import _get as langid_model
-    from mixassets.project import SourceSpec
-
-    # Random letter strings fit no language: accepting every language the detector knows keeps the language
-    # rule running on every document without holding them all (as in bench_gate_dedupe).
-    gating = {"language": {"expected": sorted(langid_model().nb_classes)}}
-    return SourceSpec.model_validate(
-        {"id": SOURCE, "path": f"{SOURCE}.jsonl", "format": "jsonl", "license": "CC-BY-4.0", "gating": gating}
-    )
-
-
 def generate(n: int, seed: int, path: Path) -> dict[str, Any]:
     """Write the corpus in batches of GEN_BATCH rows; returns its size and what was planted."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from benchmarks.bench_gate_dedupe import T0, make_vocab, render
+    from benchmarks.bench_gate_dedupe import draw_words, make_vocab, render
+    from benchmarks.labelled_neardup import T0
     from mixassets.engine.readers import doc_id_for
     from mixassets.schema import DOCUMENT_SCHEMA
 
@@ -88,8 +65,7 @@ def generate(n: int, seed: int, path: Path) -> dict[str, Any]:
                     text = "\n".join(ln if ln in (HEADER, FOOTER) else "  ".join(ln.upper().split(" ")) for ln in lines)
                     copies += 1
                 else:
-                    draws = np.minimum(np.searchsorted(cdf, rng.random(int(rng.integers(250, 290)))), len(vocab) - 1)
-                    text = render(vocab[draws].tolist(), rng)
+                    text = render(draw_words(rng, vocab, cdf), rng)
                     if rng.random() < FRAMED_SHARE:
                         text = f"{HEADER}\n{text}\n{FOOTER}\n"
                         framed += 1
@@ -109,17 +85,21 @@ def generate(n: int, seed: int, path: Path) -> dict[str, Any]:
 def run_stream(corpus: Path, out_dir: Path, batch_size: int) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
+    from benchmarks.bench_gate_dedupe import bench_source_spec
     from mixassets.engine.gating_stream import ParquetGateSink, gate_stream
 
-    spec = spec_for_bench()
-    started, cpu = time.perf_counter(), cpu_seconds()
+    spec = bench_source_spec(SOURCE)
     names = ("accepted", "quarantine", "decisions")
-    with ParquetGateSink(*(out_dir / f"{n}.parquet" for n in names)) as sink:
-        counts = gate_stream(lambda: pq.ParquetFile(corpus).iter_batches(batch_size=batch_size), spec, sink=sink)
+
+    def run() -> dict[str, Any]:
+        with ParquetGateSink(*(out_dir / f"{n}.parquet" for n in names)) as sink:
+            return gate_stream(lambda: pq.ParquetFile(corpus).iter_batches(batch_size=batch_size), spec, sink=sink)
+
+    counts, t = timed(run)
     return {
-        "seconds": time.perf_counter() - started,
-        "cpu_seconds": cpu_seconds() - cpu,
-        "peak_rss_mb": peak_rss_mb(),
+        "seconds": t.seconds,
+        "cpu_seconds": t.cpu_seconds,
+        "peak_rss_mb": t.peak_rss_mb,
         "counts": counts,
         "written_rows": {n: pq.ParquetFile(out_dir / f"{n}.parquet").metadata.num_rows for n in names},
     }
@@ -128,18 +108,12 @@ def run_stream(corpus: Path, out_dir: Path, batch_size: int) -> dict[str, Any]:
 def run_whole(corpus: Path) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
+    from benchmarks.bench_gate_dedupe import bench_source_spec
     from mixassets.engine.gating import gate
 
-    spec = spec_for_bench()
-    started, cpu = time.perf_counter(), cpu_seconds()
-    docs = pq.read_table(corpus)
-    result = gate(docs, spec)
-    return {
-        "seconds": time.perf_counter() - started,
-        "cpu_seconds": cpu_seconds() - cpu,
-        "peak_rss_mb": peak_rss_mb(),
-        "counts": result.counts,
-    }
+    spec = bench_source_spec(SOURCE)
+    result, t = timed(lambda: gate(pq.read_table(corpus), spec))
+    return {"seconds": t.seconds, "cpu_seconds": t.cpu_seconds, "peak_rss_mb": t.peak_rss_mb, "counts": result.counts}
 
 
 def child(mode: str, args: argparse.Namespace) -> None:
@@ -149,13 +123,7 @@ def child(mode: str, args: argparse.Namespace) -> None:
         result = run_stream(args.corpus, args.work, args.batch_size)
     else:
         result = run_whole(args.corpus)
-    args.result.write_text(json.dumps(result))
-
-
-def spawn(mode: str, extra: list[str], result: Path) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", mode, "--result", str(result), *extra]
-    subprocess.run(cmd, check=True)
-    return json.loads(result.read_text())
+    args.child_out.write_text(json.dumps(result))
 
 
 def summarize(run: dict[str, Any], corpus: dict[str, Any]) -> dict[str, Any]:
@@ -189,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--whole", action="store_true", help="also time the whole-table gate() on each corpus")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     ap.add_argument("--child", choices=("generate", "stream", "whole"), help=argparse.SUPPRESS)
-    ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -200,9 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     report: dict[str, Any] = {
         "batch_size": args.batch_size,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
+        **machine_info(),
         "date": dt.date.today().isoformat(),
         "sizes": {},
     }
@@ -210,17 +176,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             corpus_path, work = Path(tmp) / "corpus.parquet", Path(tmp) / "gated"
             common = ["--corpus", str(corpus_path), "--batch-size", str(args.batch_size)]
-            corpus = spawn("generate", [*common, "--n", str(n), "--seed", str(args.seed)], Path(tmp) / "gen.json")
+            gen_args = ["--child", "generate", *common, "--n", str(n), "--seed", str(args.seed)]
+            corpus = spawn(__file__, gen_args, Path(tmp) / "gen.json")
             row: dict[str, Any] = {
                 "text_mb": round(corpus["text_mb"], 2),
                 "corpus_file_mb": round(corpus_path.stat().st_size / 1e6, 2),
                 "planted": {"framed": corpus["framed"], "copies": corpus["copies"]},
                 "generate_peak_rss_mb": round(corpus["peak_rss_mb"], 1),
             }
-            stream = spawn("stream", [*common, "--work", str(work)], Path(tmp) / "stream.json")
+            stream = spawn(__file__, ["--child", "stream", *common, "--work", str(work)], Path(tmp) / "stream.json")
             row["gate_stream"] = {**summarize(stream, corpus), "written_rows": stream["written_rows"]}
             if args.whole:
-                whole = spawn("whole", common, Path(tmp) / "whole.json")
+                whole = spawn(__file__, ["--child", "whole", *common], Path(tmp) / "whole.json")
                 row["gate_whole_table"] = summarize(whole, corpus)
                 same = {k: v for k, v in whole["counts"].items() if not k.startswith("time_s.")} == {
                     k: v for k, v in stream["counts"].items() if not k.startswith("time_s.")
@@ -229,10 +196,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             report["sizes"][str(n)] = row
             print(f"{n} docs: {json.dumps(row)}", flush=True)
     print_table(report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"bench_gate_stream_{'_'.join(map(str, args.docs))}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {path}")
+    write_report(args.out, f"bench_gate_stream_{'_'.join(map(str, args.docs))}", report)
     return report
 
 

@@ -309,6 +309,17 @@ def keeper_of_from_clusters(clusters: pa.Table) -> dict[str, str]:
     return dict(zip(clusters.column("doc_id").to_pylist(), clusters.column("kept_doc_id").to_pylist(), strict=True))
 
 
+def cluster_root(keeper_of: Mapping[str, str], doc: str) -> str:
+    """The survivor a doc's dropped -> keeper links end at. Tools may drop a doc for one that is itself
+    dropped, so two docs share a cluster when their chains meet, not only when one names the other; a
+    cycle (which no correct tool produces) stops at the first repeat instead of looping."""
+    seen = set()
+    while doc in keeper_of and doc not in seen:
+        seen.add(doc)
+        doc = keeper_of[doc]
+    return doc
+
+
 def score(
     docs: pa.Table,
     pairs: Iterable[LabelledPair],
@@ -330,20 +341,13 @@ def score(
             cache[doc] = shingles(texts[doc])
         return cache[doc]
 
-    def root(doc: str) -> str:
-        seen = set()
-        while doc in keeper_of and doc not in seen:
-            seen.add(doc)
-            doc = keeper_of[doc]
-        return doc
-
     unknown = [d for d in (*keeper_of, *keeper_of.values()) if d not in texts]
     if unknown:
         raise ValueError(f"score: {len(unknown)} doc id(s) not in the labelled set, e.g. {unknown[:3]}")
     correct = sum(jaccard(sh(d), sh(k)) >= threshold for d, k in keeper_of.items())
     positives = merged_pos = negatives = merged_neg = 0
     for p in pairs:
-        together = root(p.base_id) == root(p.copy_id)
+        together = cluster_root(keeper_of, p.base_id) == cluster_root(keeper_of, p.copy_id)
         if p.jaccard >= threshold + margin:
             positives += 1
             merged_pos += together
