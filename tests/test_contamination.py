@@ -24,7 +24,6 @@ from mixassets.engine.contamination import (
     token_spans,
     unscreenable_fields,
 )
-from mixassets.engine.text_norm import word_tokens
 from mixassets.schema import DOCUMENT_SCHEMA, EVAL_ITEM_SCHEMA, FINDING_SCHEMA
 
 PROMPT = '''from typing import List
@@ -90,7 +89,7 @@ def reindented(code: str) -> str:
 def merged(text: str, every: int = 14) -> str:
     """The tokens with every ``every``-th pair run together ("return True" -> "returnTrue"), so that unchanged
     runs are ``every`` - 2 tokens long: at 14, no 13-gram survives but 8 of every 14 5-grams do."""
-    tokens = word_tokens(text)
+    tokens = screen_tokens(text)
     return " ".join("".join(tokens[k : k + 2]) if k % every == 0 else t for k, t in enumerate(tokens) if k % every != 1)
 
 
@@ -126,7 +125,7 @@ def test_finds_embedded_function_with_overlap_span_and_kind() -> None:
         assert r["kind"] == {"prompt": "holdout", "canonical_solution": "target"}[name]
         assert r["score"] == pytest.approx(1.0)
     exact = rows[("leak-1", "canonical_solution", "ngram13")]
-    assert exact["overlap_text"] == " ".join(word_tokens(SOLUTION))
+    assert exact["overlap_text"] == " ".join(screen_tokens(SOLUTION))
     # The span is in the original text: it starts at the first solution token and ends after the last.
     start = leaked.index("for idx, elem")
     assert (exact["span_start"], exact["span_end"]) == (start, leaked.index("return False") + len("return False"))
@@ -138,7 +137,7 @@ def test_finds_embedded_function_with_overlap_span_and_kind() -> None:
 
 
 def test_partial_copy_scores_its_share() -> None:
-    tokens = word_tokens(SOLUTION)
+    tokens = screen_tokens(SOLUTION)
     half = " ".join(tokens[: len(tokens) // 2])
     _, dirty, findings = screen(docs_table({"d": FILLER + half + " " + FILLER}), ITEMS, config=NGRAM_ONLY)
     assert dirty.num_rows == 1
@@ -150,7 +149,7 @@ def test_partial_copy_scores_its_share() -> None:
 
 
 def test_twelve_shared_tokens_are_not_flagged_but_thirteen_are() -> None:
-    tokens = word_tokens(SOLUTION)
+    tokens = screen_tokens(SOLUTION)
     twelve = FILLER + " ".join(tokens[:12]) + " " + FILLER
     thirteen = FILLER + " ".join(tokens[:13]) + " " + FILLER
     clean, dirty, findings = screen(docs_table({"t12": twelve, "t13": thirteen}), ITEMS)
@@ -162,7 +161,7 @@ def test_twelve_shared_tokens_are_not_flagged_but_thirteen_are() -> None:
 
 
 def test_n_is_configurable_and_named_in_match_type() -> None:
-    tokens = word_tokens(SOLUTION)
+    tokens = screen_tokens(SOLUTION)
     doc = docs_table({"d": FILLER + " ".join(tokens[:8]) + " " + FILLER})
     assert screen(doc, ITEMS)[1].num_rows == 0
     _, dirty, findings = screen(doc, ITEMS, n=8)
@@ -175,7 +174,7 @@ def test_n_is_configurable_and_named_in_match_type() -> None:
 
 def test_ngrams_never_span_two_documents_even_across_chunks() -> None:
     """Documents are hashed as one concatenated array per chunk; an n-gram may not bridge two of them."""
-    tokens = word_tokens(SOLUTION)
+    tokens = screen_tokens(SOLUTION)
     first, second = " ".join(tokens[:7]), " ".join(tokens[7:14])
     texts: dict[str, str | None] = {f"f{k}": FILLER for k in range(contamination._CHUNK * 2 + 10)}
     texts["f2"], texts["f3"] = FILLER + first, second + FILLER  # split halves inside a chunk
@@ -208,7 +207,7 @@ def test_containment_catches_an_edited_copy_that_breaks_every_13gram() -> None:
 
 
 def test_below_containment_threshold_is_clean_and_threshold_is_configurable() -> None:
-    tokens = word_tokens(SOLUTION)
+    tokens = screen_tokens(SOLUTION)
     part = " ".join(tokens[:12])  # 8 of the solution's 22 shingles: 0.36
     docs = docs_table({"d": FILLER + part + " " + FILLER})
     assert screen(docs, ITEMS)[1].num_rows == 0
@@ -280,7 +279,7 @@ def test_unscreenable_fields_depend_on_the_enabled_methods() -> None:
     assert unscreenable_fields(ITEMS, n=1) == []
     index = build_index(ITEMS)
     assert len(index.fields) == 2 and len(index.unscreenable) == 1
-    twelve = items_table({"solution": " ".join(word_tokens(SOLUTION)[:12])})
+    twelve = items_table({"solution": " ".join(screen_tokens(SOLUTION)[:12])})
     assert unscreenable_fields(twelve) == []  # 8 shingles: enough for containment
     assert [u.tokens for u in unscreenable_fields(twelve, config=NGRAM_ONLY)] == [12]
     assert [u.tokens for u in unscreenable_fields(twelve, config=ScreenConfig(fuzzy_min_shingles=9))] == [12]
@@ -326,9 +325,9 @@ def test_token_spans_agree_with_the_fast_tokenizer(text: str) -> None:
         assert token in "".join(screen_tokens(text[start:end]))
 
 
-def test_ascii_tokens_match_word_tokens() -> None:
+def test_ascii_tokens_are_the_lowercased_word_runs() -> None:
     text = "def f(x_1, Y2):\n\treturn x_1+Y2  # Mixed-Case, punctuation!?"
-    assert screen_tokens(text) == word_tokens(text) == token_spans(text)[0]
+    assert screen_tokens(text) == re.findall(r"\w+", text.lower()) == token_spans(text)[0]
 
 
 def _two_set_items() -> pa.Table:
@@ -372,6 +371,25 @@ def test_contamination_report_counts_items_kinds_sources_and_documents() -> None
     target_only = findings.filter(pc.equal(findings["kind"], "target"))
     (row, _) = contamination_report(target_only, items).to_pylist()
     assert (row["holdout_leaked"], row["target_leaked"], row["documents_hit"]) == (0, 1, 2)
+
+
+def test_a_prebuilt_index_gives_the_same_screen_and_report() -> None:
+    items = _two_set_items()
+    docs = pa.concat_tables([docs_table({"w1": FILLER + SOLUTION, "w2": PROMPT}), docs_table({"f": PROMPT}, "forum")])
+    index = build_index(items, config=NGRAM_ONLY)
+    fresh = screen(docs, items, config=NGRAM_ONLY)
+    reused = screen(docs, items, config=NGRAM_ONLY, index=index)
+    assert all(a.equals(b) for a, b in zip(fresh, reused, strict=True))
+    assert screen(docs, items, index=index)[2].equals(fresh[2])
+    report = contamination_report(fresh[2], items, config=NGRAM_ONLY)
+    assert contamination_report(fresh[2], items, unscreenable=index.unscreenable).equals(report)
+    assert [r["fields_unscreenable"] for r in report.to_pylist()] == [1, 2]
+    with pytest.raises(ValueError, match="index was built with"):
+        screen(docs, items, config=ScreenConfig(), index=index)
+    with pytest.raises(ValueError, match="index was built with"):
+        screen(docs, items, n=7, index=index)
+    with pytest.raises(ValueError, match="eval set 'trivia', not in the items"):
+        contamination_report(fresh[2].slice(0, 0), ITEMS, unscreenable=index.unscreenable)
 
 
 def test_contamination_report_rejects_findings_of_unknown_items() -> None:

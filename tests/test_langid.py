@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mixassets.engine.langid import UNKNOWN, detect_language, detect_languages
+from mixassets.engine.langid import UNKNOWN, detect_language
 
 SAMPLES = {
     "en": "The committee met on Tuesday evening to discuss the new water supply and the rules for bonfires"
@@ -37,12 +37,3 @@ def test_longer_text_is_more_confident_than_a_fragment():
     _, short = detect_language("Le comité")
     _, long = detect_language(SAMPLES["fr"])
     assert long > short
-
-
-def test_batch_matches_single_calls_and_is_deterministic():
-    texts = [SAMPLES[k] for k in sorted(SAMPLES)] + ["", "hi"]
-    batch = detect_languages(texts)
-    assert batch == [detect_language(t) for t in texts]
-    assert batch == detect_languages(texts)
-    assert [code for code, _ in batch[:4]] == sorted(SAMPLES)
-    assert detect_languages([]) == []

@@ -12,6 +12,7 @@ from mixassets.engine.licenses import (
     SHAREALIKE,
     LicenseError,
     check_policy,
+    every_license_known,
     forbidden_by,
     is_known,
     license_tags,
@@ -180,3 +181,19 @@ def test_and_with_a_forbidden_license_is_forbidden_or_with_an_allowed_one_is_all
     assert not policy_allows(f"{bad} AND {expr}", policy)
     assert not policy_allows(f"{expr} AND ({bad})", policy)
     assert policy_allows(f"{expr} OR {good}", policy)
+
+
+@pytest.mark.parametrize(
+    ("expr", "every"),
+    [
+        ("MIT", True),
+        ("MIT OR Apache-2.0 WITH LLVM-exception", True),  # an exception is not a license to recognise
+        ("MIT OR Foo-1.0", False),  # usable (MIT), yet one id is unknown
+        ("(MIT OR Foo-1.0) AND CC0-1.0", False),
+        ("Foo-1.0", False),
+    ],
+)
+def test_every_license_known_checks_each_id(expr: str, every: bool) -> None:
+    assert every_license_known(expr) is every
+    with pytest.raises(LicenseError):
+        every_license_known(expr + " AND")

@@ -131,18 +131,21 @@ def test_manifest_id_and_chaining(pair) -> None:
     # The same mixture written again keeps its id and its link to the last different one.
     assert again["manifest_id"] == new["manifest_id"] and again["previous_manifest_id"] == old["manifest_id"]
     chained = dict(again, previous_manifest_id=None)
-    assert build_manifest(
-        NEW_SPEC,
-        table,
-        stats,
-        tokenizer="tok",
-        inputs={**new["inputs"], "screened_corpus": "cccc"},
-        input_partitions=new["input_partitions"],
-        rules_version=new["rules_version"],
-        shard_path="mixture.parquet",
-        shard_sha256=stats["doc_ids_digest"],
-        previous=chained,
-    )["previous_manifest_id"] == new["manifest_id"]
+    assert (
+        build_manifest(
+            NEW_SPEC,
+            table,
+            stats,
+            tokenizer="tok",
+            inputs={**new["inputs"], "screened_corpus": "cccc"},
+            input_partitions=new["input_partitions"],
+            rules_version=new["rules_version"],
+            shard_path="mixture.parquet",
+            shard_sha256=stats["doc_ids_digest"],
+            previous=chained,
+        )["previous_manifest_id"]
+        == new["manifest_id"]
+    )
 
 
 def test_markdown_report(pair) -> None:

@@ -194,8 +194,7 @@ class _GramIndex:
     keys: np.ndarray  # sorted unique uint64
     ptr: np.ndarray  # int64, len(keys) + 1
     refs: np.ndarray  # int64 field refs
-    field_sets: list[np.ndarray]  # per field ref: its sorted distinct n-gram hashes (empty if not indexed)
-    field_counts: np.ndarray  # int64, len(field_sets[ref]) per ref
+    field_counts: np.ndarray  # int64 per field ref: its distinct n-grams (0 if not indexed by this method)
     filter: np.ndarray  # bool, indexed by a hash's low bits: could the hash be a key?
     mask: np.uint64
 
@@ -212,7 +211,7 @@ class _GramIndex:
         table = np.zeros(1 << bits, dtype=bool)
         table[keys & mask] = True
         ptr = np.append(first, len(grams)).astype(np.int64)
-        return cls(g, keys, ptr, refs, per_field, counts, table, mask)
+        return cls(g, keys, ptr, refs, counts, table, mask)
 
     def lookup(self, grams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(positions in ``grams``, key indices) of the grams that are in the index.
@@ -249,7 +248,8 @@ class ScreenIndex:
     hasher: TokenHasher = field(default_factory=TokenHasher)
 
 
-def _tokens(text: str) -> list[str]:
+def screen_tokens(text: str) -> list[str]:
+    """The tokens :func:`token_spans` gives, without offsets (the fast path used for every document)."""
     if text.isascii():
         # NFKC is the identity on ASCII; translate + split gives _WORD.findall's tokens in half the time.
         return text.lower().translate(_ASCII_NON_WORD).split()
@@ -262,9 +262,9 @@ def token_spans(text: str) -> tuple[list[str], list[int], list[int]]:
     """The screen's tokens with their (start, end) character offsets in ``text``.
 
     Each word run is normalised on its own (NFKC, lowercase) so that its tokens keep the run's offsets; a
-    run that normalises into several words gives each of them the run's span. The result equals
-    ``word_tokens(text)`` except where NFKC would turn a non-word symbol into letters (``㎏`` -> ``kg``),
-    which is no loss: items and documents are tokenised the same way.
+    run that normalises into several words gives each of them the run's span. The result equals the
+    ``\\w+`` runs of the whole text NFKC-normalised and lowercased, except where NFKC would turn a non-word
+    symbol into letters (``㎏`` -> ``kg``), which is no loss: items and documents are tokenised the same way.
     """
     tokens: list[str] = []
     starts: list[int] = []
@@ -277,11 +277,6 @@ def token_spans(text: str) -> tuple[list[str], list[int], list[int]]:
         starts.extend([m.start()] * len(parts))
         ends.extend([m.end()] * len(parts))
     return tokens, starts, ends
-
-
-def screen_tokens(text: str) -> list[str]:
-    """The tokens :func:`token_spans` gives, without offsets (the fast path used for every document)."""
-    return _tokens(text)
 
 
 def _require(table: pa.Table, columns: tuple[str, ...], what: str) -> None:
@@ -327,7 +322,7 @@ def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = N
     cols = {c: items.column(c).to_pylist() for c in _ITEM_COLUMNS}
     for eval_set, item_id, raw in zip(cols["eval_set"], cols["item_id"], cols["screen_fields"], strict=True):
         for name, text in _screen_fields(eval_set, item_id, raw).items():
-            hashes = index.hasher.hashes(_tokens(text))
+            hashes = index.hasher.hashes(screen_tokens(text))
             exact = np.unique(ngram_hashes(hashes, cfg.n)) if "ngram" in cfg.methods else empty
             fuzzy = np.unique(ngram_hashes(hashes, cfg.containment_n)) if cfg.fuzzy else empty
             if len(fuzzy) < cfg.fuzzy_min_shingles:
@@ -389,13 +384,12 @@ class _Chunk:
 
     def __init__(self, texts: Sequence[str], offset: int, hasher: TokenHasher) -> None:
         self.offset = offset
-        self.texts = texts
-        self.tokens = [_tokens(t) for t in texts]
-        lengths = np.fromiter(map(len, self.tokens), dtype=np.int64, count=len(texts))
+        tokens = [screen_tokens(t) for t in texts]
+        lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(texts))
         self.ends = np.cumsum(lengths)
         self.starts = self.ends - lengths
         self.doc_of = np.repeat(np.arange(len(texts)), lengths)
-        self.hashes = hasher.hashes(list(chain.from_iterable(self.tokens)))
+        self.hashes = hasher.hashes(list(chain.from_iterable(tokens)))
         self._grams: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def grams(self, g: int) -> tuple[np.ndarray, np.ndarray]:
@@ -429,7 +423,7 @@ def _exact_findings(chunk: _Chunk, index: _GramIndex, match_type: str) -> list[_
     pos, keys, refs = _chunk_hits(chunk, index)
     if not len(pos):
         return []
-    nfields = len(index.field_sets)
+    nfields = len(index.field_counts)
     counts = index.field_counts
     out = []
     for pair, p, k in _grouped(chunk.doc_of[pos] * nfields + refs, pos, keys):
@@ -449,7 +443,7 @@ def _fuzzy_findings(chunk: _Chunk, index: _GramIndex, cfg: ScreenConfig, field_t
     pos, keys, refs = _chunk_hits(chunk, index)
     if not len(pos):
         return []
-    nfields = len(index.field_sets)
+    nfields = len(index.field_counts)
     docs = chunk.doc_of[pos]
     pair = docs * nfields + refs
     # Distinct (pair, shingle) first, so that a shingle repeated in a document counts once.
@@ -517,7 +511,12 @@ def _emit(findings: list[_Finding], index: ScreenIndex, docs: pa.Table) -> pa.Ta
 
 
 def screen(
-    docs: pa.Table, items: pa.Table, *, n: int = 13, config: ScreenConfig | None = None
+    docs: pa.Table,
+    items: pa.Table,
+    *,
+    n: int = 13,
+    config: ScreenConfig | None = None,
+    index: ScreenIndex | None = None,
 ) -> tuple[pa.Table, pa.Table, pa.Table]:
     """Split ``docs`` into (clean, contaminated) and return the findings behind every contaminated doc.
 
@@ -529,9 +528,15 @@ def screen(
     1.5 times the field's length) for the fuzzy methods. ``score`` is the share of the field's distinct
     n-grams found for ``ngram<n>`` and ``containment``, the Jaccard similarity for ``jaccard``.
     A document whose text is null is screened as empty text, so it is clean.
+
+    ``index`` is :func:`build_index` of ``items`` when the caller already has it (to pass its
+    ``unscreenable`` list on to :func:`contamination_report` without indexing the items again).
     """
     _require(docs, _DOC_COLUMNS, "document")
-    index = build_index(items, config=_resolve(n, config))
+    if index is None:
+        index = build_index(items, config=_resolve(n, config))
+    elif (config is not None and config != index.config) or n not in (13, index.config.n):
+        raise ValueError(f"contamination: n/config differ from those the index was built with ({index.config})")
     cfg = index.config
     texts = docs.column("text")
     field_tokens = np.array(index.field_tokens, dtype=np.int64)
@@ -554,22 +559,33 @@ def _sorted_strings(values: Iterable[str]) -> list[str]:
     return sorted(set(values))
 
 
-def contamination_report(findings: pa.Table, items: pa.Table, *, config: ScreenConfig | None = None) -> pa.Table:
+def contamination_report(
+    findings: pa.Table,
+    items: pa.Table,
+    *,
+    config: ScreenConfig | None = None,
+    unscreenable: Sequence[UnscreenableField] | None = None,
+) -> pa.Table:
     """One row per eval set of ``items`` (sorted): how many of its items leaked, as holdout or target, from where.
 
-    ``config`` must be the one the findings were screened with, for the count of unscreenable fields. A
-    finding naming an item that ``items`` does not hold means the two tables do not belong together, so it
-    raises rather than report a share against the wrong denominator.
+    The unscreenable fields are counted from ``unscreenable`` (the ``ScreenIndex.unscreenable`` of the
+    screen) when given; otherwise the items are indexed again under ``config``, which must then be the one
+    the findings were screened with. A finding naming an item that ``items`` does not hold means the two
+    tables do not belong together, so it raises rather than report a share against the wrong denominator.
     """
     _require(items, ("eval_set", "item_id"), "eval item")
     _require(findings, ("eval_set", "item_id", "kind", "doc_id", "source_id"), "finding")
     known: dict[str, set[str]] = {}
     for s, i in zip(items.column("eval_set").to_pylist(), items.column("item_id").to_pylist(), strict=True):
         known.setdefault(s, set()).add(i)
-    unscreenable: dict[str, int] = dict.fromkeys(known, 0)
-    if "screen_fields" in items.column_names:
-        for u in build_index(items, config=config or ScreenConfig()).unscreenable:
-            unscreenable[u.eval_set] += 1
+    if unscreenable is None:
+        has_fields = "screen_fields" in items.column_names
+        unscreenable = build_index(items, config=config or ScreenConfig()).unscreenable if has_fields else []
+    too_short: dict[str, int] = dict.fromkeys(known, 0)
+    for u in unscreenable:
+        if u.eval_set not in too_short:
+            raise ValueError(f"contamination_report: unscreenable field of eval set {u.eval_set!r}, not in the items")
+        too_short[u.eval_set] += 1
     leaked: dict[str, dict[str, set[str]]] = {s: {"any": set(), HOLDOUT: set(), TARGET: set()} for s in known}
     sources: dict[str, set[str]] = {s: set() for s in known}
     docs: dict[str, set[tuple[str, str]]] = {s: set() for s in known}
@@ -598,7 +614,7 @@ def contamination_report(findings: pa.Table, items: pa.Table, *, config: ScreenC
             "leaked_share": len(leaked[s]["any"]) / len(known[s]),
             "sources": sorted(sources[s]),
             "documents_hit": len(docs[s]),
-            "fields_unscreenable": unscreenable[s],
+            "fields_unscreenable": too_short[s],
         }
         for s in sorted(known)
     ]

@@ -40,8 +40,3 @@ def detect_language(text: str) -> tuple[str, float]:
         return UNKNOWN, 0.0
     lang, conf = _get().classify(text)
     return str(lang), min(1.0, max(0.0, float(conf)))
-
-
-def detect_languages(texts: list[str]) -> list[tuple[str, float]]:
-    """``detect_language`` over a batch; one model load, results in input order."""
-    return [detect_language(t) for t in texts]

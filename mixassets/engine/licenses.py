@@ -29,10 +29,6 @@ RESEARCH_ONLY = "RESEARCH_ONLY"
 PARTNER_ONLY = "PARTNER_ONLY"
 PARTNER_PREFIX = "PARTNER:"
 
-ALL_TAGS = frozenset(
-    {COMMERCIAL_OK, ATTRIBUTION_REQUIRED, SHAREALIKE, NON_COMMERCIAL, NO_DERIVATIVES, RESEARCH_ONLY, PARTNER_ONLY}
-)
-
 # Tags that take a right away; COMMERCIAL_OK and the obligations never block a use on their own.
 _NEVER_TRAINABLE = frozenset({NO_DERIVATIVES})
 _NOT_COMMERCIAL = frozenset({NON_COMMERCIAL, RESEARCH_ONLY, PARTNER_ONLY}) | _NEVER_TRAINABLE
@@ -263,11 +259,6 @@ def _alternatives(node: _Node) -> frozenset[frozenset[str] | None]:
     return combos
 
 
-def parse_license(expr: str) -> None:
-    """Raise LicenseError if ``expr`` is not a syntactically valid SPDX expression."""
-    _parse(expr)
-
-
 def license_alternatives(expr: str | None) -> list[frozenset[str]] | None:
     """The known choices an expression offers (tag set per choice); None when no choice is fully known."""
     if expr is None or not expr.strip():
@@ -276,6 +267,15 @@ def license_alternatives(expr: str | None) -> list[frozenset[str]] | None:
     if not known:
         return None
     return sorted(known, key=_restrictiveness)
+
+
+def every_license_known(expr: str) -> bool:
+    """True when every license id of ``expr`` is one we recognise (``WITH`` exceptions aside).
+
+    Every id appears in some alternative and an alternative is unknown exactly when one of its ids is, so
+    this is "no alternative is unknown". Raises LicenseError if ``expr`` does not parse.
+    """
+    return None not in _alternatives(_parse(expr))
 
 
 def _restrictiveness(tags: frozenset[str]) -> tuple[int, int, list[str]]:

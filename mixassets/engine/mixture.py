@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mixassets.engine.text_norm import stable_hash64
 from mixassets.project import LengthBucket, MixtureSpec
@@ -213,7 +214,8 @@ def _combined_weight(sid: str, domain: str, phase: _Phase) -> float | None:
     return (1.0 if own is None else float(own)) * (1.0 if dom is None else float(dom))
 
 
-def _validate(docs: pa.Table, token_counts: Sequence[int], allowed: Sequence[bool]) -> None:
+def _validate(docs: pa.Table, token_counts: Sequence[int], allowed: Sequence[bool]) -> np.ndarray:
+    """Raise on malformed input; returns the token counts as an int64 array."""
     for name in ("doc_id", "source_id"):
         if name not in docs.column_names:
             raise ValueError(f"mixture: input table lacks required column '{name}'; got {docs.column_names}")
@@ -226,19 +228,43 @@ def _validate(docs: pa.Table, token_counts: Sequence[int], allowed: Sequence[boo
         raise ValueError(f"mixture: {len(token_counts)} token counts for {docs.num_rows} documents")
     if len(allowed) != docs.num_rows:
         raise ValueError(f"mixture: {len(allowed)} policy flags for {docs.num_rows} documents")
-    negative = [i for i, t in enumerate(token_counts) if t < 0]
-    if negative:
-        raise ValueError(f"mixture: negative token count at row(s) {negative[:10]}")
+    counts = np.asarray(token_counts)
+    negative = np.flatnonzero(counts.reshape(-1) < 0)
+    if len(negative):
+        raise ValueError(f"mixture: negative token count at row(s) {negative[:10].tolist()}")
+    return counts.astype(np.int64, copy=False).reshape(-1)
 
 
 def _share(part: float, whole: float) -> float:
     return part / whole if whole else 0.0
 
 
-def _labels(docs: pa.Table, name: str) -> list[str]:
+def _encode(values: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+    """(code per row, sorted distinct values): ``names[codes[i]]`` is row ``i``'s value, and codes order like names."""
+    encoded = pc.dictionary_encode(values.combine_chunks())
+    names = encoded.dictionary.to_pylist()
+    order = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order] = np.arange(len(names))
+    return rank[encoded.indices.to_numpy(zero_copy_only=False)], [names[i] for i in order]
+
+
+def _labels(docs: pa.Table, name: str) -> tuple[np.ndarray, list[str]]:
+    """:func:`_encode` of a label column; a missing column, a null or an empty label reads as ``unknown``."""
     if name not in docs.column_names:
-        return [UNKNOWN] * docs.num_rows
-    return [v or UNKNOWN for v in docs.column(name).to_pylist()]
+        return np.zeros(docs.num_rows, dtype=np.int64), [UNKNOWN] if docs.num_rows else []
+    values = docs.column(name)
+    if pa.types.is_null(values.type):
+        values = values.cast(pa.string())
+    values = pc.fill_null(values, UNKNOWN)
+    return _encode(pc.if_else(pc.equal(values, ""), UNKNOWN, values))
+
+
+def _sum_by(codes: np.ndarray, values: np.ndarray, n: int) -> list[int]:
+    """Integer sums of ``values`` per code (bincount's weights would go through float64)."""
+    out = np.zeros(n, dtype=np.int64)
+    np.add.at(out, codes, values)
+    return out.tolist()
 
 
 def _derive(group: dict[str, Any], mixture_tokens: int, available_tokens: int, budget: int) -> dict[str, Any]:
@@ -261,38 +287,46 @@ def _group(per_source: Mapping[str, Mapping[str, Any]], key: str) -> dict[str, d
 
 @dataclass(frozen=True)
 class _Corpus:
-    """The input columns the sampler reads, as arrays indexed by input row."""
+    """The input columns the sampler reads, as arrays indexed by input row; labels as codes into sorted names."""
 
-    doc_ids: list[str]
-    sources: list[str]
-    domains: list[str]
-    languages: list[str]
+    doc_ids: pa.ChunkedArray
+    doc_rank: np.ndarray  # each row's position in (doc_id, row) order: the canonical order of a source
+    source: np.ndarray  # code into source_names
+    source_names: list[str]
+    language: np.ndarray  # code into language_names
+    language_names: list[str]
     tokens: np.ndarray
     ok: np.ndarray  # allowed by the release policy
     drawable: np.ndarray  # allowed and in a length bucket of weight > 0
-    rows_by_source: dict[str, list[int]]
+    rows_by_source: dict[str, np.ndarray]  # ascending rows
+    domains: dict[str, str]  # per source with documents: its most common domain (ties by name)
 
     @classmethod
-    def of(cls, docs: pa.Table, token_counts: Sequence[int], allowed: Sequence[bool], spec: MixtureSpec) -> _Corpus:
-        sources = docs.column("source_id").to_pylist()
-        tokens = np.asarray(token_counts, dtype=np.int64).reshape(-1)
+    def of(cls, docs: pa.Table, tokens: np.ndarray, allowed: Sequence[bool], spec: MixtureSpec) -> _Corpus:
+        n = docs.num_rows
+        source, source_names = _encode(docs.column("source_id"))
+        domain, domain_names = _labels(docs, "domain")
         ok = np.asarray(allowed, dtype=bool).reshape(-1)
-        rows_by_source: dict[str, list[int]] = {}
-        for i, s in enumerate(sources):
-            rows_by_source.setdefault(s, []).append(i)
+        # Arrow's sort is stable and compares UTF-8 bytes, which orders like Python compares str.
+        doc_rank = np.empty(n, dtype=np.int64)
+        doc_rank[pc.sort_indices(docs.column("doc_id")).to_numpy()] = np.arange(n)
+        by_source = np.argsort(source, kind="stable")
+        bounds = np.cumsum(np.bincount(source, minlength=len(source_names)))[:-1]
         return cls(
-            docs.column("doc_id").to_pylist(),
-            sources,
-            _labels(docs, "domain"),
-            _labels(docs, "language"),
+            docs.column("doc_id"),
+            doc_rank,
+            source,
+            source_names,
+            *_labels(docs, "language"),
             tokens,
             ok,
             ok & (length_weights(tokens, spec.length_buckets) > 0),
-            rows_by_source,
+            dict(zip(source_names, np.split(by_source, bounds) if n else [], strict=True)),
+            _top_domains(source, domain, source_names, domain_names),
         )
 
     def rows(self, sid: str) -> np.ndarray:
-        return np.asarray(self.rows_by_source.get(sid, []), dtype=np.int64)
+        return self.rows_by_source.get(sid, np.zeros(0, dtype=np.int64))
 
     def drawable_tokens(self, sid: str) -> int:
         rows = self.rows(sid)
@@ -300,15 +334,27 @@ class _Corpus:
 
     def domain_of(self, sid: str) -> str:
         """The most common domain of the source's documents (ties by name): domain weights act per source."""
-        counts = Counter(self.domains[r] for r in self.rows_by_source.get(sid, []))
-        return min(counts, key=lambda d: (-counts[d], d)) if counts else UNKNOWN
+        return self.domains.get(sid, UNKNOWN)
+
+
+def _top_domains(
+    source: np.ndarray, domain: np.ndarray, source_names: list[str], domain_names: list[str]
+) -> dict[str, str]:
+    """Per source, its most frequent domain code; the smallest code, i.e. the first name, among equals."""
+    if not len(source):
+        return {}
+    pairs, counts = np.unique(source * len(domain_names) + domain, return_counts=True)
+    src, dom = np.divmod(pairs, len(domain_names))
+    order = np.lexsort((dom, -counts, src))
+    heads = order[np.flatnonzero(np.diff(src[order], prepend=-1))]
+    return {source_names[s]: domain_names[d] for s, d in zip(src[heads].tolist(), dom[heads].tolist(), strict=True)}
 
 
 def _stream(corpus: _Corpus, sid: str, spec: MixtureSpec) -> _Stream:
     """The source's drawable documents, canonically sorted, in their seeded weighted order, cut to max_docs."""
     rows = corpus.rows(sid)
     rows = rows[corpus.drawable[rows]]
-    canonical = np.asarray(sorted(rows.tolist(), key=lambda r: (corpus.doc_ids[r], r)), dtype=np.int64)
+    canonical = rows[np.argsort(corpus.doc_rank[rows])]
     weights = length_weights(corpus.tokens[canonical], spec.length_buckets)
     order = canonical[weighted_order(weights, source_rng(spec.seed, sid))]
     cap = spec.max_docs.get(sid)
@@ -323,7 +369,7 @@ class _Draws:
 
     rows: list[np.ndarray] = field(default_factory=list)
     occurrences: list[np.ndarray] = field(default_factory=list)
-    phase_names: list[str] = field(default_factory=list)
+    phase_of: list[int] = field(default_factory=list)  # per entry of rows: index of its phase in ``phases``
     phases: dict[str, dict[str, Any]] = field(default_factory=dict)
     listed: set[str] = field(default_factory=set)  # sources some phase names (even with weight 0)
     sampling_share: Counter[str] = field(default_factory=Counter)
@@ -369,7 +415,7 @@ def _draw_phase(
         got = int(stream.tokens[positions % m].sum())
         draws.rows.append(stream.rows[positions % m])
         draws.occurrences.append(occurrence)
-        draws.phase_names.extend([phase.name] * len(positions))
+        draws.phase_of.append(len(draws.phases))
         per_source[sid] = {
             "weight": float(combined[sid] or 0.0),
             "sampling_share": _share(p[sid], p_total),
@@ -448,8 +494,7 @@ def sample_mixture(
     ``domains``, ``languages`` and ``phases`` breakdowns, ``totals``, the ``doc_ids_digest`` of the chosen
     documents and human-readable ``warnings`` (shortfalls, unmet floors).
     """
-    _validate(docs, token_counts, allowed)
-    corpus = _Corpus.of(docs, token_counts, allowed, spec)
+    corpus = _Corpus.of(docs, _validate(docs, token_counts, allowed), allowed, spec)
     named = {sid for ids in spec.source_references().values() for sid in ids}
     source_ids = sorted(set(corpus.rows_by_source) | named)
     domains = {sid: corpus.domain_of(sid) for sid in source_ids}
@@ -472,9 +517,9 @@ def sample_mixture(
     out = out.append_column(
         pa.field(TOKENS_COLUMN, pa.int64(), nullable=False), pa.array(corpus.tokens[idx], pa.int64())
     )
-    out = out.append_column(
-        pa.field(PHASE_COLUMN, pa.string(), nullable=False), pa.array(draws.phase_names, pa.string())
-    )
+    phase_names = pa.array(list(draws.phases), pa.string())
+    phase_of = np.repeat(np.asarray(draws.phase_of, dtype=np.int64), [len(r) for r in draws.rows])
+    out = out.append_column(pa.field(PHASE_COLUMN, pa.string(), nullable=False), phase_names.take(phase_of))
     out = out.append_column(
         pa.field(OCCURRENCE_COLUMN, pa.int32(), nullable=False), pa.array(occ.astype(np.int32), pa.int32())
     )
@@ -508,7 +553,7 @@ def sample_mixture(
         "mixture_id": spec.id,
         "seed": spec.seed,
         "temperature": spec.temperature,
-        "doc_ids_digest": doc_ids_digest(corpus.doc_ids[i] for i in idx.tolist()),
+        "doc_ids_digest": doc_ids_digest(corpus.doc_ids.take(np.unique(idx)).to_pylist()),
         "sources": per_source,
         "domains": derive_all(_group(per_source, "domain")),
         "languages": derive_all(_languages(corpus, times_picked, per_source)),
@@ -522,21 +567,20 @@ def _languages(
     corpus: _Corpus, times_picked: np.ndarray, per_source: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, dict[str, Any]]:
     """Per-document language counts; no targets, because targets are set per source."""
-    groups: dict[str, dict[str, Any]] = {}
-    for i, lang in enumerate(corpus.languages):
-        g = groups.setdefault(lang, dict.fromkeys(_ADDITIVE, 0))
-        t, n = int(corpus.tokens[i]), int(times_picked[i])
-        if not corpus.ok[i]:
-            g["excluded_by_policy"] += 1
-            continue
-        g["available_docs"] += 1
-        g["available_tokens"] += t
-        if not corpus.drawable[i]:
-            g["excluded_by_length"] += 1
-        elif per_source[corpus.sources[i]]["excluded_by_weight"]:
-            g["excluded_by_weight"] += 1
-        g["docs"] += n
-        g["unique_docs"] += int(n > 0)
-        g["repeated_docs"] += max(0, n - 1)
-        g["tokens"] += n * t
-    return dict(sorted(groups.items()))
+    k = len(corpus.language_names)
+    ok = corpus.ok
+    lang, tokens, picked = corpus.language[ok], corpus.tokens[ok], times_picked[ok].astype(np.int64)
+    unweighted = np.array([bool(per_source[s]["excluded_by_weight"]) for s in corpus.source_names], dtype=bool)
+    drawable = corpus.drawable[ok]
+    sums = {
+        "available_docs": np.bincount(lang, minlength=k).tolist(),
+        "available_tokens": _sum_by(lang, tokens, k),
+        "excluded_by_policy": np.bincount(corpus.language[~ok], minlength=k).tolist(),
+        "excluded_by_length": np.bincount(lang[~drawable], minlength=k).tolist(),
+        "excluded_by_weight": np.bincount(lang[drawable & unweighted[corpus.source[ok]]], minlength=k).tolist(),
+        "docs": _sum_by(lang, picked, k),
+        "unique_docs": np.bincount(lang[picked > 0], minlength=k).tolist(),
+        "repeated_docs": _sum_by(lang, np.maximum(picked - 1, 0), k),
+        "tokens": _sum_by(lang, picked * tokens, k),
+    }
+    return {name: {key: sums[key][i] for key in _ADDITIVE} for i, name in enumerate(corpus.language_names)}

@@ -15,6 +15,7 @@ from typing import Any
 from mixassets.engine.mixture import doc_ids_digest
 
 _GROUPS = ("sources", "domains", "languages", "phases")
+_TOTALS = ("old_docs", "new_docs", "docs_delta", "old_tokens", "new_tokens", "tokens_delta")
 _EXAMPLES = 10
 
 
@@ -63,6 +64,12 @@ def _group_delta(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, di
     return out
 
 
+def _digest(manifest: Mapping[str, Any], ids: Sequence[str] | None) -> str | None:
+    if ids is not None:
+        return doc_ids_digest(ids)
+    return manifest.get("doc_ids_digest") or _composition(manifest).get("doc_ids_digest")
+
+
 def _documents(
     a: Mapping[str, Any], b: Mapping[str, Any], ids_a: Sequence[str] | None, ids_b: Sequence[str] | None
 ) -> dict[str, Any] | None:
@@ -78,12 +85,7 @@ def _documents(
             "added_examples": added[:_EXAMPLES],
             "removed_examples": removed[:_EXAMPLES],
         }
-    digest_a = (
-        doc_ids_digest(ids_a) if ids_a is not None else a.get("doc_ids_digest") or _composition(a).get("doc_ids_digest")
-    )
-    digest_b = (
-        doc_ids_digest(ids_b) if ids_b is not None else b.get("doc_ids_digest") or _composition(b).get("doc_ids_digest")
-    )
+    digest_a, digest_b = _digest(a, ids_a), _digest(b, ids_b)
     if digest_a is None or digest_b is None:
         return None
     return {"same_set": digest_a == digest_b}
@@ -102,7 +104,7 @@ def diff_manifests(
     ``doc_ids_digest`` of each composition tells only whether the document sets are equal.
     """
     ca, cb = _composition(a), _composition(b)
-    ta, tb = ca.get("totals") or {}, cb.get("totals") or {}
+    totals = _group_delta({"totals": ca.get("totals")}, {"totals": cb.get("totals")})["totals"]
     rules_old, rules_new = a.get("rules_version"), b.get("rules_version")
     return {
         "old": {k: a.get(k) for k in ("manifest_id", "mixture_id", "spec_hash")},
@@ -117,14 +119,7 @@ def diff_manifests(
             "rule",
         ),
         **{g: _group_delta(ca.get(g) or {}, cb.get(g) or {}) for g in _GROUPS},
-        "totals": {
-            "old_docs": int(ta.get("docs", 0)),
-            "new_docs": int(tb.get("docs", 0)),
-            "docs_delta": int(tb.get("docs", 0)) - int(ta.get("docs", 0)),
-            "old_tokens": int(ta.get("tokens", 0)),
-            "new_tokens": int(tb.get("tokens", 0)),
-            "tokens_delta": int(tb.get("tokens", 0)) - int(ta.get("tokens", 0)),
-        },
+        "totals": {k: totals[k] for k in _TOTALS},
         "documents": _documents(a, b, doc_ids_a, doc_ids_b),
         "shards_changed": [s.get("sha256") for s in a.get("shards") or []]
         != [s.get("sha256") for s in b.get("shards") or []],
@@ -189,7 +184,7 @@ def render_diff_markdown(diff: Mapping[str, Any]) -> str:
         if rows:
             lines += ["", f"## {title}", "", f"| {name} | old | new |", "|---|---|---|"]
             lines += [f"| {_cell(r[name])} | {_cell(r['old'])} | {_cell(r['new'])} |" for r in rows]
-    for group in ("sources", "domains", "languages", "phases"):
+    for group in _GROUPS:
         rows = diff.get(group) or {}
         if not rows:
             continue

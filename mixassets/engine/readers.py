@@ -26,6 +26,7 @@ from mixassets.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
 
 RULE_UNDECODABLE = "read.undecodable"
 RULE_MALFORMED = "read.malformed_record"
+# A chat document's text is its message contents joined by this; the gate and review map offsets through it.
 CHAT_JOINER = "\n\n"
 
 

@@ -9,40 +9,14 @@ incomplete. Anything we cannot read at all is *unknown*.
 
 from __future__ import annotations
 
-import re
-
 import pyarrow as pa
 
-from mixassets.engine.licenses import (
-    ATTRIBUTION_REQUIRED,
-    LicenseError,
-    leaf_tags,
-    license_alternatives,
-    parse_license,
-)
+from mixassets.engine.licenses import ATTRIBUTION_REQUIRED, LicenseError, every_license_known, license_alternatives
 
 VERIFIED = "verified"
 PARTIAL = "partial"
 UNKNOWN = "unknown"
 RIGHTS_STATUSES = (VERIFIED, PARTIAL, UNKNOWN)
-
-_WORD_RE = re.compile(r"[A-Za-z0-9.+:\-]+")
-_OPERATORS = {"and", "or"}
-
-
-def _license_ids(expr: str) -> list[str]:
-    """The license ids of a syntactically valid expression, without operators and WITH exceptions."""
-    ids: list[str] = []
-    after_with = False
-    for word in _WORD_RE.findall(expr):
-        low = word.lower()
-        if low == "with":
-            after_with = True
-        elif after_with:
-            after_with = False  # an exception id only adds permissions; it is not a license to recognise
-        elif low not in _OPERATORS:
-            ids.append(word)
-    return ids
 
 
 def rights_status(license_expr: str | None, attribution: str | None) -> str:
@@ -51,20 +25,18 @@ def rights_status(license_expr: str | None, attribution: str | None) -> str:
     Attribution is required when the alternative we would comply with — the least restrictive one, as
     ``licenses.license_tags`` picks it — requires it: with ``MIT OR CC0-1.0`` that is CC0 and no
     attribution is owed, while ``CC-BY-4.0 OR LicenseRef-research-only`` is used under CC-BY for anything
-    commercial, so it is owed. Every alternative being known is the same as
-    every license id in the expression being known, since each id appears in some alternative and an
-    alternative is unknown exactly when one of its ids is.
+    commercial, so it is owed. An exception id after ``WITH`` only adds permissions, so it is not a
+    license that must be recognised.
     """
     if license_expr is None or not license_expr.strip():
         return UNKNOWN
     try:
-        parse_license(license_expr)
         alternatives = license_alternatives(license_expr)
     except LicenseError:
         return UNKNOWN
     if alternatives is None:
         return UNKNOWN
-    if any(leaf_tags(license_id) is None for license_id in _license_ids(license_expr)):
+    if not every_license_known(license_expr):
         return PARTIAL
     needs_attribution = ATTRIBUTION_REQUIRED in alternatives[0]  # sorted least restrictive first
     if needs_attribution and not (attribution and attribution.strip()):

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 import numpy as np
 
 _PUNCT = re.compile(r"[^\w\s]+")
-_WORD = re.compile(r"\w+")
 
 # Odd 64-bit multipliers (from the golden ratio and splitmix64); one per position in an n-gram, so that
 # the same tokens in a different order hash differently.
@@ -41,11 +40,6 @@ def normalize(text: str) -> str:
 def dedupe_words(text: str) -> list[str]:
     """The words dedupe shingles: the tokens of :func:`normalize`."""
     return normalize(text).split()
-
-
-def word_tokens(text: str) -> list[str]:
-    """Lowercased ``\\w+`` runs (GPT-3 appendix C style), so code splits into identifiers and numbers."""
-    return _WORD.findall(unicodedata.normalize("NFKC", text).lower())
 
 
 def stable_hash64(value: str | bytes) -> int:

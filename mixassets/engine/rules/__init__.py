@@ -12,10 +12,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+from mixassets.engine.readers import CHAT_JOINER
 from mixassets.engine.rules.base import (
     BLOCKING_ACTIONS,
-    CHAT_JOINER,
-    EDIT_ACTIONS,
     Action,
     DocOutcomes,
     GateContext,
@@ -41,7 +40,6 @@ __all__ = [
     "BLOCKING_ACTIONS",
     "CHAT_JOINER",
     "DEFAULT_RULES",
-    "EDIT_ACTIONS",
     "RULES_VERSION",
     "Action",
     "DocOutcomes",

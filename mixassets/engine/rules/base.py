@@ -22,9 +22,6 @@ from mixassets.project import GatingConfig, SourceSpec
 
 Action = Literal["reject", "quarantine", "redact", "strip", "flag"]
 BLOCKING_ACTIONS = frozenset({"reject", "quarantine"})
-# Edits change the accepted text; "strip" removes a span, "redact" replaces it with a placeholder.
-EDIT_ACTIONS = frozenset({"redact", "strip"})
-CHAT_JOINER = "\n\n"
 
 # Which documents a rule is meant for: every source, or only sources judged by the prose / code rule set.
 Scope = Literal["any", "prose", "code"]

@@ -18,7 +18,6 @@ one table as the only batch, so both runners strip exactly the same lines.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ import pyarrow as pa
 
 from mixassets.engine.rules.base import DocOutcomes, GateContext, Outcome, Rule, texts
 from mixassets.engine.rules.exact_duplicates import normalize_for_dedupe
+from mixassets.engine.text_norm import stable_hash64, text_key
 
 # Hashes buffered before they are merged into the sorted counts: bounds both the buffer and the merge cost.
 _MERGE_EVERY = 1 << 20
@@ -35,10 +35,6 @@ _MERGE_EVERY = 1 << 20
 def line_key(line: str) -> str:
     """Whitespace runs and surrounding spaces do not make two banner lines different."""
     return " ".join(line.split())
-
-
-def line_hash(key: str) -> int:
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
 
 
 @dataclass(frozen=True)
@@ -105,12 +101,12 @@ class RepeatedLineRule(Rule):
             for kind, text in zip(docs.column("kind").to_pylist(), texts(docs), strict=True):
                 if kind == "chat":
                     continue
-                key = hashlib.blake2b(normalize_for_dedupe(text).encode(), digest_size=16).digest()
+                key = text_key(normalize_for_dedupe(text))
                 if key in seen:
                     continue
                 seen.add(key)
                 keys = {k for line in text.splitlines() if len(k := line_key(line)) >= cfg.min_line_chars}
-                counts.add_document({line_hash(k) for k in keys})
+                counts.add_document({stable_hash64(k) for k in keys})
         n_docs = len(seen)
         lines = {h: c for h, c in counts.at_least(cfg.min_docs).items() if c / n_docs >= cfg.min_doc_fraction}
         return Boilerplate(n_docs, lines)
@@ -132,7 +128,7 @@ class RepeatedLineRule(Rule):
             pos = 0
             for line in text.splitlines(keepends=True):
                 key = line_key(line)
-                count = state.lines.get(line_hash(key)) if len(key) >= cfg.min_line_chars else None
+                count = state.lines.get(stable_hash64(key)) if len(key) >= cfg.min_line_chars else None
                 if count is not None:
                     reason = (
                         f"line in {count} of {n_docs} distinct documents "

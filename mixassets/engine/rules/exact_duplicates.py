@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import unicodedata
 
 import pyarrow as pa
 
 from mixassets.engine.rules.base import DocOutcomes, GateContext, Outcome, Rule, texts
+from mixassets.engine.text_norm import text_key
 
 # ``ctx.cache`` key of the seen-map: it lives as long as the context, so a streaming run that keeps one
 # context for all its batches finds a duplicate of a document gated batches earlier.
@@ -21,11 +21,7 @@ def normalize_for_dedupe(text: str) -> str:
 
 def dedupe_key(source_id: str, text: str) -> bytes:
     """16 bytes per document instead of its text: a collision needs ~2**64 documents in one source."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(source_id.encode())
-    h.update(b"\x00")
-    h.update(normalize_for_dedupe(text).encode())
-    return h.digest()
+    return text_key(f"{source_id}\x00{normalize_for_dedupe(text)}")
 
 
 class ExactDedupeRule(Rule):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 from mixassets.engine.pii import find_pii
-from mixassets.engine.rules.base import CHAT_JOINER, DocOutcomes, GateContext, Outcome, Rule, chat_contents, texts
+from mixassets.engine.readers import CHAT_JOINER
+from mixassets.engine.rules.base import DocOutcomes, GateContext, Outcome, Rule, chat_contents, texts
 
 
 def pii_rule_id(pii_type: str) -> str:
