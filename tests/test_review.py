@@ -421,3 +421,14 @@ def test_chat_redaction_across_a_message_boundary_is_not_applied(gate_out):
     assert stats["not_applied"] == [
         {"doc_id": "chat2", "reason": "chat messages could not be aligned with the stored redacted text"}
     ]
+
+
+def test_agreement_table_from_summed_counts():
+    from mixassets.engine.review import agreement_table
+
+    rows = agreement_table({"quality.short": (4, 3), "accepted": (10, 9), "never": (0, 0)}).to_pylist()
+    assert [r["rule_id"] for r in rows] == ["accepted", "quality.short"]
+    accepted, rule = rows
+    assert accepted["estimated_false_negative_rate"] == 0.1 and accepted["estimated_false_positive_rate"] is None
+    assert rule["estimated_false_positive_rate"] == 0.25 and rule["overturned"] == 1
+    assert rule["rate_ci_low"] < 0.25 < rule["rate_ci_high"]

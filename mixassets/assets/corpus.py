@@ -184,7 +184,7 @@ def gated_documents(context: AssetExecutionContext, project: ProjectResource, re
     metadata["rejected_by_review"] = review_stats["rejected_by_review"]
     for row in agreement.to_pylist():
         metadata[f"review/{row['rule_id']}/reviewed"] = row["reviewed"]
-        metadata[f"review/{row['rule_id']}/overturned"] = row["overturned"]
+        metadata[f"review/{row['rule_id']}/agreed"] = row["agreed"]
     yield table_output(outputs["gated_documents"], name="gated_documents", metadata=metadata)
     yield table_output(outputs["decision_log"], name="decision_log")
     yield table_output(

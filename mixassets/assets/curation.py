@@ -12,6 +12,7 @@ from upath import UPath
 from mixassets.automation import changed_out, rerun_when_changed
 from mixassets.curation_config import dedupe_config, screen_config
 from mixassets.engine.contamination import (
+    build_index,
     contamination_report,
     item_leaks,
     screen,
@@ -190,8 +191,9 @@ def screened_corpus(
     context: AssetExecutionContext, project: ProjectResource, deduplicated_corpus: pa.Table, eval_registry: pa.Table
 ):
     config = screen_config(project.load())
-    clean, dirty, findings = screen(deduplicated_corpus, eval_registry, config=config)
-    report = contamination_report(findings, eval_registry, config=config)
+    index = build_index(eval_registry, config=config)  # built once for the screen and its report
+    clean, dirty, findings = screen(deduplicated_corpus, eval_registry, config=config, index=index)
+    report = contamination_report(findings, eval_registry, config=config, unscreenable=index.unscreenable)
     leaks = item_leaks(findings)
     yield table_output(
         clean,

@@ -26,7 +26,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,6 +141,11 @@ def _fired_rules(decisions: pa.Table) -> dict[tuple[str, str], tuple[list[str], 
     return fired
 
 
+def _rows(table: pa.Table, indices: list[int], columns: Iterable[str]) -> list[dict[str, Any]]:
+    """The given rows of a few columns as Python values; only these rows, not the table, are converted."""
+    return table.select(list(columns)).take(pa.array(indices, type=pa.int64())).to_pylist()
+
+
 def sample_review_sheet(
     accepted: pa.Table, quarantine: pa.Table, decisions: pa.Table, *, n: int, seed: int
 ) -> pa.Table:
@@ -186,22 +191,14 @@ def sample_review_sheet(
         ):
             out[name].append(value)
 
-    acc_cols = {c: accepted.column(c).to_pylist() for c in ("locator", "text")}
-    for key in _sample_keys(list(acc_rows), n_acc, seed):
-        i = acc_rows[key]
+    acc_keys = _sample_keys(list(acc_rows), n_acc, seed)
+    for key, row in zip(acc_keys, _rows(accepted, [acc_rows[k] for k in acc_keys], ("locator", "text")), strict=True):
         rules, reasons = fired.get(key, ([], []))
-        add(key, acc_cols["locator"][i], ACCEPTED, ";".join(rules), "; ".join(reasons), acc_cols["text"][i])
-    q_cols = {c: quarantine.column(c).to_pylist() for c in ("locator", "disposition", "rule_id", "reason", "text")}
-    for key in _sample_keys(list(held_rows), n_held, seed):
-        i = held_rows[key]
-        add(
-            key,
-            q_cols["locator"][i],
-            q_cols["disposition"][i],
-            q_cols["rule_id"][i],
-            q_cols["reason"][i],
-            q_cols["text"][i],
-        )
+        add(key, row["locator"], ACCEPTED, ";".join(rules), "; ".join(reasons), row["text"])
+    held_keys = _sample_keys(list(held_rows), n_held, seed)
+    held_cols = ("locator", "disposition", "rule_id", "reason", "text")
+    for key, row in zip(held_keys, _rows(quarantine, [held_rows[k] for k in held_keys], held_cols), strict=True):
+        add(key, row["locator"], row["disposition"], row["rule_id"], row["reason"], row["text"])
     sheet = pa.table(out, schema=REVIEW_SHEET_SCHEMA)
     if sheet.num_rows == 0:
         return sheet
@@ -366,18 +363,16 @@ def merge_overrides(existing: pa.Table, new: pa.Table) -> pa.Table:
     Within one table a later row wins over an earlier one. Rows are sorted by doc_id so the same verdicts
     always give the same table (and the same asset version).
     """
+    latest = _latest_per_doc(existing, new)
+    return pa.Table.from_pylist([latest[d] for d in sorted(latest)], schema=OVERRIDE_SCHEMA)
+
+
+def _latest_per_doc(*overrides: pa.Table) -> dict[str, dict[str, Any]]:
+    """The last row per doc_id over the tables in order; every table is checked before any row is read."""
     latest: dict[str, dict[str, Any]] = {}
-    for table in (_conform_overrides(existing), _conform_overrides(new)):
+    for table in [_conform_overrides(t) for t in overrides]:
         for row in table.to_pylist():
             latest[row["doc_id"]] = row
-    rows = [latest[d] for d in sorted(latest)]
-    return pa.Table.from_pylist(rows, schema=OVERRIDE_SCHEMA)
-
-
-def _latest_per_doc(overrides: pa.Table) -> dict[str, dict[str, Any]]:
-    latest: dict[str, dict[str, Any]] = {}
-    for row in _conform_overrides(overrides).to_pylist():
-        latest[row["doc_id"]] = row
     return latest
 
 
@@ -517,19 +512,19 @@ def apply_overrides(
             pa.Table.from_pylist([doc for _, _, doc in to_accept], schema=DOCUMENT_SCHEMA),
         ]
     )
-    acc_rows = accepted.select(["doc_id", "source_id", "locator", "text"]).to_pylist()
+    leaving = _rows(accepted, [acc_index[d] for d, _ in to_reject], ("source_id", "locator", "text"))
     rejected_rows = [
         {
             "doc_id": d,
-            "source_id": acc_rows[acc_index[d]]["source_id"],
-            "locator": acc_rows[acc_index[d]]["locator"],
+            "source_id": doc["source_id"],
+            "locator": doc["locator"],
             "disposition": "rejected",
             "rule_id": REVIEW_REJECT_RULE,
             "reason": _review_reason(row),
-            "text": acc_rows[acc_index[d]]["text"],
+            "text": doc["text"],
             "raw": None,
         }
-        for d, row in to_reject
+        for (d, row), doc in zip(to_reject, leaving, strict=True)
     ]
     new_quarantine = pa.concat_tables(
         [
@@ -621,8 +616,15 @@ def review_agreement(overrides: pa.Table, accepted: pa.Table, quarantine: pa.Tab
         c = counts.setdefault(rule, [0, 0])
         c[0] += 1
         c[1] += int(agrees)
+    return agreement_table({rule: (reviewed, agreed) for rule, (reviewed, agreed) in counts.items()})
+
+
+def agreement_table(counts: Mapping[str, tuple[int, int]]) -> pa.Table:
+    """``AGREEMENT_SCHEMA`` rows from ``{rule: (reviewed, agreed)}``, e.g. counts summed over sources: for a
+    holding rule the overturn rate estimates its false-positive rate, for "accepted" the gate's miss rate,
+    each with a 95% Wilson interval. Sorted by rule_id with "accepted" first; rules never reviewed are left out."""
     rows = []
-    for rule in sorted(counts, key=lambda r: (r != ACCEPTED, r)):
+    for rule in sorted((r for r, c in counts.items() if c[0]), key=lambda r: (r != ACCEPTED, r)):
         reviewed, agreed = counts[rule]
         overturned = reviewed - agreed
         rate = overturned / reviewed
