@@ -206,13 +206,70 @@ def test_dedupe_convenience_matches_the_engine() -> None:
 
 def test_band_index_pairs_and_incremental_query() -> None:
     bands = np.array([[1, 7], [1, 8], [2, 8], [3, 9], [1, 9], [4, 4]], dtype=np.uint64)
-    index = BandIndex(bands, active=np.array([True, True, True, True, True, False]),
-                      exact_groups=np.array([0, -1, 0, 1, 1, 0]))  # fmt: skip
+    index = BandIndex(bands, active=np.array([True, True, True, True, True, False]))
     assert index.candidate_pairs().tolist() == [[0, 1], [0, 4], [1, 2], [1, 4], [3, 4]]
     assert index.candidate_pairs(touching=[4]).tolist() == [[0, 4], [1, 4], [3, 4]]
     assert index.candidate_pairs(touching=np.array([False] * 6)).tolist() == []
-    assert index.exact_pairs().tolist() == [[0, 2], [0, 5], [2, 5], [3, 4]]
-    assert index.exact_pairs(touching=[3]).tolist() == [[3, 4]]
-    assert index.nbytes == 2 * 5 * (8 + 4) + 6 * 8
+    assert index.nbytes == 2 * 5 * (8 + 4)
     with pytest.raises(ValueError, match="touching"):
         index.candidate_pairs(touching=[9])
+
+
+def test_sketch_set_digest_is_stored_with_the_sketches_and_a_stale_one_is_not_trusted() -> None:
+    previous = dedupe_incremental(table(OLD), config=CFG)
+    stored = previous.sketches.schema.metadata[engine._META_SKETCH_SET].decode()
+    assert stored == engine._sketch_set_digest(previous.sketches)
+    # a key the asset layer adds beside it does not stop a refresh from trusting the stored digest
+    meta = {**previous.sketches.schema.metadata, b"mixtrain.dedupe.gated_versions": b"{}"}
+    tagged = previous.sketches.replace_schema_metadata(meta)
+    inc = dedupe_incremental(
+        table(OLD + NEW), previous_sketches=tagged, previous_pairs=previous.verified_pairs, config=CFG
+    )
+    assert inc.stats.incremental
+    assert inc.sketches.schema.metadata[engine._META_SKETCH_SET].decode() == engine._sketch_set_digest(inc.sketches)
+    # a sliced table keeps the old digest in its metadata: it is recomputed, and the pairs are only a cache
+    sliced = dedupe_incremental(
+        table(OLD + NEW), previous_sketches=tagged.slice(0, 20), previous_pairs=previous.verified_pairs, config=CFG
+    )
+    assert not sliced.stats.incremental
+    same_result(sliced, inc)
+
+
+def test_sketch_uses_given_content_hashes_and_computes_the_missing_ones() -> None:
+    docs = table(OLD[:3])
+    plain = engine.sketch(docs, CFG)
+    given = pa.array([7, None, 9], pa.uint64())
+    hashed = engine.sketch(docs, CFG, content_hashes=given)
+    expected = plain.column("content_hash").to_pylist()
+    assert hashed.column("content_hash").to_pylist() == [7, expected[1], 9]
+    assert hashed.drop_columns(["content_hash"]).equals(plain.drop_columns(["content_hash"]))
+    with pytest.raises(ValueError, match="2 content hashes given for 3 documents"):
+        engine.sketch(docs, CFG, content_hashes=given.slice(0, 2))
+
+
+def test_a_refresh_hashes_each_text_once_and_places_the_previous_pairs_once(
+    monkeypatch: pytest.MonkeyPatch, counted: dict[str, int]
+) -> None:
+    previous = dedupe_incremental(table(OLD), config=CFG)
+    calls = {"hash": 0, "cached_pairs": 0}
+    content_hash, cached_pairs = engine._content_hash, engine._cached_pairs
+
+    def counting_hash(text: str | None, code: bool) -> int:
+        calls["hash"] += 1
+        return content_hash(text, code)
+
+    def counting_cached(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["cached_pairs"] += 1
+        return cached_pairs(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_content_hash", counting_hash)
+    monkeypatch.setattr(engine, "_cached_pairs", counting_cached)
+    counted.update(sketched=0, verified_docs=0)
+    inc = dedupe_incremental(
+        table(OLD + NEW), previous_sketches=previous.sketches, previous_pairs=previous.verified_pairs, config=CFG
+    )
+    assert inc.stats.incremental and inc.stats.sketched == len(NEW)
+    # every row once to match it with its previous sketch (new rows are not hashed again when sketched), then
+    # the documents verification re-reads, to check them against their sketches
+    assert calls["hash"] == len(OLD + NEW) + counted["verified_docs"]
+    assert calls["cached_pairs"] == 1

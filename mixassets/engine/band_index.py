@@ -89,22 +89,16 @@ def _unique_pairs(parts: list[tuple[np.ndarray, np.ndarray]], size: int) -> np.n
 
 
 class BandIndex:
-    """Sorted band hashes of a set of documents, with their positions, plus exact-key groups.
+    """Sorted band hashes of a set of documents, with their positions.
 
     ``bands`` is ``(n, b)`` ``uint64``: row i holds document i's band hashes (position i of the concatenated
     sketch tables). Rows where ``active`` is False (documents with no shingles, whose all-empty signature
     would make every one of them collide) are left out of the band runs.
     """
 
-    __slots__ = ("_exact_groups", "_hashes", "_positions", "size")
+    __slots__ = ("_hashes", "_positions", "size")
 
-    def __init__(
-        self,
-        bands: np.ndarray,
-        *,
-        active: np.ndarray | None = None,
-        exact_groups: np.ndarray | None = None,
-    ) -> None:
+    def __init__(self, bands: np.ndarray, *, active: np.ndarray | None = None) -> None:
         bands = np.asarray(bands, dtype=np.uint64)
         if bands.ndim != 2:
             raise ValueError(f"bands must be a 2-d (documents x bands) array, got shape {bands.shape}")
@@ -119,17 +113,11 @@ class BandIndex:
             order = np.argsort(column, kind="stable")
             self._hashes[k] = column[order]
             self._positions[k] = live[order]
-        if exact_groups is None:
-            self._exact_groups = np.full(n, -1, dtype=np.int64)
-        else:
-            self._exact_groups = np.asarray(exact_groups, dtype=np.int64)
-            if self._exact_groups.shape != (n,):
-                raise ValueError(f"exact_groups has shape {self._exact_groups.shape}, expected ({n},)")
 
     @property
     def nbytes(self) -> int:
         """Memory held by the index arrays (what a persisted or cached index would cost)."""
-        return self._hashes.nbytes + self._positions.nbytes + self._exact_groups.nbytes
+        return self._hashes.nbytes + self._positions.nbytes
 
     @property
     def num_bands(self) -> int:
@@ -143,11 +131,3 @@ class BandIndex:
         mask = _as_mask(touching, self.size)
         parts = [pairs_in_runs(self._hashes[k], self._positions[k], mask) for k in range(self.num_bands)]
         return _unique_pairs(parts, self.size)
-
-    def exact_pairs(self, touching: np.ndarray | None = None) -> np.ndarray:
-        """Distinct ``(i, j)`` position pairs, ``i < j``, with the same exact-duplicate key; sorted."""
-        mask = _as_mask(touching, self.size)
-        live = np.flatnonzero(self._exact_groups >= 0)
-        order = np.argsort(self._exact_groups[live], kind="stable")
-        positions = live[order]
-        return _unique_pairs([pairs_in_runs(self._exact_groups[positions], positions, mask)], self.size)

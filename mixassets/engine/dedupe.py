@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
@@ -285,18 +285,32 @@ def _optional_string(docs: pa.Table, name: str) -> pa.ChunkedArray:
     return pa.chunked_array([pa.nulls(docs.num_rows, pa.string())])
 
 
-def _code_mask(sources: pa.ChunkedArray, code_sources: Sequence[str] | set[str] | frozenset[str]) -> np.ndarray:
-    if not code_sources or len(sources) == 0:
+def _in_set(sources: pa.ChunkedArray | pa.Array, members: Collection[str]) -> np.ndarray:
+    """Mask of the rows whose source id is one of ``members`` (code sources, unchanged sources)."""
+    if not members or len(sources) == 0:
         return np.zeros(len(sources), dtype=bool)
-    return pc.is_in(sources, value_set=pa.array(sorted(code_sources), pa.string())).to_numpy(zero_copy_only=False)
+    return pc.is_in(sources, value_set=pa.array(sorted(members), pa.string())).to_numpy(zero_copy_only=False)
 
 
 def _content_hash(text: str | None, code: bool) -> int:
     return stable_hash64(("code\0" if code else "text\0") + (text or ""))
 
 
-def _text_chunks(texts: pa.ChunkedArray | pa.Array) -> list[list[str | None]]:
-    return [texts.slice(start, _TEXT_CHUNK).to_pylist() for start in range(0, len(texts), _TEXT_CHUNK)]
+def _text_chunks(texts: pa.ChunkedArray | pa.Array) -> Iterator[list[str | None]]:
+    """The texts as Python strings, ``_TEXT_CHUNK`` at a time: only one chunk is ever materialised."""
+    for start in range(0, len(texts), _TEXT_CHUNK):
+        yield texts.slice(start, _TEXT_CHUNK).to_pylist()
+
+
+def _content_hashes(texts: pa.ChunkedArray | pa.Array, codes: np.ndarray) -> pa.UInt64Array:
+    """:func:`_content_hash` of every text (``codes``: its shingling mode), chunk by chunk."""
+    out = np.empty(len(texts), dtype=np.uint64)
+    start = 0
+    for chunk in _text_chunks(texts):
+        stop = start + len(chunk)
+        out[start:stop] = [_content_hash(t, c) for t, c in zip(chunk, codes[start:stop].tolist(), strict=True)]
+        start = stop
+    return pa.array(out, pa.uint64())
 
 
 # -- shingles and signatures -----------------------------------------------------------------------------
@@ -406,34 +420,49 @@ def sketch(
     config: DedupeConfig | None = None,
     *,
     code_sources: Sequence[str] | set[str] | frozenset[str] = frozenset(),
+    content_hashes: pa.UInt64Array | pa.ChunkedArray | None = None,
 ) -> pa.Table:
     """One :func:`sketch_schema` row per document of ``docs``, in row order.
 
     Needs ``doc_id``, ``source_id``, ``text`` and ``capture_time``; ``license`` and ``domain`` are carried
     when present (null otherwise). Documents of ``code_sources`` are shingled as code tokens.
+    ``content_hashes`` (aligned with ``docs``) are hashes a caller already computed, so a text is not hashed
+    twice; a null entry is computed here. The schema metadata records the sketch-set digest, which lets a
+    later run tell whether verified pairs were made for exactly these sketches without re-hashing them.
+
+    Texts are read, shingled and signed a chunk at a time and each chunk's shingle sets are dropped once
+    its signatures are made, so memory holds one chunk of texts and sets besides the output.
     """
     cfg = config or DedupeConfig()
     _check_columns(docs)
     schema = sketch_schema(cfg)
     bands, rows = cfg.banding
-    codes = _code_mask(docs.column("source_id"), code_sources)
+    n = docs.num_rows
+    if content_hashes is not None and len(content_hashes) != n:
+        raise ValueError(f"dedupe: {len(content_hashes)} content hashes given for {n} documents")
+    codes = _in_set(docs.column("source_id"), code_sources)
     hasher = TokenHasher()
     keys: list[bytes | None] = []
-    hashes: list[int] = []
-    sets: list[np.ndarray] = []
-    row = 0
+    hashes = np.empty(n, dtype=np.uint64)
+    sizes = np.empty(n, dtype=np.int32)
+    sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
+    band = np.empty((n, bands), dtype=np.uint64)
+    start = 0
     for chunk in _text_chunks(docs.column("text")):
-        for text in chunk:
-            code = bool(codes[row])
+        stop = start + len(chunk)
+        chunk_codes = codes[start:stop].tolist()
+        known = [None] * len(chunk) if content_hashes is None else content_hashes.slice(start, len(chunk)).to_pylist()
+        sets: list[np.ndarray] = []
+        for k, (text, code) in enumerate(zip(chunk, chunk_codes, strict=True)):
             key, shingles = _prepare(text, code, cfg, hasher)
             keys.append(key)
             sets.append(shingles)
-            hashes.append(_content_hash(text, code))
-            row += 1
-    sig = signatures(sets, cfg)
-    live = np.array([s.size > 0 for s in sets], dtype=bool)
-    band = band_hashes(sig, bands, rows)
-    band[~live] = 0  # documents without shingles are never indexed; keep their bytes deterministic
+            hashes[start + k] = _content_hash(text, code) if known[k] is None else known[k]
+        sizes[start:stop] = [s.size for s in sets]
+        sig[start:stop] = signatures(sets, cfg)
+        band[start:stop] = band_hashes(sig[start:stop], bands, rows)
+        start = stop
+    band[sizes == 0] = 0  # documents without shingles are never indexed; keep their bytes deterministic
     columns = {
         "doc_id": docs.column("doc_id").cast(pa.string()),
         "source_id": docs.column("source_id").cast(pa.string()),
@@ -443,11 +472,11 @@ def sketch(
         "code": pa.array(codes, pa.bool_()),
         "content_hash": pa.array(hashes, pa.uint64()),
         "exact_key": pa.array(keys, pa.binary(16)),
-        "n_shingles": pa.array([s.size for s in sets], pa.int32()),
+        "n_shingles": pa.array(sizes, pa.int32()),
         "bands": _fixed_list(band, pa.uint64()),
         "signature": _fixed_list(sig, pa.uint32()),
     }
-    return pa.table(columns, schema=schema)
+    return _with_sketch_set(pa.table(columns, schema=schema))
 
 
 def _check_sketches(sketches: pa.Table, cfg: DedupeConfig, what: str = "sketches") -> None:
@@ -490,13 +519,8 @@ def band_index(sketches: pa.Table, config: DedupeConfig | None = None) -> BandIn
     """
     cfg = config or DedupeConfig()
     _check_sketches(sketches, cfg)
-    bands, rows = cfg.banding
-    if _banding_of(sketches) == (bands, rows):
-        matrix = _fixed_list_numpy(sketches.column("bands"), bands, np.uint64)
-    else:
-        matrix = band_hashes(_signature_matrix(sketches, cfg), bands, rows)
-    live = sketches.column("n_shingles").to_numpy() > 0
-    return BandIndex(matrix, active=live, exact_groups=_exact_groups(sketches))
+    matrix = _fixed_list_numpy(_reband(sketches, cfg).column("bands"), cfg.banding[0], np.uint64)
+    return BandIndex(matrix, active=sketches.column("n_shingles").to_numpy() > 0)
 
 
 # -- keeper order ------------------------------------------------------------------------------------------
@@ -578,17 +602,14 @@ def keeper_order(
         meta = docs
     else:
         _check_columns(docs)
-        codes = _code_mask(docs.column("source_id"), code_sources)
-        texts = [t for chunk in _text_chunks(docs.column("text")) for t in chunk]
+        codes = _in_set(docs.column("source_id"), code_sources)
         meta = pa.table(
             {
                 "doc_id": docs.column("doc_id"),
                 "source_id": docs.column("source_id"),
                 "license": _optional_string(docs, "license"),
                 "capture_time": _capture_utc(docs),
-                "content_hash": pa.array(
-                    [_content_hash(t, bool(c)) for t, c in zip(texts, codes, strict=True)], pa.uint64()
-                ),
+                "content_hash": _content_hashes(docs.column("text"), codes),
             }
         )
     return _keeper_positions(meta, cfg, source_rank).tolist()
@@ -648,7 +669,7 @@ class VerifiedPairs:
         meta = {
             _META_FINGERPRINT: cfg.fingerprint().encode(),
             _META_BANDING: f"{bands},{rows}".encode(),
-            _META_SKETCH_SET: _sketch_set_digest(sketches).encode(),
+            _META_SKETCH_SET: _stored_sketch_set(sketches).encode(),
         }
         return out.replace_schema_metadata(meta)
 
@@ -679,6 +700,21 @@ def _sketch_set_digest(sketches: pa.Table) -> str:
         if buf is not None:
             h.update(buf)
     return f"{sketches.num_rows}:{h.hexdigest()}"
+
+
+def _stored_sketch_set(sketches: pa.Table) -> str:
+    """The sketch-set digest recorded in ``sketches``' metadata, or computed when it is absent or recorded
+    for another number of rows (a table sliced or filtered after it was made)."""
+    stored = (sketches.schema.metadata or {}).get(_META_SKETCH_SET, b"").decode()
+    if stored.startswith(f"{sketches.num_rows}:"):
+        return stored
+    return _sketch_set_digest(sketches)
+
+
+def _with_sketch_set(sketches: pa.Table) -> pa.Table:
+    """``sketches`` with their own digest in the metadata; other keys (a caller's own) are kept."""
+    meta = {**(sketches.schema.metadata or {}), _META_SKETCH_SET: _sketch_set_digest(sketches).encode()}
+    return sketches.replace_schema_metadata(meta)
 
 
 def _cached_pairs(previous: pa.Table, sketches: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -745,15 +781,29 @@ def verify(
     cfg = config or DedupeConfig()
     _check_sketches(sketches, cfg)
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    n = sketches.num_rows
-    exact = np.full(len(pairs), np.nan)
-    reused = 0
+    cached = None
     if previous is not None:
         made_with = (previous.schema.metadata or {}).get(_META_FINGERPRINT, b"").decode()
         if made_with != cfg.fingerprint():
             raise ValueError(f"dedupe: previous verified pairs were made with settings {made_with or '<none>'}")
-    if previous is not None and len(pairs) and previous.num_rows:
-        cpos, cexact, _ = _cached_pairs(previous, sketches)
+        if len(pairs) and previous.num_rows:
+            cached = _cached_pairs(previous, sketches)
+    return _verify(sketches, pairs, texts, cfg, cached)
+
+
+_Cached = tuple[np.ndarray, np.ndarray, np.ndarray]  # what _cached_pairs returns
+
+
+def _verify(
+    sketches: pa.Table, pairs: np.ndarray, texts: TextSource, cfg: DedupeConfig, cached: _Cached | None
+) -> VerifiedPairs:
+    """:func:`verify` with the previous pairs already placed (:func:`_cached_pairs`), so a caller that needs
+    them again places them once."""
+    n = sketches.num_rows
+    exact = np.full(len(pairs), np.nan)
+    reused = 0
+    if cached is not None and len(pairs):
+        cpos, cexact, _ = cached
         codes = cpos[:, 0] * n + cpos[:, 1]
         order = np.argsort(codes, kind="stable")
         codes, cexact = codes[order], cexact[order]
@@ -917,12 +967,14 @@ def _refresh_metadata(reused: pa.Table, docs: pa.Table) -> pa.Table:
 
 
 def _reband(sk: pa.Table, cfg: DedupeConfig) -> pa.Table:
+    """``sk`` in :func:`sketch_schema` of ``cfg``: band hashes recomputed from the stored signatures when
+    they were banded for other thresholds (no text is needed for that)."""
     bands, rows = cfg.banding
+    schema = sketch_schema(cfg)
     if _banding_of(sk) == (bands, rows):
-        return sk.cast(sketch_schema(cfg))
+        return sk.select(schema.names).cast(schema)
     matrix = band_hashes(_signature_matrix(sk, cfg), bands, rows)
     matrix[sk.column("n_shingles").to_numpy() == 0] = 0
-    schema = sketch_schema(cfg)
     columns = {f.name: sk.column(f.name) for f in schema if f.name != "bands"}
     columns["bands"] = pa.chunked_array([_fixed_list(matrix, pa.uint64())])
     return pa.table({f.name: columns[f.name] for f in schema}, schema=schema)
@@ -955,7 +1007,7 @@ def dedupe_incremental(
     cfg = config or DedupeConfig()
     _check_columns(docs)
     n = docs.num_rows
-    codes = _code_mask(docs.column("source_id"), code_sources)
+    codes = _in_set(docs.column("source_id"), code_sources)
     notes: list[str] = []
     if previous_sketches is not None:
         try:
@@ -970,9 +1022,10 @@ def dedupe_incremental(
             previous_pairs = None
 
     reuse_from = np.full(n, -1, dtype=np.int64)
+    known_hashes: pa.UInt64Array | None = None  # content hash by row, null where it was not needed
     if previous_sketches is not None and previous_sketches.num_rows and n:
         ident = pc.binary_join_element_wise(docs.column("source_id"), docs.column("doc_id"), "\x1f")
-        trusted = _code_mask(docs.column("source_id"), unchanged_sources)
+        trusted = _in_set(docs.column("source_id"), unchanged_sources)
         if trusted.any():
             prev_ident = pc.binary_join_element_wise(
                 previous_sketches.column("source_id"), previous_sketches.column("doc_id"), "\x1f"
@@ -983,14 +1036,11 @@ def dedupe_incremental(
             reuse_from[trusted & same_mode] = found[trusted & same_mode]
         check = np.flatnonzero(~trusted)
         if check.size:
-            texts = docs.column("text").take(pa.array(check, pa.int64()))
-            flat = [t for chunk in _text_chunks(texts) for t in chunk]
-            hashes = pa.array([_content_hash(t, bool(codes[i])) for t, i in zip(flat, check, strict=True)], pa.uint64())
-            here = _row_keys(
-                docs.column("source_id").take(pa.array(check, pa.int64())),
-                docs.column("doc_id").take(pa.array(check, pa.int64())),
-                hashes,
-            )
+            checked = docs.select(["text", "source_id", "doc_id"])
+            if check.size < n:
+                checked = checked.take(pa.array(check, pa.int64()))
+            hashes = _content_hashes(checked.column("text"), codes[check])
+            here = _row_keys(checked.column("source_id"), checked.column("doc_id"), hashes)
             there = _row_keys(
                 previous_sketches.column("source_id"),
                 previous_sketches.column("doc_id"),
@@ -998,6 +1048,12 @@ def dedupe_incremental(
             )
             found = pc.index_in(here, value_set=there)
             reuse_from[check] = pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+            if check.size == n:
+                known_hashes = hashes
+            else:
+                values = np.zeros(n, dtype=np.uint64)
+                values[check] = hashes.to_numpy()
+                known_hashes = pa.array(values, pa.uint64(), mask=trusted)
         counts = pc.value_counts(ident)
         repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
         if len(repeated):
@@ -1005,18 +1061,26 @@ def dedupe_incremental(
     new_rows = np.flatnonzero(reuse_from < 0)
     old_rows = np.flatnonzero(reuse_from >= 0)
 
-    fresh = sketch(docs.take(pa.array(new_rows, pa.int64())), cfg, code_sources=code_sources)
-    parts = [fresh]
-    if old_rows.size:
+    if old_rows.size == 0:  # a full build: no row copies, the sketches are already in input order
+        sketches = sketch(docs, cfg, code_sources=code_sources, content_hashes=known_hashes).combine_chunks()
+    else:
+        # Only the columns a sketch reads are taken: taking whole rows would copy every column of the table.
+        take_new = pa.array(new_rows, pa.int64())
+        needed = [c for c in (*REQUIRED_COLUMNS, "domain", "license") if c in docs.column_names]
+        fresh = sketch(
+            docs.select(needed).take(take_new),
+            cfg,
+            code_sources=code_sources,
+            content_hashes=None if known_hashes is None else known_hashes.take(take_new),
+        )
         reused = previous_sketches.take(pa.array(reuse_from[old_rows], pa.int64()))
         # Only the keeper metadata is refreshed: taking whole rows would copy every reused document's text.
         meta = docs.select([c for c in ("domain", "license", "capture_time") if c in docs.column_names])
         reused = _refresh_metadata(_reband(reused, cfg), meta.take(pa.array(old_rows, pa.int64())))
-        parts.append(reused.cast(fresh.schema))
-    stacked = pa.concat_tables(parts)
-    placement = np.empty(n, dtype=np.int64)
-    placement[np.concatenate([new_rows, old_rows])] = np.arange(n)
-    sketches = stacked.take(pa.array(placement, pa.int64())).combine_chunks()
+        stacked = pa.concat_tables([fresh, reused.cast(fresh.schema)])
+        placement = np.empty(n, dtype=np.int64)
+        placement[np.concatenate([new_rows, old_rows])] = np.arange(n)
+        sketches = _with_sketch_set(stacked.take(pa.array(placement, pa.int64())).combine_chunks())
 
     index = band_index(sketches, cfg)
     is_new = np.zeros(n, dtype=bool)
@@ -1026,14 +1090,16 @@ def dedupe_incremental(
         previous_pairs is not None
         and previous_sketches is not None
         and pairs_meta.get(_META_BANDING, b"").decode() == "{},{}".format(*cfg.banding)
-        and pairs_meta.get(_META_SKETCH_SET, b"").decode() == _sketch_set_digest(previous_sketches)
+        and pairs_meta.get(_META_SKETCH_SET, b"").decode() == _stored_sketch_set(previous_sketches)
     )
     if previous_pairs is not None and not complete_cache:
         notes.append("previous verified pairs are not those of the previous sketches: all pairs queried")
     candidates = index.candidate_pairs(touching=is_new if complete_cache else None)
-    verified = verify(sketches, candidates, docs.column("text"), cfg, previous=previous_pairs)
-    if complete_cache and old_rows.size:
-        cpos, cexact, cest = _cached_pairs(previous_pairs, sketches)
+    want_cache = previous_pairs is not None and previous_pairs.num_rows > 0 and (len(candidates) > 0 or complete_cache)
+    cached = _cached_pairs(previous_pairs, sketches) if want_cache else None
+    verified = _verify(sketches, candidates, docs.column("text"), cfg, cached)
+    if complete_cache and old_rows.size and cached is not None:
+        cpos, cexact, cest = cached
         old_old = ~is_new[cpos[:, 0]] & ~is_new[cpos[:, 1]]
         verified = VerifiedPairs(
             np.concatenate([verified.positions, cpos[old_old]]),
