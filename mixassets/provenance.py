@@ -96,7 +96,7 @@ def _models_of(root: str, manifest: dict[str, Any] | None) -> list[dict[str, Any
 
 def trace(root: str, doc_id: str) -> dict[str, Any]:
     """A document's whole story: capture, every gating decision, dedupe, contamination, mixtures and models."""
-    raw = [r for p in _partitions(root, "raw_documents") for r in _rows(_read(p, _doc(doc_id), drop=["text"]))]
+    raw = [r for p in _partitions(root, "raw_documents") for r in _rows(_read(p, _doc(doc_id), drop=TEXT_COLUMNS))]
     found: dict[str, Any] = {"doc_id": doc_id, "found": bool(raw), "raw": raw}
     sources = sorted({r["source_id"] for r in raw})
     for key in ("decision_log", "quarantine"):
@@ -128,12 +128,8 @@ def trace(root: str, doc_id: str) -> dict[str, Any]:
     return found
 
 
-def _count(table: pa.Table | None, column: str = "source_id", value: str | None = None) -> int:
-    if table is None:
-        return 0
-    if value is None:
-        return table.num_rows
-    return int(pc.sum(pc.equal(table.column(column), value)).as_py() or 0)
+def _count_source(table: pa.Table, source_id: str) -> int:
+    return int(pc.sum(pc.equal(table.column("source_id"), source_id)).as_py() or 0)
 
 
 def impact(root: str, source_id: str) -> dict[str, Any]:
@@ -150,7 +146,7 @@ def impact(root: str, source_id: str) -> dict[str, Any]:
         if path.exists():
             with path.open("rb") as f:
                 table = pq.read_table(f, columns=["source_id"])
-            n = _count(table, value=source_id)
+            n = _count_source(table, source_id)
             if n:
                 cross[key] = n
     manifest = mixture_manifest(root)
