@@ -273,3 +273,13 @@ def test_a_refresh_hashes_each_text_once_and_places_the_previous_pairs_once(
     # the documents verification re-reads, to check them against their sketches
     assert calls["hash"] == len(OLD + NEW) + counted["verified_docs"]
     assert calls["cached_pairs"] == 1
+
+
+def test_pairs_touching_new_rows_match_the_full_index_query() -> None:
+    sketches = dedupe_incremental(table(OLD + NEW), config=CFG).sketches
+    is_new = np.array([s == "gamma" for s in sketches.column("source_id").to_pylist()])
+    expected = band_index(sketches, CFG).candidate_pairs(touching=is_new)
+    got = engine._pairs_touching(sketches, is_new, CFG)
+    assert len(expected) > 0
+    assert sorted(map(tuple, got.tolist())) == sorted(map(tuple, expected.tolist()))
+    assert len(engine._pairs_touching(sketches, np.zeros(len(is_new), dtype=bool), CFG)) == 0

@@ -523,6 +523,25 @@ def band_index(sketches: pa.Table, config: DedupeConfig | None = None) -> BandIn
     return BandIndex(matrix, active=sketches.column("n_shingles").to_numpy() > 0)
 
 
+def _pairs_touching(sketches: pa.Table, is_new: np.ndarray, cfg: DedupeConfig) -> np.ndarray:
+    """Candidate pairs with at least one ``is_new`` row, without sorting the whole corpus's band hashes: a row
+    can pair with a new row only if it shares a band hash with one, which a hash lookup per band finds in linear
+    time; the band index is then built over those few rows alone. Same pairs as
+    ``band_index(sketches).candidate_pairs(touching=is_new)``."""
+    if not is_new.any():
+        return np.empty((0, 2), dtype=np.int64)
+    matrix = _fixed_list_numpy(_reband(sketches, cfg).column("bands"), cfg.banding[0], np.uint64)
+    active = sketches.column("n_shingles").to_numpy() > 0
+    new_active = is_new & active
+    near = new_active.copy()
+    for band in range(matrix.shape[1]):
+        column = pa.array(matrix[:, band])
+        near |= pc.is_in(column, value_set=pa.array(matrix[new_active, band])).to_numpy(zero_copy_only=False)
+    subset = np.flatnonzero(near & active)
+    pairs = BandIndex(matrix[subset]).candidate_pairs(touching=is_new[subset])
+    return subset[pairs] if len(pairs) else np.empty((0, 2), dtype=np.int64)
+
+
 # -- keeper order ------------------------------------------------------------------------------------------
 @lru_cache(maxsize=4096)
 def license_rank(expr: str | None) -> int:
@@ -834,6 +853,22 @@ def _verify(
 
 
 # -- resolution ------------------------------------------------------------------------------------------
+def _thresholds(sketches: pa.Table, cfg: DedupeConfig) -> np.ndarray:
+    """Each document's pair threshold, looked up once per distinct (source, domain) rather than per row."""
+    n = sketches.num_rows
+    if not cfg.source_threshold and not cfg.domain_threshold:
+        return np.full(n, float(cfg.threshold))
+    key = (
+        pc.binary_join_element_wise(sketches.column("source_id"), pc.fill_null(sketches.column("domain"), ""), "\x1f")
+        .combine_chunks()
+        .dictionary_encode()
+    )
+    per_key = [
+        cfg.threshold_for(src, dom or None) for src, dom in (k.split("\x1f", 1) for k in key.dictionary.to_pylist())
+    ]
+    return np.asarray(per_key, dtype=np.float64)[key.indices.to_numpy(zero_copy_only=False)]
+
+
 def resolve(
     sketches: pa.Table,
     verified: VerifiedPairs,
@@ -858,7 +893,7 @@ def resolve(
     sources = sketches.column("source_id").to_pylist()
     doc_ids = sketches.column("doc_id").to_pylist()
     domains = sketches.column("domain").to_pylist()
-    thresholds = np.array([cfg.threshold_for(s, d) for s, d in zip(sources, domains, strict=True)])
+    thresholds = _thresholds(sketches, cfg)
     groups = _exact_groups(sketches)
 
     pos = verified.positions
@@ -1082,7 +1117,6 @@ def dedupe_incremental(
         placement[np.concatenate([new_rows, old_rows])] = np.arange(n)
         sketches = _with_sketch_set(stacked.take(pa.array(placement, pa.int64())).combine_chunks())
 
-    index = band_index(sketches, cfg)
     is_new = np.zeros(n, dtype=bool)
     is_new[new_rows] = True
     pairs_meta = (previous_pairs.schema.metadata or {}) if previous_pairs is not None else {}
@@ -1094,7 +1128,9 @@ def dedupe_incremental(
     )
     if previous_pairs is not None and not complete_cache:
         notes.append("previous verified pairs are not those of the previous sketches: all pairs queried")
-    candidates = index.candidate_pairs(touching=is_new if complete_cache else None)
+    candidates = (
+        _pairs_touching(sketches, is_new, cfg) if complete_cache else band_index(sketches, cfg).candidate_pairs()
+    )
     want_cache = previous_pairs is not None and previous_pairs.num_rows > 0 and (len(candidates) > 0 or complete_cache)
     cached = _cached_pairs(previous_pairs, sketches) if want_cache else None
     verified = _verify(sketches, candidates, docs.column("text"), cfg, cached)
