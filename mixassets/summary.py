@@ -50,11 +50,18 @@ def render_summary(instance: DagsterInstance) -> str:
     )
     s = latest_metadata(instance, "screened_corpus")
     f = latest_metadata(instance, "contamination_findings")
-    per_set = {k.split("/", 1)[1]: v for k, v in f.items() if k.startswith("findings/")}
+    by_method = {k.split("/", 1)[1]: v for k, v in f.items() if k.startswith("findings/")}
     out.append(
         f"== contamination screen ==  in {s.get('documents_in', '-')}  clean {s.get('documents_clean', '-')}  "
-        f"contaminated docs {s.get('contaminated', '-')}  findings by eval set {per_set}"
+        f"contaminated docs {s.get('contaminated', '-')}  findings by method {by_method}"
     )
+    r = latest_metadata(instance, "contamination_report")
+    for eval_set in sorted({k.split("/", 1)[0] for k in r if k.endswith("/items_leaked")}):
+        out.append(
+            f"  {eval_set:<20} items leaked {r[f'{eval_set}/items_leaked']} (holdout "
+            f"{r.get(f'{eval_set}/holdout_leaked', '-')}, target {r.get(f'{eval_set}/target_leaked', '-')}) "
+            f"in {r.get(f'{eval_set}/documents_hit', '-')} documents"
+        )
     m = latest_metadata(instance, "mixture")
     out.append(f"== mixture ==  documents {m.get('documents', '-')}  tokens {m.get('tokens', '-')}")
     for k, v in sorted(m.items()):
