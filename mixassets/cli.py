@@ -68,7 +68,8 @@ def _print_revocations(project) -> None:
     for model in model_manifests(project.storage_root):
         if model["trained_on_revoked"]:
             names = ", ".join(m["source_id"] for m in model["trained_on_revoked"])
-            print(f"TAINTED  model {model['asset']} ({model['path']}) was trained on revoked data: {names}")
+            live = "live" if model["current"] else "superseded"
+            print(f"TAINTED  model {model['asset']} ({live}, {model['path']}) was trained on revoked data: {names}")
 
 
 def cmd_trace(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from mixassets.storage import JSON_EXT, TABLE_EXT, asset_path, read_json
 PER_SOURCE = ("raw_documents", "gated_documents", "quarantine", "decision_log")
 TEXT_COLUMNS = ("text", "messages")
 MANIFEST_HISTORY = "mixture_manifest_history"
+MODEL_HISTORY = "model_history"
 
 
 def _read(path: UPath, where: pc.Expression | None = None, *, drop: Iterable[str] = ()) -> pa.Table | None:
@@ -53,29 +54,65 @@ def _rows(table: pa.Table | None) -> list[dict[str, Any]]:
     return [] if table is None else table.to_pylist()
 
 
+def model_history_path(root: str, asset: str, version: str) -> UPath:
+    """Where a trained model's manifest is kept for good, one file per version (``<asset>/<version>/`` holds its
+    weights): a rebuild writes a new version beside the old one, so an old model trained on data revoked later
+    keeps its directory, its manifest and its revocation label."""
+    return asset_path(root, [MODEL_HISTORY, asset], version, ext=JSON_EXT)
+
+
+def _model_entry(asset: str, manifest: Any, file: UPath) -> dict[str, Any] | None:
+    run = manifest.get("run_manifest") if isinstance(manifest, dict) else None
+    if not isinstance(run, dict) or "data_manifest_id" not in run:
+        return None
+    return {
+        "asset": asset,
+        "version": manifest.get("version"),
+        "path": manifest.get("path"),
+        "data_manifest_id": run["data_manifest_id"],
+        "trained_on_revoked": manifest.get("trained_on_revoked", []),
+        "current": False,
+        "files": [str(file)],
+    }
+
+
+def _json_files(folder: UPath) -> list[UPath]:
+    if not folder.exists():
+        return []
+    return sorted(p for p in folder.iterdir() if p.name.endswith(JSON_EXT) and not p.name.startswith("."))
+
+
+def _load(path: UPath) -> Any:
+    try:
+        return read_json(path)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def model_manifests(root: str) -> list[dict[str, Any]]:
-    """Every stored model manifest: asset name, the mixture manifest it was trained on, any revocation label."""
-    out = []
-    base = UPath(root)
-    if not base.exists():
-        return out
-    for path in sorted(p for p in base.iterdir() if p.name.endswith(JSON_EXT)):
-        try:
-            manifest = read_json(path)
-        except (OSError, json.JSONDecodeError):
+    """Every model ever trained here, current or superseded: asset, version, directory, the mixture manifest it
+    was trained on, any revocation label, and the manifest files that describe it (the history file, and the
+    asset's current JSON while it is the live version)."""
+    models: dict[tuple[str, Any], dict[str, Any]] = {}
+    history = UPath(root) / MODEL_HISTORY
+    for folder in sorted(history.iterdir()) if history.exists() else []:
+        for path in _json_files(folder):
+            entry = _model_entry(folder.name, _load(path), path)
+            if entry is not None:
+                models[(entry["asset"], entry["path"])] = entry
+    for path in _json_files(UPath(root)):
+        asset = path.name.removesuffix(JSON_EXT)
+        entry = _model_entry(asset, _load(path), path)
+        if entry is None:
             continue
-        run = manifest.get("run_manifest") if isinstance(manifest, dict) else None
-        if not isinstance(run, dict) or "data_manifest_id" not in run:
-            continue
-        out.append(
-            {
-                "asset": path.name.removesuffix(JSON_EXT),
-                "path": manifest.get("path"),
-                "data_manifest_id": run["data_manifest_id"],
-                "trained_on_revoked": manifest.get("trained_on_revoked", []),
-            }
-        )
-    return out
+        known = models.get((asset, entry["path"]))
+        if known is None:
+            models[(asset, entry["path"])] = entry
+            known = entry
+        else:
+            known["files"].append(str(path))
+        known["current"] = True
+    return list(models.values())
 
 
 def manifest_history_path(root: str, manifest_id: str) -> UPath:
@@ -86,6 +123,14 @@ def manifest_history_path(root: str, manifest_id: str) -> UPath:
 def mixture_manifest(root: str) -> dict[str, Any] | None:
     path = asset_path(root, "mixture_manifest", ext=JSON_EXT)
     return read_json(path) if path.exists() else None
+
+
+def _mixture_history(root: str, current: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Every stored mixture manifest (the live one included even when its history file is missing)."""
+    found = {m.get("manifest_id"): m for m in map(_load, _json_files(UPath(root) / MANIFEST_HISTORY)) if m}
+    if current is not None:
+        found.setdefault(current.get("manifest_id"), current)
+    return list(found.values())
 
 
 def _models_of(root: str, manifest: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -149,20 +194,27 @@ def impact(root: str, source_id: str) -> dict[str, Any]:
             n = _count_source(table, source_id)
             if n:
                 cross[key] = n
-    manifest = mixture_manifest(root)
-    mixture_docs = cross.get("mixture", 0)
-    mixtures, models = [], []
-    if manifest is not None and mixture_docs:
+    current = mixture_manifest(root)
+    current_id = current.get("manifest_id") if current else None
+    mixtures = []
+    # Every mixture ever built, not only the live one: after a revocation and rebuild the live mixture no longer
+    # holds the source, but the models trained on the earlier mixtures still carry it.
+    for manifest in _mixture_history(root, current):
         stats = manifest.get("composition", {}).get("sources", {}).get(source_id, {})
+        if not stats.get("docs"):
+            continue
+        is_current = manifest.get("manifest_id") == current_id
         mixtures.append(
             {
                 "mixture_id": manifest.get("mixture_id"),
                 "manifest_id": manifest.get("manifest_id"),
-                "docs": mixture_docs,
+                "current": is_current,
+                "docs": cross.get("mixture", stats.get("docs")) if is_current else stats.get("docs"),
                 "tokens": stats.get("tokens"),
             }
         )
-        models = _models_of(root, manifest)
+    used = {m["manifest_id"] for m in mixtures}
+    models = [m for m in model_manifests(root) if m["data_manifest_id"] in used]
     return {"source_id": source_id, "partitions": per_source, "corpus": cross, "mixtures": mixtures, "models": models}
 
 

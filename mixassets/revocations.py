@@ -21,7 +21,7 @@ from upath import UPath
 
 from mixassets.project import Project, ProjectError, spec_hash
 from mixassets.provenance import impact
-from mixassets.storage import JSON_EXT, asset_path, json_bytes, read_json, write_atomic
+from mixassets.storage import json_bytes, read_json, write_atomic
 
 REVOCATIONS_DIR = "revocations"
 
@@ -85,11 +85,13 @@ def record_revocation(
 
 
 def label_models(root: str, rev: Revocation, models: list[dict[str, Any]]) -> None:
-    """Add the revocation to the stored manifest of each model in ``models`` (those whose mixture used it)."""
+    """Add the revocation to every stored manifest file of each model in ``models`` (those trained on a mixture
+    that used the source): its version history file, and the asset's current manifest while it is live."""
     label: dict[str, Any] = rev.model_dump(mode="json")
     for model in models:
-        path = asset_path(root, model["asset"], ext=JSON_EXT)
-        manifest = read_json(path)
-        marks = [m for m in manifest.get("trained_on_revoked", []) if m.get("source_id") != rev.source_id]
-        manifest["trained_on_revoked"] = [*marks, label]
-        write_atomic(path, json_bytes(manifest))
+        for file in model["files"]:
+            path = UPath(file)
+            manifest = read_json(path)
+            marks = [m for m in manifest.get("trained_on_revoked", []) if m.get("source_id") != rev.source_id]
+            manifest["trained_on_revoked"] = [*marks, label]
+            write_atomic(path, json_bytes(manifest))

@@ -344,6 +344,7 @@ def test_trace_and_impact_answer_from_stored_assets(session, capsys):
 
 def test_revoke_rebuilds_only_what_used_the_source_and_labels_the_old_model(session, capsys):
     from mixassets.cli import main
+    from mixassets.provenance import impact, model_manifests
 
     forum = "community_forum"
     before = {p.name: p.stat().st_mtime_ns for p in (session.root / "storage" / "gated_documents").glob("*.parquet")}
@@ -368,7 +369,18 @@ def test_revoke_rebuilds_only_what_used_the_source_and_labels_the_old_model(sess
     assert after == before
     assert forum not in set(_table(session, "mixture.parquet").column("source_id").to_pylist())
     assert forum not in set(_table(session, "deduplicated_corpus.parquet").column("source_id").to_pylist())
-    assert "trained_on_revoked" not in json.loads((session.root / "storage" / "sft_adapter.json").read_text())
+    # The rebuilt adapter is a new version in its own directory; the old one keeps its weights and its label.
+    live = json.loads((session.root / "storage" / "sft_adapter.json").read_text())
+    assert "trained_on_revoked" not in live
+    models = {m["version"]: m for m in model_manifests(str(session.root / "storage")) if m["asset"] == "sft_adapter"}
+    old = next(m for v, m in models.items() if v != live["version"])
+    assert old["trained_on_revoked"][0]["source_id"] == forum and not old["current"] and Path(old["path"]).is_dir()
+    assert models[live["version"]]["current"] and not models[live["version"]]["trained_on_revoked"]
+    assert [m["current"] for m in impact(str(session.root / "storage"), forum)["mixtures"]] == [False]
+    assert main(["status", "--project", str(session.root)]) == 0
+    assert "TAINTED  model sft_adapter (superseded" in capsys.readouterr().out
+    observed = session.instance.fetch_observations(AssetKey("revocations"), limit=1).records[0]
+    assert old["version"] in observed.asset_observation.metadata["impact"].value
     # The mixture moved: the drift check warns (not blocking) and `mixture diff` says what changed.
     drift = latest_check(session.instance, "mixture", "mixture_drift")
     assert drift["passed"] is False and f"moved/{forum}" in drift

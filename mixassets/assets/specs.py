@@ -4,14 +4,16 @@ They head the graph so that a change to a source's files or to the mixture secti
 downstream assets stale, and nothing else: the gating stage never sees a mixture weight.
 """
 
-from dagster import DataVersion, DataVersionsByPartition, observable_source_asset
+from dagster import DataVersion, DataVersionsByPartition, MetadataValue, ObserveResult, observable_source_asset
 
 from mixassets.curation_config import dedupe_fingerprint, screen_fingerprint
 from mixassets.fingerprint import PER_SOURCE_FINGERPRINTS
+from mixassets.markdown import markdown_table
 from mixassets.partitions import SOURCES_PARTITION, source_partitions
 from mixassets.project import spec_hash
+from mixassets.provenance import impact
 from mixassets.resources import ProjectResource
-from mixassets.revocations import revocations_fingerprint
+from mixassets.revocations import load_revocations, revocations_fingerprint
 
 
 def _per_source_spec(name: str, description: str):
@@ -60,5 +62,29 @@ def screen_spec(project: ProjectResource) -> DataVersion:
     group_name="curation",
     description="Revoked sources (revocations/<source>.yaml: who, when, why); the corpus fan-in leaves them out.",
 )
-def revocations(project: ProjectResource) -> DataVersion:
-    return DataVersion(revocations_fingerprint(project.load()))
+def revocations(project: ProjectResource) -> ObserveResult:
+    proj = project.load()
+    revoked = load_revocations(proj)
+    # What each revoked source reached, from the same query as `mixtrain impact`, so the UI shows the answer the
+    # CLI gives: its mixtures (live or superseded) and the models trained on them.
+    rows = []
+    for sid, rev in sorted(revoked.items()):
+        reach = impact(proj.storage_root, sid)
+        rows.append(
+            {
+                "source": sid,
+                "revoked_by": rev.revoked_by,
+                "revoked_at": f"{rev.revoked_at:%Y-%m-%d %H:%M}Z",
+                "reason": rev.reason,
+                "mixtures": ", ".join(m["manifest_id"] for m in reach["mixtures"]) or None,
+                "models": ", ".join(f"{m['asset']}@{m['version'] or '-'}" for m in reach["models"]) or None,
+            }
+        )
+    columns = ["source", "revoked_by", "revoked_at", "reason", "mixtures", "models"]
+    return ObserveResult(
+        data_version=DataVersion(revocations_fingerprint(proj)),
+        metadata={
+            "revoked_sources": MetadataValue.int(len(revoked)),
+            "impact": MetadataValue.md(markdown_table(rows, columns) if rows else "no source is revoked"),
+        },
+    )

@@ -8,18 +8,39 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, AssetIn, asset
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
 
 from mixassets.automation import rerun_when_changed
-from mixassets.project import Project
+from mixassets.markdown import markdown_table
+from mixassets.project import Project, spec_hash
+from mixassets.provenance import model_history_path
 from mixassets.resources import ProjectResource
-from mixassets.storage import model_dir, publish_model_dir
+from mixassets.storage import json_bytes, model_dir, publish_model_dir, write_atomic
 from mixassets.versioning import json_output
 from training_assets.engine.base_model import materialize_base_model
 
 
-def _local_model_dir(proj: Project, key: str) -> Path:
+def _local_model_dir(proj: Project, key: str | list[str]) -> Path:
     return model_dir(proj.storage_root, key, proj.root / ".mixtrain-cache")
+
+
+def _model_version(*parts: object) -> str:
+    """A trained model's version: a hash of everything that made it, so a rebuild on other data or another recipe
+    lands in a new directory and the superseded model (and its manifest, revocation labels included) stays."""
+    return spec_hash({"parts": [str(p) for p in parts]})[:16]
+
+
+def _lineage(mixture_manifest: dict) -> str:
+    """Which sources (documents, tokens, license tags) the model saw, as recorded by the mixture manifest it used."""
+    sources = mixture_manifest.get("composition", {}).get("sources", {})
+    rows = [{"source": sid, "docs": s.get("docs"), "tokens": s.get("tokens")} for sid, s in sorted(sources.items())]
+    tags = ", ".join(mixture_manifest.get("license_tags_present", [])) or "-"
+    head = f"mixture `{mixture_manifest.get('mixture_id')}` manifest `{mixture_manifest['manifest_id']}`; tags: {tags}"
+    return head + "\n\n" + markdown_table([r for r in rows if r["docs"]], ["source", "docs", "tokens"])
+
+
+def _keep_version(proj: Project, asset: str, out: dict) -> None:
+    write_atomic(model_history_path(proj.storage_root, asset, out["version"]), json_bytes(out))
 
 
 @asset(
@@ -71,7 +92,13 @@ def sft_adapter(
     proj = project.load()
     recipe = proj.spec.training.model_dump(mode="json")
     records = mixture.select(["kind", "text", "messages"]).to_pylist()
-    final = _local_model_dir(proj, "sft_adapter")
+    version = _model_version(
+        mixture_manifest["manifest_id"],
+        spec_hash(recipe),
+        base_model["weights_sha256"],
+        context.assets_def.code_versions_by_key[context.asset_key],
+    )
+    final = _local_model_dir(proj, ["sft_adapter", version])
 
     def log_step(step: dict) -> None:
         context.log.info(json.dumps(step))
@@ -85,15 +112,17 @@ def sft_adapter(
         base_weights_sha256=base_model["weights_sha256"],
         on_step=log_step,
     )
-    location = publish_model_dir(final, proj.storage_root, "sft_adapter")
+    location = publish_model_dir(final, proj.storage_root, ["sft_adapter", version])
     losses = manifest["loss"]
     out = {
+        "version": version,
         "path": str(final),
         "location": location,
         "base_model_path": base_model["path"],
         "merged": manifest.get("merged", False),
         "run_manifest": manifest,
     }
+    _keep_version(proj, "sft_adapter", out)
     return json_output(
         out,
         manifest["output_weights_sha256"],  # hashed by the engine when it wrote the weights
@@ -106,5 +135,7 @@ def sft_adapter(
             "wall_time_s": float(manifest.get("wall_time_s", 0.0)),
             "effective_batch_size": int(manifest.get("effective_batch_size", 0)),
             "data_manifest_id": mixture_manifest["manifest_id"],
+            "version": version,
+            "lineage": MetadataValue.md(_lineage(mixture_manifest)),
         },
     )
