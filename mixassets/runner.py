@@ -141,6 +141,25 @@ def _fan_ins_to_refresh(defs: Definitions, keys: set[AssetKey], done_partitioned
     return extra
 
 
+def _defer_downstream(defs: Definitions, groups: dict[str | None, set[AssetKey]]) -> dict[str | None, set[AssetKey]]:
+    """Hold back every requested asset that has a requested ancestor; it runs in a later round, on fresh inputs.
+
+    Automation conditions see only direct inputs: a config change can request ``mixture`` in the same tick as a
+    revocation requests ``source_manifest``, two steps above it. One run of both would train on a mixture built
+    from the old corpus and then rebuild (and retrain) it again once the corpus catches up. Deferring costs one
+    more evaluation per level; a deferred asset whose inputs end up unchanged is still picked up as stale by
+    :func:`_retryable`.
+    """
+    graph = defs.resolve_asset_graph()
+    requested = {k for keys in groups.values() for k in keys}
+    out: dict[str | None, set[AssetKey]] = {}
+    for pk, keys in groups.items():
+        kept = {k for k in keys if not (graph.get_ancestor_asset_keys(k) - {k}) & requested}
+        if kept:
+            out[pk] = kept
+    return out
+
+
 def run_project(
     project: Project,
     defs: Definitions,
@@ -165,7 +184,7 @@ def run_project(
         _save_cursor(project, cursor)
         requested = _requested(defs, result) or _retryable(defs, instance, project, tried)
         groups = {pk: {k for k in keys if select is None or select(k)} for pk, keys in requested.items()}
-        groups = {pk: keys for pk, keys in groups.items() if keys}
+        groups = _defer_downstream(defs, {pk: keys for pk, keys in groups.items() if keys})
         if not groups:
             break
         tried |= {(k.to_user_string(), pk) for pk, keys in groups.items() for k in keys}
