@@ -207,7 +207,6 @@ def test_every_gating_rule_fires_on_the_small_demo(project):
     root, _ = project
     p = Project(root)
     not_exercised = {
-        "record.malformed_messages",  # the demo's only chat source is well formed
         "safety.classifier",  # needs a local moderation model
     }
     fired: set[str] = set()

@@ -80,6 +80,22 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
         "quarantined",
     ),
     ("record.malformed_messages", {"kind": "chat", "text": "hi", "messages": "[{"}, {}, "quarantined"),
+    (  # nothing to train on: no assistant turn
+        "record.malformed_messages",
+        {"kind": "chat", "text": CLEAN, "messages": json.dumps([{"role": "user", "content": CLEAN}])},
+        {},
+        "quarantined",
+    ),
+    (  # a role no chat template renders
+        "record.malformed_messages",
+        {
+            "kind": "chat",
+            "text": CLEAN + "\n\nok",
+            "messages": json.dumps([{"role": "narrator", "content": CLEAN}, {"role": "assistant", "content": "ok"}]),
+        },
+        {},
+        "quarantined",
+    ),
 ]
 
 
@@ -324,7 +340,12 @@ def test_reader_output_flows_through_the_gate(tmp_path: Any) -> None:
 
     f = tmp_path / "data" / "c.jsonl"
     f.parent.mkdir()
-    good = {"messages": [{"role": "user", "content": "reach me at ann@example.org about the plan"}]}
+    good = {
+        "messages": [
+            {"role": "user", "content": "reach me at ann@example.org about the plan"},
+            {"role": "assistant", "content": "Noted."},
+        ]
+    }
     f.write_bytes(json.dumps(good).encode() + b"\n{broken\n" + json.dumps({"messages": [{"role": "x"}]}).encode())
     docs, unread = read_source(_spec(kind="chat"), [str(f)], base=str(tmp_path), capture_time=T0)
     res = gate(docs, _spec(kind="chat"))

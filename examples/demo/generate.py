@@ -496,6 +496,13 @@ def task_records(scale: Scale) -> tuple[list[dict[str, Any]], list[dict[str, Any
             {"role": "assistant", "content": task.format_answer(task.reference(it))},
         ]
         sft.append({"id": it.item_id, "messages": messages})
+    # Two conversations record.malformed_messages quarantines: one never reaches an assistant turn, one was
+    # exported with a role no chat template knows.
+    if train:
+        prompt = task.prompt_messages(train[0].source)
+        sft.append({"id": "sft-no-answer", "messages": prompt})
+        narrated = [{"role": "narrator", "content": "The user pastes a function."}, *prompt[-1:]]
+        sft.append({"id": "sft-unknown-role", "messages": [*narrated, {"role": "assistant", "content": "{}"}]})
     evals = [
         {
             "id": it.item_id,

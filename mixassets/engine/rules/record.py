@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 
 from mixassets.engine.readers import CHAT_JOINER
 from mixassets.engine.rules.base import DocOutcomes, GateContext, Outcome, Rule, chat_contents, texts
 
+ROLES = frozenset({"system", "user", "assistant", "tool"})
+
 
 class MalformedChatRule(Rule):
-    """Chat rows must carry messages whose joined contents are the text, or redaction could miss a copy."""
+    """A chat row must be a conversation a model can learn from, checked before any content rule reads it.
+
+    Its messages must be {role, content} objects whose joined contents are the text (else redaction could miss a
+    copy), every role must be one the chat templates know (an unknown role renders as garbage or not at all), and
+    at least one turn must be the assistant's: loss falls only on assistant tokens, so without one the record
+    trains nothing. All three are quarantined rather than dropped: a reviewer can fix the role or the turns.
+    """
 
     id = "record.malformed_messages"
-    version = 1
+    version = 2
 
     def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
         out: list[DocOutcomes] = []
@@ -27,5 +37,15 @@ class MalformedChatRule(Rule):
             elif CHAT_JOINER.join(contents) != text:
                 out.append([Outcome("quarantine", "text is not the message contents joined by blank lines")])
             else:
-                out.append([])
+                out.append(_conversation_problems(json.loads(messages)))
         return out
+
+
+def _conversation_problems(messages: list[dict[str, str]]) -> DocOutcomes:
+    for i, m in enumerate(messages):
+        if m["role"] not in ROLES:
+            known = ", ".join(sorted(ROLES))
+            return [Outcome("quarantine", f"messages[{i}].role is '{m['role']}', not one of {known}")]
+    if not any(m["role"] == "assistant" for m in messages):
+        return [Outcome("quarantine", "no assistant turn: a chat record trains only on what the assistant says")]
+    return []
