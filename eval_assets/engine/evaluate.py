@@ -14,6 +14,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -82,6 +83,120 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
+@dataclass(frozen=True)
+class Generation:
+    """One request's completion and what it cost; ``error`` instead of raising, so one bad item is one bad row.
+
+    ``truncated``: the model used all ``max_new_tokens`` without ending its turn (runaway generation); the text is
+    then cut off and scored as it stands. ``latency_s`` is the wall time of the batch the request rode in.
+    """
+
+    output: str
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+    truncated: bool = False
+    latency_s: float = 0.0
+    error: str | None = None
+
+
+def _stop_ids(model: Any, tokenizer: Any, extra_stop: Sequence[str]) -> set[int]:
+    eos_ids = model.generation_config.eos_token_id
+    if eos_ids is None:
+        eos_ids = tokenizer.eos_token_id
+    stops = set(eos_ids if isinstance(eos_ids, list) else [eos_ids]) - {None}
+    for text in extra_stop:
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+        if len(ids) == 1:  # a multi-token end marker cannot be one eos id; the scorer still sees the text
+            stops.add(int(ids[0]))
+    return stops
+
+
+def generate_texts(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str | None],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    extra_stop: Sequence[str] = (),
+) -> tuple[list[Generation], float]:
+    """Greedy completions of already-rendered prompt texts, in input order, and the total wall time.
+
+    Requests are batched by prompt length (less padding, same outputs) with left padding so every row's new
+    tokens start at the same position. A ``None`` prompt (one that could not be rendered) gets an error row
+    without being run; a batch that raises is retried item by item so the error lands on the item that caused it.
+    """
+    import torch
+
+    if batch_size <= 0 or max_new_tokens <= 0:
+        raise ValueError("batch_size and max_new_tokens must be > 0")
+    results: list[Generation | None] = [None] * len(prompts)
+    lengths: dict[int, int] = {}
+    for i, text in enumerate(prompts):
+        if text is None:
+            results[i] = Generation("", error="prompt could not be rendered")
+            continue
+        n = len(tokenizer(text, add_special_tokens=False).input_ids)
+        lengths[i] = n
+    order = sorted(lengths, key=lambda i: (lengths[i], i))
+    pad_id = _pad_id(tokenizer)
+    stops = _stop_ids(model, tokenizer, extra_stop)
+    device = _device(model)
+
+    def run(idx: list[int]) -> None:
+        with _padding_side(tokenizer, "left"):
+            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = {k: v.to(device) for k, v in enc.items()}
+        t0 = time.perf_counter()
+        with torch.no_grad(), _autocast(model):
+            out = model.generate(
+                **enc,
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=pad_id,
+                eos_token_id=sorted(stops) or None,
+            )
+        elapsed = time.perf_counter() - t0
+        for row, i in zip(out[:, enc["input_ids"].shape[1] :].tolist(), idx, strict=True):
+            stop = next((k for k, tok in enumerate(row) if tok in stops), None)
+            kept = row if stop is None else row[: stop + 1]
+            results[i] = Generation(
+                tokenizer.decode(kept, skip_special_tokens=True).strip(),
+                prompt_tokens=lengths[i],
+                new_tokens=len(kept),
+                truncated=stop is None and len(kept) >= max_new_tokens,
+                latency_s=elapsed,
+            )
+
+    was_training = model.training
+    model.eval()
+    started = time.perf_counter()
+    try:
+        for b in range(0, len(order), batch_size):
+            idx = order[b : b + batch_size]
+            try:
+                run(idx)
+            except Exception as batch_error:  # one bad request must not cost the others their answers
+                if len(idx) == 1:
+                    results[idx[0]] = Generation("", prompt_tokens=lengths[idx[0]], error=repr(batch_error))
+                    continue
+                for i in idx:
+                    try:
+                        run([i])
+                    except Exception as e:
+                        results[i] = Generation("", prompt_tokens=lengths[i], error=repr(e))
+    finally:
+        model.train(was_training)
+    return [r if r is not None else Generation("", error="not generated") for r in results], (
+        time.perf_counter() - started
+    )
+
+
+def chat_prompt(tokenizer: Any, conversation: list[dict[str, Any]]) -> str:
+    """The generation prompt for a plain conversation, through the tokenizer's own chat template."""
+    return _chat_text(tokenizer, conversation, add_generation_prompt=True)
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -90,57 +205,18 @@ def generate(
     max_new_tokens: int,
     batch_size: int,
 ) -> tuple[list[str], dict[str, float]]:
-    """Greedy completions of the assistant turn, in input order, plus timing.
+    """Greedy completions of the assistant turn, in input order, plus timing (see ``generate_texts``).
 
-    Requests are batched by prompt length (less padding, same outputs) with left padding so every row's new
-    tokens start at the same position. A request's latency is the wall time of the batch it rode in, which is
-    what a caller of a batched server would see.
+    A request's latency is the wall time of the batch it rode in, which is what a caller of a batched server
+    would see. A request that fails raises here; the suites use ``generate_texts`` to get an error row instead.
     """
-    import torch
-
-    if batch_size <= 0 or max_new_tokens <= 0:
-        raise ValueError("batch_size and max_new_tokens must be > 0")
-    texts = [_chat_text(tokenizer, c, add_generation_prompt=True) for c in conversations]
-    lengths = [len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
-    order = sorted(range(len(texts)), key=lambda i: (lengths[i], i))
-    outputs: list[str] = [""] * len(texts)
-    latencies: list[float] = [0.0] * len(texts)
-    new_tokens = 0
-    pad_id = _pad_id(tokenizer)
-    eos_ids = model.generation_config.eos_token_id
-    if eos_ids is None:
-        eos_ids = tokenizer.eos_token_id
-    eos_set = set(eos_ids if isinstance(eos_ids, list) else [eos_ids]) - {None}
-    device = _device(model)
-    was_training = model.training
-    model.eval()
-    started = time.perf_counter()
-    try:
-        for b in range(0, len(order), batch_size):
-            idx = order[b : b + batch_size]
-            with _padding_side(tokenizer, "left"):
-                enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = {k: v.to(device) for k, v in enc.items()}
-            t0 = time.perf_counter()
-            with torch.no_grad(), _autocast(model):
-                out = model.generate(
-                    **enc,
-                    do_sample=False,
-                    max_new_tokens=max_new_tokens,
-                    pad_token_id=pad_id,
-                    eos_token_id=sorted(eos_set) or None,
-                )
-            elapsed = time.perf_counter() - t0
-            gen = out[:, enc["input_ids"].shape[1] :].tolist()
-            for row, i in zip(gen, idx, strict=True):
-                stop = next((k for k, tok in enumerate(row) if tok in eos_set), None)
-                kept = row if stop is None else row[: stop + 1]
-                new_tokens += len(kept)
-                outputs[i] = tokenizer.decode(kept, skip_special_tokens=True).strip()
-                latencies[i] = elapsed
-    finally:
-        model.train(was_training)
-    total = time.perf_counter() - started
+    texts = [chat_prompt(tokenizer, c) for c in conversations]
+    gens, total = generate_texts(model, tokenizer, texts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    failed = next((g for g in gens if g.error is not None), None)
+    if failed is not None:
+        raise RuntimeError(f"generation failed: {failed.error}")
+    new_tokens = sum(g.new_tokens for g in gens)
+    latencies = [g.latency_s for g in gens]
     stats = {
         "n": float(len(texts)),
         "latency_p50_s": _percentile(latencies, 0.50),
@@ -149,7 +225,7 @@ def generate(
         "wall_s": total,
         "tokens_per_s": new_tokens / total if total > 0 else 0.0,
     }
-    return outputs, stats
+    return [g.output for g in gens], stats
 
 
 def _loss_example(tokenizer: Any, conversation: list[dict[str, str]], reference: str) -> tuple[list[int], int]:
@@ -168,23 +244,19 @@ def _loss_example(tokenizer: Any, conversation: list[dict[str, str]], reference:
     return prompt_ids + answer_ids, len(prompt_ids)
 
 
-def reference_loss(
-    model: Any,
-    tokenizer: Any,
-    conversations: list[list[dict[str, str]]],
-    references: list[str],
-    batch_size: int,
-) -> float:
-    """Mean negative log-likelihood per answer token of the references as the assistant turn (held-out loss)."""
+def sequence_nll(
+    model: Any, tokenizer: Any, examples: Sequence[tuple[list[int], int]], batch_size: int
+) -> list[tuple[float, int]]:
+    """Per example ``(summed NLL, scored tokens)`` of the tokens from ``start`` on, each predicted from the ones
+    before it; ``examples`` are ``(token ids, start)``. Right padding keeps real tokens at their positions."""
     import torch
     import torch.nn.functional as F
 
-    if len(conversations) != len(references):
-        raise ValueError(f"{len(conversations)} conversations but {len(references)} references")
-    examples = [_loss_example(tokenizer, c, r) for c, r in zip(conversations, references, strict=True)]
+    if batch_size <= 0:
+        raise ValueError("batch_size must be > 0")
     pad_id = _pad_id(tokenizer)
     device = _device(model)
-    total_nll, total_tokens = 0.0, 0
+    out: list[tuple[float, int]] = []
     was_training = model.training
     model.eval()
     try:
@@ -196,7 +268,7 @@ def reference_loss(
             mask = torch.zeros((len(batch), width), dtype=torch.long)
             for r, (ids, start) in enumerate(batch):
                 input_ids[r, : len(ids)] = torch.tensor(ids)
-                labels[r, start : len(ids)] = torch.tensor(ids[start:])
+                labels[r, max(start, 1) : len(ids)] = torch.tensor(ids[max(start, 1) :])
                 mask[r, : len(ids)] = 1
             with torch.no_grad(), _autocast(model):
                 logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
@@ -206,13 +278,40 @@ def reference_loss(
                 shift_logits.reshape(-1, shift_logits.shape[-1]),
                 shift_labels.reshape(-1),
                 ignore_index=-100,
-                reduction="sum",
-            )
-            total_nll += float(nll)
-            total_tokens += int((shift_labels != -100).sum())
+                reduction="none",
+            ).reshape(shift_labels.shape)
+            counts = (shift_labels != -100).sum(dim=1)
+            out.extend((float(s), int(c)) for s, c in zip(nll.sum(dim=1).tolist(), counts.tolist(), strict=True))
     finally:
         model.train(was_training)
-    return total_nll / total_tokens if total_tokens else float("nan")
+    return out
+
+
+def reference_nll(
+    model: Any,
+    tokenizer: Any,
+    conversations: list[list[dict[str, str]]],
+    references: list[str],
+    batch_size: int,
+) -> list[tuple[float, int]]:
+    """Per item ``(summed NLL, answer tokens)`` of the reference as the assistant turn."""
+    if len(conversations) != len(references):
+        raise ValueError(f"{len(conversations)} conversations but {len(references)} references")
+    examples = [_loss_example(tokenizer, c, r) for c, r in zip(conversations, references, strict=True)]
+    return sequence_nll(model, tokenizer, examples, batch_size)
+
+
+def reference_loss(
+    model: Any,
+    tokenizer: Any,
+    conversations: list[list[dict[str, str]]],
+    references: list[str],
+    batch_size: int,
+) -> float:
+    """Mean negative log-likelihood per answer token of the references as the assistant turn (held-out loss)."""
+    per_item = reference_nll(model, tokenizer, conversations, references, batch_size)
+    total_tokens = sum(n for _, n in per_item)
+    return sum(s for s, _ in per_item) / total_tokens if total_tokens else float("nan")
 
 
 def evaluate_json_signature(
@@ -259,6 +358,35 @@ def evaluate_json_signature(
     return table, metrics
 
 
+def iter_candidates(
+    candidates: Mapping[str, tuple[str, str | None]], *, dtype: str = "bf16"
+) -> Iterator[tuple[str, Any, Any, Exception | None]]:
+    """``(label, model, tokenizer, None)`` per candidate in order, or ``(label, None, None, error)`` when one
+    cannot be loaded, so a broken candidate is reported instead of ending the run.
+
+    Candidates on the same base share one read of its weights (a copy per candidate but the last), so a base +
+    adapter comparison loads the base once. Each model is dropped before the next is loaded.
+    """
+    from training_assets.engine.loading import load_base_weights, load_for_inference, needs_base_weights
+
+    uses_left = Counter(base for base, adapter in candidates.values() if needs_base_weights(adapter))
+    bases: dict[str, Any] = {}
+    for label, (base_dir, adapter_dir) in candidates.items():
+        base = None
+        try:
+            if needs_base_weights(adapter_dir):
+                uses_left[base_dir] -= 1
+                if base_dir not in bases:
+                    bases[base_dir] = load_base_weights(base_dir)
+                base = bases.pop(base_dir) if uses_left[base_dir] == 0 else copy.deepcopy(bases[base_dir])
+            model, tokenizer = load_for_inference(base_dir, adapter_dir, dtype, base_model=base)
+        except Exception as e:  # a missing or corrupt model directory is one candidate's problem
+            yield label, None, None, e
+            continue
+        yield label, model, tokenizer, None
+        del model, base
+
+
 def evaluate_candidates(
     candidates: Mapping[str, tuple[str, str | None]],
     registry: pa.Table,
@@ -273,24 +401,16 @@ def evaluate_candidates(
     ``candidates`` maps a label to ``(base_dir, adapter_dir or None)``, in the order the report lists them; each
     set keeps its first ``limit`` items (all when ``limit`` is falsy). The table is EVAL_RESULT_SCHEMA plus an
     ``eval_set`` column; the metrics are keyed ``"<label>/<set id>"``. Candidates on the same base share one read
-    of its weights (a copy per candidate but the last), so a base + adapter comparison loads the base once.
+    of its weights (``iter_candidates``). A candidate that cannot be loaded raises here: this report has one
+    row layout and no place for a problem; ``comparison.run_evaluation`` reports it instead.
     """
-    from training_assets.engine.loading import load_base_weights, load_for_inference, needs_base_weights
-
     if not candidates or not set_ids:
         raise ValueError(f"nothing to evaluate: {len(candidates)} candidate(s) on {len(set_ids)} eval set(s)")
-    uses_left = Counter(base for base, adapter in candidates.values() if needs_base_weights(adapter))
-    bases: dict[str, Any] = {}
     tables: list[pa.Table] = []
     summary: dict[str, dict[str, float]] = {}
-    for label, (base_dir, adapter_dir) in candidates.items():
-        base = None
-        if needs_base_weights(adapter_dir):
-            if base_dir not in bases:
-                bases[base_dir] = load_base_weights(base_dir)
-            uses_left[base_dir] -= 1
-            base = bases.pop(base_dir) if uses_left[base_dir] == 0 else copy.deepcopy(bases[base_dir])
-        model, tokenizer = load_for_inference(base_dir, adapter_dir, base_model=base)
+    for label, model, tokenizer, error in iter_candidates(candidates):
+        if error is not None:
+            raise error
         for set_id in set_ids:
             items = registry.filter(pc.equal(registry["eval_set"], set_id))
             if limit:
@@ -300,5 +420,5 @@ def evaluate_candidates(
             )
             tables.append(table.append_column("eval_set", pa.array([set_id] * table.num_rows, pa.string())))
             summary[f"{label}/{set_id}"] = metrics
-        del model, base
+        del model
     return pa.concat_tables(tables), summary
