@@ -1,96 +1,165 @@
-"""LoRA supervised fine-tuning, written as one readable loop.
+"""LoRA supervised fine-tuning: model, data and loss set up here, optimisation by ``loop.run_loop``.
 
-The loop is deliberately hand-rolled rather than ``transformers.Trainer``: every number that ends up
-in ``run_manifest.json`` (the learning rate each step actually used, the token-weighted loss, the
-effective batch) is computed right here, where a reader can check it, and nothing depends on a
-trainer's callbacks or on its defaults shifting between releases.
+The loop is deliberately hand-rolled rather than ``transformers.Trainer``: every number that ends up in
+``run_manifest.json`` (the learning rate each step actually used, the token-weighted loss, the effective batch)
+is computed in ``loop.py``, where a reader can check it, and nothing depends on a trainer's callbacks or on its
+defaults shifting between releases.
 
-Reproducibility: all RNGs are seeded from the recipe, the data order comes from its own seeded
-generator, and on CPU two runs with the same inputs give bit-identical adapters.
+Reproducibility: all RNGs are seeded from the recipe, the data order comes from its own seeded generator and is
+a function of the step index, and on CPU two runs with the same inputs give bit-identical adapters — also when
+one of them was interrupted and resumed from a checkpoint.
+
+API:
+    train_lora(base_dir, records, recipe, out_dir, *, data_manifest_id, base_weights_sha256=None, on_step=None,
+               options=None, data_shards=None, phase_order=None, project_dir=None) -> manifest dict
+    TrainOptions: loop and checkpoint settings the recipe does not (yet) carry; see its fields.
+    causal_lm_loss(model, batch) -> (loss_sum, n_label_tokens)      next-token cross-entropy, summed
+    TrainingStopped: raised when ``options.stop_after`` ended the run before its last step.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import platform
-import random
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from training_assets.engine.base_model import atomic_directory, weights_sha256
-from training_assets.engine.examples import IGNORE_INDEX, tokenize_records
+from training_assets.engine.batching import batch_stream, phase_indices, schedule_summary
+from training_assets.engine.checkpoint import clear_checkpoints, list_checkpoints
+from training_assets.engine.examples import IGNORE_INDEX, prepare_examples
+from training_assets.engine.loop import LoopConfig, resolve_device, run_loop, seed_everything
+from training_assets.engine.packing import pack_examples, packed_collate, pad_collate
+from training_assets.engine.run_manifest import build_run_manifest, write_manifest
 
 MANIFEST_FILE = "run_manifest.json"
-# Optimiser settings the recipe does not expose; recorded in the manifest so a run can be re-created.
-OPTIMIZER = {"name": "AdamW", "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0, "max_grad_norm": 1.0}
+CHECKPOINT_SUFFIX = ".checkpoints"
 
 
-def _seed_everything(seed: int) -> dict[str, int]:
-    import numpy as np
-    import torch
+class TrainingStopped(RuntimeError):
+    """``stop_after`` ended the run early; its checkpoint is on disk and nothing was written to ``out_dir``."""
 
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-    return {"python_random": seed, "numpy": seed, "torch": seed, "data_order": seed}
+    def __init__(self, step: int, steps: int, checkpoint: str | None) -> None:
+        self.step, self.steps, self.checkpoint = step, steps, checkpoint
+        super().__init__(f"training stopped after step {step} of {steps} (stop_after); resume from {checkpoint}")
 
 
-def _batches(n_examples: int, batch_size: int, seed: int) -> Iterator[list[int]]:
-    """Endless stream of example-index batches: a fresh seeded shuffle per epoch, epochs run together."""
-    rng = random.Random(seed)
-    pending: list[int] = []
-    while True:
-        while len(pending) < batch_size:
-            order = list(range(n_examples))
-            rng.shuffle(order)
-            pending.extend(order)
-        yield pending[:batch_size]
-        pending = pending[batch_size:]
+class TrainOptions(BaseModel):
+    """Settings beyond ``TrainingRecipe``. A field of the same name in the recipe is used unless given here."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # -- change what is learnt (recorded in the manifest's stable part) --
+    packing: bool = Field(False, description="pack examples into full rows instead of padding each one")
+    lr_schedule: Literal["linear", "cosine", "constant_with_warmup"] = Field(
+        "linear", description="learning-rate shape after the linear warm-up"
+    )
+    weight_decay: float = Field(0.0, ge=0, description="AdamW decoupled weight decay")
+    max_grad_norm: float = Field(1.0, ge=0, description="clip the global gradient norm to this (0: no clipping)")
+    # -- change only how the run executes --
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
+    checkpoint_every: int = Field(
+        0, ge=0, description="save a resumable checkpoint every N steps (0: none on a schedule)"
+    )
+    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept on disk (newest first)")
+    checkpoint_dir: str | None = Field(
+        None,
+        description=f"where checkpoints go (default '<out_dir>{CHECKPOINT_SUFFIX}'); deleted after a successful run",
+    )
+    resume: bool | None = Field(
+        None, description="None: resume from a matching checkpoint if any; True: require one; False: start over"
+    )
+    stop_after: int | None = Field(
+        None, gt=0, description="stop after this step (checkpointed), raising TrainingStopped"
+    )
+    device: str | None = Field(None, description="torch device; default cuda > mps > cpu")
+
+    def uses_checkpoints(self) -> bool:
+        return (
+            self.checkpoint_dir is not None or self.checkpoint_every > 0 or bool(self.resume) or bool(self.stop_after)
+        )
 
 
-def _collate(examples: list[dict[str, list[int]]], pad_id: int, device: Any) -> dict[str, Any]:
-    """Right-pad to the longest example; padding gets attention 0 and label IGNORE_INDEX."""
-    import torch
-
-    width = max(len(e["input_ids"]) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for row, e in enumerate(examples):
-        n = len(e["input_ids"])
-        ids[row, :n] = torch.tensor(e["input_ids"])
-        labels[row, :n] = torch.tensor(e["labels"])
-        mask[row, :n] = 1
-    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
+_EXECUTION_FIELDS = (
+    "gradient_checkpointing",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "checkpoint_dir",
+    "resume",
+    "stop_after",
+    "device",
+)
 
 
-def _hardware(device: str, dtype: str) -> dict[str, Any]:
-    import torch
-
-    gpu = torch.cuda.get_device_name(0) if device == "cuda" else None
-    return {
-        "device": device,
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "gpu": gpu,
-        "dtype": dtype,
-    }
+def _resolve_options(cfg: Mapping[str, Any], options: TrainOptions | Mapping[str, Any] | None) -> TrainOptions:
+    given = options.model_dump(exclude_unset=True) if isinstance(options, TrainOptions) else dict(options or {})
+    from_recipe = {k: cfg[k] for k in TrainOptions.model_fields if k in cfg}
+    return TrainOptions.model_validate({**from_recipe, **given})
 
 
-def _packages() -> dict[str, str]:
-    import peft
-    import torch
-    import transformers
+class _StepBatches:
+    """``next_micro_batches`` for ``run_loop``: the micro-batches of a step, as a function of the step.
 
-    return {
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "python": platform.python_version(),
-    }
+    Items are examples or packed rows, ``collate`` makes one micro-batch of them. The index stream is
+    ``batching.batch_stream`` (phases in curriculum order, seeded shuffles inside each), started at the first
+    step asked for; asking for any other step than the next one restarts it there, so a resumed run gets the
+    batches the uninterrupted one had.
+    """
+
+    def __init__(
+        self,
+        items: list[dict[str, Any]],
+        phase_of: list[int],
+        tokens: list[int],
+        cfg: Mapping[str, Any],
+        collate: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    ) -> None:
+        self._items, self._phase_of, self._tokens, self._cfg, self._collate = items, phase_of, tokens, cfg, collate
+        self._stream: Iterator[list[list[int]]] | None = None
+        self._next_step = -1
+
+    def __call__(self, step: int) -> list[dict[str, Any]]:
+        if self._stream is None or step != self._next_step:
+            self._stream = batch_stream(
+                self._phase_of,
+                self._tokens,
+                self._cfg["batch_size"],
+                self._cfg["steps"],
+                self._cfg["seed"],
+                grad_accum=self._cfg["grad_accum"],
+                start_step=step,
+            )
+        self._next_step = step + 1
+        return [self._collate([self._items[i] for i in ids]) for ids in next(self._stream)]
+
+
+def _packed_collator(attn_implementation: str) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    def collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = packed_collate(rows, attn_implementation=attn_implementation)
+        batch["n_tokens"] = sum(r["n_tokens"] for r in rows)  # the loop cannot count them from a 4-D mask
+        return batch
+
+    return collate
+
+
+def causal_lm_loss(model: Any, batch: Mapping[str, Any]) -> tuple[Any, int]:
+    """Next-token cross-entropy summed over labelled positions, and how many there were."""
+    import torch.nn.functional as F
+
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    # No KV cache in training; with packed rows under flash attention a cache would also let documents
+    # attend to each other (see packing.packed_collate).
+    logits = model(**inputs, use_cache=False).logits
+    labels = batch["labels"][:, 1:]
+    loss = F.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.size(-1)),
+        labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
+    return loss, int((labels != IGNORE_INDEX).sum())
 
 
 def train_lora(
@@ -102,27 +171,36 @@ def train_lora(
     data_manifest_id: str,
     base_weights_sha256: str | None = None,
     on_step: Callable[[dict[str, Any]], None] | None = None,
+    options: TrainOptions | Mapping[str, Any] | None = None,
+    data_shards: Sequence[Any] | None = None,
+    phase_order: Sequence[str] | None = None,
+    project_dir: str | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``base_dir`` with LoRA on ``records``; write adapter (or merged model) + manifest to ``out_dir``.
 
     ``base_weights_sha256`` is the base model's ``weights_sha256`` when the caller already has it (the base model
     manifest records it); only without it is ``base_dir`` hashed here, which means reading every weight file again.
+    ``data_shards`` (e.g. ``[{"path", "sha256"}]``) are recorded in the manifest and are part of what a checkpoint
+    must match. Records with a ``phase`` field are trained phase by phase, in ``phase_order`` (default: order of
+    first appearance, which is the curriculum order of a mixture table); steps are shared out by tokens. With
+    ``packing`` a batch is ``batch_size`` rows of ``max_seq_len`` tokens, each holding several examples.
+    ``project_dir`` is where the git commit is read (default: this code's checkout).
     """
     import torch
-    import torch.nn.functional as F
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from mixassets.project import TrainingRecipe
 
     # -- configuration: validate and fill defaults so the manifest records every value that was used --
     cfg = TrainingRecipe.model_validate(recipe).model_dump(mode="json")
+    opts = _resolve_options(cfg, options)
+    # Execution settings the recipe may carry are recorded under "execution" (volatile), so changing how often
+    # to checkpoint neither refuses the checkpoints nor changes the manifest's stable fingerprint.
+    cfg = {k: v for k, v in cfg.items() if k not in _EXECUTION_FIELDS}
     lora = cfg["lora"]
-    seeds = _seed_everything(cfg["seed"])
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    autocast = (
-        torch.autocast(device_type=device, dtype=torch.bfloat16) if cfg["dtype"] == "bf16" else contextlib.nullcontext()
-    )
+    seeds = seed_everything(cfg["seed"])  # LoRA init draws from torch's RNG
+    device = resolve_device(opts.device)
 
     # -- model: fp32 master weights; bf16 only inside autocast, so optimizer updates are not rounded away --
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
@@ -138,105 +216,122 @@ def train_lora(
         task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, peft_config)
-    model.to(device)
-    model.train()
-    trainable = [p for p in model.parameters() if p.requires_grad]
 
-    # -- data --
-    examples, example_stats = tokenize_records(records, tokenizer, cfg["max_seq_len"])
+    # -- data: examples, their curriculum phases, optionally packed into full rows --
+    prepared = prepare_examples(records, tokenizer, cfg["max_seq_len"])
+    examples, example_stats = prepared.examples, prepared.stats
     if not examples:
         raise ValueError(
             f"no trainable examples: {len(records)} records gave {example_stats} "
             "(every example was empty of assistant/text tokens after truncation?)"
         )
-    batches = _batches(len(examples), cfg["batch_size"], cfg["seed"])
+    record_phase, phase_names = phase_indices(records, phase_order)
+    phase_of = [record_phase[e["record"]] for e in examples]
+    packing_stats = None
+    if opts.packing:
+        items, packing_stats = pack_examples(examples, cfg["max_seq_len"], tokenizer.pad_token_id, phase_of=phase_of)
+        item_phase, item_tokens = [r["phase"] for r in items], [r["n_tokens"] for r in items]
+        collate = _packed_collator(model.config._attn_implementation)
+    else:
+        items, item_phase, item_tokens = examples, phase_of, [len(e["input_ids"]) for e in examples]
+        pad_id = tokenizer.pad_token_id
 
-    # -- optimisation --
-    optimizer = torch.optim.AdamW(
-        trainable,
-        lr=cfg["lr"],
-        betas=tuple(OPTIMIZER["betas"]),
-        eps=OPTIMIZER["eps"],
-        weight_decay=OPTIMIZER["weight_decay"],
+        def collate(chosen: list[dict[str, Any]]) -> dict[str, Any]:
+            return pad_collate(chosen, pad_id)
+
+    phases = schedule_summary(
+        item_phase, item_tokens, cfg["steps"], cfg["batch_size"], grad_accum=cfg["grad_accum"], names=phase_names
     )
-    scheduler = get_linear_schedule_with_warmup(optimizer, cfg["warmup_steps"], cfg["steps"])
+    batches = _StepBatches(items, item_phase, item_tokens, cfg, collate)
 
-    losses: list[float] = []
-    lrs: list[float] = []
-    step_tokens: list[int] = []
-    t0 = time.perf_counter()
-    for step in range(cfg["steps"]):
-        micro = [
-            _collate([examples[i] for i in next(batches)], tokenizer.pad_token_id, device)
-            for _ in range(cfg["grad_accum"])
-        ]
-        # Normalise by the label tokens of the whole optimizer step, so the gradient equals that of one
-        # big batch whatever the grad_accum split and however unevenly tokens fall into micro-batches.
-        n_label = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro)
-        lr = optimizer.param_groups[0]["lr"]
-        loss_sum = 0.0
-        for b in micro:
-            with autocast:
-                logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-            loss = F.cross_entropy(
-                logits[:, :-1].float().reshape(-1, logits.size(-1)),
-                b["labels"][:, 1:].reshape(-1),
-                ignore_index=IGNORE_INDEX,
-                reduction="sum",
-            )
-            (loss / n_label).backward()
-            loss_sum += loss.item()
-        torch.nn.utils.clip_grad_norm_(trainable, OPTIMIZER["max_grad_norm"])
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+    # -- identity: what a checkpoint must agree on, and what the manifest records --
+    base_identity = {
+        "path": os.path.abspath(base_dir),
+        "weights_sha256": base_weights_sha256 if base_weights_sha256 is not None else weights_sha256(base_dir),
+    }
+    learning_options = opts.model_dump(exclude=set(_EXECUTION_FIELDS))
+    recipe_for_key = {**cfg, "lora": {k: v for k, v in lora.items() if k != "merge"}}  # merging is save-time only
+    run_key = {
+        "recipe": recipe_for_key,
+        "options": learning_options,
+        "data_manifest_id": data_manifest_id,
+        "data_shards": list(data_shards or []),
+        "phases": phase_names,
+        "base_weights_sha256": base_identity["weights_sha256"],
+    }
+    loop_cfg = LoopConfig(
+        steps=cfg["steps"],
+        lr=cfg["lr"],
+        warmup_steps=cfg["warmup_steps"],
+        seed=cfg["seed"],
+        dtype=cfg["dtype"],
+        schedule=opts.lr_schedule,
+        weight_decay=opts.weight_decay,
+        max_grad_norm=opts.max_grad_norm,
+        gradient_checkpointing=opts.gradient_checkpointing,
+        checkpoint_every=opts.checkpoint_every,
+        keep_checkpoints=opts.keep_checkpoints,
+        stop_after=opts.stop_after,
+        device=device,
+    )
+    # Optimiser settings the recipe does not expose are the loop's defaults; recorded so a run can be re-created.
+    optimizer = {
+        "name": "AdamW",
+        "betas": list(loop_cfg.betas),
+        "eps": loop_cfg.eps,
+        "weight_decay": loop_cfg.weight_decay,
+        "max_grad_norm": loop_cfg.max_grad_norm,
+        "schedule": loop_cfg.schedule,
+    }
+    # A checkpoint directory left by an interrupted run is picked up even when this call asks for no
+    # checkpointing: that is what makes "run it again" resume. A successful run deletes its checkpoints.
+    checkpoint_dir = opts.checkpoint_dir or os.path.abspath(out_dir) + CHECKPOINT_SUFFIX
+    if not (opts.uses_checkpoints() or list_checkpoints(checkpoint_dir)):
+        checkpoint_dir = None
 
-        tokens = sum(int(b["attention_mask"].sum()) for b in micro)
-        losses.append(loss_sum / n_label)
-        lrs.append(lr)
-        step_tokens.append(tokens)
-        if on_step is not None:
-            on_step(
-                {
-                    "step": step + 1,
-                    "steps": cfg["steps"],
-                    "loss": losses[-1],
-                    "lr": lr,
-                    "tokens": tokens,
-                    "label_tokens": n_label,
-                    "elapsed_s": time.perf_counter() - t0,
-                }
-            )
-    wall = time.perf_counter() - t0
+    result = run_loop(
+        model,
+        batches,
+        causal_lm_loss,
+        loop_cfg,
+        checkpoint_dir=checkpoint_dir,
+        resume=opts.resume,
+        run_key=run_key,
+        on_step=on_step,
+    )
+    if not result.completed:
+        raise TrainingStopped(result.step, result.steps, result.last_checkpoint)
 
     # -- save: adapter (or merged model) + tokenizer + manifest, all or nothing --
-    manifest: dict[str, Any] = {
-        "recipe": cfg,
-        "optimizer": OPTIMIZER,
-        "seeds": seeds,
-        "data_manifest_id": data_manifest_id,
-        "base_model": {
-            "path": os.path.abspath(base_dir),
-            "weights_sha256": base_weights_sha256 if base_weights_sha256 is not None else weights_sha256(base_dir),
+    manifest = build_run_manifest(
+        result,
+        config={"recipe": cfg, "options": learning_options, "optimizer": optimizer},
+        seeds=seeds,
+        data_manifest_id=data_manifest_id,
+        data_shards=data_shards,
+        base_model=base_identity,
+        effective_batch_size=cfg["batch_size"] * cfg["grad_accum"],
+        extra={
+            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "examples": example_stats,
+            "chat_templates": prepared.templates_manifest(),
+            "phases": phases,
+            "packing": packing_stats,
+            "merged": bool(lora["merge"]),
         },
-        "packages": _packages(),
-        "hardware": _hardware(device, cfg["dtype"]),
-        "effective_batch_size": cfg["batch_size"] * cfg["grad_accum"],
-        "steps": cfg["steps"],
-        "trainable_params": sum(p.numel() for p in trainable),
-        "examples": example_stats,
-        "lr": lrs,
-        "loss": losses,
-        "tokens": step_tokens,
-        "wall_time_s": wall,
-        "tokens_per_s": sum(step_tokens) / wall if wall > 0 else None,
-        "merged": bool(lora["merge"]),
-    }
+        execution={**{k: getattr(opts, k) for k in _EXECUTION_FIELDS}, "checkpoint_dir": checkpoint_dir},
+        project_dir=project_dir,
+    )
     with atomic_directory(out_dir) as tmp:
         to_save = model.merge_and_unload() if lora["merge"] else model
         to_save.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         manifest["output_weights_sha256"] = weights_sha256(tmp)
-        with open(tmp / MANIFEST_FILE, "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=2, sort_keys=True)
+        write_manifest(tmp / MANIFEST_FILE, manifest)
+    if checkpoint_dir is not None:
+        # The adapter is published: nothing is left to resume, and a stale final checkpoint would make the
+        # next run with a changed recipe fail as a mismatch.
+        clear_checkpoints(checkpoint_dir)
+        with contextlib.suppress(OSError):
+            os.rmdir(checkpoint_dir)
     return manifest

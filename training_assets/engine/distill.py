@@ -1,0 +1,512 @@
+"""Teacher -> student distillation: logit KD, sequence-level KD, or both, trained by ``loop.run_loop``.
+
+The student is fully fine-tuned by default (it is small; LoRA would cap what it can take from the teacher), and
+the same function with ``kd_ratio = 0`` is the SFT-only baseline: same student init, data, data order, steps and
+optimiser, with the teacher never consulted during training. Comparing the two runs' manifests isolates what the
+teacher's distributions added.
+
+Modes:
+
+- ``logit``: loss ``kd_ratio * KD + (1 - kd_ratio) * CE`` on ``records`` (see ``kd_losses``), the teacher signal
+  computed on the fly (full logits, or top-k) or read from a precomputed top-k store (``teacher_logits``).
+- ``sequence``: the teacher answers the prompts of ``records``; answers that pass the checks and the verifier
+  become chat records, trained with plain CE (logit KD is off in this mode; the manifest records
+  ``effective_kd_ratio = 0``). ``sequence.data`` decides whether they replace or augment the gold records.
+- ``both``: the sequence-KD data, trained with the logit-KD loss.
+
+Batches are right-padded, not packed: a precomputed teacher signal is stored per example, and packing would
+need it re-aligned per packed row for no gain at the sequence lengths distillation runs use.
+
+API:
+    distill_student(teacher_dir, teacher_adapter_dir, student_spec, records, recipe, out_dir, *, data_manifest_id,
+                    mode="logit", verifier=None, eval_records=None, teacher_weights_sha256=None,
+                    teacher_cache_dir=None, checkpoint_dir=None, resume=None, device=None, on_step=None,
+                    data_shards=None, project_dir=None) -> manifest dict
+    DistillRecipe, StudentSpec, SequenceKDSpec: the settings (pydantic; validated, defaults filled, recorded)
+    sft_only_recipe(recipe) -> recipe       the baseline: same recipe with kd_ratio = 0
+    teacher_student_divergence(teacher, student, examples, *, pad_id, batch_size=8, loss="forward_kl",
+                               temperature=1.0, beta=0.5) -> {"kd": ..., "ce": ..., "tokens": ...}
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from training_assets.engine.base_model import atomic_directory, weights_sha256
+from training_assets.engine.batching import batch_stream
+from training_assets.engine.examples import tokenize_records
+from training_assets.engine.kd_losses import Divergence, TopK, distillation_loss
+from training_assets.engine.loop import LoopConfig, resolve_device, run_loop, seed_everything
+from training_assets.engine.packing import pad_collate
+from training_assets.engine.run_manifest import build_run_manifest, write_manifest
+from training_assets.engine.sequence_kd import Verifier, generate_sequence_kd
+from training_assets.engine.student import (
+    build_layer_subset,
+    check_same_vocab,
+    choose_layers,
+    load_student,
+    vocab_sha256,
+)
+from training_assets.engine.teacher_logits import TopKStore, precompute_teacher_topk, teacher_signal
+
+MANIFEST_FILE = "run_manifest.json"
+TEACHER_STORE_SUFFIX = ".teacher_topk"
+Mode = Literal["logit", "sequence", "both"]
+MODES: tuple[str, ...] = ("logit", "sequence", "both")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SequenceKDSpec(_Strict):
+    n_candidates: int = Field(4, ge=1, description="teacher samples per prompt")
+    temperature: float = Field(0.7, ge=0, description="sampling temperature (0: greedy)")
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(128, ge=1)
+    seed: int = 0
+    batch_size: int = Field(8, ge=1, description="prompts per generate call (part of what the seed reproduces)")
+    require_eos: bool = Field(True, description="drop answers cut off by max_new_tokens")
+    max_kept_per_prompt: int | None = Field(None, ge=1)
+    data: Literal["augment", "replace"] = Field(
+        "augment", description="train on gold + teacher records, or on teacher records only"
+    )
+
+
+class StudentSpec(_Strict):
+    init: Literal["layer_subset", "pretrained", "config"] = Field(
+        "layer_subset", description="teacher layers / a save_pretrained dir or Hub id / random init from a config dir"
+    )
+    keep_every: int | None = Field(None, ge=1, description="layer_subset: keep teacher layers 0, k, 2k, ...")
+    layers: list[int] | None = Field(None, description="layer_subset: keep exactly these teacher layers")
+    path: str | None = Field(None, description="pretrained / config: the model or config directory (or Hub id)")
+    seed: int = Field(0, description="config: seed of the random init")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StudentSpec:
+        if self.init == "layer_subset":
+            if (self.keep_every is None) == (self.layers is None):
+                raise ValueError("init 'layer_subset' needs exactly one of keep_every or layers")
+            if self.path is not None:
+                raise ValueError("init 'layer_subset' builds from the teacher; path must not be set")
+        elif self.path is None:
+            raise ValueError(f"init {self.init!r} needs path")
+        return self
+
+
+class DistillRecipe(_Strict):
+    # -- optimisation (as TrainingRecipe, but for a full fine-tune of a small student) --
+    steps: int = Field(30, gt=0)
+    batch_size: int = Field(8, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    lr: float = Field(1e-4, gt=0)
+    warmup_steps: int = Field(2, ge=0)
+    max_seq_len: int = Field(256, gt=8)
+    seed: int = 0
+    dtype: Literal["bf16", "fp32"] = "bf16"
+    lr_schedule: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, ge=0)
+    # -- distillation --
+    loss: Divergence = "forward_kl"
+    temperature: float = Field(1.0, gt=0)
+    kd_ratio: float = Field(0.5, ge=0, le=1, description="0 = SFT-only baseline (teacher unused in training)")
+    beta: float = Field(0.5, gt=0, lt=1, description="jsd only: weight of the teacher in the mixture")
+    top_k: int | None = Field(None, ge=1, description="teacher top-k (None: full logits, on the fly only)")
+    teacher_logits: Literal["on_the_fly", "precomputed"] = "on_the_fly"
+    sequence: SequenceKDSpec = SequenceKDSpec()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DistillRecipe:
+        if self.teacher_logits == "precomputed" and self.top_k is None:
+            raise ValueError("teacher_logits 'precomputed' stores top-k only: set top_k (e.g. 32)")
+        return self
+
+
+def sft_only_recipe(recipe: DistillRecipe | Mapping[str, Any]) -> dict[str, Any]:
+    """The baseline of a distillation recipe: everything the same, ``kd_ratio = 0``."""
+    cfg = DistillRecipe.model_validate(dict(recipe) if isinstance(recipe, Mapping) else recipe.model_dump())
+    return {**cfg.model_dump(mode="json"), "kd_ratio": 0.0}
+
+
+def _model_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: batch[k] for k in ("input_ids", "attention_mask") if k in batch}
+
+
+def teacher_student_divergence(
+    teacher: Any,
+    student: Any,
+    examples: Sequence[dict[str, list[int]]],
+    *,
+    pad_id: int,
+    batch_size: int = 8,
+    loss: Divergence = "forward_kl",
+    temperature: float = 1.0,
+    beta: float = 0.5,
+) -> dict[str, float]:
+    """Per-label-token divergence of ``student`` from ``teacher`` (full vocabulary) and the student's gold CE.
+
+    Forward KL at T = 1 is the natural "how close is the student to the teacher" number; it is what the KD-vs-SFT
+    comparison reports. Both models are evaluated in eval mode on the student's device.
+    """
+    import torch
+
+    device = next(student.parameters()).device
+    modes = (teacher.training, student.training)
+    teacher.eval()
+    student.eval()
+    kd = ce = 0.0
+    tokens = 0
+    try:
+        with torch.no_grad():
+            for start in range(0, len(examples), batch_size):
+                batch = pad_collate(examples[start : start + batch_size], pad_id, device)
+                t = teacher(**_model_inputs(batch)).logits
+                s = student(**_model_inputs(batch)).logits
+                out = distillation_loss(
+                    s, batch["labels"], teacher_logits=t, loss=loss, temperature=temperature, kd_ratio=1.0, beta=beta
+                )
+                kd, ce, tokens = kd + out.kd_sum, ce + out.ce_sum, tokens + out.n_tokens
+    finally:
+        teacher.train(modes[0])
+        student.train(modes[1])
+    if tokens == 0:
+        raise ValueError("no label tokens in the evaluation examples")
+    return {"kd": kd / tokens, "ce": ce / tokens, "tokens": tokens, "loss": loss, "temperature": temperature}
+
+
+class _StepBatches:
+    """``next_micro_batches`` for ``run_loop``: micro-batches of a step as a function of the step.
+
+    The index stream comes from ``batching.batch_stream`` (seeded epochs of shuffles), regenerated from the
+    requested start step, so a resumed run gets exactly the batches the uninterrupted one had. With a
+    precomputed teacher, each micro-batch also carries the stored top-k for its examples.
+    """
+
+    def __init__(
+        self,
+        examples: list[dict[str, Any]],
+        cfg: DistillRecipe,
+        pad_id: int,
+        store: TopKStore | None,
+    ) -> None:
+        self._examples, self._cfg, self._pad_id, self._store = examples, cfg, pad_id, store
+        self._stream: Any = None
+        self._next_step = -1
+
+    def __call__(self, step: int) -> list[dict[str, Any]]:
+        if self._stream is None or step != self._next_step:
+            tokens = [len(e["input_ids"]) for e in self._examples]
+            self._stream = batch_stream(
+                [0] * len(self._examples),
+                tokens,
+                self._cfg.batch_size,
+                self._cfg.steps,
+                self._cfg.seed,
+                grad_accum=self._cfg.grad_accum,
+                start_step=step,
+            )
+        self._next_step = step + 1
+        micro = []
+        for ids in next(self._stream):
+            chosen = [self._examples[i] for i in ids]
+            batch = pad_collate(chosen, self._pad_id)
+            if self._store is not None:
+                top = self._store.batch(ids, chosen, batch["input_ids"].size(1))
+                batch["teacher_topk_logprobs"], batch["teacher_topk_indices"] = top.logprobs, top.indices
+            micro.append(batch)
+        return micro
+
+
+def _teacher_identity(
+    teacher_dir: str, adapter_dir: str | None, weights: str | None, tokenizer: Any, model: Any
+) -> dict[str, Any]:
+    return {
+        "path": os.path.abspath(teacher_dir),
+        "weights_sha256": weights if weights is not None else weights_sha256(teacher_dir),
+        "adapter_path": os.path.abspath(adapter_dir) if adapter_dir else None,
+        "adapter_weights_sha256": weights_sha256(adapter_dir) if adapter_dir else None,
+        "architecture": type(model).__name__,
+        "n_layers": getattr(model.config, "num_hidden_layers", None),
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "vocab_sha256": vocab_sha256(tokenizer),
+    }
+
+
+def _make_student(spec: StudentSpec, teacher: Any, teacher_tok: Any) -> tuple[Any, Any, dict[str, Any]]:
+    if spec.init == "layer_subset":
+        n = teacher.config.num_hidden_layers
+        chosen = choose_layers(n, keep_every=spec.keep_every, layers=spec.layers)
+        student = build_layer_subset(teacher, chosen)
+        info = {
+            "init": "layer_subset",
+            "kept_layers": chosen,
+            "teacher_layers": n,
+            "keep_every": spec.keep_every,
+            "n_params": sum(p.numel() for p in student.parameters()),
+        }
+        return student, teacher_tok, info
+    student, tok, info = load_student(spec.path, seed=spec.seed)  # type: ignore[arg-type]  # validated
+    expected = "random_from_config" if spec.init == "config" else "pretrained"
+    if info["init"] != expected:
+        raise ValueError(f"student init {spec.init!r}: {spec.path} loaded as {info['init']!r}")
+    return student, tok, info
+
+
+def _open_or_build_store(
+    path: str, teacher: Any, examples: list[dict[str, Any]], cfg: DistillRecipe, pad_id: int, identity: dict[str, Any]
+) -> tuple[TopKStore, bool]:
+    """Reuse a store written for the same teacher, k, temperature and examples; else (re)compute it."""
+    from training_assets.engine.teacher_logits import TeacherStoreError, examples_sha256
+
+    if os.path.isdir(path):
+        try:
+            store = TopKStore(path)
+            idx = store.index
+            if (
+                idx.get("teacher") == identity
+                and idx["k"] == cfg.top_k
+                and idx["temperature"] == cfg.temperature
+                and idx["examples_sha256"] == examples_sha256(examples)
+            ):
+                return store, True
+        except (TeacherStoreError, KeyError, ValueError):
+            pass  # damaged or foreign: recomputed below, replacing it atomically
+    precompute_teacher_topk(
+        teacher,
+        examples,
+        path,
+        k=cfg.top_k or 0,
+        temperature=cfg.temperature,
+        batch_size=cfg.batch_size,
+        pad_id=pad_id,
+        identity=identity,
+    )
+    return TopKStore(path), False
+
+
+def distill_student(
+    teacher_dir: str,
+    teacher_adapter_dir: str | None,
+    student_spec: StudentSpec | Mapping[str, Any],
+    records: list[dict[str, Any]],
+    recipe: DistillRecipe | Mapping[str, Any],
+    out_dir: str,
+    *,
+    data_manifest_id: str,
+    mode: Mode = "logit",
+    verifier: Verifier | None = None,
+    eval_records: list[dict[str, Any]] | None = None,
+    teacher_weights_sha256: str | None = None,
+    teacher_cache_dir: str | None = None,
+    checkpoint_dir: str | None = None,
+    resume: bool | None = None,
+    device: str | None = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+    data_shards: Sequence[Any] | None = None,
+    project_dir: str | None = None,
+) -> dict[str, Any]:
+    """Distil ``teacher_dir`` (+ optional adapter or merged model) into a student; write it to ``out_dir``.
+
+    ``out_dir`` receives the student (``save_pretrained``), its tokenizer and ``run_manifest.json`` with the KD
+    settings, teacher identity (weights hashes, vocabulary hash), student init, sequence-KD counts and, when
+    ``eval_records`` are given, the student's divergence from the teacher and gold CE before and after training.
+    ``teacher_cache_dir`` is where a precomputed top-k store goes (default ``<out_dir>.teacher_topk``); a store
+    there from the same teacher and examples is reused. Checkpointing and resuming are ``run_loop``'s
+    (``checkpoint_dir``, ``resume``).
+    """
+    import torch
+
+    from training_assets.engine.loading import load_for_inference
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    cfg = DistillRecipe.model_validate(dict(recipe) if isinstance(recipe, Mapping) else recipe.model_dump())
+    spec = StudentSpec.model_validate(
+        dict(student_spec) if isinstance(student_spec, Mapping) else student_spec.model_dump()
+    )
+    kd_ratio = 0.0 if mode == "sequence" else cfg.kd_ratio
+    uses_logits = kd_ratio > 0
+    seeds = seed_everything(cfg.seed)
+    device = resolve_device(device)
+
+    # -- models: the teacher (adapter merged, fp32, eval mode) and a student built from it or loaded --
+    teacher, teacher_tok = load_for_inference(teacher_dir, teacher_adapter_dir, dtype="fp32")
+    teacher.to(device)
+    teacher.requires_grad_(False)
+    teacher_id = _teacher_identity(teacher_dir, teacher_adapter_dir, teacher_weights_sha256, teacher_tok, teacher)
+    student, tokenizer, student_info = _make_student(spec, teacher, teacher_tok)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    if uses_logits or eval_records is not None:
+        # Logit KD (and the divergence report) compare distributions id by id.
+        check_same_vocab(teacher_tok, tokenizer)
+        t_vocab, s_vocab = teacher.config.vocab_size, student.config.vocab_size
+        if t_vocab != s_vocab:
+            raise ValueError(
+                f"teacher has {t_vocab} output logits, student {s_vocab}, though their tokenizers match: resize the "
+                "student's embeddings (resize_token_embeddings) to the teacher's size"
+            )
+    student.to(device=device, dtype=torch.float32)
+    student.requires_grad_(True)
+
+    # -- data: gold records, teacher-generated records, or both --
+    seq_counts = None
+    train_records = list(records)
+    if mode in ("sequence", "both"):
+        sq = cfg.sequence
+        generated, seq_counts = generate_sequence_kd(
+            teacher,
+            teacher_tok,
+            records,
+            verifier=verifier,
+            n_candidates=sq.n_candidates,
+            temperature=sq.temperature,
+            top_p=sq.top_p,
+            max_new_tokens=sq.max_new_tokens,
+            seed=sq.seed,
+            batch_size=sq.batch_size,
+            require_eos=sq.require_eos,
+            max_kept_per_prompt=sq.max_kept_per_prompt,
+        )
+        train_records = generated if sq.data == "replace" else train_records + generated
+        if not generated and sq.data == "replace":
+            raise ValueError(f"sequence KD kept no teacher answer (counts: {seq_counts}); nothing to train on")
+    examples, example_stats = tokenize_records(train_records, tokenizer, cfg.max_seq_len)
+    if not examples:
+        raise ValueError(f"no trainable examples: {len(train_records)} records gave {example_stats}")
+    eval_examples = tokenize_records(eval_records, tokenizer, cfg.max_seq_len)[0] if eval_records else []
+    pad_id = tokenizer.pad_token_id
+
+    # -- teacher signal --
+    store: TopKStore | None = None
+    store_info: dict[str, Any] | None = None
+    if uses_logits and cfg.teacher_logits == "precomputed":
+        store_path = teacher_cache_dir or os.path.abspath(out_dir) + TEACHER_STORE_SUFFIX
+        store, reused = _open_or_build_store(store_path, teacher, examples, cfg, pad_id, teacher_id)
+        idx = store.index
+        store_info = {
+            "path": store_path,
+            "reused": reused,
+            **{
+                k: idx[k]
+                for k in ("k", "n_tokens", "bytes_on_disk", "bytes_per_token", "full_vocab_fp32_bytes_per_token")
+            },
+        }
+
+    def loss_fn(model: Any, batch: dict[str, Any]) -> tuple[Any, int, dict[str, float]]:
+        logits = model(**_model_inputs(batch)).logits
+        signal: dict[str, Any] = {}
+        if uses_logits:
+            if "teacher_topk_logprobs" in batch:
+                signal = {"teacher_topk": TopK(batch["teacher_topk_logprobs"], batch["teacher_topk_indices"])}
+            else:
+                signal = teacher_signal(teacher, batch, top_k=cfg.top_k, temperature=cfg.temperature)
+        out = distillation_loss(
+            logits,
+            batch["labels"],
+            **signal,
+            loss=cfg.loss,
+            temperature=cfg.temperature,
+            kd_ratio=kd_ratio,
+            beta=cfg.beta,
+        )
+        return out.loss_sum, out.n_tokens, {"kd": out.kd_sum, "ce": out.ce_sum}
+
+    evaluation: dict[str, Any] = {}
+    if eval_examples:
+        evaluation["before"] = teacher_student_divergence(teacher, student, eval_examples, pad_id=pad_id)
+    if store is not None and not eval_examples:
+        teacher.to("cpu")  # not needed again: the loop reads the store
+
+    # -- train --
+    kd_settings = {
+        "mode": mode,
+        "loss": cfg.loss,
+        "temperature": cfg.temperature,
+        "kd_ratio": cfg.kd_ratio,
+        "effective_kd_ratio": kd_ratio,
+        "beta": cfg.beta if cfg.loss == "jsd" else None,
+        "top_k": cfg.top_k,
+        "teacher_logits": cfg.teacher_logits if uses_logits else None,
+        "baseline": "sft_only" if kd_ratio == 0 and mode == "logit" else None,
+        "teacher": teacher_id,
+        "student": student_info,
+        "student_spec": spec.model_dump(mode="json"),
+        "sequence_kd": seq_counts,
+        "teacher_store": store_info,
+    }
+    run_key = {
+        "recipe": cfg.model_dump(mode="json"),
+        "mode": mode,
+        "student_spec": spec.model_dump(mode="json"),
+        "data_manifest_id": data_manifest_id,
+        "data_shards": list(data_shards or []),
+        "teacher": {k: teacher_id[k] for k in ("weights_sha256", "adapter_weights_sha256")},
+        "examples": example_stats,
+    }
+    loop_cfg = LoopConfig(
+        steps=cfg.steps,
+        lr=cfg.lr,
+        warmup_steps=cfg.warmup_steps,
+        seed=cfg.seed,
+        dtype=cfg.dtype,
+        schedule=cfg.lr_schedule,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        device=device,
+    )
+    result = run_loop(
+        student,
+        _StepBatches(examples, cfg, pad_id, store),
+        loss_fn,
+        loop_cfg,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+        run_key=run_key,
+        on_step=on_step,
+    )
+    if not result.completed:
+        raise RuntimeError(f"distillation stopped after step {result.step} of {result.steps}")
+    if eval_examples:
+        teacher.to(device)
+        evaluation["after"] = teacher_student_divergence(teacher, student, eval_examples, pad_id=pad_id)
+        evaluation["examples"] = len(eval_examples)
+
+    # -- save: student + tokenizer + manifest, all or nothing --
+    optimizer = {
+        "name": "AdamW",
+        "betas": list(loop_cfg.betas),
+        "eps": loop_cfg.eps,
+        "weight_decay": cfg.weight_decay,
+        "max_grad_norm": cfg.max_grad_norm,
+        "schedule": cfg.lr_schedule,
+    }
+    manifest = build_run_manifest(
+        result,
+        config={"recipe": cfg.model_dump(mode="json"), "optimizer": optimizer, "distillation": kd_settings},
+        seeds=seeds,
+        data_manifest_id=data_manifest_id,
+        data_shards=data_shards,
+        base_model={"student_init": student_info, "teacher_weights_sha256": teacher_id["weights_sha256"]},
+        effective_batch_size=cfg.batch_size * cfg.grad_accum,
+        extra={
+            "trainable_params": sum(p.numel() for p in student.parameters() if p.requires_grad),
+            "examples": example_stats,
+            "evaluation": evaluation or None,
+        },
+        execution={"checkpoint_dir": checkpoint_dir, "resume": resume, "device": device},
+        project_dir=project_dir,
+    )
+    student.eval()
+    with atomic_directory(out_dir) as tmp:
+        student.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        manifest["output_weights_sha256"] = weights_sha256(tmp)
+        write_manifest(tmp / MANIFEST_FILE, manifest)
+    return manifest

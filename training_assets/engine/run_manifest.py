@@ -1,0 +1,188 @@
+"""The run manifest: everything needed to re-create a training run, and to tell whether a rerun changed anything.
+
+A manifest mixes two kinds of facts. Most are *determined by the inputs* — the resolved config, seeds, data and
+base-model identity, package versions, and (on a given device) the loss and learning-rate curves and the output
+weights hash. A few are *facts about this execution* — wall time, throughput, the hardware, where the run resumed
+from, the project's git state. The second kind lives only under the keys in ``VOLATILE_KEYS``, so
+``stable_fingerprint`` can drop them and two runs with unchanged inputs (one of them interrupted and resumed, even)
+get the same fingerprint, which is what lets an orchestrator treat such a rerun as a no-op.
+
+The git commit is volatile on purpose: any unrelated commit (docs, another stage) would otherwise force retraining;
+changes to the training code itself are signalled by the asset's code version.
+
+API:
+    canonical_json(obj) -> str              sorted-key, NaN-free JSON; the text every fingerprint hashes
+    fingerprint(obj) -> str                 sha256 of canonical_json(obj)
+    stable_fingerprint(manifest) -> str     fingerprint of the manifest without VOLATILE_KEYS
+    package_versions(names=PACKAGES) -> {name: version | None}   (+ "python")
+    git_state(project_dir=None) -> {"commit", "dirty"} | None    never raises
+    hardware_info(device, dtype) -> dict
+    build_run_manifest(...) -> dict          the standard layout, filled from a loop.LoopResult
+    write_manifest(path, manifest)           pretty, sorted JSON
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from training_assets.engine.loop import LoopResult
+
+# Facts about this execution rather than consequences of the inputs; excluded from stable_fingerprint.
+VOLATILE_KEYS = frozenset({"hardware", "wall_time_s", "tokens_per_s", "execution", "git"})
+
+PACKAGES = ("torch", "transformers", "peft", "numpy", "pyarrow", "safetensors", "mixtrain")
+
+# The code lives at <project>/training_assets/engine/run_manifest.py; its project is the default git checkout.
+_CODE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def canonical_json(obj: Any) -> str:
+    """One text per value: sorted keys, no whitespace, and no NaN (which JSON cannot round-trip)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def fingerprint(obj: Any) -> str:
+    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
+
+
+def stable_fingerprint(manifest: Mapping[str, Any]) -> str:
+    """Hash of the manifest's input-determined part: equal for reruns (or resumed runs) of unchanged inputs."""
+    return fingerprint({k: v for k, v in manifest.items() if k not in VOLATILE_KEYS})
+
+
+def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:
+    """Installed distribution versions (None for one that is not installed) plus the Python version."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    out["python"] = platform.python_version()
+    return out
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def git_state(project_dir: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
+    """``{"commit", "dirty"}`` of the checkout holding ``project_dir`` (default: this code's project).
+
+    None when git is missing, the directory is not in a work tree, or git fails in any way: provenance is
+    nice to have and must never stop a training run.
+    """
+    where = Path(project_dir) if project_dir is not None else _CODE_ROOT
+    if not where.is_dir():
+        return None
+    commit = _git(["rev-parse", "HEAD"], where)
+    if commit is None:
+        return None
+    status = _git(["status", "--porcelain", "--untracked-files=no"], where)
+    return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware_info(device: str, dtype: str) -> dict[str, Any]:
+    import torch
+
+    gpus = (
+        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if device.startswith("cuda") else []
+    )
+    return {
+        "device": device,
+        "dtype": dtype,
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": gpus[0] if gpus else None,
+        "gpu_count": len(gpus),
+    }
+
+
+def _json_ready(name: str, value: Any) -> Any:
+    """Round-trip through JSON now, so a value that cannot be recorded fails here, naming the field."""
+    try:
+        return json.loads(canonical_json(value))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"run manifest field '{name}' is not JSON-serialisable: {e}") from e
+
+
+def build_run_manifest(
+    result: LoopResult,
+    *,
+    config: Mapping[str, Any],
+    seeds: Mapping[str, int],
+    data_manifest_id: str,
+    base_model: Mapping[str, Any],
+    effective_batch_size: int,
+    data_shards: Sequence[Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    execution: Mapping[str, Any] | None = None,
+    project_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """The standard manifest layout for a finished ``run_loop``.
+
+    ``config`` entries (e.g. ``recipe``, ``options``, ``optimizer``) become top-level keys, as do ``extra``
+    entries (stable facts such as example counts); ``execution`` holds run-specific settings (device requested,
+    checkpoint directory, resume flag) and is volatile. ``data_shards`` is recorded as given, typically
+    ``[{"path": ..., "sha256": ...}]``.
+    """
+    stable: dict[str, Any] = {
+        **{k: _json_ready(k, v) for k, v in config.items()},
+        "seeds": dict(seeds),
+        "data_manifest_id": data_manifest_id,
+        "data_shards": _json_ready("data_shards", list(data_shards or [])),
+        "base_model": _json_ready("base_model", dict(base_model)),
+        "packages": package_versions(),
+        "config_fingerprint": result.fingerprint,
+        "effective_batch_size": effective_batch_size,
+        "steps": result.steps,
+        **result.curves(),
+        **{k: _json_ready(k, v) for k, v in (extra or {}).items()},
+    }
+    clash = VOLATILE_KEYS & stable.keys()
+    if clash:
+        raise ValueError(f"run manifest: keys {sorted(clash)} are reserved for execution facts")
+    volatile = {
+        "hardware": hardware_info(result.device, result.dtype),
+        "wall_time_s": result.wall_time_s,
+        "tokens_per_s": result.tokens_per_s,
+        "git": git_state(project_dir),
+        "execution": {
+            **_json_ready("execution", dict(execution or {})),
+            "resumed_from_step": result.resumed_from_step,
+            "session_wall_time_s": result.session_wall_time_s,
+            "last_checkpoint": result.last_checkpoint,
+        },
+    }
+    return {**stable, **volatile}
+
+
+def write_manifest(path: str | os.PathLike[str], manifest: Mapping[str, Any]) -> None:
+    text = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
