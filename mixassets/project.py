@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 PROJECT_FILE = "mixtrain.yaml"
 SOURCES_DIR = "sources"
@@ -281,18 +281,133 @@ class TrainingRecipe(_Strict):
     max_seq_len: int = Field(256, gt=8)
     seed: int = 0
     dtype: Literal["bf16", "fp32"] = "bf16"
+    packing: bool = Field(
+        False, description="pack examples into full max_seq_len rows (block-diagonal attention) instead of padding"
+    )
+    lr_schedule: Literal["linear", "cosine", "constant_with_warmup"] = Field(
+        "linear", description="learning-rate shape after the linear warm-up"
+    )
+    weight_decay: float = Field(0.0, ge=0, description="AdamW decoupled weight decay")
+    max_grad_norm: float = Field(1.0, ge=0, description="clip the global gradient norm (0: no clipping)")
+    # Execution only: recorded under the manifest's `execution`, they never change what is learnt.
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
+    checkpoint_every: int = Field(0, ge=0, description="save a resumable checkpoint every N steps (0: none)")
+    keep_checkpoints: int = Field(2, ge=1, description="how many of the newest checkpoints to keep")
+    launcher: Literal["in_process", "subprocess"] = Field(
+        "in_process",
+        description="run the training engine in the Dagster process, or as a Dagster Pipes subprocess "
+        "(the entry point torchrun / a Kubernetes Pipes client would launch)",
+    )
+
+
+class SequenceKDSpec(_Strict):
+    n_candidates: int = Field(4, ge=1, description="teacher samples per prompt")
+    temperature: float = Field(0.7, ge=0, description="sampling temperature (0: greedy)")
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(128, ge=1)
+    seed: int = 0
+    batch_size: int = Field(8, ge=1, description="prompts per generate call (part of what the seed reproduces)")
+    require_eos: bool = Field(True, description="drop answers cut off by max_new_tokens")
+    max_kept_per_prompt: int | None = Field(None, ge=1)
+    data: Literal["augment", "replace"] = Field(
+        "augment", description="train on gold + teacher records, or on teacher records only"
+    )
+
+
+class StudentSpec(_Strict):
+    init: Literal["layer_subset", "pretrained", "config"] = Field(
+        "layer_subset", description="teacher layers / a save_pretrained dir or Hub id / random init from a config dir"
+    )
+    keep_every: int | None = Field(None, ge=1, description="layer_subset: keep teacher layers 0, k, 2k, ...")
+    layers: list[int] | None = Field(None, description="layer_subset: keep exactly these teacher layers")
+    path: str | None = Field(None, description="pretrained / config: the model or config directory (or Hub id)")
+    seed: int = Field(0, description="config: seed of the random init")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StudentSpec:
+        if self.init == "layer_subset":
+            if (self.keep_every is None) == (self.layers is None):
+                raise ValueError("init 'layer_subset' needs exactly one of keep_every or layers")
+            if self.path is not None:
+                raise ValueError("init 'layer_subset' builds from the teacher; path must not be set")
+        elif self.path is None:
+            raise ValueError(f"init {self.init!r} needs path")
+        return self
+
+
+class DistillRecipe(_Strict):
+    # -- optimisation (as TrainingRecipe, but for a full fine-tune of a small student) --
+    steps: int = Field(30, gt=0)
+    batch_size: int = Field(8, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    lr: float = Field(1e-4, gt=0)
+    warmup_steps: int = Field(2, ge=0)
+    max_seq_len: int = Field(256, gt=8)
+    seed: int = 0
+    dtype: Literal["bf16", "fp32"] = "bf16"
+    lr_schedule: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, ge=0)
+    # -- distillation --
+    loss: Literal["forward_kl", "reverse_kl", "jsd"] = "forward_kl"
+    temperature: float = Field(1.0, gt=0)
+    kd_ratio: float = Field(0.5, ge=0, le=1, description="0 = SFT-only baseline (teacher unused in training)")
+    beta: float = Field(0.5, gt=0, lt=1, description="jsd only: weight of the teacher in the mixture")
+    top_k: int | None = Field(None, ge=1, description="teacher top-k (None: full logits, on the fly only)")
+    teacher_logits: Literal["on_the_fly", "precomputed"] = "on_the_fly"
+    sequence: SequenceKDSpec = SequenceKDSpec()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DistillRecipe:
+        if self.teacher_logits == "precomputed" and self.top_k is None:
+            raise ValueError("teacher_logits 'precomputed' stores top-k only: set top_k (e.g. 32)")
+        return self
+
+
+class DistillationSpec(_Strict):
+    """The student stage: which student, how it learns from the teacher (the base with the SFT adapter)."""
+
+    mode: Literal["logit", "sequence", "both"] = "logit"
+    student: StudentSpec = StudentSpec(keep_every=2)
+    recipe: DistillRecipe = DistillRecipe()
+    sft_baseline: bool = Field(
+        True, description="also train the same student SFT-only (kd_ratio 0, same steps) to show what KD adds"
+    )
+
+
+class GateCriterion(_Strict):
+    """One release criterion, checked against the candidate-vs-baseline comparison of eval_report."""
+
+    name: str | None = None
+    metric: str
+    eval_set: str | None = Field(None, description="default: the gate's eval_set")
+    slice: str = Field("all", description="'all', a 'column=value' slice, or '*' for every slice")
+    op: Literal[">=", "<=", "no_regression"]
+    value: float | None = Field(None, description="threshold of >= / <=")
+    tolerance: float = Field(0.0, ge=0, description="no_regression: allowed drop")
+    higher_is_better: bool = True
+    basis: Literal["point", "ci_low", "ci_high"] = "point"
 
 
 class ReleaseGateSpec(_Strict):
     eval_set: str
     primary_metric: str = "field_accuracy"
     tolerance: float = Field(0.0, ge=0, description="allowed drop of the candidate below the base")
+    candidate: str = Field("sft_adapter", description="the model eval_report compares with the base and may promote")
+    criteria: list[GateCriterion] = Field(
+        default_factory=list, description="further criteria; the primary metric's no-regression is always checked"
+    )
 
 
 class EvalSpec(_Strict):
     max_new_tokens: int = Field(96, gt=0)
     batch_size: int = Field(8, gt=0)
     limit: int | None = Field(None, gt=0, description="evaluate at most N items per set (tests)")
+    suites: list[Literal["structured", "refusal", "sentinel", "calibration", "perplexity", "efficiency"]] = Field(
+        ["structured"], description="suites run on every candidate (structured = the json_signature holdouts)"
+    )
+    n_resamples: int = Field(1000, gt=0, description="bootstrap resamples of each candidate-vs-baseline interval")
+    seed: int = 0
 
 
 class DedupeSpec(_Strict):
@@ -346,6 +461,7 @@ class ProjectSpec(_Strict):
     eval_sets: list[EvalSetSpec] = []
     mixture: MixtureSpec
     training: TrainingRecipe = TrainingRecipe()
+    distillation: DistillationSpec | None = None
     evaluation: EvalSpec = EvalSpec()
     release_gate: ReleaseGateSpec
 

@@ -4,10 +4,10 @@ Each model is a ``save_pretrained`` directory under the storage root plus a mani
 the manifest — not the weights — is what lineage and the eval stage pass around.
 """
 
-import json
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
 
 from mixassets.automation import rerun_when_changed
@@ -17,6 +17,7 @@ from mixassets.provenance import model_history_path
 from mixassets.resources import ProjectResource
 from mixassets.storage import json_bytes, model_dir, publish_model_dir, write_atomic
 from mixassets.versioning import json_output
+from training_assets.assets.launch import launch_training
 from training_assets.engine.base_model import materialize_base_model
 
 
@@ -37,6 +38,23 @@ def _lineage(mixture_manifest: dict) -> str:
     tags = ", ".join(mixture_manifest.get("license_tags_present", [])) or "-"
     head = f"mixture `{mixture_manifest.get('mixture_id')}` manifest `{mixture_manifest['manifest_id']}`; tags: {tags}"
     return head + "\n\n" + markdown_table([r for r in rows if r["docs"]], ["source", "docs", "tokens"])
+
+
+# Recipe fields that change how a run executes, never what it learns: they do not make a new model version.
+EXECUTION_FIELDS = ("launcher", "gradient_checkpointing", "checkpoint_every", "keep_checkpoints")
+
+
+def _local_mixture(proj: Project, mixture: pa.Table, mixture_manifest: dict) -> str:
+    """A local Parquet path of the mixture for the training job: the stored shard when the storage is local,
+    else a copy in the local cache (the job may run in another process, which reads files, not objects)."""
+    shards = mixture_manifest.get("shards") or []
+    if len(shards) == 1 and Path(shards[0]["path"]).is_file():
+        return shards[0]["path"]
+    path = _local_model_dir(proj, ["mixture_cache", f"{mixture_manifest['manifest_id']}.parquet"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(mixture, str(path) + ".tmp")
+    Path(str(path) + ".tmp").replace(path)
+    return str(path)
 
 
 def _keep_version(proj: Project, asset: str, out: dict) -> None:
@@ -87,31 +105,30 @@ def sft_adapter(
     mixture_manifest: dict,
     base_model: dict,
 ):
-    from training_assets.engine.sft import train_lora
-
     proj = project.load()
-    recipe = proj.spec.training.model_dump(mode="json")
-    records = mixture.select(["kind", "text", "messages"]).to_pylist()
+    spec = proj.spec.training
+    recipe = spec.model_dump(mode="json")
+    learnt = {k: v for k, v in recipe.items() if k not in EXECUTION_FIELDS}
     version = _model_version(
         mixture_manifest["manifest_id"],
-        spec_hash(recipe),
+        spec_hash(learnt),
         base_model["weights_sha256"],
         context.assets_def.code_versions_by_key[context.asset_key],
     )
     final = _local_model_dir(proj, ["sft_adapter", version])
-
-    def log_step(step: dict) -> None:
-        context.log.info(json.dumps(step))
-
-    manifest = train_lora(
-        base_model["path"],
-        records,
-        recipe,
-        str(final),  # written to a staging dir and swapped in whole by the engine
-        data_manifest_id=mixture_manifest["manifest_id"],
-        base_weights_sha256=base_model["weights_sha256"],
-        on_step=log_step,
-    )
+    job = {
+        "kind": "sft",
+        "base_dir": base_model["path"],
+        "mixture_path": _local_mixture(proj, mixture, mixture_manifest),
+        "recipe": recipe,
+        "out_dir": str(final),  # written to a staging dir and swapped in whole by the engine
+        "data_manifest_id": mixture_manifest["manifest_id"],
+        "base_weights_sha256": base_model["weights_sha256"],
+        "phase_order": [p["name"] for p in mixture_manifest.get("spec", {}).get("phases") or []] or None,
+        "data_shards": mixture_manifest.get("shards"),
+        "project_dir": str(proj.root),
+    }
+    manifest = launch_training(context, job, spec.launcher)
     location = publish_model_dir(final, proj.storage_root, ["sft_adapter", version])
     losses = manifest["loss"]
     out = {

@@ -34,8 +34,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
+from mixassets.project import DistillRecipe, StudentSpec
 from training_assets.engine.base_model import atomic_directory, weights_sha256
 from training_assets.engine.batching import batch_stream
 from training_assets.engine.examples import tokenize_records
@@ -57,74 +56,6 @@ MANIFEST_FILE = "run_manifest.json"
 TEACHER_STORE_SUFFIX = ".teacher_topk"
 Mode = Literal["logit", "sequence", "both"]
 MODES: tuple[str, ...] = ("logit", "sequence", "both")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SequenceKDSpec(_Strict):
-    n_candidates: int = Field(4, ge=1, description="teacher samples per prompt")
-    temperature: float = Field(0.7, ge=0, description="sampling temperature (0: greedy)")
-    top_p: float = Field(0.95, gt=0, le=1)
-    max_new_tokens: int = Field(128, ge=1)
-    seed: int = 0
-    batch_size: int = Field(8, ge=1, description="prompts per generate call (part of what the seed reproduces)")
-    require_eos: bool = Field(True, description="drop answers cut off by max_new_tokens")
-    max_kept_per_prompt: int | None = Field(None, ge=1)
-    data: Literal["augment", "replace"] = Field(
-        "augment", description="train on gold + teacher records, or on teacher records only"
-    )
-
-
-class StudentSpec(_Strict):
-    init: Literal["layer_subset", "pretrained", "config"] = Field(
-        "layer_subset", description="teacher layers / a save_pretrained dir or Hub id / random init from a config dir"
-    )
-    keep_every: int | None = Field(None, ge=1, description="layer_subset: keep teacher layers 0, k, 2k, ...")
-    layers: list[int] | None = Field(None, description="layer_subset: keep exactly these teacher layers")
-    path: str | None = Field(None, description="pretrained / config: the model or config directory (or Hub id)")
-    seed: int = Field(0, description="config: seed of the random init")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> StudentSpec:
-        if self.init == "layer_subset":
-            if (self.keep_every is None) == (self.layers is None):
-                raise ValueError("init 'layer_subset' needs exactly one of keep_every or layers")
-            if self.path is not None:
-                raise ValueError("init 'layer_subset' builds from the teacher; path must not be set")
-        elif self.path is None:
-            raise ValueError(f"init {self.init!r} needs path")
-        return self
-
-
-class DistillRecipe(_Strict):
-    # -- optimisation (as TrainingRecipe, but for a full fine-tune of a small student) --
-    steps: int = Field(30, gt=0)
-    batch_size: int = Field(8, gt=0)
-    grad_accum: int = Field(1, gt=0)
-    lr: float = Field(1e-4, gt=0)
-    warmup_steps: int = Field(2, ge=0)
-    max_seq_len: int = Field(256, gt=8)
-    seed: int = 0
-    dtype: Literal["bf16", "fp32"] = "bf16"
-    lr_schedule: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, ge=0)
-    # -- distillation --
-    loss: Divergence = "forward_kl"
-    temperature: float = Field(1.0, gt=0)
-    kd_ratio: float = Field(0.5, ge=0, le=1, description="0 = SFT-only baseline (teacher unused in training)")
-    beta: float = Field(0.5, gt=0, lt=1, description="jsd only: weight of the teacher in the mixture")
-    top_k: int | None = Field(None, ge=1, description="teacher top-k (None: full logits, on the fly only)")
-    teacher_logits: Literal["on_the_fly", "precomputed"] = "on_the_fly"
-    sequence: SequenceKDSpec = SequenceKDSpec()
-
-    @model_validator(mode="after")
-    def _consistent(self) -> DistillRecipe:
-        if self.teacher_logits == "precomputed" and self.top_k is None:
-            raise ValueError("teacher_logits 'precomputed' stores top-k only: set top_k (e.g. 32)")
-        return self
 
 
 def sft_only_recipe(recipe: DistillRecipe | Mapping[str, Any]) -> dict[str, Any]:
