@@ -146,6 +146,27 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from dagster import AssetMaterialization
+
+    from mixassets.instance import activate, open_instance
+    from mixassets.release import RELEASE_KEY, rollback
+
+    project = activate(args.project)
+    rolled = rollback(project.storage_root, args.reason)
+    now, was = rolled["current"], rolled["previous"]
+    # Recorded in the event log too, so the UI's history of released_model shows the rollback beside promotions.
+    open_instance(project).report_runless_asset_event(
+        AssetMaterialization(
+            RELEASE_KEY,
+            description=f"rollback: {args.reason}",
+            metadata={"model": now["model"], "version": str(now["version"]), "rolled_back": str(was["version"])},
+        )
+    )
+    print(f"released_model is {now['model']}@{now['version']} again (was {was['model']}@{was['version']})")
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from mixassets.instance import activate, workspace_file
 
@@ -244,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--by", help="who revokes (default: the current user)")
     p.add_argument("--project")
     p.set_defaults(func=cmd_revoke)
+    p = sub.add_parser("rollback", help="make the previous released model live again")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--project")
+    p.set_defaults(func=cmd_rollback)
     mixture = sub.add_parser("mixture", help="mixture manifests").add_subparsers(dest="mixture_command", required=True)
     p = mixture.add_parser("diff", help="what changed between two mixtures (default: the previous and the current)")
     p.add_argument("a", nargs="?", help="old manifest id or .json path (default: the current one's predecessor)")

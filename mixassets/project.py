@@ -461,7 +461,7 @@ class ProjectSpec(_Strict):
     eval_sets: list[EvalSetSpec] = []
     mixture: MixtureSpec
     training: TrainingRecipe = TrainingRecipe()
-    distillation: DistillationSpec | None = None
+    distillation: DistillationSpec = DistillationSpec()
     evaluation: EvalSpec = EvalSpec()
     release_gate: ReleaseGateSpec
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
+from mixassets.markdown import markdown_table
 from mixassets.partitions import SOURCES_PARTITION
 
 
@@ -80,14 +81,42 @@ def render_summary(instance: DagsterInstance) -> str:
             " raw text, so per-step loss is noisy: the held-out loss below is the measure)"
         )
     e = latest_metadata(instance, "eval_report")
-    if e.get("summary"):
-        out.append("== evaluation ==")
-        out.append(str(e["summary"]))
-    gate = latest_check(instance, "eval_report", "release_gate")
+    models = ["base", "sft_adapter", "distilled_student", "student_sft_baseline"]
+    metrics = ["json_valid_rate", "schema_valid_rate", "field_accuracy", "exact_match", "heldout_loss", "tokens_per_s"]
+    rows = [
+        {"model": m, **{k: e.get(f"{m}/{s}/{k}") for s in ("structured", "efficiency") for k in metrics}}
+        for m in models
+        if any(f"{m}/structured/{k}" in e for k in metrics)
+    ]
+    if rows:
+        out.append("== evaluation (structured-output holdout) ==")
+        out.append(markdown_table(rows, ["model", *metrics]))
+        by = {r["model"]: r for r in rows}
+        teacher = (by.get("sft_adapter") or {}).get("field_accuracy")
+        if teacher:
+            for student in ("distilled_student", "student_sft_baseline"):
+                acc = (by.get(student) or {}).get("field_accuracy")
+                if acc is not None:
+                    out.append(
+                        f"  retention {student}: field accuracy {float(acc):.3f} / teacher {float(teacher):.3f}"
+                        f" = {float(acc) / float(teacher):.2f}"
+                    )
+    comparison = latest_metadata(instance, "eval_comparison")
+    if comparison.get("comparison"):
+        out.append("== candidates vs base (paired bootstrap 95% intervals) ==")
+        out.append(str(comparison["comparison"]))
+    gate = latest_check(instance, "eval_comparison", "release_gate")
     if gate is not None:
         verdict = "PASSED" if gate["passed"] else "FAILED"
         out.append(
-            f"== release gate == {verdict}: {gate.get('metric')} candidate {gate.get('candidate')} vs base "
-            f"{gate.get('base')} (tolerance {gate.get('tolerance')})"
+            f"== release gate == {verdict}: {gate.get('metric')} {gate.get('candidate_model')} "
+            f"{gate.get('candidate')} vs base {gate.get('base')} (tolerance {gate.get('tolerance')})"
+        )
+        if gate.get("criteria"):
+            out.append(str(gate["criteria"]))
+    release = latest_metadata(instance, "released_model")
+    if release:
+        out.append(
+            f"== released == {release.get('model')}@{release.get('version')} (previous: {release.get('previous')})"
         )
     return "\n".join(out)

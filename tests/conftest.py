@@ -39,6 +39,8 @@ def build_tiny_project(root: Path, model_dir: Path) -> Path:
     cfg = yaml.safe_load((DEMO / "mixtrain.yaml").read_text())
     cfg["training"].update(base_model=str(model_dir), steps=2, batch_size=2, max_seq_len=128)
     cfg["evaluation"].update(limit=3, max_new_tokens=8)
+    cfg["distillation"]["recipe"].update(steps=2, batch_size=2, max_seq_len=128)
+    cfg["release_gate"]["criteria"] = []  # random tiny models emit no valid JSON: only the no-regression rule
     cfg["mixture"]["token_budget"] = 20000
     for e in cfg["eval_sets"]:
         if e["type"] == "humaneval":

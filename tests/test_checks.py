@@ -58,14 +58,37 @@ def test_contamination_check_fails_when_a_finding_is_in_the_mixture():
     assert mixture_contamination_free(mixture=_docs(["MIT"]), contamination_findings=findings).passed
 
 
-def test_release_gate_verdict_uses_tolerance():
-    report = pa.table(
-        {
-            "eval_set": ["h"] * 4,
-            "model": ["base", "base", "sft_adapter", "sft_adapter"],
-            "field_accuracy": [0.5, 0.7, 0.5, 0.6],
-        }
+def _comparison(rows: list[tuple[str, str, float, float]]) -> pa.Table:
+    """(eval_set, metric, candidate, baseline) rows of sft_adapter vs base, slice 'all'."""
+    return pa.Table.from_pylist(
+        [
+            {
+                "candidate_model": "sft_adapter",
+                "eval_set": es,
+                "metric": m,
+                "slice": "all",
+                "candidate": c,
+                "baseline": b,
+                "diff": c - b,
+                "ci_low": c - b - 0.1,
+                "ci_high": c - b + 0.1,
+            }
+            for es, m, c, b in rows
+        ]
     )
-    passed, means = gate_verdict(report, "h", "field_accuracy", 0.0)
-    assert not passed and abs(means["base"] - 0.6) < 1e-9 and abs(means["sft_adapter"] - 0.55) < 1e-9
-    assert gate_verdict(report, "h", "field_accuracy", 0.06)[0]
+
+
+def test_release_gate_verdict_uses_tolerance_and_names_failing_criteria():
+    from mixassets.project import ReleaseGateSpec
+
+    comparison = _comparison([("h", "field_accuracy", 0.55, 0.6), ("h", "schema_valid_rate", 0.7, 0.9)])
+    strict = ReleaseGateSpec(eval_set="h", tolerance=0.0)
+    passed, checks = gate_verdict(comparison, strict)
+    assert not passed and checks[0]["name"] == "field_accuracy no regression" and not checks[0]["passed"]
+    assert gate_verdict(comparison, ReleaseGateSpec(eval_set="h", tolerance=0.06))[0]
+    floor = {"name": "schema floor", "metric": "schema_valid_rate", "op": ">=", "value": 0.8}
+    passed, checks = gate_verdict(comparison, ReleaseGateSpec(eval_set="h", tolerance=0.06, criteria=[floor]))
+    assert not passed and [c["name"] for c in checks if not c["passed"]] == ["schema floor"]
+    missing = {"metric": "no_such_metric", "op": ">=", "value": 0.1}
+    passed, checks = gate_verdict(comparison, ReleaseGateSpec(eval_set="h", tolerance=0.06, criteria=[missing]))
+    assert not passed and "no_such_metric" in checks[-1]["message"]

@@ -114,9 +114,18 @@ def test_training_and_evaluation_outputs(session):
     assert len(run["loss"]) == len(run["lr"]) == 2
     assert (Path(adapter["path"]) / "adapter_config.json").exists()
     report = _table(session, "eval_report.parquet")
-    assert set(report.column("model").to_pylist()) == {"base", "sft_adapter"}
-    gate = latest_check(session.instance, "eval_report", "release_gate")
-    assert gate is not None and "candidate" in gate
+    models = {"base", "sft_adapter", "distilled_student", "student_sft_baseline"}
+    assert set(report.column("model").to_pylist()) == models
+    comparison = _table(session, "eval_comparison.parquet")
+    assert set(comparison.column("candidate_model").to_pylist()) == models - {"base"}
+    student = json.loads((Path(session.project.storage_root) / "distilled_student.json").read_text())
+    kd = student["run_manifest"]["distillation"]
+    baseline = json.loads((Path(session.project.storage_root) / "student_sft_baseline.json").read_text())
+    assert kd["kd_ratio"] > 0 and baseline["run_manifest"]["distillation"]["kd_ratio"] == 0
+    gate = latest_check(session.instance, "eval_comparison", "release_gate")
+    assert gate is not None and gate["passed"], gate
+    release = json.loads((Path(session.project.storage_root) / "released_model.json").read_text())
+    assert release["current"]["model"] == "sft_adapter" and release["current"]["version"] == adapter["version"]
 
 
 def _statuses(session: Session) -> dict[tuple[str, str | None], object]:
@@ -394,5 +403,19 @@ def test_revoke_rebuilds_only_what_used_the_source_and_labels_the_old_model(sess
     assert main(["mixture", "diff", "--project", str(session.root)]) == 0
     diff = capsys.readouterr().out
     assert forum in diff and manifest["previous_manifest_id"] in diff
+
     with pytest.raises(SystemExit):
         main(["revoke", forum, "--project", str(session.root)])  # --reason is required
+
+
+def test_rollback_makes_the_previous_release_live(session, capsys):
+    from mixassets.cli import main
+
+    path = session.root / "storage" / "released_model.json"
+    before = json.loads(path.read_text())
+    assert before["history"], "the revoke test retrained and re-released the adapter"
+    assert main(["rollback", "--reason", "regression reported", "--project", str(session.root)]) == 0
+    after = json.loads(path.read_text())
+    assert after["current"]["version"] == before["history"][-1]["version"] != before["current"]["version"]
+    assert after["previous"] == before["current"] and after["current"]["reason"]["rollback"] == "regression reported"
+    assert "again" in capsys.readouterr().out

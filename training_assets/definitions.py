@@ -7,6 +7,17 @@ from dagster import BetaWarning, Definitions
 warnings.filterwarnings("ignore", category=BetaWarning)
 
 from training_assets.assets.models import base_model, sft_adapter  # noqa: E402
-from training_assets.assets.specs import base_model_spec, training_recipe  # noqa: E402
+from training_assets.assets.specs import base_model_spec, distillation_recipe, training_recipe  # noqa: E402
+from training_assets.assets.students import distilled_student, student_sft_baseline  # noqa: E402
 
-defs = Definitions(assets=[base_model_spec, training_recipe, base_model, sft_adapter])
+defs = Definitions(
+    assets=[
+        base_model_spec,
+        training_recipe,
+        distillation_recipe,
+        base_model,
+        sft_adapter,
+        distilled_student,
+        student_sft_baseline,
+    ]
+)

@@ -1,28 +1,84 @@
-"""Evaluation of the base model and the fine-tuned adapter on the task holdouts, item by item."""
+"""Evaluation of every candidate (base, SFT adapter, distilled student, its SFT-only twin) on the configured
+suites, item by item, and each candidate's comparison with the base, with bootstrap intervals per slice."""
+
+import json
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
+import pyarrow.compute as pc
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, multi_asset
 
-from eval_assets.engine.evaluate import evaluate_candidates
-from mixassets.automation import rerun_when_changed
-from mixassets.markdown import markdown_table
+from eval_assets.engine.behaviour_sets import benign_set, calibration_set, refusal_set, sentinel_set
+from eval_assets.engine.comparison import run_evaluation
+from eval_assets.engine.suites import EvalSettings
+from mixassets.automation import changed_out
+from mixassets.project import Project
 from mixassets.resources import ProjectResource
 from mixassets.versioning import table_output
 
-METRICS = ("json_valid_rate", "schema_valid_rate", "field_accuracy", "exact_match", "heldout_loss", "tokens_per_s")
+BASELINE = "base"
+CANDIDATES = ("sft_adapter", "distilled_student", "student_sft_baseline")
+# Per model, these summary metrics (slice "all") become numeric metadata, so the UI plots them run over run.
+PLOTTED = (
+    "json_valid_rate",
+    "schema_valid_rate",
+    "field_accuracy",
+    "exact_match",
+    "heldout_loss",
+    "refusal_rate",
+    "over_refusal_rate",
+    "stability_all_agree",
+    "ece",
+    "brier",
+    "ppl",
+    "latency_p50_s",
+    "latency_p95_s",
+    "tokens_per_s",
+)
 
 
-@asset(
+def suite_items(proj: Project, registry: pa.Table) -> dict[str, pa.Table]:
+    """The items of each configured suite: task holdouts from the registry, behaviour sets frozen in code."""
+    structured = [e.id for e in proj.spec.eval_sets if e.task == "json_signature"]
+    task_items = registry.filter(pc.is_in(registry["eval_set"], pa.array(structured, pa.string())))
+    out: dict[str, pa.Table] = {}
+    for suite in proj.spec.evaluation.suites:
+        if suite in ("structured", "efficiency"):
+            out[suite] = task_items
+        elif suite == "refusal":
+            out[suite] = pa.concat_tables([refusal_set(), benign_set()])
+        elif suite == "sentinel":
+            out[suite] = sentinel_set()
+        elif suite == "calibration":
+            out[suite] = calibration_set()
+        elif suite == "perplexity":  # held-out text: the reference answers of the task holdouts, per eval set
+            refs = task_items.column("reference").to_pylist()
+            out[suite] = pa.table(
+                {
+                    "item_id": task_items.column("item_id"),
+                    "eval_set": task_items.column("eval_set"),
+                    "text": [r if isinstance(r, str) else json.dumps(r) for r in refs],
+                    "domain": task_items.column("eval_set"),
+                }
+            )
+    return out
+
+
+@multi_asset(
+    outs={
+        "eval_report": changed_out("eval-2", "Every candidate's output and scores per item, suite and slice."),
+        "eval_comparison": changed_out(
+            "eval-2", "Each candidate vs the base per metric and slice, with paired bootstrap intervals."
+        ),
+    },
     ins={
         "eval_registry": AssetIn(),
         "base_model": AssetIn(input_manager_key="json_io_manager"),
         "sft_adapter": AssetIn(input_manager_key="json_io_manager"),
+        "distilled_student": AssetIn(input_manager_key="json_io_manager"),
+        "student_sft_baseline": AssetIn(input_manager_key="json_io_manager"),
     },
     deps=["eval_spec"],
-    code_version="eval-1",
-    automation_condition=rerun_when_changed(),
     group_name="evaluation",
-    description="Per-item outputs and scores of base and adapter on every json_signature holdout set.",
 )
 def eval_report(
     context: AssetExecutionContext,
@@ -30,20 +86,41 @@ def eval_report(
     eval_registry: pa.Table,
     base_model: dict,
     sft_adapter: dict,
+    distilled_student: dict,
+    student_sft_baseline: dict,
 ):
     proj = project.load()
     cfg = proj.spec.evaluation
-    sets = [e.id for e in proj.spec.eval_sets if e.task == "json_signature"]
-    candidates = {"base": (base_model["path"], None), "sft_adapter": (base_model["path"], sft_adapter["path"])}
-    report, summary = evaluate_candidates(
-        candidates,
-        eval_registry,
-        sets,
-        limit=cfg.limit,
+    models = {"sft_adapter": sft_adapter, "distilled_student": distilled_student}
+    models["student_sft_baseline"] = student_sft_baseline
+    candidates = {
+        BASELINE: (base_model["path"], None),
+        "sft_adapter": (base_model["path"], sft_adapter["path"]),
+        "distilled_student": (distilled_student["path"], None),
+        "student_sft_baseline": (student_sft_baseline["path"], None),
+    }
+    identities = {BASELINE: {"weights_sha256": base_model["weights_sha256"]}}
+    for label, m in models.items():
+        identities[label] = {
+            "version": m.get("version"),
+            "weights_sha256": m["run_manifest"]["output_weights_sha256"],
+            "data_manifest_id": m["run_manifest"]["data_manifest_id"],
+        }
+    settings = EvalSettings(
         max_new_tokens=cfg.max_new_tokens,
         batch_size=cfg.batch_size,
+        limit=cfg.limit,
+        n_resamples=cfg.n_resamples,
+        seed=cfg.seed,
     )
-    metadata = {f"{k}/{m}": float(v) for k, ms in summary.items() for m, v in ms.items() if m in METRICS}
-    table = markdown_table([{"model": k, **m} for k, m in summary.items()], ["model", *METRICS])
-    metadata["summary"] = MetadataValue.md(table)
-    return table_output(report, metadata)
+    run = run_evaluation(candidates, BASELINE, suite_items(proj, eval_registry), settings, identities=identities)
+    summary = run.summary.filter(pc.equal(run.summary["slice"], "all")).to_pylist()
+    metadata: dict = {
+        f"{r['model']}/{r['suite']}/{r['metric']}": float(r["value"])
+        for r in summary
+        if r["metric"] in PLOTTED and r["value"] is not None
+    }
+    metadata["problems"] = len(run.problems)
+    metadata["record"] = MetadataValue.json(run.record)
+    yield table_output(run.items, metadata, name="eval_report")
+    yield table_output(run.comparison, {"comparison": MetadataValue.md(run.to_markdown())}, name="eval_comparison")

@@ -7,58 +7,23 @@ the manifest — not the weights — is what lineage and the eval stage pass aro
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
 
 from mixassets.automation import rerun_when_changed
-from mixassets.markdown import markdown_table
-from mixassets.project import Project, spec_hash
-from mixassets.provenance import model_history_path
+from mixassets.project import spec_hash
 from mixassets.resources import ProjectResource
-from mixassets.storage import json_bytes, model_dir, publish_model_dir, write_atomic
+from mixassets.storage import publish_model_dir
 from mixassets.versioning import json_output
 from training_assets.assets.launch import launch_training
+from training_assets.assets.model_store import (
+    EXECUTION_FIELDS,
+    keep_version,
+    lineage_markdown,
+    local_mixture,
+    local_model_dir,
+    model_version,
+)
 from training_assets.engine.base_model import materialize_base_model
-
-
-def _local_model_dir(proj: Project, key: str | list[str]) -> Path:
-    return model_dir(proj.storage_root, key, proj.root / ".mixtrain-cache")
-
-
-def _model_version(*parts: object) -> str:
-    """A trained model's version: a hash of everything that made it, so a rebuild on other data or another recipe
-    lands in a new directory and the superseded model (and its manifest, revocation labels included) stays."""
-    return spec_hash({"parts": [str(p) for p in parts]})[:16]
-
-
-def _lineage(mixture_manifest: dict) -> str:
-    """Which sources (documents, tokens, license tags) the model saw, as recorded by the mixture manifest it used."""
-    sources = mixture_manifest.get("composition", {}).get("sources", {})
-    rows = [{"source": sid, "docs": s.get("docs"), "tokens": s.get("tokens")} for sid, s in sorted(sources.items())]
-    tags = ", ".join(mixture_manifest.get("license_tags_present", [])) or "-"
-    head = f"mixture `{mixture_manifest.get('mixture_id')}` manifest `{mixture_manifest['manifest_id']}`; tags: {tags}"
-    return head + "\n\n" + markdown_table([r for r in rows if r["docs"]], ["source", "docs", "tokens"])
-
-
-# Recipe fields that change how a run executes, never what it learns: they do not make a new model version.
-EXECUTION_FIELDS = ("launcher", "gradient_checkpointing", "checkpoint_every", "keep_checkpoints")
-
-
-def _local_mixture(proj: Project, mixture: pa.Table, mixture_manifest: dict) -> str:
-    """A local Parquet path of the mixture for the training job: the stored shard when the storage is local,
-    else a copy in the local cache (the job may run in another process, which reads files, not objects)."""
-    shards = mixture_manifest.get("shards") or []
-    if len(shards) == 1 and Path(shards[0]["path"]).is_file():
-        return shards[0]["path"]
-    path = _local_model_dir(proj, ["mixture_cache", f"{mixture_manifest['manifest_id']}.parquet"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(mixture, str(path) + ".tmp")
-    Path(str(path) + ".tmp").replace(path)
-    return str(path)
-
-
-def _keep_version(proj: Project, asset: str, out: dict) -> None:
-    write_atomic(model_history_path(proj.storage_root, asset, out["version"]), json_bytes(out))
 
 
 @asset(
@@ -73,7 +38,7 @@ def base_model(context: AssetExecutionContext, project: ProjectResource):
     proj = project.load()
     name = proj.spec.training.base_model
     local = Path(proj.resolve(name))
-    out = _local_model_dir(proj, "base_model")
+    out = local_model_dir(proj, "base_model")
     info = materialize_base_model(str(local) if local.is_dir() else name, str(out))
     location = publish_model_dir(out, proj.storage_root, "base_model")
     # info["path"] (the absolute local directory) is the one path both the manifest and the metadata report.
@@ -109,17 +74,17 @@ def sft_adapter(
     spec = proj.spec.training
     recipe = spec.model_dump(mode="json")
     learnt = {k: v for k, v in recipe.items() if k not in EXECUTION_FIELDS}
-    version = _model_version(
+    version = model_version(
         mixture_manifest["manifest_id"],
         spec_hash(learnt),
         base_model["weights_sha256"],
         context.assets_def.code_versions_by_key[context.asset_key],
     )
-    final = _local_model_dir(proj, ["sft_adapter", version])
+    final = local_model_dir(proj, ["sft_adapter", version])
     job = {
         "kind": "sft",
         "base_dir": base_model["path"],
-        "mixture_path": _local_mixture(proj, mixture, mixture_manifest),
+        "mixture_path": local_mixture(proj, mixture, mixture_manifest),
         "recipe": recipe,
         "out_dir": str(final),  # written to a staging dir and swapped in whole by the engine
         "data_manifest_id": mixture_manifest["manifest_id"],
@@ -139,7 +104,7 @@ def sft_adapter(
         "merged": manifest.get("merged", False),
         "run_manifest": manifest,
     }
-    _keep_version(proj, "sft_adapter", out)
+    keep_version(proj, "sft_adapter", out)
     return json_output(
         out,
         manifest["output_weights_sha256"],  # hashed by the engine when it wrote the weights
@@ -153,6 +118,6 @@ def sft_adapter(
             "effective_batch_size": int(manifest.get("effective_batch_size", 0)),
             "data_manifest_id": mixture_manifest["manifest_id"],
             "version": version,
-            "lineage": MetadataValue.md(_lineage(mixture_manifest)),
+            "lineage": MetadataValue.md(lineage_markdown(mixture_manifest)),
         },
     )

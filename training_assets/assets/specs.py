@@ -19,3 +19,8 @@ def training_recipe(project: ProjectResource) -> DataVersion:
     recipe = project.load().spec.training.model_dump(mode="json")
     recipe.pop("base_model")
     return DataVersion(spec_hash(recipe))
+
+
+@observable_source_asset(group_name="training", description="The distillation section (student, KD recipe, mode).")
+def distillation_recipe(project: ProjectResource) -> DataVersion:
+    return DataVersion(spec_hash(project.load().spec.distillation.model_dump(mode="json")))
