@@ -283,3 +283,52 @@ def test_pairs_touching_new_rows_match_the_full_index_query() -> None:
     assert len(expected) > 0
     assert sorted(map(tuple, got.tolist())) == sorted(map(tuple, expected.tolist()))
     assert len(engine._pairs_touching(sketches, np.zeros(len(is_new), dtype=bool), CFG)) == 0
+
+
+@pytest.mark.parametrize("max_slices", [64, 1])
+def test_refresh_with_the_new_source_between_old_ones_equals_a_full_build(
+    monkeypatch: pytest.MonkeyPatch, max_slices: int
+) -> None:
+    """Reused sketches are laid out by slicing runs of previous rows, or gathered with one take when the
+    layout is scattered; either way the sketches are in input order and the result is a full build's."""
+    monkeypatch.setattr(engine, "_MAX_SLICES", max_slices)
+    previous = dedupe_incremental(table(OLD), config=CFG)
+    rows = OLD[:25] + NEW + OLD[25:]
+    inc = dedupe_incremental(
+        table(rows),
+        previous_sketches=previous.sketches,
+        previous_pairs=previous.verified_pairs,
+        config=CFG,
+        unchanged_sources={"alpha", "beta"},
+    )
+    assert inc.stats.incremental and inc.stats.sketches_reused == len(OLD)
+    same_result(inc, dedupe_incremental(table(rows), config=CFG))
+
+
+def test_sketch_set_digest_ignores_row_order_and_tells_versions_apart() -> None:
+    sk = dedupe_incremental(table(OLD), config=CFG).sketches
+    digest = engine._sketch_set_digest(sk)
+    assert engine._sketch_set_digest(sk.take(pa.array(np.arange(sk.num_rows)[::-1]))) == digest
+    bumped = sk.set_column(
+        sk.schema.get_field_index("content_hash"),
+        sk.schema.field("content_hash"),
+        pa.array(sk.column("content_hash").to_numpy() + np.uint64(1), pa.uint64()),
+    )
+    assert engine._sketch_set_digest(bumped) != digest
+    renamed = sk.set_column(
+        sk.schema.get_field_index("doc_id"), "doc_id", pa.array([f"x{i}" for i in range(sk.num_rows)])
+    )
+    assert engine._sketch_set_digest(renamed) != digest
+    assert engine._sketch_set_digest(sk.slice(0, 0)).startswith("v2:0:")
+
+
+def test_files_with_the_first_digest_format_still_refresh_incrementally() -> None:
+    """Sketches and pairs persisted before the digest changed carry the same old-format string: it is
+    still trusted, so the first refresh after an upgrade stays incremental."""
+    previous = dedupe_incremental(table(OLD), config=CFG)
+    old_digest = {engine._META_SKETCH_SET: f"{previous.sketches.num_rows}:0123456789abcdef".encode()}
+    sketches = previous.sketches.replace_schema_metadata({**previous.sketches.schema.metadata, **old_digest})
+    pairs = previous.verified_pairs.replace_schema_metadata({**previous.verified_pairs.schema.metadata, **old_digest})
+    inc = dedupe_incremental(table(OLD + NEW), previous_sketches=sketches, previous_pairs=pairs, config=CFG)
+    assert inc.stats.incremental
+    same_result(inc, dedupe_incremental(table(OLD + NEW), config=CFG))

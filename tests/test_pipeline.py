@@ -331,8 +331,9 @@ def test_trace_and_impact_answer_from_stored_assets(session, capsys):
     assert answer["found"] and answer["raw"][0]["source_id"] == "community_forum" and answer["accepted"]
     assert answer["raw"][0]["locator"].startswith("data/community_forum.jsonl:")
     assert answer["mixtures"][0]["uses"][0]["occurrences"] >= 1
-    # Every adapter version trained on this mixture (earlier tests retrained with other recipes), the live one too.
-    assert {m["asset"] for m in answer["models"]} == {"sft_adapter"} and any(m["current"] for m in answer["models"])
+    # Every model version trained on this mixture (earlier tests retrained with other recipes), the live ones too.
+    trained = {"sft_adapter", "distilled_student", "student_sft_baseline"}
+    assert {m["asset"] for m in answer["models"]} == trained and any(m["current"] for m in answer["models"])
 
     # A dropped duplicate names its keeper; a redacted post shows the PII decision with its span.
     clusters = _table(session, "dedupe_clusters.parquet").to_pylist()
@@ -346,7 +347,7 @@ def test_trace_and_impact_answer_from_stored_assets(session, capsys):
 
     assert reach["partitions"]["gated_documents[community_forum]"] > 0
     assert reach["corpus"]["mixture"] == pc.sum(pc.equal(mixture["source_id"], "community_forum")).as_py()
-    assert {m["asset"] for m in reach["models"]} == {"sft_adapter"} and any(m["current"] for m in reach["models"])
+    assert {m["asset"] for m in reach["models"]} == trained and any(m["current"] for m in reach["models"])
     assert main(["impact", "community_forum", "--project", str(session.root)]) == 0
     assert "sft_adapter" in capsys.readouterr().out
     assert main(["trace", "no-such-doc", "--project", str(session.root)]) == 1
