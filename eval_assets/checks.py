@@ -19,7 +19,7 @@ def gate_criteria(gate: ReleaseGateSpec) -> list[dict]:
         "tolerance": gate.tolerance,
         "eval_set": gate.eval_set,
     }
-    rest = [{**c.model_dump(exclude_none=True), "eval_set": c.eval_set or gate.eval_set} for c in gate.criteria]
+    rest = [{**c.model_dump(exclude_unset=True), "eval_set": c.eval_set or gate.eval_set} for c in gate.criteria]
     return [primary, *rest]
 
 
