@@ -5,6 +5,7 @@ import pyarrow as pa
 from dagster import AssetExecutionContext, DataVersion, asset, observable_source_asset
 
 from eval_assets.engine.registry import eval_set_path, load_eval_set, registry_checksum
+from eval_assets.engine.suites import validate_items
 from mixassets.automation import rerun_when_changed
 from mixassets.project import Project, spec_hash
 from mixassets.resources import ProjectResource
@@ -34,5 +35,9 @@ def eval_registry(context: AssetExecutionContext, project: ProjectResource):
     proj = project.load()
     tables = [load_eval_set(e, proj.resolve) for e in proj.spec.eval_sets]
     table = pa.concat_tables(tables)
+    problems = validate_items(table)
+    if problems:  # a broken item would score every model wrong: refuse the registry, naming each item
+        shown = "\n  ".join(problems[:20])
+        raise ValueError(f"eval registry: {len(problems)} invalid item(s):\n  {shown}")
     counts = {f"items/{e.id}": t.num_rows for e, t in zip(proj.spec.eval_sets, tables, strict=True)}
     return table_output(table, {"items": table.num_rows, "registry_checksum": registry_checksum(table), **counts})
