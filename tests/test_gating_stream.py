@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from mixassets.engine.gating import gate
+from mixassets.engine.gating import conform_documents, gate
 from mixassets.engine.gating_stream import ParquetGateSink, gate_stream
 from mixassets.engine.readers import doc_id_for
 from mixassets.engine.review import OVERRIDE_SCHEMA, apply_overrides, review_agreement
@@ -129,6 +129,7 @@ def test_corpus_exercises_the_cross_document_rules() -> None:
 def test_stream_equals_whole_table_gate(size: int, monkeypatch: pytest.MonkeyPatch) -> None:
     # Merge the line counts every few hashes so the bulk merge is exercised, not only the final one.
     monkeypatch.setattr(boilerplate, "_MERGE_EVERY", 3)
+    monkeypatch.setattr(boilerplate, "_SEEN_MERGE_MIN", 2)
     docs, spec = _corpus(), _spec()
     expected = gate(docs, spec)
     sink = _ListSink()
@@ -287,3 +288,41 @@ def test_review_verdicts_on_a_stream_equal_the_whole_table_path(size: int) -> No
     assert _sorted_rows(inner.table(2, DECISION_SCHEMA)) == _sorted_rows(exp_dec)
     with pytest.raises(RuntimeError, match="after finish"):
         sink.write(*inner.parts[0])
+
+
+def test_seen_keys_is_exact_across_merges(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Keys that differ only in trailing zero bytes must stay distinct in the fixed-width array.
+    monkeypatch.setattr(boilerplate, "_SEEN_MERGE_MIN", 2)
+    keys = [bytes(16), bytes(15) + b"\x01", b"\x01" + bytes(15), b"\xff" * 16, bytes(14) + b"\x01\x00"]
+    seen = boilerplate._SeenKeys()
+    added: list[bool] = []
+    for batch in ([keys[0], keys[1], keys[0]], [keys[2], keys[1], keys[3]], [keys[4], keys[3], keys[0], keys[4]]):
+        merged = seen.in_sorted(batch)
+        added += [seen.add_if_new(k, m) for k, m in zip(batch, merged, strict=True)]
+        seen.merge_if_full()
+    assert added == [True, True, False, True, False, True, True, False, False, False]
+    assert len(seen) == len(keys)
+
+
+def test_reviewing_sink_holds_nothing_for_batches_without_reviewed_documents() -> None:
+    docs = conform_documents(_corpus())
+    reviewed = docs.column("doc_id")[0].as_py()
+    overrides = pa.Table.from_pylist(
+        [
+            {
+                "doc_id": reviewed,
+                "source_id": docs.column("source_id")[0].as_py(),
+                "verdict": "accept",
+                "reviewer": "r",
+                "note": "",
+                "sheet": "s.csv",
+                "line": 2,
+            }
+        ],
+        schema=OVERRIDE_SCHEMA,
+    )
+    sink = ReviewingSink(_ListSink(), overrides)
+    for start in range(0, docs.num_rows, 2):
+        sink.write(docs.slice(start, 2), QUARANTINE_SCHEMA.empty_table(), DECISION_SCHEMA.empty_table())
+    assert [t.num_rows for t in sink._accepted] == [1]
+    assert sink._held == []

@@ -40,7 +40,9 @@ class ReviewingSink:
         if not len(self.reviewed_ids) or not table.num_rows:
             return table
         reviewed = pc.is_in(table.column("doc_id"), value_set=self.reviewed_ids)
-        keep.append(table.filter(reviewed))
+        held_back = table.filter(reviewed)
+        if held_back.num_rows:  # an empty table per batch would grow with the source, not with the review sheet
+            keep.append(held_back)
         return table.filter(pc.invert(reviewed))
 
     def write(self, accepted: pa.Table, quarantine: pa.Table, decisions: pa.Table) -> None:

@@ -12,12 +12,16 @@ a page that was nothing but header and footer ends up empty or too short and is 
 
 Whether a line is boilerplate depends on the whole source, so a streaming runner calls ``prepare`` over all
 batches first. The counts are kept as 8-byte line hashes in sorted NumPy arrays (12 bytes per distinct line)
-and the distinct documents as 16-byte hashes, never as text; ``gate()`` goes through the same code with its
-one table as the only batch, so both runners strip exactly the same lines.
+and the distinct documents as 16-byte hashes in a sorted NumPy array (16 bytes per document), never as text
+and never as one Python object per document or line, which would cost ~100 bytes each and leave the prepare
+pass growing several times faster than its data; ``gate()`` goes through the same code with its one table as
+the only batch, so both runners strip exactly the same lines. Both sets are exact: whether a line clears
+``min_doc_fraction`` depends on the exact distinct-document count, so no sketch may stand in for them.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -30,6 +34,10 @@ from mixassets.engine.text_norm import stable_hash64, text_key
 
 # Hashes buffered before they are merged into the sorted counts: bounds both the buffer and the merge cost.
 _MERGE_EVERY = 1 << 20
+# Document keys buffered in a Python set before they join the sorted array; the buffer may also grow to an
+# eighth of the array, so the merges (a sort of everything seen) stay amortised O(n log n) on big sources.
+_SEEN_MERGE_MIN = 1 << 16
+_KEY = np.dtype("S16")
 
 
 def line_key(line: str) -> str:
@@ -46,32 +54,66 @@ class Boilerplate:
     lines: dict[int, int]
 
 
+class _SeenKeys:
+    """Exact set of 16-byte document keys at ~16 bytes each: a sorted ``S16`` array, plus a small set of the
+    keys added since the last merge (fixed-width ``S16`` compares all 16 bytes, trailing zero bytes included)."""
+
+    def __init__(self) -> None:
+        self._sorted = np.empty(0, dtype=_KEY)
+        self._recent: set[bytes] = set()
+
+    def __len__(self) -> int:
+        return len(self._sorted) + len(self._recent)
+
+    def in_sorted(self, keys: list[bytes]) -> list[bool]:
+        """Which of ``keys`` were merged already: one vectorised look-up per batch, not one per document."""
+        if not keys or not len(self._sorted):
+            return [False] * len(keys)
+        wanted = np.array(keys, dtype=_KEY)
+        at = np.minimum(np.searchsorted(self._sorted, wanted), len(self._sorted) - 1)
+        return (self._sorted[at] == wanted).tolist()
+
+    def add_if_new(self, key: bytes, merged: bool) -> bool:
+        """Add ``key`` (``merged``: found by :meth:`in_sorted` for this batch); False when it was seen before."""
+        if merged or key in self._recent:
+            return False
+        self._recent.add(key)
+        return True
+
+    def merge_if_full(self) -> None:
+        """Call between batches only: :meth:`in_sorted` answers for the array as it was when it was asked."""
+        if len(self._recent) >= max(_SEEN_MERGE_MIN, len(self._sorted) // 8):
+            recent = np.array(list(self._recent), dtype=_KEY)
+            self._sorted = np.sort(np.concatenate([self._sorted, recent]), kind="mergesort")
+            self._recent = set()
+
+
 class _LineDocCounts:
-    """Document frequency of line hashes in bounded memory: new hashes are buffered and merged in bulk into
-    one sorted key array with a parallel count array, instead of a Python dict entry (~100 bytes) per line."""
+    """Document frequency of line hashes in bounded memory: new hashes are buffered in one flat 8-byte array
+    and merged in bulk into one sorted key array with a parallel count array, instead of a Python dict entry
+    (~100 bytes) per line or a NumPy array object per document."""
 
     def __init__(self) -> None:
         self._keys = np.empty(0, dtype=np.uint64)
         self._counts = np.empty(0, dtype=np.uint32)
-        self._pending: list[np.ndarray] = []
-        self._n_pending = 0
+        self._pending = array("Q")
 
     def add_document(self, hashes: set[int]) -> None:
         if hashes:
-            self._pending.append(np.fromiter(hashes, dtype=np.uint64, count=len(hashes)))
-            self._n_pending += len(hashes)
-            if self._n_pending >= _MERGE_EVERY:
+            self._pending.extend(hashes)
+            if len(self._pending) >= _MERGE_EVERY:
                 self._merge()
 
     def _merge(self) -> None:
         if not self._pending:
             return
-        new = np.concatenate(self._pending)
+        new = np.frombuffer(self._pending, dtype=np.uint64)
         keys = np.concatenate([self._keys, new])
         weights = np.concatenate([self._counts, np.ones(len(new), dtype=np.uint32)])
+        del new  # the buffer cannot be replaced while a NumPy view of it is alive
         self._keys, inverse = np.unique(keys, return_inverse=True)
         self._counts = np.bincount(inverse, weights=weights, minlength=len(self._keys)).astype(np.uint32)
-        self._pending, self._n_pending = [], 0
+        self._pending = array("Q")
 
     def at_least(self, min_count: int) -> dict[int, int]:
         self._merge()
@@ -95,18 +137,17 @@ class RepeatedLineRule(Rule):
             return Boilerplate(0, {})
         # Copies of one document count once: five copies of a page make a duplicate (which the exact-duplicate
         # rule resolves by keeping one), not five pages sharing their every line. The first copy is counted.
-        seen: set[bytes] = set()
+        seen = _SeenKeys()
         counts = _LineDocCounts()
         for docs in batches:
-            for kind, text in zip(docs.column("kind").to_pylist(), texts(docs), strict=True):
-                if kind == "chat":
+            prose = [t for kind, t in zip(docs.column("kind").to_pylist(), texts(docs), strict=True) if kind != "chat"]
+            doc_keys = [text_key(normalize_for_dedupe(text)) for text in prose]
+            for text, key, merged in zip(prose, doc_keys, seen.in_sorted(doc_keys), strict=True):
+                if not seen.add_if_new(key, merged):
                     continue
-                key = text_key(normalize_for_dedupe(text))
-                if key in seen:
-                    continue
-                seen.add(key)
                 keys = {k for line in text.splitlines() if len(k := line_key(line)) >= cfg.min_line_chars}
                 counts.add_document({stable_hash64(k) for k in keys})
+            seen.merge_if_full()
         n_docs = len(seen)
         lines = {h: c for h, c in counts.at_least(cfg.min_docs).items() if c / n_docs >= cfg.min_doc_fraction}
         return Boilerplate(n_docs, lines)
