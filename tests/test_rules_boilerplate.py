@@ -33,7 +33,13 @@ def _spec(**kw: Any) -> SourceSpec:
 def _docs(texts: list[str], kind: str = "text") -> pa.Table:
     rows = []
     for i, t in enumerate(texts):
-        messages = json.dumps([{"role": "user", "content": p} for p in t.split("\n\n")]) if kind == "chat" else None
+        messages = (
+            json.dumps(
+                [{"role": "user" if i % 2 == 0 else "assistant", "content": p} for i, p in enumerate(t.split("\n\n"))]
+            )
+            if kind == "chat"
+            else None
+        )
         rows.append({"doc_id": doc_id_for("src", f"f:{i}"), "source_id": "src", "locator": f"f:{i}", "kind": kind,
                      "text": t, "messages": messages, "license": "MIT", "rights_tags": [], "domain": "general",
                      "language": "en", "capture_time": T0})  # fmt: skip

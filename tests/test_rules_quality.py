@@ -34,7 +34,9 @@ def _docs(texts: list[str], *, domain: str = "general", kind: str = "text") -> p
         messages = None
         if kind == "chat":
             parts = text.split("\n\n")
-            messages = json.dumps([{"role": "user", "content": p} for p in parts])
+            messages = json.dumps(
+                [{"role": "user" if i % 2 == 0 else "assistant", "content": p} for i, p in enumerate(parts)]
+            )
         rows.append(
             {
                 "doc_id": doc_id_for("src", f"f:{i}"),

@@ -42,6 +42,7 @@ def _job(tiny_model_dir: Path, tmp_path: Path, out: str) -> dict:
         "recipe": RECIPE,
         "out_dir": str(tmp_path / out),
         "data_manifest_id": "m1",
+        "threads": 1,
     }
 
 

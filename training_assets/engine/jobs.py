@@ -27,8 +27,22 @@ def run_job(job: dict[str, Any], on_step: Callable[[dict[str, Any]], None] | Non
     kind = job.get("kind")
     if kind != "sft":
         raise ValueError(f"training job: field 'kind': expected 'sft', got {kind!r}")
+    import torch
+
     from training_assets.engine.sft import train_lora
 
+    # Float sums depend on how many threads split them: a job that names its thread count trains the same
+    # weights wherever it runs (the Pipes test compares in-process and subprocess bit for bit).
+    threads_before = torch.get_num_threads()
+    if job.get("threads"):
+        torch.set_num_threads(int(job["threads"]))
+    try:
+        return _train(job, train_lora, on_step)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(job: dict[str, Any], train_lora: Callable[..., dict[str, Any]], on_step: Any) -> dict[str, Any]:
     return train_lora(
         job["base_dir"],
         read_records(job["mixture_path"]),
