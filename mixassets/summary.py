@@ -84,7 +84,7 @@ def render_summary(instance: DagsterInstance) -> str:
     models = ["base", "sft_adapter", "distilled_student", "student_sft_baseline"]
     metrics = ["json_valid_rate", "schema_valid_rate", "field_accuracy", "exact_match", "heldout_loss", "tokens_per_s"]
     rows = [
-        {"model": m, **{k: e.get(f"{m}/{s}/{k}") for s in ("structured", "efficiency") for k in metrics}}
+        {"model": m, **{k: e.get(f"{m}/structured/{k}", e.get(f"{m}/efficiency/{k}")) for k in metrics}}
         for m in models
         if any(f"{m}/structured/{k}" in e for k in metrics)
     ]
