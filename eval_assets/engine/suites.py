@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +42,7 @@ import pyarrow as pa
 from eval_assets.engine import behaviour_sets, calibration, metrics, tool_calls
 from eval_assets.engine.evaluate import Generation, chat_prompt, generate_texts, reference_nll, sequence_nll
 from eval_assets.tasks import json_signature
+from training_assets.engine.run_manifest import cpu_model
 
 UNKNOWN = "unknown"
 
@@ -793,24 +793,13 @@ def run_perplexity(
 # --- efficiency --------------------------------------------------------------------------------------------------
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def hardware_info(model: Any) -> dict[str, Any]:
     """Where the numbers were measured: device, weight dtype, torch threads and versions."""
     import torch
 
     param = next(model.parameters())
     device = param.device
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     return {
         "device_type": device.type,
         "device_name": name,

@@ -95,7 +95,7 @@ def git_state(project_dir: str | os.PathLike[str] | None = None) -> dict[str, An
     return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
@@ -115,7 +115,7 @@ def hardware_info(device: str, dtype: str) -> dict[str, Any]:
     return {
         "device": device,
         "dtype": dtype,
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": gpus[0] if gpus else None,
