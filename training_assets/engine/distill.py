@@ -410,14 +410,7 @@ def distill_student(
         evaluation["examples"] = len(eval_examples)
 
     # -- save: student + tokenizer + manifest, all or nothing --
-    optimizer = {
-        "name": "AdamW",
-        "betas": list(loop_cfg.betas),
-        "eps": loop_cfg.eps,
-        "weight_decay": cfg.weight_decay,
-        "max_grad_norm": cfg.max_grad_norm,
-        "schedule": cfg.lr_schedule,
-    }
+    optimizer = loop_cfg.optimizer_record()
     manifest = build_run_manifest(
         result,
         config={"recipe": cfg.model_dump(mode="json"), "optimizer": optimizer, "distillation": kd_settings},

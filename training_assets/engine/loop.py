@@ -168,6 +168,17 @@ class LoopConfig:
         d["betas"] = list(self.betas)
         return d
 
+    def optimizer_record(self) -> dict[str, Any]:
+        """The optimiser as run_loop builds it, for a run manifest: settings a recipe does not expose included."""
+        return {
+            "name": "AdamW",
+            "betas": list(self.betas),
+            "eps": self.eps,
+            "weight_decay": self.weight_decay,
+            "max_grad_norm": self.max_grad_norm,
+            "schedule": self.schedule,
+        }
+
     def trajectory(self) -> dict[str, Any]:
         """The fields that decide which updates the run makes (what a checkpoint must agree on)."""
         return {k: v for k, v in self.to_dict().items() if k not in OPERATIONAL_FIELDS}

@@ -285,15 +285,7 @@ def train_lora(
         stop_after=opts.stop_after,
         device=device,
     )
-    # Optimiser settings the recipe does not expose are the loop's defaults; recorded so a run can be re-created.
-    optimizer = {
-        "name": "AdamW",
-        "betas": list(loop_cfg.betas),
-        "eps": loop_cfg.eps,
-        "weight_decay": loop_cfg.weight_decay,
-        "max_grad_norm": loop_cfg.max_grad_norm,
-        "schedule": loop_cfg.schedule,
-    }
+    optimizer = loop_cfg.optimizer_record()
     # A checkpoint directory left by an interrupted run is picked up even when this call asks for no
     # checkpointing: that is what makes "run it again" resume. A successful run deletes its checkpoints.
     checkpoint_dir = opts.checkpoint_dir or os.path.abspath(out_dir) + CHECKPOINT_SUFFIX
