@@ -130,7 +130,7 @@ class EvalSetSpec(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     type: Literal["humaneval", "jsonl"]
     path: str | None = Field(None, description="jsonl file for type=jsonl, relative to the project dir")
-    task: Literal["json_signature", "code"] = "code"
+    task: Literal["json_signature", "tool_calls", "code"] = "code"
     version: str = "1"
     limit: int | None = Field(None, gt=0, description="take only the first N items (tests)")
 
@@ -403,8 +403,12 @@ class EvalSpec(_Strict):
     max_new_tokens: int = Field(96, gt=0)
     batch_size: int = Field(8, gt=0)
     limit: int | None = Field(None, gt=0, description="evaluate at most N items per set (tests)")
-    suites: list[Literal["structured", "refusal", "sentinel", "calibration", "perplexity", "efficiency"]] = Field(
-        ["structured"], description="suites run on every candidate (structured = the json_signature holdouts)"
+    suites: list[
+        Literal["structured", "tool_calls", "refusal", "sentinel", "calibration", "perplexity", "efficiency"]
+    ] = Field(
+        ["structured"],
+        description="suites run on every candidate (structured = the json_signature holdouts, tool_calls = the "
+        "tool_calls holdouts)",
     )
     n_resamples: int = Field(1000, gt=0, description="bootstrap resamples of each candidate-vs-baseline interval")
     seed: int = 0

@@ -101,6 +101,21 @@ def render_summary(instance: DagsterInstance) -> str:
                         f"  retention {student}: field accuracy {float(acc):.3f} / teacher {float(teacher):.3f}"
                         f" = {float(acc) / float(teacher):.2f}"
                     )
+    tool_metrics = [
+        "tool_accuracy",
+        "tool_selection_accuracy",
+        "tool_arg_accuracy",
+        "tool_irrelevance_accuracy",
+        "tool_parse_error_rate",
+    ]
+    tool_rows = [
+        {"model": m, **{k: e.get(f"{m}/tool_calls/{k}") for k in tool_metrics}}
+        for m in models
+        if any(f"{m}/tool_calls/{k}" in e for k in tool_metrics)
+    ]
+    if tool_rows:
+        out.append("== evaluation (tool-call holdout) ==")
+        out.append(markdown_table(tool_rows, ["model", *tool_metrics]))
     comparison = latest_metadata(instance, "eval_comparison")
     if comparison.get("comparison"):
         out.append("== candidates vs base (paired bootstrap 95% intervals) ==")

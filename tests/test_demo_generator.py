@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from eval_assets.engine import registry
+from eval_assets.engine.suites import validate_items
 from eval_assets.tasks import json_signature as js
 from mixassets.engine.langid import detect_language
 from mixassets.engine.pii import CREDIT_CARD, IBAN, SECRET, US_SSN, find_pii
@@ -73,9 +74,9 @@ def test_small_project_loads_and_every_source_has_files(project):
     assert p.sources["mystery_dump"].license is None
     assert p.sources["nc_tutorials"].license == "CC-BY-NC-4.0"
     assert p.sources["press_releases"].license == "CC-BY-ND-4.0"
-    assert {e.id for e in p.spec.eval_sets} == {"humaneval", "signature_holdout"}
+    assert {e.id for e in p.spec.eval_sets} == {"humaneval", "signature_holdout", "tool_holdout"}
     assert counts["files_unchanged"] == 0 and counts["files_written"] == len(list((root / "data").rglob("*.*")))
-    assert counts["signature_sft"] > 0 and counts["signature_holdout"] > 0
+    assert counts["signature_sft"] > 0 and counts["signature_holdout"] > 0 and counts["tool_holdout"] > 0
     assert len(p.source_paths("stdlib_code")) == counts["stdlib_code"]
 
 
@@ -115,6 +116,17 @@ def test_holdout_is_a_loadable_eval_set_disjoint_from_training(project):
         assert meta["module"] in modules
         module_text = (root / "data" / "stdlib_code" / f"{meta['module']}.txt").read_text()
         assert json.loads(row["screen_fields"])["code"].splitlines()[0].strip() in module_text
+
+
+def test_tool_holdout_is_a_valid_eval_set_of_every_call_kind(project):
+    root, counts = project
+    p = Project(root)
+    spec = p.eval_set("tool_holdout")
+    table = registry.load_jsonl_eval_set(spec.id, p.resolve(spec.path), spec.version)
+    assert table.num_rows == counts["tool_holdout"]
+    assert validate_items(table) == []
+    kinds = {json.loads(m)["kind"] for m in table.column("metadata").to_pylist()}
+    assert kinds == {"single", "parallel", "irrelevance"}
 
 
 def test_forum_exercises_every_gate(project):

@@ -116,6 +116,9 @@ def test_training_and_evaluation_outputs(session):
     report = _table(session, "eval_report.parquet")
     models = {"base", "sft_adapter", "distilled_student", "student_sft_baseline"}
     assert set(report.column("model").to_pylist()) == models
+    tool_rows = report.filter(pc.equal(report["suite"], "tool_calls"))
+    assert set(tool_rows.column("model").to_pylist()) == models
+    assert set(tool_rows.column("eval_set").to_pylist()) == {"tool_holdout"}
     comparison = _table(session, "eval_comparison.parquet")
     assert set(comparison.column("candidate_model").to_pylist()) == models - {"base"}
     student = json.loads((Path(session.project.storage_root) / "distilled_student.json").read_text())

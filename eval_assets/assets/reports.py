@@ -24,6 +24,11 @@ PLOTTED = (
     "field_accuracy",
     "exact_match",
     "heldout_loss",
+    "tool_accuracy",
+    "tool_selection_accuracy",
+    "tool_arg_accuracy",
+    "tool_irrelevance_accuracy",
+    "tool_parse_error_rate",
     "refusal_rate",
     "over_refusal_rate",
     "stability_all_agree",
@@ -38,12 +43,18 @@ PLOTTED = (
 
 def suite_items(proj: Project, registry: pa.Table) -> dict[str, pa.Table]:
     """The items of each configured suite: task holdouts from the registry, behaviour sets frozen in code."""
-    structured = [e.id for e in proj.spec.eval_sets if e.task == "json_signature"]
-    task_items = registry.filter(pc.is_in(registry["eval_set"], pa.array(structured, pa.string())))
+
+    def task_sets(task: str) -> pa.Table:
+        ids = [e.id for e in proj.spec.eval_sets if e.task == task]
+        return registry.filter(pc.is_in(registry["eval_set"], pa.array(ids, pa.string())))
+
+    task_items = task_sets("json_signature")
     out: dict[str, pa.Table] = {}
     for suite in proj.spec.evaluation.suites:
         if suite in ("structured", "efficiency"):
             out[suite] = task_items
+        elif suite == "tool_calls":
+            out[suite] = task_sets("tool_calls")
         elif suite == "refusal":
             out[suite] = pa.concat_tables([refusal_set(), benign_set()])
         elif suite == "sentinel":

@@ -32,6 +32,7 @@ from typing import Any
 
 from eval_assets.engine.registry import load_humaneval
 from eval_assets.tasks import json_signature as task
+from eval_assets.tasks import stdlib_tools as tools_task
 
 
 def _sibling(name: str) -> Any:
@@ -122,11 +123,12 @@ class Scale:
     code_only_modules: tuple[str, ...]
     holdout_share: float
     n_topics: int | None  # None: every pydoc topic
+    n_tool_holdout: int  # tool_holdout eval items
 
 
 SCALES = {
-    "full": Scale(TASK_MODULES, CODE_ONLY_MODULES, holdout_share=0.15, n_topics=None),
-    "small": Scale(("genericpath", "reprlib", "shlex"), ("bisect", "colorsys"), holdout_share=0.3, n_topics=10),
+    "full": Scale(TASK_MODULES, CODE_ONLY_MODULES, 0.15, n_topics=None, n_tool_holdout=24),
+    "small": Scale(("genericpath", "reprlib", "shlex"), ("bisect", "colorsys"), 0.3, n_topics=10, n_tool_holdout=8),
 }
 
 FORUM_POSTS = (
@@ -540,6 +542,12 @@ def task_records(scale: Scale) -> tuple[list[dict[str, Any]], list[dict[str, Any
     return sft, evals
 
 
+def tool_records(scale: Scale) -> list[dict[str, Any]]:
+    """tool_holdout eval items: stdlib functions offered as tools. The demo trains on no tool calls, so this set
+    is a regression sentinel: fine-tuning on JSON signatures must not cost the base model its tool use."""
+    return [tools_task.eval_record(it) for it in tools_task.make_items(scale.n_tool_holdout, SPLIT_SEED, prefix="tool")]
+
+
 def forum_bytes() -> tuple[bytes, int]:
     """The forum dump as raw bytes (it carries a malformed line and invalid UTF-8 on purpose) and its line count."""
     from pydoc_data.topics import topics
@@ -620,6 +628,7 @@ def generate(project_dir: Path | str, scale: str = "full", *, classifier: bool =
     sc = SCALES[scale]
     data = Path(project_dir) / "data"
     sft, holdout = task_records(sc)
+    tool_holdout = tool_records(sc)
     topics = pydoc_records(sc)
     forum, n_forum = forum_bytes()
     crawl = crawl_records()
@@ -628,6 +637,7 @@ def generate(project_dir: Path | str, scale: str = "full", *, classifier: bool =
         "pydoc_topics.jsonl": _jsonl(topics),
         "signature_sft.jsonl": _jsonl(sft),
         "signature_holdout.jsonl": _jsonl(holdout),
+        "tool_holdout.jsonl": _jsonl(tool_holdout),
         "community_forum.jsonl": forum,
         "nc_tutorials.jsonl": _jsonl(nc_records(sc)),
         "mystery_dump.jsonl": _jsonl(mystery_records()),
@@ -648,6 +658,7 @@ def generate(project_dir: Path | str, scale: str = "full", *, classifier: bool =
         "pydoc_topics": len(topics),
         "signature_sft": len(sft),
         "signature_holdout": len(holdout),
+        "tool_holdout": len(tool_holdout),
         "community_forum": n_forum,
         "nc_tutorials": len(sc.code_only_modules),
         "mystery_dump": len(MYSTERY_DOCS),
