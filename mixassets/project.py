@@ -193,6 +193,12 @@ class MixtureSpec(_Strict):
     phases: list[PhaseSpec] = Field([], description="curriculum phases in training order; empty = one phase")
     token_budget: int = Field(gt=0)
     seed: int = 0
+    heldout_docs: int = Field(
+        0,
+        ge=0,
+        description="documents per source set aside before sampling, never trained on: the held-out "
+        "text the perplexity suite scores per domain",
+    )
     drift_tolerance: float = Field(
         0.05, ge=0, le=1, description="warn when a source's token share moved more than this since the last mixture"
     )
@@ -410,6 +416,9 @@ class EvalSpec(_Strict):
         description="suites run on every candidate (structured = the json_signature holdouts, tool_calls = the "
         "tool_calls holdouts)",
     )
+    perplexity_max_tokens: int | None = Field(
+        None, ge=2, description="perplexity scores each held-out document's first N tokens (null: all of it)"
+    )
     n_resamples: int = Field(1000, gt=0, description="bootstrap resamples of each candidate-vs-baseline interval")
     seed: int = 0
 
@@ -546,6 +555,16 @@ class Project:
         for i, e in enumerate(self.spec.eval_sets):
             if e.type == "jsonl" and not e.path:
                 raise ProjectError(f"{self.file}: field 'eval_sets.{i}.path': required for type jsonl")
+        suites = self.spec.evaluation.suites
+        if "perplexity" in suites and mixture.heldout_docs == 0:
+            raise ProjectError(
+                f"{self.file}: field 'evaluation.suites': perplexity scores held-out documents, but "
+                "'mixture.heldout_docs' is 0 (set aside a few documents per source)"
+            )
+        if "tool_calls" in suites and not any(e.task == "tool_calls" for e in self.spec.eval_sets):
+            raise ProjectError(
+                f"{self.file}: field 'evaluation.suites': tool_calls needs an eval set with task tool_calls"
+            )
 
     # -- locations ---------------------------------------------------------------------------------
     def resolve(self, path: str) -> str:

@@ -116,6 +116,16 @@ def render_summary(instance: DagsterInstance) -> str:
     if tool_rows:
         out.append("== evaluation (tool-call holdout) ==")
         out.append(markdown_table(tool_rows, ["model", *tool_metrics]))
+    prefix = "/perplexity/ppl/"
+    domains = sorted({k.split(prefix, 1)[1] for k in e if prefix in k})
+    ppl_rows = [
+        {"model": m, **{d: e.get(f"{m}{prefix}{d}") for d in domains}}
+        for m in models
+        if any(f"{m}{prefix}{d}" in e for d in domains)
+    ]
+    if ppl_rows:
+        out.append("== perplexity on held-out documents, per domain (lower is better) ==")
+        out.append(markdown_table(ppl_rows, ["model", *domains]))
     comparison = latest_metadata(instance, "eval_comparison")
     if comparison.get("comparison"):
         out.append("== candidates vs base (paired bootstrap 95% intervals) ==")

@@ -119,6 +119,12 @@ def test_training_and_evaluation_outputs(session):
     tool_rows = report.filter(pc.equal(report["suite"], "tool_calls"))
     assert set(tool_rows.column("model").to_pylist()) == models
     assert set(tool_rows.column("eval_set").to_pylist()) == {"tool_holdout"}
+    heldout = _table(session, "heldout_text.parquet")
+    mixture_ids = set(_table(session, "mixture.parquet").column("doc_id").to_pylist())
+    assert heldout.num_rows > 0 and not set(heldout.column("doc_id").to_pylist()) & mixture_ids
+    ppl_rows = report.filter(pc.equal(report["suite"], "perplexity"))
+    assert set(ppl_rows.column("domain").to_pylist()) == set(heldout.column("domain").to_pylist())
+    assert all(v is not None and v > 0 for v in ppl_rows.column("nll").to_pylist())
     comparison = _table(session, "eval_comparison.parquet")
     assert set(comparison.column("candidate_model").to_pylist()) == models - {"base"}
     student = json.loads((Path(session.project.storage_root) / "distilled_student.json").read_text())

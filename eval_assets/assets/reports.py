@@ -1,15 +1,13 @@
 """Evaluation of every candidate (base, SFT adapter, distilled student, its SFT-only twin) on the configured
 suites, item by item, and each candidate's comparison with the base, with bootstrap intervals per slice."""
 
-import json
-
 import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, multi_asset
 
 from eval_assets.engine.behaviour_sets import benign_set, calibration_set, refusal_set, sentinel_set
 from eval_assets.engine.comparison import run_evaluation
-from eval_assets.engine.suites import EvalSettings
+from eval_assets.engine.suites import PERPLEXITY_TEXT_SET, EvalSettings
 from mixassets.automation import changed_out
 from mixassets.project import Project
 from mixassets.resources import ProjectResource
@@ -41,8 +39,9 @@ PLOTTED = (
 )
 
 
-def suite_items(proj: Project, registry: pa.Table) -> dict[str, pa.Table]:
-    """The items of each configured suite: task holdouts from the registry, behaviour sets frozen in code."""
+def suite_items(proj: Project, registry: pa.Table, heldout_text: pa.Table) -> dict[str, pa.Table]:
+    """The items of each configured suite: task holdouts from the registry, behaviour sets frozen in code, and the
+    mixture's held-out documents for perplexity."""
 
     def task_sets(task: str) -> pa.Table:
         ids = [e.id for e in proj.spec.eval_sets if e.task == task]
@@ -61,14 +60,16 @@ def suite_items(proj: Project, registry: pa.Table) -> dict[str, pa.Table]:
             out[suite] = sentinel_set()
         elif suite == "calibration":
             out[suite] = calibration_set()
-        elif suite == "perplexity":  # held-out text: the reference answers of the task holdouts, per eval set
-            refs = task_items.column("reference").to_pylist()
+        elif suite == "perplexity":  # documents of every source that the mixture never drew, by domain
+            if heldout_text.num_rows == 0:  # heldout_docs > 0 (the project checks) but no source has a document
+                raise ValueError("perplexity: the mixture held out no documents (no source admits one)")
+            ids = pc.binary_join_element_wise(heldout_text["source_id"], heldout_text["doc_id"], "/")
             out[suite] = pa.table(
                 {
-                    "item_id": task_items.column("item_id"),
-                    "eval_set": task_items.column("eval_set"),
-                    "text": [r if isinstance(r, str) else json.dumps(r) for r in refs],
-                    "domain": task_items.column("eval_set"),
+                    "item_id": ids,
+                    "eval_set": pa.array([PERPLEXITY_TEXT_SET] * heldout_text.num_rows, pa.string()),
+                    "text": heldout_text["text"],
+                    "domain": heldout_text["domain"],
                 }
             )
     return out
@@ -83,6 +84,7 @@ def suite_items(proj: Project, registry: pa.Table) -> dict[str, pa.Table]:
     },
     ins={
         "eval_registry": AssetIn(),
+        "heldout_text": AssetIn(),
         "base_model": AssetIn(input_manager_key="json_io_manager"),
         "sft_adapter": AssetIn(input_manager_key="json_io_manager"),
         "distilled_student": AssetIn(input_manager_key="json_io_manager"),
@@ -95,6 +97,7 @@ def eval_report(
     context: AssetExecutionContext,
     project: ProjectResource,
     eval_registry: pa.Table,
+    heldout_text: pa.Table,
     base_model: dict,
     sft_adapter: dict,
     distilled_student: dict,
@@ -122,14 +125,16 @@ def eval_report(
         batch_size=cfg.batch_size,
         limit=cfg.limit,
         n_resamples=cfg.n_resamples,
+        ppl_max_tokens=cfg.perplexity_max_tokens,
         seed=cfg.seed,
     )
-    run = run_evaluation(candidates, BASELINE, suite_items(proj, eval_registry), settings, identities=identities)
+    items = suite_items(proj, eval_registry, heldout_text)
+    run = run_evaluation(candidates, BASELINE, items, settings, identities=identities)
     summary = run.summary.filter(pc.equal(run.summary["slice"], "all")).to_pylist()
     metadata: dict = {
         f"{r['model']}/{r['suite']}/{r['metric']}": float(r["value"])
         for r in summary
-        if r["metric"] in PLOTTED and r["value"] is not None
+        if (r["metric"] in PLOTTED or r["metric"].startswith("ppl/")) and r["value"] is not None
     }
     metadata["problems"] = len(run.problems)
     metadata["record"] = MetadataValue.json(run.record)

@@ -107,6 +107,7 @@ class EvalSettings:
     length_buckets: tuple[int, ...] = (128, 256, 512, 1024)  # inclusive upper bounds of prompt-token buckets
     calibration_bins: int = 10
     ppl_window: int = 512  # tokens of context per perplexity window (longer texts are scored window by window)
+    ppl_max_tokens: int | None = None  # score only each text's first N tokens (a whole stdlib module is 10k+)
     n_resamples: int = 2000
     confidence: float = 0.95
     seed: int = 0
@@ -116,6 +117,8 @@ class EvalSettings:
             raise ValueError(f"settings out of range: {self}")
         if list(self.length_buckets) != sorted(set(self.length_buckets)) or any(b <= 0 for b in self.length_buckets):
             raise ValueError(f"length_buckets must be increasing positive bounds, got {self.length_buckets}")
+        if self.ppl_max_tokens is not None and self.ppl_max_tokens < 2:
+            raise ValueError(f"ppl_max_tokens must be >= 2 or None, got {self.ppl_max_tokens}")
         if self.limit is not None and self.limit <= 0:
             raise ValueError(f"limit must be > 0 or None, got {self.limit}")
 
@@ -777,7 +780,7 @@ def run_perplexity(
     def nlls(idx: list[int]) -> list[tuple[float, int] | None]:
         out: list[tuple[float, int] | None] = []
         for i in idx:
-            ids = tokenizer(rows[i]["text"] or "", add_special_tokens=False).input_ids
+            ids = tokenizer(rows[i]["text"] or "", add_special_tokens=False).input_ids[: settings.ppl_max_tokens]
             if len(ids) < 2:
                 out.append(None)
                 continue

@@ -1,5 +1,8 @@
 """The mixture: a seeded sample of the screened corpus, and its manifest — the data identity of a model."""
 
+from collections import Counter
+
+import numpy as np
 import pyarrow as pa
 from dagster import (
     AssetCheckResult,
@@ -13,8 +16,9 @@ from dagster import (
 )
 
 from mixassets.automation import rerun_when_changed
+from mixassets.engine.heldout import heldout_mask, heldout_table
 from mixassets.engine.licenses import policy_allows
-from mixassets.engine.mixture import sample_mixture
+from mixassets.engine.mixture import doc_ids_digest, sample_mixture
 from mixassets.engine.mixture_diff import drift
 from mixassets.engine.mixture_manifest import build_manifest
 from mixassets.engine.rules import RULES_VERSION
@@ -39,6 +43,12 @@ MIXTURE_INPUTS = ("screened_corpus", "base_model", "mixture_spec")
             code_version="mixture-2",
             io_manager_key="json_io_manager",
             description="Spec and hash, input data versions, per-source composition, seed, shard checksums.",
+            automation_condition=rerun_when_changed(),
+        ),
+        "heldout_text": AssetOut(
+            code_version="heldout-1",
+            description="Documents per source set aside before sampling (mixture.heldout_docs), never trained on: "
+            "the perplexity suite's text per domain.",
             automation_condition=rerun_when_changed(),
         ),
     },
@@ -70,7 +80,19 @@ def mixture(
     tokenizer_path = spec.tokenizer or base_model["path"]
     tokens = count_tokens(screened_corpus, load_tokenizer(tokenizer_path))
     allowed = [policy_allows(lic, spec.release_policy) for lic in screened_corpus.column("license").to_pylist()]
-    table, stats = sample_mixture(screened_corpus, tokens, spec, allowed=allowed)
+    held = heldout_mask(screened_corpus, spec.heldout_docs, spec.seed, allowed=allowed)
+    heldout = heldout_table(screened_corpus, held)
+    rest = ~held
+    table, stats = sample_mixture(
+        screened_corpus.filter(pa.array(rest)),
+        np.asarray(tokens)[rest].tolist(),
+        spec,
+        allowed=np.asarray(allowed, dtype=bool)[rest].tolist(),
+    )
+    heldout_record = {
+        "docs": dict(sorted(Counter(heldout.column("source_id").to_pylist()).items())),
+        "doc_ids_digest": doc_ids_digest(heldout.column("doc_id").to_pylist()),
+    }
     encoded = EncodedTable.of(table)  # encoded once: the shard checksum is the written file's checksum
     previous = stored_mixture_manifest(proj.storage_root)
     manifest = build_manifest(
@@ -90,6 +112,7 @@ def mixture(
         shard_path=str(asset_path(proj.storage_root, "mixture")),
         shard_sha256=encoded.checksum,
         previous=previous,
+        heldout=heldout_record,
     )
     write_atomic(manifest_history_path(proj.storage_root, manifest["manifest_id"]), json_bytes(manifest))
     per_source = stats.get("sources", {})
@@ -103,6 +126,11 @@ def mixture(
     yield table_output(encoded, metadata, name="mixture")
     yield json_output(
         manifest, manifest["manifest_id"], {"manifest_id": manifest["manifest_id"]}, name="mixture_manifest"
+    )
+    yield table_output(
+        EncodedTable.of(heldout),
+        {"documents": heldout.num_rows, **{f"docs/{s}": n for s, n in heldout_record["docs"].items()}},
+        name="heldout_text",
     )
     moved = drift(previous, manifest, spec.drift_tolerance) if previous is not None else []
     yield AssetCheckResult(

@@ -31,8 +31,12 @@ def build_manifest(
     shard_path: str,
     shard_sha256: str,
     previous: Mapping[str, Any] | None = None,
+    heldout: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The manifest of a sampled mixture (``mixture``, ``stats`` from ``sample_mixture``), chained to ``previous``."""
+    """The manifest of a sampled mixture (``mixture``, ``stats`` from ``sample_mixture``), chained to ``previous``.
+
+    ``heldout`` (documents per source and their ids' digest) says which documents were kept out of reach.
+    """
     licenses = set(mixture.column("license").to_pylist()) if "license" in mixture.column_names else set()
     manifest: dict[str, Any] = {
         "mixture_id": spec.id,
@@ -49,6 +53,7 @@ def build_manifest(
         "phases": sorted(stats.get("phases", {})),
         "license_tags_present": sorted({t for lic in licenses for t in (license_tags(lic) or ())}),
         "shards": [{"path": shard_path, "sha256": shard_sha256, "rows": mixture.num_rows}],
+        "heldout": dict(heldout or {}),
     }
     manifest["manifest_id"] = manifest_id(manifest)
     if previous is not None:
