@@ -123,7 +123,11 @@ def test_training_and_evaluation_outputs(session):
     mixture_ids = set(_table(session, "mixture.parquet").column("doc_id").to_pylist())
     assert heldout.num_rows > 0 and not set(heldout.column("doc_id").to_pylist()) & mixture_ids
     ppl_rows = report.filter(pc.equal(report["suite"], "perplexity"))
-    assert set(ppl_rows.column("domain").to_pylist()) == set(heldout.column("domain").to_pylist())
+    limit = session.project.spec.evaluation.limit  # held-out rows go round-robin over sources
+    assert ppl_rows.column("item_id").to_pylist()[:limit] == [
+        f"{s}/{d}" for s, d in zip(heldout["source_id"].to_pylist(), heldout["doc_id"].to_pylist(), strict=True)
+    ][:limit]
+    assert len(set(heldout.column("source_id").to_pylist()[:limit])) == limit
     assert all(v is not None and v > 0 for v in ppl_rows.column("nll").to_pylist())
     comparison = _table(session, "eval_comparison.parquet")
     assert set(comparison.column("candidate_model").to_pylist()) == models - {"base"}

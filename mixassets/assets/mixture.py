@@ -81,7 +81,7 @@ def mixture(
     tokens = count_tokens(screened_corpus, load_tokenizer(tokenizer_path))
     allowed = [policy_allows(lic, spec.release_policy) for lic in screened_corpus.column("license").to_pylist()]
     held = heldout_mask(screened_corpus, spec.heldout_docs, spec.seed, allowed=allowed)
-    heldout = heldout_table(screened_corpus, held)
+    heldout = heldout_table(screened_corpus, held, spec.seed)
     rest = ~held
     table, stats = sample_mixture(
         screened_corpus.filter(pa.array(rest)),

@@ -48,7 +48,19 @@ def heldout_mask(docs: pa.Table, per_source: int, seed: int, *, allowed: Sequenc
     return mask
 
 
-def heldout_table(docs: pa.Table, mask: np.ndarray) -> pa.Table:
-    """The held-out rows with the columns the perplexity suite reads (text, domain) and their identity."""
-    picked = docs.filter(pa.array(mask, pa.bool_()))
-    return picked.select(list(HELDOUT_COLUMNS))
+def heldout_table(docs: pa.Table, mask: np.ndarray, seed: int) -> pa.Table:
+    """The held-out rows with the columns the perplexity suite reads (text, domain) and their identity.
+
+    Rows go round-robin over sources (each source's first pick, then every second pick, ...), so an evaluation
+    limited to its first N texts still covers every source and domain it can.
+    """
+    picked = docs.filter(pa.array(mask, pa.bool_())).select(list(HELDOUT_COLUMNS))
+    sources = picked.column("source_id").to_pylist()
+    doc_ids = picked.column("doc_id").to_pylist()
+    keys = [_rank_key(seed, s, d) for s, d in zip(sources, doc_ids, strict=True)]
+    within: dict[str, list[int]] = {}
+    for i in sorted(range(len(keys)), key=keys.__getitem__):
+        within.setdefault(sources[i], []).append(i)
+    ordinal = {i: k for rows in within.values() for k, i in enumerate(rows)}
+    order = sorted(range(len(keys)), key=lambda i: (ordinal[i], sources[i], keys[i]))
+    return picked.take(pa.array(order, pa.int64()))
