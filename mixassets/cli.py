@@ -38,7 +38,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from mixassets.dagster_internals import stale_statuses
     from mixassets.instance import activate, load_definitions, open_instance
-    from mixassets.partitions import SOURCES_PARTITION
+    from mixassets.partitions import partition_keys
     from mixassets.runner import observe_specs, sync_partitions
 
     project = activate(args.project)
@@ -47,8 +47,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         # Observing records the current fingerprints (no materialization), so edits since the last run count.
         sync_partitions(project, instance)
         observe_specs(defs, instance)
-        partitions = {SOURCES_PARTITION: project.source_ids()}
-        statuses = stale_statuses(defs, instance, partitions)
+        statuses = stale_statuses(defs, instance, partition_keys(project))
     not_fresh = [s for s in statuses if s.status != "FRESH"]
     for s in statuses if args.all else not_fresh:
         name = s.key + (f"[{s.partition}]" if s.partition else "")

@@ -273,6 +273,32 @@ class LoraSpec(_Strict):
     merge: bool = Field(False, description="merge into the base after training (else keep the adapter)")
 
 
+class AdapterSpec(_Strict):
+    """One more LoRA adapter over the same base: a partition of ``task_adapter`` (per tenant or per task).
+
+    It trains on the part of the mixture its ``sources`` / ``domains`` name (both empty: all of it), with the
+    ``training`` recipe except the fields set here. It can only narrow the mixture: a tenant adapter that needs
+    documents the mixture's release policy keeps out needs its own project (its own mixture).
+    """
+
+    description: str | None = None
+    sources: list[str] = Field([], description="train only on mixture rows of these sources (empty: any source)")
+    domains: list[str] = Field([], description="train only on mixture rows of these domains (empty: any domain)")
+    lora: LoraSpec | None = Field(None, description="replaces training.lora")
+    steps: int | None = Field(None, gt=0, description="replaces training.steps")
+    lr: float | None = Field(None, gt=0, description="replaces training.lr")
+    seed: int | None = Field(None, description="replaces training.seed")
+
+    def recipe(self, training: TrainingRecipe) -> dict[str, Any]:
+        """The complete recipe this adapter trains with: the training section with this adapter's fields."""
+        out = training.model_dump(mode="json")
+        for name in ("lora", "steps", "lr", "seed"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+        return out
+
+
 class TrainingRecipe(_Strict):
     base_model: str = Field(
         "smollm2-135m-instruct",
@@ -474,6 +500,9 @@ class ProjectSpec(_Strict):
     eval_sets: list[EvalSetSpec] = []
     mixture: MixtureSpec
     training: TrainingRecipe = TrainingRecipe()
+    adapters: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")], AdapterSpec] = Field(
+        {}, description="more LoRA adapters over the same base, each a partition of task_adapter"
+    )
     distillation: DistillationSpec = DistillationSpec()
     evaluation: EvalSpec = EvalSpec()
     release_gate: ReleaseGateSpec
@@ -555,6 +584,16 @@ class Project:
         for i, e in enumerate(self.spec.eval_sets):
             if e.type == "jsonl" and not e.path:
                 raise ProjectError(f"{self.file}: field 'eval_sets.{i}.path': required for type jsonl")
+        for aid, adapter in self.spec.adapters.items():
+            unknown = sorted(set(adapter.sources) - set(self.sources))
+            if unknown:
+                raise ProjectError(f"{self.file}: field 'adapters.{aid}.sources': unknown source ids {unknown}")
+            unknown = sorted(set(adapter.domains) - domains)
+            if unknown:
+                raise ProjectError(
+                    f"{self.file}: field 'adapters.{aid}.domains': no source has domain(s) {unknown}; "
+                    f"known {sorted(domains)}"
+                )
         suites = self.spec.evaluation.suites
         if "perplexity" in suites and mixture.heldout_docs == 0:
             raise ProjectError(
@@ -606,6 +645,9 @@ class Project:
 
     def source_ids(self) -> list[str]:
         return sorted(self.sources)
+
+    def adapter_ids(self) -> list[str]:
+        return sorted(self.spec.adapters)
 
 
 def load_project(root: str | os.PathLike[str] | None = None) -> Project:

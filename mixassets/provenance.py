@@ -54,6 +54,10 @@ def _rows(table: pa.Table | None) -> list[dict[str, Any]]:
     return [] if table is None else table.to_pylist()
 
 
+# Model assets partitioned per adapter: their history folder is model_history/<asset>[<partition>]/.
+PARTITIONED_MODELS = ("task_adapter",)
+
+
 def model_history_path(root: str, asset: str, version: str) -> UPath:
     """Where a trained model's manifest is kept for good, one file per version (``<asset>/<version>/`` holds its
     weights): a rebuild writes a new version beside the old one, so an old model trained on data revoked later
@@ -100,8 +104,10 @@ def model_manifests(root: str) -> list[dict[str, Any]]:
             entry = _model_entry(folder.name, _load(path), path)
             if entry is not None:
                 models[(entry["asset"], entry["path"])] = entry
-    for path in _json_files(UPath(root)):
-        asset = path.name.removesuffix(JSON_EXT)
+    current = [(path.name.removesuffix(JSON_EXT), path) for path in _json_files(UPath(root))]
+    for asset in PARTITIONED_MODELS:  # <root>/<asset>/<partition>.json, labelled <asset>[<partition>]
+        current += [(f"{asset}[{p.name.removesuffix(JSON_EXT)}]", p) for p in _json_files(UPath(root) / asset)]
+    for asset, path in current:
         entry = _model_entry(asset, _load(path), path)
         if entry is None:
             continue

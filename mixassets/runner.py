@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, evaluate_automation_conditions, materialize
 
 from mixassets.dagster_internals import deserialize_cursor, serialize_cursor
-from mixassets.partitions import SOURCES_PARTITION
+from mixassets.partitions import SOURCES_PARTITION, partition_keys
 from mixassets.project import Project
 
 CURSOR_FILE = "mixtrain_automation_cursor"
@@ -42,14 +42,19 @@ class RunReport:
 
 
 def sync_partitions(project: Project, instance: DagsterInstance) -> tuple[list[str], list[str]]:
-    known = set(instance.get_dynamic_partitions(SOURCES_PARTITION))
-    wanted = set(project.source_ids())
-    added, removed = sorted(wanted - known), sorted(known - wanted)
-    if added:
-        instance.add_dynamic_partitions(SOURCES_PARTITION, added)
-    for sid in removed:
-        instance.delete_dynamic_partition(SOURCES_PARTITION, sid)
-    return added, removed
+    """Make every dynamic partitions definition hold exactly the keys the project names; returns the sources
+    added and removed (adapters follow silently: a removed adapter's stored versions stay in model_history)."""
+    changes: dict[str, tuple[list[str], list[str]]] = {}
+    for name, keys in partition_keys(project).items():
+        known = set(instance.get_dynamic_partitions(name))
+        wanted = set(keys)
+        added, removed = sorted(wanted - known), sorted(known - wanted)
+        if added:
+            instance.add_dynamic_partitions(name, added)
+        for key in removed:
+            instance.delete_dynamic_partition(name, key)
+        changes[name] = (added, removed)
+    return changes[SOURCES_PARTITION]
 
 
 def observe_specs(defs: Definitions, instance: DagsterInstance) -> None:
@@ -101,7 +106,7 @@ def _retryable(defs: Definitions, instance: DagsterInstance, project: Project, t
     changes the cursor can no longer see are still visible as STALE here."""
     from mixassets.dagster_internals import stale_statuses
 
-    statuses = stale_statuses(defs, instance, {SOURCES_PARTITION: project.source_ids()})
+    statuses = stale_statuses(defs, instance, partition_keys(project))
     pending = {(s.key, s.partition) for s in statuses if s.status in ("MISSING", "STALE")}
     pending_keys = {k for k, _ in pending}
     graph = defs.resolve_asset_graph()
@@ -160,6 +165,18 @@ def _defer_downstream(defs: Definitions, groups: dict[str | None, set[AssetKey]]
     return out
 
 
+def _runs(defs: Definitions, groups: dict[str | None, set[AssetKey]]) -> list[tuple[str | None, set[AssetKey]]]:
+    """One run per partition key *and* partitions definition (a source and an adapter may share a name, but one
+    run cannot span two definitions), partitioned runs first: fan-ins read what they wrote."""
+    graph = defs.resolve_asset_graph()
+    runs: dict[tuple[bool, str, str], set[AssetKey]] = defaultdict(set)
+    for pk, keys in groups.items():
+        for k in keys:
+            definition = graph.get(k).partitions_def if pk is not None else None
+            runs[(pk is None, pk or "", getattr(definition, "name", None) or "")].add(k)
+    return [(None if unpartitioned else pk, keys) for (unpartitioned, pk, _), keys in sorted(runs.items())]
+
+
 def run_project(
     project: Project,
     defs: Definitions,
@@ -189,7 +206,7 @@ def run_project(
             break
         tried |= {(k.to_user_string(), pk) for pk, keys in groups.items() for k in keys}
         done_partitioned: set[AssetKey] = set()
-        for pk, keys in sorted(groups.items(), key=lambda kv: (kv[0] is None, kv[0] or "")):
+        for pk, keys in _runs(defs, groups):
             if pk is None:
                 keys = keys | _fan_ins_to_refresh(defs, keys, done_partitioned)
             names = sorted(k.to_user_string() for k in keys)

@@ -42,6 +42,8 @@ def build_tiny_project(root: Path, model_dir: Path) -> Path:
     cfg["distillation"]["recipe"].update(steps=2, batch_size=2, max_seq_len=128)
     cfg["release_gate"]["criteria"] = []  # random tiny models emit no valid JSON: only the no-regression rule
     cfg["mixture"]["token_budget"] = 20000
+    for adapter in cfg.get("adapters", {}).values():
+        adapter["steps"] = 2
     for e in cfg["eval_sets"]:
         if e["type"] == "humaneval":
             e["limit"] = 20

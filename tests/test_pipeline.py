@@ -14,6 +14,8 @@ import yaml
 from dagster import AssetKey, build_schedule_context, build_sensor_context, evaluate_automation_conditions
 
 from mixassets.instance import activate, load_definitions, open_instance
+from mixassets.partitions import partition_keys
+from mixassets.provenance import model_manifests
 from mixassets.runner import run_project
 from mixassets.summary import latest_check, latest_metadata
 from tests.conftest import build_tiny_project
@@ -62,6 +64,7 @@ def test_first_run_materializes_the_whole_chain(session):
         "mixture_manifest",
         "base_model",
         "sft_adapter",
+        "task_adapter",
         "eval_registry",
         "eval_report",
     ]:
@@ -124,9 +127,12 @@ def test_training_and_evaluation_outputs(session):
     assert heldout.num_rows > 0 and not set(heldout.column("doc_id").to_pylist()) & mixture_ids
     ppl_rows = report.filter(pc.equal(report["suite"], "perplexity"))
     limit = session.project.spec.evaluation.limit  # held-out rows go round-robin over sources
-    assert ppl_rows.column("item_id").to_pylist()[:limit] == [
-        f"{s}/{d}" for s, d in zip(heldout["source_id"].to_pylist(), heldout["doc_id"].to_pylist(), strict=True)
-    ][:limit]
+    assert (
+        ppl_rows.column("item_id").to_pylist()[:limit]
+        == [f"{s}/{d}" for s, d in zip(heldout["source_id"].to_pylist(), heldout["doc_id"].to_pylist(), strict=True)][
+            :limit
+        ]
+    )
     assert len(set(heldout.column("source_id").to_pylist()[:limit])) == limit
     assert all(v is not None and v > 0 for v in ppl_rows.column("nll").to_pylist())
     comparison = _table(session, "eval_comparison.parquet")
@@ -146,7 +152,7 @@ def _statuses(session: Session) -> dict[tuple[str, str | None], object]:
     from mixassets.runner import observe_specs
 
     observe_specs(session.defs, session.instance)
-    found = stale_statuses(session.defs, session.instance, {"sources": session.project.source_ids()})
+    found = stale_statuses(session.defs, session.instance, partition_keys(session.project))
     return {(s.key, s.partition): s for s in found}
 
 
@@ -155,6 +161,69 @@ def test_second_run_materializes_nothing(session):
     assert report.ok and report.materialized == []
     statuses = _statuses(session)
     assert {s.status for s in statuses.values()} == {"FRESH"}
+
+
+def test_adapters_are_partitions_over_one_base(session):
+    storage = Path(session.project.storage_root)
+    base = json.loads((storage / "base_model.json").read_text())
+    mixture = _table(session, "mixture.parquet")
+    assert {pk for k, pk in session.first.materialized if k == "task_adapter"} == set(session.project.adapter_ids())
+    for aid, spec in session.project.spec.adapters.items():
+        out = json.loads((storage / "task_adapter" / f"{aid}.json").read_text())
+        assert out["base_model_path"] == base["path"]  # one base, shared
+        assert (Path(out["path"]) / "adapter_config.json").exists()
+        assert out["data_filter"] == {"sources": sorted(spec.sources), "domains": sorted(spec.domains)}
+        shard = out["run_manifest"]["data_shards"][0]
+        rows = pq.read_table(shard["path"])
+        wanted = [
+            (not spec.sources or s in spec.sources) and (not spec.domains or d in spec.domains)
+            for s, d in zip(mixture["source_id"].to_pylist(), mixture["domain"].to_pylist(), strict=True)
+        ]
+        assert rows.num_rows == shard["rows"] == sum(wanted) > 0
+        assert shard["sha256"] == hashlib.sha256(Path(shard["path"]).read_bytes()).hexdigest()
+    only = json.loads((storage / "task_adapter" / "signature-only.json").read_text())
+    assert json.loads((Path(only["path"]) / "adapter_config.json").read_text())["r"] == 4
+    assert set(pq.read_table(only["run_manifest"]["data_shards"][0]["path"])["source_id"].to_pylist()) == {
+        "signature_sft"
+    }
+    labels = {m["asset"] for m in model_manifests(str(storage)) if m["current"]}
+    assert {"sft_adapter", "task_adapter[signature-only]", "task_adapter[python-docs]"} <= labels
+
+
+def test_editing_one_adapter_or_adding_one_trains_only_that_partition(session):
+    cfg_path = session.root / "mixtrain.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["adapters"]["python-docs"]["lr"] = 5.0e-4
+    cfg["adapters"]["tenant-a"] = {"sources": ["signature_sft", "pydoc_topics"], "steps": 2}
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    session.refresh()
+    statuses = _statuses(session)
+    assert statuses[("task_adapter", "python-docs")].status == "STALE"
+    assert statuses[("task_adapter", "signature-only")].status == "FRESH"
+    report = session.run()
+    assert report.ok and set(report.materialized) == {("task_adapter", "python-docs"), ("task_adapter", "tenant-a")}
+
+
+def test_adapter_sensor_adds_and_deletes_partitions_from_the_config(session):
+    cfg_path = session.root / "mixtrain.yaml"
+    original = cfg_path.read_text()
+    cfg = yaml.safe_load(original)
+    cfg["adapters"]["tenant-b"] = {"sources": ["signature_sft"]}
+    del cfg["adapters"]["signature-only"]
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    try:
+        session.refresh()
+        sensor = session.defs.resolve_sensor_def("adapter_partitions_sensor")
+        result = sensor(build_sensor_context(instance=session.instance, resources=session.defs.resources))
+        requests = {type(r).__name__: list(r.partition_keys) for r in result.dynamic_partitions_requests}
+        assert requests == {
+            "AddDynamicPartitionsRequest": ["tenant-b"],
+            "DeleteDynamicPartitionsRequest": ["signature-only"],
+        }
+        assert [r.partition_key for r in result.run_requests] == ["tenant-b"]
+    finally:
+        cfg_path.write_text(original)
+        session.refresh()
 
 
 def test_changing_a_mixture_weight_does_not_rerun_gating(session):

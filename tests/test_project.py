@@ -88,3 +88,32 @@ def test_classifier_path_is_project_relative_and_its_files_are_part_of_the_polic
     assert gating_fingerprint(Project(project_dir), "web_crawl") == before
     (model / "model.safetensors").write_bytes(b"retrained")
     assert gating_fingerprint(Project(project_dir), "web_crawl") != before
+
+
+def test_adapter_naming_an_unknown_source_or_domain_fails_with_its_field(project_dir):
+    _edit(project_dir / "mixtrain.yaml", lambda d: d["adapters"]["python-docs"].update(sources=["nope"]))
+    with pytest.raises(ProjectError, match=r"field 'adapters\.python-docs\.sources': unknown source ids \['nope'\]"):
+        Project(project_dir)
+    _edit(project_dir / "mixtrain.yaml", lambda d: d["adapters"]["python-docs"].update(sources=[], domains=["x"]))
+    with pytest.raises(ProjectError, match=r"field 'adapters\.python-docs\.domains': no source has domain"):
+        Project(project_dir)
+
+
+def test_an_adapter_recipe_is_the_training_recipe_with_its_own_fields():
+    from mixassets.project import AdapterSpec, LoraSpec, TrainingRecipe
+
+    training = TrainingRecipe(steps=30, lr=1e-3, seed=0)
+    recipe = AdapterSpec(lora=LoraSpec(r=4, alpha=8), steps=5).recipe(training)
+    assert recipe["steps"] == 5 and recipe["lora"]["r"] == 4 and recipe["lr"] == 1e-3
+    assert {k: v for k, v in recipe.items() if k not in ("steps", "lora")} == {
+        k: v for k, v in training.model_dump(mode="json").items() if k not in ("steps", "lora")
+    }
+
+
+def test_perplexity_without_held_out_documents_fails_fast(project_dir):
+    def edit(d):
+        d["mixture"]["heldout_docs"] = 0
+
+    _edit(project_dir / "mixtrain.yaml", edit)
+    with pytest.raises(ProjectError, match=r"field 'evaluation\.suites': perplexity .* 'mixture\.heldout_docs' is 0"):
+        Project(project_dir)

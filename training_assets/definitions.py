@@ -6,6 +6,7 @@ from dagster import BetaWarning, Definitions
 
 warnings.filterwarnings("ignore", category=BetaWarning)
 
+from training_assets.assets.adapters import adapter_partitions_sensor, adapter_spec, task_adapter  # noqa: E402
 from training_assets.assets.models import base_model, sft_adapter  # noqa: E402
 from training_assets.assets.specs import base_model_spec, distillation_recipe, training_recipe  # noqa: E402
 from training_assets.assets.students import distilled_student, student_sft_baseline  # noqa: E402
@@ -19,5 +20,8 @@ defs = Definitions(
         sft_adapter,
         distilled_student,
         student_sft_baseline,
-    ]
+        adapter_spec,
+        task_adapter,
+    ],
+    sensors=[adapter_partitions_sensor],
 )

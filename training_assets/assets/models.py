@@ -5,12 +5,13 @@ the manifest — not the weights — is what lineage and the eval stage pass aro
 """
 
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
 from mixassets.automation import rerun_when_changed
-from mixassets.project import spec_hash
+from mixassets.project import Project, spec_hash
 from mixassets.resources import ProjectResource
 from mixassets.storage import publish_model_dir
 from mixassets.versioning import json_output
@@ -71,30 +72,57 @@ def sft_adapter(
     base_model: dict,
 ):
     proj = project.load()
-    spec = proj.spec.training
-    recipe = spec.model_dump(mode="json")
+    mixture_path = local_mixture(proj, mixture, mixture_manifest)
+    return train_adapter(
+        context,
+        proj,
+        ["sft_adapter"],
+        proj.spec.training.model_dump(mode="json"),
+        mixture_path,
+        mixture_manifest.get("shards"),
+        mixture_manifest,
+        base_model,
+    )
+
+
+def train_adapter(
+    context: AssetExecutionContext,
+    proj: Project,
+    key: list[str],
+    recipe: dict[str, Any],
+    mixture_path: str,
+    data_shards: list[dict[str, Any]] | None,
+    mixture_manifest: dict,
+    base_model: dict,
+    data_filter: dict[str, Any] | None = None,
+    label: str | None = None,
+) -> Output:
+    """Train one LoRA adapter over ``base_model`` on the mixture file at ``mixture_path``, store it as a new
+    version under ``key`` and return its manifest. ``data_filter`` (which part of the mixture an adapter
+    partition reads) is part of the version and of the manifest; ``label`` names the model in its history
+    (default: the asset key)."""
     learnt = {k: v for k, v in recipe.items() if k not in EXECUTION_FIELDS}
     version = model_version(
         mixture_manifest["manifest_id"],
-        spec_hash(learnt),
+        spec_hash(learnt if data_filter is None else {"recipe": learnt, "data_filter": data_filter}),
         base_model["weights_sha256"],
         context.assets_def.code_versions_by_key[context.asset_key],
     )
-    final = local_model_dir(proj, ["sft_adapter", version])
+    final = local_model_dir(proj, [*key, version])
     job = {
         "kind": "sft",
         "base_dir": base_model["path"],
-        "mixture_path": local_mixture(proj, mixture, mixture_manifest),
+        "mixture_path": mixture_path,
         "recipe": recipe,
         "out_dir": str(final),  # written to a staging dir and swapped in whole by the engine
         "data_manifest_id": mixture_manifest["manifest_id"],
         "base_weights_sha256": base_model["weights_sha256"],
         "phase_order": [p["name"] for p in mixture_manifest.get("spec", {}).get("phases") or []] or None,
-        "data_shards": mixture_manifest.get("shards"),
+        "data_shards": data_shards,
         "project_dir": str(proj.root),
     }
-    manifest = launch_training(context, job, spec.launcher)
-    location = publish_model_dir(final, proj.storage_root, ["sft_adapter", version])
+    manifest = launch_training(context, job, proj.spec.training.launcher)
+    location = publish_model_dir(final, proj.storage_root, [*key, version])
     losses = manifest["loss"]
     out = {
         "version": version,
@@ -102,9 +130,10 @@ def sft_adapter(
         "location": location,
         "base_model_path": base_model["path"],
         "merged": manifest.get("merged", False),
+        **({"data_filter": data_filter} if data_filter is not None else {}),
         "run_manifest": manifest,
     }
-    keep_version(proj, "sft_adapter", out)
+    keep_version(proj, label or key[0], out)
     return json_output(
         out,
         manifest["output_weights_sha256"],  # hashed by the engine when it wrote the weights
