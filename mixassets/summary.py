@@ -7,7 +7,7 @@ from typing import Any
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
 from mixassets.markdown import markdown_table
-from mixassets.partitions import SOURCES_PARTITION
+from mixassets.partitions import ADAPTERS_PARTITION, SOURCES_PARTITION
 
 
 def latest_metadata(instance: DagsterInstance, key: str, partition: str | None = None) -> dict[str, Any]:
@@ -80,6 +80,13 @@ def render_summary(instance: DagsterInstance) -> str:
             f"  ({float(t['tokens_per_s']):.0f} tok/s, {float(t['wall_time_s']):.0f} s; batches mix task chats with"
             " raw text, so per-step loss is noisy: the held-out loss below is the measure)"
         )
+    for aid in sorted(instance.get_dynamic_partitions(ADAPTERS_PARTITION)):
+        a = latest_metadata(instance, "task_adapter", aid)
+        if a:
+            out.append(
+                f"== task_adapter[{aid}] ==  loss {float(a['loss_start']):.3f} -> {float(a['loss_end']):.3f} over "
+                f"{a['steps']} steps  ({float(a['tokens_per_s']):.0f} tok/s, version {a['version']})"
+            )
     e = latest_metadata(instance, "eval_report")
     models = ["base", "sft_adapter", "distilled_student", "student_sft_baseline"]
     metrics = ["json_valid_rate", "schema_valid_rate", "field_accuracy", "exact_match", "heldout_loss", "tokens_per_s"]

@@ -17,7 +17,7 @@ from mixassets.instance import activate, load_definitions, open_instance
 from mixassets.partitions import partition_keys
 from mixassets.provenance import model_manifests
 from mixassets.runner import run_project
-from mixassets.summary import latest_check, latest_metadata
+from mixassets.summary import latest_check, latest_metadata, render_summary
 from tests.conftest import build_tiny_project
 
 GATING = {"raw_documents", "raw_rejects", "gated_documents", "decision_log", "quarantine"}
@@ -188,6 +188,9 @@ def test_adapters_are_partitions_over_one_base(session):
     }
     labels = {m["asset"] for m in model_manifests(str(storage)) if m["current"]}
     assert {"sft_adapter", "task_adapter[signature-only]", "task_adapter[python-docs]"} <= labels
+    summary = render_summary(session.instance)
+    for heading in ("task_adapter[python-docs]", "evaluation (tool-call holdout)", "perplexity on held-out documents"):
+        assert heading in summary, heading
 
 
 def test_editing_one_adapter_or_adding_one_trains_only_that_partition(session):
