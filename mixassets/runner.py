@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, evaluate_automation_conditions, materialize
 
 from mixassets.dagster_internals import deserialize_cursor, serialize_cursor
+from mixassets.jobs import SPEC_JOBS
 from mixassets.partitions import SOURCES_PARTITION, partition_keys
 from mixassets.project import Project
 
@@ -58,11 +59,13 @@ def sync_partitions(project: Project, instance: DagsterInstance) -> tuple[list[s
 
 
 def observe_specs(defs: Definitions, instance: DagsterInstance) -> None:
-    result = defs.resolve_job_def("refresh_specs").execute_in_process(
-        instance=instance, raise_on_error=True, run_config=QUIET
-    )
-    if not result.success:
-        raise RuntimeError("observing the project's specs failed")
+    repository = defs.get_repository_def()
+    for name in SPEC_JOBS:
+        if not repository.has_job(name):  # refresh_adapter_specs comes with training_assets
+            continue
+        result = defs.resolve_job_def(name).execute_in_process(instance=instance, raise_on_error=True, run_config=QUIET)
+        if not result.success:
+            raise RuntimeError(f"observing the project's specs failed ({name})")
 
 
 def _load_cursor(project: Project) -> object | None:

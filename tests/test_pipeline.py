@@ -224,6 +224,12 @@ def test_adapter_sensor_adds_and_deletes_partitions_from_the_config(session):
             "DeleteDynamicPartitionsRequest": ["signature-only"],
         }
         assert [r.partition_key for r in result.run_requests] == ["tenant-b"]
+        observed = {(e.asset_key.to_user_string(), e.partition) for e in result.asset_events}
+        assert ("adapter_spec", "tenant-b") in observed  # a first tick observes every adapter's spec
+        again = sensor(
+            build_sensor_context(instance=session.instance, resources=session.defs.resources, cursor=result.cursor)
+        )
+        assert not getattr(again, "asset_events", None)  # unchanged since: nothing to observe
     finally:
         cfg_path.write_text(original)
         session.refresh()

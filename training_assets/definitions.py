@@ -6,7 +6,12 @@ from dagster import BetaWarning, Definitions
 
 warnings.filterwarnings("ignore", category=BetaWarning)
 
-from training_assets.assets.adapters import adapter_partitions_sensor, adapter_spec, task_adapter  # noqa: E402
+from training_assets.assets.adapters import (  # noqa: E402
+    adapter_partitions_sensor,
+    adapter_spec,
+    refresh_adapter_specs,
+    task_adapter,
+)
 from training_assets.assets.models import base_model, sft_adapter  # noqa: E402
 from training_assets.assets.specs import base_model_spec, distillation_recipe, training_recipe  # noqa: E402
 from training_assets.assets.students import distilled_student, student_sft_baseline  # noqa: E402
@@ -23,5 +28,6 @@ defs = Definitions(
         adapter_spec,
         task_adapter,
     ],
+    jobs=[refresh_adapter_specs],
     sensors=[adapter_partitions_sensor],
 )

@@ -6,6 +6,7 @@ only its partition stale. Training, versioning and the manifest are ``sft_adapte
 """
 
 import hashlib
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,6 +15,7 @@ import pyarrow.parquet as pq
 from dagster import (
     AssetExecutionContext,
     AssetIn,
+    AssetObservation,
     AssetSelection,
     DataVersion,
     DataVersionsByPartition,
@@ -22,11 +24,14 @@ from dagster import (
     SensorResult,
     SkipReason,
     asset,
+    define_asset_job,
     observable_source_asset,
     sensor,
 )
 
 from mixassets.automation import rerun_when_changed
+from mixassets.dagster_internals import DATA_VERSION_TAG
+from mixassets.jobs import SEPARATE_SPECS_TAG
 from mixassets.partitions import ADAPTERS_PARTITION, adapter_partitions
 from mixassets.project import AdapterSpec, Project, spec_hash
 from mixassets.resources import ProjectResource
@@ -48,6 +53,7 @@ def data_filter(spec: AdapterSpec) -> dict:
 
 @observable_source_asset(
     partitions_def=adapter_partitions,
+    tags={SEPARATE_SPECS_TAG: "adapters"},
     group_name="training",
     description="One adapter's spec (adapters.<id>) resolved against the training recipe, by content hash.",
 )
@@ -57,6 +63,13 @@ def adapter_spec(context, project: ProjectResource) -> DataVersionsByPartition:
     return DataVersionsByPartition(
         {aid: DataVersion(spec_hash(adapter_recipe(proj, aid))) for aid in proj.adapter_ids() if aid in known}
     )
+
+
+refresh_adapter_specs = define_asset_job(
+    "refresh_adapter_specs",
+    selection=AssetSelection.tag(SEPARATE_SPECS_TAG, "adapters", include_sources=True),
+    description="Fingerprint every adapter's spec (one Dagster job cannot span two partitions definitions).",
+)
 
 
 def select_rows(mixture: pa.Table, spec: AdapterSpec) -> pa.Table:
@@ -131,14 +144,18 @@ def task_adapter(
 @sensor(
     target=AssetSelection.assets("task_adapter"),
     minimum_interval_seconds=30,
-    description="Keeps one task_adapter partition per entry of adapters: and requests a run for a new one.",
+    description="Keeps one task_adapter partition per entry of adapters:, observes each adapter's spec when it "
+    "changes (automation then retrains that partition) and requests a run for a new one.",
 )
 def adapter_partitions_sensor(context: SensorEvaluationContext, project: ProjectResource) -> SensorResult | SkipReason:
     proj = project.load()
     known = set(context.instance.get_dynamic_partitions(ADAPTERS_PARTITION))
     wanted = set(proj.adapter_ids())
     new, gone = sorted(wanted - known), sorted(known - wanted)
-    if not new and not gone:
+    seen = json.loads(context.cursor) if context.cursor else {}
+    versions = {aid: spec_hash(adapter_recipe(proj, aid)) for aid in sorted(wanted)}
+    changed = sorted(aid for aid, v in versions.items() if seen.get(aid) != v)
+    if not new and not gone and not changed:
         return SkipReason(f"adapters unchanged ({len(known)})")
     requests = []
     if new:
@@ -147,5 +164,10 @@ def adapter_partitions_sensor(context: SensorEvaluationContext, project: Project
         requests.append(adapter_partitions.build_delete_request(gone))
     return SensorResult(
         dynamic_partitions_requests=requests,
-        run_requests=[RunRequest(run_key=f"new-adapter-{aid}", partition_key=aid) for aid in new],
+        asset_events=[
+            AssetObservation(asset_key="adapter_spec", partition=aid, tags={DATA_VERSION_TAG: versions[aid]})
+            for aid in changed
+        ],
+        run_requests=[RunRequest(run_key=f"new-adapter-{aid}-{versions[aid]}", partition_key=aid) for aid in new],
+        cursor=json.dumps(versions, sort_keys=True),
     )
