@@ -116,6 +116,7 @@ class SourceSpec(_Strict):
     kind: Literal["text", "chat"] = "text"
     text_field: str = "text"
     messages_field: str = "messages"
+    tools_field: str = Field("tools", description="chat records: the field holding the tools the messages may call")
     license: str | None = Field(None, description="SPDX license expression")
     rights_tags: list[str] = []
     attribution: str | None = None
@@ -288,11 +289,13 @@ class AdapterSpec(_Strict):
     steps: int | None = Field(None, gt=0, description="replaces training.steps")
     lr: float | None = Field(None, gt=0, description="replaces training.lr")
     seed: int | None = Field(None, description="replaces training.seed")
+    max_seq_len: int | None = Field(None, gt=1, description="replaces training.max_seq_len")
+    batch_size: int | None = Field(None, gt=0, description="replaces training.batch_size")
 
     def recipe(self, training: TrainingRecipe) -> dict[str, Any]:
         """The complete recipe this adapter trains with: the training section with this adapter's fields."""
         out = training.model_dump(mode="json")
-        for name in ("lora", "steps", "lr", "seed"):
+        for name in ("lora", "steps", "lr", "seed", "max_seq_len", "batch_size"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value.model_dump(mode="json") if isinstance(value, BaseModel) else value

@@ -21,7 +21,6 @@ at the original for whoever is allowed to look).
 from __future__ import annotations
 
 import bisect
-import json
 import time
 from collections import Counter
 from collections.abc import Collection, Sequence
@@ -30,6 +29,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from mixassets.engine import chat
 from mixassets.engine.pii import PII_TYPES, find_pii, redact
 from mixassets.engine.rules import BLOCKING_ACTIONS, CHAT_JOINER, GateContext, Outcome, Rule, pii_rule_id, rules_for
 from mixassets.engine.rules.language import OBSERVATION as LANGUAGE_OBSERVATION
@@ -116,16 +116,22 @@ def _add_removed(removed: list[tuple[int, int]], span: tuple[int, int]) -> None:
 
 
 def _redact_messages(messages: str, edits: list[Edit]) -> str:
-    """Carry text-offset edits into each message; spans map into messages because text is their join."""
-    value: list[dict[str, Any]] = json.loads(messages)
+    """Carry text-offset edits into each segment (contents, tool calls); spans map into segments because the text
+    is their join. The PII rule quarantines any hit whose redaction would break a call, so the rewrite holds."""
+    conversation = chat.parse_stored(messages)
+    if conversation is None:  # record.malformed_messages quarantines these before any edit is made
+        raise ValueError("redaction of a chat document whose messages are not a conversation")
     offset = 0
-    for m in value:
-        content: str = m["content"]
-        end = offset + len(content)
+    segments = []
+    for segment in conversation.segments():
+        end = offset + len(segment)
         local = [(s - offset, e - offset, r) for s, e, r in edits if s >= offset and e <= end]
-        m["content"] = _apply_edits(content, local)
+        segments.append(_apply_edits(segment, local))
         offset = end + len(CHAT_JOINER)
-    return json.dumps(value, ensure_ascii=False)
+    redacted = chat.with_segments(conversation, segments)
+    if redacted is None:
+        raise ValueError("a redaction broke a tool call's JSON, which the PII rule should have quarantined")
+    return redacted.to_json()
 
 
 def _reason(blocking: list[tuple[str, Outcome]]) -> str:

@@ -21,13 +21,14 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mixassets.engine import chat
 from mixassets.project import SourceSpec
 from mixassets.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
 
 RULE_UNDECODABLE = "read.undecodable"
 RULE_MALFORMED = "read.malformed_record"
-# A chat document's text is its message contents joined by this; the gate and review map offsets through it.
-CHAT_JOINER = "\n\n"
+# A chat document's text is its segments joined by this; the gate and review map offsets through it.
+CHAT_JOINER = chat.CHAT_JOINER
 
 
 class SourceReadError(OSError):
@@ -117,35 +118,21 @@ def _text_value(value: Any, field_name: str) -> str:
     return value
 
 
-def _messages_value(value: Any, field_name: str) -> tuple[str, str]:
-    """Validate chat messages and return (messages JSON, joined text)."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as e:
-            raise _Malformed(f"field '{field_name}' is a string but not JSON: {e.msg}") from None
-        except RecursionError:
-            raise _Malformed(f"field '{field_name}' is JSON nested too deeply to parse") from None
-    if value is None:
-        raise _Malformed(f"field '{field_name}' is missing or null")
-    if not isinstance(value, list) or not value:
-        raise _Malformed(f"field '{field_name}' must be a non-empty list of {{role, content}} objects")
-    clean: list[dict[str, str]] = []
-    for i, m in enumerate(value):
-        if not isinstance(m, dict):
-            raise _Malformed(f"field '{field_name}[{i}]' must be an object, got {type(m).__name__}")
-        for key in ("role", "content"):
-            if not isinstance(m.get(key), str):
-                raise _Malformed(f"field '{field_name}[{i}].{key}' must be a string")
-        clean.append({"role": m["role"], "content": m["content"]})
-    return json.dumps(clean, ensure_ascii=False), CHAT_JOINER.join(m["content"] for m in clean)
+def _messages_value(value: Any, field_name: str, tools: Any = None) -> tuple[str, str]:
+    """Validate chat messages (tool calls included) and return (messages JSON, text); see :mod:`chat`."""
+    try:
+        conversation = chat.normalise(value, field_name, tools)
+    except chat.ChatShapeError as e:
+        raise _Malformed(str(e)) from None
+    return conversation.to_json(), conversation.text()
 
 
 def _record_to_doc(record: Any, spec: SourceSpec) -> tuple[str, str | None]:
     if not isinstance(record, dict):
         raise _Malformed(f"record must be a JSON object, got {type(record).__name__}")
     if spec.kind == "chat":
-        messages, text = _messages_value(record.get(spec.messages_field), spec.messages_field)
+        tools = record.get(spec.tools_field)
+        messages, text = _messages_value(record.get(spec.messages_field), spec.messages_field, tools)
         return text, messages
     return _text_value(record.get(spec.text_field), spec.text_field), None
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import difflib
-import json
 import math
 import os
 import tempfile
@@ -33,6 +32,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from mixassets.engine import chat
 from mixassets.engine.rules import CHAT_JOINER
 from mixassets.engine.text_norm import stable_hash64
 from mixassets.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
@@ -402,8 +402,10 @@ def _redacted_messages(raw_messages: str, raw_text: str, stored_text: str) -> st
     text onto the stored text through their unchanged stretches; a redaction that crossed a boundary
     leaves it unmappable and the document is not moved.
     """
-    value: list[dict[str, Any]] = json.loads(raw_messages)
-    contents = [str(m.get("content", "")) for m in value]
+    conversation = chat.parse_stored(raw_messages)
+    if conversation is None:
+        return None
+    contents = conversation.segments()  # message contents and tool calls, see mixassets.engine.chat
     if CHAT_JOINER.join(contents) != raw_text:
         return None
     if stored_text == raw_text:
@@ -419,9 +421,8 @@ def _redacted_messages(raw_messages: str, raw_text: str, stored_text: str) -> st
         offset += len(content) + len(CHAT_JOINER)
     if CHAT_JOINER.join(new_contents) != stored_text:
         return None
-    for m, content in zip(value, new_contents, strict=True):
-        m["content"] = content
-    return json.dumps(value, ensure_ascii=False)
+    redacted = chat.with_segments(conversation, new_contents)
+    return None if redacted is None else redacted.to_json()
 
 
 def _accepted_row(held: dict[str, Any], raw_row: dict[str, Any] | None) -> tuple[dict[str, Any] | None, str]:

@@ -8,7 +8,6 @@ log tells a later reader which logic produced a decision.
 
 from __future__ import annotations
 
-import json
 import re
 import string
 from abc import ABC, abstractmethod
@@ -18,6 +17,7 @@ from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 
+from mixassets.engine import chat
 from mixassets.project import GatingConfig, SourceSpec
 
 Action = Literal["reject", "quarantine", "redact", "strip", "flag"]
@@ -117,18 +117,10 @@ def texts(docs: pa.Table) -> list[str]:
 
 
 def chat_contents(messages: str | None) -> list[str] | None:
-    """Message contents of a chat document's ``messages`` JSON; None when it is not the expected shape."""
-    if messages is None:
-        return None
-    try:
-        value = json.loads(messages)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(value, list) or not all(
-        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
-    ):
-        return None
-    return [m["content"] for m in value]
+    """The text segments of a chat document's ``messages`` JSON (contents and tool calls, see :mod:`chat`);
+    None when it is not the expected shape."""
+    conversation = chat.parse_stored(messages)
+    return None if conversation is None else conversation.segments()
 
 
 # Typographic quotes, guillemets, ellipsis, en/em dash, inverted marks.
