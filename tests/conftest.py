@@ -45,7 +45,7 @@ def build_tiny_project(root: Path, model_dir: Path) -> Path:
     for adapter in cfg.get("adapters", {}).values():
         adapter["steps"] = 2
         if adapter.get("sources") == ["signature_sft"]:  # task chats only: at 128 tokens no answer survives
-            adapter["max_seq_len"] = 512
+            adapter["max_seq_len"] = 2048
     for e in cfg["eval_sets"]:
         if e["type"] == "humaneval":
             e["limit"] = 20
