@@ -75,6 +75,7 @@ def _model_entry(asset: str, manifest: Any, file: UPath) -> dict[str, Any] | Non
         "path": manifest.get("path"),
         "data_manifest_id": run["data_manifest_id"],
         "trained_on_revoked": manifest.get("trained_on_revoked", []),
+        "data_filter": manifest.get("data_filter"),
         "current": False,
         "files": [str(file)],
     }
@@ -139,10 +140,23 @@ def _mixture_history(root: str, current: dict[str, Any] | None) -> list[dict[str
     return list(found.values())
 
 
-def _models_of(root: str, manifest: dict[str, Any] | None) -> list[dict[str, Any]]:
+def reads(model: dict[str, Any], source_id: str, domain: str | None) -> bool:
+    """Whether a model trained on a mixture's rows of this source and domain: a model with a ``data_filter``
+    (an adapter partition) read only the sources / domains it names."""
+    flt = model.get("data_filter") or {}
+    return (not flt.get("sources") or source_id in flt["sources"]) and (
+        not flt.get("domains") or domain in flt["domains"]
+    )
+
+
+def _models_of(root: str, manifest: dict[str, Any] | None, rows: list[tuple[str, str | None]]) -> list[dict[str, Any]]:
     if manifest is None:
         return []
-    return [m for m in model_manifests(root) if m["data_manifest_id"] == manifest.get("manifest_id")]
+    return [
+        m
+        for m in model_manifests(root)
+        if m["data_manifest_id"] == manifest.get("manifest_id") and any(reads(m, s, d) for s, d in rows)
+    ]
 
 
 def trace(root: str, doc_id: str) -> dict[str, Any]:
@@ -175,7 +189,12 @@ def trace(root: str, doc_id: str) -> dict[str, Any]:
         if uses and manifest
         else []
     )
-    found["models"] = _models_of(root, manifest) if uses else []
+    where = (
+        list(zip(mixture.column("source_id").to_pylist(), mixture.column("domain").to_pylist(), strict=True))
+        if uses
+        else []
+    )
+    found["models"] = _models_of(root, manifest, where)
     return found
 
 
@@ -203,6 +222,7 @@ def impact(root: str, source_id: str) -> dict[str, Any]:
     current = mixture_manifest(root)
     current_id = current.get("manifest_id") if current else None
     mixtures = []
+    domains: dict[str, str | None] = {}  # the source's domain in each mixture (for adapters that filter by it)
     # Every mixture ever built, not only the live one: after a revocation and rebuild the live mixture no longer
     # holds the source, but the models trained on the earlier mixtures still carry it.
     for manifest in _mixture_history(root, current):
@@ -210,6 +230,7 @@ def impact(root: str, source_id: str) -> dict[str, Any]:
         if not stats.get("docs"):
             continue
         is_current = manifest.get("manifest_id") == current_id
+        domains[manifest.get("manifest_id")] = stats.get("domain")
         mixtures.append(
             {
                 "mixture_id": manifest.get("mixture_id"),
@@ -219,8 +240,11 @@ def impact(root: str, source_id: str) -> dict[str, Any]:
                 "tokens": stats.get("tokens"),
             }
         )
-    used = {m["manifest_id"] for m in mixtures}
-    models = [m for m in model_manifests(root) if m["data_manifest_id"] in used]
+    models = [
+        m
+        for m in model_manifests(root)
+        if m["data_manifest_id"] in domains and reads(m, source_id, domains[m["data_manifest_id"]])
+    ]
     return {"source_id": source_id, "partitions": per_source, "corpus": cross, "mixtures": mixtures, "models": models}
 
 

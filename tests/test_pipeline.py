@@ -425,6 +425,12 @@ def test_trace_and_impact_answer_from_stored_assets(session, capsys):
     # Every model version trained on this mixture (earlier tests retrained with other recipes), the live ones too.
     trained = {"sft_adapter", "distilled_student", "student_sft_baseline"}
     assert {m["asset"] for m in answer["models"]} == trained and any(m["current"] for m in answer["models"])
+    # An adapter partition read only its sources / domains: a docs page reaches the docs adapters, not the rest.
+    page = mixture.filter(pc.equal(mixture["source_id"], "pydoc_topics")).column("doc_id")[0].as_py()
+    adapters = {m["asset"] for m in trace(root, page)["models"]} - trained
+    assert adapters == {"task_adapter[python-docs]", "task_adapter[tenant-a]"}
+    assert {m["asset"] for m in impact(root, "pydoc_topics")["models"]} - trained == adapters
+    assert not {m["asset"] for m in reach["models"]} - trained  # no adapter read community_forum
 
     # A dropped duplicate names its keeper; a redacted post shows the PII decision with its span.
     clusters = _table(session, "dedupe_clusters.parquet").to_pylist()
