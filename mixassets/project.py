@@ -317,7 +317,8 @@ class TrainingRecipe(_Strict):
     seed: int = 0
     dtype: Literal["bf16", "fp32"] = "bf16"
     packing: bool = Field(
-        False, description="pack examples into full max_seq_len rows (block-diagonal attention) instead of padding"
+        False, description="a micro-batch is batch_size packed rows (<= max_seq_len tokens) instead of batch_size "
+        "examples; either way it runs unpadded, attention per document"
     )
     lr_schedule: Literal["linear", "cosine", "constant_with_warmup"] = Field(
         "linear", description="learning-rate shape after the linear warm-up"

@@ -127,3 +127,36 @@ def test_demo_data_reads_as_mixture_rows(tmp_path: Path) -> None:
     path.write_text('{"id": "a", "messages": [{"role": "user", "content": "x"}]}\n\n{"id": "b"}\n')
     with pytest.raises(ValueError, match=r"chat.jsonl:3: field 'messages'"):
         read_chat_jsonl(path)
+
+
+def test_mixed_data_is_the_demo_conversations_and_synthetic_ones(tmp_path: Path) -> None:
+    from benchmarks.bench_sft_trl import load_rows
+
+    demo = tmp_path / "demo.jsonl"
+    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    demo.write_text(json.dumps({"id": "d1", "messages": messages}) + "\n")
+    rows = load_rows("mixed", 5, demo=demo)
+    assert [r["doc_id"] for r in rows] == ["d1"] + [f"synthetic-{i}" for i in range(5)]
+    assert load_rows("synthetic", 5, demo=demo) == rows[1:]
+    assert load_rows("demo", 5, demo=demo) == rows[:1] == load_rows(str(demo), 0)
+
+
+def test_records_rendering_differently_for_trl_are_skipped_and_counted(tiny: str) -> None:
+    from transformers import AutoTokenizer
+
+    from benchmarks.bench_sft_trl import TRAINING_TEMPLATE, mixture_row
+
+    tok = AutoTokenizer.from_pretrained(tiny)
+    # Like SmolLM2's template: a default system prompt when the conversation brings none.
+    tok.chat_template = (
+        "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nBe helpful.<|im_end|>\n{% endif %}"
+        + TRAINING_TEMPLATE.replace("{% generation %}", "").replace("{% endgeneration %}", "")
+    )
+    answer = {"role": "assistant", "content": "hello"}
+    rows = [
+        mixture_row("with-system", [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}, answer]),
+        mixture_row("no-system", [{"role": "user", "content": "hi"}, answer]),
+    ]
+    selected = select_records(rows, tok, max_seq_len=160)
+    assert [r["doc_id"] for r in selected.records] == ["with-system"]
+    assert selected.skipped == {"renders differently under TRL's training template": ["no-system"]}

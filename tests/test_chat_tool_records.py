@@ -30,7 +30,9 @@ def _call(name: str, arguments: object) -> dict:
     return {"type": "function", "function": {"name": name, "arguments": arguments}}
 
 
-def _record(rid: str, calls: list[dict], *, user: str = "Please let Bob know that the nightly release went out on schedule.") -> dict:
+def _record(
+    rid: str, calls: list[dict], *, user: str = "Please let Bob know that the nightly release went out on schedule."
+) -> dict:
     return {
         "id": rid,
         "tools": TOOLS,

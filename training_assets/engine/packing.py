@@ -14,12 +14,21 @@ tightly, ties to the older row): deterministic, O(n log n), and close to the few
 saves over padding depends on the lengths: many examples far shorter than a row pack almost without waste,
 while examples nearly a row long leave gaps no shorter example can fill. Rows never mix curriculum phases
 when ``phase_of`` is given.
+
+Two ways to turn a micro-batch into tensors. :func:`packed_collate` keeps the rows' fixed ``max_seq_len``
+shape, padding included, with the ``T x T`` mask. :func:`flat_collate`, what SFT trains on, puts every
+document of the micro-batch (packed rows' or plain examples') back to back in a single row with no padding,
+and :func:`document_attention` attends within each document by itself: no position is spent on padding
+and no attention score on a pair of tokens from different documents, which a block-diagonal mask would
+compute and then throw away (with documents of a few hundred tokens in a row of two thousand, most of
+them). Both give every document the logits it gets alone.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from training_assets.engine.examples import IGNORE_INDEX
@@ -168,6 +177,120 @@ def packed_collate(
     elif attn_implementation == "eager":
         out["attention_mask"] = block_causal_mask(out["doc_ids"], mask_dtype or torch.float32)
     return {k: v.to(device) for k, v in out.items()} if device is not None else out
+
+
+def flat_collate(items: Sequence[dict[str, Any]], *, document_lengths: bool = True) -> dict[str, Any]:
+    """Every document of ``items`` back to back in one row of shape ``(1, T)``: no padding at all.
+
+    ``items`` are examples (``input_ids``, ``labels``) or packed rows from :func:`pack_examples` (their padding
+    is dropped, their documents kept). The row has ``input_ids``, ``labels`` (each document's first token
+    unlabelled, as in a packed row), ``position_ids`` restarting at 0 per document, and ``n_tokens``; with
+    ``document_lengths`` also the tuple of document lengths that :func:`document_attention` splits the row
+    by. Without it (for attention implementations such as flash attention) transformers finds the documents
+    from the restarting ``position_ids``, which it does only when there is no attention mask and no KV cache.
+
+    The row computes what padded batches compute, with no work spent on padding: every token is a real one,
+    and attention runs document by document.
+    """
+    import torch
+
+    ids: list[int] = []
+    labels: list[int] = []
+    lengths: list[int] = []
+    for item in items:
+        if "position_ids" in item:  # a packed row: documents start where the position restarts at 0
+            used = item["n_tokens"]
+            ids.extend(item["input_ids"][:used])
+            labels.extend(item["labels"][:used])
+            starts = [p for p, pos in enumerate(item["position_ids"][:used]) if pos == 0]
+            lengths.extend(b - a for a, b in zip(starts, [*starts[1:], used], strict=True))
+        else:
+            n = len(item["input_ids"])
+            if n == 0 or len(item["labels"]) != n:
+                raise ValueError(f"example with {n} input_ids and {len(item['labels'])} labels cannot be collated")
+            ids.extend(item["input_ids"])
+            labels.append(IGNORE_INDEX)  # would be predicted from the previous document's last token
+            labels.extend(item["labels"][1:])
+            lengths.append(n)
+    positions = [p for n in lengths for p in range(n)]
+    out: dict[str, Any] = {
+        "input_ids": torch.tensor([ids], dtype=torch.long),
+        "labels": torch.tensor([labels], dtype=torch.long),
+        "position_ids": torch.tensor([positions], dtype=torch.long),
+        "n_tokens": len(ids),
+    }
+    if document_lengths:
+        out["document_lengths"] = tuple(lengths)
+    return out
+
+
+DOCUMENT_ATTENTION = "mixtrain_documents"
+
+
+def document_attention(
+    module: Any, query: Any, key: Any, value: Any, attention_mask: Any, **kwargs: Any
+) -> tuple[Any, None]:
+    """Causal attention within each document of a :func:`flat_collate` row, one SDPA call per document.
+
+    transformers' own route for such a row under SDPA builds a ``T x T`` block-diagonal mask and attends over
+    all of it, so attention costs grow with the square of the whole row and SDPA cannot use its causal
+    kernels; per document the cost is the square of each document's length, and every call is plainly causal.
+    Registered under :data:`DOCUMENT_ATTENTION` by :func:`document_attention_for`; the model's forward must be
+    given ``document_lengths``, and without them this refuses to run rather than let documents see each other.
+    """
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    lengths = kwargs.pop("document_lengths", None)
+    if lengths is None or query.shape[0] != 1 or sum(lengths) != query.shape[2]:
+        got = "none" if lengths is None else f"{sum(lengths)} tokens in {len(lengths)} documents"
+        raise ValueError(
+            f"{DOCUMENT_ATTENTION} attention needs one flat row and its document_lengths "
+            f"(query {tuple(query.shape)}, document_lengths: {got}); use packing.flat_collate"
+        )
+    if attention_mask is not None:
+        raise ValueError(f"{DOCUMENT_ATTENTION} attention takes no attention mask; documents are its mask")
+    outputs = []
+    start = 0
+    for n in lengths:
+        part = slice(start, start + n)
+        out, _ = sdpa_attention_forward(
+            module, query[:, :, part], key[:, :, part], value[:, :, part], None, is_causal=True, **kwargs
+        )
+        outputs.append(out)
+        start += n
+    return torch.cat(outputs, dim=1), None
+
+
+def _no_mask(*args: Any, **kwargs: Any) -> None:
+    """The mask function for :data:`DOCUMENT_ATTENTION`: document boundaries replace the mask."""
+    return None
+
+
+@contextlib.contextmanager
+def document_attention_for(model: Any) -> Iterator[bool]:
+    """Run ``model`` with :func:`document_attention` while inside; yields whether it does.
+
+    Only models on ``sdpa`` or ``eager`` attention are switched (both compute exactly what per-document SDPA
+    computes); others, such as flash attention, keep their own implementation, which handles flat rows from
+    their ``position_ids``. The original implementation is restored on exit, so nothing saved afterwards
+    names this one.
+    """
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model  # under a PEFT wrapper
+    original = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if original not in ("sdpa", "eager") or not hasattr(model, "set_attn_implementation"):
+        yield False
+        return
+    AttentionInterface.register(DOCUMENT_ATTENTION, document_attention)
+    AttentionMaskInterface.register(DOCUMENT_ATTENTION, _no_mask)
+    model.set_attn_implementation(DOCUMENT_ATTENTION)
+    try:
+        yield True
+    finally:
+        model.set_attn_implementation(original)
 
 
 def pad_collate(examples: Sequence[dict[str, Any]], pad_id: int, device: Any = None) -> dict[str, Any]:

@@ -20,6 +20,7 @@ API:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
@@ -31,7 +32,7 @@ from training_assets.engine.batching import batch_stream, phase_indices, schedul
 from training_assets.engine.checkpoint import clear_checkpoints, list_checkpoints
 from training_assets.engine.examples import IGNORE_INDEX, prepare_examples
 from training_assets.engine.loop import LoopConfig, resolve_device, run_loop, seed_everything
-from training_assets.engine.packing import pack_examples, packed_collate, pad_collate
+from training_assets.engine.packing import document_attention_for, flat_collate, pack_examples
 from training_assets.engine.run_manifest import build_run_manifest, write_manifest
 
 MANIFEST_FILE = "run_manifest.json"
@@ -52,7 +53,9 @@ class TrainOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # -- change what is learnt (recorded in the manifest's stable part) --
-    packing: bool = Field(False, description="pack examples into full rows instead of padding each one")
+    packing: bool = Field(
+        False, description="a micro-batch is batch_size packed rows (<= max_seq_len tokens), not batch_size examples"
+    )
     lr_schedule: Literal["linear", "cosine", "constant_with_warmup"] = Field(
         "linear", description="learning-rate shape after the linear warm-up"
     )
@@ -135,15 +138,6 @@ class _StepBatches:
         return [self._collate([self._items[i] for i in ids]) for ids in next(self._stream)]
 
 
-def _packed_collator(attn_implementation: str) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
-    def collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
-        batch = packed_collate(rows, attn_implementation=attn_implementation)
-        batch["n_tokens"] = sum(r["n_tokens"] for r in rows)  # the loop cannot count them from a 4-D mask
-        return batch
-
-    return collate
-
-
 def causal_lm_loss(model: Any, batch: Mapping[str, Any]) -> tuple[Any, int]:
     """Next-token cross-entropy summed over labelled positions, and how many there were.
 
@@ -154,13 +148,14 @@ def causal_lm_loss(model: Any, batch: Mapping[str, Any]) -> tuple[Any, int]:
     """
     import torch.nn.functional as F
 
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    model_inputs = ("input_ids", "attention_mask", "position_ids", "document_lengths")
+    inputs = {k: batch[k] for k in model_inputs if k in batch}
     labels = batch["labels"][:, 1:]
     keep = labels != IGNORE_INDEX
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     decoder, head = getattr(inner, "model", None), getattr(inner, "lm_head", None)
-    # No KV cache in training; with packed rows under flash attention a cache would also let documents
-    # attend to each other (see packing.packed_collate).
+    # No KV cache in training; with flat rows under flash attention a cache would also let documents
+    # attend to each other (see packing.flat_collate).
     if decoder is not None and head is not None:
         hidden = decoder(**inputs, use_cache=False).last_hidden_state[:, :-1]
         logits = head(hidden[keep]).float()
@@ -194,7 +189,8 @@ def train_lora(
     ``data_shards`` (e.g. ``[{"path", "sha256"}]``) are recorded in the manifest and are part of what a checkpoint
     must match. Records with a ``phase`` field are trained phase by phase, in ``phase_order`` (default: order of
     first appearance, which is the curriculum order of a mixture table); steps are shared out by tokens. With
-    ``packing`` a batch is ``batch_size`` rows of ``max_seq_len`` tokens, each holding several examples.
+    ``packing`` a micro-batch is ``batch_size`` packed rows (up to ``max_seq_len`` tokens, several examples each)
+    instead of ``batch_size`` examples; either way it runs as one row of its examples back to back, no padding.
     ``project_dir`` is where the git commit is read (default: this code's checkout).
     """
     import torch
@@ -242,18 +238,11 @@ def train_lora(
     if opts.packing:
         items, packing_stats = pack_examples(examples, cfg["max_seq_len"], tokenizer.pad_token_id, phase_of=phase_of)
         item_phase, item_tokens = [r["phase"] for r in items], [r["n_tokens"] for r in items]
-        collate = _packed_collator(model.config._attn_implementation)
     else:
         items, item_phase, item_tokens = examples, phase_of, [len(e["input_ids"]) for e in examples]
-        pad_id = tokenizer.pad_token_id
-
-        def collate(chosen: list[dict[str, Any]]) -> dict[str, Any]:
-            return pad_collate(chosen, pad_id)
-
     phases = schedule_summary(
         item_phase, item_tokens, cfg["steps"], cfg["batch_size"], grad_accum=cfg["grad_accum"], names=phase_names
     )
-    batches = _StepBatches(items, item_phase, item_tokens, cfg, collate)
 
     # -- identity: what a checkpoint must agree on, and what the manifest records --
     base_identity = {
@@ -292,16 +281,22 @@ def train_lora(
     if not (opts.uses_checkpoints() or list_checkpoints(checkpoint_dir)):
         checkpoint_dir = None
 
-    result = run_loop(
-        model,
-        batches,
-        causal_lm_loss,
-        loop_cfg,
-        checkpoint_dir=checkpoint_dir,
-        resume=opts.resume,
-        run_key=run_key,
-        on_step=on_step,
-    )
+    # A micro-batch is its examples (or packed rows' examples) back to back in one row, attended document by
+    # document: what padded rows compute, with no work spent on padding or on attention across documents.
+    with document_attention_for(model) as by_document:
+        batches = _StepBatches(
+            items, item_phase, item_tokens, cfg, functools.partial(flat_collate, document_lengths=by_document)
+        )
+        result = run_loop(
+            model,
+            batches,
+            causal_lm_loss,
+            loop_cfg,
+            checkpoint_dir=checkpoint_dir,
+            resume=opts.resume,
+            run_key=run_key,
+            on_step=on_step,
+        )
     if not result.completed:
         raise TrainingStopped(result.step, result.steps, result.last_checkpoint)
 
