@@ -317,8 +317,9 @@ class TrainingRecipe(_Strict):
     seed: int = 0
     dtype: Literal["bf16", "fp32"] = "bf16"
     packing: bool = Field(
-        False, description="a micro-batch is batch_size packed rows (<= max_seq_len tokens) instead of batch_size "
-        "examples; either way it runs unpadded, attention per document"
+        False,
+        description="a micro-batch is batch_size packed rows (<= max_seq_len tokens) instead of batch_size "
+        "examples; either way it runs unpadded, attention per document",
     )
     lr_schedule: Literal["linear", "cosine", "constant_with_warmup"] = Field(
         "linear", description="learning-rate shape after the linear warm-up"
