@@ -15,6 +15,7 @@ import mixassets.engine.dedupe as engine
 from mixassets.engine.band_index import BandIndex
 from mixassets.engine.dedupe import DedupeConfig, band_index, dedupe, dedupe_incremental
 from mixassets.schema import DOCUMENT_SCHEMA
+from mixassets.storage import PARQUET_OPTIONS
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 VOCAB = [f"w{i}" for i in range(3000)]
@@ -332,3 +333,83 @@ def test_files_with_the_first_digest_format_still_refresh_incrementally() -> Non
     inc = dedupe_incremental(table(OLD + NEW), previous_sketches=sketches, previous_pairs=pairs, config=CFG)
     assert inc.stats.incremental
     same_result(inc, dedupe_incremental(table(OLD + NEW), config=CFG))
+
+
+@pytest.mark.parametrize("options", ["sketch", "project", "default"])
+def test_refresh_from_sketches_read_back_memory_mapped_equals_a_full_build(tmp_path, options: str) -> None:
+    """The asset writes sketches with the sketch options (random hash columns plain and uncompressed) and
+    reads them memory-mapped; files written before that (zstd, or pyarrow's defaults) still refresh."""
+    write = {
+        "sketch": dict(engine.SKETCH_PARQUET_OPTIONS),
+        "project": dict(PARQUET_OPTIONS),
+        "default": {},
+    }[options]
+    previous = dedupe_incremental(table(OLD), config=CFG)
+    pq.write_table(previous.sketches, tmp_path / "sketches.parquet", **write)
+    pq.write_table(previous.verified_pairs, tmp_path / "pairs.parquet", **PARQUET_OPTIONS)
+    if options == "sketch":
+        meta = pq.ParquetFile(tmp_path / "sketches.parquet").metadata.row_group(0)
+        chunks = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+        assert chunks["signature.list.element"].compression == "UNCOMPRESSED"
+        assert not chunks["signature.list.element"].has_dictionary_page
+        assert chunks["doc_id"].compression == "ZSTD"
+    inc = dedupe_incremental(
+        table(OLD + NEW),
+        previous_sketches=pq.read_table(tmp_path / "sketches.parquet", memory_map=True),
+        previous_pairs=pq.read_table(tmp_path / "pairs.parquet", memory_map=True),
+        config=CFG,
+        unchanged_sources={"alpha", "beta"},
+    )
+    assert inc.stats.incremental and inc.stats.sketches_reused == len(OLD)
+    same_result(inc, dedupe_incremental(table(OLD + NEW), config=CFG))
+
+
+def test_kept_rows_come_whole_or_batch_by_batch_and_the_run_does_not_copy_them() -> None:
+    result = dedupe_incremental(table(OLD + NEW), config=CFG)
+    assert "kept" not in vars(result)  # built on first use only
+    mask = result.kept_mask
+    assert 0 < result.kept_count == int(mask.sum()) < len(mask)
+    expected = table(OLD + NEW).filter(pa.array(mask))
+    assert result.kept.equals(expected)
+    for max_rows in (1, 4, 7, len(mask), 10 * len(mask)):
+        parts = list(result.kept_batches(max_rows))
+        assert all(0 < p.num_rows <= max_rows for p in parts)
+        assert pa.concat_tables(parts).equals(expected)
+    # a batch whose rows are all kept is a slice of the input, not a copy (rows 3..24 are distinct alpha docs)
+    assert mask[3:25].all()
+    whole = list(result.kept_batches(3))[1]
+    assert whole.equals(result.docs.slice(3, 3))
+    texts = result.docs.column("text").chunk(0)
+    assert whole.column("text").chunk(0).buffers()[2].address == texts.buffers()[2].address
+    with pytest.raises(ValueError, match="max_rows"):
+        next(result.kept_batches(0))
+
+
+def test_a_refresh_updates_the_sketch_set_digest_by_the_rows_that_left_and_came(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    previous = dedupe_incremental(table(OLD), config=CFG)
+    rows = [dict(r) for r in OLD[3:] + NEW]  # three documents gone, one changed, the new source added
+    rows[5]["text"] = near(BASES[8], 998, edits=1)
+    hashed: list[int] = []
+    lanes = engine._digest_lanes
+
+    def counting_lanes(sketches: pa.Table) -> tuple[int, int]:
+        hashed.append(sketches.num_rows)
+        return lanes(sketches)
+
+    monkeypatch.setattr(engine, "_digest_lanes", counting_lanes)
+    inc = dedupe_incremental(
+        table(rows), previous_sketches=previous.sketches, previous_pairs=previous.verified_pairs, config=CFG
+    )
+    assert inc.stats.sketched == len(NEW) + 1
+    assert hashed == [len(NEW) + 1, 4]  # the fresh sketches, then the previous rows that were not reused
+    monkeypatch.setattr(engine, "_digest_lanes", lanes)
+    stored = inc.sketches.schema.metadata[engine._META_SKETCH_SET].decode()
+    assert stored == engine._sketch_set_digest(inc.sketches)
+    same_result(inc, dedupe_incremental(table(rows), config=CFG))
+    # a previous digest in another format is not updated but computed afresh
+    old_format = {engine._META_SKETCH_SET: f"{previous.sketches.num_rows}:0123456789abcdef".encode()}
+    sketches = previous.sketches.replace_schema_metadata({**previous.sketches.schema.metadata, **old_format})
+    again = dedupe_incremental(table(rows), previous_sketches=sketches, config=CFG)
+    assert again.sketches.schema.metadata[engine._META_SKETCH_SET].decode() == stored

@@ -1,6 +1,7 @@
 """Cross-source stages: the explicit fan-in of per-source partitions, near-duplicate removal, and the
 contamination screen against every eval set in the registry."""
 
+import io
 import json
 
 import pyarrow as pa
@@ -17,11 +18,19 @@ from mixassets.engine.contamination import (
     item_leaks,
     screen,
 )
-from mixassets.engine.dedupe import dedupe_incremental
+from mixassets.engine.dedupe import SKETCH_PARQUET_OPTIONS, DedupeResult, dedupe_incremental
 from mixassets.partitions import SOURCES_PARTITION
 from mixassets.resources import ProjectResource
 from mixassets.revocations import load_revocations
-from mixassets.storage import asset_path, read_table, sha256_bytes
+from mixassets.storage import (
+    PARQUET_OPTIONS,
+    EncodedTable,
+    StagedTable,
+    asset_path,
+    read_table,
+    sha256_bytes,
+    staged_path,
+)
 from mixassets.versioning import current_data_version, table_output
 
 SOURCE_MANIFEST_SCHEMA = pa.schema(
@@ -67,11 +76,40 @@ _SKETCHED_VERSIONS = b"mixtrain.dedupe.gated_versions"
 
 def _previous(path: UPath) -> pa.Table | None:
     """An earlier run's sketches or verified pairs: a cache only (the engine checks it matches, and the result
-    equals a full build either way), so a missing or unreadable file just means a full build."""
+    equals a full build either way), so a missing or unreadable file just means a full build. A local file is
+    memory-mapped: its uncompressed hash columns are then decoded straight from the page cache instead of
+    being read into buffers first, which a refresh would otherwise allocate and touch for every reused row."""
     try:
-        return read_table(path) if path.exists() else None
+        if not path.exists():
+            return None
+        if getattr(path, "protocol", "") in ("", "file", "local"):
+            return pq.read_table(path.path, memory_map=True)
+        return read_table(path)
     except (OSError, pa.ArrowInvalid):
         return None
+
+
+def _sketch_output(sketches: pa.Table) -> EncodedTable:
+    """The sketches encoded with the engine's sketch options (hash columns neither dictionary-encoded nor
+    compressed), so the next refresh decodes them at memory speed; any earlier encoding still reads."""
+    buf = io.BytesIO()
+    pq.write_table(sketches, buf, **SKETCH_PARQUET_OPTIONS)
+    data = buf.getvalue()
+    return EncodedTable(sketches, data, sha256_bytes(data))
+
+
+def _stage_kept(result: DedupeResult, schema: pa.Schema, target: UPath, run_id: str) -> StagedTable:
+    """The kept rows written batch by batch to a staged file: memory holds one batch of copied rows rather
+    than a second copy of the corpus beside its encoded bytes."""
+    staged = staged_path(target, run_id)
+    try:
+        with pq.ParquetWriter(staged, schema, **PARQUET_OPTIONS) as writer:
+            for part in result.kept_batches():
+                writer.write_table(part)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    return StagedTable.of(staged)
 
 
 @multi_asset(
@@ -124,19 +162,19 @@ def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource
     # The gated versions the sketches were made from: next time, sources still at these versions skip hashing.
     meta = {**(result.sketches.schema.metadata or {}), _SKETCHED_VERSIONS: json.dumps(versions, sort_keys=True)}
     sketches = result.sketches.replace_schema_metadata(meta)
-    kept, clusters, stats = result.kept, result.clusters, result.stats
+    clusters, stats, kept = result.clusters, result.stats, result.kept_count
     match = clusters.column("match_type").to_pylist()
     actions = clusters.column("action").to_pylist()
     yield table_output(
-        kept,
+        _stage_kept(result, corpus.schema, asset_path(proj.storage_root, "deduplicated_corpus"), context.run_id),
         name="deduplicated_corpus",
         metadata={
             "documents_in": corpus.num_rows,
-            "documents_kept": kept.num_rows,
+            "documents_kept": kept,
             "exact_duplicates": match.count("exact"),
             "near_duplicates": match.count("near"),
             "kept_under_cluster_cap": actions.count("kept_capped"),
-            "dedupe_rate": round(1 - kept.num_rows / corpus.num_rows, 4),
+            "dedupe_rate": round(1 - kept / corpus.num_rows, 4),
             "sketched": stats.sketched,
             "sketches_reused": stats.sketches_reused,
             "pairs_verified": stats.pairs_verified,
@@ -147,7 +185,7 @@ def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource
     )
     yield table_output(clusters, name="dedupe_clusters", metadata=_per_source_drops(clusters))
     yield table_output(
-        sketches,
+        _sketch_output(sketches),
         name="dedupe_index",
         metadata={"documents": sketches.num_rows, "bytes_per_doc": _bytes_per_row(sketches)},
     )

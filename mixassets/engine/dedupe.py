@@ -47,7 +47,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from types import MappingProxyType
 
 import numpy as np
@@ -117,6 +117,8 @@ _RESTRICTIVE = frozenset({NON_COMMERCIAL, NO_DERIVATIVES, RESEARCH_ONLY, PARTNER
 _UNKNOWN_LICENSE = 4
 # Above this many runs of consecutive reused rows, a refresh gathers its sketches with one take instead of slices.
 _MAX_SLICES = 64
+# Input rows per batch of kept rows handed to a writer: ~30 MB of text at ~2 KB/doc.
+_KEPT_BATCH_ROWS = 16_384
 
 
 def lsh_params(threshold: float, num_perm: int, recall: float = LSH_RECALL_AT_THRESHOLD) -> tuple[int, int]:
@@ -761,13 +763,13 @@ def _string_hashes(strings: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return _splitmix(out)
 
 
-def _sketch_set_digest(sketches: pa.Table) -> str:
-    """Order-independent digest of which document versions a set of sketches holds: a sum, modulo 2**64, of a
-    hash of each row's (source_id, doc_id, content_hash), in two independent lanes (128 bits). Computed with
-    numpy over the id buffers, so it costs milliseconds at 100k rows and needs no sort."""
-    n = sketches.num_rows
-    if n == 0:
-        return "v2:0:" + "0" * 32
+_DIGEST_MOD = 1 << 64
+
+
+def _digest_lanes(sketches: pa.Table) -> tuple[int, int]:
+    """The two lane sums of :func:`_sketch_set_digest` (each modulo 2**64)."""
+    if sketches.num_rows == 0:
+        return 0, 0
     src = _string_hashes(sketches.column("source_id"))
     doc = _string_hashes(sketches.column("doc_id"))
     content = sketches.column("content_hash").to_numpy().astype(np.uint64, copy=False)
@@ -776,7 +778,31 @@ def _sketch_set_digest(sketches: pa.Table) -> str:
         row = _splitmix(row + content * np.uint64(0xD6E8FEB86659FD93))
         lane_a = int(np.add.reduce(row, dtype=np.uint64))
         lane_b = int(np.add.reduce(_splitmix(row ^ np.uint64(0xA0761D6478BD642F)), dtype=np.uint64))
-    return f"v2:{n}:{lane_a:016x}{lane_b:016x}"
+    return lane_a, lane_b
+
+
+def _format_digest(n: int, lanes: tuple[int, int]) -> str:
+    return f"v2:{n}:{lanes[0] % _DIGEST_MOD:016x}{lanes[1] % _DIGEST_MOD:016x}"
+
+
+def _parse_digest(digest: str, n: int) -> tuple[int, int] | None:
+    """The lanes of a current-format digest recorded for ``n`` rows; None for any other string."""
+    prefix = f"v2:{n}:"
+    hexes = digest[len(prefix) :]
+    if not digest.startswith(prefix) or len(hexes) != 32:
+        return None
+    try:
+        return int(hexes[:16], 16), int(hexes[16:], 16)
+    except ValueError:
+        return None
+
+
+def _sketch_set_digest(sketches: pa.Table) -> str:
+    """Order-independent digest of which document versions a set of sketches holds: a sum, modulo 2**64, of a
+    hash of each row's (source_id, doc_id, content_hash), in two independent lanes (128 bits). Computed with
+    numpy over the id buffers, so it costs milliseconds at 100k rows and needs no sort; being a sum, a refresh
+    updates it by the rows that left and came (:func:`_assemble`) instead of hashing every id again."""
+    return _format_digest(sketches.num_rows, _digest_lanes(sketches))
 
 
 def _stored_sketch_set(sketches: pa.Table) -> str:
@@ -1088,12 +1114,42 @@ class DedupeStats:
 
 @dataclass(frozen=True)
 class DedupeResult:
+    """What a run decided, and what to persist for the next one.
+
+    The kept rows are not copied by the run: a copy holds every kept text again (the bulk of the corpus), and
+    a caller that writes them out can take them a batch at a time (:meth:`kept_batches`) so that memory holds
+    one batch of copies. :attr:`kept` builds the whole table on first use.
+    """
+
     kept_mask: np.ndarray  # by input row
-    kept: pa.Table  # the input rows kept, input schema and order
     clusters: pa.Table  # DEDUPE_CLUSTER_SCHEMA
     sketches: pa.Table  # sketch_schema(config), input row order: persist for the next run
     verified_pairs: pa.Table  # VERIFIED_PAIR_SCHEMA: persist for the next run
     stats: DedupeStats
+    docs: pa.Table = field(repr=False)  # the input documents, which the kept rows are taken from
+
+    @cached_property
+    def kept(self) -> pa.Table:
+        """The input rows kept, in the input's schema and order."""
+        return self.docs.filter(pa.array(self.kept_mask))
+
+    @property
+    def kept_count(self) -> int:
+        return int(np.count_nonzero(self.kept_mask))
+
+    def kept_batches(self, max_rows: int | None = None) -> Iterator[pa.Table]:
+        """The kept rows in input order, as tables of up to ``max_rows`` input rows each (default
+        ``_KEPT_BATCH_ROWS``; a batch where every row is kept is a slice of the input, not a copy); together
+        they equal :attr:`kept`."""
+        max_rows = _KEPT_BATCH_ROWS if max_rows is None else max_rows
+        if max_rows < 1:
+            raise ValueError(f"dedupe: max_rows must be >= 1, got {max_rows}")
+        for start in range(0, len(self.kept_mask), max_rows):
+            mask = self.kept_mask[start : start + max_rows]
+            if not mask.any():
+                continue
+            part = self.docs.slice(start, len(mask))
+            yield part if mask.all() else part.filter(pa.array(mask))
 
 
 def _reband(sk: pa.Table, cfg: DedupeConfig) -> pa.Table:
@@ -1111,13 +1167,19 @@ def _reband(sk: pa.Table, cfg: DedupeConfig) -> pa.Table:
 
 
 def _assemble(
-    previous: pa.Table, fresh: pa.Table, reuse_from: np.ndarray, new_rows: np.ndarray, docs: pa.Table
+    previous: pa.Table,
+    fresh: pa.Table,
+    reuse_from: np.ndarray,
+    new_rows: np.ndarray,
+    docs: pa.Table,
+    previous_digest: str,
 ) -> pa.Table:
     """The sketches in input row order: row i is ``previous[reuse_from[i]]``, or the next row of ``fresh`` where
     ``reuse_from[i] < 0``. A refresh mostly keeps long runs of previous rows in order, so those runs are
     sliced (no copy) and only a scattered layout is gathered with ``take``. The keeper metadata is the
     current rows' (a license or domain may change without the text changing, and the keeper rule must see
-    the current values)."""
+    the current values). The sketch-set digest is ``previous_digest`` (the previous sketches' own) less the
+    previous rows not reused plus the fresh ones, so only those rows' ids are hashed."""
     n = len(reuse_from)
     src = reuse_from.copy()
     src[new_rows] = previous.num_rows + np.arange(new_rows.size)
@@ -1135,7 +1197,18 @@ def _assemble(
         ("capture_time", _capture_utc(docs)),
     ):
         out = out.set_column(out.schema.get_field_index(name), out.schema.field(name), column)
-    return _with_sketch_set(out.replace_schema_metadata(fresh.schema.metadata))
+    meta = dict(fresh.schema.metadata or {})
+    before = _parse_digest(previous_digest, previous.num_rows)
+    added = _parse_digest(meta.get(_META_SKETCH_SET, b"").decode(), fresh.num_rows)
+    if before is None or added is None:
+        return _with_sketch_set(out.replace_schema_metadata(meta))
+    used = np.zeros(previous.num_rows, dtype=bool)
+    used[reuse_from[reuse_from >= 0]] = True
+    left = previous.select(["source_id", "doc_id", "content_hash"]).take(pa.array(np.flatnonzero(~used), pa.int64()))
+    gone = _digest_lanes(left)
+    lanes = (before[0] - gone[0] + added[0], before[1] - gone[1] + added[1])
+    meta[_META_SKETCH_SET] = _format_digest(n, lanes).encode()
+    return out.replace_schema_metadata(meta)
 
 
 def dedupe_incremental(
@@ -1231,7 +1304,9 @@ def dedupe_incremental(
             code_sources=code_sources,
             content_hashes=None if known_hashes is None else known_hashes.take(take_new),
         )
-        sketches = _assemble(_reband(previous_sketches, cfg), fresh, reuse_from, new_rows, docs)
+        sketches = _assemble(
+            _reband(previous_sketches, cfg), fresh, reuse_from, new_rows, docs, _stored_sketch_set(previous_sketches)
+        )
 
     is_new = np.zeros(n, dtype=bool)
     is_new[new_rows] = True
@@ -1273,11 +1348,11 @@ def dedupe_incremental(
     )
     return DedupeResult(
         kept_mask=kept_mask,
-        kept=docs.filter(pa.array(kept_mask)),
         clusters=clusters,
         sketches=sketches,
         verified_pairs=verified.table(sketches, cfg),
         stats=stats,
+        docs=docs,
     )
 
 
