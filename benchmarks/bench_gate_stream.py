@@ -6,12 +6,12 @@ For each size, a child process writes a one-source corpus to Parquet in batches 
 bounded too): documents of ~2 KB, random words from the Zipf vocabulary of ``bench_gate_dedupe``, 60% of
 them framed by a header and a footer line that the boilerplate rule must strip, and 3% exact in-source
 copies (re-cased, re-spaced) of a random earlier document, usually one in an earlier batch, which the exact
-duplicate rule must reject. Another fresh child then gates the file with ``gate_stream`` reading
-``ParquetFile.iter_batches`` and writing with ``ParquetGateSink``; with ``--whole`` a third reads the whole
-file and runs ``gate()`` on it. Every measurement is its own process, so peak RSS (VmHWM on Linux, else
-``ru_maxrss``) does not mix; the parent only starts children and stays small, because ``ru_maxrss`` after
-fork+exec starts from the parent's peak. Rates per core divide by the child's CPU time (user + system), not
-by wall time.
+duplicate rule must reject. Another fresh child then gates the file with ``gate_stream`` reading it through
+``parquet_batches`` (the reader meant for the ``gated_documents`` asset) and writing with ``ParquetGateSink``;
+with ``--whole`` a third reads the whole file and runs ``gate()`` on it. Every measurement is its own
+process, so peak RSS (VmHWM on Linux, else ``ru_maxrss``) does not mix; the parent only starts children and
+stays small, because ``ru_maxrss`` after fork+exec starts from the parent's peak. Rates per core divide by
+the child's CPU time (user + system), not by wall time.
 """
 
 from __future__ import annotations
@@ -86,14 +86,14 @@ def run_stream(corpus: Path, out_dir: Path, batch_size: int) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from benchmarks.bench_gate_dedupe import bench_source_spec
-    from mixassets.engine.gating_stream import ParquetGateSink, gate_stream
+    from mixassets.engine.gating_stream import ParquetGateSink, gate_stream, parquet_batches
 
     spec = bench_source_spec(SOURCE)
     names = ("accepted", "quarantine", "decisions")
 
     def run() -> dict[str, Any]:
         with ParquetGateSink(*(out_dir / f"{n}.parquet" for n in names)) as sink:
-            return gate_stream(lambda: pq.ParquetFile(corpus).iter_batches(batch_size=batch_size), spec, sink=sink)
+            return gate_stream(parquet_batches(str(corpus), batch_size), spec, sink=sink)
 
     counts, t = timed(run)
     return {

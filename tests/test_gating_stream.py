@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mixassets.engine.gating import conform_documents, gate
-from mixassets.engine.gating_stream import ParquetGateSink, gate_stream
+from mixassets.engine.gating_stream import ParquetGateSink, gate_stream, parquet_batches
 from mixassets.engine.readers import doc_id_for
 from mixassets.engine.review import OVERRIDE_SCHEMA, apply_overrides, review_agreement
 from mixassets.engine.review_stream import ReviewingSink
@@ -200,7 +200,7 @@ def test_parquet_sink_is_atomic(tmp_path: Path) -> None:
     seen_while_running: list[bool] = []
 
     def batches() -> Iterator[pa.RecordBatch]:
-        for batch in pq.ParquetFile(corpus).iter_batches(batch_size=6):
+        for batch in parquet_batches(corpus, batch_size=6)():
             seen_while_running.append(any(p.exists() for p in paths))
             yield batch
 

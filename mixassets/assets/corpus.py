@@ -19,7 +19,7 @@ from dagster import (
 )
 
 from mixassets.automation import changed_out
-from mixassets.engine.gating_stream import ParquetGateSink, gate_stream
+from mixassets.engine.gating_stream import ParquetGateSink, gate_stream, parquet_batches
 from mixassets.engine.readers import read_source
 from mixassets.engine.review import OVERRIDE_SCHEMA, merge_overrides, read_verdicts_csv
 from mixassets.engine.review_stream import ReviewingSink
@@ -150,10 +150,7 @@ def gated_documents(context: AssetExecutionContext, project: ProjectResource, re
     targets = {name: asset_path(proj.storage_root, name, sid) for name in GATED_OUTPUTS}
     staged = {name: staged_path(path, context.run_id) for name, path in targets.items()}
 
-    def batches():
-        with raw_path.open("rb") as f:
-            yield from pq.ParquetFile(f).iter_batches(batch_size=GATE_BATCH_ROWS)
-
+    batches = parquet_batches(raw_path, GATE_BATCH_ROWS)
     with ParquetGateSink(*(staged[n] for n in GATED_OUTPUTS)) as files:
         sink = ReviewingSink(files, review_overrides)
         sink.write(DOCUMENT_SCHEMA.empty_table(), rejects, DECISION_SCHEMA.empty_table())  # unreadable: held
