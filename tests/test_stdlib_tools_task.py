@@ -44,6 +44,19 @@ def test_items_rotate_kinds_and_every_reference_executes():
     assert t.make_items(12, seed=3, prefix="x") == items[:12]  # reproducible
 
 
+def test_no_request_repeats_within_a_set(monkeypatch: pytest.MonkeyPatch):
+    """Paths and off-topic requests come from a handful of values; a set still never asks the same thing twice,
+    and a set larger than its distinct requests fails naming itself instead of looping."""
+    items = t.make_items(400, seed=0, prefix="x")
+    assert len({it.request for it in items}) == 400
+    assert [it.kind for it in items] == ["single", "single", "parallel", "irrelevance"] * 100
+    irrelevant = [it for it in items if it.kind == "irrelevance"]
+    assert set(t.OFF_TOPIC) <= {it.request for it in irrelevant}  # every off-topic request used, none twice
+    monkeypatch.setattr(t, "_draw", lambda r, item_id, kind, size: t.ToolItem(item_id, kind, "same", [], []))
+    with pytest.raises(ValueError, match=r"'y'.*no new single request"):
+        t.make_items(2, seed=0, prefix="y")
+
+
 def test_holdout_requests_never_occur_in_training():
     train, holdout = t.split(48, 16, seed=0)
     assert len(holdout) == 16

@@ -249,37 +249,48 @@ class ToolItem:
         return [*self.messages(), {"role": "assistant", "content": "", "tool_calls": calls}]
 
 
+# Draws allowed for one item before a set is declared larger than its kinds' distinct requests.
+_MAX_DRAWS = 200
+
+
+def _draw(r: random.Random, item_id: str, kind: str, offer_size: int) -> ToolItem:
+    if kind == "single":
+        tool = r.choice(TOOLS)
+        request, args = tool.request(r)
+        return ToolItem(item_id, kind, request, _offer(r, [tool.name], offer_size), [_checked_call(tool.name, args)])
+    if kind == "parallel":
+        a, b = r.sample(TOOLS, 2)
+        (ra, aa), (rb, ab) = a.request(r), b.request(r)
+        calls = [_checked_call(a.name, aa), _checked_call(b.name, ab)]
+        request = f"{ra} Also: {rb[0].lower()}{rb[1:]}"
+        return ToolItem(item_id, kind, request, _offer(r, [a.name, b.name], offer_size), calls)
+    if r.random() < 0.5:
+        return ToolItem(item_id, kind, r.choice(OFF_TOPIC), _offer(r, [], offer_size), [])
+    tool = r.choice(TOOLS)  # a request for a real tool that is not on offer
+    request, _ = tool.request(r)
+    return ToolItem(item_id, kind, request, _offer(r, [], offer_size, exclude=(tool.name,)), [], tool.name)
+
+
 def make_items(n: int, seed: int, *, prefix: str, offer_size: int = 4) -> list[ToolItem]:
-    """``n`` items in a fixed rotation of kinds (2 single : 1 parallel : 1 irrelevance), reproducible by seed."""
+    """``n`` items in a fixed rotation of kinds (2 single : 1 parallel : 1 irrelevance), reproducible by seed.
+
+    No request occurs twice in a set: some tools draw from a handful of values (five paths, five off-topic
+    requests), and a repeated item would count one outcome twice and narrow the bootstrap interval for nothing.
+    """
     r = random.Random(seed)
     items: list[ToolItem] = []
+    seen: set[str] = set()
     kinds = ("single", "single", "parallel", "irrelevance")
     for i in range(n):
-        kind = kinds[i % len(kinds)]
-        if kind == "single":
-            tool = r.choice(TOOLS)
-            request, args = tool.request(r)
-            calls = [_checked_call(tool.name, args)]
-            offered = _offer(r, [tool.name], offer_size)
-        elif kind == "parallel":
-            a, b = r.sample(TOOLS, 2)
-            (ra, aa), (rb, ab) = a.request(r), b.request(r)
-            request = f"{ra} Also: {rb[0].lower()}{rb[1:]}"
-            calls = [_checked_call(a.name, aa), _checked_call(b.name, ab)]
-            offered = _offer(r, [a.name, b.name], offer_size)
+        kind, item_id = kinds[i % len(kinds)], f"{prefix}-{i:04d}"
+        for _ in range(_MAX_DRAWS):
+            item = _draw(r, item_id, kind, offer_size)
+            if item.request not in seen:
+                break
         else:
-            withheld = None
-            if r.random() < 0.5:
-                request = r.choice(OFF_TOPIC)
-                offered = _offer(r, [], offer_size)
-            else:  # a request for a real tool that is not on offer
-                tool = r.choice(TOOLS)
-                request, _ = tool.request(r)
-                withheld = tool.name
-                offered = _offer(r, [], offer_size, exclude=(tool.name,))
-            items.append(ToolItem(f"{prefix}-{i:04d}", kind, request, offered, [], withheld))
-            continue
-        items.append(ToolItem(f"{prefix}-{i:04d}", kind, request, offered, calls))
+            raise ValueError(f"tool-call set {prefix!r}: no new {kind} request in {_MAX_DRAWS} draws (n={n} too many)")
+        seen.add(item.request)
+        items.append(item)
     return items
 
 
