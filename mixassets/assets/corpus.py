@@ -61,7 +61,7 @@ def raw_documents(context: AssetExecutionContext, project: ProjectResource):
     if not paths:
         raise FileNotFoundError(f"{proj.source_files[source_id]}: field 'path': no files match {spec.path!r}")
     # File by file into a staged parquet file: memory holds one input file's documents, not the whole source.
-    staged = staged_path(asset_path(proj.storage_root, "raw_documents", source_id), context.run_id)
+    staged = staged_path(asset_path(proj.storage_root, "raw_documents", source_id), context.run.run_id)
     rejects = [QUARANTINE_SCHEMA.empty_table()]
     documents = 0
     try:
@@ -148,7 +148,7 @@ def gated_documents(context: AssetExecutionContext, project: ProjectResource, re
     raw_path = asset_path(proj.storage_root, "raw_documents", sid)
     rejects = read_table(asset_path(proj.storage_root, "raw_rejects", sid))
     targets = {name: asset_path(proj.storage_root, name, sid) for name in GATED_OUTPUTS}
-    staged = {name: staged_path(path, context.run_id) for name, path in targets.items()}
+    staged = {name: staged_path(path, context.run.run_id) for name, path in targets.items()}
 
     batches = parquet_batches(raw_path, GATE_BATCH_ROWS)
     with ParquetGateSink(*(staged[n] for n in GATED_OUTPUTS)) as files:

@@ -166,7 +166,7 @@ def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource
     match = clusters.column("match_type").to_pylist()
     actions = clusters.column("action").to_pylist()
     yield table_output(
-        _stage_kept(result, corpus.schema, asset_path(proj.storage_root, "deduplicated_corpus"), context.run_id),
+        _stage_kept(result, corpus.schema, asset_path(proj.storage_root, "deduplicated_corpus"), context.run.run_id),
         name="deduplicated_corpus",
         metadata={
             "documents_in": corpus.num_rows,

@@ -235,12 +235,16 @@ def _count_tokens(batch: Mapping[str, Any], n_label: int) -> int:
 
 
 def _enable_gradient_checkpointing(model: Any) -> None:
-    enable = getattr(model, "gradient_checkpointing_enable", None)
-    if enable is None:
-        raise TypeError(f"gradient_checkpointing=True but {type(model).__name__} has no gradient_checkpointing_enable")
     # Non-reentrant checkpointing needs no input that requires grad (a frozen base under LoRA has none) and
-    # replays dropout with the saved RNG state, so results match the run without it.
-    enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    # replays dropout with the saved RNG state, so results match the run without it. transformers 5.x renamed
+    # the method (the old name warns it goes in v6); older versions only have the old one.
+    kwargs = {"use_reentrant": False}
+    if (enable := getattr(model, "activation_checkpointing_enable", None)) is not None:
+        enable(activation_checkpointing_kwargs=kwargs)
+    elif (enable := getattr(model, "gradient_checkpointing_enable", None)) is not None:
+        enable(gradient_checkpointing_kwargs=kwargs)
+    else:
+        raise TypeError(f"gradient_checkpointing=True but {type(model).__name__} has no way to enable it")
     if getattr(getattr(model, "config", None), "use_cache", False):
         model.config.use_cache = False
 
