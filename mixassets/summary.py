@@ -33,6 +33,28 @@ def latest_check(instance: DagsterInstance, key: str, check: str) -> dict[str, A
     return {"passed": passed, **meta}
 
 
+# Headline metrics of task_adapter_report (``<model>/<suite>/<metric>``), as printed per adapter.
+ADAPTER_EVAL_COLUMNS = (
+    "structured/field_accuracy",
+    "structured/heldout_loss",
+    "tool_calls/tool_accuracy",
+    "perplexity/ppl",
+)
+
+
+def _adapter_eval_rows(instance: DagsterInstance) -> list[dict[str, Any]]:
+    """The base once (it is the same model on the same items in every partition), then each adapter."""
+    rows: list[dict[str, Any]] = []
+    for aid in sorted(instance.get_dynamic_partitions(ADAPTERS_PARTITION)):
+        m = latest_metadata(instance, "task_adapter_report", aid)
+        if not m:
+            continue
+        if not rows:
+            rows.append({"model": "base", **{c: m.get(f"base/{c}") for c in ADAPTER_EVAL_COLUMNS}})
+        rows.append({"model": f"task_adapter[{aid}]", **{c: m.get(f"adapter/{c}") for c in ADAPTER_EVAL_COLUMNS}})
+    return rows
+
+
 def render_summary(instance: DagsterInstance) -> str:
     out: list[str] = []
     sources = sorted(instance.get_dynamic_partitions(SOURCES_PARTITION))
@@ -133,6 +155,10 @@ def render_summary(instance: DagsterInstance) -> str:
     if ppl_rows:
         out.append("== perplexity on held-out documents, per domain (lower is better) ==")
         out.append(markdown_table(ppl_rows, ["model", *domains]))
+    adapter_rows = _adapter_eval_rows(instance)
+    if adapter_rows:
+        out.append("== task adapters vs base (all suites; perplexity on every domain's held-out text) ==")
+        out.append(markdown_table(adapter_rows, ["model", *ADAPTER_EVAL_COLUMNS]))
     comparison = latest_metadata(instance, "eval_comparison")
     if comparison.get("comparison"):
         out.append("== candidates vs base (paired bootstrap 95% intervals) ==")

@@ -189,8 +189,35 @@ def test_adapters_are_partitions_over_one_base(session):
     labels = {m["asset"] for m in model_manifests(str(storage)) if m["current"]}
     assert {"sft_adapter", "task_adapter[signature-only]", "task_adapter[python-docs]"} <= labels
     summary = render_summary(session.instance)
-    for heading in ("task_adapter[python-docs]", "evaluation (tool-call holdout)", "perplexity on held-out documents"):
+    for heading in (
+        "task_adapter[python-docs]",
+        "evaluation (tool-call holdout)",
+        "perplexity on held-out documents",
+        "task adapters vs base",
+    ):
         assert heading in summary, heading
+
+
+def test_each_adapter_is_evaluated_against_its_base_on_every_suite(session):
+    """Per partition: the adapter and the base on every configured suite, compared; the base's outputs are the
+    ones eval_report got for it (same model, items and greedy decoding), so partitions are comparable."""
+    columns = ["suite", "eval_set", "item_id", "output", "nll"]
+    whole = _table(session, "eval_report.parquet")
+    base_in_report = whole.filter(pc.equal(whole["model"], "base")).select(columns)
+    suites = set(session.project.spec.evaluation.suites)
+    for aid in session.project.adapter_ids():
+        report = _table(session, "task_adapter_report", f"{aid}.parquet")
+        label = f"task_adapter[{aid}]"
+        assert set(report.column("model").to_pylist()) == {"base", label}
+        assert set(report.column("suite").to_pylist()) == suites
+        assert report.filter(pc.equal(report["model"], "base")).select(columns).equals(base_in_report)
+        mine = report.filter(pc.equal(report["model"], label))
+        assert mine.num_rows == base_in_report.num_rows
+        comparison = _table(session, "task_adapter_comparison", f"{aid}.parquet")
+        assert set(comparison.column("candidate_model").to_pylist()) == {label}
+        assert set(comparison.column("suite").to_pylist()) == suites - {"efficiency"}
+        meta = latest_metadata(session.instance, "task_adapter_report", aid)
+        assert meta["problems"] == 0 and "adapter/perplexity/ppl" in meta and "base/perplexity/ppl" in meta
 
 
 def test_editing_one_adapter_or_adding_one_trains_only_that_partition(session):
@@ -204,7 +231,9 @@ def test_editing_one_adapter_or_adding_one_trains_only_that_partition(session):
     assert statuses[("task_adapter", "python-docs")].status == "STALE"
     assert statuses[("task_adapter", "signature-only")].status == "FRESH"
     report = session.run()
-    assert report.ok and set(report.materialized) == {("task_adapter", "python-docs"), ("task_adapter", "tenant-a")}
+    retrained = {("task_adapter", "python-docs"), ("task_adapter", "tenant-a")}
+    evaluated = {(k, pk) for _, pk in retrained for k in ("task_adapter_report", "task_adapter_comparison")}
+    assert report.ok and set(report.materialized) == retrained | evaluated
 
 
 def test_adapter_sensor_adds_and_deletes_partitions_from_the_config(session):

@@ -1,12 +1,14 @@
 """Evaluation of every candidate (base, SFT adapter, distilled student, its SFT-only twin) on the configured
 suites, item by item, and each candidate's comparison with the base, with bootstrap intervals per slice."""
 
+from collections.abc import Mapping
+
 import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, multi_asset
 
 from eval_assets.engine.behaviour_sets import benign_set, calibration_set, refusal_set, sentinel_set
-from eval_assets.engine.comparison import run_evaluation
+from eval_assets.engine.comparison import EvalRun, run_evaluation
 from eval_assets.engine.suites import PERPLEXITY_TEXT_SET, EvalSettings
 from mixassets.automation import changed_out
 from mixassets.project import Project
@@ -37,6 +39,29 @@ PLOTTED = (
     "latency_p95_s",
     "tokens_per_s",
 )
+
+
+def eval_settings(proj: Project) -> EvalSettings:
+    cfg = proj.spec.evaluation
+    return EvalSettings(
+        max_new_tokens=cfg.max_new_tokens,
+        batch_size=cfg.batch_size,
+        limit=cfg.limit,
+        n_resamples=cfg.n_resamples,
+        ppl_max_tokens=cfg.perplexity_max_tokens,
+        seed=cfg.seed,
+    )
+
+
+def plotted_metrics(run: EvalRun, labels: Mapping[str, str] | None = None) -> dict[str, float]:
+    """``<model>/<suite>/<metric>`` for the PLOTTED metrics and per-domain perplexity over all items, with
+    ``labels`` renaming models (so keys stay the same from one partition to the next)."""
+    rows = run.summary.filter(pc.equal(run.summary["slice"], "all")).to_pylist()
+    return {
+        f"{(labels or {}).get(r['model'], r['model'])}/{r['suite']}/{r['metric']}": float(r["value"])
+        for r in rows
+        if (r["metric"] in PLOTTED or r["metric"].startswith("ppl/")) and r["value"] is not None
+    }
 
 
 def suite_items(proj: Project, registry: pa.Table, heldout_text: pa.Table) -> dict[str, pa.Table]:
@@ -104,7 +129,6 @@ def eval_report(
     student_sft_baseline: dict,
 ):
     proj = project.load()
-    cfg = proj.spec.evaluation
     models = {"sft_adapter": sft_adapter, "distilled_student": distilled_student}
     models["student_sft_baseline"] = student_sft_baseline
     candidates = {
@@ -120,22 +144,9 @@ def eval_report(
             "weights_sha256": m["run_manifest"]["output_weights_sha256"],
             "data_manifest_id": m["run_manifest"]["data_manifest_id"],
         }
-    settings = EvalSettings(
-        max_new_tokens=cfg.max_new_tokens,
-        batch_size=cfg.batch_size,
-        limit=cfg.limit,
-        n_resamples=cfg.n_resamples,
-        ppl_max_tokens=cfg.perplexity_max_tokens,
-        seed=cfg.seed,
-    )
     items = suite_items(proj, eval_registry, heldout_text)
-    run = run_evaluation(candidates, BASELINE, items, settings, identities=identities)
-    summary = run.summary.filter(pc.equal(run.summary["slice"], "all")).to_pylist()
-    metadata: dict = {
-        f"{r['model']}/{r['suite']}/{r['metric']}": float(r["value"])
-        for r in summary
-        if (r["metric"] in PLOTTED or r["metric"].startswith("ppl/")) and r["value"] is not None
-    }
+    run = run_evaluation(candidates, BASELINE, items, eval_settings(proj), identities=identities)
+    metadata: dict = plotted_metrics(run)
     metadata["problems"] = len(run.problems)
     metadata["record"] = MetadataValue.json(run.record)
     yield table_output(run.items, metadata, name="eval_report")
