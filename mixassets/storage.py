@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,11 @@ JSON_EXT = ".json"
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "write_statistics": True, "store_schema": True}
 
 
-def table_bytes(table: pa.Table) -> bytes:
-    """Parquet bytes of a table, written the same way every time (same inputs → same bytes)."""
+def table_bytes(table: pa.Table, options: Mapping[str, Any] = PARQUET_OPTIONS) -> bytes:
+    """Parquet bytes of a table, written the same way every time (same inputs → same bytes). ``options``
+    is for a table whose columns want another encoding (the dedupe sketches' random hashes)."""
     buf = io.BytesIO()
-    pq.write_table(table, buf, **PARQUET_OPTIONS)
+    pq.write_table(table, buf, **options)
     return buf.getvalue()
 
 
@@ -55,8 +57,8 @@ class EncodedTable:
     checksum: str
 
     @classmethod
-    def of(cls, table: pa.Table) -> EncodedTable:
-        data = table_bytes(table)
+    def of(cls, table: pa.Table, options: Mapping[str, Any] = PARQUET_OPTIONS) -> EncodedTable:
+        data = table_bytes(table, options)
         return cls(table, data, sha256_bytes(data))
 
 
@@ -96,6 +98,20 @@ def staged_path(target: UPath, run_id: str) -> Path:
     return folder / f"{target.parent.name}.{target.name}.{run_id[:8]}"
 
 
+def stage_batches(target: UPath, run_id: str, schema: pa.Schema, parts: Iterable[pa.Table]) -> StagedTable:
+    """Write ``parts`` one after another into the staged file for ``target``, so memory holds one part rather
+    than the whole table; a failure part-way removes the partial file."""
+    staged = staged_path(target, run_id)
+    try:
+        with pq.ParquetWriter(staged, schema, **PARQUET_OPTIONS) as writer:
+            for part in parts:
+                writer.write_table(part)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    return StagedTable.of(staged)
+
+
 def publish_staged(staged: StagedTable, path: UPath) -> None:
     """Move a staged file over ``path`` atomically (see :func:`write_atomic`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,7 +140,11 @@ def write_atomic(path: UPath, data: bytes) -> None:
         tmp.fs.mv(tmp.path, path.path)
 
 
-def read_table(path: UPath) -> pa.Table:
+def read_table(path: UPath, *, memory_map: bool = False) -> pa.Table:
+    """``memory_map`` (local files only; ignored elsewhere) decodes straight from the page cache instead of
+    reading the file into buffers first: worth it for uncompressed columns read again and again."""
+    if memory_map and _is_local(path):
+        return pq.read_table(path.path, memory_map=True)
     with path.open("rb") as f:
         return pq.read_table(f)
 

@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from mixassets.assets import curation
-from mixassets.engine.dedupe import DedupeConfig, dedupe_incremental
+from mixassets.engine.dedupe import SKETCH_PARQUET_OPTIONS, DedupeConfig, dedupe_incremental
 from mixassets.schema import DOCUMENT_SCHEMA
-from mixassets.storage import read_table
+from mixassets.storage import EncodedTable, read_table, stage_batches
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -42,7 +42,8 @@ def test_kept_rows_are_staged_batch_by_batch_and_equal_the_kept_table(tmp_path, 
     result = dedupe_incremental(_corpus(), config=DedupeConfig())
     assert 0 < result.kept_count < result.docs.num_rows
     monkeypatch.setattr("mixassets.engine.dedupe._KEPT_BATCH_ROWS", 7)  # several batches, several row groups
-    staged = curation._stage_kept(result, DOCUMENT_SCHEMA, UPath(tmp_path / "deduplicated_corpus.parquet"), "run1")
+    target = UPath(tmp_path / "deduplicated_corpus.parquet")
+    staged = stage_batches(target, "run1", DOCUMENT_SCHEMA, result.kept_batches())
     assert staged.rows == result.kept_count
     assert pq.ParquetFile(staged.path).metadata.num_row_groups > 1
     assert pq.read_table(staged.path).equals(result.kept)
@@ -50,7 +51,7 @@ def test_kept_rows_are_staged_batch_by_batch_and_equal_the_kept_table(tmp_path, 
 
 def test_sketches_are_written_for_a_fast_refresh_and_read_back_memory_mapped(tmp_path) -> None:
     sketches = dedupe_incremental(_corpus(), config=DedupeConfig()).sketches
-    encoded = curation._sketch_output(sketches)
+    encoded = EncodedTable.of(sketches, SKETCH_PARQUET_OPTIONS)  # as the dedupe asset writes them
     path = UPath(tmp_path / "dedupe_index.parquet")
     path.write_bytes(encoded.data)
     meta = pq.ParquetFile(path.path).metadata.row_group(0)

@@ -5,11 +5,20 @@ from __future__ import annotations
 import hashlib
 
 import pyarrow as pa
+import pytest
 from dagster import asset, materialize
 from upath import UPath
 
 from mixassets.resources import StorageIOManager
-from mixassets.storage import asset_path, read_table, table_bytes, table_checksum, write_atomic
+from mixassets.storage import (
+    asset_path,
+    file_sha256,
+    read_table,
+    stage_batches,
+    table_bytes,
+    table_checksum,
+    write_atomic,
+)
 
 
 def test_checksum_is_the_checksum_of_the_written_file(tmp_path):
@@ -36,3 +45,21 @@ def test_io_manager_writes_partitions_under_the_asset_key_on_an_fsspec_root():
     assert result.success
     assert read_table(asset_path(root, "doubled")).column("n").to_pylist() == [2, 4]
     assert str(asset_path(root, "gated_documents", "src")).endswith("gated_documents/src.parquet")
+
+
+def test_staged_batches_make_one_file_and_a_failure_leaves_none(tmp_path):
+    """Parts go one by one into the staged file (its checksum is the data version); a reader that fails
+    part-way leaves no partial file for a later publish to pick up."""
+    schema = pa.schema([("a", pa.int64())])
+    target = UPath(tmp_path) / "asset.parquet"
+    staged = stage_batches(target, "run-ok", schema, (pa.table({"a": [i, i + 1]}, schema=schema) for i in (0, 2, 4)))
+    assert staged.rows == 6 and read_table(UPath(staged.path)).column("a").to_pylist() == [0, 1, 2, 3, 4, 5]
+    assert staged.checksum == file_sha256(str(staged.path))
+
+    def failing():
+        yield pa.table({"a": [1]}, schema=schema)
+        raise ValueError("source file 2: bad bytes")
+
+    with pytest.raises(ValueError, match="source file 2"):
+        stage_batches(target, "run-bad", schema, failing())
+    assert [p.name for p in staged.path.parent.iterdir()] == [staged.path.name]

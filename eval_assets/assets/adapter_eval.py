@@ -10,7 +10,14 @@ what made it (and reruns only when that adapter, the base or the eval sets chang
 import pyarrow as pa
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, multi_asset
 
-from eval_assets.assets.reports import BASELINE, eval_settings, plotted_metrics, suite_items
+from eval_assets.assets.reports import (
+    BASELINE,
+    base_identity,
+    eval_settings,
+    plotted_metrics,
+    suite_items,
+    trained_identity,
+)
 from eval_assets.engine.comparison import run_evaluation
 from mixassets.automation import changed_out
 from mixassets.partitions import adapter_partitions
@@ -55,15 +62,7 @@ def task_adapter_eval(
     proj = project.load()
     label = adapter_label(context.partition_key)
     candidates = {BASELINE: (base_model["path"], None), label: (base_model["path"], task_adapter["path"])}
-    identities = {
-        BASELINE: {"weights_sha256": base_model["weights_sha256"]},
-        label: {
-            "version": task_adapter.get("version"),
-            "weights_sha256": task_adapter["run_manifest"]["output_weights_sha256"],
-            "data_manifest_id": task_adapter["run_manifest"]["data_manifest_id"],
-            "data_filter": task_adapter.get("data_filter"),
-        },
-    }
+    identities = {BASELINE: base_identity(base_model), label: trained_identity(task_adapter)}
     items = suite_items(proj, eval_registry, heldout_text)
     run = run_evaluation(candidates, BASELINE, items, eval_settings(proj), identities=identities)
     metadata: dict = plotted_metrics(run, {label: ADAPTER_LABEL})

@@ -64,6 +64,22 @@ def plotted_metrics(run: EvalRun, labels: Mapping[str, str] | None = None) -> di
     }
 
 
+def base_identity(base_model: dict) -> dict:
+    return {"weights_sha256": base_model["weights_sha256"]}
+
+
+def trained_identity(model: dict) -> dict:
+    """What names a trained model in an evaluation's record: its version, weights and data (and, for a task
+    adapter, the slice of the data it read)."""
+    manifest = model["run_manifest"]
+    identity = {
+        "version": model.get("version"),
+        "weights_sha256": manifest["output_weights_sha256"],
+        "data_manifest_id": manifest["data_manifest_id"],
+    }
+    return identity | ({"data_filter": model["data_filter"]} if "data_filter" in model else {})
+
+
 def suite_items(proj: Project, registry: pa.Table, heldout_text: pa.Table) -> dict[str, pa.Table]:
     """The items of each configured suite: task holdouts from the registry, behaviour sets frozen in code, and the
     mixture's held-out documents for perplexity."""
@@ -137,13 +153,7 @@ def eval_report(
         "distilled_student": (distilled_student["path"], None),
         "student_sft_baseline": (student_sft_baseline["path"], None),
     }
-    identities = {BASELINE: {"weights_sha256": base_model["weights_sha256"]}}
-    for label, m in models.items():
-        identities[label] = {
-            "version": m.get("version"),
-            "weights_sha256": m["run_manifest"]["output_weights_sha256"],
-            "data_manifest_id": m["run_manifest"]["data_manifest_id"],
-        }
+    identities = {BASELINE: base_identity(base_model), **{label: trained_identity(m) for label, m in models.items()}}
     items = suite_items(proj, eval_registry, heldout_text)
     run = run_evaluation(candidates, BASELINE, items, eval_settings(proj), identities=identities)
     metadata: dict = plotted_metrics(run)

@@ -28,7 +28,7 @@ from mixassets.engine.rules import RULES_VERSION
 from mixassets.partitions import source_partitions
 from mixassets.resources import ProjectResource
 from mixassets.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
-from mixassets.storage import PARQUET_OPTIONS, StagedTable, asset_path, read_table, staged_path
+from mixassets.storage import StagedTable, asset_path, read_table, stage_batches, staged_path
 from mixassets.versioning import table_output
 
 
@@ -61,24 +61,21 @@ def raw_documents(context: AssetExecutionContext, project: ProjectResource):
     if not paths:
         raise FileNotFoundError(f"{proj.source_files[source_id]}: field 'path': no files match {spec.path!r}")
     # File by file into a staged parquet file: memory holds one input file's documents, not the whole source.
-    staged = staged_path(asset_path(proj.storage_root, "raw_documents", source_id), context.run.run_id)
     rejects = [QUARANTINE_SCHEMA.empty_table()]
-    documents = 0
-    try:
-        with pq.ParquetWriter(staged, DOCUMENT_SCHEMA, **PARQUET_OPTIONS) as writer:
-            for path in paths:
-                docs, bad = read_source(spec, [path], base=str(proj.root), capture_time=_mtime(path))
-                writer.write_table(docs)
-                documents += docs.num_rows
-                rejects.append(bad)
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        raise
+
+    def documents():
+        for path in paths:
+            docs, bad = read_source(spec, [path], base=str(proj.root), capture_time=_mtime(path))
+            rejects.append(bad)
+            yield docs
+
+    target = asset_path(proj.storage_root, "raw_documents", source_id)
+    staged = stage_batches(target, context.run.run_id, DOCUMENT_SCHEMA, documents())
     unreadable = pa.concat_tables(rejects)
     yield table_output(
-        StagedTable.of(staged),
+        staged,
         name="raw_documents",
-        metadata={"files": len(paths), "documents": documents, "unreadable": unreadable.num_rows},
+        metadata={"files": len(paths), "documents": staged.rows, "unreadable": unreadable.num_rows},
     )
     yield table_output(unreadable, name="raw_rejects")
 

@@ -1,7 +1,6 @@
 """Cross-source stages: the explicit fan-in of per-source partitions, near-duplicate removal, and the
 contamination screen against every eval set in the registry."""
 
-import io
 import json
 
 import pyarrow as pa
@@ -18,19 +17,11 @@ from mixassets.engine.contamination import (
     item_leaks,
     screen,
 )
-from mixassets.engine.dedupe import SKETCH_PARQUET_OPTIONS, DedupeResult, dedupe_incremental
+from mixassets.engine.dedupe import SKETCH_PARQUET_OPTIONS, dedupe_incremental
 from mixassets.partitions import SOURCES_PARTITION
 from mixassets.resources import ProjectResource
 from mixassets.revocations import load_revocations
-from mixassets.storage import (
-    PARQUET_OPTIONS,
-    EncodedTable,
-    StagedTable,
-    asset_path,
-    read_table,
-    sha256_bytes,
-    staged_path,
-)
+from mixassets.storage import EncodedTable, asset_path, read_table, sha256_bytes, stage_batches
 from mixassets.versioning import current_data_version, table_output
 
 SOURCE_MANIFEST_SCHEMA = pa.schema(
@@ -76,40 +67,13 @@ _SKETCHED_VERSIONS = b"mixtrain.dedupe.gated_versions"
 
 def _previous(path: UPath) -> pa.Table | None:
     """An earlier run's sketches or verified pairs: a cache only (the engine checks it matches, and the result
-    equals a full build either way), so a missing or unreadable file just means a full build. A local file is
-    memory-mapped: its uncompressed hash columns are then decoded straight from the page cache instead of
-    being read into buffers first, which a refresh would otherwise allocate and touch for every reused row."""
+    equals a full build either way), so a missing or unreadable file just means a full build. Read
+    memory-mapped: the sketches' uncompressed hash columns then decode straight from the page cache, where a
+    refresh would otherwise allocate and touch buffers for every reused row."""
     try:
-        if not path.exists():
-            return None
-        if getattr(path, "protocol", "") in ("", "file", "local"):
-            return pq.read_table(path.path, memory_map=True)
-        return read_table(path)
+        return read_table(path, memory_map=True) if path.exists() else None
     except (OSError, pa.ArrowInvalid):
         return None
-
-
-def _sketch_output(sketches: pa.Table) -> EncodedTable:
-    """The sketches encoded with the engine's sketch options (hash columns neither dictionary-encoded nor
-    compressed), so the next refresh decodes them at memory speed; any earlier encoding still reads."""
-    buf = io.BytesIO()
-    pq.write_table(sketches, buf, **SKETCH_PARQUET_OPTIONS)
-    data = buf.getvalue()
-    return EncodedTable(sketches, data, sha256_bytes(data))
-
-
-def _stage_kept(result: DedupeResult, schema: pa.Schema, target: UPath, run_id: str) -> StagedTable:
-    """The kept rows written batch by batch to a staged file: memory holds one batch of copied rows rather
-    than a second copy of the corpus beside its encoded bytes."""
-    staged = staged_path(target, run_id)
-    try:
-        with pq.ParquetWriter(staged, schema, **PARQUET_OPTIONS) as writer:
-            for part in result.kept_batches():
-                writer.write_table(part)
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        raise
-    return StagedTable.of(staged)
 
 
 @multi_asset(
@@ -165,8 +129,9 @@ def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource
     clusters, stats, kept = result.clusters, result.stats, result.kept_count
     match = clusters.column("match_type").to_pylist()
     actions = clusters.column("action").to_pylist()
+    kept_path = asset_path(proj.storage_root, "deduplicated_corpus")
     yield table_output(
-        _stage_kept(result, corpus.schema, asset_path(proj.storage_root, "deduplicated_corpus"), context.run.run_id),
+        stage_batches(kept_path, context.run.run_id, corpus.schema, result.kept_batches()),
         name="deduplicated_corpus",
         metadata={
             "documents_in": corpus.num_rows,
@@ -185,7 +150,7 @@ def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource
     )
     yield table_output(clusters, name="dedupe_clusters", metadata=_per_source_drops(clusters))
     yield table_output(
-        _sketch_output(sketches),
+        EncodedTable.of(sketches, SKETCH_PARQUET_OPTIONS),  # hash columns plain: the next refresh reads fast
         name="dedupe_index",
         metadata={"documents": sketches.num_rows, "bytes_per_doc": _bytes_per_row(sketches)},
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 import tempfile
@@ -112,16 +113,15 @@ def gate_stream(
     return _finish(totals, layout)
 
 
+@functools.cache
 def _glibc_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, looked up on first use (not at import), or None where there is none."""
     if not sys.platform.startswith("linux"):
         return None
     try:
         return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), "malloc_trim", None)
     except OSError:
         return None
-
-
-_MALLOC_TRIM = _glibc_malloc_trim()
 
 
 def _release_freed_memory() -> None:
@@ -133,8 +133,8 @@ def _release_freed_memory() -> None:
     without this the peak RSS of a stream still rose with the length of the source although nothing live did.
     """
     pa.default_memory_pool().release_unused()
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
+    if (trim := _glibc_malloc_trim()) is not None:
+        trim(0)
 
 
 def _conformed(batches: Batches) -> Iterator[pa.Table]:
