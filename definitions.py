@@ -13,8 +13,8 @@ from dagster import Definitions
 import eval_assets
 import mixassets
 import training_assets
-from mixassets.project import PROJECT_ENV
-from mixassets.resources import project_resources
+from mixtrain.project import PROJECT_ENV
+from mixtrain.resources import project_resources
 
 DEMO_PROJECT = Path(__file__).resolve().parent / "examples" / "demo"
 

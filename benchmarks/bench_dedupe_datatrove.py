@@ -87,7 +87,7 @@ from benchmarks.labelled_neardup import (  # noqa: E402
     shingles,
 )
 from mixassets.engine.dedupe import SKETCH_PARQUET_OPTIONS, DedupeConfig, dedupe_incremental  # noqa: E402
-from mixassets.storage import PARQUET_OPTIONS  # noqa: E402
+from mixtrain.storage import PARQUET_OPTIONS  # noqa: E402
 
 FRESH_SOURCE = "fresh"
 DATATROVE_HASHES = 112  # datatrove's default 14 buckets x 8 hashes

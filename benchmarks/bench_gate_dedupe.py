@@ -46,10 +46,10 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without install
 from benchmarks._harness import machine_info, peak_rss_mb, spawn, timed, write_report  # noqa: E402
 from benchmarks.labelled_neardup import NGRAM, T0, cluster_root, jaccard, keeper_of_from_clusters, shingles  # noqa: E402
 from mixassets.engine.text_norm import dedupe_words  # noqa: E402
-from mixassets.schema import DOCUMENT_SCHEMA  # noqa: E402
+from mixtrain.schema import DOCUMENT_SCHEMA  # noqa: E402
 
 if TYPE_CHECKING:
-    from mixassets.project import SourceSpec
+    from mixtrain.config.data import SourceSpec
 
 SOURCES = ("web", "books", "forum", "code")
 THRESHOLD = 0.8
@@ -76,7 +76,7 @@ def bench_source_spec(source_id: str) -> SourceSpec:
     strings, which no language fits: accepting every language the detector knows keeps the language rule
     running on every document without holding them all."""
     from mixassets.engine.langid import _get as langid_model
-    from mixassets.project import SourceSpec
+    from mixtrain.config.data import SourceSpec
 
     gating = {"language": {"expected": sorted(langid_model().nb_classes)}}
     return SourceSpec.model_validate(

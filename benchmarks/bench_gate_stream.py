@@ -48,7 +48,7 @@ def generate(n: int, seed: int, path: Path) -> dict[str, Any]:
     from benchmarks.bench_gate_dedupe import draw_words, make_vocab, render
     from benchmarks.labelled_neardup import T0
     from mixassets.engine.readers import doc_id_for
-    from mixassets.schema import DOCUMENT_SCHEMA
+    from mixtrain.schema import DOCUMENT_SCHEMA
 
     rng = np.random.default_rng(seed)
     vocab, cdf = make_vocab(rng)

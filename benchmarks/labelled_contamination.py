@@ -44,7 +44,7 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without install
     sys.path.insert(0, str(ROOT))
 
 from mixassets.engine.contamination import TARGET, ScreenConfig, screen, unscreenable_fields  # noqa: E402
-from mixassets.schema import DOCUMENT_SCHEMA  # noqa: E402
+from mixtrain.schema import DOCUMENT_SCHEMA  # noqa: E402
 
 PLANT_KINDS = ("verbatim", "edited", "answer_only", "embedded", "rewritten")
 CHUNK_CHARS = 2000

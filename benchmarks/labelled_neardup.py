@@ -38,7 +38,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from mixassets.engine.text_norm import dedupe_words
-from mixassets.schema import DOCUMENT_SCHEMA
+from mixtrain.schema import DOCUMENT_SCHEMA
 
 NGRAM = 5
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)

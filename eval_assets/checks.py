@@ -5,9 +5,9 @@ import pyarrow.compute as pc
 from dagster import AssetCheckResult, MetadataValue, asset_check
 
 from eval_assets.engine.gate import evaluate_gate
-from mixassets.markdown import markdown_table
-from mixassets.project import ReleaseGateSpec
-from mixassets.resources import ProjectResource
+from mixtrain.config.evaluation import ReleaseGateSpec
+from mixtrain.markdown import markdown_table
+from mixtrain.resources import ProjectResource
 
 
 def gate_criteria(gate: ReleaseGateSpec) -> list[dict]:

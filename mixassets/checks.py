@@ -7,7 +7,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetIn, asset
 
 from mixassets.engine.licenses import policy_allows
 from mixassets.engine.pii import find_pii
-from mixassets.resources import ProjectResource
+from mixtrain.resources import ProjectResource
 
 
 @asset_check(asset="mixture", blocking=True, description="No document whose license the release policy forbids.")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from mixassets.engine.contamination import DEFAULT_FIELD_KINDS, ScreenConfig
 from mixassets.engine.dedupe import DedupeConfig
-from mixassets.project import Project, spec_hash
+from mixtrain.identity import spec_hash
+from mixtrain.project import Project
 
 
 def dedupe_config(proj: Project) -> tuple[DedupeConfig, dict[str, int], frozenset[str]]:

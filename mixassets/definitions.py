@@ -21,9 +21,9 @@ from mixassets.assets.specs import (  # noqa: E402
     source_spec,
 )
 from mixassets.checks import mixture_contamination_free, mixture_license_policy, mixture_pii_free  # noqa: E402
-from mixassets.jobs import refresh_specs  # noqa: E402
 from mixassets.schedules import nightly_refresh  # noqa: E402
 from mixassets.sensors import new_source_sensor  # noqa: E402
+from mixtrain.jobs import refresh_specs  # noqa: E402
 
 defs = Definitions(
     assets=[

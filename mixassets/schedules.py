@@ -2,7 +2,7 @@
 
 from dagster import DefaultScheduleStatus, ScheduleDefinition
 
-from mixassets.jobs import refresh_specs
+from mixtrain.jobs import refresh_specs
 
 nightly_refresh = ScheduleDefinition(
     name="nightly_refresh",

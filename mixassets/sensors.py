@@ -10,10 +10,10 @@ from dagster import (
     sensor,
 )
 
-from mixassets.dagster_internals import DATA_VERSION_TAG
-from mixassets.fingerprint import PER_SOURCE_FINGERPRINTS
-from mixassets.partitions import SOURCES_PARTITION, source_partitions
-from mixassets.resources import ProjectResource
+from mixtrain.dagster_internals import DATA_VERSION_TAG
+from mixtrain.fingerprint import PER_SOURCE_FINGERPRINTS
+from mixtrain.partitions import SOURCES_PARTITION, source_partitions
+from mixtrain.resources import ProjectResource
 
 PER_SOURCE_ASSETS = AssetSelection.assets(
     "raw_documents", "raw_rejects", "review_overrides", "gated_documents", "decision_log", "quarantine"

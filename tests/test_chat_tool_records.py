@@ -11,7 +11,7 @@ import pyarrow as pa
 from mixassets.engine import chat
 from mixassets.engine.gating import gate
 from mixassets.engine.readers import read_source
-from mixassets.project import SourceSpec
+from mixtrain.config.data import SourceSpec
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 TOOLS = [

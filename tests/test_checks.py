@@ -9,8 +9,8 @@ from dagster import build_asset_check_context
 
 from eval_assets.checks import gate_verdict
 from mixassets.checks import mixture_contamination_free, mixture_license_policy
-from mixassets.resources import ProjectResource
-from mixassets.schema import DOCUMENT_SCHEMA, FINDING_SCHEMA
+from mixtrain.resources import ProjectResource
+from mixtrain.schema import DOCUMENT_SCHEMA, FINDING_SCHEMA
 
 
 def _docs(licenses: list[str]) -> pa.Table:
@@ -79,7 +79,7 @@ def _comparison(rows: list[tuple[str, str, float, float]]) -> pa.Table:
 
 
 def test_release_gate_verdict_uses_tolerance_and_names_failing_criteria():
-    from mixassets.project import ReleaseGateSpec
+    from mixtrain.config.evaluation import ReleaseGateSpec
 
     comparison = _comparison([("h", "field_accuracy", 0.55, 0.6), ("h", "schema_valid_rate", 0.7, 0.9)])
     strict = ReleaseGateSpec(eval_set="h", tolerance=0.0)

@@ -24,7 +24,7 @@ from mixassets.engine.contamination import (
     token_spans,
     unscreenable_fields,
 )
-from mixassets.schema import DOCUMENT_SCHEMA, EVAL_ITEM_SCHEMA, FINDING_SCHEMA
+from mixtrain.schema import DOCUMENT_SCHEMA, EVAL_ITEM_SCHEMA, FINDING_SCHEMA
 
 PROMPT = '''from typing import List
 

@@ -10,7 +10,7 @@ import pytest
 
 from mixassets.engine.dedupe import dedupe, keeper_order, lsh_params
 from mixassets.engine.text_norm import dedupe_words, normalize
-from mixassets.schema import DEDUPE_CLUSTER_SCHEMA, DOCUMENT_SCHEMA
+from mixtrain.schema import DEDUPE_CLUSTER_SCHEMA, DOCUMENT_SCHEMA
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 VOCAB = [f"word{i}" for i in range(5000)]

@@ -9,8 +9,8 @@ from upath import UPath
 
 from mixassets.assets import curation
 from mixassets.engine.dedupe import SKETCH_PARQUET_OPTIONS, DedupeConfig, dedupe_incremental
-from mixassets.schema import DOCUMENT_SCHEMA
-from mixassets.storage import EncodedTable, read_table, stage_batches
+from mixtrain.schema import DOCUMENT_SCHEMA
+from mixtrain.storage import EncodedTable, read_table, stage_batches
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 

@@ -14,8 +14,8 @@ import pytest
 import mixassets.engine.dedupe as engine
 from mixassets.engine.band_index import BandIndex
 from mixassets.engine.dedupe import DedupeConfig, band_index, dedupe, dedupe_incremental
-from mixassets.schema import DOCUMENT_SCHEMA
-from mixassets.storage import PARQUET_OPTIONS
+from mixtrain.schema import DOCUMENT_SCHEMA
+from mixtrain.storage import PARQUET_OPTIONS
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 VOCAB = [f"w{i}" for i in range(3000)]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mixassets.instance import activate, load_definitions
+from mixtrain.instance import activate, load_definitions
 
 REPO = Path(__file__).resolve().parents[1]
 

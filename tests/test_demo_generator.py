@@ -14,7 +14,8 @@ from eval_assets.tasks import json_signature as js
 from mixassets.engine.langid import detect_language
 from mixassets.engine.pii import CREDIT_CARD, IBAN, SECRET, US_SSN, find_pii
 from mixassets.engine.safety import HFTextClassifier, lexicon_scores
-from mixassets.project import Project, SafetyConfig
+from mixtrain.config.data import SafetyConfig
+from mixtrain.project import Project
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo"
 

@@ -8,7 +8,7 @@ import pytest
 
 from eval_assets.engine import behaviour_sets as bh
 from eval_assets.engine import registry
-from mixassets.schema import EVAL_ITEM_SCHEMA
+from mixtrain.schema import EVAL_ITEM_SCHEMA
 
 
 def test_sets_are_registry_shaped_deterministic_and_checksummed():

@@ -9,6 +9,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from mixtrain import identity
+
 torch = pytest.importorskip("torch")
 
 from eval_assets.engine import behaviour_sets as bs  # noqa: E402
@@ -185,8 +187,8 @@ def test_reproducibility_record(run, models, suite_items):
 
     tok = AutoTokenizer.from_pretrained(models["base"][0])
     assert rec["models"]["base"]["chat_template_sha256"] == hashlib.sha256(tok.chat_template.encode()).hexdigest()
-    assert rec["models"]["base"]["vocab_sha256"] == comparison.vocab_sha256(tok)
-    assert rec["models"]["base"]["hardware"]["device_type"] == "cpu"
+    assert rec["models"]["base"]["vocab_sha256"] == identity.vocab_sha256(tok)
+    assert rec["models"]["base"]["hardware"]["device"] == "cpu"
     sig = rec["eval_sets"]["sig"]
     assert sig == {
         "n_items": 3,

@@ -282,8 +282,8 @@ def test_perplexity_per_domain_is_token_weighted(tiny):
 def test_efficiency_records_latency_and_hardware(tiny, structured_items):
     model, tok = tiny
     table, summary = suites.run_efficiency(model, tok, structured_items, SETTINGS)
-    assert summary["hardware"]["device_type"] == "cpu" and summary["hardware"]["dtype"] == "bfloat16"
-    assert summary["hardware"]["torch_threads"] >= 1 and summary["hardware"]["device_name"]
+    assert summary["hardware"]["device"] == "cpu" and summary["hardware"]["dtype"] == "bfloat16"
+    assert summary["hardware"]["torch_threads"] >= 1 and summary["hardware"]["cpu"]
     assert 0 < summary["latency_p50_s"] <= summary["latency_p95_s"] <= summary["latency_max_s"]
     assert summary["tokens_per_s"] == pytest.approx(
         sum(table.column("new_tokens").to_pylist()) / sum(table.column("latency_s").to_pylist())

@@ -13,8 +13,8 @@ from mixassets.engine.gating import GateResult, gate
 from mixassets.engine.pii import EMAIL, IP_ADDRESS, PHONE, Hit, find_pii, redact
 from mixassets.engine.readers import doc_id_for
 from mixassets.engine.rules import DEFAULT_RULES, GateContext, Outcome, Rule
-from mixassets.project import SourceSpec
-from mixassets.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
+from mixtrain.config.data import SourceSpec
+from mixtrain.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 CLEAN = "The quick brown fox jumps over the lazy dog near the river bank."

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from mixassets.engine.gating import gate
 from mixassets.engine.readers import read_source
-from mixassets.project import SourceSpec
+from mixtrain.config.data import SourceSpec
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 WORDS = st.sampled_from(["the", "river", "idiot", "ok", "lorem", "ipsum", "{", "#", "...", "mail", "a@b.io", "\x00"])

@@ -19,8 +19,8 @@ from mixassets.engine.readers import doc_id_for
 from mixassets.engine.review import OVERRIDE_SCHEMA, apply_overrides, review_agreement
 from mixassets.engine.review_stream import ReviewingSink
 from mixassets.engine.rules import DEFAULT_RULES, GateContext, Outcome, Rule, boilerplate
-from mixassets.project import SourceSpec
-from mixassets.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
+from mixtrain.config.data import SourceSpec
+from mixtrain.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 HEADER = "Acme Daily News  -  all rights reserved"

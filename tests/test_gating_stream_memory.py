@@ -16,8 +16,8 @@ from mixassets.engine.gating import gate
 from mixassets.engine.gating_stream import parquet_batches
 from mixassets.engine.rules import GateContext
 from mixassets.engine.rules.exact_duplicates import SEEN_CACHE_KEY, ExactDedupeRule, FirstSeen
-from mixassets.project import SourceSpec
-from mixassets.schema import DOCUMENT_SCHEMA
+from mixtrain.config.data import SourceSpec
+from mixtrain.schema import DOCUMENT_SCHEMA
 
 
 def _spec() -> SourceSpec:

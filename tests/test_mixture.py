@@ -9,8 +9,8 @@ import pyarrow.compute as pc
 import pytest
 
 from mixassets.engine.mixture import sample_mixture
-from mixassets.project import MixtureSpec
-from mixassets.schema import DOCUMENT_SCHEMA
+from mixtrain.config.data import MixtureSpec
+from mixtrain.schema import DOCUMENT_SCHEMA
 
 
 def corpus(sizes: dict[str, int], seed: int = 0) -> tuple[pa.Table, list[int], list[bool]]:

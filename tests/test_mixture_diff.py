@@ -11,7 +11,8 @@ import pytest
 from mixassets.engine.mixture import sample_mixture
 from mixassets.engine.mixture_diff import diff_manifests, drift, render_diff_markdown
 from mixassets.engine.mixture_manifest import build_manifest
-from mixassets.project import MixtureSpec, spec_hash
+from mixtrain.config.data import MixtureSpec
+from mixtrain.identity import spec_hash
 
 
 def corpus() -> tuple[pa.Table, list[int]]:

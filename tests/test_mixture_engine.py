@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from mixassets.engine.mixture import apportion, sample_mixture, sampling_weights
-from mixassets.project import LengthBucket, MixtureSpec, PhaseSpec
-from mixassets.schema import DOCUMENT_SCHEMA
+from mixtrain.config.data import LengthBucket, MixtureSpec, PhaseSpec
+from mixtrain.schema import DOCUMENT_SCHEMA
 
 # source -> (domain, language, documents, token range)
 LAYOUT = {

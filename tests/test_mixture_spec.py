@@ -10,7 +10,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from mixassets.project import MixtureSpec, Project, ProjectError
+from mixtrain.config.data import MixtureSpec
+from mixtrain.project import Project, ProjectError
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo"
 

@@ -13,11 +13,11 @@ import pytest
 import yaml
 from dagster import AssetKey, build_schedule_context, build_sensor_context, evaluate_automation_conditions
 
-from mixassets.instance import activate, load_definitions, open_instance
-from mixassets.partitions import partition_keys
-from mixassets.provenance import model_manifests
-from mixassets.runner import run_project
-from mixassets.summary import latest_check, latest_metadata, render_summary
+from mixtrain.instance import activate, load_definitions, open_instance
+from mixtrain.partitions import partition_keys
+from mixtrain.provenance import model_manifests
+from mixtrain.runner import run_project
+from mixtrain.summary import latest_check, latest_metadata, render_summary
 from tests.conftest import build_tiny_project
 
 GATING = {"raw_documents", "raw_rejects", "gated_documents", "decision_log", "quarantine"}
@@ -148,8 +148,8 @@ def test_training_and_evaluation_outputs(session):
 
 
 def _statuses(session: Session) -> dict[tuple[str, str | None], object]:
-    from mixassets.dagster_internals import stale_statuses
-    from mixassets.runner import observe_specs
+    from mixtrain.dagster_internals import stale_statuses
+    from mixtrain.runner import observe_specs
 
     observe_specs(session.defs, session.instance)
     found = stale_statuses(session.defs, session.instance, partition_keys(session.project))
@@ -289,7 +289,7 @@ def test_nightly_schedule_and_automation_pick_up_a_changed_source(session):
     requests = list(schedule.evaluate_tick(build_schedule_context(instance=session.instance)).run_requests or [])
     assert len(requests) == 1
     session.defs.resolve_job_def(schedule.job_name).execute_in_process(instance=session.instance)
-    from mixassets.runner import _load_cursor
+    from mixtrain.runner import _load_cursor
 
     result = evaluate_automation_conditions(
         defs=session.defs, instance=session.instance, cursor=_load_cursor(session.project)
@@ -361,7 +361,7 @@ def test_a_failed_source_names_its_spec_and_is_retried_after_the_fix(session):
 def test_review_verdicts_regate_only_the_reviewed_source(session, tmp_path):
     import csv
 
-    from mixassets.cli import main
+    from mixtrain.cli import main
 
     sheet = tmp_path / "sheet.csv"
     args = ["--project", str(session.root), "--source", "community_forum", "--n", "6", "--seed", "3"]
@@ -421,7 +421,7 @@ def test_a_screen_setting_reruns_the_screen_but_not_the_dedupe(session):
 
 
 def test_a_lost_automation_cursor_still_reruns_what_changed(session):
-    from mixassets.runner import CURSOR_FILE
+    from mixtrain.runner import CURSOR_FILE
 
     (session.project.dagster_home / CURSOR_FILE).unlink()
     path = session.root / "data" / "pydoc_topics.jsonl"
@@ -438,8 +438,8 @@ def test_a_lost_automation_cursor_still_reruns_what_changed(session):
 def test_trace_and_impact_answer_from_stored_assets(session, capsys):
     import time
 
-    from mixassets.cli import main
-    from mixassets.provenance import impact, trace
+    from mixtrain.cli import main
+    from mixtrain.provenance import impact, trace
 
     root = session.project.storage_root
     mixture = _table(session, "mixture.parquet")
@@ -480,8 +480,8 @@ def test_trace_and_impact_answer_from_stored_assets(session, capsys):
 
 
 def test_revoke_rebuilds_only_what_used_the_source_and_labels_the_old_model(session, capsys):
-    from mixassets.cli import main
-    from mixassets.provenance import impact, model_manifests
+    from mixtrain.cli import main
+    from mixtrain.provenance import impact, model_manifests
 
     forum = "community_forum"
     before = {p.name: p.stat().st_mtime_ns for p in (session.root / "storage" / "gated_documents").glob("*.parquet")}
@@ -536,7 +536,7 @@ def test_revoke_rebuilds_only_what_used_the_source_and_labels_the_old_model(sess
 
 
 def test_rollback_makes_the_previous_release_live(session, capsys):
-    from mixassets.cli import main
+    from mixtrain.cli import main
 
     path = session.root / "storage" / "released_model.json"
     before = json.loads(path.read_text())

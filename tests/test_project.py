@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mixassets.project import Project, ProjectError
+from mixtrain.project import Project, ProjectError
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo"
 
@@ -74,7 +74,7 @@ def test_invalid_yaml_and_missing_file(project_dir):
 
 
 def test_classifier_path_is_project_relative_and_its_files_are_part_of_the_policy(project_dir, monkeypatch):
-    from mixassets.fingerprint import gating_fingerprint
+    from mixtrain.fingerprint import gating_fingerprint
 
     src = project_dir / "sources" / "web_crawl.yaml"
     _edit(src, lambda d: d.setdefault("gating", {}).setdefault("safety", {}).update(classifier_path="models/mod"))
@@ -100,7 +100,7 @@ def test_adapter_naming_an_unknown_source_or_domain_fails_with_its_field(project
 
 
 def test_an_adapter_recipe_is_the_training_recipe_with_its_own_fields():
-    from mixassets.project import AdapterSpec, LoraSpec, TrainingRecipe
+    from mixtrain.config.training import AdapterSpec, LoraSpec, TrainingRecipe
 
     training = TrainingRecipe(steps=30, lr=1e-3, seed=0)
     recipe = AdapterSpec(lora=LoraSpec(r=4, alpha=8), steps=5).recipe(training)

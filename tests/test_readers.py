@@ -18,8 +18,8 @@ from mixassets.engine.readers import (
     read_source,
     relative_path,
 )
-from mixassets.project import SourceSpec
-from mixassets.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
+from mixtrain.config.data import SourceSpec
+from mixtrain.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 

@@ -7,7 +7,7 @@ import pytest
 
 from eval_assets.engine import registry
 from eval_assets.tasks import json_signature as js
-from mixassets.schema import EVAL_ITEM_SCHEMA
+from mixtrain.schema import EVAL_ITEM_SCHEMA
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_undecodable_line_and_missing_file_are_named(tmp_path):
 
 
 def test_eval_set_path_and_loader_follow_the_set_type(tmp_path):
-    from mixassets.project import EvalSetSpec
+    from mixtrain.config.evaluation import EvalSetSpec
 
     (tmp_path / "holdout.jsonl").write_text("".join(json.dumps(_item(i)) + "\n" for i in range(3)))
 

@@ -21,7 +21,7 @@ from mixassets.engine.review import (
     sample_review_sheet,
     write_sheet_csv,
 )
-from mixassets.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
+from mixtrain.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
 
 NOW = datetime(2024, 5, 1, tzinfo=timezone.utc)
 SRC = "src"

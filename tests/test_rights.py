@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from mixassets.engine.rights import coverage, rights_status
-from mixassets.schema import DOCUMENT_SCHEMA
+from mixtrain.schema import DOCUMENT_SCHEMA
 
 
 @pytest.mark.parametrize(

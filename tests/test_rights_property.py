@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from mixassets.engine import licenses
 from mixassets.engine.licenses import NON_COMMERCIAL, PARTNER_PREFIX, license_alternatives, policy_allows
 from mixassets.engine.mixture import sample_mixture
-from mixassets.project import MixtureSpec
+from mixtrain.config.data import MixtureSpec
 
 TENANTS = ["acme", "globex", "initech"]
 # The recognised ids (the table is keyed lower-case; lookups are case-insensitive), plus partner ids for

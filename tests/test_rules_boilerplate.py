@@ -10,8 +10,8 @@ import pyarrow as pa
 
 from mixassets.engine.gating import _apply_edits, _span_to_original, gate
 from mixassets.engine.readers import doc_id_for
-from mixassets.project import SourceSpec
-from mixassets.schema import DOCUMENT_SCHEMA
+from mixtrain.config.data import SourceSpec
+from mixtrain.schema import DOCUMENT_SCHEMA
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 HEADER = "Acme Daily News   -   all rights reserved"

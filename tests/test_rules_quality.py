@@ -15,8 +15,8 @@ from mixassets.engine.readers import doc_id_for
 from mixassets.engine.rules import DEFAULT_RULES, RULES_VERSION, rule_set_for, rules_for
 from mixassets.engine.rules import safety as safety_rules
 from mixassets.engine.rules.base import Rule
-from mixassets.project import SourceSpec
-from mixassets.schema import DOCUMENT_SCHEMA
+from mixtrain.config.data import SourceSpec
+from mixtrain.schema import DOCUMENT_SCHEMA
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 CLEAN = "The quick brown fox jumps over the lazy dog near the river bank."

@@ -9,8 +9,8 @@ import pytest
 from dagster import asset, materialize
 from upath import UPath
 
-from mixassets.resources import StorageIOManager
-from mixassets.storage import (
+from mixtrain.resources import StorageIOManager
+from mixtrain.storage import (
     asset_path,
     file_sha256,
     read_table,

@@ -19,10 +19,10 @@ from eval_assets.assets.reports import (
     trained_identity,
 )
 from eval_assets.engine.comparison import run_evaluation
-from mixassets.automation import changed_out
-from mixassets.partitions import adapter_partitions
-from mixassets.resources import ProjectResource
-from mixassets.versioning import table_output
+from mixtrain.automation import changed_out
+from mixtrain.partitions import adapter_partitions
+from mixtrain.resources import ProjectResource
+from mixtrain.versioning import table_output
 
 # The adapter's label in metadata keys, the same in every partition (the partition names the adapter).
 ADAPTER_LABEL = "adapter"

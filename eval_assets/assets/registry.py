@@ -6,11 +6,12 @@ from dagster import AssetExecutionContext, DataVersion, asset, observable_source
 
 from eval_assets.engine.registry import eval_set_path, load_eval_set, registry_checksum
 from eval_assets.engine.suites import validate_items
-from mixassets.automation import rerun_when_changed
-from mixassets.project import Project, spec_hash
-from mixassets.resources import ProjectResource
-from mixassets.storage import file_sha256
-from mixassets.versioning import table_output
+from mixtrain.automation import rerun_when_changed
+from mixtrain.identity import spec_hash
+from mixtrain.project import Project
+from mixtrain.resources import ProjectResource
+from mixtrain.storage import file_sha256
+from mixtrain.versioning import table_output
 
 
 def _eval_files(proj: Project) -> dict[str, str]:

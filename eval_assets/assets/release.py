@@ -10,11 +10,11 @@ import pyarrow as pa
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
 
 from eval_assets.checks import gate_verdict
-from mixassets.automation import rerun_when_changed
-from mixassets.markdown import markdown_table
-from mixassets.release import current_release, release_entry
-from mixassets.resources import ProjectResource
-from mixassets.versioning import json_output
+from mixtrain.automation import rerun_when_changed
+from mixtrain.markdown import markdown_table
+from mixtrain.release import current_release, release_entry
+from mixtrain.resources import ProjectResource
+from mixtrain.versioning import json_output
 
 
 @asset(

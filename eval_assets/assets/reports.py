@@ -10,10 +10,10 @@ from dagster import AssetExecutionContext, AssetIn, MetadataValue, multi_asset
 from eval_assets.engine.behaviour_sets import benign_set, calibration_set, refusal_set, sentinel_set
 from eval_assets.engine.comparison import EvalRun, run_evaluation
 from eval_assets.engine.suites import PERPLEXITY_TEXT_SET, EvalSettings
-from mixassets.automation import changed_out
-from mixassets.project import Project
-from mixassets.resources import ProjectResource
-from mixassets.versioning import table_output
+from mixtrain.automation import changed_out
+from mixtrain.project import Project
+from mixtrain.resources import ProjectResource
+from mixtrain.versioning import table_output
 
 BASELINE = "base"
 CANDIDATES = ("sft_adapter", "distilled_student", "student_sft_baseline")

@@ -16,7 +16,6 @@ What a run promises:
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -36,9 +35,9 @@ from eval_assets.engine.suites import (
     EvalSettings,
     ItemMetric,
     Suite,
-    hardware_info,
 )
-from mixassets.markdown import markdown_table
+from mixtrain.identity import model_hardware, package_versions, text_sha256, vocab_sha256
+from mixtrain.markdown import markdown_table
 
 RUN_SUMMARY_SCHEMA = pa.schema(
     [
@@ -72,8 +71,6 @@ PROBLEM_SCHEMA = pa.schema(
         pa.field("message", pa.string(), nullable=False),
     ]
 )
-
-_PACKAGES = ("torch", "transformers", "peft", "tokenizers", "pyarrow", "numpy", "jsonschema")
 
 
 @dataclass
@@ -149,23 +146,15 @@ def _ci(row: Mapping[str, Any]) -> str:
 # --- identity of models, sets and software -----------------------------------------------------------------------
 
 
-def vocab_sha256(tokenizer: Any) -> str:
-    """A hash of the token -> id map (added tokens included): equal hashes mean the same tokenization."""
-    vocab = sorted(tokenizer.get_vocab().items())
-    return hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode()).hexdigest()
-
-
-def _sha(text: str | None) -> str | None:
-    return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def _model_record(tokenizer: Any, model: Any, with_tools: bool) -> dict[str, Any]:
     chat_template = getattr(tokenizer, "chat_template", None)
     out: dict[str, Any] = {
         "vocab_sha256": vocab_sha256(tokenizer),
         "vocab_size": len(tokenizer),
-        "chat_template_sha256": _sha(chat_template if isinstance(chat_template, str) else json.dumps(chat_template)),
-        "hardware": hardware_info(model),
+        "chat_template_sha256": text_sha256(
+            chat_template if isinstance(chat_template, str) else json.dumps(chat_template)
+        ),
+        "hardware": model_hardware(model),
     }
     if with_tools:
         from training_assets.engine.tool_template import select_template
@@ -174,16 +163,6 @@ def _model_record(tokenizer: Any, model: Any, with_tools: bool) -> dict[str, Any
             out["tool_template"] = select_template(tokenizer, with_tools=True).manifest()
         except ValueError as e:
             out["tool_template"] = {"error": str(e)}
-    return out
-
-
-def _package_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in _PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
     return out
 
 
@@ -505,7 +484,7 @@ def run_evaluation(
         },
         "settings": asdict(settings),
         "suite_info": extra,
-        "packages": _package_versions(),
+        "packages": package_versions(),
     }
     return EvalRun(
         items=items,

@@ -17,8 +17,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from mixassets.project import EvalSetSpec
-from mixassets.schema import EVAL_ITEM_SCHEMA
+from mixtrain.config.evaluation import EvalSetSpec
+from mixtrain.identity import canonical_json
+from mixtrain.schema import EVAL_ITEM_SCHEMA
 
 HUMANEVAL_FILE = os.path.join("data", "HumanEval.jsonl.gz")
 _JSONL_REQUIRED = ("id", "messages", "reference", "screen")
@@ -28,21 +29,17 @@ class EvalRegistryError(ValueError):
     """An eval set file is missing or malformed; the message names the file, and the line where there is one."""
 
 
-def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
 def _row(eval_set: str, item_id: str, prompt: str, reference: str, screen: dict[str, str], metadata: Any, version: str):
     row = {
         "eval_set": eval_set,
         "item_id": item_id,
         "prompt": prompt,
         "reference": reference,
-        "screen_fields": _canonical(screen),
-        "metadata": None if metadata is None else _canonical(metadata),
+        "screen_fields": canonical_json(screen),
+        "metadata": None if metadata is None else canonical_json(metadata),
         "version": version,
     }
-    row["checksum"] = hashlib.sha256(_canonical(row).encode()).hexdigest()
+    row["checksum"] = hashlib.sha256(canonical_json(row).encode()).hexdigest()
     return row
 
 
@@ -141,8 +138,8 @@ def load_jsonl_eval_set(set_id: str, path: str, version: str, limit: int | None 
             raise EvalRegistryError(f"{path}:{lineno}: duplicate id '{item['id']}' (first on line {seen[item['id']]})")
         seen[item["id"]] = lineno
         ref = item["reference"]
-        reference = ref if isinstance(ref, str) else _canonical(ref)
-        prompt = _canonical(item["messages"])
+        reference = ref if isinstance(ref, str) else canonical_json(ref)
+        prompt = canonical_json(item["messages"])
         rows.append(_row(set_id, item["id"], prompt, reference, item["screen"], item.get("metadata"), version))
     return _table(rows)
 
@@ -176,4 +173,4 @@ def registry_checksum(table: pa.Table) -> str:
             strict=True,
         )
     )
-    return hashlib.sha256(_canonical(keys).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(keys).encode()).hexdigest()

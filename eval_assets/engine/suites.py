@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +41,7 @@ import pyarrow as pa
 from eval_assets.engine import behaviour_sets, calibration, metrics, tool_calls
 from eval_assets.engine.evaluate import Generation, chat_prompt, generate_texts, reference_nll, sequence_nll
 from eval_assets.tasks import json_signature
-from training_assets.engine.run_manifest import cpu_model
+from mixtrain.identity import model_hardware
 
 UNKNOWN = "unknown"
 
@@ -796,24 +795,6 @@ def run_perplexity(
 # --- efficiency --------------------------------------------------------------------------------------------------
 
 
-def hardware_info(model: Any) -> dict[str, Any]:
-    """Where the numbers were measured: device, weight dtype, torch threads and versions."""
-    import torch
-
-    param = next(model.parameters())
-    device = param.device
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
-    return {
-        "device_type": device.type,
-        "device_name": name,
-        "dtype": str(param.dtype).removeprefix("torch."),
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-    }
-
-
 def score_efficiency(
     items: pa.Table,
     generations: Sequence[Generation],
@@ -844,7 +825,8 @@ def run_efficiency(
 ) -> tuple[pa.Table, dict[str, Any]]:
     """Each prompt generated alone (batch size 1) after one untimed warm-up, so latency is one request's.
 
-    The summary carries ``hardware`` (``hardware_info``) next to the numbers, which mean nothing without it.
+    The summary carries ``hardware`` (``mixtrain.identity.model_hardware``) next to the numbers, which mean
+    nothing without it.
     """
     texts, errors = _render_all(items, _chat_render(tokenizer))
     warm = next((t for t in texts if t is not None), None)
@@ -853,7 +835,7 @@ def run_efficiency(
     gens, _ = generate_texts(model, tokenizer, texts, max_new_tokens=settings.max_new_tokens, batch_size=1)
     gens = [g if e is None else Generation("", error=e) for g, e in zip(gens, errors, strict=True)]
     table = score_efficiency(items, gens, model_label=model_label, length_buckets=settings.length_buckets)
-    return table, {**summarise_efficiency(table), "hardware": hardware_info(model)}
+    return table, {**summarise_efficiency(table), "hardware": model_hardware(model)}
 
 
 # --- the suite table ---------------------------------------------------------------------------------------------

@@ -18,18 +18,18 @@ from dagster import (
     multi_asset,
 )
 
-from mixassets.automation import changed_out
 from mixassets.engine.gating_stream import ParquetGateSink, gate_stream, parquet_batches
 from mixassets.engine.readers import read_source
 from mixassets.engine.review import OVERRIDE_SCHEMA, merge_overrides, read_verdicts_csv
 from mixassets.engine.review_stream import ReviewingSink
 from mixassets.engine.rights import coverage
 from mixassets.engine.rules import RULES_VERSION
-from mixassets.partitions import source_partitions
-from mixassets.resources import ProjectResource
-from mixassets.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
-from mixassets.storage import StagedTable, asset_path, read_table, stage_batches, staged_path
-from mixassets.versioning import table_output
+from mixtrain.automation import changed_out
+from mixtrain.partitions import source_partitions
+from mixtrain.resources import ProjectResource
+from mixtrain.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
+from mixtrain.storage import StagedTable, asset_path, read_table, stage_batches, staged_path
+from mixtrain.versioning import table_output
 
 
 def _mtime(path: str) -> datetime:

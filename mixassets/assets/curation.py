@@ -9,7 +9,6 @@ import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetIn, AssetKey, asset, multi_asset
 from upath import UPath
 
-from mixassets.automation import changed_out, rerun_when_changed
 from mixassets.curation_config import dedupe_config, screen_config
 from mixassets.engine.contamination import (
     build_index,
@@ -18,11 +17,13 @@ from mixassets.engine.contamination import (
     screen,
 )
 from mixassets.engine.dedupe import SKETCH_PARQUET_OPTIONS, dedupe_incremental
-from mixassets.partitions import SOURCES_PARTITION
-from mixassets.resources import ProjectResource
-from mixassets.revocations import load_revocations
-from mixassets.storage import EncodedTable, asset_path, read_table, sha256_bytes, stage_batches
-from mixassets.versioning import current_data_version, table_output
+from mixtrain.automation import changed_out, rerun_when_changed
+from mixtrain.identity import bytes_sha256
+from mixtrain.partitions import SOURCES_PARTITION
+from mixtrain.resources import ProjectResource
+from mixtrain.revocations import load_revocations
+from mixtrain.storage import EncodedTable, asset_path, read_table, stage_batches
+from mixtrain.versioning import current_data_version, table_output
 
 SOURCE_MANIFEST_SCHEMA = pa.schema(
     [
@@ -102,7 +103,7 @@ def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource
     parts = []
     for row in source_manifest.to_pylist():
         data = UPath(row["gated_path"]).read_bytes()
-        if sha256_bytes(data)[:16] != row["gated_data_version"]:  # the manifest is the contract: verify it
+        if bytes_sha256(data)[:16] != row["gated_data_version"]:  # the manifest is the contract: verify it
             raise RuntimeError(
                 f"gated_documents[{row['source_id']}] at {row['gated_path']} is not the version in source_manifest "
                 f"({row['gated_data_version']}); rematerialize source_manifest"

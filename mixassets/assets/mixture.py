@@ -15,7 +15,6 @@ from dagster import (
     multi_asset,
 )
 
-from mixassets.automation import rerun_when_changed
 from mixassets.engine.heldout import heldout_mask, heldout_table
 from mixassets.engine.licenses import policy_allows
 from mixassets.engine.mixture import doc_ids_digest, sample_mixture
@@ -23,11 +22,12 @@ from mixassets.engine.mixture_diff import drift
 from mixassets.engine.mixture_manifest import build_manifest
 from mixassets.engine.rules import RULES_VERSION
 from mixassets.engine.tokens import count_tokens, load_tokenizer
-from mixassets.provenance import manifest_history_path
-from mixassets.provenance import mixture_manifest as stored_mixture_manifest
-from mixassets.resources import ProjectResource
-from mixassets.storage import EncodedTable, asset_path, json_bytes, write_atomic
-from mixassets.versioning import current_data_version, json_output, table_output
+from mixtrain.automation import rerun_when_changed
+from mixtrain.provenance import manifest_history_path
+from mixtrain.provenance import mixture_manifest as stored_mixture_manifest
+from mixtrain.resources import ProjectResource
+from mixtrain.storage import EncodedTable, asset_path, json_bytes, write_atomic
+from mixtrain.versioning import current_data_version, json_output, table_output
 
 MIXTURE_INPUTS = ("screened_corpus", "base_model", "mixture_spec")
 

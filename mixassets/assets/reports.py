@@ -3,11 +3,11 @@
 import pyarrow as pa
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
 
-from mixassets.automation import rerun_when_changed
 from mixassets.engine.review import agreement_table
-from mixassets.markdown import markdown_table
-from mixassets.summary import latest_metadata
-from mixassets.versioning import table_output
+from mixtrain.automation import rerun_when_changed
+from mixtrain.markdown import markdown_table
+from mixtrain.summary import latest_metadata
+from mixtrain.versioning import table_output
 
 SUMMARY_COLUMNS = (
     "ingested",

@@ -7,13 +7,13 @@ downstream assets stale, and nothing else: the gating stage never sees a mixture
 from dagster import DataVersion, DataVersionsByPartition, MetadataValue, ObserveResult, observable_source_asset
 
 from mixassets.curation_config import dedupe_fingerprint, screen_fingerprint
-from mixassets.fingerprint import PER_SOURCE_FINGERPRINTS
-from mixassets.markdown import markdown_table
-from mixassets.partitions import SOURCES_PARTITION, source_partitions
-from mixassets.project import spec_hash
-from mixassets.provenance import impact
-from mixassets.resources import ProjectResource
-from mixassets.revocations import load_revocations, revocations_fingerprint
+from mixtrain.fingerprint import PER_SOURCE_FINGERPRINTS
+from mixtrain.identity import spec_hash
+from mixtrain.markdown import markdown_table
+from mixtrain.partitions import SOURCES_PARTITION, source_partitions
+from mixtrain.provenance import impact
+from mixtrain.resources import ProjectResource
+from mixtrain.revocations import load_revocations, revocations_fingerprint
 
 
 def _per_source_spec(name: str, description: str):

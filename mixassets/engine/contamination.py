@@ -68,7 +68,7 @@ import numpy as np
 import pyarrow as pa
 
 from mixassets.engine.text_norm import TokenHasher, ngram_hashes
-from mixassets.schema import FINDING_SCHEMA
+from mixtrain.schema import FINDING_SCHEMA
 
 OVERLAP_MAX_CHARS = 300
 HOLDOUT, TARGET = "holdout", "target"

@@ -76,7 +76,7 @@ from mixassets.engine.text_norm import (
     stable_hash64,
     text_key,
 )
-from mixassets.schema import DEDUPE_CLUSTER_SCHEMA
+from mixtrain.schema import DEDUPE_CLUSTER_SCHEMA
 
 __all__ = [
     "KEEPER_CRITERIA",

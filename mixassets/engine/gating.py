@@ -34,8 +34,8 @@ from mixassets.engine.pii import PII_TYPES, find_pii, redact
 from mixassets.engine.rules import BLOCKING_ACTIONS, CHAT_JOINER, GateContext, Outcome, Rule, pii_rule_id, rules_for
 from mixassets.engine.rules.language import OBSERVATION as LANGUAGE_OBSERVATION
 from mixassets.engine.rules.language import UNDETERMINED
-from mixassets.project import SourceSpec
-from mixassets.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
+from mixtrain.config.data import SourceSpec
+from mixtrain.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
 
 DISPOSITION = {"reject": "rejected", "quarantine": "quarantined"}
 

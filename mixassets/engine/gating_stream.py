@@ -33,9 +33,8 @@ import pyarrow.parquet as pq
 
 from mixassets.engine.gating import conform_documents, gate_batch, standing_after
 from mixassets.engine.rules import GateContext, Rule, rules_for
-from mixassets.project import SourceSpec
-from mixassets.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
-from mixassets.storage import PARQUET_OPTIONS
+from mixtrain.config.data import SourceSpec
+from mixtrain.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, PARQUET_OPTIONS, QUARANTINE_SCHEMA
 
 Batches = Callable[[], Iterable[pa.Table | pa.RecordBatch]]
 # Rows gated between two hand-backs of freed memory to the OS (see ``_release_freed_memory``): a few

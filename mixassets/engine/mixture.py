@@ -51,7 +51,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mixassets.engine.text_norm import stable_hash64
-from mixassets.project import LengthBucket, MixtureSpec
+from mixtrain.config.data import LengthBucket, MixtureSpec
 
 TOKENS_COLUMN = "tokens"
 PHASE_COLUMN = "phase"

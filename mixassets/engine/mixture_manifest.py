@@ -14,7 +14,8 @@ from typing import Any
 import pyarrow as pa
 
 from mixassets.engine.licenses import license_tags
-from mixassets.project import MixtureSpec, spec_hash
+from mixtrain.config.data import MixtureSpec
+from mixtrain.identity import spec_hash
 
 ID_FIELDS = ("spec_hash", "inputs", "shards")
 

@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixassets.engine import chat
-from mixassets.project import SourceSpec
-from mixassets.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
+from mixtrain.config.data import SourceSpec
+from mixtrain.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
 
 RULE_UNDECODABLE = "read.undecodable"
 RULE_MALFORMED = "read.malformed_record"

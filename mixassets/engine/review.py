@@ -35,7 +35,7 @@ import pyarrow as pa
 from mixassets.engine import chat
 from mixassets.engine.rules import CHAT_JOINER
 from mixassets.engine.text_norm import stable_hash64
-from mixassets.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
+from mixtrain.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
 
 REVIEW_SHEET_COLUMNS = [
     "doc_id",

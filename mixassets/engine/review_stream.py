@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from mixassets.engine.gating_stream import GateSink
 from mixassets.engine.review import apply_overrides, review_agreement
-from mixassets.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
+from mixtrain.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
 
 
 class ReviewingSink:

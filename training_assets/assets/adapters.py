@@ -29,12 +29,14 @@ from dagster import (
     sensor,
 )
 
-from mixassets.automation import rerun_when_changed
-from mixassets.dagster_internals import DATA_VERSION_TAG
-from mixassets.jobs import SEPARATE_SPECS_TAG
-from mixassets.partitions import ADAPTERS_PARTITION, adapter_partitions
-from mixassets.project import AdapterSpec, Project, spec_hash
-from mixassets.resources import ProjectResource
+from mixtrain.automation import rerun_when_changed
+from mixtrain.config.training import AdapterSpec
+from mixtrain.dagster_internals import DATA_VERSION_TAG
+from mixtrain.identity import spec_hash
+from mixtrain.jobs import SEPARATE_SPECS_TAG
+from mixtrain.partitions import ADAPTERS_PARTITION, adapter_partitions
+from mixtrain.project import Project
+from mixtrain.resources import ProjectResource
 from training_assets.assets.model_store import local_model_dir
 from training_assets.assets.models import train_adapter
 

@@ -6,10 +6,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixassets.markdown import markdown_table
-from mixassets.project import Project, spec_hash
-from mixassets.provenance import model_history_path
-from mixassets.storage import json_bytes, model_dir, write_atomic
+from mixtrain.identity import spec_hash
+from mixtrain.markdown import markdown_table
+from mixtrain.project import Project
+from mixtrain.provenance import model_history_path
+from mixtrain.storage import json_bytes, model_dir, write_atomic
 
 
 def local_model_dir(proj: Project, key: str | list[str]) -> Path:

@@ -10,11 +10,12 @@ from typing import Any
 import pyarrow as pa
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
-from mixassets.automation import rerun_when_changed
-from mixassets.project import Project, spec_hash
-from mixassets.resources import ProjectResource
-from mixassets.storage import publish_model_dir
-from mixassets.versioning import json_output
+from mixtrain.automation import rerun_when_changed
+from mixtrain.identity import spec_hash
+from mixtrain.project import Project
+from mixtrain.resources import ProjectResource
+from mixtrain.storage import publish_model_dir
+from mixtrain.versioning import json_output
 from training_assets.assets.launch import launch_training
 from training_assets.assets.model_store import (
     EXECUTION_FIELDS,

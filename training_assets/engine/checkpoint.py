@@ -23,7 +23,6 @@ API:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mixtrain.identity import file_sha256
 from training_assets.engine.base_model import atomic_directory
 
 META_FILE = "checkpoint.json"
@@ -93,14 +93,6 @@ def clear_checkpoints(directory: str | os.PathLike[str]) -> None:
     for entry in root.iterdir():
         if entry.is_dir() and (_NAME.match(entry.name) or entry.name.startswith(".step-")):
             shutil.rmtree(entry)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -186,7 +178,7 @@ def save_checkpoint(
             "fingerprint": fingerprint,
             "fingerprint_inputs": fingerprint_inputs,
             "history": history,
-            "files": {name: _sha256(tmp / name) for name in (WEIGHTS_FILE, STATE_FILE)},
+            "files": {name: file_sha256(tmp / name) for name in (WEIGHTS_FILE, STATE_FILE)},
         }
         with open(tmp / META_FILE, "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=1, sort_keys=True, allow_nan=False)
@@ -232,7 +224,7 @@ def load_checkpoint(ckpt: Checkpoint, *, model: Any, optimizer: Any, scheduler: 
         raise CheckpointError(f"{ckpt.path}: checkpoint format {meta.get('format')!r}, expected {FORMAT_VERSION}")
     for name, digest in meta["files"].items():
         path = ckpt.path / name
-        if not path.is_file() or _sha256(path) != digest:
+        if not path.is_file() or file_sha256(path) != digest:
             raise CheckpointError(f"{path}: missing or damaged (sha256 does not match {META_FILE})")
 
     saved = load_file(str(ckpt.path / WEIGHTS_FILE))

@@ -34,7 +34,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
-from mixassets.project import DistillRecipe, StudentSpec
+from mixtrain.config.training import DistillRecipe, StudentSpec
 from training_assets.engine.base_model import atomic_directory, weights_sha256
 from training_assets.engine.batching import batch_stream
 from training_assets.engine.examples import tokenize_records

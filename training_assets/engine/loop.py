@@ -58,6 +58,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from mixtrain.identity import canonical_json, fingerprint
 from training_assets.engine.checkpoint import (
     check_compatible,
     clear_checkpoints,
@@ -66,7 +67,6 @@ from training_assets.engine.checkpoint import (
     save_checkpoint,
     trainable_named_parameters,
 )
-from training_assets.engine.run_manifest import canonical_json, fingerprint
 
 LossOutput = tuple[Any, Any] | tuple[Any, Any, Mapping[str, Any]]
 

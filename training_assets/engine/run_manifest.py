@@ -10,28 +10,23 @@ get the same fingerprint, which is what lets an orchestrator treat such a rerun 
 The git commit is volatile on purpose: any unrelated commit (docs, another stage) would otherwise force retraining;
 changes to the training code itself are signalled by the asset's code version.
 
+The identity helpers it records with (canonical JSON, package versions, git state, hardware) are
+:mod:`mixtrain.identity`'s, shared with every other record the project writes.
+
 API:
-    canonical_json(obj) -> str              sorted-key, NaN-free JSON; the text every fingerprint hashes
-    fingerprint(obj) -> str                 sha256 of canonical_json(obj)
     stable_fingerprint(manifest) -> str     fingerprint of the manifest without VOLATILE_KEYS
-    package_versions(names=PACKAGES) -> {name: version | None}   (+ "python")
-    git_state(project_dir=None) -> {"commit", "dirty"} | None    never raises
-    hardware_info(device, dtype) -> dict
     build_run_manifest(...) -> dict          the standard layout, filled from a loop.LoopResult
     write_manifest(path, manifest)           pretty, sorted JSON
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import json
 import os
-import platform
-import subprocess
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from mixtrain.identity import canonical_json, fingerprint, git_state, hardware, package_versions
 
 if TYPE_CHECKING:
     from training_assets.engine.loop import LoopResult
@@ -39,88 +34,10 @@ if TYPE_CHECKING:
 # Facts about this execution rather than consequences of the inputs; excluded from stable_fingerprint.
 VOLATILE_KEYS = frozenset({"hardware", "wall_time_s", "tokens_per_s", "execution", "git"})
 
-PACKAGES = ("torch", "transformers", "peft", "numpy", "pyarrow", "safetensors", "mixtrain")
-
-# The code lives at <project>/training_assets/engine/run_manifest.py; its project is the default git checkout.
-_CODE_ROOT = Path(__file__).resolve().parents[2]
-
-
-def canonical_json(obj: Any) -> str:
-    """One text per value: sorted keys, no whitespace, and no NaN (which JSON cannot round-trip)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def fingerprint(obj: Any) -> str:
-    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
-
 
 def stable_fingerprint(manifest: Mapping[str, Any]) -> str:
     """Hash of the manifest's input-determined part: equal for reruns (or resumed runs) of unchanged inputs."""
     return fingerprint({k: v for k, v in manifest.items() if k not in VOLATILE_KEYS})
-
-
-def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:
-    """Installed distribution versions (None for one that is not installed) plus the Python version."""
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    out["python"] = platform.python_version()
-    return out
-
-
-def _git(args: list[str], cwd: Path) -> str | None:
-    try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout if done.returncode == 0 else None
-
-
-def git_state(project_dir: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
-    """``{"commit", "dirty"}`` of the checkout holding ``project_dir`` (default: this code's project).
-
-    None when git is missing, the directory is not in a work tree, or git fails in any way: provenance is
-    nice to have and must never stop a training run.
-    """
-    where = Path(project_dir) if project_dir is not None else _CODE_ROOT
-    if not where.is_dir():
-        return None
-    commit = _git(["rev-parse", "HEAD"], where)
-    if commit is None:
-        return None
-    status = _git(["status", "--porcelain", "--untracked-files=no"], where)
-    return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def hardware_info(device: str, dtype: str) -> dict[str, Any]:
-    import torch
-
-    gpus = (
-        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if device.startswith("cuda") else []
-    )
-    return {
-        "device": device,
-        "dtype": dtype,
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "gpu": gpus[0] if gpus else None,
-        "gpu_count": len(gpus),
-    }
 
 
 def _json_ready(name: str, value: Any) -> Any:
@@ -168,7 +85,7 @@ def build_run_manifest(
     if clash:
         raise ValueError(f"run manifest: keys {sorted(clash)} are reserved for execution facts")
     volatile = {
-        "hardware": hardware_info(result.device, result.dtype),
+        "hardware": hardware(result.device, result.dtype),
         "wall_time_s": result.wall_time_s,
         "tokens_per_s": result.tokens_per_s,
         "git": git_state(project_dir),

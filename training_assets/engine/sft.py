@@ -197,7 +197,7 @@ def train_lora(
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mixassets.project import TrainingRecipe
+    from mixtrain.config.training import TrainingRecipe
 
     # -- configuration: validate and fill defaults so the manifest records every value that was used --
     cfg = TrainingRecipe.model_validate(recipe).model_dump(mode="json")

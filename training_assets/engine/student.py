@@ -9,13 +9,12 @@ differently would train the student towards the wrong tokens without any error. 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 from typing import Any
 
-from training_assets.engine.base_model import atomic_directory, weights_sha256
+from mixtrain.identity import vocab_sha256, weights_sha256
+from training_assets.engine.base_model import atomic_directory
 
 _LAYER_KEY = re.compile(r"^(.*\.layers\.)(\d+)(\..*)$")
 
@@ -27,12 +26,6 @@ class VocabMismatchError(ValueError):
 def _vocab(tokenizer: Any) -> dict[str, int]:
     # get_vocab() includes added tokens; len(tokenizer) can exceed its size when ids have holes, so both count.
     return dict(tokenizer.get_vocab())
-
-
-def vocab_sha256(tokenizer: Any) -> str:
-    """Identity of a tokenizer's token -> id map (independent of how the tokenizer files are laid out)."""
-    items = sorted(_vocab(tokenizer).items(), key=lambda kv: (kv[1], kv[0]))
-    return hashlib.sha256(json.dumps(items, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
 
 
 def check_same_vocab(teacher_tok: Any, student_tok: Any, *, show: int = 5) -> str:

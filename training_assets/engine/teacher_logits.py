@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from mixtrain.identity import file_sha256
 from training_assets.engine.base_model import atomic_directory
 from training_assets.engine.examples import IGNORE_INDEX
 from training_assets.engine.kd_losses import TopK, teacher_topk
@@ -50,7 +51,7 @@ def fingerprint(input_ids: Sequence[int]) -> int:
     return int.from_bytes(digest, "little")
 
 
-def examples_sha256(examples: Sequence[dict[str, list[int]]]) -> str:
+def examplesfile_sha256(examples: Sequence[dict[str, list[int]]]) -> str:
     """Identity of a list of examples (token ids and label positions, in order): what a store was computed for."""
     h = hashlib.sha256()
     for e in examples:
@@ -80,14 +81,6 @@ def teacher_signal(teacher: Any, batch: dict[str, Any], *, top_k: int | None, te
     if top_k is None:
         return {"teacher_logits": logits}
     return {"teacher_topk": teacher_topk(logits, top_k, temperature)}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _ShardWriter:
@@ -131,7 +124,7 @@ class _ShardWriter:
         for key, arr in arrays.items():
             path = self.root / name / f"{key}.npy"
             np.save(path, arr, allow_pickle=False)
-            files[path.name] = _sha256(path)
+            files[path.name] = file_sha256(path)
         self.shards.append(
             {"name": name, "n_examples": len(self.lengths), "n_tokens": int(sum(self.lengths)), "files": files}
         )
@@ -204,7 +197,7 @@ def precompute_teacher_topk(
                 "temperature": temperature,
                 "vocab_size": vocab,
                 "n_examples": len(examples),
-                "examples_sha256": examples_sha256(examples),
+                "examples_sha256": examplesfile_sha256(examples),
                 "n_tokens": total_tokens,
                 "shards": writer.shards,
                 "bytes_on_disk": stored,
@@ -243,7 +236,7 @@ class TopKStore:
                 path = self.path / shard["name"] / f"{name}.npy"
                 if not path.is_file():
                     raise TeacherStoreError(f"{path}: missing from the store")
-                if verify and _sha256(path) != shard["files"][path.name]:
+                if verify and file_sha256(path) != shard["files"][path.name]:
                     raise TeacherStoreError(f"{path}: checksum does not match {index_path}; the store is damaged")
                 arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
             self._shards.append(arrays)

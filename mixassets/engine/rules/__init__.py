@@ -34,7 +34,7 @@ from mixassets.engine.rules.quality_prose import PROSE_RULES
 from mixassets.engine.rules.record import MalformedChatRule
 from mixassets.engine.rules.rights import ForbiddenTagRule, UnknownLicenseRule
 from mixassets.engine.rules.safety import SafetyClassifierRule, SafetyLexiconRule
-from mixassets.project import SourceSpec
+from mixtrain.config.data import SourceSpec
 
 __all__ = [
     "BLOCKING_ACTIONS",

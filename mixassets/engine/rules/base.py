@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 import pyarrow as pa
 
 from mixassets.engine import chat
-from mixassets.project import GatingConfig, SourceSpec
+from mixtrain.config.data import GatingConfig, SourceSpec
 
 Action = Literal["reject", "quarantine", "redact", "strip", "flag"]
 BLOCKING_ACTIONS = frozenset({"reject", "quarantine"})

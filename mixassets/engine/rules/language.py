@@ -6,7 +6,7 @@ import pyarrow as pa
 
 from mixassets.engine.langid import detect_language
 from mixassets.engine.rules.base import DocOutcomes, GateContext, Outcome, Rule, texts
-from mixassets.project import SourceSpec
+from mixtrain.config.data import SourceSpec
 
 # What the runner's ``lang.<code>`` metric counts when the detector was not sure.
 UNDETERMINED = "und"

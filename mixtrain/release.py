@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from mixassets.storage import JSON_EXT, asset_path, json_bytes, read_json, write_atomic
+from mixtrain.storage import JSON_EXT, asset_path, json_bytes, read_json, write_atomic
 
 RELEASE_KEY = "released_model"
 

@@ -19,9 +19,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from upath import UPath
 
-from mixassets.project import Project, ProjectError, spec_hash
-from mixassets.provenance import impact
-from mixassets.storage import json_bytes, read_json, write_atomic
+from mixtrain.identity import spec_hash
+from mixtrain.project import Project, ProjectError
+from mixtrain.provenance import impact
+from mixtrain.storage import json_bytes, read_json, write_atomic
 
 REVOCATIONS_DIR = "revocations"
 
@@ -68,7 +69,7 @@ def record_revocation(
     project: Project, source_id: str, reason: str, revoked_by: str | None = None
 ) -> tuple[Revocation, dict[str, Any]]:
     """Write ``revocations/<source>.yaml`` (atomically) and label the stored models trained on the source;
-    returns the revocation and the source's :func:`~mixassets.provenance.impact` (what is now stale)."""
+    returns the revocation and the source's :func:`~mixtrain.provenance.impact` (what is now stale)."""
     if source_id not in project.sources:
         raise ProjectError(f"unknown source '{source_id}' (sources: {', '.join(project.source_ids())})")
     rev = Revocation(

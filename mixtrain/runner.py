@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, evaluate_automation_conditions, materialize
 
-from mixassets.dagster_internals import deserialize_cursor, serialize_cursor
-from mixassets.jobs import SPEC_JOBS
-from mixassets.partitions import SOURCES_PARTITION, partition_keys
-from mixassets.project import Project
+from mixtrain.dagster_internals import deserialize_cursor, serialize_cursor
+from mixtrain.jobs import SPEC_JOBS
+from mixtrain.partitions import SOURCES_PARTITION, partition_keys
+from mixtrain.project import Project
 
 CURSOR_FILE = "mixtrain_automation_cursor"
 # Dagster's console logger prints every engine event at DEBUG; the CLI reports progress itself. Step logs and
@@ -91,7 +91,7 @@ def _requested(defs: Definitions, result) -> dict[str | None, set[AssetKey]]:
 
 
 def _blocking_check_failed(graph, instance: DagsterInstance, key: AssetKey) -> bool:
-    from mixassets.summary import latest_check
+    from mixtrain.summary import latest_check
 
     for check_key in graph.get(key).check_keys:
         if graph.get_check_spec(check_key).blocking:
@@ -107,7 +107,7 @@ def _retryable(defs: Definitions, instance: DagsterInstance, project: Project, t
     The automation conditions leave a failed asset alone (so the daemon does not retry it in a loop), but
     ``mixtrain run`` is a person asking, so it tries once. The same pass covers a lost automation cursor:
     changes the cursor can no longer see are still visible as STALE here."""
-    from mixassets.dagster_internals import stale_statuses
+    from mixtrain.dagster_internals import stale_statuses
 
     statuses = stale_statuses(defs, instance, partition_keys(project))
     pending = {(s.key, s.partition) for s in statuses if s.status in ("MISSING", "STALE")}

@@ -9,7 +9,7 @@ from typing import Any
 
 from dagster import DagsterInstance, Definitions
 
-from mixassets.project import PROJECT_ENV, Project, load_project
+from mixtrain.project import PROJECT_ENV, Project, load_project
 
 CODE_LOCATION_MODULE = "definitions"  # the module workspace.yaml loads: all three packages, one location
 

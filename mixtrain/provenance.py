@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from upath import UPath
 
-from mixassets.storage import JSON_EXT, TABLE_EXT, asset_path, read_json
+from mixtrain.storage import JSON_EXT, TABLE_EXT, asset_path, read_json
 
 PER_SOURCE = ("raw_documents", "gated_documents", "quarantine", "decision_log")
 TEXT_COLUMNS = ("text", "messages")

@@ -7,7 +7,6 @@ so the checksum a stage records as its data version is the checksum of the file 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -18,17 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
+from mixtrain.identity import bytes_sha256, file_sha256, json_bytes
+from mixtrain.schema import PARQUET_OPTIONS
+
+__all__ = ["PARQUET_OPTIONS", "file_sha256", "json_bytes"]
+
 TABLE_EXT = ".parquet"
 JSON_EXT = ".json"
-
-
-# How every parquet file of the project is written, whole (``table_bytes``) or batch by batch (``ParquetWriter``).
-PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "write_statistics": True, "store_schema": True}
 
 
 def table_bytes(table: pa.Table, options: Mapping[str, Any] = PARQUET_OPTIONS) -> bytes:
@@ -39,12 +38,8 @@ def table_bytes(table: pa.Table, options: Mapping[str, Any] = PARQUET_OPTIONS) -
     return buf.getvalue()
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def table_checksum(table: pa.Table) -> str:
-    return sha256_bytes(table_bytes(table))
+    return bytes_sha256(table_bytes(table))
 
 
 @dataclass(frozen=True)
@@ -59,7 +54,7 @@ class EncodedTable:
     @classmethod
     def of(cls, table: pa.Table, options: Mapping[str, Any] = PARQUET_OPTIONS) -> EncodedTable:
         data = table_bytes(table, options)
-        return cls(table, data, sha256_bytes(data))
+        return cls(table, data, bytes_sha256(data))
 
 
 @dataclass(frozen=True)
@@ -76,15 +71,6 @@ class StagedTable:
     def of(cls, path: str | os.PathLike[str]) -> StagedTable:
         path = Path(path)
         return cls(path, pq.ParquetFile(path).metadata.num_rows, file_sha256(str(path)))
-
-
-def file_sha256(path: str) -> str:
-    """sha256 of a file (local or fsspec URL), read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with fsspec.open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def staged_path(target: UPath, run_id: str) -> Path:
@@ -122,10 +108,6 @@ def publish_staged(staged: StagedTable, path: UPath) -> None:
     tmp.fs.put_file(str(staged.path), tmp.path)
     tmp.fs.mv(tmp.path, path.path)
     staged.path.unlink(missing_ok=True)
-
-
-def json_bytes(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, indent=1, default=str).encode()
 
 
 def write_atomic(path: UPath, data: bytes) -> None:

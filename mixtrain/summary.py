@@ -6,8 +6,8 @@ from typing import Any
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
-from mixassets.markdown import markdown_table
-from mixassets.partitions import ADAPTERS_PARTITION, SOURCES_PARTITION
+from mixtrain.markdown import markdown_table
+from mixtrain.partitions import ADAPTERS_PARTITION, SOURCES_PARTITION
 
 
 def latest_metadata(instance: DagsterInstance, key: str, partition: str | None = None) -> dict[str, Any]:

@@ -3,7 +3,7 @@ recomputes; one per configured adapter (``adapters:``), so adding a tenant's ada
 
 from dagster import DynamicPartitionsDefinition
 
-from mixassets.project import Project
+from mixtrain.project import Project
 
 SOURCES_PARTITION = "sources"
 source_partitions = DynamicPartitionsDefinition(name=SOURCES_PARTITION)

@@ -10,8 +10,9 @@ import hashlib
 import os
 
 from mixassets.engine.readers import relative_path
-from mixassets.project import Project, spec_hash
-from mixassets.storage import file_sha256
+from mixtrain.identity import spec_hash
+from mixtrain.project import Project
+from mixtrain.storage import file_sha256
 
 # Spec fields that decide how documents are gated or ranked, not what is read: they have their own
 # fingerprints, so a threshold change regates a source without re-reading it (and without rerunning anything

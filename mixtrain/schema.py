@@ -7,7 +7,13 @@ read by pyarrow, pandas or DuckDB without mixtrain installed.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
+
+# How every parquet file of the project is written, whole or batch by batch (``ParquetWriter``): part of the
+# table format, like the schemas below, so engines that write parts directly agree with the IO manager.
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "write_statistics": True, "store_schema": True}
 
 DOCUMENT_SCHEMA = pa.schema(
     [

@@ -8,8 +8,8 @@ import pyarrow as pa
 from dagster import ConfigurableIOManagerFactory, ConfigurableResource, InputContext, OutputContext, UPathIOManager
 from upath import UPath
 
-from mixassets.project import Project, load_project
-from mixassets.storage import (
+from mixtrain.project import Project, load_project
+from mixtrain.storage import (
     JSON_EXT,
     TABLE_EXT,
     EncodedTable,

@@ -8,15 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mixassets.project import ProjectError
+from mixtrain.project import ProjectError
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from dagster import AssetSelection
 
-    from mixassets.instance import activate, load_definitions, open_instance
-    from mixassets.runner import run_project
-    from mixassets.summary import render_summary
+    from mixtrain.instance import activate, load_definitions, open_instance
+    from mixtrain.runner import run_project
+    from mixtrain.summary import render_summary
 
     project = activate(args.project)
     defs = load_definitions(project)
@@ -36,10 +36,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from mixassets.dagster_internals import stale_statuses
-    from mixassets.instance import activate, load_definitions, open_instance
-    from mixassets.partitions import partition_keys
-    from mixassets.runner import observe_specs, sync_partitions
+    from mixtrain.dagster_internals import stale_statuses
+    from mixtrain.instance import activate, load_definitions, open_instance
+    from mixtrain.partitions import partition_keys
+    from mixtrain.runner import observe_specs, sync_partitions
 
     project = activate(args.project)
     defs = load_definitions(project)
@@ -59,8 +59,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _print_revocations(project) -> None:
-    from mixassets.provenance import model_manifests
-    from mixassets.revocations import load_revocations
+    from mixtrain.provenance import model_manifests
+    from mixtrain.revocations import load_revocations
 
     for sid, rev in sorted(load_revocations(project).items()):
         print(f"REVOKED  source {sid} by {rev.revoked_by} at {rev.revoked_at:%Y-%m-%d %H:%M}Z: {rev.reason}")
@@ -74,8 +74,8 @@ def _print_revocations(project) -> None:
 def cmd_trace(args: argparse.Namespace) -> int:
     import json
 
-    from mixassets.project import load_project
-    from mixassets.provenance import render, trace
+    from mixtrain.project import load_project
+    from mixtrain.provenance import render, trace
 
     project = load_project(args.project)
     answer = trace(project.storage_root, args.doc_id)
@@ -86,8 +86,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
 def cmd_impact(args: argparse.Namespace) -> int:
     import json
 
-    from mixassets.project import load_project
-    from mixassets.provenance import impact, render
+    from mixtrain.project import load_project
+    from mixtrain.provenance import impact, render
 
     project = load_project(args.project)
     if args.source_id not in project.sources:
@@ -100,8 +100,8 @@ def cmd_impact(args: argparse.Namespace) -> int:
 def _manifest(project, ref: str | None) -> dict:
     from upath import UPath
 
-    from mixassets.provenance import manifest_history_path, mixture_manifest
-    from mixassets.storage import read_json
+    from mixtrain.provenance import manifest_history_path, mixture_manifest
+    from mixtrain.storage import read_json
 
     if ref is None:
         current = mixture_manifest(project.storage_root)
@@ -118,7 +118,7 @@ def _manifest(project, ref: str | None) -> dict:
 
 def cmd_mixture_diff(args: argparse.Namespace) -> int:
     from mixassets.engine.mixture_diff import diff_manifests, render_diff_markdown
-    from mixassets.project import load_project
+    from mixtrain.project import load_project
 
     project = load_project(args.project)
     new = _manifest(project, args.b)
@@ -131,8 +131,8 @@ def cmd_mixture_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    from mixassets.project import load_project
-    from mixassets.revocations import record_revocation
+    from mixtrain.project import load_project
+    from mixtrain.revocations import record_revocation
 
     project = load_project(args.project)
     rev, reached = record_revocation(project, args.source_id, args.reason, args.by)
@@ -148,8 +148,8 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from dagster import AssetMaterialization
 
-    from mixassets.instance import activate, open_instance
-    from mixassets.release import RELEASE_KEY, rollback
+    from mixtrain.instance import activate, open_instance
+    from mixtrain.release import RELEASE_KEY, rollback
 
     project = activate(args.project)
     rolled = rollback(project.storage_root, args.reason)
@@ -167,7 +167,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from mixassets.instance import activate, workspace_file
+    from mixtrain.instance import activate, workspace_file
 
     project = activate(args.project)
     ws = workspace_file()
@@ -180,8 +180,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_review_sample(args: argparse.Namespace) -> int:
     from mixassets.engine.review import sample_review_sheet, write_sheet_csv
-    from mixassets.instance import activate
-    from mixassets.storage import asset_path, read_table
+    from mixtrain.instance import activate
+    from mixtrain.storage import asset_path, read_table
 
     project = activate(args.project)
     if args.source not in project.sources:
@@ -211,8 +211,8 @@ def cmd_review_apply(args: argparse.Namespace) -> int:
     from upath import UPath
 
     from mixassets.engine.review import read_verdicts_csv
-    from mixassets.instance import activate
-    from mixassets.storage import write_atomic
+    from mixtrain.instance import activate
+    from mixtrain.storage import write_atomic
 
     project = activate(args.project)
     overrides = read_verdicts_csv(args.sheet)

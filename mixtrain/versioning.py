@@ -8,8 +8,8 @@ from typing import Any
 import pyarrow as pa
 from dagster import AssetKey, DagsterInstance, DataVersion, Output
 
-from mixassets.dagster_internals import DATA_VERSION_TAG
-from mixassets.storage import EncodedTable, StagedTable
+from mixtrain.dagster_internals import DATA_VERSION_TAG
+from mixtrain.storage import EncodedTable, StagedTable
 
 
 def table_output(

