@@ -1,12 +1,15 @@
-"""The ``mixtrain`` command: run, status and ui over a pipeline project."""
+"""The ``mixtrain`` command: run, status and ui over a pipeline project, lineage questions, revocation and
+rollback; domain packages add their own subcommands through an entry point group."""
 
 from __future__ import annotations
 
 import argparse
-import io
+import importlib.metadata
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from mixtrain.project import ProjectError
 
@@ -97,39 +100,6 @@ def cmd_impact(args: argparse.Namespace) -> int:
     return 0
 
 
-def _manifest(project, ref: str | None) -> dict:
-    from upath import UPath
-
-    from mixtrain.provenance import manifest_history_path, mixture_manifest
-    from mixtrain.storage import read_json
-
-    if ref is None:
-        current = mixture_manifest(project.storage_root)
-        if current is None:
-            raise ProjectError("no mixture_manifest yet: run `mixtrain run` first")
-        return current
-    if ref.endswith(".json") and Path(ref).is_file():
-        return read_json(UPath(ref))
-    path = manifest_history_path(project.storage_root, ref)
-    if not path.exists():
-        raise ProjectError(f"no mixture manifest '{ref}' in {path.parent} (give a manifest id or a .json path)")
-    return read_json(path)
-
-
-def cmd_mixture_diff(args: argparse.Namespace) -> int:
-    from mixassets.engine.mixture_diff import diff_manifests, render_diff_markdown
-    from mixtrain.project import load_project
-
-    project = load_project(args.project)
-    new = _manifest(project, args.b)
-    old_ref = args.a or new.get("previous_manifest_id")
-    if old_ref is None:
-        raise ProjectError("the current mixture has no previous manifest: give two manifest ids or paths")
-    old = _manifest(project, old_ref)
-    print(render_diff_markdown(diff_manifests(old, new)))
-    return 0
-
-
 def cmd_revoke(args: argparse.Namespace) -> int:
     from mixtrain.project import load_project
     from mixtrain.revocations import record_revocation
@@ -178,59 +148,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, cwd=ws.parent if ws else None)
 
 
-def cmd_review_sample(args: argparse.Namespace) -> int:
-    from mixassets.engine.review import sample_review_sheet, write_sheet_csv
-    from mixtrain.instance import activate
-    from mixtrain.storage import asset_path, read_table
-
-    project = activate(args.project)
-    if args.source not in project.sources:
-        raise ProjectError(f"{project.root / 'sources'}: no source '{args.source}' (known: {project.source_ids()})")
-    tables = {}
-    for key in ("gated_documents", "quarantine", "decision_log"):
-        path = asset_path(project.storage_root, key, args.source)
-        if not path.exists():
-            print(f"mixtrain: {path} does not exist: run `mixtrain run` first", file=sys.stderr)
-            return 1
-        tables[key] = read_table(path)
-    sheet = sample_review_sheet(
-        tables["gated_documents"], tables["quarantine"], tables["decision_log"], n=args.n, seed=args.seed
-    )
-    out = args.out or f"review-{args.source}-seed{args.seed}.csv"
-    write_sheet_csv(sheet, out)
-    print(
-        f"wrote {sheet.num_rows} rows to {out}: fill in verdict (accept|reject), reviewer and note, then "
-        f"`mixtrain review apply {out}`"
-    )
-    return 0
+COMMANDS_GROUP = "mixtrain.commands"
 
 
-def cmd_review_apply(args: argparse.Namespace) -> int:
-    import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
-    from upath import UPath
-
-    from mixassets.engine.review import read_verdicts_csv
-    from mixtrain.instance import activate
-    from mixtrain.storage import write_atomic
-
-    project = activate(args.project)
-    overrides = read_verdicts_csv(args.sheet)
-    unknown = sorted(set(overrides.column("source_id").to_pylist()) - set(project.sources))
-    if unknown:
-        print(f"mixtrain: {args.sheet}: column 'source_id': unknown sources {unknown}", file=sys.stderr)
-        return 2
-    for sid in sorted(set(overrides.column("source_id").to_pylist())):
-        rows = overrides.filter(pc.equal(overrides["source_id"], sid)).select(
-            ["doc_id", "source_id", "verdict", "reviewer", "note"]
-        )
-        dest = project.review_dir(sid) / Path(args.sheet).name
-        buf = io.BytesIO()
-        pacsv.write_csv(rows, buf)
-        write_atomic(UPath(dest), buf.getvalue())
-        print(f"{sid}: {rows.num_rows} verdicts recorded in {dest}")
-    print("run `mixtrain run` to regate only the reviewed sources")
-    return 0
+def _domain_commands() -> list[Callable[[Any], None]]:
+    """Subcommands a domain package adds (``mixtrain mixture``, ``mixtrain review``), found through the
+    ``mixtrain.commands`` entry point group, so the core never imports a domain package."""
+    return [ep.load() for ep in sorted(importlib.metadata.entry_points(group=COMMANDS_GROUP), key=lambda e: e.name)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,35 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reason", required=True)
     p.add_argument("--project")
     p.set_defaults(func=cmd_rollback)
-    mixture = sub.add_parser("mixture", help="mixture manifests").add_subparsers(dest="mixture_command", required=True)
-    p = mixture.add_parser("diff", help="what changed between two mixtures (default: the previous and the current)")
-    p.add_argument("a", nargs="?", help="old manifest id or .json path (default: the current one's predecessor)")
-    p.add_argument("b", nargs="?", help="new manifest id or .json path (default: the current mixture_manifest)")
-    p.add_argument("--project")
-    p.set_defaults(func=cmd_mixture_diff)
-    review = sub.add_parser("review", help="human review of gating decisions").add_subparsers(
-        dest="review_command", required=True
-    )
-    p = review.add_parser("sample", help="write a reproducible review sheet (CSV) for one source")
-    p.add_argument("--project")
-    p.add_argument("--source", required=True)
-    p.add_argument("--n", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="CSV path (default: review-<source>-seed<seed>.csv)")
-    p.set_defaults(func=cmd_review_sample)
-    p = review.add_parser("apply", help="record a filled review sheet's verdicts as overrides")
-    p.add_argument("sheet")
-    p.add_argument("--project")
-    p.set_defaults(func=cmd_review_apply)
+    for register in _domain_commands():
+        register(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as e:
-        # Imported here: the review engine loads every gating rule, which `trace` and `status` do not need.
-        from mixassets.engine.review import ReviewSheetError
-
-        if not isinstance(e, ProjectError | ReviewSheetError):
-            raise
+    except ProjectError as e:
         print(f"mixtrain: {e}", file=sys.stderr)
         return 2
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from mixassets.engine.readers import relative_path
-from mixtrain.identity import spec_hash
+from mixtrain.identity import relative_path, spec_hash
 from mixtrain.project import Project
 from mixtrain.storage import file_sha256
 

@@ -15,6 +15,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import posixpath
 import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -52,6 +53,24 @@ def spec_hash(obj: Any) -> str:
 def json_bytes(obj: Any) -> bytes:
     """How every JSON object the project stores is written: sorted keys, one-space indent (diffable, stable)."""
     return json.dumps(obj, sort_keys=True, indent=1, default=str).encode()
+
+
+# --- names that survive a moved project ---------------------------------------------------------------
+
+
+def relative_path(path: str, base: str) -> str:
+    """``path`` relative to ``base`` with forward slashes; paths outside ``base`` are kept whole.
+
+    A file outside the project has no project-relative name, and a ``../../`` prefix would change with
+    the checkout location, which is exactly what the relative name is meant to avoid.
+    """
+    if "://" in path or "://" in base:
+        b = base.rstrip("/") + "/"
+        return path[len(b) :] if path.startswith(b) else path
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(base))
+    if rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
+        return os.path.abspath(path).replace(os.sep, "/")
+    return posixpath.join(*rel.split(os.sep))
 
 
 # --- content hashes ------------------------------------------------------------------------------------------------

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,6 +21,7 @@ import pyarrow.parquet as pq
 
 from mixassets.engine import chat
 from mixtrain.config.data import SourceSpec
+from mixtrain.identity import relative_path
 from mixtrain.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
 
 RULE_UNDECODABLE = "read.undecodable"
@@ -38,21 +37,6 @@ class SourceReadError(OSError):
 def doc_id_for(source_id: str, locator: str) -> str:
     """Stable id of a record: the same source and locator give the same id on every machine."""
     return hashlib.sha256(f"{source_id}\x00{locator}".encode()).hexdigest()[:20]
-
-
-def relative_path(path: str, base: str) -> str:
-    """``path`` relative to ``base`` with forward slashes; paths outside ``base`` are kept whole.
-
-    A file outside the project has no project-relative name, and a ``../../`` prefix would change with
-    the checkout location, which is exactly what the relative name is meant to avoid.
-    """
-    if "://" in path or "://" in base:
-        b = base.rstrip("/") + "/"
-        return path[len(b) :] if path.startswith(b) else path
-    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(base))
-    if rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
-        return os.path.abspath(path).replace(os.sep, "/")
-    return posixpath.join(*rel.split(os.sep))
 
 
 @dataclass
