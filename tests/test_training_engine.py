@@ -17,7 +17,9 @@ from transformers import AutoTokenizer  # noqa: E402
 from training_assets.engine import base_model as bm  # noqa: E402
 from training_assets.engine.examples import IGNORE_INDEX, RecordError, tokenize_records  # noqa: E402
 from training_assets.engine.loading import load_for_inference  # noqa: E402
-from training_assets.engine.sft import MANIFEST_FILE, train_lora  # noqa: E402
+from training_assets.engine.config import SFTConfig  # noqa: E402
+from training_assets.engine.run_manifest import RUN_MANIFEST_FILE  # noqa: E402
+from training_assets.engine.sft import train_lora  # noqa: E402
 from training_assets.engine.tiny import make_tiny_model  # noqa: E402
 
 CONVERSATION = [
@@ -45,7 +47,7 @@ def tokenizer(tiny_dir: str):
     return AutoTokenizer.from_pretrained(tiny_dir)
 
 
-def recipe(**overrides) -> dict:
+def recipe(**overrides) -> SFTConfig:
     r = {
         "base_model": "tiny",
         "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"], "merge": False},
@@ -59,7 +61,7 @@ def recipe(**overrides) -> dict:
         "dtype": "fp32",
     }
     r.update(overrides)
-    return r
+    return SFTConfig.from_recipe(r)
 
 
 def runs(labels: list[int]) -> list[list[int]]:
@@ -183,7 +185,7 @@ def test_training_lowers_loss_and_writes_a_complete_manifest(tiny_dir: str, tmp_
     assert m["examples"]["examples"] == 3 and m["merged"] is False
     assert all(t > 0 for t in m["tokens"])
 
-    saved = json.loads((tmp_path / "run" / MANIFEST_FILE).read_text())
+    saved = json.loads((tmp_path / "run" / RUN_MANIFEST_FILE).read_text())
     assert saved == json.loads(json.dumps(m))
     assert (tmp_path / "run" / "adapter_model.safetensors").is_file()
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")], "temp dirs left behind"
@@ -198,7 +200,7 @@ def test_same_seed_gives_identical_adapters_and_other_seed_does_not(tiny_dir: st
     r = recipe(steps=3, lora={"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]})
     m1 = train_lora(tiny_dir, records, r, str(tmp_path / "a"), data_manifest_id="x")
     m2 = train_lora(tiny_dir, records, r, str(tmp_path / "b"), data_manifest_id="x")
-    m3 = train_lora(tiny_dir, records, {**r, "seed": 1}, str(tmp_path / "c"), data_manifest_id="x")
+    m3 = train_lora(tiny_dir, records, r.model_copy(update={"seed": 1}), str(tmp_path / "c"), data_manifest_id="x")
     a, b, c = (adapter_tensors(tmp_path / n) for n in "abc")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -223,7 +225,7 @@ def test_grad_accum_matches_one_big_batch(tiny_dir: str, tmp_path: Path) -> None
 def test_given_base_hash_is_recorded_without_rehashing_the_base(
     tiny_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from training_assets.engine import sft
+    from training_assets.engine import run_manifest, sft
 
     hashed: list[str] = []
 
@@ -232,6 +234,7 @@ def test_given_base_hash_is_recorded_without_rehashing_the_base(
         return bm.weights_sha256(path)
 
     monkeypatch.setattr(sft, "weights_sha256", counting_hash)
+    monkeypatch.setattr(run_manifest, "weights_sha256", counting_hash)
     given = bm.weights_sha256(tiny_dir)
     m = train_lora(
         tiny_dir,

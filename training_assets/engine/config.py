@@ -1,17 +1,18 @@
 """The one training config: every setting a run uses, as an explicit field, built once from the project's YAML.
 
-A run is configured by a :class:`TrainConfig` — :class:`LoraConfig` for a LoRA fine-tune, :class:`DistillConfig`
-for a distilled student. It is built from the project section (``TrainingRecipe`` with an adapter's overrides,
-or the ``distillation`` section) by ``from_recipe``, travels unchanged to whichever launcher runs the job (in the
-Dagster process or a Pipes subprocess, as JSON), drives the engine, and is written beside the weights as
-``training_config.json``, from where ``TrainConfig.load(dir)`` reads an equal object back.
+A run is configured by a :class:`TrainConfig` — :class:`SFTConfig` for a supervised LoRA fine-tune,
+:class:`DistillConfig` for a distilled student. It is built from the project section (``TrainingRecipe`` with
+an adapter's overrides, or the ``distillation`` section) by ``from_recipe``, travels unchanged to whichever
+launcher runs the job (in the Dagster process or a Pipes subprocess, as JSON), drives the engine, and is
+written beside the weights as ``training_config.json``, from where ``TrainConfig.load(dir)`` reads an equal
+object back.
 
 Fields are of two kinds. Most decide what is learnt (they are recorded in the run manifest's stable part and
 checkpoints must match them); those in ``EXECUTION_FIELDS`` decide only how the run executes (checkpointing,
 device, threads) and are recorded under the manifest's volatile ``execution``.
 
 API:
-    LoraConfig.from_recipe(recipe, **execution) -> LoraConfig
+    SFTConfig.from_recipe(recipe, **execution) -> SFTConfig
     DistillConfig.from_recipe(recipe, *, student, mode="logit", **execution) -> DistillConfig
     DistillConfig.sft_baseline() -> DistillConfig        same student, data and steps, kd_ratio 0, mode logit
     config.learnt() -> dict          the fields that decide the weights (JSON)
@@ -101,7 +102,7 @@ class TrainConfig(BaseModel):
 
     @classmethod
     def parse(cls, data: Mapping[str, Any] | TrainConfig) -> TrainConfig:
-        """The config of the kind ``data`` names (``{"kind": "lora", ...}``), validated."""
+        """The config of the kind ``data`` names (``{"kind": "sft", ...}``), validated."""
         if isinstance(data, TrainConfig):
             return data
         kind = data.get("kind")
@@ -163,15 +164,15 @@ def _execution(given: Mapping[str, Any]) -> dict[str, Any]:
     return dict(given)
 
 
-class LoraConfig(TrainConfig):
+class SFTConfig(TrainConfig):
     """A LoRA fine-tune of a base model (``train_lora``)."""
 
-    kind: Literal["lora"] = "lora"
+    kind: Literal["sft"] = "sft"
     lora: LoraSpec
     packing: bool = Field(description="a micro-batch is batch_size packed rows (<= max_seq_len tokens)")
 
     @classmethod
-    def from_recipe(cls, recipe: TrainingRecipe | Mapping[str, Any], **execution: Any) -> LoraConfig:
+    def from_recipe(cls, recipe: TrainingRecipe | Mapping[str, Any], **execution: Any) -> SFTConfig:
         """From the ``training`` section (or an adapter's resolved recipe); ``execution`` overrides its
         execution settings (the recipe's ``base_model`` and ``launcher`` are the caller's, not the run's)."""
         r = recipe if isinstance(recipe, TrainingRecipe) else TrainingRecipe.model_validate(dict(recipe))
