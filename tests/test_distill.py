@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from mixtrain.config.training import DistillRecipe  # noqa: E402
 from training_assets.engine.config import DistillConfig  # noqa: E402
@@ -26,7 +26,6 @@ from training_assets.engine.teacher_logits import (  # noqa: E402
     label_positions,
     precompute_teacher_topk,
 )
-from training_assets.engine.tiny import make_tiny_model  # noqa: E402
 
 QA = [
     ("Capital of France?", "Paris"),
@@ -46,22 +45,6 @@ def chat(q: str, a: str, i: int) -> dict:
 
 
 RECORDS = [chat(q, a, i) for i, (q, a) in enumerate(QA)]
-
-
-def make_teacher(path: str, layers: int = 4, seed: int = 0) -> str:
-    """The tiny model of ``tiny.py`` (its tokenizer and sizes), rebuilt with ``layers`` decoder layers."""
-    make_tiny_model(path, seed=seed)
-    config = AutoConfig.from_pretrained(path)
-    config.num_hidden_layers = layers
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        LlamaForCausalLM(config).save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return make_teacher(str(tmp_path_factory.mktemp("teacher") / "t"))
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,11 @@ torch = pytest.importorskip("torch")
 from safetensors.torch import load_file  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
+from tests.conftest import moved_lora_model, tiny_recipe  # noqa: E402
 from training_assets.engine import base_model as bm  # noqa: E402
+from training_assets.engine.config import SFTConfig  # noqa: E402
 from training_assets.engine.examples import IGNORE_INDEX, RecordError, tokenize_records  # noqa: E402
 from training_assets.engine.loading import load_for_inference  # noqa: E402
-from training_assets.engine.config import SFTConfig  # noqa: E402
 from training_assets.engine.run_manifest import RUN_MANIFEST_FILE  # noqa: E402
 from training_assets.engine.sft import train_lora  # noqa: E402
 from training_assets.engine.tiny import make_tiny_model  # noqa: E402
@@ -48,20 +49,7 @@ def tokenizer(tiny_dir: str):
 
 
 def recipe(**overrides) -> SFTConfig:
-    r = {
-        "base_model": "tiny",
-        "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"], "merge": False},
-        "steps": 4,
-        "batch_size": 2,
-        "grad_accum": 1,
-        "lr": 5e-2,
-        "warmup_steps": 1,
-        "max_seq_len": 64,
-        "seed": 0,
-        "dtype": "fp32",
-    }
-    r.update(overrides)
-    return SFTConfig.from_recipe(r)
+    return SFTConfig.from_recipe(tiny_recipe(**overrides))
 
 
 def runs(labels: list[int]) -> list[list[int]]:
@@ -366,17 +354,10 @@ def test_loss_on_label_positions_only_equals_full_logits_loss(tiny_model_dir) ->
     """The LM head runs only where labels are; the loss must be the one full logits give (LoRA included)."""
     import torch
     import torch.nn.functional as F
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
 
     from training_assets.engine.sft import causal_lm_loss
 
-    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
-    torch.manual_seed(0)
-    for p in model.parameters():  # LoRA B starts at zero: move it so the adapter changes the logits
-        if p.requires_grad:
-            p.data.normal_(0, 0.05)
+    model = moved_lora_model(tiny_model_dir)
     ids = torch.randint(0, 200, (2, 16))
     labels = ids.clone()
     labels[:, :6] = -100

@@ -53,7 +53,9 @@ DISTILL = DistillConfig.from_recipe(
 
 
 @pytest.mark.parametrize("kind", ["sft", "distill"])
-def test_pipes_subprocess_trains_the_same_weights_as_in_process(kind: str, tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_pipes_subprocess_trains_the_same_weights_as_in_process(
+    kind: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
     outputs = {}
     for launcher in ("in_process", "subprocess"):
         job = _job(tiny_model_dir, tmp_path, launcher)

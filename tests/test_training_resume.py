@@ -12,10 +12,11 @@ torch = pytest.importorskip("torch")
 
 from safetensors.torch import load_file  # noqa: E402
 
+from tests.conftest import tiny_recipe  # noqa: E402
 from training_assets.engine import sft  # noqa: E402
 from training_assets.engine.checkpoint import CheckpointMismatchError, list_checkpoints  # noqa: E402
-from training_assets.engine.loop import NonFiniteLossError  # noqa: E402
 from training_assets.engine.config import SFTConfig  # noqa: E402
+from training_assets.engine.loop import NonFiniteLossError  # noqa: E402
 from training_assets.engine.run_manifest import RUN_MANIFEST_FILE, stable_fingerprint  # noqa: E402
 from training_assets.engine.sft import TrainingStopped, train_lora  # noqa: E402
 from training_assets.engine.tiny import make_tiny_model  # noqa: E402
@@ -30,18 +31,15 @@ RECORDS = [
 ] + [{"kind": "text", "text": "def add(a, b): return a + b", "messages": None}]
 
 # fp32 so the comparison can be exact; dropout and grad_accum so RNG state and batch position both matter.
-RECIPE = {
-    "base_model": "tiny",
-    "lora": {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"], "merge": False},
-    "steps": 6,
-    "batch_size": 1,
-    "grad_accum": 2,
-    "lr": 5e-2,
-    "warmup_steps": 2,
-    "max_seq_len": 32,
-    "seed": 7,
-    "dtype": "fp32",
-}
+RECIPE = tiny_recipe(
+    lora={"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"], "merge": False},
+    steps=6,
+    batch_size=1,
+    grad_accum=2,
+    warmup_steps=2,
+    max_seq_len=32,
+    seed=7,
+)
 SHARDS = [{"path": "mixture/part-0.parquet", "sha256": "0" * 64}]
 
 

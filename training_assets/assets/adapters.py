@@ -2,32 +2,28 @@
 
 Each partition reads the shared base model and the part of the mixture its spec names, so adding an adapter
 trains only that adapter, and changing one adapter's spec (``adapter_spec``, observed per partition) makes
-only its partition stale. Training, versioning and the manifest are ``sft_adapter``'s.
+only its partition stale. Training, versioning and the model record are ``sft_adapter``'s.
 """
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from dagster import (
     AssetExecutionContext,
-    AssetIn,
     AssetSelection,
     DataVersion,
     DataVersionsByPartition,
     Output,
-    asset,
     define_asset_job,
     observable_source_asset,
 )
 
-from mixtrain.automation import rerun_when_changed
-from mixtrain.config.training import AdapterSpec
 from mixtrain.identity import spec_hash
 from mixtrain.jobs import SEPARATE_SPECS_TAG
 from mixtrain.partitions import ADAPTERS_PARTITION, adapter_partitions
 from mixtrain.project import Project
 from mixtrain.resources import ProjectResource
-from training_assets.assets.model_store import mixture_slice, train_and_record
+from training_assets.assets.model_store import mixture_slice, model_inputs, train_and_record, training_asset
 from training_assets.assets.models import sft_job
+from training_assets.engine.adapter_data import data_filter, select_rows
 from training_assets.resources import TrainingLauncher
 
 
@@ -37,10 +33,6 @@ def adapter_recipe(proj: Project, adapter_id: str) -> dict:
     recipe = spec.recipe(proj.spec.training)
     recipe.pop("base_model")
     return {"recipe": recipe, "data_filter": data_filter(spec)}
-
-
-def data_filter(spec: AdapterSpec) -> dict:
-    return {"sources": sorted(spec.sources), "domains": sorted(spec.domains)}
 
 
 @observable_source_asset(
@@ -64,28 +56,11 @@ refresh_adapter_specs = define_asset_job(
 )
 
 
-def select_rows(mixture: pa.Table, spec: AdapterSpec) -> pa.Table:
-    """The mixture rows an adapter trains on (every occurrence, so upsampling and phases carry over)."""
-    keep = pa.array([True] * mixture.num_rows)
-    if spec.sources:
-        keep = pc.and_(keep, pc.is_in(mixture["source_id"], pa.array(spec.sources, pa.string())))
-    if spec.domains:
-        keep = pc.and_(keep, pc.is_in(mixture["domain"], pa.array(spec.domains, pa.string())))
-    return mixture.filter(keep)
-
-
-@asset(
+@training_asset(
     partitions_def=adapter_partitions,
-    ins={
-        "mixture": AssetIn(),
-        "mixture_manifest": AssetIn(input_manager_key="json_io_manager"),
-        "base_model": AssetIn(input_manager_key="json_io_manager"),
-    },
+    ins=model_inputs("base_model"),
     deps=["adapter_spec"],
-    io_manager_key="json_io_manager",
     code_version="task-adapter-1",
-    automation_condition=rerun_when_changed(),
-    group_name="training",
     description="A LoRA adapter per entry of adapters: (tenant or task) over the shared base model, trained on "
     "its part of the mixture.",
 )

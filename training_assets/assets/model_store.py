@@ -10,8 +10,9 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import AssetExecutionContext, MetadataValue, Output
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
+from mixtrain.automation import rerun_when_changed
 from mixtrain.identity import spec_hash
 from mixtrain.markdown import markdown_table
 from mixtrain.project import Project
@@ -22,6 +23,22 @@ from training_assets.engine.config import DistillConfig
 from training_assets.engine.jobs import TrainJob
 from training_assets.records import ModelRecord
 from training_assets.resources import TrainingLauncher
+
+JSON_IO = "json_io_manager"
+
+
+def training_asset(**kwargs: Any) -> Any:
+    """``@asset`` of the training group: the output is a JSON record, rerun when what made it changed."""
+    return asset(io_manager_key=JSON_IO, automation_condition=rerun_when_changed(), group_name="training", **kwargs)
+
+
+def model_inputs(*records: str) -> dict[str, AssetIn]:
+    """A training asset's inputs: the mixture table, its manifest and the named records (``base_model``, ...)."""
+    return {
+        "mixture": AssetIn(),
+        **{name: AssetIn(input_manager_key=JSON_IO) for name in ("mixture_manifest", *records)},
+    }
+
 
 # Recipe fields that change how a run executes, never what it learns: they do not make a new model version.
 RECIPE_EXECUTION_FIELDS = ("launcher", "gradient_checkpointing", "checkpoint_every", "keep_checkpoints")

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, AssetIn, Output, asset
+from dagster import AssetExecutionContext, Output
 
-from mixtrain.automation import rerun_when_changed
 from mixtrain.project import Project
 from mixtrain.resources import ProjectResource
 from mixtrain.storage import publish_model_dir
@@ -18,9 +17,11 @@ from mixtrain.versioning import json_output
 from training_assets.assets.model_store import (
     local_mixture,
     local_model_dir,
+    model_inputs,
     model_version,
     recipe_hash,
     train_and_record,
+    training_asset,
 )
 from training_assets.engine.base_model import materialize_base_model
 from training_assets.engine.config import SFTConfig
@@ -28,12 +29,9 @@ from training_assets.engine.jobs import TrainJob
 from training_assets.resources import TrainingLauncher
 
 
-@asset(
+@training_asset(
     deps=["base_model_spec"],
-    io_manager_key="json_io_manager",
     code_version="base-1",
-    automation_condition=rerun_when_changed(),
-    group_name="training",
     description="The base model as safetensors (SmolLM2-135M-Instruct from its GGUF, or any HF dir/id).",
 )
 def base_model(context: AssetExecutionContext, project: ProjectResource):
@@ -87,17 +85,10 @@ def sft_job(
     return job, version
 
 
-@asset(
-    ins={
-        "mixture": AssetIn(),
-        "mixture_manifest": AssetIn(input_manager_key="json_io_manager"),
-        "base_model": AssetIn(input_manager_key="json_io_manager"),
-    },
+@training_asset(
+    ins=model_inputs("base_model"),
     deps=["training_recipe"],
-    io_manager_key="json_io_manager",
     code_version="sft-1",
-    automation_condition=rerun_when_changed(),
-    group_name="training",
     description="LoRA adapter trained on the mixture; its run manifest records config, data and hardware.",
 )
 def sft_adapter(

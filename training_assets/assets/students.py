@@ -5,13 +5,19 @@ Both run as training jobs through the same launcher as the adapters (in process 
 """
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, AssetIn, AssetsDefinition, Output, asset
+from dagster import AssetExecutionContext, AssetsDefinition, Output
 
-from mixtrain.automation import rerun_when_changed
 from mixtrain.identity import spec_hash
 from mixtrain.project import Project
 from mixtrain.resources import ProjectResource
-from training_assets.assets.model_store import local_mixture, local_model_dir, model_version, train_and_record
+from training_assets.assets.model_store import (
+    local_mixture,
+    local_model_dir,
+    model_inputs,
+    model_version,
+    train_and_record,
+    training_asset,
+)
 from training_assets.engine.config import DistillConfig
 from training_assets.engine.jobs import TrainJob
 from training_assets.resources import TrainingLauncher
@@ -29,19 +35,11 @@ def distill_config(proj: Project, baseline: bool) -> DistillConfig:
 
 
 def _student_asset(name: str, baseline: bool, description: str) -> AssetsDefinition:
-    @asset(
+    @training_asset(
         name=name,
-        ins={
-            "mixture": AssetIn(),
-            "mixture_manifest": AssetIn(input_manager_key="json_io_manager"),
-            "base_model": AssetIn(input_manager_key="json_io_manager"),
-            "sft_adapter": AssetIn(input_manager_key="json_io_manager"),
-        },
+        ins=model_inputs("base_model", "sft_adapter"),
         deps=["distillation_recipe"],
-        io_manager_key="json_io_manager",
         code_version="student-1",
-        automation_condition=rerun_when_changed(),
-        group_name="training",
         description=description,
     )
     def student(

@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mixtrain.config.training import DistillRecipe, LoraSpec, SequenceKDSpec, StudentSpec, TrainingRecipe
+from training_assets.engine.loop import LoopConfig
 
 CONFIG_FILE = "training_config.json"
 
@@ -122,10 +123,8 @@ class TrainConfig(BaseModel):
             self.checkpoint_dir is not None or self.checkpoint_every > 0 or bool(self.resume) or bool(self.stop_after)
         )
 
-    def loop_config(self, device: str) -> Any:
+    def loop_config(self, device: str) -> LoopConfig:
         """The loop's settings (``loop.LoopConfig``) for this run on ``device``."""
-        from training_assets.engine.loop import LoopConfig
-
         return LoopConfig(
             steps=self.steps,
             lr=self.lr,

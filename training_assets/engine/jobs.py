@@ -9,6 +9,7 @@ in :func:`run_job`. Fine-tunes (``SFTConfig``) and distillations (``DistillConfi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -79,30 +80,24 @@ def run_job(job: TrainJob | Mapping[str, Any], on_step: Callable[[dict[str, Any]
 
 
 def _train(job: TrainJob, on_step: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
-    records = read_records(job.mixture_path)
-    inputs = {"data_manifest_id": job.data_manifest_id, "data_shards": job.data_shards, "project_dir": job.project_dir}
     if isinstance(job.config, DistillConfig):
         from training_assets.engine.distill import distill_student
 
-        return distill_student(
-            job.base_dir,
-            job.adapter_dir,
-            records,
-            job.config,
-            job.out_dir,
-            teacher_weights_sha256=job.base_weights_sha256,
-            on_step=on_step,
-            **inputs,
+        engine = functools.partial(
+            distill_student, job.base_dir, job.adapter_dir, teacher_weights_sha256=job.base_weights_sha256
         )
-    from training_assets.engine.sft import train_lora
+    else:
+        from training_assets.engine.sft import train_lora
 
-    return train_lora(
-        job.base_dir,
-        records,
+        engine = functools.partial(
+            train_lora, job.base_dir, base_weights_sha256=job.base_weights_sha256, phase_order=job.phase_order
+        )
+    return engine(
+        read_records(job.mixture_path),
         job.config,
         job.out_dir,
-        base_weights_sha256=job.base_weights_sha256,
+        data_manifest_id=job.data_manifest_id,
+        data_shards=job.data_shards,
+        project_dir=job.project_dir,
         on_step=on_step,
-        phase_order=job.phase_order,
-        **inputs,
     )
