@@ -1,5 +1,6 @@
-"""The record of a trained model: what the ``sft_adapter``, ``task_adapter``, ``distilled_student`` and
-``student_sft_baseline`` assets output (as JSON), keep in the model history, and hand to evaluation.
+"""The records of models: what the ``base_model`` asset outputs (:class:`BaseModelRecord`), and what the
+``sft_adapter``, ``task_adapter``, ``distilled_student`` and ``student_sft_baseline`` assets output
+(:class:`ModelRecord`, as JSON), keep in the model history, and hand to evaluation.
 
 Words, as used across training: the *run manifest* is what the engine wrote beside the weights
 (``run_manifest.json``: config, seeds, data, curves, output weights hash); the *mixture manifest* is the data
@@ -10,6 +11,19 @@ the run manifest. Dagster-free and torch-free, so evaluation and tooling can imp
 from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
+
+
+class BaseModelRecord(TypedDict):
+    location: str  # where it is published (== path on local storage)
+    requested: str  # training.base_model as the project names it
+    source: str  # how it was read: "gguf:<file>", "local:<dir>" or "hub:<id>"
+    path: str  # the local save_pretrained directory
+    architecture: str
+    n_params: int
+    dtype: str
+    weights_sha256: str  # the data version
+    vocab_size: int
+    has_chat_template: bool
 
 
 class TeacherRef(TypedDict):

@@ -26,6 +26,7 @@ from training_assets.assets.model_store import (
 from training_assets.engine.base_model import materialize_base_model
 from training_assets.engine.config import SFTConfig
 from training_assets.engine.jobs import TrainJob
+from training_assets.records import BaseModelRecord
 from training_assets.resources import TrainingLauncher
 
 
@@ -42,7 +43,7 @@ def base_model(context: AssetExecutionContext, project: ProjectResource):
     info = materialize_base_model(str(local) if local.is_dir() else name, str(out))
     location = publish_model_dir(out, proj.storage_root, "base_model")
     # info["path"] (the absolute local directory) is the one path both the record and the metadata report.
-    record = {"location": location, "requested": name, **info}
+    record: BaseModelRecord = {"location": location, "requested": name, **info}
     metadata = {
         "n_params": int(info.get("n_params", 0)),
         "weights_sha256": info["weights_sha256"],
