@@ -345,6 +345,7 @@ def _rates(tokens: list[int], ends: list[float], start: float, cpu_ends: list[fl
 
 def run_mixtrain(base_dir: str, records: list[dict[str, Any]], s: BenchSettings) -> dict[str, Any]:
     """mixtrain's ``train_lora`` on ``records``; per-step tokens and timings from its ``on_step`` reports."""
+    from training_assets.engine.config import SFTConfig
     from training_assets.engine.sft import train_lora
 
     _set_threads(s.threads)
@@ -359,7 +360,7 @@ def run_mixtrain(base_dir: str, records: list[dict[str, Any]], s: BenchSettings)
         manifest = train_lora(
             base_dir,
             records,
-            s.recipe(),
+            SFTConfig.from_recipe(s.recipe()),
             str(Path(tmp) / "adapter"),
             data_manifest_id="bench",
             base_weights_sha256="not-hashed-in-benchmark",  # TRL hashes nothing either

@@ -56,3 +56,96 @@ def build_tiny_project(root: Path, model_dir: Path) -> Path:
 @pytest.fixture
 def tiny_project(tmp_path, tiny_model_dir) -> Path:
     return build_tiny_project(tmp_path / "project", tiny_model_dir)
+
+
+# -- training engine helpers (packing, flat batches, SFT, distillation tests) ------------------------------
+
+
+def make_examples(lengths: list[int], seed: int = 0, vocab: int = 500) -> list[dict]:
+    """Random token examples of the given lengths, about 60% of positions labelled."""
+    import random
+
+    from training_assets.engine.examples import IGNORE_INDEX
+
+    rng = random.Random(seed)
+    out = []
+    for n in lengths:
+        ids = [rng.randrange(3, vocab) for _ in range(n)]
+        labels = [t if rng.random() < 0.6 else IGNORE_INDEX for t in ids]
+        out.append({"input_ids": ids, "labels": labels})
+    return out
+
+
+@pytest.fixture(scope="module", params=["sdpa", "eager"])
+def attention_model(request, tiny_model_dir: Path):
+    """The tiny model in eval mode, once per attention implementation."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    m = AutoModelForCausalLM.from_pretrained(
+        str(tiny_model_dir), dtype=torch.float32, attn_implementation=request.param
+    )
+    return m.eval()
+
+
+def alone_logits(model, ids: list[int]):
+    """A document's logits when it runs alone."""
+    import torch
+
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([ids])).logits[0]
+
+
+def moved_lora_model(model_dir: Path):
+    """The tiny model under a LoRA adapter whose weights are moved off their init (B starts at zero, which
+    would leave the logits unchanged)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    torch.manual_seed(0)
+    for p in model.parameters():
+        if p.requires_grad:
+            p.data.normal_(0, 0.05)
+    return model
+
+
+def tiny_recipe(**overrides) -> dict:
+    """A small fp32 LoRA recipe for the tiny model (``TrainingRecipe`` fields)."""
+    recipe = {
+        "base_model": "tiny",
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"], "merge": False},
+        "steps": 4,
+        "batch_size": 2,
+        "grad_accum": 1,
+        "lr": 5e-2,
+        "warmup_steps": 1,
+        "max_seq_len": 64,
+        "seed": 0,
+        "dtype": "fp32",
+    }
+    return {**recipe, **overrides}
+
+
+def make_teacher(path: str, layers: int = 4, seed: int = 0) -> str:
+    """The tiny model of ``tiny.py`` (its tokenizer and sizes), rebuilt with ``layers`` decoder layers."""
+    import torch
+    from transformers import AutoConfig, LlamaForCausalLM
+
+    from training_assets.engine.tiny import make_tiny_model
+
+    make_tiny_model(path, seed=seed)
+    config = AutoConfig.from_pretrained(path)
+    config.num_hidden_layers = layers
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny 4-layer teacher."""
+    return make_teacher(str(tmp_path_factory.mktemp("teacher") / "t"))

@@ -10,17 +10,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
-from training_assets.engine.distill import (  # noqa: E402
-    MANIFEST_FILE,
-    DistillRecipe,
-    distill_student,
-    sft_only_recipe,
-)
+from mixtrain.config.training import DistillRecipe  # noqa: E402
+from training_assets.engine.config import DistillConfig  # noqa: E402
+from training_assets.engine.distill import distill_student  # noqa: E402
 from training_assets.engine.examples import tokenize_records  # noqa: E402
 from training_assets.engine.kd_losses import teacher_topk  # noqa: E402
 from training_assets.engine.packing import pad_collate  # noqa: E402
+from training_assets.engine.run_manifest import RUN_MANIFEST_FILE  # noqa: E402
 from training_assets.engine.sequence_kd import generate_sequence_kd, prompt_messages  # noqa: E402
 from training_assets.engine.teacher_logits import (  # noqa: E402
     TeacherStoreError,
@@ -28,7 +26,6 @@ from training_assets.engine.teacher_logits import (  # noqa: E402
     label_positions,
     precompute_teacher_topk,
 )
-from training_assets.engine.tiny import make_tiny_model  # noqa: E402
 
 QA = [
     ("Capital of France?", "Paris"),
@@ -48,22 +45,6 @@ def chat(q: str, a: str, i: int) -> dict:
 
 
 RECORDS = [chat(q, a, i) for i, (q, a) in enumerate(QA)]
-
-
-def make_teacher(path: str, layers: int = 4, seed: int = 0) -> str:
-    """The tiny model of ``tiny.py`` (its tokenizer and sizes), rebuilt with ``layers`` decoder layers."""
-    make_tiny_model(path, seed=seed)
-    config = AutoConfig.from_pretrained(path)
-    config.num_hidden_layers = layers
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        LlamaForCausalLM(config).save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return make_teacher(str(tmp_path_factory.mktemp("teacher") / "t"))
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +77,14 @@ def recipe(**overrides) -> dict:
     }
     r.update(overrides)
     return r
+
+
+def distill(teacher_dir, adapter_dir, student, records, recipe_or_config, out_dir, *, mode="logit", **kw) -> dict:
+    """``distill_student`` with the config built from a recipe, a student and a mode (or given as is)."""
+    config = recipe_or_config
+    if not isinstance(config, DistillConfig):
+        config = DistillConfig.from_recipe(recipe_or_config, student=student, mode=mode)
+    return distill_student(teacher_dir, adapter_dir, records, config, out_dir, **kw)
 
 
 # -- teacher top-k store ------------------------------------------------------------------------------
@@ -195,7 +184,7 @@ def test_recipe_validation() -> None:
         DistillRecipe.model_validate({"teacher_logits": "precomputed"})
     with pytest.raises(ValueError):
         DistillRecipe.model_validate({"kd_ratio": 1.5})
-    assert sft_only_recipe(recipe())["kd_ratio"] == 0.0
+    assert DistillConfig.from_recipe(recipe(), student={"keep_every": 2}).sft_baseline().kd_ratio == 0.0
 
 
 def test_kd_moves_the_student_towards_the_teacher_more_than_sft(teacher_dir: str, tmp_path) -> None:
@@ -205,7 +194,7 @@ def test_kd_moves_the_student_towards_the_teacher_more_than_sft(teacher_dir: str
     teacher (KD would then behave like SFT) or if kd_ratio = 0 still used it.
     """
     student = {"init": "layer_subset", "keep_every": 2}
-    kd = distill_student(
+    kd = distill(
         teacher_dir,
         None,
         student,
@@ -215,12 +204,12 @@ def test_kd_moves_the_student_towards_the_teacher_more_than_sft(teacher_dir: str
         data_manifest_id="m1",
         eval_records=RECORDS,
     )
-    sft = distill_student(
+    sft = distill(
         teacher_dir,
         None,
         student,
         RECORDS,
-        sft_only_recipe(recipe()),
+        DistillConfig.from_recipe(recipe(), student=student).sft_baseline(),
         str(tmp_path / "sft"),
         data_manifest_id="m1",
         eval_records=RECORDS,
@@ -237,7 +226,7 @@ def test_kd_moves_the_student_towards_the_teacher_more_than_sft(teacher_dir: str
     out = tmp_path / "kd"
     loaded = AutoModelForCausalLM.from_pretrained(out)
     assert loaded.config.num_hidden_layers == 2
-    on_disk = json.loads((out / MANIFEST_FILE).read_text())
+    on_disk = json.loads((out / RUN_MANIFEST_FILE).read_text())
     d = on_disk["distillation"]
     assert d["loss"] == "forward_kl" and d["temperature"] == 1.0 and d["kd_ratio"] == 1.0 and d["top_k"] is None
     assert d["teacher"]["weights_sha256"] and d["teacher"]["vocab_sha256"]
@@ -254,34 +243,19 @@ def test_kd_moves_the_student_towards_the_teacher_more_than_sft(teacher_dir: str
 def test_precomputed_top_k_trains_like_on_the_fly_top_k(teacher_dir: str, tmp_path) -> None:
     common = recipe(steps=3, top_k=8, temperature=2.0, kd_ratio=0.7, loss="jsd")
     student = {"init": "layer_subset", "layers": [0, 3]}
-    live = distill_student(teacher_dir, None, student, RECORDS, common, str(tmp_path / "a"), data_manifest_id="m")
-    pre = distill_student(
-        teacher_dir,
-        None,
-        student,
-        RECORDS,
-        {**common, "teacher_logits": "precomputed"},
-        str(tmp_path / "b"),
-        data_manifest_id="m",
-    )
+    precomputed = {**common, "teacher_logits": "precomputed"}
+    live = distill(teacher_dir, None, student, RECORDS, common, str(tmp_path / "a"), data_manifest_id="m")
+    pre = distill(teacher_dir, None, student, RECORDS, precomputed, str(tmp_path / "b"), data_manifest_id="m")
     np.testing.assert_allclose(pre["loss"], live["loss"], rtol=1e-4)
     store = pre["distillation"]["teacher_store"]
     assert store["k"] == 8 and not store["reused"] and store["bytes_per_token"] == 68
-    again = distill_student(
-        teacher_dir,
-        None,
-        student,
-        RECORDS,
-        {**common, "teacher_logits": "precomputed"},
-        str(tmp_path / "b"),
-        data_manifest_id="m",
-    )
+    again = distill(teacher_dir, None, student, RECORDS, precomputed, str(tmp_path / "b"), data_manifest_id="m")
     assert again["distillation"]["teacher_store"]["reused"] and again["loss"] == pre["loss"]
 
 
 def test_sequence_mode_trains_on_verified_teacher_answers(teacher_dir: str, tmp_path) -> None:
     seq = {"n_candidates": 2, "max_new_tokens": 5, "temperature": 1.0, "require_eos": False, "seed": 1}
-    manifest = distill_student(
+    manifest = distill(
         teacher_dir,
         None,
         {"init": "layer_subset", "keep_every": 2},
@@ -312,7 +286,7 @@ def test_teacher_adapter_is_merged_before_the_student_is_built(teacher_dir: str,
             if "lora_B" in name:
                 p.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
     peft_model.save_pretrained(tmp_path / "adapter")
-    manifest = distill_student(
+    manifest = distill(
         teacher_dir,
         str(tmp_path / "adapter"),
         {"init": "layer_subset", "keep_every": 1},

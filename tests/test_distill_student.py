@@ -14,7 +14,6 @@ from transformers import (  # noqa: E402
     AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
-    LlamaForCausalLM,
     PreTrainedTokenizerFast,
 )
 
@@ -27,23 +26,6 @@ from training_assets.engine.student import (  # noqa: E402
     load_student,
     vocab_sha256,
 )
-from training_assets.engine.tiny import make_tiny_model  # noqa: E402
-
-
-def make_teacher(path: str, layers: int = 4, seed: int = 0) -> str:
-    """The tiny model of ``tiny.py`` (its tokenizer and sizes), rebuilt with ``layers`` decoder layers."""
-    make_tiny_model(path, seed=seed)
-    config = AutoConfig.from_pretrained(path)
-    config.num_hidden_layers = layers
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        LlamaForCausalLM(config).save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return make_teacher(str(tmp_path_factory.mktemp("teacher") / "t"))
 
 
 def ids(tokenizer, text: str = "def add(a, b): return a + b") -> torch.Tensor:

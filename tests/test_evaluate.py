@@ -148,6 +148,7 @@ def test_evaluate_json_signature_scores_and_aggregates(tiny, items):
 @pytest.fixture(scope="module")
 def adapter_dir(tiny_model_dir, tmp_path_factory) -> str:
     """A LoRA adapter trained on the answer to SOURCES[1], so its held-out loss differs from the base's."""
+    from training_assets.engine.config import SFTConfig
     from training_assets.engine.sft import train_lora
 
     answer = js.format_answer(js.reference(SOURCES[1]))
@@ -164,7 +165,7 @@ def adapter_dir(tiny_model_dir, tmp_path_factory) -> str:
     }
     out = tmp_path_factory.mktemp("adapter") / "adapter"
     record = {"kind": "chat", "text": "", "messages": json.dumps(conversation)}
-    train_lora(str(tiny_model_dir), [record], recipe, str(out), data_manifest_id="test")
+    train_lora(str(tiny_model_dir), [record], SFTConfig.from_recipe(recipe), str(out), data_manifest_id="test")
     return str(out)
 
 

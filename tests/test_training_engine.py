@@ -14,10 +14,13 @@ torch = pytest.importorskip("torch")
 from safetensors.torch import load_file  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
+from tests.conftest import moved_lora_model, tiny_recipe  # noqa: E402
 from training_assets.engine import base_model as bm  # noqa: E402
+from training_assets.engine.config import SFTConfig  # noqa: E402
 from training_assets.engine.examples import IGNORE_INDEX, RecordError, tokenize_records  # noqa: E402
 from training_assets.engine.loading import load_for_inference  # noqa: E402
-from training_assets.engine.sft import MANIFEST_FILE, train_lora  # noqa: E402
+from training_assets.engine.run_manifest import RUN_MANIFEST_FILE  # noqa: E402
+from training_assets.engine.sft import train_lora  # noqa: E402
 from training_assets.engine.tiny import make_tiny_model  # noqa: E402
 
 CONVERSATION = [
@@ -45,21 +48,8 @@ def tokenizer(tiny_dir: str):
     return AutoTokenizer.from_pretrained(tiny_dir)
 
 
-def recipe(**overrides) -> dict:
-    r = {
-        "base_model": "tiny",
-        "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"], "merge": False},
-        "steps": 4,
-        "batch_size": 2,
-        "grad_accum": 1,
-        "lr": 5e-2,
-        "warmup_steps": 1,
-        "max_seq_len": 64,
-        "seed": 0,
-        "dtype": "fp32",
-    }
-    r.update(overrides)
-    return r
+def recipe(**overrides) -> SFTConfig:
+    return SFTConfig.from_recipe(tiny_recipe(**overrides))
 
 
 def runs(labels: list[int]) -> list[list[int]]:
@@ -183,7 +173,7 @@ def test_training_lowers_loss_and_writes_a_complete_manifest(tiny_dir: str, tmp_
     assert m["examples"]["examples"] == 3 and m["merged"] is False
     assert all(t > 0 for t in m["tokens"])
 
-    saved = json.loads((tmp_path / "run" / MANIFEST_FILE).read_text())
+    saved = json.loads((tmp_path / "run" / RUN_MANIFEST_FILE).read_text())
     assert saved == json.loads(json.dumps(m))
     assert (tmp_path / "run" / "adapter_model.safetensors").is_file()
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")], "temp dirs left behind"
@@ -198,7 +188,7 @@ def test_same_seed_gives_identical_adapters_and_other_seed_does_not(tiny_dir: st
     r = recipe(steps=3, lora={"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]})
     m1 = train_lora(tiny_dir, records, r, str(tmp_path / "a"), data_manifest_id="x")
     m2 = train_lora(tiny_dir, records, r, str(tmp_path / "b"), data_manifest_id="x")
-    m3 = train_lora(tiny_dir, records, {**r, "seed": 1}, str(tmp_path / "c"), data_manifest_id="x")
+    m3 = train_lora(tiny_dir, records, r.model_copy(update={"seed": 1}), str(tmp_path / "c"), data_manifest_id="x")
     a, b, c = (adapter_tensors(tmp_path / n) for n in "abc")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -223,7 +213,7 @@ def test_grad_accum_matches_one_big_batch(tiny_dir: str, tmp_path: Path) -> None
 def test_given_base_hash_is_recorded_without_rehashing_the_base(
     tiny_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from training_assets.engine import sft
+    from training_assets.engine import run_manifest, sft
 
     hashed: list[str] = []
 
@@ -232,6 +222,7 @@ def test_given_base_hash_is_recorded_without_rehashing_the_base(
         return bm.weights_sha256(path)
 
     monkeypatch.setattr(sft, "weights_sha256", counting_hash)
+    monkeypatch.setattr(run_manifest, "weights_sha256", counting_hash)
     given = bm.weights_sha256(tiny_dir)
     m = train_lora(
         tiny_dir,
@@ -363,17 +354,10 @@ def test_loss_on_label_positions_only_equals_full_logits_loss(tiny_model_dir) ->
     """The LM head runs only where labels are; the loss must be the one full logits give (LoRA included)."""
     import torch
     import torch.nn.functional as F
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
 
     from training_assets.engine.sft import causal_lm_loss
 
-    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
-    torch.manual_seed(0)
-    for p in model.parameters():  # LoRA B starts at zero: move it so the adapter changes the logits
-        if p.requires_grad:
-            p.data.normal_(0, 0.05)
+    model = moved_lora_model(tiny_model_dir)
     ids = torch.randint(0, 200, (2, 16))
     labels = ids.clone()
     labels[:, :6] = -100

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
+from tests.conftest import alone_logits, make_examples, moved_lora_model
 from training_assets.engine.examples import IGNORE_INDEX
 from training_assets.engine.packing import (
     DOCUMENT_ATTENTION,
@@ -21,29 +20,6 @@ from training_assets.engine.packing import (
 from training_assets.engine.sft import causal_lm_loss
 
 PAD = 0
-
-
-def make_examples(lengths: list[int], seed: int = 0, vocab: int = 500) -> list[dict]:
-    rng = random.Random(seed)
-    out = []
-    for n in lengths:
-        ids = [rng.randrange(3, vocab) for _ in range(n)]
-        labels = [t if rng.random() < 0.6 else IGNORE_INDEX for t in ids]
-        out.append({"input_ids": ids, "labels": labels})
-    return out
-
-
-@pytest.fixture(scope="module", params=["sdpa", "eager"])
-def model(request, tiny_model_dir: Path):
-    m = AutoModelForCausalLM.from_pretrained(
-        str(tiny_model_dir), dtype=torch.float32, attn_implementation=request.param
-    )
-    return m.eval()
-
-
-def alone_logits(model, ids: list[int]) -> torch.Tensor:
-    with torch.no_grad():
-        return model(input_ids=torch.tensor([ids])).logits[0]
 
 
 def test_examples_go_back_to_back_with_restarting_positions() -> None:
@@ -74,7 +50,8 @@ def test_bad_example_is_refused() -> None:
         flat_collate([{"input_ids": [1, 2], "labels": [1]}])
 
 
-def test_each_document_gets_the_logits_it_gets_alone(model) -> None:
+def test_each_document_gets_the_logits_it_gets_alone(attention_model) -> None:
+    model = attention_model
     examples = make_examples([11, 5, 17, 1, 8, 14], seed=1)
     batch = flat_collate(examples)
     with document_attention_for(model) as by_document, torch.no_grad():
@@ -96,7 +73,8 @@ def test_each_document_gets_the_logits_it_gets_alone(model) -> None:
     assert not torch.allclose(naive[5:16], logits[5:16], atol=1e-3)
 
 
-def test_without_document_attention_transformers_separates_documents_itself(model) -> None:
+def test_without_document_attention_transformers_separates_documents_itself(attention_model) -> None:
+    model = attention_model
     """The route left to other attention implementations: no mask, no cache, restarting positions."""
     examples = make_examples([9, 4, 13], seed=5)
     batch = flat_collate(examples, document_lengths=False)
@@ -106,12 +84,7 @@ def test_without_document_attention_transformers_separates_documents_itself(mode
 
 
 def test_flat_loss_and_gradients_equal_padded_ones(tiny_model_dir: Path) -> None:
-    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32)
-    model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
-    torch.manual_seed(0)
-    for p in model.parameters():  # LoRA B starts at zero: move it so the adapter changes the logits
-        if p.requires_grad:
-            p.data.normal_(0, 0.05)
+    model = moved_lora_model(tiny_model_dir)
     examples = make_examples([9, 4, 13, 6], seed=2)
 
     def loss_and_grads(batch: dict) -> tuple[torch.Tensor, int, list[torch.Tensor]]:
@@ -124,7 +97,7 @@ def test_flat_loss_and_gradients_equal_padded_ones(tiny_model_dir: Path) -> None
     with document_attention_for(model) as by_document:
         assert by_document
         flat = loss_and_grads(flat_collate(examples))
-    assert base.config._attn_implementation == "sdpa", "the original implementation is restored"
+    assert model.get_base_model().config._attn_implementation == "sdpa", "the original implementation is restored"
     assert flat[1] == padded[1] == sum(1 for e in examples for lab in e["labels"][1:] if lab != IGNORE_INDEX)
     torch.testing.assert_close(flat[0], padded[0], atol=1e-4, rtol=1e-5)
     for a, b in zip(flat[2], padded[2], strict=True):

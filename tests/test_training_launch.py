@@ -8,8 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import AssetExecutionContext, Config, Output, asset, materialize
 
-from training_assets.assets.launch import launch_training
-from training_assets.engine.jobs import run_job
+from training_assets.engine.config import DistillConfig, SFTConfig, TrainConfig
+from training_assets.engine.jobs import TrainJob, run_job
+from training_assets.resources import launch_training
 
 RECIPE = {"base_model": "tiny", "steps": 2, "batch_size": 2, "max_seq_len": 64, "dtype": "fp32", "lr": 1e-3}
 
@@ -27,7 +28,7 @@ class JobConfig(Config):
 @asset
 def trained(context: AssetExecutionContext, config: JobConfig) -> Output:
     # An asset that opens a Pipes session must return an Output (as the project's assets do), not a bare value.
-    return Output(launch_training(context, json.loads(config.job), config.launcher))
+    return Output(launch_training(context, TrainJob.parse(json.loads(config.job)), config.launcher))
 
 
 def _job(tiny_model_dir: Path, tmp_path: Path, out: str) -> dict:
@@ -36,32 +37,45 @@ def _job(tiny_model_dir: Path, tmp_path: Path, out: str) -> dict:
         rows = [_chat("What is 2 + 2?", "4"), _chat("Name a colour.", "Blue"), _chat("Say hi.", "Hi!")]
         pq.write_table(pa.Table.from_pylist(rows), mixture)
     return {
-        "kind": "sft",
+        "config": SFTConfig.from_recipe(RECIPE, threads=1).model_dump(mode="json"),
         "base_dir": str(tiny_model_dir),
         "mixture_path": str(mixture),
-        "recipe": RECIPE,
         "out_dir": str(tmp_path / out),
         "data_manifest_id": "m1",
-        "threads": 1,
     }
 
 
-def test_pipes_subprocess_trains_the_same_adapter_as_in_process(tiny_model_dir: Path, tmp_path: Path) -> None:
+DISTILL = DistillConfig.from_recipe(
+    {"steps": 2, "batch_size": 2, "max_seq_len": 64, "dtype": "fp32", "lr": 1e-3},
+    student={"init": "layer_subset", "keep_every": 2},
+    threads=1,
+)
+
+
+@pytest.mark.parametrize("kind", ["sft", "distill"])
+def test_pipes_subprocess_trains_the_same_weights_as_in_process(
+    kind: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
     outputs = {}
     for launcher in ("in_process", "subprocess"):
         job = _job(tiny_model_dir, tmp_path, launcher)
+        if kind == "distill":
+            job["config"] = DISTILL.model_dump(mode="json")
         config = {"ops": {"trained": {"config": {"job": json.dumps(job), "launcher": launcher}}}}
         result = materialize([trained], run_config=config)
         assert result.success
         outputs[launcher] = result.output_for_node("trained")
         assert (tmp_path / launcher / "run_manifest.json").is_file()
+        # The config the job carried is the one written beside the weights, and it loads back equal.
+        assert TrainConfig.load(tmp_path / launcher) == TrainJob.parse(job).config
     assert outputs["subprocess"]["output_weights_sha256"] == outputs["in_process"]["output_weights_sha256"]
     assert outputs["subprocess"]["loss"] == outputs["in_process"]["loss"]
 
 
 def test_bad_jobs_fail_with_the_field_named(tiny_model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="field 'kind'"):
-        run_job({**_job(tiny_model_dir, tmp_path, "x"), "kind": "rlhf"})
+        job = _job(tiny_model_dir, tmp_path, "x")
+        run_job({**job, "config": {**job["config"], "kind": "rlhf"}})
     job = json.dumps(_job(tiny_model_dir, tmp_path, "y"))
     config = {"ops": {"trained": {"config": {"job": job, "launcher": "k8s"}}}}
     result = materialize([trained], run_config=config, raise_on_error=False)

@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-import random
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForCausalLM
 
+from tests.conftest import alone_logits, make_examples
 from training_assets.engine.examples import IGNORE_INDEX
 from training_assets.engine.packing import PAD_DOC, block_causal_mask, pack_examples, packed_collate, pad_collate
 
 PAD = 0
-
-
-def make_examples(lengths: list[int], seed: int = 0, vocab: int = 500) -> list[dict]:
-    rng = random.Random(seed)
-    out = []
-    for n in lengths:
-        ids = [rng.randrange(3, vocab) for _ in range(n)]
-        labels = [t if rng.random() < 0.6 else IGNORE_INDEX for t in ids]
-        out.append({"input_ids": ids, "labels": labels})
-    return out
-
-
-@pytest.fixture(scope="module", params=["sdpa", "eager"])
-def model(request, tiny_model_dir: Path):
-    m = AutoModelForCausalLM.from_pretrained(
-        str(tiny_model_dir), dtype=torch.float32, attn_implementation=request.param
-    )
-    return m.eval()
 
 
 def test_rows_are_full_width_and_hold_every_example_once() -> None:
@@ -105,12 +84,8 @@ def test_mask_is_block_diagonal_causal() -> None:
     assert (additive[0, 0][~expected] == torch.finfo(torch.float32).min).all()
 
 
-def alone_logits(model, ids: list[int]) -> torch.Tensor:
-    with torch.no_grad():
-        return model(input_ids=torch.tensor([ids])).logits[0]
-
-
-def test_packed_logits_equal_each_document_run_alone(model) -> None:
+def test_packed_logits_equal_each_document_run_alone(attention_model) -> None:
+    model = attention_model
     examples = make_examples([11, 5, 17, 3, 8, 14, 6, 9], seed=1)
     rows, stats = pack_examples(examples, 24, PAD)
     assert stats["rows"] == 4 and stats["efficiency"] == pytest.approx(73 / 96)  # 73 tokens need >= 4 rows of 24
@@ -144,7 +119,8 @@ def test_packed_logits_equal_each_document_run_alone(model) -> None:
         torch.testing.assert_close(by_positions.logits[real], logits[real], atol=1e-5, rtol=1e-5)
 
 
-def test_packed_loss_equals_the_loss_of_the_documents_alone(model) -> None:
+def test_packed_loss_equals_the_loss_of_the_documents_alone(attention_model) -> None:
+    model = attention_model
     examples = make_examples([9, 4, 13, 6], seed=2)
     rows, _ = pack_examples(examples, 16, PAD)
     batch = packed_collate(rows, attn_implementation=model.config._attn_implementation)

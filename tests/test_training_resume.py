@@ -12,11 +12,13 @@ torch = pytest.importorskip("torch")
 
 from safetensors.torch import load_file  # noqa: E402
 
+from tests.conftest import tiny_recipe  # noqa: E402
 from training_assets.engine import sft  # noqa: E402
 from training_assets.engine.checkpoint import CheckpointMismatchError, list_checkpoints  # noqa: E402
+from training_assets.engine.config import SFTConfig  # noqa: E402
 from training_assets.engine.loop import NonFiniteLossError  # noqa: E402
-from training_assets.engine.run_manifest import stable_fingerprint  # noqa: E402
-from training_assets.engine.sft import MANIFEST_FILE, TrainingStopped, train_lora  # noqa: E402
+from training_assets.engine.run_manifest import RUN_MANIFEST_FILE, stable_fingerprint  # noqa: E402
+from training_assets.engine.sft import TrainingStopped, train_lora  # noqa: E402
 from training_assets.engine.tiny import make_tiny_model  # noqa: E402
 
 RECORDS = [
@@ -29,18 +31,15 @@ RECORDS = [
 ] + [{"kind": "text", "text": "def add(a, b): return a + b", "messages": None}]
 
 # fp32 so the comparison can be exact; dropout and grad_accum so RNG state and batch position both matter.
-RECIPE = {
-    "base_model": "tiny",
-    "lora": {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"], "merge": False},
-    "steps": 6,
-    "batch_size": 1,
-    "grad_accum": 2,
-    "lr": 5e-2,
-    "warmup_steps": 2,
-    "max_seq_len": 32,
-    "seed": 7,
-    "dtype": "fp32",
-}
+RECIPE = tiny_recipe(
+    lora={"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"], "merge": False},
+    steps=6,
+    batch_size=1,
+    grad_accum=2,
+    warmup_steps=2,
+    max_seq_len=32,
+    seed=7,
+)
 SHARDS = [{"path": "mixture/part-0.parquet", "sha256": "0" * 64}]
 
 
@@ -51,8 +50,9 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(out)
 
 
-def train(tiny_dir: str, out: Path, recipe: dict | None = None, **kw):
-    return train_lora(tiny_dir, RECORDS, recipe or RECIPE, str(out), data_manifest_id="mix-1", data_shards=SHARDS, **kw)
+def train(tiny_dir: str, out: Path, recipe: dict | None = None, *, options: dict | None = None, **kw):
+    config = SFTConfig.from_recipe(recipe or RECIPE, **(options or {}))
+    return train_lora(tiny_dir, RECORDS, config, str(out), data_manifest_id="mix-1", data_shards=SHARDS, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_run_killed_after_step_5_resumes_to_the_identical_adapter(tiny_dir: str,
     assert seen == [5, 6]
     assert manifest["execution"]["resumed_from_step"] == 4
     assert_same_run(manifest, tmp_path / "run", uninterrupted)
-    saved = json.loads((tmp_path / "run" / MANIFEST_FILE).read_text())
+    saved = json.loads((tmp_path / "run" / RUN_MANIFEST_FILE).read_text())
     assert saved["data_shards"] == SHARDS and saved["config_fingerprint"] == uninterrupted[0]["config_fingerprint"]
 
 
@@ -141,8 +141,8 @@ def test_changed_recipe_refuses_the_old_checkpoints(tiny_dir: str, tmp_path: Pat
     with pytest.raises(CheckpointMismatchError, match=r"run\.recipe\.lr: 0\.05 -> 0\.01"):
         train(tiny_dir, tmp_path / "run", {**RECIPE, "lr": 1e-2}, options={"checkpoint_dir": str(ckpts)})
     with pytest.raises(CheckpointMismatchError, match=r"run\.data_manifest_id: 'mix-1' -> 'mix-2'"):
-        train_lora(tiny_dir, RECORDS, RECIPE, str(tmp_path / "run"), data_manifest_id="mix-2",
-                   data_shards=SHARDS, options={"checkpoint_dir": str(ckpts)})  # fmt: skip
+        train_lora(tiny_dir, RECORDS, SFTConfig.from_recipe(RECIPE, checkpoint_dir=str(ckpts)), str(tmp_path / "run"),
+                   data_manifest_id="mix-2", data_shards=SHARDS)  # fmt: skip
     with pytest.raises(ValueError, match="checkpoint_evry"):
         train(tiny_dir, tmp_path / "run", options={"checkpoint_evry": 1})
 
@@ -172,18 +172,17 @@ def test_gradient_checkpointing_changes_memory_not_results(
 
 
 def test_packed_rows_train_and_resume_exactly(tiny_dir: str, tmp_path: Path) -> None:
-    packed = {**RECIPE, "steps": 4, "grad_accum": 1}
-    opts = {"packing": True}
-    straight = train(tiny_dir, tmp_path / "a", packed, options=opts)
+    packed = {**RECIPE, "steps": 4, "grad_accum": 1, "packing": True}
+    straight = train(tiny_dir, tmp_path / "a", packed)
     stats = straight["packing"]
     assert stats["documents"] == len(RECORDS) and stats["rows"] < len(RECORDS)
     # Tokens per step are the real tokens of the packed row, not a count over the 4-D attention mask.
     assert all(0 < t <= packed["max_seq_len"] for t in straight["tokens"])
-    assert straight["options"]["packing"] is True
+    assert straight["recipe"]["packing"] is True
 
     with pytest.raises(TrainingStopped):
-        train(tiny_dir, tmp_path / "b", packed, options={**opts, "stop_after": 2})
-    resumed = train(tiny_dir, tmp_path / "b", packed, options=opts)
+        train(tiny_dir, tmp_path / "b", packed, options={"stop_after": 2})
+    resumed = train(tiny_dir, tmp_path / "b", packed)
     assert resumed["execution"]["resumed_from_step"] == 2
     assert resumed["loss"] == straight["loss"] and resumed["tokens"] == straight["tokens"]
     a, b = (load_file(str(tmp_path / n / "adapter_model.safetensors")) for n in "ab")
@@ -205,7 +204,7 @@ def test_phases_are_trained_in_curriculum_order(tiny_dir: str, tmp_path: Path, m
     m = train_lora(
         tiny_dir,
         records,
-        {**RECIPE, "grad_accum": 1},
+        SFTConfig.from_recipe({**RECIPE, "grad_accum": 1}),
         str(tmp_path / "run"),
         data_manifest_id="mix-1",
         phase_order=["warmup", "main"],
@@ -218,4 +217,5 @@ def test_phases_are_trained_in_curriculum_order(tiny_dir: str, tmp_path: Path, m
     assert all(row == [hello] for row in first_tokens[:switch]) and all(row == [code] for row in first_tokens[switch:])
 
     with pytest.raises(ValueError, match="field 'phase': 'main' is not one of the phases"):
-        train_lora(tiny_dir, records, RECIPE, str(tmp_path / "x"), data_manifest_id="m", phase_order=["warmup"])
+        train_lora(tiny_dir, records, SFTConfig.from_recipe(RECIPE), str(tmp_path / "x"), data_manifest_id="m",
+                   phase_order=["warmup"])  # fmt: skip

@@ -1,4 +1,4 @@
-"""training_assets: the base model and the LoRA fine-tune — the training side of mixtrain.
+"""training_assets: the base model, LoRA fine-tunes and distilled students — the training side of mixtrain.
 
 ``defs`` is imported lazily so that the engine (``training_assets.engine``) can be used without loading Dagster.
 """

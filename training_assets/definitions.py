@@ -1,4 +1,5 @@
-"""The training side's definitions."""
+"""The training side's definitions: assets, the adapter-spec refresh job, the adapter partitions sensor and the
+training launcher resource."""
 
 import warnings
 
@@ -6,15 +7,12 @@ from dagster import BetaWarning, Definitions
 
 warnings.filterwarnings("ignore", category=BetaWarning)
 
-from training_assets.assets.adapters import (  # noqa: E402
-    adapter_partitions_sensor,
-    adapter_spec,
-    refresh_adapter_specs,
-    task_adapter,
-)
+from training_assets.assets.adapters import adapter_spec, refresh_adapter_specs, task_adapter  # noqa: E402
 from training_assets.assets.models import base_model, sft_adapter  # noqa: E402
 from training_assets.assets.specs import base_model_spec, distillation_recipe, training_recipe  # noqa: E402
 from training_assets.assets.students import distilled_student, student_sft_baseline  # noqa: E402
+from training_assets.resources import TrainingLauncher  # noqa: E402
+from training_assets.sensors import adapter_partitions_sensor  # noqa: E402
 
 defs = Definitions(
     assets=[
@@ -30,4 +28,5 @@ defs = Definitions(
     ],
     jobs=[refresh_adapter_specs],
     sensors=[adapter_partitions_sensor],
+    resources={"training_launcher": TrainingLauncher()},
 )

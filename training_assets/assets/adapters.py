@@ -2,43 +2,29 @@
 
 Each partition reads the shared base model and the part of the mixture its spec names, so adding an adapter
 trains only that adapter, and changing one adapter's spec (``adapter_spec``, observed per partition) makes
-only its partition stale. Training, versioning and the manifest are ``sft_adapter``'s.
+only its partition stale. Training, versioning and the model record are ``sft_adapter``'s.
 """
 
-import hashlib
-import json
-from pathlib import Path
-
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from dagster import (
     AssetExecutionContext,
-    AssetIn,
-    AssetObservation,
     AssetSelection,
     DataVersion,
     DataVersionsByPartition,
-    RunRequest,
-    SensorEvaluationContext,
-    SensorResult,
-    SkipReason,
-    asset,
+    Output,
     define_asset_job,
     observable_source_asset,
-    sensor,
 )
 
-from mixtrain.automation import rerun_when_changed
-from mixtrain.config.training import AdapterSpec
-from mixtrain.dagster_internals import DATA_VERSION_TAG
 from mixtrain.identity import spec_hash
 from mixtrain.jobs import SEPARATE_SPECS_TAG
 from mixtrain.partitions import ADAPTERS_PARTITION, adapter_partitions
 from mixtrain.project import Project
 from mixtrain.resources import ProjectResource
-from training_assets.assets.model_store import local_model_dir
-from training_assets.assets.models import train_adapter
+from training_assets.assets.model_store import mixture_slice, model_inputs, train_and_record, training_asset
+from training_assets.assets.models import sft_job
+from training_assets.engine.adapter_data import data_filter, select_rows
+from training_assets.resources import TrainingLauncher
 
 
 def adapter_recipe(proj: Project, adapter_id: str) -> dict:
@@ -47,10 +33,6 @@ def adapter_recipe(proj: Project, adapter_id: str) -> dict:
     recipe = spec.recipe(proj.spec.training)
     recipe.pop("base_model")
     return {"recipe": recipe, "data_filter": data_filter(spec)}
-
-
-def data_filter(spec: AdapterSpec) -> dict:
-    return {"sources": sorted(spec.sources), "domains": sorted(spec.domains)}
 
 
 @observable_source_asset(
@@ -74,49 +56,22 @@ refresh_adapter_specs = define_asset_job(
 )
 
 
-def select_rows(mixture: pa.Table, spec: AdapterSpec) -> pa.Table:
-    """The mixture rows an adapter trains on (every occurrence, so upsampling and phases carry over)."""
-    keep = pa.array([True] * mixture.num_rows)
-    if spec.sources:
-        keep = pc.and_(keep, pc.is_in(mixture["source_id"], pa.array(spec.sources, pa.string())))
-    if spec.domains:
-        keep = pc.and_(keep, pc.is_in(mixture["domain"], pa.array(spec.domains, pa.string())))
-    return mixture.filter(keep)
-
-
-def _write_shard(proj: Project, rows: pa.Table, name: str) -> dict:
-    """The adapter's slice of the mixture as a local Parquet file (the job reads files), with its checksum."""
-    path = local_model_dir(proj, ["mixture_cache", name])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(str(path) + ".tmp")
-    pq.write_table(rows, str(tmp))
-    tmp.replace(path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return {"path": str(path), "sha256": digest, "rows": rows.num_rows}
-
-
-@asset(
+@training_asset(
     partitions_def=adapter_partitions,
-    ins={
-        "mixture": AssetIn(),
-        "mixture_manifest": AssetIn(input_manager_key="json_io_manager"),
-        "base_model": AssetIn(input_manager_key="json_io_manager"),
-    },
+    ins=model_inputs("base_model"),
     deps=["adapter_spec"],
-    io_manager_key="json_io_manager",
     code_version="task-adapter-1",
-    automation_condition=rerun_when_changed(),
-    group_name="training",
     description="A LoRA adapter per entry of adapters: (tenant or task) over the shared base model, trained on "
     "its part of the mixture.",
 )
 def task_adapter(
     context: AssetExecutionContext,
     project: ProjectResource,
+    training_launcher: TrainingLauncher,
     mixture: pa.Table,
     mixture_manifest: dict,
     base_model: dict,
-):
+) -> Output:
     proj = project.load()
     aid = context.partition_key
     if aid not in proj.spec.adapters:
@@ -128,48 +83,11 @@ def task_adapter(
             f"{proj.file}: field 'adapters.{aid}': the mixture has no rows of sources {spec.sources or 'any'} "
             f"and domains {spec.domains or 'any'} (give them mixture weight, or widen the filter)"
         )
-    shard = _write_shard(proj, rows, f"{mixture_manifest['manifest_id']}-{aid}.parquet")
-    return train_adapter(
-        context,
-        proj,
-        ["task_adapter", aid],
-        spec.recipe(proj.spec.training),
-        shard["path"],
-        [shard],
-        mixture_manifest,
-        base_model,
-        data_filter=data_filter(spec),
-        label=f"task_adapter[{aid}]",
-    )
-
-
-@sensor(
-    target=AssetSelection.assets("task_adapter"),
-    minimum_interval_seconds=30,
-    description="Keeps one task_adapter partition per entry of adapters:, observes each adapter's spec when it "
-    "changes (automation then retrains that partition) and requests a run for a new one.",
-)
-def adapter_partitions_sensor(context: SensorEvaluationContext, project: ProjectResource) -> SensorResult | SkipReason:
-    proj = project.load()
-    known = set(context.instance.get_dynamic_partitions(ADAPTERS_PARTITION))
-    wanted = set(proj.adapter_ids())
-    new, gone = sorted(wanted - known), sorted(known - wanted)
-    seen = json.loads(context.cursor) if context.cursor else {}
-    versions = {aid: spec_hash(adapter_recipe(proj, aid)) for aid in sorted(wanted)}
-    changed = sorted(aid for aid, v in versions.items() if seen.get(aid) != v)
-    if not new and not gone and not changed:
-        return SkipReason(f"adapters unchanged ({len(known)})")
-    requests = []
-    if new:
-        requests.append(adapter_partitions.build_add_request(new))
-    if gone:
-        requests.append(adapter_partitions.build_delete_request(gone))
-    return SensorResult(
-        dynamic_partitions_requests=requests,
-        asset_events=[
-            AssetObservation(asset_key="adapter_spec", partition=aid, tags={DATA_VERSION_TAG: versions[aid]})
-            for aid in changed
-        ],
-        run_requests=[RunRequest(run_key=f"new-adapter-{aid}-{versions[aid]}", partition_key=aid) for aid in new],
-        cursor=json.dumps(versions, sort_keys=True),
-    )
+    shard = mixture_slice(proj, rows, f"{mixture_manifest['manifest_id']}-{aid}.parquet")
+    key, recipe, data = ["task_adapter", aid], spec.recipe(proj.spec.training), data_filter(spec)
+    job, version = sft_job(context, proj, key, recipe, base_model, mixture_manifest, shard["path"], [shard], data)
+    merged = job.config.lora.merge
+    return train_and_record(
+        context, proj, training_launcher, job, key, version, mixture_manifest, label=f"task_adapter[{aid}]",
+        base_model_path=base_model["path"], merged=merged, data_filter=data,
+    )  # fmt: skip

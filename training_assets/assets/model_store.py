@@ -1,16 +1,47 @@
-"""Where trained models live: one directory per version, the version's manifest kept in model_history, the
-mixture handed to a training job as a local file, and the lineage a model asset shows in the UI."""
+"""Where trained models live and how a training asset records one: one directory per version, the model record
+kept in model_history, the mixture handed to a training job as a local file, and the lineage a model asset shows
+in the UI. Every trained-model asset ends in :func:`train_and_record`."""
 
+from __future__ import annotations
+
+import hashlib
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
+from mixtrain.automation import rerun_when_changed
 from mixtrain.identity import spec_hash
 from mixtrain.markdown import markdown_table
 from mixtrain.project import Project
 from mixtrain.provenance import model_history_path
-from mixtrain.storage import json_bytes, model_dir, write_atomic
+from mixtrain.storage import json_bytes, model_dir, publish_model_dir, write_atomic
+from mixtrain.versioning import json_output
+from training_assets.engine.config import DistillConfig
+from training_assets.engine.jobs import TrainJob
+from training_assets.records import ModelRecord
+from training_assets.resources import TrainingLauncher
+
+JSON_IO = "json_io_manager"
+
+
+def training_asset(**kwargs: Any) -> Any:
+    """``@asset`` of the training group: the output is a JSON record, rerun when what made it changed."""
+    return asset(io_manager_key=JSON_IO, automation_condition=rerun_when_changed(), group_name="training", **kwargs)
+
+
+def model_inputs(*records: str) -> dict[str, AssetIn]:
+    """A training asset's inputs: the mixture table, its manifest and the named records (``base_model``, ...)."""
+    return {
+        "mixture": AssetIn(),
+        **{name: AssetIn(input_manager_key=JSON_IO) for name in ("mixture_manifest", *records)},
+    }
+
+
+# Recipe fields that change how a run executes, never what it learns: they do not make a new model version.
+RECIPE_EXECUTION_FIELDS = ("launcher", "gradient_checkpointing", "checkpoint_every", "keep_checkpoints")
 
 
 def local_model_dir(proj: Project, key: str | list[str]) -> Path:
@@ -19,8 +50,14 @@ def local_model_dir(proj: Project, key: str | list[str]) -> Path:
 
 def model_version(*parts: object) -> str:
     """A trained model's version: a hash of everything that made it, so a rebuild on other data or another recipe
-    lands in a new directory and the superseded model (and its manifest, revocation labels included) stays."""
+    lands in a new directory and the superseded model (and its record, revocation labels included) stays."""
     return spec_hash({"parts": [str(p) for p in parts]})[:16]
+
+
+def recipe_hash(recipe: dict[str, Any], data_filter: dict[str, Any] | None = None) -> str:
+    """The part of a model version a training recipe contributes: its fields that change what is learnt."""
+    learnt = {k: v for k, v in recipe.items() if k not in RECIPE_EXECUTION_FIELDS}
+    return spec_hash(learnt if data_filter is None else {"recipe": learnt, "data_filter": data_filter})
 
 
 def lineage_markdown(mixture_manifest: dict) -> str:
@@ -32,8 +69,18 @@ def lineage_markdown(mixture_manifest: dict) -> str:
     return head + "\n\n" + markdown_table([r for r in rows if r["docs"]], ["source", "docs", "tokens"])
 
 
-# Recipe fields that change how a run executes, never what it learns: they do not make a new model version.
-EXECUTION_FIELDS = ("launcher", "gradient_checkpointing", "checkpoint_every", "keep_checkpoints")
+def _write_parquet(proj: Project, rows: pa.Table, name: str) -> dict[str, Any]:
+    """``rows`` as a local Parquet file in the mixture cache (the job reads files), with the checksum of the
+    bytes written."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(rows, sink)
+    data = sink.getvalue().to_pybytes()
+    path = local_model_dir(proj, ["mixture_cache", name])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return {"path": str(path), "sha256": hashlib.sha256(data).hexdigest(), "rows": rows.num_rows}
 
 
 def local_mixture(proj: Project, mixture: pa.Table, mixture_manifest: dict) -> str:
@@ -42,12 +89,58 @@ def local_mixture(proj: Project, mixture: pa.Table, mixture_manifest: dict) -> s
     shards = mixture_manifest.get("shards") or []
     if len(shards) == 1 and Path(shards[0]["path"]).is_file():
         return shards[0]["path"]
-    path = local_model_dir(proj, ["mixture_cache", f"{mixture_manifest['manifest_id']}.parquet"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(mixture, str(path) + ".tmp")
-    Path(str(path) + ".tmp").replace(path)
-    return str(path)
+    return _write_parquet(proj, mixture, f"{mixture_manifest['manifest_id']}.parquet")["path"]
 
 
-def keep_version(proj: Project, asset: str, out: dict) -> None:
-    write_atomic(model_history_path(proj.storage_root, asset, out["version"]), json_bytes(out))
+def mixture_slice(proj: Project, rows: pa.Table, name: str) -> dict[str, Any]:
+    """Part of the mixture (a task adapter's rows) as a local shard ``{"path", "sha256", "rows"}``."""
+    return _write_parquet(proj, rows, name)
+
+
+def keep_version(proj: Project, asset: str, record: ModelRecord) -> None:
+    write_atomic(model_history_path(proj.storage_root, asset, record["version"]), json_bytes(record))
+
+
+def run_metadata(run: dict[str, Any], job: TrainJob, version: str, mixture_manifest: dict) -> dict[str, Any]:
+    """What a trained-model asset shows in the UI."""
+    losses = run["loss"]
+    metadata: dict[str, Any] = {
+        # single steps are noisy (mixed sources per batch): report the mean of the first and last five
+        "loss_start": sum(losses[:5]) / len(losses[:5]),
+        "loss_end": sum(losses[-5:]) / len(losses[-5:]),
+        "steps": len(losses),
+        "tokens_per_s": float(run.get("tokens_per_s") or 0.0),
+        "wall_time_s": float(run.get("wall_time_s") or 0.0),
+        "effective_batch_size": int(run.get("effective_batch_size", 0)),
+        "trainable_params": int(run.get("trainable_params", 0)),
+        "data_manifest_id": mixture_manifest["manifest_id"],
+        "version": version,
+        "lineage": MetadataValue.md(lineage_markdown(mixture_manifest)),
+    }
+    if isinstance(job.config, DistillConfig):
+        metadata["kd_ratio"] = float(job.config.kd_ratio)
+        metadata["kd_loss"] = str(run.get("distillation", {}).get("loss", job.config.loss))
+    return metadata
+
+
+def train_and_record(
+    context: AssetExecutionContext,
+    proj: Project,
+    launcher: TrainingLauncher,
+    job: TrainJob,
+    key: list[str],
+    version: str,
+    mixture_manifest: dict,
+    *,
+    label: str | None = None,
+    **fields: Any,
+) -> Output:
+    """Run ``job`` (its ``out_dir`` is ``key``/``version``), publish the model, keep its record in the model
+    history under ``label`` (default: the asset key) and return the record as the asset's output; ``fields``
+    are the record's own entries (``base_model_path``, ``teacher``, ...)."""
+    run = launcher.launch(context, job, proj.spec.training.launcher)
+    location = publish_model_dir(Path(job.out_dir), proj.storage_root, [*key, version])
+    record: ModelRecord = {"version": version, "path": job.out_dir, "location": location, **fields, "run_manifest": run}
+    keep_version(proj, label or key[0], record)
+    # The data version is the weights hash the engine computed when it wrote them.
+    return json_output(record, run["output_weights_sha256"], run_metadata(run, job, version, mixture_manifest))

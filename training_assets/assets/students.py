@@ -1,134 +1,91 @@
 """The student stage: a smaller model distilled from the teacher (the base with the SFT adapter), and the same
 student trained SFT-only on the same data for the same steps, so the evaluation shows what the teacher added.
+
+Both run as training jobs through the same launcher as the adapters (in process or a Pipes subprocess).
 """
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetsDefinition, Output
 
-from mixtrain.automation import rerun_when_changed
 from mixtrain.identity import spec_hash
+from mixtrain.project import Project
 from mixtrain.resources import ProjectResource
-from mixtrain.storage import publish_model_dir
-from mixtrain.versioning import json_output
 from training_assets.assets.model_store import (
-    keep_version,
-    lineage_markdown,
     local_mixture,
     local_model_dir,
+    model_inputs,
     model_version,
+    train_and_record,
+    training_asset,
 )
-from training_assets.engine.jobs import read_records
-
-STUDENT_INS = {
-    "mixture": AssetIn(),
-    "mixture_manifest": AssetIn(input_manager_key="json_io_manager"),
-    "base_model": AssetIn(input_manager_key="json_io_manager"),
-    "sft_adapter": AssetIn(input_manager_key="json_io_manager"),
-}
+from training_assets.engine.config import DistillConfig
+from training_assets.engine.jobs import TrainJob
+from training_assets.resources import TrainingLauncher
 
 
-def _train_student(
-    context: AssetExecutionContext,
-    project: ProjectResource,
-    name: str,
-    kd: bool,
-    mixture: pa.Table,
-    mixture_manifest: dict,
-    base_model: dict,
-    sft_adapter: dict,
-):
-    from training_assets.engine.distill import distill_student, sft_only_recipe
-
-    proj = project.load()
+def distill_config(proj: Project, baseline: bool) -> DistillConfig:
+    """The student's config from the ``distillation`` section (its path resolved against the project); the
+    baseline is the same with ``kd_ratio`` 0 on the gold records only."""
     spec = proj.spec.distillation
-    recipe = spec.recipe.model_dump(mode="json") if kd else sft_only_recipe(spec.recipe)
     student = spec.student.model_dump(mode="json")
     if student.get("path"):
         student["path"] = proj.resolve(student["path"])
-    teacher = sft_adapter["run_manifest"]["output_weights_sha256"]
-    code = context.assets_def.code_versions_by_key[context.asset_key]
-    version = model_version(mixture_manifest["manifest_id"], spec_hash([recipe, student, spec.mode]), teacher, code)
-    out = local_model_dir(proj, [name, version])
-    manifest = distill_student(
-        base_model["path"],
-        sft_adapter["path"],
-        student,
-        read_records(local_mixture(proj, mixture, mixture_manifest)),
-        recipe,
-        str(out),
-        data_manifest_id=mixture_manifest["manifest_id"],
-        mode=spec.mode if kd else "logit",  # the baseline sees only the gold records
-        teacher_weights_sha256=base_model["weights_sha256"],
-        data_shards=mixture_manifest.get("shards"),
-        project_dir=str(proj.root),
-        on_step=lambda step: context.log.info(str(step)),
-    )
-    losses = manifest["loss"]
-    result = {
-        "version": version,
-        "path": str(out),
-        "location": publish_model_dir(out, proj.storage_root, [name, version]),
-        "teacher": {"base_model_path": base_model["path"], "adapter_path": sft_adapter["path"]},
-        "run_manifest": manifest,
-    }
-    keep_version(proj, name, result)
-    kd_info = manifest.get("distillation", {})
-    return json_output(
-        result,
-        manifest["output_weights_sha256"],
-        {
-            "loss_start": sum(losses[:5]) / len(losses[:5]),
-            "loss_end": sum(losses[-5:]) / len(losses[-5:]),
-            "steps": len(losses),
-            "kd_ratio": float(recipe["kd_ratio"]),
-            "kd_loss": str(kd_info.get("loss", recipe["loss"])),
-            "trainable_params": int(manifest.get("trainable_params", 0)),
-            "tokens_per_s": float(manifest.get("tokens_per_s") or 0.0),
-            "version": version,
-            "lineage": MetadataValue.md(lineage_markdown(mixture_manifest)),
-        },
-    )
+    config = DistillConfig.from_recipe(spec.recipe, student=student, mode=spec.mode)
+    return config.sft_baseline() if baseline else config
 
 
-@asset(
-    ins=STUDENT_INS,
-    deps=["distillation_recipe"],
-    io_manager_key="json_io_manager",
-    code_version="student-1",
-    automation_condition=rerun_when_changed(),
-    group_name="training",
-    description="A smaller student distilled from base + SFT adapter (logit and/or sequence KD, per the recipe).",
+def _student_asset(name: str, baseline: bool, description: str) -> AssetsDefinition:
+    @training_asset(
+        name=name,
+        ins=model_inputs("base_model", "sft_adapter"),
+        deps=["distillation_recipe"],
+        code_version="student-1",
+        description=description,
+    )
+    def student(
+        context: AssetExecutionContext,
+        project: ProjectResource,
+        training_launcher: TrainingLauncher,
+        mixture: pa.Table,
+        mixture_manifest: dict,
+        base_model: dict,
+        sft_adapter: dict,
+    ) -> Output:
+        proj = project.load()
+        config = distill_config(proj, baseline)
+        # The version hashes the recipe as the project states it (kd_ratio 0 for the baseline), the student and
+        # the project's mode, the teacher's weights and the code.
+        recipe = {**proj.spec.distillation.recipe.model_dump(mode="json"), "kd_ratio": config.kd_ratio}
+        parts = spec_hash([recipe, config.student.model_dump(mode="json"), proj.spec.distillation.mode])
+        teacher = sft_adapter["run_manifest"]["output_weights_sha256"]
+        code = context.assets_def.code_versions_by_key[context.asset_key]
+        version = model_version(mixture_manifest["manifest_id"], parts, teacher, code)
+        job = TrainJob(
+            config=config,
+            base_dir=base_model["path"],
+            base_weights_sha256=base_model["weights_sha256"],
+            adapter_dir=sft_adapter["path"],
+            mixture_path=local_mixture(proj, mixture, mixture_manifest),
+            out_dir=str(local_model_dir(proj, [name, version])),
+            data_manifest_id=mixture_manifest["manifest_id"],
+            data_shards=mixture_manifest.get("shards"),
+            project_dir=str(proj.root),
+        )
+        teacher_ref = {"base_model_path": base_model["path"], "adapter_path": sft_adapter["path"]}
+        return train_and_record(
+            context, proj, training_launcher, job, [name], version, mixture_manifest, teacher=teacher_ref
+        )
+
+    return student
+
+
+distilled_student = _student_asset(
+    "distilled_student",
+    False,
+    "A smaller student distilled from base + SFT adapter (logit and/or sequence KD, per the recipe).",
 )
-def distilled_student(
-    context: AssetExecutionContext,
-    project: ProjectResource,
-    mixture: pa.Table,
-    mixture_manifest: dict,
-    base_model: dict,
-    sft_adapter: dict,
-):
-    return _train_student(
-        context, project, "distilled_student", True, mixture, mixture_manifest, base_model, sft_adapter
-    )
-
-
-@asset(
-    ins=STUDENT_INS,
-    deps=["distillation_recipe"],
-    io_manager_key="json_io_manager",
-    code_version="student-1",
-    automation_condition=rerun_when_changed(),
-    group_name="training",
-    description="The same student, data and steps as distilled_student, trained SFT-only (kd_ratio 0): the baseline.",
+student_sft_baseline = _student_asset(
+    "student_sft_baseline",
+    True,
+    "The same student, data and steps as distilled_student, trained SFT-only (kd_ratio 0): the baseline.",
 )
-def student_sft_baseline(
-    context: AssetExecutionContext,
-    project: ProjectResource,
-    mixture: pa.Table,
-    mixture_manifest: dict,
-    base_model: dict,
-    sft_adapter: dict,
-):
-    return _train_student(
-        context, project, "student_sft_baseline", False, mixture, mixture_manifest, base_model, sft_adapter
-    )

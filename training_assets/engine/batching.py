@@ -11,13 +11,16 @@ The whole plan is a pure function of (phases, token counts, batch shape, steps, 
 regenerates it and starts at its step, and gets exactly the batches the uninterrupted run would have had.
 With one phase the stream is the one the training loop always used (one ``random.Random(seed)``
 shuffling ``range(n)`` per epoch), so runs without phases keep their data order.
+
+``StepBatches`` is that plan as the ``next_micro_batches`` function ``loop.run_loop`` asks for, used by both
+trainers (SFT and distillation).
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 PHASE_FIELD = "phase"  # mixassets.engine.mixture.PHASE_COLUMN
@@ -169,3 +172,37 @@ def batch_stream(
                 yield [pending[k * batch_size : (k + 1) * batch_size] for k in range(grad_accum)]
             pending = pending[per_step:]
             step += 1
+
+
+class StepBatches:
+    """``next_micro_batches`` for ``run_loop``: the micro-batches of a step, as a function of the step.
+
+    ``make_batch`` turns the item indices of one micro-batch into a batch. The index stream is
+    :func:`batch_stream`, started at the first step asked for; asking for any other step than the next one
+    restarts it there, so a resumed run gets the batches the uninterrupted one had.
+    """
+
+    def __init__(
+        self,
+        phase_of: Sequence[int],
+        tokens: Sequence[int],
+        make_batch: Callable[[list[int]], dict[str, Any]],
+        *,
+        batch_size: int,
+        steps: int,
+        seed: int,
+        grad_accum: int,
+    ) -> None:
+        self._phase_of, self._tokens, self._make_batch = phase_of, tokens, make_batch
+        self._shape = {"batch_size": batch_size, "steps": steps, "seed": seed}
+        self._grad_accum = grad_accum
+        self._stream: Iterator[list[list[int]]] | None = None
+        self._next_step = -1
+
+    def __call__(self, step: int) -> list[dict[str, Any]]:
+        if self._stream is None or step != self._next_step:
+            self._stream = batch_stream(
+                self._phase_of, self._tokens, **self._shape, grad_accum=self._grad_accum, start_step=step
+            )
+        self._next_step = step + 1
+        return [self._make_batch(ids) for ids in next(self._stream)]

@@ -18,12 +18,10 @@ Batches are right-padded, not packed: a precomputed teacher signal is stored per
 need it re-aligned per packed row for no gain at the sequence lengths distillation runs use.
 
 API:
-    distill_student(teacher_dir, teacher_adapter_dir, student_spec, records, recipe, out_dir, *, data_manifest_id,
-                    mode="logit", verifier=None, eval_records=None, teacher_weights_sha256=None,
-                    teacher_cache_dir=None, checkpoint_dir=None, resume=None, device=None, on_step=None,
-                    data_shards=None, project_dir=None) -> manifest dict
-    DistillRecipe, StudentSpec, SequenceKDSpec: the settings (pydantic; validated, defaults filled, recorded)
-    sft_only_recipe(recipe) -> recipe       the baseline: same recipe with kd_ratio = 0
+    distill_student(teacher_dir, teacher_adapter_dir, records, config, out_dir, *, data_manifest_id,
+                    verifier=None, eval_records=None, teacher_weights_sha256=None, teacher_cache_dir=None,
+                    on_step=None, data_shards=None, project_dir=None) -> run manifest dict
+    config: a ``DistillConfig`` (mode, student, KD recipe, execution); ``config.sft_baseline()`` is the baseline
     teacher_student_divergence(teacher, student, examples, *, pad_id, batch_size=8, loss="forward_kl",
                                temperature=1.0, beta=0.5) -> {"kd": ..., "ce": ..., "tokens": ...}
 """
@@ -32,16 +30,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
-from mixtrain.config.training import DistillRecipe, StudentSpec
-from training_assets.engine.base_model import atomic_directory, weights_sha256
-from training_assets.engine.batching import batch_stream
+from mixtrain.config.training import StudentSpec
+from mixtrain.identity import weights_sha256
+from training_assets.engine.batching import StepBatches
+from training_assets.engine.config import DistillConfig
 from training_assets.engine.examples import tokenize_records
 from training_assets.engine.kd_losses import Divergence, TopK, distillation_loss
-from training_assets.engine.loop import LoopConfig, resolve_device, run_loop, seed_everything
+from training_assets.engine.loop import resolve_device, run_loop, seed_everything
 from training_assets.engine.packing import pad_collate
-from training_assets.engine.run_manifest import build_run_manifest, write_manifest
+from training_assets.engine.run_manifest import build_run_manifest, publish_run
 from training_assets.engine.sequence_kd import Verifier, generate_sequence_kd
 from training_assets.engine.student import (
     build_layer_subset,
@@ -52,16 +51,7 @@ from training_assets.engine.student import (
 )
 from training_assets.engine.teacher_logits import TopKStore, precompute_teacher_topk, teacher_signal
 
-MANIFEST_FILE = "run_manifest.json"
 TEACHER_STORE_SUFFIX = ".teacher_topk"
-Mode = Literal["logit", "sequence", "both"]
-MODES: tuple[str, ...] = ("logit", "sequence", "both")
-
-
-def sft_only_recipe(recipe: DistillRecipe | Mapping[str, Any]) -> dict[str, Any]:
-    """The baseline of a distillation recipe: everything the same, ``kd_ratio = 0``."""
-    cfg = DistillRecipe.model_validate(dict(recipe) if isinstance(recipe, Mapping) else recipe.model_dump())
-    return {**cfg.model_dump(mode="json"), "kd_ratio": 0.0}
 
 
 def _model_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
@@ -110,47 +100,28 @@ def teacher_student_divergence(
     return {"kd": kd / tokens, "ce": ce / tokens, "tokens": tokens, "loss": loss, "temperature": temperature}
 
 
-class _StepBatches:
-    """``next_micro_batches`` for ``run_loop``: micro-batches of a step as a function of the step.
+def _step_batches(examples: list[dict[str, Any]], cfg: DistillConfig, pad_id: int, store: Any) -> StepBatches:
+    """Right-padded micro-batches, one phase; with a precomputed teacher each also carries the stored top-k for
+    its examples."""
 
-    The index stream comes from ``batching.batch_stream`` (seeded epochs of shuffles), regenerated from the
-    requested start step, so a resumed run gets exactly the batches the uninterrupted one had. With a
-    precomputed teacher, each micro-batch also carries the stored top-k for its examples.
-    """
+    def make_batch(ids: list[int]) -> dict[str, Any]:
+        chosen = [examples[i] for i in ids]
+        batch = pad_collate(chosen, pad_id)
+        if store is not None:
+            top = store.batch(ids, chosen, batch["input_ids"].size(1))
+            batch["teacher_topk_logprobs"], batch["teacher_topk_indices"] = top.logprobs, top.indices
+        return batch
 
-    def __init__(
-        self,
-        examples: list[dict[str, Any]],
-        cfg: DistillRecipe,
-        pad_id: int,
-        store: TopKStore | None,
-    ) -> None:
-        self._examples, self._cfg, self._pad_id, self._store = examples, cfg, pad_id, store
-        self._stream: Any = None
-        self._next_step = -1
-
-    def __call__(self, step: int) -> list[dict[str, Any]]:
-        if self._stream is None or step != self._next_step:
-            tokens = [len(e["input_ids"]) for e in self._examples]
-            self._stream = batch_stream(
-                [0] * len(self._examples),
-                tokens,
-                self._cfg.batch_size,
-                self._cfg.steps,
-                self._cfg.seed,
-                grad_accum=self._cfg.grad_accum,
-                start_step=step,
-            )
-        self._next_step = step + 1
-        micro = []
-        for ids in next(self._stream):
-            chosen = [self._examples[i] for i in ids]
-            batch = pad_collate(chosen, self._pad_id)
-            if self._store is not None:
-                top = self._store.batch(ids, chosen, batch["input_ids"].size(1))
-                batch["teacher_topk_logprobs"], batch["teacher_topk_indices"] = top.logprobs, top.indices
-            micro.append(batch)
-        return micro
+    tokens = [len(e["input_ids"]) for e in examples]
+    return StepBatches(
+        [0] * len(examples),
+        tokens,
+        make_batch,
+        batch_size=cfg.batch_size,
+        steps=cfg.steps,
+        seed=cfg.seed,
+        grad_accum=cfg.grad_accum,
+    )
 
 
 def _teacher_identity(
@@ -189,7 +160,7 @@ def _make_student(spec: StudentSpec, teacher: Any, teacher_tok: Any) -> tuple[An
 
 
 def _open_or_build_store(
-    path: str, teacher: Any, examples: list[dict[str, Any]], cfg: DistillRecipe, pad_id: int, identity: dict[str, Any]
+    path: str, teacher: Any, examples: list[dict[str, Any]], cfg: DistillConfig, pad_id: int, identity: dict[str, Any]
 ) -> tuple[TopKStore, bool]:
     """Reuse a store written for the same teacher, k, temperature and examples; else (re)compute it."""
     from training_assets.engine.teacher_logits import TeacherStoreError, examples_sha256
@@ -223,47 +194,40 @@ def _open_or_build_store(
 def distill_student(
     teacher_dir: str,
     teacher_adapter_dir: str | None,
-    student_spec: StudentSpec | Mapping[str, Any],
     records: list[dict[str, Any]],
-    recipe: DistillRecipe | Mapping[str, Any],
+    config: DistillConfig,
     out_dir: str,
     *,
     data_manifest_id: str,
-    mode: Mode = "logit",
     verifier: Verifier | None = None,
     eval_records: list[dict[str, Any]] | None = None,
     teacher_weights_sha256: str | None = None,
     teacher_cache_dir: str | None = None,
-    checkpoint_dir: str | None = None,
-    resume: bool | None = None,
-    device: str | None = None,
     on_step: Callable[[dict[str, Any]], None] | None = None,
     data_shards: Sequence[Any] | None = None,
     project_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Distil ``teacher_dir`` (+ optional adapter or merged model) into a student; write it to ``out_dir``.
+    """Distil ``teacher_dir`` (+ optional adapter or merged model) into the student ``config`` names; write it to
+    ``out_dir``.
 
-    ``out_dir`` receives the student (``save_pretrained``), its tokenizer and ``run_manifest.json`` with the KD
-    settings, teacher identity (weights hashes, vocabulary hash), student init, sequence-KD counts and, when
-    ``eval_records`` are given, the student's divergence from the teacher and gold CE before and after training.
-    ``teacher_cache_dir`` is where a precomputed top-k store goes (default ``<out_dir>.teacher_topk``); a store
-    there from the same teacher and examples is reused. Checkpointing and resuming are ``run_loop``'s
-    (``checkpoint_dir``, ``resume``).
+    ``out_dir`` receives the student (``save_pretrained``), its tokenizer, ``training_config.json`` and
+    ``run_manifest.json`` with the KD settings, teacher identity (weights hashes, vocabulary hash), student init,
+    sequence-KD counts and, when ``eval_records`` are given, the student's divergence from the teacher and gold CE
+    before and after training. ``teacher_cache_dir`` is where a precomputed top-k store goes (default
+    ``<out_dir>.teacher_topk``); a store there from the same teacher and examples is reused. Checkpointing and
+    resuming are ``run_loop``'s (``config.checkpoint_dir``, ``config.resume``).
     """
     import torch
 
     from training_assets.engine.loading import load_for_inference
 
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    cfg = DistillRecipe.model_validate(dict(recipe) if isinstance(recipe, Mapping) else recipe.model_dump())
-    spec = StudentSpec.model_validate(
-        dict(student_spec) if isinstance(student_spec, Mapping) else student_spec.model_dump()
-    )
+    if not isinstance(config, DistillConfig):
+        raise TypeError(f"distill_student: config must be a DistillConfig, got {type(config).__name__}")
+    cfg, spec, mode = config, config.student, config.mode
     kd_ratio = 0.0 if mode == "sequence" else cfg.kd_ratio
     uses_logits = kd_ratio > 0
     seeds = seed_everything(cfg.seed)
-    device = resolve_device(device)
+    device = resolve_device(cfg.device)
 
     # -- models: the teacher (adapter merged, fp32, eval mode) and a student built from it or loaded --
     teacher, teacher_tok = load_for_inference(teacher_dir, teacher_adapter_dir, dtype="fp32")
@@ -372,33 +336,22 @@ def distill_student(
         "sequence_kd": seq_counts,
         "teacher_store": store_info,
     }
+    learnt = cfg.learnt()
     run_key = {
-        "recipe": cfg.model_dump(mode="json"),
-        "mode": mode,
-        "student_spec": spec.model_dump(mode="json"),
+        "recipe": learnt,
         "data_manifest_id": data_manifest_id,
         "data_shards": list(data_shards or []),
         "teacher": {k: teacher_id[k] for k in ("weights_sha256", "adapter_weights_sha256")},
         "examples": example_stats,
     }
-    loop_cfg = LoopConfig(
-        steps=cfg.steps,
-        lr=cfg.lr,
-        warmup_steps=cfg.warmup_steps,
-        seed=cfg.seed,
-        dtype=cfg.dtype,
-        schedule=cfg.lr_schedule,
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        device=device,
-    )
+    loop_cfg = cfg.loop_config(device)
     result = run_loop(
         student,
-        _StepBatches(examples, cfg, pad_id, store),
+        _step_batches(examples, cfg, pad_id, store),
         loss_fn,
         loop_cfg,
-        checkpoint_dir=checkpoint_dir,
-        resume=resume,
+        checkpoint_dir=cfg.checkpoint_dir,
+        resume=cfg.resume,
         run_key=run_key,
         on_step=on_step,
     )
@@ -409,11 +362,10 @@ def distill_student(
         evaluation["after"] = teacher_student_divergence(teacher, student, eval_examples, pad_id=pad_id)
         evaluation["examples"] = len(eval_examples)
 
-    # -- save: student + tokenizer + manifest, all or nothing --
-    optimizer = loop_cfg.optimizer_record()
+    # -- save: student + tokenizer + config + manifest, all or nothing --
     manifest = build_run_manifest(
         result,
-        config={"recipe": cfg.model_dump(mode="json"), "optimizer": optimizer, "distillation": kd_settings},
+        config={"recipe": learnt, "optimizer": loop_cfg.optimizer_record(), "distillation": kd_settings},
         seeds=seeds,
         data_manifest_id=data_manifest_id,
         data_shards=data_shards,
@@ -424,13 +376,9 @@ def distill_student(
             "examples": example_stats,
             "evaluation": evaluation or None,
         },
-        execution={"checkpoint_dir": checkpoint_dir, "resume": resume, "device": device},
+        execution={**cfg.execution(), "device": device},
         project_dir=project_dir,
     )
     student.eval()
-    with atomic_directory(out_dir) as tmp:
-        student.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        manifest["output_weights_sha256"] = weights_sha256(tmp)
-        write_manifest(tmp / MANIFEST_FILE, manifest)
+    publish_run(out_dir, student, tokenizer, cfg, manifest)
     return manifest

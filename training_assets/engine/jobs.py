@@ -2,16 +2,21 @@
 
 The same job runs in the Dagster process or in another one (a Dagster Pipes subprocess today; ``torchrun`` or a
 Kubernetes pod launched by a Pipes client later): what is trained must not depend on where. So the job names its
-inputs by path (the mixture shard as Parquet, the base model directory) instead of passing Python objects, and
-both launch paths end in :func:`run_job`.
+inputs by path (the mixture shard as Parquet, the base model directory) instead of passing Python objects, carries
+its :class:`~training_assets.engine.config.TrainConfig` as it was built from the project, and both launch paths end
+in :func:`run_job`. Fine-tunes (``SFTConfig``) and distillations (``DistillConfig``) are both jobs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from training_assets.engine.config import DistillConfig, SFTConfig, TrainConfig
 
 # The mixture columns training reads: the record itself and its curriculum phase.
 RECORD_COLUMNS = ("kind", "text", "messages", "phase")
@@ -22,36 +27,77 @@ def read_records(mixture_path: str) -> list[dict[str, Any]]:
     return pq.read_table(mixture_path, columns=[c for c in RECORD_COLUMNS if c in names]).to_pylist()
 
 
-def run_job(job: dict[str, Any], on_step: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Run a ``{"kind": "sft", ...}`` job; returns the run manifest the engine wrote beside the weights."""
-    kind = job.get("kind")
-    if kind != "sft":
-        raise ValueError(f"training job: field 'kind': expected 'sft', got {kind!r}")
-    import torch
+class TrainJob(BaseModel):
+    """One training run: its config and where its inputs and output are.
 
-    from training_assets.engine.sft import train_lora
+    ``base_dir`` is the model fine-tuned (SFT) or the teacher (distillation, with ``adapter_dir`` its adapter);
+    ``out_dir`` receives the weights, ``training_config.json`` and ``run_manifest.json``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    config: SFTConfig | DistillConfig
+    base_dir: str
+    mixture_path: str
+    out_dir: str
+    data_manifest_id: str
+    base_weights_sha256: str | None = None
+    adapter_dir: str | None = None
+    phase_order: list[str] | None = None
+    data_shards: list[dict[str, Any]] | None = None
+    project_dir: str | None = None
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _config_of_its_kind(cls, value: Any) -> TrainConfig:
+        return TrainConfig.parse(value)
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any] | TrainJob) -> TrainJob:
+        """A job from its JSON form (the Pipes extras); an unknown config kind is named as such."""
+        if isinstance(data, TrainJob):
+            return data
+        config = data.get("config")
+        if isinstance(config, Mapping):
+            TrainConfig.parse(config)  # raises "field 'kind'" before pydantic's generic union error
+        return cls.model_validate(dict(data))
+
+
+def run_job(job: TrainJob | Mapping[str, Any], on_step: Callable[[dict[str, Any]], None] | None = None) -> dict:
+    """Run a job; returns the run manifest the engine wrote beside the weights."""
+    job = TrainJob.parse(job)
+    import torch
 
     # Float sums depend on how many threads split them: a job that names its thread count trains the same
     # weights wherever it runs (the Pipes test compares in-process and subprocess bit for bit).
     threads_before = torch.get_num_threads()
-    if job.get("threads"):
-        torch.set_num_threads(int(job["threads"]))
+    if job.config.threads:
+        torch.set_num_threads(job.config.threads)
     try:
-        return _train(job, train_lora, on_step)
+        return _train(job, on_step)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _train(job: dict[str, Any], train_lora: Callable[..., dict[str, Any]], on_step: Any) -> dict[str, Any]:
-    return train_lora(
-        job["base_dir"],
-        read_records(job["mixture_path"]),
-        job["recipe"],
-        job["out_dir"],
-        data_manifest_id=job["data_manifest_id"],
-        base_weights_sha256=job.get("base_weights_sha256"),
+def _train(job: TrainJob, on_step: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+    if isinstance(job.config, DistillConfig):
+        from training_assets.engine.distill import distill_student
+
+        engine = functools.partial(
+            distill_student, job.base_dir, job.adapter_dir, teacher_weights_sha256=job.base_weights_sha256
+        )
+    else:
+        from training_assets.engine.sft import train_lora
+
+        engine = functools.partial(
+            train_lora, job.base_dir, base_weights_sha256=job.base_weights_sha256, phase_order=job.phase_order
+        )
+    return engine(
+        read_records(job.mixture_path),
+        job.config,
+        job.out_dir,
+        data_manifest_id=job.data_manifest_id,
+        data_shards=job.data_shards,
+        project_dir=job.project_dir,
         on_step=on_step,
-        phase_order=job.get("phase_order"),
-        data_shards=job.get("data_shards"),
-        project_dir=job.get("project_dir"),
     )

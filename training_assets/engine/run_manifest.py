@@ -16,7 +16,10 @@ The identity helpers it records with (canonical JSON, package versions, git stat
 API:
     stable_fingerprint(manifest) -> str     fingerprint of the manifest without VOLATILE_KEYS
     build_run_manifest(...) -> dict          the standard layout, filled from a loop.LoopResult
-    write_manifest(path, manifest)           pretty, sorted JSON
+    publish_run(out_dir, model, tokenizer, config, manifest)
+                                             weights + tokenizer + training_config.json + run_manifest.json,
+                                             all or nothing; sets manifest["output_weights_sha256"]
+    write_run_manifest(path, manifest)       pretty, sorted JSON
 """
 
 from __future__ import annotations
@@ -26,10 +29,14 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mixtrain.identity import canonical_json, fingerprint, git_state, hardware, package_versions
+from mixtrain.identity import canonical_json, fingerprint, git_state, hardware, package_versions, weights_sha256
+from training_assets.engine.base_model import atomic_directory
 
 if TYPE_CHECKING:
+    from training_assets.engine.config import TrainConfig
     from training_assets.engine.loop import LoopResult
+
+RUN_MANIFEST_FILE = "run_manifest.json"
 
 # Facts about this execution rather than consequences of the inputs; excluded from stable_fingerprint.
 VOLATILE_KEYS = frozenset({"hardware", "wall_time_s", "tokens_per_s", "execution", "git"})
@@ -99,7 +106,22 @@ def build_run_manifest(
     return {**stable, **volatile}
 
 
-def write_manifest(path: str | os.PathLike[str], manifest: Mapping[str, Any]) -> None:
+def publish_run(
+    out_dir: str | os.PathLike[str], model: Any, tokenizer: Any, config: TrainConfig, manifest: dict[str, Any]
+) -> None:
+    """Write the trained model, its tokenizer, its config and its run manifest to ``out_dir``, all or nothing.
+
+    The weights hash is computed from the files just written and recorded as ``output_weights_sha256``.
+    """
+    with atomic_directory(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        config.save(tmp)
+        manifest["output_weights_sha256"] = weights_sha256(tmp)
+        write_run_manifest(tmp / RUN_MANIFEST_FILE, manifest)
+
+
+def write_run_manifest(path: str | os.PathLike[str], manifest: Mapping[str, Any]) -> None:
     text = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False)
     with open(path, "w", encoding="utf-8") as f:
         f.write(text + "\n")

@@ -51,7 +51,7 @@ def fingerprint(input_ids: Sequence[int]) -> int:
     return int.from_bytes(digest, "little")
 
 
-def examplesfile_sha256(examples: Sequence[dict[str, list[int]]]) -> str:
+def examples_sha256(examples: Sequence[dict[str, list[int]]]) -> str:
     """Identity of a list of examples (token ids and label positions, in order): what a store was computed for."""
     h = hashlib.sha256()
     for e in examples:
@@ -197,7 +197,7 @@ def precompute_teacher_topk(
                 "temperature": temperature,
                 "vocab_size": vocab,
                 "n_examples": len(examples),
-                "examples_sha256": examplesfile_sha256(examples),
+                "examples_sha256": examples_sha256(examples),
                 "n_tokens": total_tokens,
                 "shards": writer.shards,
                 "bytes_on_disk": stored,

@@ -208,6 +208,14 @@ def _normalise_calls(message: dict[str, Any]) -> dict[str, Any]:
 _CALL_BLOCK = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 
 
+def _loads(text: str, what: str, shown: str = "") -> Any:
+    """``json.loads``; a decode error is raised as ``ToolCallParseError("<what> not valid JSON (<error>)<shown>")``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ToolCallParseError(f"{what} not valid JSON ({e}){shown}") from e
+
+
 def parse_tool_calls(text: str) -> list[dict[str, Any]]:
     """The calls in an assistant reply written in our convention: ``[{"name": str, "arguments": dict}]``.
 
@@ -219,10 +227,7 @@ def parse_tool_calls(text: str) -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
     for i, match in enumerate(_CALL_BLOCK.finditer(text)):
         body = match.group(1).strip()
-        try:
-            obj = json.loads(body)
-        except json.JSONDecodeError as e:
-            raise ToolCallParseError(f"tool call {i}: not valid JSON ({e}): {body[:120]!r}") from e
+        obj = _loads(body, f"tool call {i}:", f": {body[:120]!r}")
         if not isinstance(obj, dict):
             raise ToolCallParseError(f"tool call {i}: expected a JSON object, got {type(obj).__name__}")
         name = obj.get("name")
@@ -230,10 +235,7 @@ def parse_tool_calls(text: str) -> list[dict[str, Any]]:
             raise ToolCallParseError(f"tool call {i}: 'name' must be a non-empty string, got {name!r}")
         args = obj.get("arguments", {})
         if isinstance(args, str):
-            try:
-                args = json.loads(args)
-            except json.JSONDecodeError as e:
-                raise ToolCallParseError(f"tool call {i}: 'arguments' string is not valid JSON ({e})") from e
+            args = _loads(args, f"tool call {i}: 'arguments' string is")
         if not isinstance(args, dict):
             raise ToolCallParseError(f"tool call {i}: 'arguments' must be a JSON object, got {type(args).__name__}")
         calls.append({"name": name, "arguments": args})
