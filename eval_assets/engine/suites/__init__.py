@@ -58,7 +58,7 @@ from eval_assets.engine.suites.structured import (
     summarise_structured,
 )
 from eval_assets.engine.suites.tool_calls import run_tool_calls, score_tool_suite, summarise_tool_suite
-from eval_assets.engine.suites.validation import validate_item, validate_items
+from eval_assets.engine.suites.validation import checked_registry, validate_item, validate_items
 
 __all__ = [
     "PERPLEXITY_TEXT_SET",
@@ -68,6 +68,7 @@ __all__ = [
     "EvalSettings",
     "ItemMetric",
     "Suite",
+    "checked_registry",
     "conversation",
     "length_bucket",
     "reference_answer",

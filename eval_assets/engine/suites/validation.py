@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -88,3 +88,14 @@ def validate_item(row: Mapping[str, Any]) -> list[str]:
 def validate_items(table: pa.Table) -> list[str]:
     """Every problem of every row of a registry table (EVAL_ITEM_SCHEMA); the registry fails when non-empty."""
     return [msg for row in table.to_pylist() for msg in validate_item(row)]
+
+
+def checked_registry(tables: Sequence[pa.Table]) -> pa.Table:
+    """The eval sets' tables as one registry; a broken item would score every model wrong, so any invalid item
+    refuses the whole registry, with a message naming each (the first 20)."""
+    table = pa.concat_tables(tables)
+    problems = validate_items(table)
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        raise ValueError(f"eval registry: {len(problems)} invalid item(s):\n  {shown}")
+    return table
