@@ -30,7 +30,6 @@ CANDIDATES = (
     Candidate("distilled_student", on_base=False),
     Candidate("student_sft_baseline", on_base=False),
 )
-CANDIDATE_NAMES = tuple(c.name for c in CANDIDATES)
 
 # label -> (base model directory, adapter directory or None), the form ``iter_candidates`` loads
 ModelDirs = dict[str, tuple[str, str | None]]
