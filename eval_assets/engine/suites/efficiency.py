@@ -15,7 +15,6 @@ from eval_assets.engine.suites.rows import (
     generation_reason,
     generation_rows,
     generation_summary,
-    length_bucket,
     render_all,
     to_table,
 )
@@ -31,8 +30,8 @@ def score_efficiency(
     length_buckets: Sequence[int] = EvalSettings.length_buckets,
 ) -> pa.Table:
     rows = []
-    for _, gen, row in generation_rows("efficiency", model_label, items, generations):
-        row.update(length_bucket=length_bucket(gen.prompt_tokens, length_buckets), reason=generation_reason(gen, None))
+    for _, gen, row in generation_rows("efficiency", model_label, items, generations, length_buckets):
+        row["reason"] = generation_reason(gen, None)
         if gen.error is not None:
             row["latency_s"] = None
         rows.append(row)

@@ -11,14 +11,13 @@ from eval_assets.engine import behaviour_sets
 from eval_assets.engine.evaluate import Generation
 from eval_assets.engine.suites.rows import (
     UNKNOWN,
-    chat_render,
     dumps,
-    generate_items,
     generation_reason,
     generation_rows,
     generation_summary,
     lenient_metadata,
     mean,
+    run_chat_suite,
     to_table,
 )
 from eval_assets.engine.suites.settings import EvalSettings
@@ -68,6 +67,4 @@ def summarise_refusal(table: pa.Table) -> dict[str, float]:
 def run_refusal(
     model: Any, tokenizer: Any, items: pa.Table, settings: EvalSettings, *, model_label: str = "model"
 ) -> tuple[pa.Table, dict[str, float]]:
-    gens = generate_items(model, tokenizer, items, settings, chat_render(tokenizer))
-    table = score_refusal(items, gens, model_label=model_label)
-    return table, summarise_refusal(table)
+    return run_chat_suite(score_refusal, summarise_refusal, model, tokenizer, items, settings, model_label)

@@ -198,12 +198,35 @@ def generate_items(
 
 
 def generation_rows(
-    suite: str, model_label: str, items: pa.Table, generations: Sequence[Generation]
+    suite: str,
+    model_label: str,
+    items: pa.Table,
+    generations: Sequence[Generation],
+    length_buckets: Sequence[int] | None = None,
 ) -> Iterator[tuple[dict[str, Any], Generation, dict[str, Any]]]:
-    """Per item, in order: the item, its generation and the row it starts from (``base_row``)."""
+    """Per item, in order: the item, its generation and the row it starts from (``base_row``), with the prompt's
+    ``length_bucket`` when the suite slices by it (``length_buckets`` given)."""
     for i, item in enumerate(items.to_pylist()):
         gen = generations[i]
-        yield item, gen, base_row(suite, model_label, item, gen)
+        row = base_row(suite, model_label, item, gen)
+        if length_buckets is not None:
+            row["length_bucket"] = length_bucket(gen.prompt_tokens, length_buckets)
+        yield item, gen, row
+
+
+def run_chat_suite(
+    score: Callable[..., pa.Table],
+    summarise: Callable[[pa.Table], dict[str, float]],
+    model: Any,
+    tokenizer: Any,
+    items: pa.Table,
+    settings: EvalSettings,
+    model_label: str,
+) -> tuple[pa.Table, dict[str, float]]:
+    """A suite that only needs each item's greedy reply to its chat prompt: generate, ``score``, ``summarise``."""
+    gens = generate_items(model, tokenizer, items, settings, chat_render(tokenizer))
+    table = score(items, gens, model_label=model_label)
+    return table, summarise(table)
 
 
 def chat_render(tokenizer: Any) -> Callable[[Mapping[str, Any]], str]:

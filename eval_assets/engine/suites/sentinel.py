@@ -12,13 +12,12 @@ from eval_assets.engine import metrics
 from eval_assets.engine.evaluate import Generation
 from eval_assets.engine.suites.rows import (
     UNKNOWN,
-    chat_render,
-    generate_items,
     generation_reason,
     generation_rows,
     generation_summary,
     lenient_metadata,
     mean,
+    run_chat_suite,
     to_table,
 )
 from eval_assets.engine.suites.settings import EvalSettings
@@ -87,6 +86,4 @@ def summarise_sentinel(table: pa.Table) -> dict[str, float]:
 def run_sentinel(
     model: Any, tokenizer: Any, items: pa.Table, settings: EvalSettings, *, model_label: str = "model"
 ) -> tuple[pa.Table, dict[str, float]]:
-    gens = generate_items(model, tokenizer, items, settings, chat_render(tokenizer))
-    table = score_sentinel(items, gens, model_label=model_label)
-    return table, summarise_sentinel(table)
+    return run_chat_suite(score_sentinel, summarise_sentinel, model, tokenizer, items, settings, model_label)

@@ -21,7 +21,6 @@ from eval_assets.engine.suites.rows import (
     generation_rows,
     generation_summary,
     json_or_text,
-    length_bucket,
     lenient_metadata,
     per_item_fallback,
     to_table,
@@ -64,12 +63,11 @@ def score_structured(
     (the first JSON object in the reply is scored; ``json_strict`` says whether the reply was only JSON).
     """
     rows = []
-    for i, (item, gen, row) in enumerate(generation_rows("structured", model_label, items, generations)):
+    for i, (item, gen, row) in enumerate(
+        generation_rows("structured", model_label, items, generations, length_buckets)
+    ):
         meta = lenient_metadata(item.get("metadata"))
-        row.update(
-            source_module=str(meta.get("module") or UNKNOWN),
-            length_bucket=length_bucket(gen.prompt_tokens, length_buckets),
-        )
+        row["source_module"] = str(meta.get("module") or UNKNOWN)
         try:
             scored = metrics.score_structured_output(
                 gen.output, json_or_text(item["reference"]), _item_schema(meta), item_id=item["item_id"]

@@ -20,7 +20,6 @@ from eval_assets.engine.suites.rows import (
     generation_rows,
     generation_summary,
     item_metadata,
-    length_bucket,
     mean,
     render_all,
     to_table,
@@ -55,8 +54,7 @@ def score_tool_suite(
     ``reference`` the ``{"calls": [...]}`` spec of ``tool_calls``. ``details`` keeps the per-argument rows.
     """
     rows = []
-    for item, gen, row in generation_rows("tool_calls", model_label, items, generations):
-        row["length_bucket"] = length_bucket(gen.prompt_tokens, length_buckets)
+    for item, gen, row in generation_rows("tool_calls", model_label, items, generations, length_buckets):
         try:
             meta = item_metadata(item.get("metadata"))
             reference = json.loads(item["reference"])
