@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 from dagster import build_asset_check_context
 
-from eval_assets.checks import gate_verdict
+from eval_assets.engine.gate import gate_verdict
 from mixassets.checks import mixture_contamination_free, mixture_license_policy
 from mixtrain.resources import ProjectResource
 from mixtrain.schema import DOCUMENT_SCHEMA, FINDING_SCHEMA

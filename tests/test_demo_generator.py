@@ -189,7 +189,7 @@ def test_web_crawl_is_the_same_at_every_scale_and_big_enough_for_boilerplate(pro
     assert spec.pii_policy == "redact" and spec.domain == "web" and spec.language == "en"
     assert p.spec.mixture.weights["web_crawl"] == 0.25
     cfg = spec.gating.boilerplate
-    for banner in (gen.CRAWL_HEADER, gen.CRAWL_FOOTER):
+    for banner in (gen.web_crawl.CRAWL_HEADER, gen.web_crawl.CRAWL_FOOTER):
         with_banner = sum(1 for t in pages.values() if banner in t.splitlines())
         assert with_banner >= cfg.min_docs and with_banner / len(pages) >= cfg.min_doc_fraction
         assert with_banner < len(pages) and len(banner) >= cfg.min_line_chars
@@ -202,7 +202,7 @@ def test_web_crawl_pages_trip_the_detectors_they_were_written_for(project):
     assert languages["crawl-besuch-de"][0] == "de" and languages["crawl-visite-fr"][0] == "fr"
     for k in ("crawl-besuch-de", "crawl-visite-fr"):
         assert languages[k][1] > 0.9
-    for i in range(len(gen.CRAWL_PAGES)):
+    for i in range(len(gen.web_crawl.CRAWL_PAGES)):
         assert languages[f"crawl-news-{i:02d}"][0] == "en"
     limits = SafetyConfig().max_scores
     heated = lexicon_scores(pages["crawl-forum-argument"])
@@ -244,12 +244,14 @@ def test_every_gating_rule_fires_on_the_small_demo(project):
     missing = [r.id for r in DEFAULT_RULES if not any(f == r.id or f.startswith(r.id + ".") for f in fired)]
     assert missing == []
     # The moderation model holds exactly the threat page, and no clean document of the demo.
-    assert len(classified) == 1 and gen.CRAWL_SPECIAL["minutes-comment"] in classified[0]
+    assert len(classified) == 1 and gen.web_crawl.CRAWL_SPECIAL["minutes-comment"] in classified[0]
 
 
 def _without_banner(page: str) -> str:
     """A crawl page as the classifier sees it: the boilerplate rule has already stripped the site banner."""
-    return "\n".join(line for line in page.splitlines() if line not in (gen.CRAWL_HEADER, gen.CRAWL_FOOTER)).strip()
+    return "\n".join(
+        line for line in page.splitlines() if line not in (gen.web_crawl.CRAWL_HEADER, gen.web_crawl.CRAWL_FOOTER)
+    ).strip()
 
 
 def test_the_demo_classifier_is_a_plain_local_model_that_separates_threat_from_code(project):
@@ -275,7 +277,7 @@ def test_classifier_training_text_is_not_the_demo_text():
     labels = {y for _, y in examples}
     assert labels == {0, 1} and sum(y for _, y in examples) < len(examples) / 2
     trained = " ".join(t for t, _ in examples).lower()
-    threat = gen.CRAWL_SPECIAL["minutes-comment"]
+    threat = gen.web_crawl.CRAWL_SPECIAL["minutes-comment"]
     sentences = [s.strip().lower() for s in threat.split(".") if len(s.split()) > 3]
     assert sentences and not any(s in trained for s in sentences)
     for word in ("spineless", "cheats", "smash", "clubhouse", "chairman"):

@@ -41,14 +41,14 @@ def test_every_package_records_the_same_vocab_identity(tiny_model_dir) -> None:
     pytest.importorskip("transformers")
     from transformers import AutoTokenizer
 
-    from eval_assets.engine import comparison
+    from eval_assets.engine.record import model_record
     from training_assets.engine import student
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     other = AutoTokenizer.from_pretrained(tiny_model_dir)
     expected = identity.vocab_sha256(tok)
     assert student.check_same_vocab(tok, other) == expected
-    record = comparison._model_record(tok, _OneParam(), with_tools=False)
+    record = model_record(tok, _OneParam(), with_tools=False)
     assert record["vocab_sha256"] == expected
     assert len({identity.vocab_sha256(tok), identity.vocab_sha256(other)}) == 1
 

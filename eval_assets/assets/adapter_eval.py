@@ -8,28 +8,15 @@ what made it (and reruns only when that adapter, the base or the eval sets chang
 """
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, AssetIn, MetadataValue, multi_asset
+from dagster import AssetExecutionContext, AssetIn, multi_asset
 
-from eval_assets.assets.reports import (
-    BASELINE,
-    base_identity,
-    eval_settings,
-    plotted_metrics,
-    suite_items,
-    trained_identity,
-)
+from eval_assets.assets.wiring import GROUP, model_in, run_outputs
+from eval_assets.engine.candidates import ADAPTER_LABEL, BASELINE, adapter_label, adapter_models
 from eval_assets.engine.comparison import run_evaluation
+from eval_assets.engine.reporting import eval_settings, suite_items
 from mixtrain.automation import changed_out
 from mixtrain.partitions import adapter_partitions
 from mixtrain.resources import ProjectResource
-from mixtrain.versioning import table_output
-
-# The adapter's label in metadata keys, the same in every partition (the partition names the adapter).
-ADAPTER_LABEL = "adapter"
-
-
-def adapter_label(adapter_id: str) -> str:
-    return f"task_adapter[{adapter_id}]"
 
 
 @multi_asset(
@@ -41,15 +28,10 @@ def adapter_label(adapter_id: str) -> str:
             "adapter-eval-1", "One task adapter vs its base per metric and slice, with paired bootstrap intervals."
         ),
     },
-    ins={
-        "task_adapter": AssetIn(input_manager_key="json_io_manager"),
-        "base_model": AssetIn(input_manager_key="json_io_manager"),
-        "eval_registry": AssetIn(),
-        "heldout_text": AssetIn(),
-    },
+    ins={"task_adapter": model_in(), "base_model": model_in(), "eval_registry": AssetIn(), "heldout_text": AssetIn()},
     deps=["eval_spec"],
     partitions_def=adapter_partitions,
-    group_name="evaluation",
+    group_name=GROUP,
 )
 def task_adapter_eval(
     context: AssetExecutionContext,
@@ -59,15 +41,9 @@ def task_adapter_eval(
     eval_registry: pa.Table,
     heldout_text: pa.Table,
 ):
-    proj = project.load()
-    label = adapter_label(context.partition_key)
-    candidates = {BASELINE: (base_model["path"], None), label: (base_model["path"], task_adapter["path"])}
-    identities = {BASELINE: base_identity(base_model), label: trained_identity(task_adapter)}
-    items = suite_items(proj, eval_registry, heldout_text)
-    run = run_evaluation(candidates, BASELINE, items, eval_settings(proj), identities=identities)
-    metadata: dict = plotted_metrics(run, {label: ADAPTER_LABEL})
-    metadata["problems"] = len(run.problems)
-    metadata["record"] = MetadataValue.json(run.record)
-    yield table_output(run.items, metadata, name="task_adapter_report")
-    comparison = {"comparison": MetadataValue.md(run.to_markdown())}
-    yield table_output(run.comparison, comparison, name="task_adapter_comparison")
+    cfg = project.load().spec
+    models, identities = adapter_models(base_model, context.partition_key, task_adapter)
+    items = suite_items(cfg.evaluation.suites, cfg.eval_sets, eval_registry, heldout_text)
+    run = run_evaluation(models, BASELINE, items, eval_settings(cfg.evaluation), identities=identities)
+    labels = {adapter_label(context.partition_key): ADAPTER_LABEL}
+    yield from run_outputs(run, "task_adapter_report", "task_adapter_comparison", labels)

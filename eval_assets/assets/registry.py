@@ -1,44 +1,33 @@
 """The eval registry: every eval set frozen item by item with a checksum, and observed by content so that
 adding or editing a set makes only the screen, and what follows it, stale."""
 
-import pyarrow as pa
-from dagster import AssetExecutionContext, DataVersion, asset, observable_source_asset
+from dagster import AssetExecutionContext, DataVersion, observable_source_asset
 
+from eval_assets.assets.wiring import GROUP, evaluation_asset
 from eval_assets.engine.registry import eval_set_path, load_eval_set, registry_checksum
-from eval_assets.engine.suites import validate_items
-from mixtrain.automation import rerun_when_changed
+from eval_assets.engine.suites import checked_registry
 from mixtrain.identity import spec_hash
-from mixtrain.project import Project
 from mixtrain.resources import ProjectResource
 from mixtrain.storage import file_sha256
 from mixtrain.versioning import table_output
 
 
-def _eval_files(proj: Project) -> dict[str, str]:
-    return {e.id: file_sha256(eval_set_path(e, proj.resolve)) for e in proj.spec.eval_sets}
-
-
-@observable_source_asset(group_name="evaluation", description="Eval set specs and the files they read.")
+@observable_source_asset(group_name=GROUP, description="Eval set specs and the files they read.")
 def eval_spec(project: ProjectResource) -> DataVersion:
     proj = project.load()
     sets = [e.model_dump(mode="json") for e in proj.spec.eval_sets]
-    return DataVersion(spec_hash({"sets": sets, "files": _eval_files(proj)}))
+    files = {e.id: file_sha256(eval_set_path(e, proj.resolve)) for e in proj.spec.eval_sets}
+    return DataVersion(spec_hash({"sets": sets, "files": files}))
 
 
-@asset(
+@evaluation_asset(
     deps=["eval_spec"],
     code_version="registry-1",
-    automation_condition=rerun_when_changed(),
-    group_name="evaluation",
     description="All eval items (HumanEval, task holdouts) with the text fields the contamination screen checks.",
 )
 def eval_registry(context: AssetExecutionContext, project: ProjectResource):
     proj = project.load()
     tables = [load_eval_set(e, proj.resolve) for e in proj.spec.eval_sets]
-    table = pa.concat_tables(tables)
-    problems = validate_items(table)
-    if problems:  # a broken item would score every model wrong: refuse the registry, naming each item
-        shown = "\n  ".join(problems[:20])
-        raise ValueError(f"eval registry: {len(problems)} invalid item(s):\n  {shown}")
+    table = checked_registry(tables)
     counts = {f"items/{e.id}": t.num_rows for e, t in zip(proj.spec.eval_sets, tables, strict=True)}
     return table_output(table, {"items": table.num_rows, "registry_checksum": registry_checksum(table), **counts})

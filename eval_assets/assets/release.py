@@ -7,64 +7,33 @@ before this asset, so the live release stays what it was. ``mixtrain rollback`` 
 import datetime as dt
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetIn, MetadataValue
 
-from eval_assets.checks import gate_verdict
-from mixtrain.automation import rerun_when_changed
+from eval_assets.assets.wiring import candidate_ins, evaluation_asset
+from eval_assets.engine.release import next_release, promotion_checks, release_name, release_reason
 from mixtrain.markdown import markdown_table
 from mixtrain.release import current_release, release_entry
 from mixtrain.resources import ProjectResource
 from mixtrain.versioning import json_output
 
 
-@asset(
-    ins={
-        "eval_comparison": AssetIn(),
-        "sft_adapter": AssetIn(input_manager_key="json_io_manager"),
-        "distilled_student": AssetIn(input_manager_key="json_io_manager"),
-        "student_sft_baseline": AssetIn(input_manager_key="json_io_manager"),
-    },
+@evaluation_asset(
+    ins={"eval_comparison": AssetIn(), **candidate_ins()},
     io_manager_key="json_io_manager",
     code_version="release-1",
-    automation_condition=rerun_when_changed(),
-    group_name="evaluation",
     description="The model promoted by the release gate, why, and the previous release (mixtrain rollback).",
 )
-def released_model(
-    context: AssetExecutionContext,
-    project: ProjectResource,
-    eval_comparison: pa.Table,
-    sft_adapter: dict,
-    distilled_student: dict,
-    student_sft_baseline: dict,
-):
+def released_model(context: AssetExecutionContext, project: ProjectResource, eval_comparison: pa.Table, **trained):
     proj = project.load()
     gate = proj.spec.release_gate
-    models = {"sft_adapter": sft_adapter, "distilled_student": distilled_student}
-    models["student_sft_baseline"] = student_sft_baseline
-    if gate.candidate not in models:
-        raise ValueError(f"mixtrain.yaml: field 'release_gate.candidate': '{gate.candidate}' is not a trained model")
-    passed, checks = gate_verdict(eval_comparison, gate)
-    if not passed:  # the blocking check stops the run first; this guards a hand-picked materialization
-        raise RuntimeError(f"release gate failed for {gate.candidate}: the release stays as it was")
+    checks = promotion_checks(gate, eval_comparison, trained)
     previous = current_release(proj.storage_root)
-    entry = release_entry(
-        gate.candidate,
-        models[gate.candidate],
-        reason=[{k: c[k] for k in ("name", "eval_set", "candidate", "baseline", "diff", "message")} for c in checks],
-        at=dt.datetime.now(dt.timezone.utc),
-    )
-    history = [*previous.get("history", []), previous["current"]] if previous else []
-    release = {"current": entry, "previous": previous["current"] if previous else None, "history": history}
-    return json_output(
-        release,
-        entry["weights_sha256"],
-        {
-            "model": gate.candidate,
-            "version": str(entry["version"]),
-            "previous": str(previous["current"]["model"] + "@" + str(previous["current"]["version"]))
-            if previous
-            else "none",
-            "why": MetadataValue.md(markdown_table(checks, ["name", "eval_set", "candidate", "baseline", "diff"])),
-        },
-    )
+    at = dt.datetime.now(dt.timezone.utc)
+    entry = release_entry(gate.candidate, trained[gate.candidate], reason=release_reason(checks), at=at)
+    metadata = {
+        "model": gate.candidate,
+        "version": str(entry["version"]),
+        "previous": release_name(previous),
+        "why": MetadataValue.md(markdown_table(checks, ["name", "eval_set", "candidate", "baseline", "diff"])),
+    }
+    return json_output(next_release(previous, entry), entry["weights_sha256"], metadata)

@@ -15,28 +15,24 @@ What a run promises:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from eval_assets.engine import bootstrap
-from eval_assets.engine.evaluate import iter_candidates
-from eval_assets.engine.registry import registry_checksum
+from eval_assets.engine.candidates import iter_candidates
+from eval_assets.engine.record import model_record, run_record
 from eval_assets.engine.suites import (
-    PERPLEXITY_TEXT_SET,
     RUN_ITEM_SCHEMA,
     SUITES,
     EvalSettings,
     ItemMetric,
     Suite,
 )
-from mixtrain.identity import model_hardware, package_versions, text_sha256, vocab_sha256
 from mixtrain.markdown import markdown_table
 
 RUN_SUMMARY_SCHEMA = pa.schema(
@@ -141,63 +137,6 @@ def _ci(row: Mapping[str, Any]) -> str:
     if row["ci_low"] is None or row["ci_high"] is None:
         return "-"
     return f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
-
-
-# --- identity of models, sets and software -----------------------------------------------------------------------
-
-
-def _model_record(tokenizer: Any, model: Any, with_tools: bool) -> dict[str, Any]:
-    chat_template = getattr(tokenizer, "chat_template", None)
-    out: dict[str, Any] = {
-        "vocab_sha256": vocab_sha256(tokenizer),
-        "vocab_size": len(tokenizer),
-        "chat_template_sha256": text_sha256(
-            chat_template if isinstance(chat_template, str) else json.dumps(chat_template)
-        ),
-        "hardware": model_hardware(model),
-    }
-    if with_tools:
-        from training_assets.engine.tool_template import select_template
-
-        try:
-            out["tool_template"] = select_template(tokenizer, with_tools=True).manifest()
-        except ValueError as e:
-            out["tool_template"] = {"error": str(e)}
-    return out
-
-
-def _set_record(suite: str, table: pa.Table) -> dict[str, dict[str, Any]]:
-    """Version and checksum of each eval set a suite ran: the registry's own checksum rule where the table is a
-    registry slice, else a hash of the texts (held-out perplexity texts carry no checksum column)."""
-    out: dict[str, dict[str, Any]] = {}
-    for set_id in _eval_sets(table):
-        rows = table.filter(pc.equal(table["eval_set"], set_id)) if "eval_set" in table.column_names else table
-        if {"checksum", "item_id"} <= set(rows.column_names):
-            checksum = registry_checksum(rows)
-            versions = sorted(set(rows.column("version").to_pylist())) if "version" in rows.column_names else []
-        else:
-            payload = [[r.get("item_id"), r.get("domain"), r.get("text")] for r in rows.to_pylist()]
-            checksum = hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
-            versions = []
-        out[set_id] = {"suite": suite, "n_items": rows.num_rows, "versions": versions, "checksum": checksum}
-    return out
-
-
-def _sets_record(suites: Mapping[str, pa.Table]) -> dict[str, dict[str, Any]]:
-    """Per eval set: the suites that ran it (a set may serve two, e.g. structured and efficiency), its size,
-    versions and checksum."""
-    out: dict[str, dict[str, Any]] = {}
-    for name, table in suites.items():
-        for set_id, rec in _set_record(name, table).items():
-            suite = rec.pop("suite")
-            out.setdefault(set_id, {**rec, "suites": []})["suites"].append(suite)
-    return out
-
-
-def _eval_sets(table: pa.Table) -> list[str]:
-    if "eval_set" not in table.column_names:
-        return [PERPLEXITY_TEXT_SET]
-    return list(dict.fromkeys(v or PERPLEXITY_TEXT_SET for v in table.column("eval_set").to_pylist()))
 
 
 def limit_items(table: pa.Table, limit: int | None) -> pa.Table:
@@ -391,7 +330,7 @@ def run_evaluation(
         if error is not None:
             problems.append({"model": label, "suite": None, "kind": "load", "message": f"cannot load: {error!r}"})
             continue
-        models[label].update(_model_record(tokenizer, model, with_tools="tool_calls" in limited))
+        models[label].update(model_record(tokenizer, model, with_tools="tool_calls" in limited))
         for name, items in limited.items():
             try:
                 table, summary = SUITES[name].run(model, tokenizer, items, settings, model_label=label)
@@ -466,26 +405,7 @@ def run_evaluation(
             for r in compared
         )
 
-    record = {
-        "baseline": baseline_label,
-        "models": models,
-        "eval_sets": _sets_record(limited),
-        "decoding": {
-            "strategy": "greedy",
-            "max_new_tokens": settings.max_new_tokens,
-            "batch_size": settings.batch_size,
-            "efficiency_batch_size": 1,
-            "dtype": settings.dtype,
-        },
-        "seeds": {
-            "bootstrap_seed": settings.seed,
-            "n_resamples": settings.n_resamples,
-            "confidence": settings.confidence,
-        },
-        "settings": asdict(settings),
-        "suite_info": extra,
-        "packages": package_versions(),
-    }
+    record = run_record(baseline_label, models, limited, settings, extra)
     return EvalRun(
         items=items,
         summary=pa.Table.from_pylist(summary_rows, schema=RUN_SUMMARY_SCHEMA),

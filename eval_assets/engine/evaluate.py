@@ -8,11 +8,9 @@ that importing the engine (e.g. to read a results table) costs nothing.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 import time
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from eval_assets.engine.candidates import iter_candidates
 from eval_assets.tasks import json_signature
 
 EVAL_RESULT_SCHEMA = pa.schema(
@@ -356,35 +355,6 @@ def evaluate_json_signature(
         "tokens_per_s": stats["tokens_per_s"],
     }
     return table, metrics
-
-
-def iter_candidates(
-    candidates: Mapping[str, tuple[str, str | None]], *, dtype: str = "bf16"
-) -> Iterator[tuple[str, Any, Any, Exception | None]]:
-    """``(label, model, tokenizer, None)`` per candidate in order, or ``(label, None, None, error)`` when one
-    cannot be loaded, so a broken candidate is reported instead of ending the run.
-
-    Candidates on the same base share one read of its weights (a copy per candidate but the last), so a base +
-    adapter comparison loads the base once. Each model is dropped before the next is loaded.
-    """
-    from training_assets.engine.loading import load_base_weights, load_for_inference, needs_base_weights
-
-    uses_left = Counter(base for base, adapter in candidates.values() if needs_base_weights(adapter))
-    bases: dict[str, Any] = {}
-    for label, (base_dir, adapter_dir) in candidates.items():
-        base = None
-        try:
-            if needs_base_weights(adapter_dir):
-                uses_left[base_dir] -= 1
-                if base_dir not in bases:
-                    bases[base_dir] = load_base_weights(base_dir)
-                base = bases.pop(base_dir) if uses_left[base_dir] == 0 else copy.deepcopy(bases[base_dir])
-            model, tokenizer = load_for_inference(base_dir, adapter_dir, dtype, base_model=base)
-        except Exception as e:  # a missing or corrupt model directory is one candidate's problem
-            yield label, None, None, e
-            continue
-        yield label, model, tokenizer, None
-        del model, base
 
 
 def evaluate_candidates(

@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from mixtrain.config.evaluation import ReleaseGateSpec
 
 OPS = (">=", "<=", "no_regression")
 BASES = ("point", "ci_high", "ci_low")
@@ -230,3 +233,27 @@ def _failure(name: str, c: Any, message: str, slice_: str | None = None) -> dict
         "threshold": None,
         "message": message,
     }
+
+
+def gate_criteria(gate: ReleaseGateSpec) -> list[dict]:
+    """The primary metric's no-regression criterion first, then the configured ones, each with its eval set."""
+    primary = {
+        "name": f"{gate.primary_metric} no regression",
+        "metric": gate.primary_metric,
+        "op": "no_regression",
+        "tolerance": gate.tolerance,
+        "eval_set": gate.eval_set,
+    }
+    rest = [{**c.model_dump(exclude_unset=True), "eval_set": c.eval_set or gate.eval_set} for c in gate.criteria]
+    return [primary, *rest]
+
+
+def gate_verdict(comparison: pa.Table, gate: ReleaseGateSpec) -> tuple[bool, list[dict]]:
+    """Every criterion checked on the candidate's rows of its eval set; (passed, one row per check)."""
+    mine = comparison.filter(pc.equal(comparison["candidate_model"], gate.candidate))
+    checks: list[dict] = []
+    for criterion in gate_criteria(gate):
+        eval_set = criterion.pop("eval_set")
+        rows = mine.filter(pc.equal(mine["eval_set"], eval_set))
+        checks.extend({**c, "eval_set": eval_set} for c in evaluate_gate([criterion], rows).checks)
+    return all(c["passed"] for c in checks), checks

