@@ -56,3 +56,11 @@ def build_tiny_project(root: Path, model_dir: Path) -> Path:
 @pytest.fixture
 def tiny_project(tmp_path, tiny_model_dir) -> Path:
     return build_tiny_project(tmp_path / "project", tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def pipeline_session(tmp_path_factory, tiny_model_dir):
+    """One run of the whole graph on a tiny project, shared by test_pipeline.py and test_pipeline_reruns.py."""
+    from tests.pipeline_session import Session
+
+    return Session.first_run(build_tiny_project(tmp_path_factory.mktemp("pipeline") / "project", tiny_model_dir))
