@@ -122,6 +122,26 @@ def test_the_rules_see_the_packages():
     assert sum(len(found) for found in IMPORTS.values()) > len(MODULES)
 
 
+def test_imports_are_read_as_python_runs_them(tmp_path):
+    path = tmp_path / "mod.py"
+    path.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "import dagster\n"
+        "from . import not_a_module\n"
+        "from .. import engine\n"
+        "if TYPE_CHECKING:\n    import torch\n"
+        "def f():\n    import ray\n"
+    )
+    found = {imp.module: imp.lazy for imp in imports_of("mixassets.assets.mod", path)}
+    assert found == {
+        "typing": False,
+        "dagster": False,
+        "mixassets.assets": False,  # a name from the package, not a module of it
+        "mixassets.engine": False,
+        "ray": True,
+    }
+
+
 def test_layering_core_then_data_then_training_then_evaluation():
     bad = [
         _where(name, imp)
