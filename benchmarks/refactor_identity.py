@@ -11,6 +11,10 @@ Run: ``python benchmarks/refactor_identity.py --base 4cf7e6f [--project tiny|dem
   tiny model shared by both sides) run in process as the tests run it; ``demo`` is the demo project
   (``examples/demo/generate.py`` at full scale) run through the tree's CLI (``mixassets.cli`` before the move,
   ``mixtrain.cli`` after).
+* Both builds happen at the same absolute path (``<workdir>/project``), one after the other, each moved to
+  ``<workdir>/<side>/project`` when done: outputs record absolute paths, and the mixture manifest id hashes its
+  shard's path, so two copies in two directories get two manifest ids (and so two version names for every model
+  trained on it) with the same code.
 * The inputs each version generated are compared byte for byte, then the second copy's files get the first copy's
   modification times: a document's ``capture_time`` is its file's mtime, so two copies written a minute apart
   would otherwise differ in every table for a reason that has nothing to do with the code.
@@ -122,11 +126,15 @@ def run(args: argparse.Namespace, work: Path) -> int:
         model = work / "tiny-model"
         timings["head"]["tiny model"] = build_step(head_tree, "tiny-model", model, work / "head.log")
         extra = ["--model", str(model)]
+    build_dir = work / "project"  # both sides build here in turn: outputs record absolute paths (see above)
+    inputs: dict[str, list[str]] = {}
     for side, tree in sides.items():
-        timings[side]["prepare"] = build_step(tree, prepare, work / side / "project", work / f"{side}.log", *extra)
-    inputs = align_inputs(work / "base" / "project", work / "head" / "project")
-    for side, tree in sides.items():
-        timings[side]["run"] = build_step(tree, build, work / side / "project", work / f"{side}.log")
+        timings[side]["prepare"] = build_step(tree, prepare, build_dir, work / f"{side}.log", *extra)
+        if side == "head":
+            inputs = align_inputs(work / "base" / "project", build_dir)
+        timings[side]["run"] = build_step(tree, build, build_dir, work / f"{side}.log")
+        (work / side).mkdir(exist_ok=True)
+        build_dir.rename(work / side / "project")
 
     report = compare_roots(work / "base" / "project" / "storage", work / "head" / "project" / "storage")
     print(f"project: {args.project}   A = base {revs['base']} ({base_tree})   B = head {revs['head']} ({head_tree})")
