@@ -18,6 +18,8 @@ Run: ``python benchmarks/refactor_identity.py --base 4cf7e6f [--project tiny|dem
 * The inputs each version generated are compared byte for byte, then the second copy's files get the first copy's
   modification times: a document's ``capture_time`` is its file's mtime, so two copies written a minute apart
   would otherwise differ in every table for a reason that has nothing to do with the code.
+* Every build step runs with ``PYTHONHASHSEED=0``: peft writes ``adapter_config.json``'s ``target_modules`` from
+  a set, so its order (and the file's bytes) change from one process to the next with the same code.
 * The two storage roots are compared by ``benchmarks/compare_storage.py`` (see its docstring for what is ignored).
 
 Exit status 0 when the inputs and the outputs are the same, 1 when something differs, 2 when a build failed.
@@ -45,6 +47,7 @@ from benchmarks.compare_storage import compare_roots, render  # noqa: E402
 
 BUILD = Path(__file__).resolve().with_name("identity_build.py")
 NOT_INPUTS = ("storage", ".dagster", "__pycache__")  # what a build writes into the project, not what it reads
+HASH_SEED = "0"  # peft writes an adapter's target_modules in set order, which follows str hashing
 STEPS = {"tiny": ("prepare-tiny", "run"), "demo": ("prepare-demo", "run-cli")}
 
 
@@ -68,7 +71,7 @@ class BuildFailed(RuntimeError):
 
 def build_step(tree: Path, step: str, out: Path, log: Path, *extra: str) -> float:
     """One ``identity_build.py`` step with ``tree``'s code; returns its wall seconds, raises with the log's tail."""
-    env = {**os.environ, "PYTHONPATH": str(tree), "TQDM_DISABLE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(tree), "TQDM_DISABLE": "1", "PYTHONHASHSEED": HASH_SEED}
     start = time.perf_counter()
     with log.open("a") as sink:
         sink.write(f"\n$ PYTHONPATH={tree} {sys.executable} {BUILD.name} {step} {out} {' '.join(extra)}\n")
