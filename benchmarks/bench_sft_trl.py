@@ -39,7 +39,7 @@ What is compared, and why this way:
   pays for allocator and kernel warm-up on both sides.
 * **Per core.** Each tool runs in a fresh child process with the same ``torch.set_num_threads``. Wall and
   CPU seconds are the child's; peak RSS is its VmHWM. On a GPU the rows also give MFU: 6 x parameters x
-  tokens/s over the card's dense bf16 peak (:data:`PEAK_BF16_FLOPS`). LoRA skips the frozen weights'
+  tokens/s over the card's dense bf16 peak (:data:`benchmarks.mfu.PEAK_BF16_FLOPS`). LoRA skips the frozen weights'
   gradients, so the FLOPs really spent are nearer 4 x parameters per token: MFU by the usual 6N
   convention overstates what the card did, equally for both tools.
 * **Shared machines.** ``--repeats N`` runs each tool N times, the tools taking turns, and reports each
@@ -58,8 +58,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,38 +67,20 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without install
     sys.path.insert(0, str(ROOT))
 
 from benchmarks._harness import machine_info, spawn, timed, write_report  # noqa: E402
+from benchmarks.mfu import accelerator, mfu, n_params  # noqa: E402
+from benchmarks.sft_data import (  # noqa: E402
+    DEMO_DATA,
+    TRAINING_TEMPLATE,
+    check_template,
+    load_rows,
+    read_jsonl,
+    select_records,
+    write_jsonl,
+)
 
-DEMO_DATA = ROOT / "examples" / "demo" / "data" / "signature_sft.jsonl"
 DEMO_BASE = ROOT / "examples" / "demo" / "storage" / "base_model"
 SMOLLM2 = "smollm2-135m-instruct"
 TOOLS = ("mixtrain", "trl")
-
-# ChatML (SmolLM2's and the tiny model's rendering) with the assistant reply and its end-of-turn token inside
-# generation markers, so TRL's assistant mask covers exactly what mixtrain labels. No default system prompt:
-# conversations that would get one from SmolLM2's template fail the render check instead of differing silently.
-TRAINING_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' }}"
-    "{% if message['role'] == 'assistant' %}"
-    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
-    "{% else %}{{ message['content'] + '<|im_end|>' + '\n' }}{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-
-# Dense (no sparsity) bf16 tensor-core peaks from the vendors' data sheets, most specific name first: the
-# first key contained in ``torch.cuda.get_device_name()`` wins.
-PEAK_BF16_FLOPS: dict[str, float] = {
-    "H200": 989e12,
-    "H100 PCIe": 756e12,
-    "H100 NVL": 835e12,
-    "H100": 989e12,  # SXM
-    "A100": 312e12,
-    "L40S": 362e12,
-    "L4": 121e12,
-    "A10G": 70e12,
-    "A10": 125e12,
-}
 
 
 @dataclass(frozen=True)
@@ -142,174 +123,6 @@ class BenchSettings:
             "weight_decay": 0.0,
             "max_grad_norm": 1.0,
         }
-
-
-@dataclass
-class SelectedData:
-    """The records both tools train on, and what was left out and why (nothing disappears unreported)."""
-
-    records: list[dict[str, Any]]
-    skipped: dict[str, list[str]] = field(default_factory=dict)  # reason -> record ids
-    lengths: list[int] = field(default_factory=list)  # tokens per kept conversation
-
-    def summary(self) -> dict[str, Any]:
-        n = sorted(self.lengths)
-        return {
-            "records": len(self.records),
-            "skipped": {reason: len(ids) for reason, ids in self.skipped.items()},
-            "skipped_ids": self.skipped,
-            "tokens": sum(n),
-            "min_tokens": n[0] if n else 0,
-            "median_tokens": n[len(n) // 2] if n else 0,
-            "max_tokens": n[-1] if n else 0,
-        }
-
-
-# ------------------------------------------------------------------------------------------------ data
-
-
-def mixture_row(record_id: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """A chat conversation in the mixture table's shape: messages as a JSON string, text their joined contents."""
-    text = "\n\n".join(str(m.get("content", "")) for m in messages)
-    return {"doc_id": record_id, "kind": "chat", "messages": json.dumps(messages), "text": text}
-
-
-def read_chat_jsonl(path: Path) -> list[dict[str, Any]]:
-    """``{"id", "messages": [...]}`` lines as mixture rows; a malformed line is an error naming file and line."""
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from exc
-            messages = record.get("messages") if isinstance(record, dict) else None
-            if not isinstance(messages, list):
-                raise ValueError(f"{path}:{n}: field 'messages': expected a list of messages")
-            rows.append(mixture_row(str(record.get("id", f"{path.name}:{n}")), messages))
-    return rows
-
-
-_WORDS = (
-    "the",
-    "model",
-    "learns",
-    "from",
-    "a",
-    "carefully",
-    "mixed",
-    "corpus",
-    "of",
-    "code",
-    "and",
-    "prose",
-    "small",
-    "data",
-    "gated",
-    "deduplicated",
-    "screened",
-    "function",
-    "returns",
-    "value",
-    "list",
-    "dict",
-    "string",
-    "number",
-    "answer",
-    "question",
-    "please",
-    "json",
-    "parse",
-    "text",
-    "training",
-    "step",
-    "batch",
-    "token",
-    "loss",
-    "rate",
-    "adapter",
-    "capital",
-    "France",
-    "Paris",
-    "hello",
-    "world",
-    "add",
-    "name",
-    "count",
-    "items",
-    "ok",
-    "missing",
-)
-
-
-def synthetic_conversations(n: int, seed: int = 0) -> list[dict[str, Any]]:
-    """``n`` chat rows of widely varying length (a few words to a few hundred), seeded: the length spread
-    real mixtures have and the demo's signature task lacks, which is what packing is for."""
-    import random
-
-    rng = random.Random(seed)
-
-    def words(lo: int, hi: int) -> str:
-        k = round(lo * (hi / lo) ** rng.random())  # log-uniform: many short, some long
-        return " ".join(rng.choice(_WORDS) for _ in range(k))
-
-    rows = []
-    for i in range(n):
-        messages = [
-            {"role": "system", "content": "You are a helpful assistant."},
-            {"role": "user", "content": words(3, 180) + "?"},
-            {"role": "assistant", "content": words(2, 120) + "."},
-        ]
-        rows.append(mixture_row(f"synthetic-{i}", messages))
-    return rows
-
-
-def load_rows(data: str, synthetic_records: int, demo: Path = DEMO_DATA) -> list[dict[str, Any]]:
-    """The rows of ``--data``: the demo's conversations, synthetic ones, both ('mixed'), or a chat JSONL file."""
-    if data == "synthetic":
-        return synthetic_conversations(synthetic_records)
-    if data == "mixed":
-        return read_chat_jsonl(demo) + synthetic_conversations(synthetic_records)
-    return read_chat_jsonl(demo if data == "demo" else Path(data))
-
-
-def select_records(records: Sequence[dict[str, Any]], tokenizer: Any, max_seq_len: int) -> SelectedData:
-    """The records both tools can train on whole: mixtrain's example preparation accepts them, they have
-    labelled tokens, they render alike under TRL's training template (so both read the same text) and they fit
-    in ``max_seq_len`` (so neither tool truncates). The rest are reported."""
-    from training_assets.engine.examples import RecordError, prepare_examples
-
-    selected = SelectedData(records=[])
-    for record in records:
-        rid = str(record.get("doc_id"))
-        try:
-            prepared = prepare_examples([record], tokenizer, max_seq_len=1_000_000)
-        except RecordError as exc:
-            selected.skipped.setdefault(f"refused: {str(exc).split(': ', 1)[-1][:80]}", []).append(rid)
-            continue
-        if not prepared.examples:
-            selected.skipped.setdefault("no labelled tokens", []).append(rid)
-            continue
-        if not renders_alike(tokenizer, json.loads(record["messages"])):
-            selected.skipped.setdefault("renders differently under TRL's training template", []).append(rid)
-            continue
-        n = len(prepared.examples[0]["input_ids"])
-        if n > max_seq_len:
-            selected.skipped.setdefault(f"longer than max_seq_len={max_seq_len}", []).append(rid)
-            continue
-        selected.records.append(record)
-        selected.lengths.append(n)
-    return selected
-
-
-def _write_jsonl(rows: Sequence[dict[str, Any]], path: Path) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 # ----------------------------------------------------------------------------------------------- tools
@@ -372,27 +185,9 @@ def run_mixtrain(base_dir: str, records: list[dict[str, Any]], s: BenchSettings)
         "label_tokens": [int(x["label_tokens"]) for x in steps],
         "loss": [float(x["loss"]) for x in steps],
         "manifest_tokens_per_s": manifest.get("tokens_per_s"),
-        "n_params": _n_params(base_dir),
+        "n_params": n_params(base_dir),
         **_rates(tokens, [float(x["elapsed_s"]) for x in steps], 0.0, cpu_ends),
     }
-
-
-def renders_alike(tokenizer: Any, messages: list[dict[str, Any]]) -> bool:
-    """Whether ``messages`` render to the same text under :data:`TRAINING_TEMPLATE` as under the tokenizer's own
-    template (SmolLM2's adds a default system prompt, for one, when the first turn is not a system one)."""
-    own = tokenizer.apply_chat_template(messages, tokenize=False)
-    return bool(own == tokenizer.apply_chat_template(messages, tokenize=False, chat_template=TRAINING_TEMPLATE))
-
-
-def check_template(tokenizer: Any, conversations: Sequence[list[dict[str, Any]]], ids: Sequence[str]) -> None:
-    """Every conversation must render identically under :data:`TRAINING_TEMPLATE` and the tokenizer's own
-    template, or TRL would be trained on different text from mixtrain."""
-    for rid, messages in zip(ids, conversations, strict=True):
-        if not renders_alike(tokenizer, messages):
-            raise ValueError(
-                f"record {rid}: field 'messages': renders differently under the benchmark's TRL training "
-                "template than under the tokenizer's chat template; TRL and mixtrain would see different text"
-            )
 
 
 def run_trl(base_dir: str, records: list[dict[str, Any]], s: BenchSettings) -> dict[str, Any]:
@@ -505,46 +300,12 @@ def run_trl(base_dir: str, records: list[dict[str, Any]], s: BenchSettings) -> d
     }
 
 
-def _n_params(base_dir: str) -> int:
-    """Parameters of the base model, read from its safetensors headers (no second copy of the weights)."""
-    from safetensors import safe_open
-
-    total = 0
-    for path in sorted(Path(base_dir).glob("*.safetensors")):
-        with safe_open(str(path), framework="pt") as f:
-            for name in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                shape = f.get_slice(name).get_shape()
-                n = 1
-                for d in shape:
-                    n *= d
-                total += n
-    return total
-
-
 RUNNERS = {"mixtrain": run_mixtrain, "trl": run_trl}
-
-
-def accelerator() -> dict[str, Any]:
-    """The GPU the children train on and its dense bf16 peak, or the CPU (no MFU)."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return {"device": "cpu", "peak_flops": None}
-    name = torch.cuda.get_device_name(0)
-    peak = next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
-    return {"device": name, "peak_flops": peak}
-
-
-def mfu(n_params: int, tokens_per_s: float | None, peak_flops: float | None) -> float | None:
-    """Model FLOPs utilisation by the 6N convention; None on CPU or an unknown card."""
-    if not peak_flops or not tokens_per_s:
-        return None
-    return 6 * n_params * tokens_per_s / peak_flops
 
 
 def run_child(tool: str, base_dir: str, data: Path, settings: dict[str, Any], out: Path) -> None:
     s = BenchSettings(**{**settings, "target_modules": tuple(settings["target_modules"])})
-    records = _read_jsonl(data)
+    records = read_jsonl(data)
     result, t = timed(lambda: RUNNERS[tool](base_dir, records, s))
     out.write_text(json.dumps({**result, **asdict(t)}))
 
@@ -642,7 +403,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["data"] = selected.summary()
         result["accelerator"] = accelerator()
         data = tmp / "records.jsonl"
-        _write_jsonl(selected.records, data)
+        write_jsonl(selected.records, data)
         for packing in packings:
             s = BenchSettings(
                 steps=args.steps,

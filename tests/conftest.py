@@ -149,3 +149,11 @@ def make_teacher(path: str, layers: int = 4, seed: int = 0) -> str:
 def teacher_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A tiny 4-layer teacher."""
     return make_teacher(str(tmp_path_factory.mktemp("teacher") / "t"))
+
+
+@pytest.fixture(scope="session")
+def pipeline_session(tmp_path_factory, tiny_model_dir):
+    """One run of the whole graph on a tiny project, shared by test_pipeline.py and test_pipeline_reruns.py."""
+    from tests.pipeline_session import Session
+
+    return Session.first_run(build_tiny_project(tmp_path_factory.mktemp("pipeline") / "project", tiny_model_dir))

@@ -13,14 +13,9 @@ from typing import Any
 
 import pytest
 
-from benchmarks.bench_sft_trl import (
-    BenchSettings,
-    check_template,
-    mfu,
-    run_mixtrain,
-    select_records,
-    synthetic_conversations,
-)
+from benchmarks.bench_sft_trl import BenchSettings, run_mixtrain
+from benchmarks.mfu import mfu
+from benchmarks.sft_data import check_template, select_records, synthetic_conversations
 from training_assets.engine.tiny import make_tiny_model
 
 N_RECORDS = 6
@@ -121,7 +116,7 @@ def test_mfu_is_six_n_tokens_over_peak_and_absent_on_cpu() -> None:
 
 
 def test_demo_data_reads_as_mixture_rows(tmp_path: Path) -> None:
-    from benchmarks.bench_sft_trl import read_chat_jsonl
+    from benchmarks.sft_data import read_chat_jsonl
 
     path = tmp_path / "chat.jsonl"
     path.write_text('{"id": "a", "messages": [{"role": "user", "content": "x"}]}\n\n{"id": "b"}\n')
@@ -130,7 +125,7 @@ def test_demo_data_reads_as_mixture_rows(tmp_path: Path) -> None:
 
 
 def test_mixed_data_is_the_demo_conversations_and_synthetic_ones(tmp_path: Path) -> None:
-    from benchmarks.bench_sft_trl import load_rows
+    from benchmarks.sft_data import load_rows
 
     demo = tmp_path / "demo.jsonl"
     messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
@@ -144,7 +139,7 @@ def test_mixed_data_is_the_demo_conversations_and_synthetic_ones(tmp_path: Path)
 def test_records_rendering_differently_for_trl_are_skipped_and_counted(tiny: str) -> None:
     from transformers import AutoTokenizer
 
-    from benchmarks.bench_sft_trl import TRAINING_TEMPLATE, mixture_row
+    from benchmarks.sft_data import TRAINING_TEMPLATE, mixture_row
 
     tok = AutoTokenizer.from_pretrained(tiny)
     # Like SmolLM2's template: a default system prompt when the conversation brings none.

@@ -9,14 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.labelled_neardup import (
-    LabelledPair,
-    build_labelled_set,
-    jaccard,
-    keeper_of_from_clusters,
-    score,
-    shingles,
-)
+from benchmarks import labelled_neardup as neardup
 from mixassets.engine.dedupe import dedupe
 
 MIN_PRECISION = 0.98
@@ -25,7 +18,7 @@ MIN_RECALL = 0.95
 
 @pytest.fixture(scope="module")
 def labelled():
-    return build_labelled_set(n_pairs=400, n_singles=200, seed=0)
+    return neardup.build_labelled_set(n_pairs=400, n_singles=200, seed=0)
 
 
 def test_labels_span_the_band_and_are_exact(labelled) -> None:
@@ -39,13 +32,13 @@ def test_labels_span_the_band_and_are_exact(labelled) -> None:
         assert sum(lo <= t < lo + 0.1 for t in truths) >= 25, lo
     texts = dict(zip(docs.column("doc_id").to_pylist(), docs.column("text").to_pylist(), strict=True))
     for p in pairs[:50]:
-        assert p.jaccard == jaccard(shingles(texts[p.base_id]), shingles(texts[p.copy_id]))
+        assert p.jaccard == neardup.jaccard(neardup.shingles(texts[p.base_id]), neardup.shingles(texts[p.copy_id]))
     assert all(p.jaccard == 1.0 for p in pairs if p.edit == "format")
 
 
 def test_labelled_set_is_deterministic() -> None:
-    a_docs, a_pairs = build_labelled_set(n_pairs=20, n_singles=10, seed=3)
-    b_docs, b_pairs = build_labelled_set(n_pairs=20, n_singles=10, seed=3)
+    a_docs, a_pairs = neardup.build_labelled_set(n_pairs=20, n_singles=10, seed=3)
+    b_docs, b_pairs = neardup.build_labelled_set(n_pairs=20, n_singles=10, seed=3)
     assert a_docs.equals(b_docs)
     assert a_pairs == b_pairs
 
@@ -55,7 +48,7 @@ def test_engine_precision_and_recall(labelled, threshold: float) -> None:
     docs, pairs = labelled
     kept, clusters = dedupe(docs, threshold=threshold, ngram=5)
     assert kept.num_rows + clusters.num_rows == docs.num_rows
-    quality = score(docs, pairs, keeper_of_from_clusters(clusters), threshold)
+    quality = neardup.score(docs, pairs, neardup.keeper_of_from_clusters(clusters), threshold)
     assert quality.positives >= 40  # enough clear pairs that recall is a measurement
     assert quality.precision >= MIN_PRECISION, quality.as_dict()
     assert quality.recall >= MIN_RECALL, quality.as_dict()
@@ -66,11 +59,11 @@ def test_score_punishes_unjustified_drops_and_misses(labelled) -> None:
     nothing costs recall."""
     docs, pairs = labelled
     drop_all_copies = {p.copy_id: p.base_id for p in pairs}
-    q = score(docs, pairs, drop_all_copies, 0.8)
+    q = neardup.score(docs, pairs, drop_all_copies, 0.8)
     assert q.recall == 1.0
     assert q.precision < 0.7
     assert q.merged_negatives == q.negatives > 0
-    nothing = score(docs, pairs, {}, 0.8)
+    nothing = neardup.score(docs, pairs, {}, 0.8)
     assert nothing.precision == 1.0
     assert nothing.recall == 0.0
 
@@ -78,7 +71,7 @@ def test_score_punishes_unjustified_drops_and_misses(labelled) -> None:
 def test_score_follows_chains_and_rejects_unknown_ids(labelled) -> None:
     docs, _ = labelled
     a, b, c = docs.column("doc_id").to_pylist()[:3]
-    pair = LabelledPair(a, b, 1.0, "edit")
-    assert score(docs, [pair], {a: c, b: c}, 0.8).recall == 1.0  # both merged into the same keeper
+    pair = neardup.LabelledPair(a, b, 1.0, "edit")
+    assert neardup.score(docs, [pair], {a: c, b: c}, 0.8).recall == 1.0  # both merged into the same keeper
     with pytest.raises(ValueError, match="not in the labelled set"):
-        score(docs, [pair], {"nope": a}, 0.8)
+        neardup.score(docs, [pair], {"nope": a}, 0.8)

@@ -1,0 +1,56 @@
+"""The tiny project's pipeline session, shared by ``test_pipeline.py`` (what the first run left behind, read only)
+and ``test_pipeline_reruns.py`` (what reruns when something changes, each test building on the state the previous
+one left). The ``pipeline_session`` fixture in ``conftest.py`` is session-scoped, so both files share one run of the
+whole graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mixtrain.instance import activate, load_definitions, open_instance
+from mixtrain.partitions import partition_keys
+from mixtrain.runner import RunReport, run_project
+
+GATING = {"raw_documents", "raw_rejects", "gated_documents", "decision_log", "quarantine"}
+
+
+class Session:
+    first: RunReport  # the first run's report
+    changed = False  # set by every run after the first
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.refresh()
+
+    def refresh(self):
+        self.project = activate(self.root)
+        self.defs = load_definitions(self.project)
+        self.instance = open_instance(self.project)
+
+    def run(self):
+        self.refresh()
+        self.changed = True  # after the first run: the state is no longer what the first run left
+        return run_project(self.project, self.defs, self.instance, log=lambda s: None)
+
+    @classmethod
+    def first_run(cls, root: Path) -> Session:
+        session = cls(root)
+        session.first = session.run()
+        session.changed = False
+        return session
+
+
+def stored_table(session: Session, *parts: str) -> pa.Table:
+    return pq.read_table(Path(session.project.storage_root).joinpath(*parts))
+
+
+def asset_statuses(session: Session) -> dict[tuple[str, str | None], object]:
+    from mixtrain.dagster_internals import stale_statuses
+    from mixtrain.runner import observe_specs
+
+    observe_specs(session.defs, session.instance)
+    found = stale_statuses(session.defs, session.instance, partition_keys(session.project))
+    return {(s.key, s.partition): s for s in found}
