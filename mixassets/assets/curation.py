@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetIn, AssetKey, asset, multi_asset
 from upath import UPath
 
-from mixassets.curation_config import dedupe_config, screen_config
+from mixassets.assets.engine_configs import dedupe_config, screen_config
 from mixassets.engine.contamination import (
     build_index,
     contamination_report,
