@@ -62,6 +62,7 @@ from itertools import chain
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mixassets.engine.contamination_index import (
     _DOC_COLUMNS,
@@ -96,11 +97,13 @@ __all__ = [
     "FieldRef",
     "ScreenConfig",
     "ScreenIndex",
+    "ScreenResult",
     "UnscreenableField",
     "build_index",
     "contamination_report",
     "item_leaks",
     "screen",
+    "screen_corpus",
     "screen_tokens",
     "token_spans",
     "unscreenable_fields",
@@ -321,3 +324,42 @@ def screen(
     hit[[f.doc for f in found]] = True
     findings = _emit(found, index, docs)
     return docs.filter(pa.array(~hit)), docs.filter(pa.array(hit)), findings
+
+
+@dataclass(frozen=True)
+class ScreenResult:
+    """One screen of a corpus against the eval items, with the summaries built from its findings."""
+
+    clean: pa.Table
+    contaminated: pa.Table
+    findings: pa.Table  # FINDING_SCHEMA
+    report: pa.Table  # REPORT_SCHEMA: per eval set
+    leaks: pa.Table  # ITEM_LEAK_SCHEMA: per leaked item
+
+    def clean_metadata(self) -> dict[str, int]:
+        n = self.clean.num_rows + self.contaminated.num_rows
+        return {"documents_in": n, "documents_clean": self.clean.num_rows, "contaminated": self.contaminated.num_rows}
+
+    def findings_metadata(self) -> dict[str, int]:
+        methods = pc.value_counts(self.findings.column("match_type")).to_pylist() if self.findings.num_rows else []
+        return {
+            "findings": self.findings.num_rows,
+            "unscreenable_fields": int(pc.sum(self.report.column("fields_unscreenable")).as_py() or 0),
+            **{f"findings/{m['values']}": int(m["counts"]) for m in methods},
+        }
+
+    def report_metadata(self) -> dict[str, int | float]:
+        per_set: dict[str, int | float] = {}
+        for row in self.report.to_pylist():
+            for key in ("items_leaked", "holdout_leaked", "target_leaked", "documents_hit", "leaked_share"):
+                per_set[f"{row['eval_set']}/{key}"] = row[key]
+        return per_set
+
+
+def screen_corpus(docs: pa.Table, items: pa.Table, config: ScreenConfig) -> ScreenResult:
+    """:func:`screen` of ``docs`` against ``items``, and the report and item leaks of its findings; the items are
+    indexed once for the screen and the report's unscreenable fields."""
+    index = build_index(items, config=config)
+    clean, dirty, findings = screen(docs, items, config=config, index=index)
+    report = contamination_report(findings, items, config=config, unscreenable=index.unscreenable)
+    return ScreenResult(clean, dirty, findings, report, item_leaks(findings))

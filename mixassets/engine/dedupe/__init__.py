@@ -44,7 +44,14 @@ Why this shape:
 
 from mixassets.engine.dedupe.bands import BandIndex, band_index, pairs_in_runs
 from mixassets.engine.dedupe.config import KEEPER_CRITERIA, DedupeConfig, lsh_params
-from mixassets.engine.dedupe.incremental import DedupeResult, DedupeStats, dedupe, dedupe_incremental
+from mixassets.engine.dedupe.incremental import (
+    DedupeResult,
+    DedupeStats,
+    dedupe,
+    dedupe_incremental,
+    unchanged_sources,
+    with_sketched_versions,
+)
 from mixassets.engine.dedupe.keepers import keeper_order, license_rank
 from mixassets.engine.dedupe.resolution import resolve
 from mixassets.engine.dedupe.sketching import band_hashes, shingle_set, signatures, sketch
@@ -75,5 +82,7 @@ __all__ = [
     "signatures",
     "sketch",
     "sketch_schema",
+    "unchanged_sources",
     "verify",
+    "with_sketched_versions",
 ]

@@ -6,6 +6,7 @@ Why a module: it composes the stages (sketch, band, verify, resolve) and owns wh
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -37,6 +38,8 @@ from mixassets.engine.dedupe.verification import VerifiedPairs, _cached_pairs, _
 
 # Above this many runs of consecutive reused rows, a refresh gathers its sketches with one take instead of slices.
 _MAX_SLICES = 64
+# The data version of each source the sketches were made from (see with_sketched_versions).
+_META_SKETCHED_VERSIONS = b"mixtrain.dedupe.gated_versions"
 # Input rows per batch of kept rows handed to a writer: ~30 MB of text at ~2 KB/doc.
 _KEPT_BATCH_ROWS = 16_384
 
@@ -71,6 +74,31 @@ class DedupeResult:
     verified_pairs: pa.Table  # VERIFIED_PAIR_SCHEMA: persist for the next run
     stats: DedupeStats
     docs: pa.Table = field(repr=False)  # the input documents, which the kept rows are taken from
+
+    def metadata(self) -> dict[str, int | float | bool]:
+        """What the run decided and what it reused, as the deduplicated corpus reports it."""
+        match = self.clusters.column("match_type").to_pylist()
+        actions = self.clusters.column("action").to_pylist()
+        n, kept, stats = self.docs.num_rows, self.kept_count, self.stats
+        return {
+            "documents_in": n,
+            "documents_kept": kept,
+            "exact_duplicates": match.count("exact"),
+            "near_duplicates": match.count("near"),
+            "kept_under_cluster_cap": actions.count("kept_capped"),
+            "dedupe_rate": round(1 - kept / n, 4),
+            "sketched": stats.sketched,
+            "sketches_reused": stats.sketches_reused,
+            "pairs_verified": stats.pairs_verified,
+            "pairs_reused": stats.pairs_reused,
+            "incremental": stats.incremental,
+        }
+
+    def dropped_per_source(self) -> dict[str, int]:
+        """``dropped/<source>``: how many documents of each source were dropped as duplicates."""
+        dropped = self.clusters.filter(pc.equal(self.clusters["action"], "dropped"))
+        counts = pc.value_counts(dropped.column("source_id")).to_pylist() if dropped.num_rows else []
+        return {f"dropped/{c['values']}": int(c["counts"]) for c in counts}
 
     @cached_property
     def kept(self) -> pa.Table:
@@ -306,3 +334,17 @@ def dedupe(
     cfg = config or DedupeConfig(threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed)
     result = dedupe_incremental(docs, config=cfg, trust=source_rank, code_sources=code_sources)
     return result.kept, result.clusters
+
+
+def with_sketched_versions(sketches: pa.Table, versions: Mapping[str, str]) -> pa.Table:
+    """``sketches`` recording the data version of each source they were made from, so that a later refresh can
+    pass the sources still at those versions as ``unchanged_sources`` (:func:`unchanged_sources`)."""
+    meta = {**(sketches.schema.metadata or {}), _META_SKETCHED_VERSIONS: json.dumps(dict(versions), sort_keys=True)}
+    return sketches.replace_schema_metadata(meta)
+
+
+def unchanged_sources(previous: pa.Table | None, versions: Mapping[str, str]) -> set[str]:
+    """Sources whose data version in ``versions`` is the one the ``previous`` sketches recorded."""
+    raw = ((previous.schema.metadata or {}) if previous is not None else {}).get(_META_SKETCHED_VERSIONS)
+    seen = json.loads(raw) if raw else {}
+    return {sid for sid, version in versions.items() if seen.get(sid) == version}
