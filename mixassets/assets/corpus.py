@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 import fsspec
 import pyarrow as pa
 from dagster import (
-    AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
@@ -17,6 +16,7 @@ from dagster import (
 )
 from upath import UPath
 
+from mixassets.checks import check_result
 from mixassets.engine.gate_source import gate_source
 from mixassets.engine.readers import read_source
 from mixassets.engine.review import OVERRIDE_SCHEMA, merge_overrides, read_verdicts_csv
@@ -160,13 +160,7 @@ def gated_documents(context: AssetExecutionContext, project: ProjectResource, re
     yield table_output(StagedTable.of(staged["decision_log"]), name="decision_log")
     held = {k: conservation.counts[k] for k in ("quarantined", "rejected")}
     yield table_output(StagedTable.of(staged["quarantine"]), name="quarantine", metadata=held)
-    yield AssetCheckResult(
-        check_name="conservation",
-        asset_key="gated_documents",
-        passed=conservation.passed,
-        severity=AssetCheckSeverity.ERROR,
-        metadata=conservation.metadata(),
-    )
+    yield check_result("conservation", "gated_documents", conservation, AssetCheckSeverity.ERROR)
 
 
 def gate_summary_path(root: str, source_id: str) -> UPath:

@@ -31,15 +31,11 @@ def dedupe_fingerprint(proj: Project) -> str:
 
 def screen_config(proj: Project) -> ScreenConfig:
     spec = proj.spec.screen
-    return ScreenConfig(
-        n=spec.ngram,
-        containment_n=spec.containment_n,
-        containment_threshold=spec.containment_threshold,
-        jaccard_threshold=spec.jaccard_threshold,
-        fuzzy_min_shingles=spec.fuzzy_min_shingles,
-        methods=tuple(spec.methods),
-        field_kinds={**DEFAULT_FIELD_KINDS, **spec.field_kinds},
+    same_names = spec.model_dump(
+        include={"containment_n", "containment_threshold", "jaccard_threshold", "fuzzy_min_shingles"}
     )
+    field_kinds = {**DEFAULT_FIELD_KINDS, **spec.field_kinds}
+    return ScreenConfig(n=spec.ngram, methods=tuple(spec.methods), field_kinds=field_kinds, **same_names)
 
 
 def screen_fingerprint(proj: Project) -> str:

@@ -2,7 +2,6 @@
 
 import pyarrow as pa
 from dagster import (
-    AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
@@ -13,6 +12,7 @@ from dagster import (
 )
 
 from mixassets.assets.curation import gated_versions
+from mixassets.checks import check_result
 from mixassets.engine.mixture_build import build_mixture
 from mixassets.engine.mixture_diff import mixture_drift
 from mixassets.engine.mixture_manifest import build_manifest
@@ -97,10 +97,4 @@ def mixture(
     )
     yield table_output(EncodedTable.of(built.heldout), built.heldout_metadata(), name="heldout_text")
     moved = mixture_drift(previous, manifest, spec.drift_tolerance)
-    yield AssetCheckResult(
-        check_name="mixture_drift",
-        asset_key="mixture",
-        passed=moved.passed,
-        severity=AssetCheckSeverity.WARN,
-        metadata=moved.metadata(),
-    )
+    yield check_result("mixture_drift", "mixture", moved, AssetCheckSeverity.WARN)
