@@ -17,7 +17,7 @@ from dagster import (
 from upath import UPath
 
 from mixassets.checks import check_result
-from mixassets.engine.gate_source import gate_source
+from mixassets.engine.gating_source import gate_source
 from mixassets.engine.readers import read_source
 from mixassets.engine.review import OVERRIDE_SCHEMA, merge_overrides, read_verdicts_csv
 from mixassets.engine.rules import RULES_VERSION
@@ -164,5 +164,5 @@ def gated_documents(context: AssetExecutionContext, project: ProjectResource, re
 
 
 def gate_summary_path(root: str, source_id: str) -> UPath:
-    """Where the :class:`~mixassets.engine.gate_source.GateSummary` of a gated partition is kept."""
+    """Where the :class:`~mixassets.engine.gating_source.GateSummary` of a gated partition is kept."""
     return asset_path(root, "gated_documents", source_id, ext=JSON_EXT)

@@ -4,8 +4,8 @@ import pyarrow as pa
 from dagster import AssetIn, MetadataValue, asset
 
 from mixassets.assets.corpus import gate_summary_path
-from mixassets.engine.gate_report import build_gating_report
-from mixassets.engine.gate_source import GateSummary
+from mixassets.engine.gating_report import build_gating_report
+from mixassets.engine.gating_source import GateSummary
 from mixtrain.automation import rerun_when_changed
 from mixtrain.resources import ProjectResource
 from mixtrain.storage import read_json

@@ -1,6 +1,6 @@
 """The gating report: one table across sources from their gate summaries, and its Markdown rendering.
 
-Why a module: the report is a pure function of the per-source :class:`~mixassets.engine.gate_source.GateSummary`
+Why a module: the report is a pure function of the per-source :class:`~mixassets.engine.gating_source.GateSummary`
 values, so it is built here and the asset only reads the summaries and stores the table.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from mixassets.engine.gate_source import GateSummary, agreement_counts
+from mixassets.engine.gating_source import GateSummary, agreement_counts
 from mixassets.engine.review import agreement_table
 from mixtrain.markdown import markdown_table
 
