@@ -79,15 +79,17 @@ def _calls(value: Any, where: str) -> list[dict[str, Any]]:
 
 def _arguments(value: Any, where: str) -> dict[str, Any]:
     """A tool call's arguments as an object; OpenAI exports them as a JSON string, which is decoded."""
-    decoded = value
-    if isinstance(value, str):
-        try:
-            decoded = json.loads(value)
-        except json.JSONDecodeError as e:
-            raise ChatShapeError(f"field '{where}' is not JSON: {e.msg}") from None
+    decoded = _decoded(value, where) if isinstance(value, str) else value
     if not isinstance(decoded, dict):
         raise ChatShapeError(f"field '{where}' must be a JSON object")
     return decoded
+
+
+def _decoded(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ChatShapeError(f"field '{where}' is not JSON: {e.msg}") from None
 
 
 def _message(m: Any, where: str) -> dict[str, Any]:
