@@ -1,13 +1,35 @@
 """Blocking checks on the mixture: they re-verify from stored tables, independently of the stage that wrote
 them, that nothing the release policy forbids and nothing contaminated reached training."""
 
+from typing import Any, Protocol
+
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetIn, asset_check
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetIn, asset_check
 
 from mixassets.engine.licenses import policy_allows
 from mixassets.engine.pii import find_pii
 from mixtrain.resources import ProjectResource
+
+
+class Verdict(Protocol):
+    """An engine result that a check reports: whether it passed, and what to show."""
+
+    @property
+    def passed(self) -> bool: ...
+
+    def metadata(self) -> dict[str, Any]: ...
+
+
+def check_result(check_name: str, asset_key: str, verdict: Verdict, severity: AssetCheckSeverity) -> AssetCheckResult:
+    """The result of a check declared on a multi-asset (``check_specs``), from the engine's verdict."""
+    return AssetCheckResult(
+        check_name=check_name,
+        asset_key=asset_key,
+        passed=verdict.passed,
+        severity=severity,
+        metadata=verdict.metadata(),
+    )
 
 
 @asset_check(asset="mixture", blocking=True, description="No document whose license the release policy forbids.")

@@ -54,6 +54,14 @@ def build_tiny_project(root: Path, model_dir: Path) -> Path:
 
 
 @pytest.fixture
+def project_dir(tmp_path) -> Path:
+    """A copy of the demo project's config and source specs, without data: for validation tests."""
+    shutil.copy(DEMO / "mixtrain.yaml", tmp_path / "mixtrain.yaml")
+    shutil.copytree(DEMO / "sources", tmp_path / "sources")
+    return tmp_path
+
+
+@pytest.fixture
 def tiny_project(tmp_path, tiny_model_dir) -> Path:
     return build_tiny_project(tmp_path / "project", tiny_model_dir)
 

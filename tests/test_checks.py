@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import pyarrow as pa
 from dagster import build_asset_check_context
 
 from eval_assets.engine.gate import gate_verdict
 from mixassets.checks import mixture_contamination_free, mixture_license_policy
 from mixtrain.resources import ProjectResource
-from mixtrain.schema import DOCUMENT_SCHEMA, FINDING_SCHEMA
+from mixtrain.schema import FINDING_SCHEMA
+from tests.helpers import documents
 
 
 def _docs(licenses: list[str]) -> pa.Table:
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    rows = [
-        {
-            "doc_id": f"d{i}",
-            "source_id": "s",
-            "locator": f"f:{i}",
-            "kind": "text",
-            "text": "x",
-            "messages": None,
-            "license": lic,
-            "rights_tags": [],
-            "domain": "d",
-            "language": "en",
-            "capture_time": now,
-        }
-        for i, lic in enumerate(licenses)
-    ]
-    return pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA)
+    rows = [{"doc_id": f"d{i}", "locator": f"f:{i}", "license": lic} for i, lic in enumerate(licenses)]
+    return documents(rows, source_id="s", text="x", domain="d")
 
 
 def test_license_check_fails_on_a_non_commercial_document(tiny_project):

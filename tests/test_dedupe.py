@@ -11,6 +11,7 @@ import pytest
 from mixassets.engine.dedupe import dedupe, keeper_order, lsh_params
 from mixassets.engine.text_norm import dedupe_words, normalize
 from mixtrain.schema import DEDUPE_CLUSTER_SCHEMA, DOCUMENT_SCHEMA
+from tests.helpers import documents
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 VOCAB = [f"word{i}" for i in range(5000)]
@@ -29,21 +30,7 @@ def mutate(ws: list[str], positions: list[int], tag: str) -> list[str]:
 
 
 def table(rows: list[dict]) -> pa.Table:
-    full = [
-        {
-            "locator": f"f.jsonl:{i + 1}",
-            "kind": "text",
-            "messages": None,
-            "license": None,
-            "rights_tags": [],
-            "domain": "general",
-            "language": "en",
-            "capture_time": T0,
-            **r,
-        }
-        for i, r in enumerate(rows)
-    ]
-    return pa.Table.from_pylist(full, schema=DOCUMENT_SCHEMA)
+    return documents([{"locator": f"f.jsonl:{i + 1}", **r} for i, r in enumerate(rows)], capture_time=T0)
 
 
 def shingle_jaccard(a: str, b: str, n: int = 5) -> float:

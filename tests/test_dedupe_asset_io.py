@@ -41,7 +41,8 @@ def _corpus() -> pa.Table:
 def test_kept_rows_are_staged_batch_by_batch_and_equal_the_kept_table(tmp_path, monkeypatch) -> None:
     result = dedupe_incremental(_corpus(), config=DedupeConfig())
     assert 0 < result.kept_count < result.docs.num_rows
-    monkeypatch.setattr("mixassets.engine.dedupe._KEPT_BATCH_ROWS", 7)  # several batches, several row groups
+    # several batches, several row groups
+    monkeypatch.setattr("mixassets.engine.dedupe.incremental._KEPT_BATCH_ROWS", 7)
     target = UPath(tmp_path / "deduplicated_corpus.parquet")
     staged = stage_batches(target, "run1", DOCUMENT_SCHEMA, result.kept_batches())
     assert staged.rows == result.kept_count

@@ -12,8 +12,19 @@ import pyarrow.parquet as pq
 import pytest
 
 import mixassets.engine.dedupe as engine
-from mixassets.engine.band_index import BandIndex
-from mixassets.engine.dedupe import DedupeConfig, band_index, dedupe, dedupe_incremental
+from mixassets.engine.dedupe import (
+    BandIndex,
+    DedupeConfig,
+    band_index,
+    bands,
+    dedupe,
+    dedupe_incremental,
+    incremental,
+    sketching,
+    verification,
+)
+from mixassets.engine.dedupe import digest as digests
+from mixassets.engine.dedupe.config import _META_SKETCH_SET
 from mixtrain.schema import DOCUMENT_SCHEMA
 from mixtrain.storage import PARQUET_OPTIONS
 
@@ -62,6 +73,13 @@ CFG = DedupeConfig(max_per_cluster={"gamma": 2})
 CODE: frozenset[str] = frozenset()
 
 
+def patch_engine(monkeypatch: pytest.MonkeyPatch, name: str, value: object) -> None:
+    """Replace an engine helper in every dedupe module that calls it."""
+    for module in (bands, digests, incremental, sketching, verification):
+        if hasattr(module, name):
+            monkeypatch.setattr(module, name, value)
+
+
 def same_result(a: engine.DedupeResult, b: engine.DedupeResult) -> None:
     assert a.clusters.to_pylist() == b.clusters.to_pylist()
     assert a.kept.to_pylist() == b.kept.to_pylist()
@@ -73,7 +91,7 @@ def same_result(a: engine.DedupeResult, b: engine.DedupeResult) -> None:
 def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """Counts documents shingled for sketches and for verification, independently of the engine's stats."""
     calls = {"sketched": 0, "verified_docs": 0}
-    prepare, shingles = engine._prepare, engine.shingle_set
+    prepare, shingles = sketching._prepare, verification.shingle_set
 
     def counting_prepare(*args, **kwargs):  # type: ignore[no-untyped-def]
         calls["sketched"] += 1
@@ -83,8 +101,8 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         calls["verified_docs"] += 1
         return shingles(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "_prepare", counting_prepare)
-    monkeypatch.setattr(engine, "shingle_set", counting_shingles)
+    monkeypatch.setattr(sketching, "_prepare", counting_prepare)
+    monkeypatch.setattr(verification, "shingle_set", counting_shingles)
     return calls
 
 
@@ -137,13 +155,13 @@ def test_unchanged_sources_are_matched_without_hashing_their_text(monkeypatch: p
     before = dedupe_incremental(table(OLD), config=CFG)
     corpus = table(OLD + NEW)
     hashed: list[str | None] = []
-    content_hash = engine._content_hash
+    content_hash = sketching._content_hash
 
     def counting(text: str | None, code: bool) -> int:
         hashed.append(text)
         return content_hash(text, code)
 
-    monkeypatch.setattr(engine, "_content_hash", counting)
+    patch_engine(monkeypatch, "_content_hash", counting)
     old_sources = {r["source_id"] for r in OLD}
     inc = dedupe_incremental(
         corpus,
@@ -152,7 +170,7 @@ def test_unchanged_sources_are_matched_without_hashing_their_text(monkeypatch: p
         config=CFG,
         unchanged_sources=old_sources,
     )
-    monkeypatch.setattr(engine, "_content_hash", content_hash)
+    patch_engine(monkeypatch, "_content_hash", content_hash)
     full = dedupe_incremental(corpus, config=CFG)
     same_result(inc, full)
     assert inc.stats.sketched == len(NEW) and inc.stats.sketches_reused == len(OLD)
@@ -218,8 +236,8 @@ def test_band_index_pairs_and_incremental_query() -> None:
 
 def test_sketch_set_digest_is_stored_with_the_sketches_and_a_stale_one_is_not_trusted() -> None:
     previous = dedupe_incremental(table(OLD), config=CFG)
-    stored = previous.sketches.schema.metadata[engine._META_SKETCH_SET].decode()
-    assert stored == engine._sketch_set_digest(previous.sketches)
+    stored = previous.sketches.schema.metadata[_META_SKETCH_SET].decode()
+    assert stored == digests._sketch_set_digest(previous.sketches)
     # a key the asset layer adds beside it does not stop a refresh from trusting the stored digest
     meta = {**previous.sketches.schema.metadata, b"mixtrain.dedupe.gated_versions": b"{}"}
     tagged = previous.sketches.replace_schema_metadata(meta)
@@ -227,7 +245,7 @@ def test_sketch_set_digest_is_stored_with_the_sketches_and_a_stale_one_is_not_tr
         table(OLD + NEW), previous_sketches=tagged, previous_pairs=previous.verified_pairs, config=CFG
     )
     assert inc.stats.incremental
-    assert inc.sketches.schema.metadata[engine._META_SKETCH_SET].decode() == engine._sketch_set_digest(inc.sketches)
+    assert inc.sketches.schema.metadata[_META_SKETCH_SET].decode() == digests._sketch_set_digest(inc.sketches)
     # a sliced table keeps the old digest in its metadata: it is recomputed, and the pairs are only a cache
     sliced = dedupe_incremental(
         table(OLD + NEW), previous_sketches=tagged.slice(0, 20), previous_pairs=previous.verified_pairs, config=CFG
@@ -253,7 +271,7 @@ def test_a_refresh_hashes_each_text_once_and_places_the_previous_pairs_once(
 ) -> None:
     previous = dedupe_incremental(table(OLD), config=CFG)
     calls = {"hash": 0, "cached_pairs": 0}
-    content_hash, cached_pairs = engine._content_hash, engine._cached_pairs
+    content_hash, cached_pairs = sketching._content_hash, incremental._cached_pairs
 
     def counting_hash(text: str | None, code: bool) -> int:
         calls["hash"] += 1
@@ -263,8 +281,8 @@ def test_a_refresh_hashes_each_text_once_and_places_the_previous_pairs_once(
         calls["cached_pairs"] += 1
         return cached_pairs(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "_content_hash", counting_hash)
-    monkeypatch.setattr(engine, "_cached_pairs", counting_cached)
+    patch_engine(monkeypatch, "_content_hash", counting_hash)
+    patch_engine(monkeypatch, "_cached_pairs", counting_cached)
     counted.update(sketched=0, verified_docs=0)
     inc = dedupe_incremental(
         table(OLD + NEW), previous_sketches=previous.sketches, previous_pairs=previous.verified_pairs, config=CFG
@@ -280,10 +298,10 @@ def test_pairs_touching_new_rows_match_the_full_index_query() -> None:
     sketches = dedupe_incremental(table(OLD + NEW), config=CFG).sketches
     is_new = np.array([s == "gamma" for s in sketches.column("source_id").to_pylist()])
     expected = band_index(sketches, CFG).candidate_pairs(touching=is_new)
-    got = engine._pairs_touching(sketches, is_new, CFG)
+    got = bands._pairs_touching(sketches, is_new, CFG)
     assert len(expected) > 0
     assert sorted(map(tuple, got.tolist())) == sorted(map(tuple, expected.tolist()))
-    assert len(engine._pairs_touching(sketches, np.zeros(len(is_new), dtype=bool), CFG)) == 0
+    assert len(bands._pairs_touching(sketches, np.zeros(len(is_new), dtype=bool), CFG)) == 0
 
 
 @pytest.mark.parametrize("max_slices", [64, 1])
@@ -292,7 +310,7 @@ def test_refresh_with_the_new_source_between_old_ones_equals_a_full_build(
 ) -> None:
     """Reused sketches are laid out by slicing runs of previous rows, or gathered with one take when the
     layout is scattered; either way the sketches are in input order and the result is a full build's."""
-    monkeypatch.setattr(engine, "_MAX_SLICES", max_slices)
+    patch_engine(monkeypatch, "_MAX_SLICES", max_slices)
     previous = dedupe_incremental(table(OLD), config=CFG)
     rows = OLD[:25] + NEW + OLD[25:]
     inc = dedupe_incremental(
@@ -308,26 +326,26 @@ def test_refresh_with_the_new_source_between_old_ones_equals_a_full_build(
 
 def test_sketch_set_digest_ignores_row_order_and_tells_versions_apart() -> None:
     sk = dedupe_incremental(table(OLD), config=CFG).sketches
-    digest = engine._sketch_set_digest(sk)
-    assert engine._sketch_set_digest(sk.take(pa.array(np.arange(sk.num_rows)[::-1]))) == digest
+    digest = digests._sketch_set_digest(sk)
+    assert digests._sketch_set_digest(sk.take(pa.array(np.arange(sk.num_rows)[::-1]))) == digest
     bumped = sk.set_column(
         sk.schema.get_field_index("content_hash"),
         sk.schema.field("content_hash"),
         pa.array(sk.column("content_hash").to_numpy() + np.uint64(1), pa.uint64()),
     )
-    assert engine._sketch_set_digest(bumped) != digest
+    assert digests._sketch_set_digest(bumped) != digest
     renamed = sk.set_column(
         sk.schema.get_field_index("doc_id"), "doc_id", pa.array([f"x{i}" for i in range(sk.num_rows)])
     )
-    assert engine._sketch_set_digest(renamed) != digest
-    assert engine._sketch_set_digest(sk.slice(0, 0)).startswith("v2:0:")
+    assert digests._sketch_set_digest(renamed) != digest
+    assert digests._sketch_set_digest(sk.slice(0, 0)).startswith("v2:0:")
 
 
 def test_files_with_the_first_digest_format_still_refresh_incrementally() -> None:
     """Sketches and pairs persisted before the digest changed carry the same old-format string: it is
     still trusted, so the first refresh after an upgrade stays incremental."""
     previous = dedupe_incremental(table(OLD), config=CFG)
-    old_digest = {engine._META_SKETCH_SET: f"{previous.sketches.num_rows}:0123456789abcdef".encode()}
+    old_digest = {_META_SKETCH_SET: f"{previous.sketches.num_rows}:0123456789abcdef".encode()}
     sketches = previous.sketches.replace_schema_metadata({**previous.sketches.schema.metadata, **old_digest})
     pairs = previous.verified_pairs.replace_schema_metadata({**previous.verified_pairs.schema.metadata, **old_digest})
     inc = dedupe_incremental(table(OLD + NEW), previous_sketches=sketches, previous_pairs=pairs, config=CFG)
@@ -392,24 +410,24 @@ def test_a_refresh_updates_the_sketch_set_digest_by_the_rows_that_left_and_came(
     rows = [dict(r) for r in OLD[3:] + NEW]  # three documents gone, one changed, the new source added
     rows[5]["text"] = near(BASES[8], 998, edits=1)
     hashed: list[int] = []
-    lanes = engine._digest_lanes
+    lanes = digests._digest_lanes
 
     def counting_lanes(sketches: pa.Table) -> tuple[int, int]:
         hashed.append(sketches.num_rows)
         return lanes(sketches)
 
-    monkeypatch.setattr(engine, "_digest_lanes", counting_lanes)
+    patch_engine(monkeypatch, "_digest_lanes", counting_lanes)
     inc = dedupe_incremental(
         table(rows), previous_sketches=previous.sketches, previous_pairs=previous.verified_pairs, config=CFG
     )
     assert inc.stats.sketched == len(NEW) + 1
     assert hashed == [len(NEW) + 1, 4]  # the fresh sketches, then the previous rows that were not reused
-    monkeypatch.setattr(engine, "_digest_lanes", lanes)
-    stored = inc.sketches.schema.metadata[engine._META_SKETCH_SET].decode()
-    assert stored == engine._sketch_set_digest(inc.sketches)
+    patch_engine(monkeypatch, "_digest_lanes", lanes)
+    stored = inc.sketches.schema.metadata[_META_SKETCH_SET].decode()
+    assert stored == digests._sketch_set_digest(inc.sketches)
     same_result(inc, dedupe_incremental(table(rows), config=CFG))
     # a previous digest in another format is not updated but computed afresh
-    old_format = {engine._META_SKETCH_SET: f"{previous.sketches.num_rows}:0123456789abcdef".encode()}
+    old_format = {_META_SKETCH_SET: f"{previous.sketches.num_rows}:0123456789abcdef".encode()}
     sketches = previous.sketches.replace_schema_metadata({**previous.sketches.schema.metadata, **old_format})
     again = dedupe_incremental(table(rows), previous_sketches=sketches, config=CFG)
-    assert again.sketches.schema.metadata[engine._META_SKETCH_SET].decode() == stored
+    assert again.sketches.schema.metadata[_META_SKETCH_SET].decode() == stored

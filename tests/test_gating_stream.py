@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +20,12 @@ from mixassets.engine.review_stream import ReviewingSink
 from mixassets.engine.rules import DEFAULT_RULES, GateContext, Outcome, Rule, boilerplate
 from mixtrain.config.data import SourceSpec
 from mixtrain.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
+from tests.helpers import NEWS_BODIES, T0
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 HEADER = "Acme Daily News  -  all rights reserved"
 FOOTER = "Subscribe to our newsletter for more stories"
 LEGACY = "Legacy banner carried by the restricted pages"
-BODIES = [
-    "The harbour reopened on Monday after the storm damaged two of the old piers.",
-    "Local bakers report record sales of rye bread during the autumn festival week.",
-    "A new bicycle lane connects the railway station with the university campus.",
-    "The museum will show paintings from the northern coast until the end of March.",
-    "Farmers expect a good apple harvest thanks to the warm and rainy summer months.",
-    "The city council voted to extend the opening hours of the public library.",
-    "Volunteers planted three hundred oak trees along the river in a single weekend.",
-    "The night ferry to the islands will run twice a week again from next spring.",
-]
+BODIES = NEWS_BODIES
 PLAIN = [
     "Researchers measured the water temperature of the lake every morning for a year.",
     "The choir rehearses in the old church hall on Tuesday and Thursday evenings.",

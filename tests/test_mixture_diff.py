@@ -28,20 +28,24 @@ def corpus() -> tuple[pa.Table, list[int]]:
 DOCS, TOKENS = corpus()
 
 
-def manifest(spec: MixtureSpec, *, input_partitions: dict, rules_version: dict) -> tuple[dict, list[str]]:
-    """A manifest built the way the mixture asset builds it."""
-    table, stats = sample_mixture(DOCS, TOKENS, spec, allowed=[True] * DOCS.num_rows)
-    m = build_manifest(
+def build(spec: MixtureSpec, table: pa.Table, stats: dict, **fields) -> dict:
+    """``build_manifest`` with the tokenizer and shard every manifest here shares."""
+    return build_manifest(
         spec,
         table,
         stats,
         tokenizer="tok",
-        inputs={"screened_corpus": "aaaa", "base_model": "bbbb", "mixture_spec": spec_hash(spec)},
-        input_partitions=input_partitions,
-        rules_version=rules_version,
         shard_path="mixture.parquet",
         shard_sha256=stats["doc_ids_digest"],
+        **fields,
     )
+
+
+def manifest(spec: MixtureSpec, *, input_partitions: dict, rules_version: dict) -> tuple[dict, list[str]]:
+    """A manifest built the way the mixture asset builds it."""
+    table, stats = sample_mixture(DOCS, TOKENS, spec, allowed=[True] * DOCS.num_rows)
+    inputs = {"screened_corpus": "aaaa", "base_model": "bbbb", "mixture_spec": spec_hash(spec)}
+    m = build(spec, table, stats, inputs=inputs, input_partitions=input_partitions, rules_version=rules_version)
     return m, table.column("doc_id").to_pylist()
 
 
@@ -117,32 +121,17 @@ def test_manifest_id_and_chaining(pair) -> None:
     old, _, new, _ = pair
     assert old["manifest_id"] != new["manifest_id"]
     table, stats = sample_mixture(DOCS, TOKENS, NEW_SPEC, allowed=[True] * DOCS.num_rows)
-    again = build_manifest(
-        NEW_SPEC,
-        table,
-        stats,
-        tokenizer="tok",
-        inputs=new["inputs"],
-        input_partitions=new["input_partitions"],
-        rules_version=new["rules_version"],
-        shard_path="mixture.parquet",
-        shard_sha256=stats["doc_ids_digest"],
-        previous={**new, "previous_manifest_id": old["manifest_id"]},
-    )
+    upstream = {k: new[k] for k in ("inputs", "input_partitions", "rules_version")}
+    again = build(NEW_SPEC, table, stats, **upstream, previous={**new, "previous_manifest_id": old["manifest_id"]})
     # The same mixture written again keeps its id and its link to the last different one.
     assert again["manifest_id"] == new["manifest_id"] and again["previous_manifest_id"] == old["manifest_id"]
     chained = dict(again, previous_manifest_id=None)
     assert (
-        build_manifest(
+        build(
             NEW_SPEC,
             table,
             stats,
-            tokenizer="tok",
-            inputs={**new["inputs"], "screened_corpus": "cccc"},
-            input_partitions=new["input_partitions"],
-            rules_version=new["rules_version"],
-            shard_path="mixture.parquet",
-            shard_sha256=stats["doc_ids_digest"],
+            **{**upstream, "inputs": {**new["inputs"], "screened_corpus": "cccc"}},
             previous=chained,
         )["previous_manifest_id"]
         == new["manifest_id"]

@@ -3,7 +3,6 @@ unknown name is reported with the file and the field."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,15 +11,6 @@ from pydantic import ValidationError
 
 from mixtrain.config.data import MixtureSpec
 from mixtrain.project import Project, ProjectError
-
-DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo"
-
-
-@pytest.fixture
-def project_dir(tmp_path) -> Path:
-    shutil.copy(DEMO / "mixtrain.yaml", tmp_path / "mixtrain.yaml")
-    shutil.copytree(DEMO / "sources", tmp_path / "sources")
-    return tmp_path
 
 
 def _mixture(project_dir: Path, **update) -> None:

@@ -10,15 +10,6 @@ import yaml
 
 from mixtrain.project import Project, ProjectError
 
-DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo"
-
-
-@pytest.fixture
-def project_dir(tmp_path) -> Path:
-    shutil.copy(DEMO / "mixtrain.yaml", tmp_path / "mixtrain.yaml")
-    shutil.copytree(DEMO / "sources", tmp_path / "sources")
-    return tmp_path
-
 
 def _edit(path: Path, fn) -> None:
     data = yaml.safe_load(path.read_text())

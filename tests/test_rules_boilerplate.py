@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
@@ -12,18 +11,11 @@ from mixassets.engine.gating import _apply_edits, _span_to_original, gate
 from mixassets.engine.readers import doc_id_for
 from mixtrain.config.data import SourceSpec
 from mixtrain.schema import DOCUMENT_SCHEMA
+from tests.helpers import NEWS_BODIES, T0
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 HEADER = "Acme Daily News   -   all rights reserved"
 FOOTER = "Subscribe to our newsletter for more stories"
-BODIES = [
-    "The harbour reopened on Monday after the storm damaged two of the old piers.",
-    "Local bakers report record sales of rye bread during the autumn festival week.",
-    "A new bicycle lane connects the railway station with the university campus.",
-    "The museum will show paintings from the northern coast until the end of March.",
-    "Farmers expect a good apple harvest thanks to the warm and rainy summer months.",
-    "The city council voted to extend the opening hours of the public library.",
-]
+BODIES = NEWS_BODIES[:6]
 
 
 def _spec(**kw: Any) -> SourceSpec:

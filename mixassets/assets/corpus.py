@@ -7,28 +7,34 @@ from datetime import datetime, timezone
 
 import fsspec
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from dagster import (
-    AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
     multi_asset,
 )
+from upath import UPath
 
-from mixassets.engine.gating_stream import ParquetGateSink, gate_stream, parquet_batches
+from mixassets.checks import check_result
+from mixassets.engine.gating_source import gate_source
 from mixassets.engine.readers import read_source
 from mixassets.engine.review import OVERRIDE_SCHEMA, merge_overrides, read_verdicts_csv
-from mixassets.engine.review_stream import ReviewingSink
-from mixassets.engine.rights import coverage
 from mixassets.engine.rules import RULES_VERSION
 from mixtrain.automation import changed_out
 from mixtrain.partitions import source_partitions
 from mixtrain.resources import ProjectResource
-from mixtrain.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
-from mixtrain.storage import StagedTable, asset_path, read_table, stage_batches, staged_path
+from mixtrain.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
+from mixtrain.storage import (
+    JSON_EXT,
+    StagedTable,
+    asset_path,
+    json_bytes,
+    read_table,
+    stage_batches,
+    staged_path,
+    write_atomic,
+)
 from mixtrain.versioning import table_output
 
 
@@ -109,10 +115,6 @@ GATE_BATCH_ROWS = 4_096  # rows per gating batch: memory is bounded by this, not
 GATED_OUTPUTS = ("gated_documents", "quarantine", "decision_log")  # the order ParquetGateSink takes them in
 
 
-def _read_columns(staged: StagedTable, columns: list[str]) -> pa.Table:
-    return pq.read_table(staged.path, columns=columns)
-
-
 @multi_asset(
     outs={
         "gated_documents": changed_out(f"gate-{RULES_VERSION}", "Documents that passed every gate."),
@@ -138,73 +140,29 @@ def gated_documents(context: AssetExecutionContext, project: ProjectResource, re
     """Rules decide first; reviewer verdicts then override them (agreement is measured against the rules).
 
     The raw partition is streamed in batches and the outputs are staged batch by batch, so memory does not
-    grow with the source; the raw tables are read from storage here rather than loaded by the IO manager."""
+    grow with the source; the raw tables are read from storage here rather than loaded by the IO manager. The
+    gate summary is written beside the gated partition (:func:`gate_summary_path`) for the gating report."""
     proj = project.load()
     sid = context.partition_key
-    spec = proj.sources[sid]
-    raw_path = asset_path(proj.storage_root, "raw_documents", sid)
-    rejects = read_table(asset_path(proj.storage_root, "raw_rejects", sid))
-    targets = {name: asset_path(proj.storage_root, name, sid) for name in GATED_OUTPUTS}
-    staged = {name: staged_path(path, context.run.run_id) for name, path in targets.items()}
-
-    batches = parquet_batches(raw_path, GATE_BATCH_ROWS)
-    with ParquetGateSink(*(staged[n] for n in GATED_OUTPUTS)) as files:
-        sink = ReviewingSink(files, review_overrides)
-        sink.write(DOCUMENT_SCHEMA.empty_table(), rejects, DECISION_SCHEMA.empty_table())  # unreadable: held
-        gate_counts = gate_stream(batches, spec, forbidden_tags=proj.spec.forbidden_license_tags, sink=sink)
-        with raw_path.open("rb") as f:
-            raw_reviewed = pq.read_table(f, filters=pc.field("doc_id").isin(sink.reviewed_ids))
-        review_stats, agreement = sink.finish(raw_reviewed)
-    outputs = {name: StagedTable.of(path) for name, path in staged.items()}
-
-    accepted_meta = _read_columns(outputs["gated_documents"], ["doc_id", "license", "attribution"])
-    held_meta = _read_columns(outputs["quarantine"], ["doc_id", "disposition"])
-    dispositions = held_meta.column("disposition").to_pylist()
-    with raw_path.open("rb") as f:
-        raw_ids = pq.read_table(f, columns=["doc_id"]).column("doc_id")
-    counts = {
-        "ingested": len(raw_ids) + rejects.num_rows,
-        "accepted": accepted_meta.num_rows,
-        "quarantined": dispositions.count("quarantined"),
-        "rejected": dispositions.count("rejected"),
-    }
-    metadata: dict[str, float | int] = {k: v for k, v in gate_counts.items() if k not in counts}
-    metadata.update(counts)
-    for k in ("accepted", "quarantined", "rejected"):  # over everything ingested, after review overrides
-        metadata[f"{k}_rate"] = round(counts[k] / counts["ingested"], 6) if counts["ingested"] else 0.0
-    metadata.update(coverage(accepted_meta))
-    metadata["unreadable"] = rejects.num_rows
-    metadata["accepted_by_review"] = review_stats["accepted_by_review"]
-    metadata["rejected_by_review"] = review_stats["rejected_by_review"]
-    for row in agreement.to_pylist():
-        metadata[f"review/{row['rule_id']}/reviewed"] = row["reviewed"]
-        metadata[f"review/{row['rule_id']}/agreed"] = row["agreed"]
-    yield table_output(outputs["gated_documents"], name="gated_documents", metadata=metadata)
-    yield table_output(outputs["decision_log"], name="decision_log")
-    yield table_output(
-        outputs["quarantine"],
-        name="quarantine",
-        metadata={"quarantined": counts["quarantined"], "rejected": counts["rejected"]},
+    staged = {name: staged_path(asset_path(proj.storage_root, name, sid), context.run.run_id) for name in GATED_OUTPUTS}
+    result = gate_source(
+        asset_path(proj.storage_root, "raw_documents", sid),
+        read_table(asset_path(proj.storage_root, "raw_rejects", sid)),
+        proj.sources[sid],
+        review_overrides,
+        outputs=[staged[name] for name in GATED_OUTPUTS],
+        forbidden_tags=proj.spec.forbidden_license_tags,
+        batch_rows=GATE_BATCH_ROWS,
     )
-    accounted = counts["accepted"] + counts["quarantined"] + counts["rejected"]
-    # Compared in Arrow (hash sets of the id columns), not as Python sets of every doc_id.
-    ids_in = pa.chunked_array([*raw_ids.chunks, *rejects.column("doc_id").chunks], pa.string())
-    ids_out = pa.chunked_array(
-        [*accepted_meta.column("doc_id").chunks, *held_meta.column("doc_id").chunks], pa.string()
-    )
-    missing = _count_absent(ids_in, ids_out)
-    unexpected = _count_absent(ids_out, ids_in)
-    yield AssetCheckResult(
-        check_name="conservation",
-        asset_key="gated_documents",
-        passed=accounted == counts["ingested"] and missing == 0 and unexpected == 0,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={**counts, "accounted": accounted, "missing_ids": missing, "unexpected_ids": unexpected},
-    )
+    summary, conservation = result.summary, result.conservation
+    yield table_output(StagedTable.of(staged["gated_documents"]), name="gated_documents", metadata=summary.metrics)
+    write_atomic(gate_summary_path(proj.storage_root, sid), json_bytes(summary.to_json()))
+    yield table_output(StagedTable.of(staged["decision_log"]), name="decision_log")
+    held = {k: conservation.counts[k] for k in ("quarantined", "rejected")}
+    yield table_output(StagedTable.of(staged["quarantine"]), name="quarantine", metadata=held)
+    yield check_result("conservation", "gated_documents", conservation, AssetCheckSeverity.ERROR)
 
 
-def _count_absent(ids: pa.ChunkedArray, others: pa.ChunkedArray) -> int:
-    """How many of ``ids`` are not among ``others``."""
-    if len(ids) == 0:
-        return 0
-    return int(pc.sum(pc.invert(pc.is_in(ids, value_set=others.combine_chunks()))).as_py() or 0)
+def gate_summary_path(root: str, source_id: str) -> UPath:
+    """Where the :class:`~mixassets.engine.gating_source.GateSummary` of a gated partition is kept."""
+    return asset_path(root, "gated_documents", source_id, ext=JSON_EXT)

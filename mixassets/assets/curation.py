@@ -1,22 +1,19 @@
 """Cross-source stages: the explicit fan-in of per-source partitions, near-duplicate removal, and the
 contamination screen against every eval set in the registry."""
 
-import json
-
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetIn, AssetKey, asset, multi_asset
 from upath import UPath
 
-from mixassets.curation_config import dedupe_config, screen_config
-from mixassets.engine.contamination import (
-    build_index,
-    contamination_report,
-    item_leaks,
-    screen,
+from mixassets.assets.engine_configs import dedupe_config, screen_config
+from mixassets.engine.contamination import screen_corpus
+from mixassets.engine.dedupe import (
+    SKETCH_PARQUET_OPTIONS,
+    dedupe_incremental,
+    unchanged_sources,
+    with_sketched_versions,
 )
-from mixassets.engine.dedupe import SKETCH_PARQUET_OPTIONS, dedupe_incremental
 from mixtrain.automation import changed_out, rerun_when_changed
 from mixtrain.identity import bytes_sha256
 from mixtrain.partitions import SOURCES_PARTITION
@@ -63,9 +60,6 @@ def source_manifest(context: AssetExecutionContext, project: ProjectResource):
     return table_output(table, metadata)
 
 
-_SKETCHED_VERSIONS = b"mixtrain.dedupe.gated_versions"
-
-
 def _previous(path: UPath) -> pa.Table | None:
     """An earlier run's sketches or verified pairs: a cache only (the engine checks it matches, and the result
     equals a full build either way), so a missing or unreadable file just means a full build. Read
@@ -100,6 +94,44 @@ def _previous(path: UPath) -> pa.Table | None:
 )
 def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource, source_manifest: pa.Table):
     proj = project.load()
+    corpus = _gated_corpus(source_manifest)
+    config, trust, code = dedupe_config(proj)
+    previous = _previous(asset_path(proj.storage_root, "dedupe_index"))
+    versions = gated_versions(source_manifest)
+    result = dedupe_incremental(
+        corpus,
+        previous_sketches=previous,
+        previous_pairs=_previous(asset_path(proj.storage_root, "dedupe_pairs")),
+        config=config,
+        trust=trust,
+        code_sources=code,
+        unchanged_sources=(unchanged := unchanged_sources(previous, versions)),
+    )
+    # The gated versions the sketches were made from: next time, sources still at these versions skip hashing.
+    sketches = with_sketched_versions(result.sketches, versions)
+    kept_path = asset_path(proj.storage_root, "deduplicated_corpus")
+    yield table_output(
+        stage_batches(kept_path, context.run.run_id, corpus.schema, result.kept_batches()),
+        name="deduplicated_corpus",
+        metadata={**result.metadata(), "sources_unchanged": len(unchanged)},
+    )
+    yield table_output(result.clusters, name="dedupe_clusters", metadata=result.dropped_per_source())
+    yield table_output(
+        EncodedTable.of(sketches, SKETCH_PARQUET_OPTIONS),  # hash columns plain: the next refresh reads fast
+        name="dedupe_index",
+        metadata={"documents": sketches.num_rows, "bytes_per_doc": _bytes_per_row(sketches)},
+    )
+    yield table_output(result.verified_pairs, name="dedupe_pairs", metadata={"note": result.stats.note or ""})
+
+
+def gated_versions(source_manifest: pa.Table) -> dict[str, str]:
+    """``{source_id: gated data version}`` of the sources that make up the corpus."""
+    ids, versions = source_manifest["source_id"].to_pylist(), source_manifest["gated_data_version"].to_pylist()
+    return dict(zip(ids, versions, strict=True))
+
+
+def _gated_corpus(source_manifest: pa.Table) -> pa.Table:
+    """Every gated partition the manifest names, each checked against the data version it records."""
     parts = []
     for row in source_manifest.to_pylist():
         data = UPath(row["gated_path"]).read_bytes()
@@ -112,63 +144,7 @@ def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource
     corpus = pa.concat_tables(parts) if parts else None
     if corpus is None or corpus.num_rows == 0:
         raise RuntimeError("the gated corpus is empty: nothing passed gating in any source")
-    config, trust, code = dedupe_config(proj)
-    previous = _previous(asset_path(proj.storage_root, "dedupe_index"))
-    versions = {r["source_id"]: r["gated_data_version"] for r in source_manifest.to_pylist()}
-    result = dedupe_incremental(
-        corpus,
-        previous_sketches=previous,
-        previous_pairs=_previous(asset_path(proj.storage_root, "dedupe_pairs")),
-        config=config,
-        trust=trust,
-        code_sources=code,
-        unchanged_sources=(unchanged := _unchanged_sources(previous, versions)),
-    )
-    # The gated versions the sketches were made from: next time, sources still at these versions skip hashing.
-    meta = {**(result.sketches.schema.metadata or {}), _SKETCHED_VERSIONS: json.dumps(versions, sort_keys=True)}
-    sketches = result.sketches.replace_schema_metadata(meta)
-    clusters, stats, kept = result.clusters, result.stats, result.kept_count
-    match = clusters.column("match_type").to_pylist()
-    actions = clusters.column("action").to_pylist()
-    kept_path = asset_path(proj.storage_root, "deduplicated_corpus")
-    yield table_output(
-        stage_batches(kept_path, context.run.run_id, corpus.schema, result.kept_batches()),
-        name="deduplicated_corpus",
-        metadata={
-            "documents_in": corpus.num_rows,
-            "documents_kept": kept,
-            "exact_duplicates": match.count("exact"),
-            "near_duplicates": match.count("near"),
-            "kept_under_cluster_cap": actions.count("kept_capped"),
-            "dedupe_rate": round(1 - kept / corpus.num_rows, 4),
-            "sketched": stats.sketched,
-            "sketches_reused": stats.sketches_reused,
-            "pairs_verified": stats.pairs_verified,
-            "pairs_reused": stats.pairs_reused,
-            "incremental": stats.incremental,
-            "sources_unchanged": len(unchanged),
-        },
-    )
-    yield table_output(clusters, name="dedupe_clusters", metadata=_per_source_drops(clusters))
-    yield table_output(
-        EncodedTable.of(sketches, SKETCH_PARQUET_OPTIONS),  # hash columns plain: the next refresh reads fast
-        name="dedupe_index",
-        metadata={"documents": sketches.num_rows, "bytes_per_doc": _bytes_per_row(sketches)},
-    )
-    yield table_output(result.verified_pairs, name="dedupe_pairs", metadata={"note": stats.note or ""})
-
-
-def _unchanged_sources(previous: pa.Table | None, versions: dict[str, str]) -> set[str]:
-    """Sources whose gated partition is byte-identical (same data version) to the one the previous sketches saw."""
-    raw = ((previous.schema.metadata or {}) if previous is not None else {}).get(_SKETCHED_VERSIONS)
-    seen = json.loads(raw) if raw else {}
-    return {sid for sid, version in versions.items() if seen.get(sid) == version}
-
-
-def _per_source_drops(clusters: pa.Table) -> dict[str, int]:
-    dropped = clusters.filter(pc.equal(clusters["action"], "dropped"))
-    counts = pc.value_counts(dropped.column("source_id")).to_pylist() if dropped.num_rows else []
-    return {f"dropped/{c['values']}": int(c["counts"]) for c in counts}
+    return corpus
 
 
 def _bytes_per_row(table: pa.Table) -> float:
@@ -194,34 +170,9 @@ def _bytes_per_row(table: pa.Table) -> float:
 def screened_corpus(
     context: AssetExecutionContext, project: ProjectResource, deduplicated_corpus: pa.Table, eval_registry: pa.Table
 ):
-    config = screen_config(project.load())
-    index = build_index(eval_registry, config=config)  # built once for the screen and its report
-    clean, dirty, findings = screen(deduplicated_corpus, eval_registry, config=config, index=index)
-    report = contamination_report(findings, eval_registry, config=config, unscreenable=index.unscreenable)
-    leaks = item_leaks(findings)
-    yield table_output(
-        clean,
-        name="screened_corpus",
-        metadata={
-            "documents_in": deduplicated_corpus.num_rows,
-            "documents_clean": clean.num_rows,
-            "contaminated": dirty.num_rows,
-        },
-    )
-    methods = pc.value_counts(findings.column("match_type")).to_pylist() if findings.num_rows else []
-    yield table_output(
-        findings,
-        name="contamination_findings",
-        metadata={
-            "findings": findings.num_rows,
-            "unscreenable_fields": int(pc.sum(report.column("fields_unscreenable")).as_py() or 0),
-            **{f"findings/{m['values']}": int(m["counts"]) for m in methods},
-        },
-    )
-    yield table_output(dirty, name="contaminated_documents")
-    per_set: dict[str, int | float] = {}
-    for row in report.to_pylist():
-        for key in ("items_leaked", "holdout_leaked", "target_leaked", "documents_hit", "leaked_share"):
-            per_set[f"{row['eval_set']}/{key}"] = row[key]
-    yield table_output(report, name="contamination_report", metadata=per_set)
-    yield table_output(leaks, name="leaked_items", metadata={"items": leaks.num_rows})
+    result = screen_corpus(deduplicated_corpus, eval_registry, screen_config(project.load()))
+    yield table_output(result.clean, name="screened_corpus", metadata=result.clean_metadata())
+    yield table_output(result.findings, name="contamination_findings", metadata=result.findings_metadata())
+    yield table_output(result.contaminated, name="contaminated_documents")
+    yield table_output(result.report, name="contamination_report", metadata=result.report_metadata())
+    yield table_output(result.leaks, name="leaked_items", metadata={"items": result.leaks.num_rows})

@@ -6,7 +6,7 @@ downstream assets stale, and nothing else: the gating stage never sees a mixture
 
 from dagster import DataVersion, DataVersionsByPartition, MetadataValue, ObserveResult, observable_source_asset
 
-from mixassets.curation_config import dedupe_fingerprint, screen_fingerprint
+from mixassets.assets.engine_configs import dedupe_fingerprint, screen_fingerprint
 from mixtrain.fingerprint import PER_SOURCE_FINGERPRINTS
 from mixtrain.identity import spec_hash
 from mixtrain.markdown import markdown_table

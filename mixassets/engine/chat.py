@@ -72,16 +72,24 @@ def _calls(value: Any, where: str) -> list[dict[str, Any]]:
         fn = call.get("function") if isinstance(call, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
             raise ChatShapeError(f"field '{where}[{k}].function.name' must be a non-empty string")
-        args = fn.get("arguments", {})
-        if isinstance(args, str):  # OpenAI exports arguments as a JSON string
-            try:
-                args = json.loads(args)
-            except json.JSONDecodeError as e:
-                raise ChatShapeError(f"field '{where}[{k}].function.arguments' is not JSON: {e.msg}") from None
-        if not isinstance(args, dict):
-            raise ChatShapeError(f"field '{where}[{k}].function.arguments' must be a JSON object")
+        args = _arguments(fn.get("arguments", {}), f"{where}[{k}].function.arguments")
         out.append({"type": "function", "function": {"name": fn["name"], "arguments": args}})
     return out
+
+
+def _arguments(value: Any, where: str) -> dict[str, Any]:
+    """A tool call's arguments as an object; OpenAI exports them as a JSON string, which is decoded."""
+    decoded = _decoded(value, where) if isinstance(value, str) else value
+    if not isinstance(decoded, dict):
+        raise ChatShapeError(f"field '{where}' must be a JSON object")
+    return decoded
+
+
+def _decoded(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ChatShapeError(f"field '{where}' is not JSON: {e.msg}") from None
 
 
 def _message(m: Any, where: str) -> dict[str, Any]:

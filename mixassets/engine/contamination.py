@@ -56,294 +56,65 @@ a false hit from a collision is negligible next to the volume of any realistic c
 
 from __future__ import annotations
 
-import json
-import re
-import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from itertools import chain
-from types import MappingProxyType
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from mixassets.engine.contamination_index import (
+    _DOC_COLUMNS,
+    DEFAULT_FIELD_KINDS,
+    HOLDOUT,
+    METHODS,
+    TARGET,
+    FieldRef,
+    ScreenConfig,
+    ScreenIndex,
+    UnscreenableField,
+    _GramIndex,
+    _require,
+    _resolve,
+    build_index,
+    screen_tokens,
+    token_spans,
+    unscreenable_fields,
+)
+from mixassets.engine.contamination_report import ITEM_LEAK_SCHEMA, REPORT_SCHEMA, contamination_report, item_leaks
 from mixassets.engine.text_norm import TokenHasher, ngram_hashes
 from mixtrain.schema import FINDING_SCHEMA
 
+__all__ = [
+    "DEFAULT_FIELD_KINDS",
+    "HOLDOUT",
+    "ITEM_LEAK_SCHEMA",
+    "METHODS",
+    "OVERLAP_MAX_CHARS",
+    "REPORT_SCHEMA",
+    "TARGET",
+    "FieldRef",
+    "ScreenConfig",
+    "ScreenIndex",
+    "ScreenResult",
+    "UnscreenableField",
+    "build_index",
+    "contamination_report",
+    "item_leaks",
+    "screen",
+    "screen_corpus",
+    "screen_tokens",
+    "token_spans",
+    "unscreenable_fields",
+]
+
 OVERLAP_MAX_CHARS = 300
-HOLDOUT, TARGET = "holdout", "target"
-METHODS = ("ngram", "containment", "jaccard")
-DEFAULT_FIELD_KINDS: Mapping[str, str] = MappingProxyType(
-    {
-        **dict.fromkeys(("prompt", "question", "input", "context"), HOLDOUT),
-        **dict.fromkeys(("solution", "answer", "reference", "output", "canonical_solution"), TARGET),
-    }
-)
+
+
 # Documents per vectorised pass: large enough to amortise numpy call overhead, small enough that the
 # chunk's token and n-gram arrays (~3 KB per 2 KB document) stay in cache-friendly sizes.
 _CHUNK = 512
-_ITEM_COLUMNS = ("eval_set", "item_id", "screen_fields")
-_DOC_COLUMNS = ("doc_id", "source_id", "text")
-_WORD = re.compile(r"\w+")
-_ASCII_NON_WORD = str.maketrans({c: " " for c in map(chr, range(128)) if not (c.isalnum() or c == "_")})
-# A word run plus any combining marks inside it, so that decomposed text ("e" + U+0301) stays one token
-# after NFKC composes it, as it would if the whole text were normalised first.
-_RUN = re.compile(r"\w[\w\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]*")
-
-REPORT_SCHEMA = pa.schema(
-    [
-        pa.field("eval_set", pa.string(), nullable=False),
-        pa.field("items", pa.int64(), nullable=False),
-        pa.field("items_leaked", pa.int64(), nullable=False),  # items with any finding
-        pa.field("holdout_leaked", pa.int64(), nullable=False),  # items with a finding of kind "holdout"
-        pa.field("target_leaked", pa.int64(), nullable=False),  # items with a finding of kind "target"
-        pa.field("leaked_share", pa.float64(), nullable=False),  # items_leaked / items
-        pa.field("sources", pa.list_(pa.string()), nullable=False),  # source_ids of the documents hit, sorted
-        pa.field("documents_hit", pa.int64(), nullable=False),  # distinct (source_id, doc_id) with a finding
-        pa.field("fields_unscreenable", pa.int64(), nullable=False),  # item fields no enabled method can screen
-    ]
-)
-ITEM_LEAK_SCHEMA = pa.schema(
-    [
-        pa.field("eval_set", pa.string(), nullable=False),
-        pa.field("item_id", pa.string(), nullable=False),
-        pa.field("kinds", pa.list_(pa.string()), nullable=False),
-        pa.field("fields", pa.list_(pa.string()), nullable=False),
-        pa.field("match_types", pa.list_(pa.string()), nullable=False),
-        pa.field("documents", pa.int64(), nullable=False),
-        pa.field("sources", pa.list_(pa.string()), nullable=False),
-        pa.field("example_doc_id", pa.string(), nullable=False),  # the document of the longest overlap
-        pa.field("example_overlap", pa.string(), nullable=False),
-    ]
-)
-
-
-@dataclass(frozen=True)
-class ScreenConfig:
-    """Settings of :func:`screen`.
-
-    The fuzzy defaults were chosen on ``benchmarks/labelled_contamination.py`` (HumanEval planted into 6,000
-    ~2 KB chunks of CPython's stdlib and pydoc topics). With 5-gram shingles and at least 8 of them per
-    field, no clean chunk reaches a containment above 0.25 (two shared idioms such as ``for i in range
-    len`` in an 8-shingle solution), while cosmetically edited copies sit far above 0.5; 0.5 keeps twice
-    that margin for corpora much larger than the benchmark. 4-grams or 6-shingle fields put clean chunks
-    over 0.4. ``jaccard_threshold`` is 0.8 because that is the near-duplicate bar of dedupe: a document
-    this close to an item is a copy of it by the corpus's own standard. ``methods`` lists the enabled
-    methods (``ngram``, ``containment``, ``jaccard``); ``field_kinds`` maps field names (matched
-    case-insensitively) to ``"holdout"``/``"target"``, names it lacks being holdouts.
-    """
-
-    n: int = 13
-    containment_n: int = 5
-    containment_threshold: float = 0.5
-    jaccard_threshold: float = 0.8
-    fuzzy_min_shingles: int = 8
-    methods: tuple[str, ...] = METHODS
-    field_kinds: Mapping[str, str] = field(default_factory=lambda: DEFAULT_FIELD_KINDS)
-
-    def __post_init__(self) -> None:
-        for name in ("n", "containment_n", "fuzzy_min_shingles"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"contamination: ScreenConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("containment_threshold", "jaccard_threshold"):
-            if not 0.0 < getattr(self, name) <= 1.0:
-                raise ValueError(f"contamination: ScreenConfig.{name} must be in (0, 1], got {getattr(self, name)}")
-        unknown = sorted(set(self.methods) - set(METHODS))
-        if unknown or not self.methods:
-            raise ValueError(
-                f"contamination: ScreenConfig.methods must be a non-empty subset of {METHODS}, got {self.methods}"
-            )
-        bad = {k: v for k, v in self.field_kinds.items() if v not in (HOLDOUT, TARGET)}
-        if bad:
-            raise ValueError(f"contamination: ScreenConfig.field_kinds values must be '{HOLDOUT}' or '{TARGET}': {bad}")
-        lowered = MappingProxyType({k.lower(): v for k, v in self.field_kinds.items()})
-        object.__setattr__(self, "field_kinds", lowered)
-        object.__setattr__(self, "methods", tuple(m for m in METHODS if m in self.methods))
-
-    @property
-    def fuzzy(self) -> bool:
-        return "containment" in self.methods or "jaccard" in self.methods
-
-    def kind_of(self, field_name: str) -> str:
-        return self.field_kinds.get(field_name.lower(), HOLDOUT)
-
-
-@dataclass(frozen=True)
-class FieldRef:
-    """One screened text of an eval item."""
-
-    eval_set: str
-    item_id: str
-    field: str
-    kind: str
-
-
-@dataclass(frozen=True)
-class UnscreenableField:
-    eval_set: str
-    item_id: str
-    field: str
-    tokens: int  # too few for every enabled method
-
-
-@dataclass
-class _GramIndex:
-    """Inverted index over item n-gram hashes in CSR form: ``refs[ptr[k]:ptr[k+1]]`` hold ``keys[k]``."""
-
-    g: int
-    keys: np.ndarray  # sorted unique uint64
-    ptr: np.ndarray  # int64, len(keys) + 1
-    refs: np.ndarray  # int64 field refs
-    field_counts: np.ndarray  # int64 per field ref: its distinct n-grams (0 if not indexed by this method)
-    filter: np.ndarray  # bool, indexed by a hash's low bits: could the hash be a key?
-    mask: np.uint64
-
-    @classmethod
-    def build(cls, g: int, per_field: list[np.ndarray]) -> _GramIndex:
-        grams = np.concatenate([np.empty(0, np.uint64), *per_field])
-        refs = np.repeat(np.arange(len(per_field), dtype=np.int64), [len(a) for a in per_field])
-        order = np.argsort(grams, kind="stable")
-        grams, refs = grams[order], refs[order]
-        keys, first = np.unique(grams, return_index=True)
-        counts = np.array([len(a) for a in per_field], dtype=np.int64)
-        bits = int(np.clip(np.ceil(np.log2(max(len(keys), 1) * 64)), 16, 24))
-        mask = np.uint64((1 << bits) - 1)
-        table = np.zeros(1 << bits, dtype=bool)
-        table[keys & mask] = True
-        ptr = np.append(first, len(grams)).astype(np.int64)
-        return cls(g, keys, ptr, refs, counts, table, mask)
-
-    def lookup(self, grams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(positions in ``grams``, key indices) of the grams that are in the index.
-
-        Almost every n-gram of a corpus is in no item, so a bit table over the hashes' low bits (a
-        one-hash Bloom filter, ~1.5% false candidates) rejects most of them with one gather before the
-        binary search, which alone costs a cache miss per level.
-        """
-        if not len(self.keys) or not len(grams):
-            return np.empty(0, np.int64), np.empty(0, np.int64)
-        cand = np.flatnonzero(self.filter[grams & self.mask])
-        k = np.minimum(np.searchsorted(self.keys, grams[cand]), len(self.keys) - 1)
-        hit = self.keys[k] == grams[cand]
-        return cand[hit], k[hit]
-
-    def expand(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For key indices, (index into ``keys``, field ref) for every posting of every key."""
-        counts = self.ptr[keys + 1] - self.ptr[keys]
-        which = np.repeat(np.arange(len(keys)), counts)
-        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        return which, self.refs[np.repeat(self.ptr[keys], counts) + offsets]
-
-
-@dataclass
-class ScreenIndex:
-    """Every screenable item field, with an n-gram index per method family."""
-
-    config: ScreenConfig
-    fields: list[FieldRef] = field(default_factory=list)
-    field_tokens: list[int] = field(default_factory=list)
-    unscreenable: list[UnscreenableField] = field(default_factory=list)
-    exact: _GramIndex | None = None
-    fuzzy: _GramIndex | None = None
-    hasher: TokenHasher = field(default_factory=TokenHasher)
-
-
-def screen_tokens(text: str) -> list[str]:
-    """The tokens :func:`token_spans` gives, without offsets (the fast path used for every document)."""
-    if text.isascii():
-        # NFKC is the identity on ASCII; translate + split gives _WORD.findall's tokens in half the time.
-        return text.lower().translate(_ASCII_NON_WORD).split()
-    # The same tokens as token_spans' per-run normalisation, in C: "\n" never composes under NFKC and
-    # is not cased, so normalising the runs joined by it equals normalising each run on its own.
-    return _WORD.findall(unicodedata.normalize("NFKC", "\n".join(_RUN.findall(text))).lower())
-
-
-def token_spans(text: str) -> tuple[list[str], list[int], list[int]]:
-    """The screen's tokens with their (start, end) character offsets in ``text``.
-
-    Each word run is normalised on its own (NFKC, lowercase) so that its tokens keep the run's offsets; a
-    run that normalises into several words gives each of them the run's span. The result equals the
-    ``\\w+`` runs of the whole text NFKC-normalised and lowercased, except where NFKC would turn a non-word
-    symbol into letters (``㎏`` -> ``kg``), which is no loss: items and documents are tokenised the same way.
-    """
-    tokens: list[str] = []
-    starts: list[int] = []
-    ends: list[int] = []
-    source = text.lower() if text.isascii() else text
-    for m in (_WORD if text.isascii() else _RUN).finditer(source):
-        run = m.group()
-        parts = [run] if text.isascii() else _WORD.findall(unicodedata.normalize("NFKC", run).lower())
-        tokens.extend(parts)
-        starts.extend([m.start()] * len(parts))
-        ends.extend([m.end()] * len(parts))
-    return tokens, starts, ends
-
-
-def _require(table: pa.Table, columns: tuple[str, ...], what: str) -> None:
-    missing = [c for c in columns if c not in table.column_names]
-    if missing:
-        raise ValueError(f"contamination: {what} table lacks required column(s) {missing}; got {table.column_names}")
-    for name in columns[:2]:
-        nulls = table.column(name).null_count
-        if nulls:
-            raise ValueError(f"contamination: {what} column '{name}' has {nulls} null value(s)")
-
-
-def _screen_fields(eval_set: str, item_id: str, raw: str | None) -> dict[str, str]:
-    where = f"eval item {eval_set}/{item_id}, field 'screen_fields'"
-    try:
-        parsed = json.loads(raw) if raw is not None else None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: not valid JSON ({e})") from e
-    if not isinstance(parsed, dict):
-        raise ValueError(f"{where}: expected a JSON object {{field_name: text}}, got {type(parsed).__name__}")
-    bad = sorted(k for k, v in parsed.items() if not isinstance(v, str))
-    if bad:
-        raise ValueError(f"{where}: values must be strings; not a string for {bad}")
-    return parsed
-
-
-def _resolve(n: int, config: ScreenConfig | None) -> ScreenConfig:
-    if config is None:
-        return ScreenConfig(n=n)
-    if n not in (13, config.n):
-        raise ValueError(f"contamination: n={n} conflicts with config.n={config.n}; set n in the config only")
-    return config
-
-
-def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = None) -> ScreenIndex:
-    """Index every screen field of every item; a malformed ``screen_fields`` raises naming the item."""
-    cfg = _resolve(n, config)
-    _require(items, _ITEM_COLUMNS, "eval item")
-    index = ScreenIndex(config=cfg)
-    exact_sets: list[np.ndarray] = []
-    fuzzy_sets: list[np.ndarray] = []
-    empty = np.empty(0, np.uint64)
-    cols = {c: items.column(c).to_pylist() for c in _ITEM_COLUMNS}
-    for eval_set, item_id, raw in zip(cols["eval_set"], cols["item_id"], cols["screen_fields"], strict=True):
-        for name, text in _screen_fields(eval_set, item_id, raw).items():
-            hashes = index.hasher.hashes(screen_tokens(text))
-            exact = np.unique(ngram_hashes(hashes, cfg.n)) if "ngram" in cfg.methods else empty
-            fuzzy = np.unique(ngram_hashes(hashes, cfg.containment_n)) if cfg.fuzzy else empty
-            if len(fuzzy) < cfg.fuzzy_min_shingles:
-                fuzzy = empty
-            if not len(exact) and not len(fuzzy):
-                index.unscreenable.append(UnscreenableField(eval_set, item_id, name, len(hashes)))
-                continue
-            index.fields.append(FieldRef(eval_set, item_id, name, cfg.kind_of(name)))
-            index.field_tokens.append(len(hashes))
-            exact_sets.append(exact)
-            fuzzy_sets.append(fuzzy)
-    if "ngram" in cfg.methods:
-        index.exact = _GramIndex.build(cfg.n, exact_sets)
-    if cfg.fuzzy:
-        index.fuzzy = _GramIndex.build(cfg.containment_n, fuzzy_sets)
-    return index
-
-
-def unscreenable_fields(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = None) -> list[UnscreenableField]:
-    """Item fields too short for every enabled method, which the screen therefore cannot check."""
-    return build_index(items, n, config=config).unscreenable
 
 
 def _cut(text: str) -> str:
@@ -555,91 +326,40 @@ def screen(
     return docs.filter(pa.array(~hit)), docs.filter(pa.array(hit)), findings
 
 
-def _sorted_strings(values: Iterable[str]) -> list[str]:
-    return sorted(set(values))
+@dataclass(frozen=True)
+class ScreenResult:
+    """One screen of a corpus against the eval items, with the summaries built from its findings."""
 
+    clean: pa.Table
+    contaminated: pa.Table
+    findings: pa.Table  # FINDING_SCHEMA
+    report: pa.Table  # REPORT_SCHEMA: per eval set
+    leaks: pa.Table  # ITEM_LEAK_SCHEMA: per leaked item
 
-def contamination_report(
-    findings: pa.Table,
-    items: pa.Table,
-    *,
-    config: ScreenConfig | None = None,
-    unscreenable: Sequence[UnscreenableField] | None = None,
-) -> pa.Table:
-    """One row per eval set of ``items`` (sorted): how many of its items leaked, as holdout or target, from where.
+    def clean_metadata(self) -> dict[str, int]:
+        n = self.clean.num_rows + self.contaminated.num_rows
+        return {"documents_in": n, "documents_clean": self.clean.num_rows, "contaminated": self.contaminated.num_rows}
 
-    The unscreenable fields are counted from ``unscreenable`` (the ``ScreenIndex.unscreenable`` of the
-    screen) when given; otherwise the items are indexed again under ``config``, which must then be the one
-    the findings were screened with. A finding naming an item that ``items`` does not hold means the two
-    tables do not belong together, so it raises rather than report a share against the wrong denominator.
-    """
-    _require(items, ("eval_set", "item_id"), "eval item")
-    _require(findings, ("eval_set", "item_id", "kind", "doc_id", "source_id"), "finding")
-    known: dict[str, set[str]] = {}
-    for s, i in zip(items.column("eval_set").to_pylist(), items.column("item_id").to_pylist(), strict=True):
-        known.setdefault(s, set()).add(i)
-    if unscreenable is None:
-        has_fields = "screen_fields" in items.column_names
-        unscreenable = build_index(items, config=config or ScreenConfig()).unscreenable if has_fields else []
-    too_short: dict[str, int] = dict.fromkeys(known, 0)
-    for u in unscreenable:
-        if u.eval_set not in too_short:
-            raise ValueError(f"contamination_report: unscreenable field of eval set {u.eval_set!r}, not in the items")
-        too_short[u.eval_set] += 1
-    leaked: dict[str, dict[str, set[str]]] = {s: {"any": set(), HOLDOUT: set(), TARGET: set()} for s in known}
-    sources: dict[str, set[str]] = {s: set() for s in known}
-    docs: dict[str, set[tuple[str, str]]] = {s: set() for s in known}
-    stray: set[tuple[str, str]] = set()
-    for f in findings.select(["eval_set", "item_id", "kind", "doc_id", "source_id"]).to_pylist():
-        s, i = f["eval_set"], f["item_id"]
-        if i not in known.get(s, ()):
-            stray.add((s, i))
-            continue
-        leaked[s]["any"].add(i)
-        if f["kind"] in (HOLDOUT, TARGET):
-            leaked[s][f["kind"]].add(i)
-        sources[s].add(f["source_id"])
-        docs[s].add((f["source_id"], f["doc_id"]))
-    if stray:
-        raise ValueError(
-            f"contamination_report: findings name {len(stray)} item(s) not in the items table, e.g. {sorted(stray)[:5]}"
-        )
-    rows = [
-        {
-            "eval_set": s,
-            "items": len(known[s]),
-            "items_leaked": len(leaked[s]["any"]),
-            "holdout_leaked": len(leaked[s][HOLDOUT]),
-            "target_leaked": len(leaked[s][TARGET]),
-            "leaked_share": len(leaked[s]["any"]) / len(known[s]),
-            "sources": sorted(sources[s]),
-            "documents_hit": len(docs[s]),
-            "fields_unscreenable": too_short[s],
+    def findings_metadata(self) -> dict[str, int]:
+        methods = pc.value_counts(self.findings.column("match_type")).to_pylist() if self.findings.num_rows else []
+        return {
+            "findings": self.findings.num_rows,
+            "unscreenable_fields": int(pc.sum(self.report.column("fields_unscreenable")).as_py() or 0),
+            **{f"findings/{m['values']}": int(m["counts"]) for m in methods},
         }
-        for s in sorted(known)
-    ]
-    return pa.Table.from_pylist(rows, schema=REPORT_SCHEMA)
+
+    def report_metadata(self) -> dict[str, int | float]:
+        per_set: dict[str, int | float] = {}
+        for row in self.report.to_pylist():
+            for key in ("items_leaked", "holdout_leaked", "target_leaked", "documents_hit", "leaked_share"):
+                per_set[f"{row['eval_set']}/{key}"] = row[key]
+        return per_set
 
 
-def item_leaks(findings: pa.Table) -> pa.Table:
-    """One row per leaked item (sorted by set, item): what leaked, how, into how many documents and sources."""
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for f in findings.to_pylist():
-        groups.setdefault((f["eval_set"], f["item_id"]), []).append(f)
-    rows = []
-    for (s, i), fs in sorted(groups.items()):
-        example = max(fs, key=lambda f: (len(f["overlap_text"]), f["score"]))
-        rows.append(
-            {
-                "eval_set": s,
-                "item_id": i,
-                "kinds": _sorted_strings(f["kind"] for f in fs),
-                "fields": _sorted_strings(f["field"] for f in fs),
-                "match_types": _sorted_strings(f["match_type"] for f in fs),
-                "documents": len({(f["source_id"], f["doc_id"]) for f in fs}),
-                "sources": _sorted_strings(f["source_id"] for f in fs),
-                "example_doc_id": example["doc_id"],
-                "example_overlap": example["overlap_text"],
-            }
-        )
-    return pa.Table.from_pylist(rows, schema=ITEM_LEAK_SCHEMA)
+def screen_corpus(docs: pa.Table, items: pa.Table, config: ScreenConfig) -> ScreenResult:
+    """:func:`screen` of ``docs`` against ``items``, and the report and item leaks of its findings; the items are
+    indexed once for the screen and the report's unscreenable fields."""
+    index = build_index(items, config=config)
+    clean, dirty, findings = screen(docs, items, config=config, index=index)
+    report = contamination_report(findings, items, config=config, unscreenable=index.unscreenable)
+    return ScreenResult(clean, dirty, findings, report, item_leaks(findings))

@@ -17,6 +17,7 @@ Conventions beyond SPDX:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -192,18 +193,18 @@ class _Parser:
         return node
 
     def parse_or(self) -> _Node:
-        args = [self.parse_and()]
-        while self.peek_op() == "or":
-            self.pos += 1
-            args.append(self.parse_and())
-        return args[0] if len(args) == 1 else _Op("or", tuple(args))
+        return self._chain("or", self.parse_and)
 
     def parse_and(self) -> _Node:
-        args = [self.parse_with()]
-        while self.peek_op() == "and":
+        return self._chain("and", self.parse_with)
+
+    def _chain(self, op: str, operand: Callable[[], _Node]) -> _Node:
+        """``operand (op operand)*``: one operand alone, or an ``_Op`` of all of them."""
+        args = [operand()]
+        while self.peek_op() == op:
             self.pos += 1
-            args.append(self.parse_with())
-        return args[0] if len(args) == 1 else _Op("and", tuple(args))
+            args.append(operand())
+        return args[0] if len(args) == 1 else _Op(op, tuple(args))
 
     def parse_with(self) -> _Node:
         node = self.parse_atom()

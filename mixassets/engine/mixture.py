@@ -39,10 +39,8 @@ Why these rules:
 from __future__ import annotations
 
 import bisect
-import hashlib
-import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,95 +48,42 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mixassets.engine.text_norm import stable_hash64
-from mixtrain.config.data import LengthBucket, MixtureSpec
+from mixassets.engine.mixture_stats import _share, composition
+from mixassets.engine.mixture_weights import (
+    DEFAULT_PHASE,
+    _combined_weight,
+    _Phase,
+    _phases,
+    apportion,
+    doc_ids_digest,
+    length_weights,
+    sampling_weights,
+    source_rng,
+    weighted_order,
+)
+from mixtrain.config.data import MixtureSpec
+
+__all__ = [
+    "ADDED_COLUMNS",
+    "DEFAULT_PHASE",
+    "OCCURRENCE_COLUMN",
+    "PHASE_COLUMN",
+    "TOKENS_COLUMN",
+    "UNKNOWN",
+    "apportion",
+    "doc_ids_digest",
+    "length_weights",
+    "sample_mixture",
+    "sampling_weights",
+    "source_rng",
+    "weighted_order",
+]
 
 TOKENS_COLUMN = "tokens"
 PHASE_COLUMN = "phase"
 OCCURRENCE_COLUMN = "occurrence"
 ADDED_COLUMNS = (TOKENS_COLUMN, PHASE_COLUMN, OCCURRENCE_COLUMN)
-DEFAULT_PHASE = "all"  # the name of the single phase of a spec without phases
 UNKNOWN = "unknown"  # domain / language of a document that has none
-
-# Counts that add up across sources (per domain, per language, totals); shares are derived afterwards.
-_ADDITIVE = (
-    "available_docs",
-    "available_tokens",
-    "excluded_by_policy",
-    "excluded_by_length",
-    "excluded_by_weight",
-    "docs",
-    "unique_docs",
-    "repeated_docs",
-    "tokens",
-)
-_TARGETED = ("target_tokens", "shortfall_tokens")
-
-
-def source_rng(seed: int, source_id: str) -> np.random.Generator:
-    """The sampling order generator of one source; independent of every other source."""
-    return np.random.default_rng([seed, stable_hash64(source_id)])
-
-
-def doc_ids_digest(doc_ids: Iterable[str]) -> str:
-    """Digest of a set of document ids: two mixtures with equal digests hold the same documents."""
-    h = hashlib.sha256()
-    for d in sorted(set(doc_ids)):
-        h.update(d.encode("utf-8") + b"\n")
-    return h.hexdigest()[:16]
-
-
-def length_weights(tokens: np.ndarray, buckets: Sequence[LengthBucket]) -> np.ndarray:
-    """Draw weight of each document: its first bucket whose bound it fits under; 1 beyond every bucket."""
-    weights = np.ones(len(tokens), dtype=np.float64)
-    assigned = np.zeros(len(tokens), dtype=bool)
-    for b in buckets:
-        inside = ~assigned if b.max_tokens is None else ~assigned & (tokens <= b.max_tokens)
-        weights[inside] = b.weight
-        assigned |= inside
-    return weights
-
-
-def weighted_order(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Positions in Efraimidis-Spirakis order: a weighted sample without replacement of every item.
-
-    ``log(1 - u) / w`` is the log of the classic key ``u^(1/w)`` (monotone, no underflow); ties keep the
-    canonical order. All weights must be > 0.
-    """
-    keys = np.log1p(-rng.random(len(weights))) / weights
-    return np.argsort(-keys, kind="stable")
-
-
-def apportion(total: int, weights: Mapping[str, float]) -> dict[str, int]:
-    """Whole units of ``total`` in proportion to ``weights`` (largest remainder); they sum to ``total``.
-
-    Remainders are handed out largest first, ties by key, so the split is reproducible. Keys with weight
-    <= 0 get 0; with no positive weight everything is 0.
-    """
-    positive = {k: float(w) for k, w in weights.items() if w > 0}
-    whole = sum(positive.values())
-    out = dict.fromkeys(weights, 0)
-    if total <= 0 or whole <= 0:
-        return out
-    exact = {k: total * w / whole for k, w in positive.items()}
-    for k, x in exact.items():
-        out[k] = math.floor(x)
-    left = total - sum(out.values())
-    for k in sorted(positive, key=lambda k: (-(exact[k] - out[k]), k))[:left]:
-        out[k] += 1
-    return out
-
-
-def sampling_weights(
-    weights: Mapping[str, float], sizes: Mapping[str, int], temperature: float | None
-) -> dict[str, float]:
-    """Unnormalised ``w · n^(1/T)``, computed in log space (``n^(1/T)`` overflows a float for small T) and
-    scaled so the largest is 1; ``w`` alone without a temperature."""
-    if temperature is None:
-        return {k: float(w) for k, w in weights.items()}
-    logs = {k: math.log(w) + math.log(sizes[k]) / temperature for k, w in weights.items() if w > 0 and sizes[k] > 0}
-    top = max(logs.values(), default=0.0)
-    return {k: math.exp(logs[k] - top) if k in logs else 0.0 for k in weights}
 
 
 @dataclass
@@ -184,36 +129,6 @@ class _Stream:
         return start, end, reason
 
 
-@dataclass(frozen=True)
-class _Phase:
-    name: str
-    share: float
-    weights: Mapping[str, float]
-    domain_weights: Mapping[str, float]
-
-
-def _phases(spec: MixtureSpec) -> list[_Phase]:
-    if not spec.phases:
-        return [_Phase(DEFAULT_PHASE, 1.0, spec.weights, spec.domain_weights)]
-    return [
-        _Phase(
-            p.name,
-            p.share,
-            spec.weights if p.weights is None else p.weights,
-            spec.domain_weights if p.domain_weights is None else p.domain_weights,
-        )
-        for p in spec.phases
-    ]
-
-
-def _combined_weight(sid: str, domain: str, phase: _Phase) -> float | None:
-    """Own weight times domain weight, a missing factor counting as 1; None when the source is in neither map."""
-    own, dom = phase.weights.get(sid), phase.domain_weights.get(domain)
-    if own is None and dom is None:
-        return None
-    return (1.0 if own is None else float(own)) * (1.0 if dom is None else float(dom))
-
-
 def _validate(docs: pa.Table, token_counts: Sequence[int], allowed: Sequence[bool]) -> np.ndarray:
     """Raise on malformed input; returns the token counts as an int64 array."""
     for name in ("doc_id", "source_id"):
@@ -235,10 +150,6 @@ def _validate(docs: pa.Table, token_counts: Sequence[int], allowed: Sequence[boo
     return counts.astype(np.int64, copy=False).reshape(-1)
 
 
-def _share(part: float, whole: float) -> float:
-    return part / whole if whole else 0.0
-
-
 def _encode(values: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     """(code per row, sorted distinct values): ``names[codes[i]]`` is row ``i``'s value, and codes order like names."""
     encoded = pc.dictionary_encode(values.combine_chunks())
@@ -258,31 +169,6 @@ def _labels(docs: pa.Table, name: str) -> tuple[np.ndarray, list[str]]:
         values = values.cast(pa.string())
     values = pc.fill_null(values, UNKNOWN)
     return _encode(pc.if_else(pc.equal(values, ""), UNKNOWN, values))
-
-
-def _sum_by(codes: np.ndarray, values: np.ndarray, n: int) -> list[int]:
-    """Integer sums of ``values`` per code (bincount's weights would go through float64)."""
-    out = np.zeros(n, dtype=np.int64)
-    np.add.at(out, codes, values)
-    return out.tolist()
-
-
-def _derive(group: dict[str, Any], mixture_tokens: int, available_tokens: int, budget: int) -> dict[str, Any]:
-    group["repeat_factor"] = _share(group["docs"], group["unique_docs"])
-    group["effective_weight"] = _share(group["tokens"], mixture_tokens)
-    group["raw_share"] = _share(group["available_tokens"], available_tokens)
-    if "target_tokens" in group:
-        group["target_share"] = _share(group["target_tokens"], budget)
-    return group
-
-
-def _group(per_source: Mapping[str, Mapping[str, Any]], key: str) -> dict[str, dict[str, Any]]:
-    groups: dict[str, dict[str, Any]] = {}
-    for s in per_source.values():
-        g = groups.setdefault(s[key], dict.fromkeys((*_ADDITIVE, *_TARGETED), 0))
-        for k in g:
-            g[k] += s[k]
-    return dict(sorted(groups.items()))
 
 
 @dataclass(frozen=True)
@@ -440,49 +326,6 @@ def _draw_phase(
 _PHASE_SUMS = ("target_tokens", "docs", "repeated_docs", "tokens", "shortfall_tokens")
 
 
-def _source_stats(
-    sid: str,
-    corpus: _Corpus,
-    spec: MixtureSpec,
-    draws: _Draws,
-    times_picked: np.ndarray,
-    domain: str,
-    drawable_tokens: int,
-) -> dict[str, Any]:
-    rows = corpus.rows(sid)
-    tokens, ok = corpus.tokens[rows], corpus.ok[rows]
-    picked = times_picked[rows]
-    in_phases = [ph["sources"][sid] for ph in draws.phases.values() if sid in ph["sources"]]
-    n_allowed, n_drawable = int(ok.sum()), int(corpus.drawable[rows].sum())
-    docs, unique, got = int(picked.sum()), int((picked > 0).sum()), int((picked * tokens).sum())
-    stop = in_phases[-1]["stop_reason"] if in_phases else "weight_zero" if sid in draws.listed else "not_in_weights"
-    floor = spec.min_tokens.get(sid)
-    return {
-        "domain": domain,
-        "weight": float(spec.weights.get(sid, 0.0)),
-        "domain_weight": spec.domain_weights.get(domain),
-        "sampling_share": draws.sampling_share[sid],
-        "available_docs": n_allowed,
-        "available_tokens": int(tokens[ok].sum()),
-        "drawable_tokens": drawable_tokens,
-        "excluded_by_policy": int(rows.size - n_allowed),
-        "excluded_by_length": n_allowed - n_drawable,
-        "excluded_by_weight": 0 if in_phases else n_drawable,
-        "max_docs": spec.max_docs.get(sid),
-        "max_tokens": spec.max_tokens.get(sid),
-        "min_tokens": floor,
-        "max_epochs": spec.max_epochs.get(sid, 1),
-        "target_tokens": sum(ph["target_tokens"] for ph in in_phases),
-        "docs": docs,
-        "unique_docs": unique,
-        "repeated_docs": docs - unique,
-        "tokens": got,
-        "shortfall_tokens": sum(ph["shortfall_tokens"] for ph in in_phases),
-        "floor_shortfall_tokens": max(0, floor - got) if floor else 0,
-        "stop_reason": stop,
-    }
-
-
 def sample_mixture(
     docs: pa.Table, token_counts: Sequence[int], spec: MixtureSpec, *, allowed: Sequence[bool]
 ) -> tuple[pa.Table, dict[str, Any]]:
@@ -524,63 +367,4 @@ def sample_mixture(
         pa.field(OCCURRENCE_COLUMN, pa.int32(), nullable=False), pa.array(occ.astype(np.int32), pa.int32())
     )
 
-    times_picked = np.bincount(idx, minlength=docs.num_rows)
-    mixture_tokens = int(corpus.tokens[idx].sum())
-    total_available = int(corpus.tokens[corpus.ok].sum())
-    per_source: dict[str, dict[str, Any]] = {}
-    for sid in source_ids:
-        s = _source_stats(sid, corpus, spec, draws, times_picked, domains[sid], drawable_tokens[sid])
-        why = f"({s['stop_reason']})"
-        if s["shortfall_tokens"]:
-            draws.warnings.append(f"source '{sid}': {s['tokens']} of {s['target_tokens']} target tokens {why}")
-        if s["floor_shortfall_tokens"]:
-            draws.warnings.append(f"source '{sid}': min_tokens {s['min_tokens']} not met, got {s['tokens']} {why}")
-        per_source[sid] = _derive(s, mixture_tokens, total_available, spec.token_budget)
-
-    def derive_all(groups: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        return {k: _derive(g, mixture_tokens, total_available, spec.token_budget) for k, g in groups.items()}
-
-    for ph in draws.phases.values():
-        ph["effective_weight"] = _share(ph["tokens"], mixture_tokens)
-    unallocated = sum(ph["unallocated_tokens"] for ph in draws.phases.values())
-    totals: dict[str, Any] = {k: sum(s[k] for s in per_source.values()) for k in (*_ADDITIVE, *_TARGETED)}
-    totals["floor_shortfall_tokens"] = sum(s["floor_shortfall_tokens"] for s in per_source.values())
-    totals["unallocated_tokens"] = unallocated
-    totals["shortfall_tokens"] += unallocated
-    totals["token_budget"] = spec.token_budget
-    totals["repeat_factor"] = _share(totals["docs"], totals["unique_docs"])
-    return out, {
-        "mixture_id": spec.id,
-        "seed": spec.seed,
-        "temperature": spec.temperature,
-        "doc_ids_digest": doc_ids_digest(corpus.doc_ids.take(np.unique(idx)).to_pylist()),
-        "sources": per_source,
-        "domains": derive_all(_group(per_source, "domain")),
-        "languages": derive_all(_languages(corpus, times_picked, per_source)),
-        "phases": draws.phases,
-        "totals": totals,
-        "warnings": draws.warnings,
-    }
-
-
-def _languages(
-    corpus: _Corpus, times_picked: np.ndarray, per_source: Mapping[str, Mapping[str, Any]]
-) -> dict[str, dict[str, Any]]:
-    """Per-document language counts; no targets, because targets are set per source."""
-    k = len(corpus.language_names)
-    ok = corpus.ok
-    lang, tokens, picked = corpus.language[ok], corpus.tokens[ok], times_picked[ok].astype(np.int64)
-    unweighted = np.array([bool(per_source[s]["excluded_by_weight"]) for s in corpus.source_names], dtype=bool)
-    drawable = corpus.drawable[ok]
-    sums = {
-        "available_docs": np.bincount(lang, minlength=k).tolist(),
-        "available_tokens": _sum_by(lang, tokens, k),
-        "excluded_by_policy": np.bincount(corpus.language[~ok], minlength=k).tolist(),
-        "excluded_by_length": np.bincount(lang[~drawable], minlength=k).tolist(),
-        "excluded_by_weight": np.bincount(lang[drawable & unweighted[corpus.source[ok]]], minlength=k).tolist(),
-        "docs": _sum_by(lang, picked, k),
-        "unique_docs": np.bincount(lang[picked > 0], minlength=k).tolist(),
-        "repeated_docs": _sum_by(lang, np.maximum(picked - 1, 0), k),
-        "tokens": _sum_by(lang, picked * tokens, k),
-    }
-    return {name: {key: sums[key][i] for key in _ADDITIVE} for i, name in enumerate(corpus.language_names)}
+    return out, composition(corpus, spec, draws, idx, domains, drawable_tokens)

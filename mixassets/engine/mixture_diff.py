@@ -10,6 +10,7 @@ lack it; every key is read with a default so that old and new manifests can be c
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from mixassets.engine.mixture import doc_ids_digest
@@ -138,6 +139,33 @@ def drift(
     )
     moved = [(s, r["old_share"], r["new_share"]) for s, r in rows.items() if abs(r["share_change"]) > tolerance]
     return sorted(moved, key=lambda t: (-abs(t[2] - t[1]), t[0]))
+
+
+@dataclass(frozen=True)
+class MixtureDrift:
+    """The drift check of a new mixture against the previous one (none for a first mixture)."""
+
+    tolerance: float
+    compared_with: str
+    moved: list[tuple[str, float, float]]  # as :func:`drift` gives them
+
+    @property
+    def passed(self) -> bool:
+        return not self.moved
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "tolerance": self.tolerance,
+            "compared_with": self.compared_with,
+            **{f"moved/{sid}": f"{old:.3f} -> {new:.3f}" for sid, old, new in self.moved},
+        }
+
+
+def mixture_drift(previous: Mapping[str, Any] | None, manifest: Mapping[str, Any], tolerance: float) -> MixtureDrift:
+    """:func:`drift` from ``previous`` to ``manifest``, or nothing moved when there is no previous manifest."""
+    moved = drift(previous, manifest, tolerance) if previous is not None else []
+    compared_with = (previous or {}).get("manifest_id", "none (first mixture)")
+    return MixtureDrift(tolerance, compared_with, moved)
 
 
 def _pct(x: float) -> str:

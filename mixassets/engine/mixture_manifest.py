@@ -23,7 +23,7 @@ ID_FIELDS = ("spec_hash", "inputs", "shards")
 def build_manifest(
     spec: MixtureSpec,
     mixture: pa.Table,
-    stats: Mapping[str, Any],
+    composition: Mapping[str, Any],
     *,
     tokenizer: str,
     inputs: Mapping[str, str | None],
@@ -34,7 +34,8 @@ def build_manifest(
     previous: Mapping[str, Any] | None = None,
     heldout: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The manifest of a sampled mixture (``mixture``, ``stats`` from ``sample_mixture``), chained to ``previous``.
+    """The manifest of a sampled mixture (``mixture`` and its ``composition`` from ``sample_mixture``), chained to
+    ``previous``.
 
     ``heldout`` (documents per source and their ids' digest) says which documents were kept out of reach.
     """
@@ -49,9 +50,9 @@ def build_manifest(
         "inputs": dict(inputs),
         "input_partitions": dict(input_partitions),
         "rules_version": rules_version,
-        "composition": dict(stats),
-        "doc_ids_digest": stats.get("doc_ids_digest"),
-        "phases": sorted(stats.get("phases", {})),
+        "composition": dict(composition),
+        "doc_ids_digest": composition.get("doc_ids_digest"),
+        "phases": sorted(composition.get("phases", {})),
         "license_tags_present": sorted({t for lic in licenses for t in (license_tags(lic) or ())}),
         "shards": [{"path": shard_path, "sha256": shard_sha256, "rows": mixture.num_rows}],
         "heldout": dict(heldout or {}),

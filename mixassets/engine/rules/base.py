@@ -144,3 +144,8 @@ def words(text: str) -> list[str]:
 
 def ratio(part: float, whole: float) -> float:
     return part / whole if whole else 0.0
+
+
+def quarantine_if(exceeded: bool, reason: str) -> DocOutcomes:
+    """The outcome of a threshold rule: quarantine with ``reason`` when the measure ``exceeded`` its bound."""
+    return [Outcome("quarantine", reason)] if exceeded else []

@@ -15,7 +15,16 @@ import re
 from abc import abstractmethod
 from collections import Counter
 
-from mixassets.engine.rules.base import DocOutcomes, GateContext, Outcome, TextRule, nonblank_lines, paragraphs, ratio
+from mixassets.engine.rules.base import (
+    DocOutcomes,
+    GateContext,
+    Outcome,
+    TextRule,
+    nonblank_lines,
+    paragraphs,
+    quarantine_if,
+    ratio,
+)
 from mixassets.engine.rules.base import words as split_words
 
 # Bullet glyphs (\u2022 \u25cf \u25cb \u25e6 \u25aa \u2023 \u2043 \u2219 \u00b7), ASCII list markers, en/em dash.
@@ -75,9 +84,9 @@ class SymbolWordRatioRule(ProseRule):
         n_words = len(text.split())
         symbols = text.count("#") + text.count("...") + text.count("…")
         value = ratio(symbols, n_words)
-        if n_words and value > limit:
-            return [Outcome("quarantine", f"symbol-to-word ratio {value:.3f} ({symbols}/{n_words}) > {limit}")]
-        return []
+        return quarantine_if(
+            bool(n_words) and value > limit, f"symbol-to-word ratio {value:.3f} ({symbols}/{n_words}) > {limit}"
+        )
 
 
 class _LineShareRule(ProseRule):
@@ -99,9 +108,7 @@ class _LineShareRule(ProseRule):
         hits = sum(1 for line in lines if self.line_matches(line))
         value = ratio(hits, len(lines))
         limit = self.limit(ctx)
-        if value > limit:
-            return [Outcome("quarantine", f"{self.label} ratio {value:.2f} ({hits}/{len(lines)} lines) > {limit}")]
-        return []
+        return quarantine_if(value > limit, f"{self.label} ratio {value:.2f} ({hits}/{len(lines)} lines) > {limit}")
 
 
 class BulletLinesRule(_LineShareRule):
@@ -132,39 +139,55 @@ class EllipsisLinesRule(_LineShareRule):
         return line.endswith(_ELLIPSES)
 
 
-class DuplicateLinesRule(ProseRule):
+class _RepeatShareRule(ProseRule):
+    """Share of ``units`` (lines, paragraphs) that repeat an earlier one, compared with a maximum from the config."""
+
+    skip_chat = True
+    label: str
+
+    @abstractmethod
+    def limit(self, ctx: GateContext) -> float:
+        """The configured maximum share."""
+
+    @abstractmethod
+    def units(self, text: str) -> list[str]:
+        """The pieces of ``text`` compared with each other."""
+
+    def check(self, text: str, ctx: GateContext) -> DocOutcomes:
+        limit = self.limit(ctx)
+        units = self.units(text)
+        repeats = len(units) - len(set(units))
+        value = ratio(repeats, len(units))
+        reason = f"duplicate {self.label} fraction {value:.2f} ({repeats}/{len(units)}) > {limit}"
+        return quarantine_if(value > limit, reason)
+
+
+class DuplicateLinesRule(_RepeatShareRule):
     """Repeated lines inside one page are templated listings or scraping loops, and teach repetition."""
 
     id = "quality.duplicate_lines"
     version = 1
-    skip_chat = True
+    label = "line"
 
-    def check(self, text: str, ctx: GateContext) -> DocOutcomes:
-        limit = ctx.gating.quality.max_duplicate_line_fraction
-        lines = nonblank_lines(text)
-        repeats = len(lines) - len(set(lines))
-        value = ratio(repeats, len(lines))
-        if value > limit:
-            return [Outcome("quarantine", f"duplicate line fraction {value:.2f} ({repeats}/{len(lines)}) > {limit}")]
-        return []
+    def limit(self, ctx: GateContext) -> float:
+        return ctx.gating.quality.max_duplicate_line_fraction
+
+    def units(self, text: str) -> list[str]:
+        return nonblank_lines(text)
 
 
-class DuplicateParagraphsRule(ProseRule):
+class DuplicateParagraphsRule(_RepeatShareRule):
     """The paragraph-level version of duplicate lines: whole blocks pasted twice."""
 
     id = "quality.duplicate_paragraphs"
     version = 1
-    skip_chat = True
+    label = "paragraph"
 
-    def check(self, text: str, ctx: GateContext) -> DocOutcomes:
-        limit = ctx.gating.quality.max_duplicate_paragraph_fraction
-        paras = paragraphs(text)
-        repeats = len(paras) - len(set(paras))
-        value = ratio(repeats, len(paras))
-        if value > limit:
-            reason = f"duplicate paragraph fraction {value:.2f} ({repeats}/{len(paras)}) > {limit}"
-            return [Outcome("quarantine", reason)]
-        return []
+    def limit(self, ctx: GateContext) -> float:
+        return ctx.gating.quality.max_duplicate_paragraph_fraction
+
+    def units(self, text: str) -> list[str]:
+        return paragraphs(text)
 
 
 class TopNgramRule(ProseRule):
@@ -209,10 +232,8 @@ class TerminalPunctuationRule(ProseRule):
             return []
         ended = sum(1 for line in lines if line.endswith(_TERMINAL))
         value = ended / len(lines)
-        if value < minimum:
-            reason = f"terminal punctuation ratio {value:.2f} ({ended}/{len(lines)} lines) < {minimum}"
-            return [Outcome("quarantine", reason)]
-        return []
+        reason = f"terminal punctuation ratio {value:.2f} ({ended}/{len(lines)} lines) < {minimum}"
+        return quarantine_if(value < minimum, reason)
 
 
 class CurlyBraceRule(ProseRule):
@@ -226,9 +247,7 @@ class CurlyBraceRule(ProseRule):
         limit = ctx.gating.quality.max_curly_brace_ratio
         braces = text.count("{") + text.count("}")
         value = ratio(braces, len(text))
-        if value > limit:
-            return [Outcome("quarantine", f"curly-brace ratio {value:.4f} ({braces}/{len(text)} chars) > {limit}")]
-        return []
+        return quarantine_if(value > limit, f"curly-brace ratio {value:.4f} ({braces}/{len(text)} chars) > {limit}")
 
 
 PROSE_RULES = (

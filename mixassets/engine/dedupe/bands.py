@@ -1,4 +1,4 @@
-"""A columnar LSH band index: which documents share a MinHash band, computed with sorts instead of dicts.
+"""The LSH band index of sketches: which documents share a MinHash band, computed with sorts instead of dicts.
 
 Why this shape: ``datasketch.MinHashLSH`` keeps one Python dict entry per (band, document) and is queried
 one document at a time, which costs hundreds of bytes and a Python call per document and band. Here each
@@ -16,8 +16,19 @@ The incremental query (``touching=``) returns only pairs with at least one end i
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-__all__ = ["BandIndex", "pairs_in_runs"]
+from mixassets.engine.dedupe.config import DedupeConfig
+from mixassets.engine.dedupe.sketching import band_hashes
+from mixassets.engine.dedupe.tables import (
+    _banding_of,
+    _check_sketches,
+    _fixed_list,
+    _fixed_list_numpy,
+    _signature_matrix,
+    sketch_schema,
+)
 
 
 def _as_mask(touching: np.ndarray | None, size: int) -> np.ndarray | None:
@@ -131,3 +142,48 @@ class BandIndex:
         mask = _as_mask(touching, self.size)
         parts = [pairs_in_runs(self._hashes[k], self._positions[k], mask) for k in range(self.num_bands)]
         return _unique_pairs(parts, self.size)
+
+
+def band_index(sketches: pa.Table, config: DedupeConfig | None = None) -> BandIndex:
+    """The band index of concatenated sketch tables (position i = row i).
+
+    Sketches banded differently from ``config`` (e.g. a lower threshold was configured since) are rebanded
+    from their stored signatures; no text is needed for that.
+    """
+    cfg = config or DedupeConfig()
+    _check_sketches(sketches, cfg)
+    matrix = _fixed_list_numpy(_reband(sketches, cfg).column("bands"), cfg.banding[0], np.uint64)
+    return BandIndex(matrix, active=sketches.column("n_shingles").to_numpy() > 0)
+
+
+def _pairs_touching(sketches: pa.Table, is_new: np.ndarray, cfg: DedupeConfig) -> np.ndarray:
+    """Candidate pairs with at least one ``is_new`` row, without sorting the whole corpus's band hashes: a row
+    can pair with a new row only if it shares a band hash with one, which a hash lookup per band finds in linear
+    time; the band index is then built over those few rows alone. Same pairs as
+    ``band_index(sketches).candidate_pairs(touching=is_new)``."""
+    if not is_new.any():
+        return np.empty((0, 2), dtype=np.int64)
+    matrix = _fixed_list_numpy(_reband(sketches, cfg).column("bands"), cfg.banding[0], np.uint64)
+    active = sketches.column("n_shingles").to_numpy() > 0
+    new_active = is_new & active
+    near = new_active.copy()
+    for band in range(matrix.shape[1]):
+        column = pa.array(matrix[:, band])
+        near |= pc.is_in(column, value_set=pa.array(matrix[new_active, band])).to_numpy(zero_copy_only=False)
+    subset = np.flatnonzero(near & active)
+    pairs = BandIndex(matrix[subset]).candidate_pairs(touching=is_new[subset])
+    return subset[pairs] if len(pairs) else np.empty((0, 2), dtype=np.int64)
+
+
+def _reband(sk: pa.Table, cfg: DedupeConfig) -> pa.Table:
+    """``sk`` in :func:`sketch_schema` of ``cfg``: band hashes recomputed from the stored signatures when
+    they were banded for other thresholds (no text is needed for that)."""
+    bands, rows = cfg.banding
+    schema = sketch_schema(cfg)
+    if _banding_of(sk) == (bands, rows):
+        return sk.select(schema.names).cast(schema)
+    matrix = band_hashes(_signature_matrix(sk, cfg), bands, rows)
+    matrix[sk.column("n_shingles").to_numpy() == 0] = 0
+    columns = {f.name: sk.column(f.name) for f in schema if f.name != "bands"}
+    columns["bands"] = pa.chunked_array([_fixed_list(matrix, pa.uint64())])
+    return pa.table({f.name: columns[f.name] for f in schema}, schema=schema)

@@ -6,13 +6,23 @@ dedupe (which reads every gated partition).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from mixassets.engine.contamination import DEFAULT_FIELD_KINDS, ScreenConfig
 from mixassets.engine.dedupe import DedupeConfig
 from mixtrain.identity import spec_hash
 from mixtrain.project import Project
 
 
-def dedupe_config(proj: Project) -> tuple[DedupeConfig, dict[str, int], frozenset[str]]:
+class DedupeSetup(NamedTuple):
+    """What the dedupe engine is given besides the documents."""
+
+    config: DedupeConfig
+    trust: dict[str, int]  # trust tier per source, which the keeper rule ranks by
+    code_sources: frozenset[str]  # sources shingled as code
+
+
+def dedupe_config(proj: Project) -> DedupeSetup:
     """The dedupe engine's config, the trust tiers the keeper rule ranks by, and the sources shingled as code."""
     spec = proj.spec.dedupe
     fields = spec.model_dump(exclude={"code_domains", "keeper_rule"})
@@ -21,7 +31,7 @@ def dedupe_config(proj: Project) -> tuple[DedupeConfig, dict[str, int], frozense
     code = frozenset(
         sid for sid, s in proj.sources.items() if s.domain in spec.code_domains or s.gating.rule_set == "code"
     )
-    return config, trust, code
+    return DedupeSetup(config, trust, code)
 
 
 def dedupe_fingerprint(proj: Project) -> str:
@@ -31,15 +41,11 @@ def dedupe_fingerprint(proj: Project) -> str:
 
 def screen_config(proj: Project) -> ScreenConfig:
     spec = proj.spec.screen
-    return ScreenConfig(
-        n=spec.ngram,
-        containment_n=spec.containment_n,
-        containment_threshold=spec.containment_threshold,
-        jaccard_threshold=spec.jaccard_threshold,
-        fuzzy_min_shingles=spec.fuzzy_min_shingles,
-        methods=tuple(spec.methods),
-        field_kinds={**DEFAULT_FIELD_KINDS, **spec.field_kinds},
+    same_names = spec.model_dump(
+        include={"containment_n", "containment_threshold", "jaccard_threshold", "fuzzy_min_shingles"}
     )
+    field_kinds = {**DEFAULT_FIELD_KINDS, **spec.field_kinds}
+    return ScreenConfig(n=spec.ngram, methods=tuple(spec.methods), field_kinds=field_kinds, **same_names)
 
 
 def screen_fingerprint(proj: Project) -> str:

@@ -1,0 +1,265 @@
+"""The item side of the contamination screen: its settings, its tokens and the n-gram index of eval items.
+
+Why a module: items are few and documents many, so the index is built once over the items (here) and
+every document is streamed through it (:mod:`mixassets.engine.contamination`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+import pyarrow as pa
+
+from mixassets.engine.text_norm import TokenHasher, ngram_hashes
+
+HOLDOUT, TARGET = "holdout", "target"
+METHODS = ("ngram", "containment", "jaccard")
+DEFAULT_FIELD_KINDS: Mapping[str, str] = MappingProxyType(
+    {
+        **dict.fromkeys(("prompt", "question", "input", "context"), HOLDOUT),
+        **dict.fromkeys(("solution", "answer", "reference", "output", "canonical_solution"), TARGET),
+    }
+)
+
+
+_ITEM_COLUMNS = ("eval_set", "item_id", "screen_fields")
+_DOC_COLUMNS = ("doc_id", "source_id", "text")
+_WORD = re.compile(r"\w+")
+_ASCII_NON_WORD = str.maketrans({c: " " for c in map(chr, range(128)) if not (c.isalnum() or c == "_")})
+# A word run plus any combining marks inside it, so that decomposed text ("e" + U+0301) stays one token
+# after NFKC composes it, as it would if the whole text were normalised first.
+_RUN = re.compile(r"\w[\w\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]*")
+
+
+@dataclass(frozen=True)
+class ScreenConfig:
+    """Settings of :func:`screen`.
+
+    The fuzzy defaults were chosen on ``benchmarks/labelled_contamination.py`` (HumanEval planted into 6,000
+    ~2 KB chunks of CPython's stdlib and pydoc topics). With 5-gram shingles and at least 8 of them per
+    field, no clean chunk reaches a containment above 0.25 (two shared idioms such as ``for i in range
+    len`` in an 8-shingle solution), while cosmetically edited copies sit far above 0.5; 0.5 keeps twice
+    that margin for corpora much larger than the benchmark. 4-grams or 6-shingle fields put clean chunks
+    over 0.4. ``jaccard_threshold`` is 0.8 because that is the near-duplicate bar of dedupe: a document
+    this close to an item is a copy of it by the corpus's own standard. ``methods`` lists the enabled
+    methods (``ngram``, ``containment``, ``jaccard``); ``field_kinds`` maps field names (matched
+    case-insensitively) to ``"holdout"``/``"target"``, names it lacks being holdouts.
+    """
+
+    n: int = 13
+    containment_n: int = 5
+    containment_threshold: float = 0.5
+    jaccard_threshold: float = 0.8
+    fuzzy_min_shingles: int = 8
+    methods: tuple[str, ...] = METHODS
+    field_kinds: Mapping[str, str] = field(default_factory=lambda: DEFAULT_FIELD_KINDS)
+
+    def __post_init__(self) -> None:
+        for name in ("n", "containment_n", "fuzzy_min_shingles"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"contamination: ScreenConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("containment_threshold", "jaccard_threshold"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"contamination: ScreenConfig.{name} must be in (0, 1], got {getattr(self, name)}")
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown or not self.methods:
+            raise ValueError(
+                f"contamination: ScreenConfig.methods must be a non-empty subset of {METHODS}, got {self.methods}"
+            )
+        bad = {k: v for k, v in self.field_kinds.items() if v not in (HOLDOUT, TARGET)}
+        if bad:
+            raise ValueError(f"contamination: ScreenConfig.field_kinds values must be '{HOLDOUT}' or '{TARGET}': {bad}")
+        lowered = MappingProxyType({k.lower(): v for k, v in self.field_kinds.items()})
+        object.__setattr__(self, "field_kinds", lowered)
+        object.__setattr__(self, "methods", tuple(m for m in METHODS if m in self.methods))
+
+    @property
+    def fuzzy(self) -> bool:
+        return "containment" in self.methods or "jaccard" in self.methods
+
+    def kind_of(self, field_name: str) -> str:
+        return self.field_kinds.get(field_name.lower(), HOLDOUT)
+
+
+@dataclass(frozen=True)
+class FieldRef:
+    """One screened text of an eval item."""
+
+    eval_set: str
+    item_id: str
+    field: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class UnscreenableField:
+    eval_set: str
+    item_id: str
+    field: str
+    tokens: int  # too few for every enabled method
+
+
+@dataclass
+class _GramIndex:
+    """Inverted index over item n-gram hashes in CSR form: ``refs[ptr[k]:ptr[k+1]]`` hold ``keys[k]``."""
+
+    g: int
+    keys: np.ndarray  # sorted unique uint64
+    ptr: np.ndarray  # int64, len(keys) + 1
+    refs: np.ndarray  # int64 field refs
+    field_counts: np.ndarray  # int64 per field ref: its distinct n-grams (0 if not indexed by this method)
+    filter: np.ndarray  # bool, indexed by a hash's low bits: could the hash be a key?
+    mask: np.uint64
+
+    @classmethod
+    def build(cls, g: int, per_field: list[np.ndarray]) -> _GramIndex:
+        grams = np.concatenate([np.empty(0, np.uint64), *per_field])
+        refs = np.repeat(np.arange(len(per_field), dtype=np.int64), [len(a) for a in per_field])
+        order = np.argsort(grams, kind="stable")
+        grams, refs = grams[order], refs[order]
+        keys, first = np.unique(grams, return_index=True)
+        counts = np.array([len(a) for a in per_field], dtype=np.int64)
+        bits = int(np.clip(np.ceil(np.log2(max(len(keys), 1) * 64)), 16, 24))
+        mask = np.uint64((1 << bits) - 1)
+        table = np.zeros(1 << bits, dtype=bool)
+        table[keys & mask] = True
+        ptr = np.append(first, len(grams)).astype(np.int64)
+        return cls(g, keys, ptr, refs, counts, table, mask)
+
+    def lookup(self, grams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(positions in ``grams``, key indices) of the grams that are in the index.
+
+        Almost every n-gram of a corpus is in no item, so a bit table over the hashes' low bits (a
+        one-hash Bloom filter, ~1.5% false candidates) rejects most of them with one gather before the
+        binary search, which alone costs a cache miss per level.
+        """
+        if not len(self.keys) or not len(grams):
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        cand = np.flatnonzero(self.filter[grams & self.mask])
+        k = np.minimum(np.searchsorted(self.keys, grams[cand]), len(self.keys) - 1)
+        hit = self.keys[k] == grams[cand]
+        return cand[hit], k[hit]
+
+    def expand(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For key indices, (index into ``keys``, field ref) for every posting of every key."""
+        counts = self.ptr[keys + 1] - self.ptr[keys]
+        which = np.repeat(np.arange(len(keys)), counts)
+        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        return which, self.refs[np.repeat(self.ptr[keys], counts) + offsets]
+
+
+@dataclass
+class ScreenIndex:
+    """Every screenable item field, with an n-gram index per method family."""
+
+    config: ScreenConfig
+    fields: list[FieldRef] = field(default_factory=list)
+    field_tokens: list[int] = field(default_factory=list)
+    unscreenable: list[UnscreenableField] = field(default_factory=list)
+    exact: _GramIndex | None = None
+    fuzzy: _GramIndex | None = None
+    hasher: TokenHasher = field(default_factory=TokenHasher)
+
+
+def screen_tokens(text: str) -> list[str]:
+    """The tokens :func:`token_spans` gives, without offsets (the fast path used for every document)."""
+    if text.isascii():
+        # NFKC is the identity on ASCII; translate + split gives _WORD.findall's tokens in half the time.
+        return text.lower().translate(_ASCII_NON_WORD).split()
+    # The same tokens as token_spans' per-run normalisation, in C: "\n" never composes under NFKC and
+    # is not cased, so normalising the runs joined by it equals normalising each run on its own.
+    return _WORD.findall(unicodedata.normalize("NFKC", "\n".join(_RUN.findall(text))).lower())
+
+
+def token_spans(text: str) -> tuple[list[str], list[int], list[int]]:
+    """The screen's tokens with their (start, end) character offsets in ``text``.
+
+    Each word run is normalised on its own (NFKC, lowercase) so that its tokens keep the run's offsets; a
+    run that normalises into several words gives each of them the run's span. The result equals the
+    ``\\w+`` runs of the whole text NFKC-normalised and lowercased, except where NFKC would turn a non-word
+    symbol into letters (``㎏`` -> ``kg``), which is no loss: items and documents are tokenised the same way.
+    """
+    tokens: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    source = text.lower() if text.isascii() else text
+    for m in (_WORD if text.isascii() else _RUN).finditer(source):
+        run = m.group()
+        parts = [run] if text.isascii() else _WORD.findall(unicodedata.normalize("NFKC", run).lower())
+        tokens.extend(parts)
+        starts.extend([m.start()] * len(parts))
+        ends.extend([m.end()] * len(parts))
+    return tokens, starts, ends
+
+
+def _require(table: pa.Table, columns: tuple[str, ...], what: str) -> None:
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise ValueError(f"contamination: {what} table lacks required column(s) {missing}; got {table.column_names}")
+    for name in columns[:2]:
+        nulls = table.column(name).null_count
+        if nulls:
+            raise ValueError(f"contamination: {what} column '{name}' has {nulls} null value(s)")
+
+
+def _screen_fields(eval_set: str, item_id: str, raw: str | None) -> dict[str, str]:
+    where = f"eval item {eval_set}/{item_id}, field 'screen_fields'"
+    try:
+        parsed = json.loads(raw) if raw is not None else None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not valid JSON ({e})") from e
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{where}: expected a JSON object {{field_name: text}}, got {type(parsed).__name__}")
+    bad = sorted(k for k, v in parsed.items() if not isinstance(v, str))
+    if bad:
+        raise ValueError(f"{where}: values must be strings; not a string for {bad}")
+    return parsed
+
+
+def _resolve(n: int, config: ScreenConfig | None) -> ScreenConfig:
+    if config is None:
+        return ScreenConfig(n=n)
+    if n not in (13, config.n):
+        raise ValueError(f"contamination: n={n} conflicts with config.n={config.n}; set n in the config only")
+    return config
+
+
+def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = None) -> ScreenIndex:
+    """Index every screen field of every item; a malformed ``screen_fields`` raises naming the item."""
+    cfg = _resolve(n, config)
+    _require(items, _ITEM_COLUMNS, "eval item")
+    index = ScreenIndex(config=cfg)
+    exact_sets: list[np.ndarray] = []
+    fuzzy_sets: list[np.ndarray] = []
+    empty = np.empty(0, np.uint64)
+    cols = {c: items.column(c).to_pylist() for c in _ITEM_COLUMNS}
+    for eval_set, item_id, raw in zip(cols["eval_set"], cols["item_id"], cols["screen_fields"], strict=True):
+        for name, text in _screen_fields(eval_set, item_id, raw).items():
+            hashes = index.hasher.hashes(screen_tokens(text))
+            exact = np.unique(ngram_hashes(hashes, cfg.n)) if "ngram" in cfg.methods else empty
+            fuzzy = np.unique(ngram_hashes(hashes, cfg.containment_n)) if cfg.fuzzy else empty
+            if len(fuzzy) < cfg.fuzzy_min_shingles:
+                fuzzy = empty
+            if not len(exact) and not len(fuzzy):
+                index.unscreenable.append(UnscreenableField(eval_set, item_id, name, len(hashes)))
+                continue
+            index.fields.append(FieldRef(eval_set, item_id, name, cfg.kind_of(name)))
+            index.field_tokens.append(len(hashes))
+            exact_sets.append(exact)
+            fuzzy_sets.append(fuzzy)
+    if "ngram" in cfg.methods:
+        index.exact = _GramIndex.build(cfg.n, exact_sets)
+    if cfg.fuzzy:
+        index.fuzzy = _GramIndex.build(cfg.containment_n, fuzzy_sets)
+    return index
+
+
+def unscreenable_fields(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = None) -> list[UnscreenableField]:
+    """Item fields too short for every enabled method, which the screen therefore cannot check."""
+    return build_index(items, n, config=config).unscreenable

@@ -1,0 +1,88 @@
+"""Cross-source exact and near-duplicate removal: sketch -> band index -> verify -> resolve.
+
+Why this shape:
+
+* **Sketches are per document and persistable.** :func:`sketch` turns a table of documents into one row
+  per document (:func:`sketch_schema`): the exact-duplicate key, a MinHash signature, its LSH band hashes
+  and the metadata the keeper rule needs. A sketch depends only on the document and on the shingling
+  parameters (recorded in the schema metadata), so a new or changed source is sketched alone and every
+  other source's sketches are reused (:func:`dedupe_incremental`).
+* **Exact duplicates** share a 128-bit key of the normalised text (NFKC always; lowercase, whitespace
+  collapse, punctuation and digit stripping per :class:`DedupeConfig`), so re-encoded or re-spaced copies
+  fall together without any sketching. For code sources the key is over the code tokens with punctuation
+  kept (``a + b`` and ``a - b`` are different programs); the other flags apply.
+* **Near duplicates.** Prose is shingled on word n-grams (``ngram``) of
+  :func:`~mixassets.engine.text_norm.dedupe_words`; code sources on n-grams (``code_ngram``) of identifier,
+  number and operator tokens (:func:`~mixassets.engine.text_norm.code_tokens`), where renamed words matter
+  less than operators. A document with fewer tokens than n is one shingle of all its tokens. Signatures
+  use numpy multiply-shift universal hashing over the ``uint64`` shingle hashes, ``num_perm`` at a time
+  (datasketch's ``MinHash.bulk`` does the same arithmetic per document with a modulo and is slower).
+  The :class:`~mixassets.engine.dedupe.bands.BandIndex` proposes pairs sharing a band. Bands are chosen for
+  recall (>= 95% at the lowest configured threshold, :func:`lsh_params`) because **every candidate is
+  verified by the exact Jaccard of the two shingle sets** before anything is dropped: a false candidate
+  costs time, a missed one leaves a duplicate. Shingles are recomputed from text only for documents that
+  appear in a candidate pair.
+* **Thresholds.** A document's threshold is its source's override, else its domain's, else ``threshold``;
+  a pair is a near duplicate when its exact Jaccard reaches the *larger* of its two documents' thresholds,
+  so a strict source is never merged more loosely because its partner's source is lax.
+* **Keeper rule** (deterministic, independent of row order), ``keeper_rule`` in order, default: the more
+  permissive license first (public-domain-like < attribution < share-alike < non-commercial / no-derivatives
+  / research-only / partner-only < unknown, from :mod:`mixassets.engine.licenses`, the best alternative of
+  an ``OR``), the higher trust tier (``trust[source_id]``, missing = 0), the earlier ``capture_time``
+  (missing last), the smaller ``doc_id``; then ``doc_id``, ``source_id`` and a hash of the text, which only
+  matter for rows that repeat an id.
+* **Resolution** (:func:`resolve`) walks documents best keeper first. A document is compared only with
+  the *keepers* found so far: an exact-key match wins, else the verified near match with the highest exact
+  Jaccard (ties: the better keeper). So a dropped document always names a keeper that is in the output,
+  and a chain A~B~C never drops both B and C because of each other. ``max_per_cluster`` lets a source or
+  domain keep up to N members of a cluster (keeper included if it is of that source/domain); those rows
+  say ``kept_capped``. Capped members stay in the corpus but are not keepers, so clusters never chain
+  through them.
+* A document whose normalised text is empty has no key and no shingles: it is kept and never used as a
+  keeper, since dropping it would be losing a document for no stated reason.
+"""
+
+from mixassets.engine.dedupe.bands import BandIndex, band_index, pairs_in_runs
+from mixassets.engine.dedupe.config import KEEPER_CRITERIA, DedupeConfig, lsh_params
+from mixassets.engine.dedupe.incremental import (
+    DedupeResult,
+    DedupeStats,
+    dedupe,
+    dedupe_incremental,
+    unchanged_sources,
+    with_sketched_versions,
+)
+from mixassets.engine.dedupe.keepers import keeper_order, license_rank
+from mixassets.engine.dedupe.resolution import resolve
+from mixassets.engine.dedupe.sketching import band_hashes, shingle_set, signatures, sketch
+from mixassets.engine.dedupe.tables import SKETCH_PARQUET_OPTIONS, SKETCH_SCHEMA, VERIFIED_PAIR_SCHEMA, sketch_schema
+from mixassets.engine.dedupe.verification import TextSource, VerifiedPairs, verify
+
+__all__ = [
+    "KEEPER_CRITERIA",
+    "SKETCH_PARQUET_OPTIONS",
+    "SKETCH_SCHEMA",
+    "VERIFIED_PAIR_SCHEMA",
+    "BandIndex",
+    "DedupeConfig",
+    "DedupeResult",
+    "DedupeStats",
+    "TextSource",
+    "VerifiedPairs",
+    "band_hashes",
+    "band_index",
+    "dedupe",
+    "dedupe_incremental",
+    "keeper_order",
+    "license_rank",
+    "lsh_params",
+    "pairs_in_runs",
+    "resolve",
+    "shingle_set",
+    "signatures",
+    "sketch",
+    "sketch_schema",
+    "unchanged_sources",
+    "verify",
+    "with_sketched_versions",
+]

@@ -1,0 +1,350 @@
+"""Whole runs: a full build (:func:`dedupe`) and a refresh that reuses an earlier run's sketches and
+verified pairs (:func:`dedupe_incremental`), with the typed result a caller persists.
+
+Why a module: it composes the stages (sketch, band, verify, resolve) and owns what is reused between runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mixassets.engine.dedupe.bands import _pairs_touching, _reband, band_index
+from mixassets.engine.dedupe.config import (
+    _META_BANDING,
+    _META_FINGERPRINT,
+    _META_SKETCH_SET,
+    REQUIRED_COLUMNS,
+    DedupeConfig,
+)
+from mixassets.engine.dedupe.digest import (
+    _digest_lanes,
+    _format_digest,
+    _parse_digest,
+    _row_keys,
+    _stored_sketch_set,
+    _with_sketch_set,
+)
+from mixassets.engine.dedupe.resolution import resolve
+from mixassets.engine.dedupe.sketching import _content_hashes, sketch
+from mixassets.engine.dedupe.tables import _capture_utc, _check_columns, _check_sketches, _in_set, _optional_string
+from mixassets.engine.dedupe.verification import VerifiedPairs, _cached_pairs, _verify
+
+# Above this many runs of consecutive reused rows, a refresh gathers its sketches with one take instead of slices.
+_MAX_SLICES = 64
+# The data version of each source the sketches were made from (see with_sketched_versions).
+_META_SKETCHED_VERSIONS = b"mixtrain.dedupe.gated_versions"
+# Input rows per batch of kept rows handed to a writer: ~30 MB of text at ~2 KB/doc.
+_KEPT_BATCH_ROWS = 16_384
+
+
+# -- whole runs ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DedupeStats:
+    """What a run had to compute, and what it could reuse from an earlier run."""
+
+    documents: int
+    sketched: int
+    sketches_reused: int
+    candidate_pairs: int  # pairs proposed by the band index in this run
+    pairs_verified: int  # exact Jaccard computed from text in this run
+    pairs_reused: int  # taken from the previous verified pairs
+    incremental: bool  # True when only pairs touching new documents were queried
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class DedupeResult:
+    """What a run decided, and what to persist for the next one.
+
+    The kept rows are not copied by the run: a copy holds every kept text again (the bulk of the corpus), and
+    a caller that writes them out can take them a batch at a time (:meth:`kept_batches`) so that memory holds
+    one batch of copies. :attr:`kept` builds the whole table on first use.
+    """
+
+    kept_mask: np.ndarray  # by input row
+    clusters: pa.Table  # DEDUPE_CLUSTER_SCHEMA
+    sketches: pa.Table  # sketch_schema(config), input row order: persist for the next run
+    verified_pairs: pa.Table  # VERIFIED_PAIR_SCHEMA: persist for the next run
+    stats: DedupeStats
+    docs: pa.Table = field(repr=False)  # the input documents, which the kept rows are taken from
+
+    def metadata(self) -> dict[str, int | float | bool]:
+        """What the run decided and what it reused, as the deduplicated corpus reports it."""
+        match = self.clusters.column("match_type").to_pylist()
+        actions = self.clusters.column("action").to_pylist()
+        n, kept, stats = self.docs.num_rows, self.kept_count, self.stats
+        return {
+            "documents_in": n,
+            "documents_kept": kept,
+            "exact_duplicates": match.count("exact"),
+            "near_duplicates": match.count("near"),
+            "kept_under_cluster_cap": actions.count("kept_capped"),
+            "dedupe_rate": round(1 - kept / n, 4),
+            "sketched": stats.sketched,
+            "sketches_reused": stats.sketches_reused,
+            "pairs_verified": stats.pairs_verified,
+            "pairs_reused": stats.pairs_reused,
+            "incremental": stats.incremental,
+        }
+
+    def dropped_per_source(self) -> dict[str, int]:
+        """``dropped/<source>``: how many documents of each source were dropped as duplicates."""
+        dropped = self.clusters.filter(pc.equal(self.clusters["action"], "dropped"))
+        counts = pc.value_counts(dropped.column("source_id")).to_pylist() if dropped.num_rows else []
+        return {f"dropped/{c['values']}": int(c["counts"]) for c in counts}
+
+    @cached_property
+    def kept(self) -> pa.Table:
+        """The input rows kept, in the input's schema and order."""
+        return self.docs.filter(pa.array(self.kept_mask))
+
+    @property
+    def kept_count(self) -> int:
+        return int(np.count_nonzero(self.kept_mask))
+
+    def kept_batches(self, max_rows: int | None = None) -> Iterator[pa.Table]:
+        """The kept rows in input order, as tables of up to ``max_rows`` input rows each (default
+        ``_KEPT_BATCH_ROWS``; a batch where every row is kept is a slice of the input, not a copy); together
+        they equal :attr:`kept`."""
+        max_rows = _KEPT_BATCH_ROWS if max_rows is None else max_rows
+        if max_rows < 1:
+            raise ValueError(f"dedupe: max_rows must be >= 1, got {max_rows}")
+        for start in range(0, len(self.kept_mask), max_rows):
+            mask = self.kept_mask[start : start + max_rows]
+            if not mask.any():
+                continue
+            part = self.docs.slice(start, len(mask))
+            yield part if mask.all() else part.filter(pa.array(mask))
+
+
+def _assemble(
+    previous: pa.Table,
+    fresh: pa.Table,
+    reuse_from: np.ndarray,
+    new_rows: np.ndarray,
+    docs: pa.Table,
+    previous_digest: str,
+) -> pa.Table:
+    """The sketches in input row order: row i is ``previous[reuse_from[i]]``, or the next row of ``fresh`` where
+    ``reuse_from[i] < 0``. A refresh mostly keeps long runs of previous rows in order, so those runs are
+    sliced (no copy) and only a scattered layout is gathered with ``take``. The keeper metadata is the
+    current rows' (a license or domain may change without the text changing, and the keeper rule must see
+    the current values). The sketch-set digest is ``previous_digest`` (the previous sketches' own) less the
+    previous rows not reused plus the fresh ones, so only those rows' ids are hashed."""
+    n = len(reuse_from)
+    src = reuse_from.copy()
+    src[new_rows] = previous.num_rows + np.arange(new_rows.size)
+    stacked = pa.concat_tables([previous, fresh.cast(previous.schema)])
+    breaks = np.flatnonzero(np.diff(src) != 1) + 1
+    if breaks.size < _MAX_SLICES:
+        starts = np.concatenate([[0], breaks]).tolist()
+        stops = [*breaks.tolist(), n]
+        out = pa.concat_tables([stacked.slice(src[a], b - a) for a, b in zip(starts, stops, strict=True)])
+    else:
+        out = stacked.take(pa.array(src, pa.int64()))
+    for name, column in (
+        ("domain", _optional_string(docs, "domain")),
+        ("license", _optional_string(docs, "license")),
+        ("capture_time", _capture_utc(docs)),
+    ):
+        out = out.set_column(out.schema.get_field_index(name), out.schema.field(name), column)
+    meta = dict(fresh.schema.metadata or {})
+    before = _parse_digest(previous_digest, previous.num_rows)
+    added = _parse_digest(meta.get(_META_SKETCH_SET, b"").decode(), fresh.num_rows)
+    if before is None or added is None:
+        return _with_sketch_set(out.replace_schema_metadata(meta))
+    used = np.zeros(previous.num_rows, dtype=bool)
+    used[reuse_from[reuse_from >= 0]] = True
+    left = previous.select(["source_id", "doc_id", "content_hash"]).take(pa.array(np.flatnonzero(~used), pa.int64()))
+    gone = _digest_lanes(left)
+    lanes = (before[0] - gone[0] + added[0], before[1] - gone[1] + added[1])
+    meta[_META_SKETCH_SET] = _format_digest(n, lanes).encode()
+    return out.replace_schema_metadata(meta)
+
+
+def dedupe_incremental(
+    docs: pa.Table,
+    *,
+    previous_sketches: pa.Table | None = None,
+    previous_pairs: pa.Table | None = None,
+    config: DedupeConfig | None = None,
+    trust: Mapping[str, int] | None = None,
+    code_sources: Sequence[str] | set[str] | frozenset[str] = frozenset(),
+    unchanged_sources: Collection[str] = frozenset(),
+) -> DedupeResult:
+    """Dedupe the whole corpus ``docs``, reusing an earlier run's ``sketches`` and ``verified_pairs``.
+
+    A row reuses a previous sketch when its (source_id, doc_id) is unique in ``docs`` and its text and
+    code/prose shingling are unchanged (content hash); every other row is sketched now. Rows of
+    ``unchanged_sources`` — sources the caller knows hold exactly the documents they held when
+    ``previous_sketches`` were made (the asset layer compares partition data versions) — are matched by
+    (source_id, doc_id) and shingling mode alone, without hashing their text: a refresh that adds one
+    source then costs time in proportion to that source, not to the corpus. When
+    ``previous_pairs`` is the verified-pairs table of the run that produced ``previous_sketches`` (checked
+    by the digest in its metadata), only candidate pairs touching newly sketched rows are queried and
+    verified; otherwise all candidates are queried and the old values serve only as a cache. Either way
+    the result equals a full build (:func:`dedupe`) of ``docs``. Sketches made with other shingling
+    settings are ignored (and reported in ``stats.note``): they cannot be compared with new ones.
+    """
+    cfg = config or DedupeConfig()
+    _check_columns(docs)
+    n = docs.num_rows
+    codes = _in_set(docs.column("source_id"), code_sources)
+    notes: list[str] = []
+    if previous_sketches is not None:
+        try:
+            _check_sketches(previous_sketches, cfg, "previous sketches")
+        except ValueError as e:
+            notes.append(f"previous sketches not reused: {e}")
+            previous_sketches, previous_pairs = None, None
+    if previous_pairs is not None:
+        meta = previous_pairs.schema.metadata or {}
+        if meta.get(_META_FINGERPRINT, b"").decode() != cfg.fingerprint():
+            notes.append("previous verified pairs not reused: made with other shingling settings")
+            previous_pairs = None
+
+    reuse_from = np.full(n, -1, dtype=np.int64)
+    known_hashes: pa.UInt64Array | None = None  # content hash by row, null where it was not needed
+    if previous_sketches is not None and previous_sketches.num_rows and n:
+        ident = pc.binary_join_element_wise(docs.column("source_id"), docs.column("doc_id"), "\x1f")
+        trusted = _in_set(docs.column("source_id"), unchanged_sources)
+        if trusted.any():
+            prev_ident = pc.binary_join_element_wise(
+                previous_sketches.column("source_id"), previous_sketches.column("doc_id"), "\x1f"
+            )
+            found = pc.fill_null(pc.index_in(ident, value_set=prev_ident), -1).to_numpy(zero_copy_only=False)
+            prev_code = previous_sketches.column("code").to_numpy(zero_copy_only=False)
+            same_mode = (found >= 0) & (prev_code[np.maximum(found, 0)] == codes)
+            reuse_from[trusted & same_mode] = found[trusted & same_mode]
+        check = np.flatnonzero(~trusted)
+        if check.size:
+            checked = docs.select(["text", "source_id", "doc_id"])
+            if check.size < n:
+                checked = checked.take(pa.array(check, pa.int64()))
+            hashes = _content_hashes(checked.column("text"), codes[check])
+            here = _row_keys(checked.column("source_id"), checked.column("doc_id"), hashes)
+            there = _row_keys(
+                previous_sketches.column("source_id"),
+                previous_sketches.column("doc_id"),
+                previous_sketches.column("content_hash"),
+            )
+            found = pc.index_in(here, value_set=there)
+            reuse_from[check] = pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+            if check.size == n:
+                known_hashes = hashes
+            else:
+                values = np.zeros(n, dtype=np.uint64)
+                values[check] = hashes.to_numpy()
+                known_hashes = pa.array(values, pa.uint64(), mask=trusted)
+        counts = pc.value_counts(ident)
+        repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+        if len(repeated):
+            reuse_from[pc.is_in(ident, value_set=repeated).to_numpy(zero_copy_only=False)] = -1
+    new_rows = np.flatnonzero(reuse_from < 0)
+    old_rows = np.flatnonzero(reuse_from >= 0)
+
+    if old_rows.size == 0:  # a full build: no row copies, the sketches are already in input order
+        sketches = sketch(docs, cfg, code_sources=code_sources, content_hashes=known_hashes).combine_chunks()
+    else:
+        # Only the columns a sketch reads are taken: taking whole rows would copy every column of the table.
+        take_new = pa.array(new_rows, pa.int64())
+        needed = [c for c in (*REQUIRED_COLUMNS, "domain", "license") if c in docs.column_names]
+        fresh = sketch(
+            docs.select(needed).take(take_new),
+            cfg,
+            code_sources=code_sources,
+            content_hashes=None if known_hashes is None else known_hashes.take(take_new),
+        )
+        sketches = _assemble(
+            _reband(previous_sketches, cfg), fresh, reuse_from, new_rows, docs, _stored_sketch_set(previous_sketches)
+        )
+
+    is_new = np.zeros(n, dtype=bool)
+    is_new[new_rows] = True
+    pairs_meta = (previous_pairs.schema.metadata or {}) if previous_pairs is not None else {}
+    complete_cache = (
+        previous_pairs is not None
+        and previous_sketches is not None
+        and pairs_meta.get(_META_BANDING, b"").decode() == "{},{}".format(*cfg.banding)
+        and pairs_meta.get(_META_SKETCH_SET, b"").decode() == _stored_sketch_set(previous_sketches)
+    )
+    if previous_pairs is not None and not complete_cache:
+        notes.append("previous verified pairs are not those of the previous sketches: all pairs queried")
+    candidates = (
+        _pairs_touching(sketches, is_new, cfg) if complete_cache else band_index(sketches, cfg).candidate_pairs()
+    )
+    want_cache = previous_pairs is not None and previous_pairs.num_rows > 0 and (len(candidates) > 0 or complete_cache)
+    cached = _cached_pairs(previous_pairs, sketches) if want_cache else None
+    verified = _verify(sketches, candidates, docs.column("text"), cfg, cached)
+    if complete_cache and old_rows.size and cached is not None:
+        cpos, cexact, cest = cached
+        old_old = ~is_new[cpos[:, 0]] & ~is_new[cpos[:, 1]]
+        verified = VerifiedPairs(
+            np.concatenate([verified.positions, cpos[old_old]]),
+            np.concatenate([verified.exact_jaccard, cexact[old_old]]),
+            np.concatenate([verified.estimated_jaccard, cest[old_old]]),
+            computed=verified.computed,
+            reused=verified.reused + int(old_old.sum()),
+        )
+    kept_mask, clusters = resolve(sketches, verified, cfg, trust=trust)
+    stats = DedupeStats(
+        documents=n,
+        sketched=int(new_rows.size),
+        sketches_reused=int(old_rows.size),
+        candidate_pairs=len(candidates),
+        pairs_verified=verified.computed,
+        pairs_reused=verified.reused,
+        incremental=bool(complete_cache),
+        note="; ".join(notes),
+    )
+    return DedupeResult(
+        kept_mask=kept_mask,
+        clusters=clusters,
+        sketches=sketches,
+        verified_pairs=verified.table(sketches, cfg),
+        stats=stats,
+        docs=docs,
+    )
+
+
+def dedupe(
+    docs: pa.Table,
+    *,
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    ngram: int = 5,
+    seed: int = 1,
+    source_rank: Mapping[str, int] | None = None,
+    config: DedupeConfig | None = None,
+    code_sources: Sequence[str] | set[str] | frozenset[str] = frozenset(),
+) -> tuple[pa.Table, pa.Table]:
+    """Drop exact and near duplicates across all sources of ``docs`` (a full build).
+
+    ``config``, when given, replaces ``threshold``/``num_perm``/``ngram``/``seed``; ``source_rank`` is the
+    trust tier per source. Returns ``(kept, clusters)``: ``kept`` has the input's schema and row order;
+    ``clusters`` is in ``DEDUPE_CLUSTER_SCHEMA``, one row per non-keeper member, in keeper order.
+    """
+    cfg = config or DedupeConfig(threshold=threshold, num_perm=num_perm, ngram=ngram, seed=seed)
+    result = dedupe_incremental(docs, config=cfg, trust=source_rank, code_sources=code_sources)
+    return result.kept, result.clusters
+
+
+def with_sketched_versions(sketches: pa.Table, versions: Mapping[str, str]) -> pa.Table:
+    """``sketches`` recording the data version of each source they were made from, so that a later refresh can
+    pass the sources still at those versions as ``unchanged_sources`` (:func:`unchanged_sources`)."""
+    meta = {**(sketches.schema.metadata or {}), _META_SKETCHED_VERSIONS: json.dumps(dict(versions), sort_keys=True)}
+    return sketches.replace_schema_metadata(meta)
+
+
+def unchanged_sources(previous: pa.Table | None, versions: Mapping[str, str]) -> set[str]:
+    """Sources whose data version in ``versions`` is the one the ``previous`` sketches recorded."""
+    raw = ((previous.schema.metadata or {}) if previous is not None else {}).get(_META_SKETCHED_VERSIONS)
+    seen = json.loads(raw) if raw else {}
+    return {sid for sid, version in versions.items() if seen.get(sid) == version}
