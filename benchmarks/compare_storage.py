@@ -37,7 +37,6 @@ every model's output weights as its run manifest records them.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from collections.abc import Callable
@@ -48,6 +47,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mixtrain.identity import file_sha256
 
 IGNORED_KEYS = frozenset({"wall_time_s", "tokens_per_s", "session_wall_time_s", "released_at"})
 RUN_MANIFEST_SECTIONS = frozenset({"hardware", "packages", "git", "execution"})
@@ -124,14 +126,6 @@ def _files(root: Path) -> dict[str, Path]:
     return found
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------------------------------- parquet
 
 
@@ -161,7 +155,7 @@ def _first_difference(a: pa.Table, b: pa.Table) -> str:
 
 
 def compare_parquet(rel: str, a: Path, b: Path, roots: tuple[Roots, Roots]) -> FileResult:
-    same_bytes = _sha256(a) == _sha256(b)
+    same_bytes = file_sha256(a) == file_sha256(b)
     ta, tb = pq.read_table(a), pq.read_table(b)
     result = FileResult(rel, "parquet", DIFFERENT, same_bytes, (ta.num_rows, tb.num_rows))
     result.schema_equal = ta.schema.equals(tb.schema)
@@ -231,7 +225,7 @@ def compare_json(rel: str, a: Path, b: Path, roots: tuple[Roots, Roots]) -> File
 
 
 def compare_bytes(rel: str, a: Path, b: Path, roots: tuple[Roots, Roots]) -> FileResult:
-    same = _sha256(a) == _sha256(b)
+    same = file_sha256(a) == file_sha256(b)
     return FileResult(rel, "bytes", IDENTICAL if same else DIFFERENT, same)
 
 

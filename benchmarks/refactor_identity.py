@@ -66,7 +66,7 @@ def remove_checkout(where: Path) -> None:
 
 
 class BuildFailed(RuntimeError):
-    pass
+    """One side's build failed: the comparison would be meaningless, so the driver stops and says which."""
 
 
 def build_step(tree: Path, step: str, out: Path, log: Path, *extra: str) -> float:

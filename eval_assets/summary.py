@@ -35,6 +35,15 @@ def _adapter_eval_rows(instance: DagsterInstance) -> list[dict[str, Any]]:
     return rows
 
 
+def _model_rows(report: dict[str, Any], models: list[str], infix: str, columns: list[str]) -> list[dict[str, Any]]:
+    """One row per model that has any of ``<model><infix><column>`` in the report's metadata."""
+    return [
+        {"model": m, **{c: report.get(f"{m}{infix}{c}") for c in columns}}
+        for m in models
+        if any(f"{m}{infix}{c}" in report for c in columns)
+    ]
+
+
 def summary_lines(instance: DagsterInstance) -> list[str]:
     out: list[str] = []
     e = latest_metadata(instance, "eval_report")
@@ -65,21 +74,13 @@ def summary_lines(instance: DagsterInstance) -> list[str]:
         "tool_irrelevance_accuracy",
         "tool_parse_error_rate",
     ]
-    tool_rows = [
-        {"model": m, **{k: e.get(f"{m}/tool_calls/{k}") for k in tool_metrics}}
-        for m in models
-        if any(f"{m}/tool_calls/{k}" in e for k in tool_metrics)
-    ]
+    tool_rows = _model_rows(e, models, "/tool_calls/", tool_metrics)
     if tool_rows:
         out.append("== evaluation (tool-call holdout) ==")
         out.append(markdown_table(tool_rows, ["model", *tool_metrics]))
     prefix = "/perplexity/ppl/"
     domains = sorted({k.split(prefix, 1)[1] for k in e if prefix in k})
-    ppl_rows = [
-        {"model": m, **{d: e.get(f"{m}{prefix}{d}") for d in domains}}
-        for m in models
-        if any(f"{m}{prefix}{d}" in e for d in domains)
-    ]
+    ppl_rows = _model_rows(e, models, prefix, domains)
     if ppl_rows:
         out.append("== perplexity on held-out documents, per domain (lower is better) ==")
         out.append(markdown_table(ppl_rows, ["model", *domains]))
