@@ -51,7 +51,8 @@ def cmd_mixture_diff(args: argparse.Namespace) -> int:
 def cmd_review_sample(args: argparse.Namespace) -> int:
     from mixassets.engine.review import sample_review_sheet, write_sheet_csv
     from mixtrain.instance import activate
-    from mixtrain.storage import asset_path, read_table
+    from mixtrain.storage import asset_path
+    from mixtrain.tables import MissingTableError, open_table
 
     project = activate(args.project)
     if args.source not in project.sources:
@@ -59,10 +60,11 @@ def cmd_review_sample(args: argparse.Namespace) -> int:
     tables = {}
     for key in ("gated_documents", "quarantine", "decision_log"):
         path = asset_path(project.storage_root, key, args.source)
-        if not path.exists():
+        try:
+            tables[key] = open_table(path).read()
+        except MissingTableError:
             print(f"mixtrain: {path} does not exist: run `mixtrain run` first", file=sys.stderr)
             return 1
-        tables[key] = read_table(path)
     sheet = sample_review_sheet(
         tables["gated_documents"], tables["quarantine"], tables["decision_log"], n=args.n, seed=args.seed
     )

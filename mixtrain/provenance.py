@@ -1,5 +1,5 @@
 """Provenance answered from what the pipeline stored: where a document came from and where it went, and what a
-source reached. Nothing is recomputed; every answer is a filtered read of asset files under the storage root, so
+source reached. Nothing is recomputed; every answer is a filtered read of asset tables under the storage root, so
 it costs milliseconds and says exactly what the stored lineage says (the same functions feed the CLI and the
 assets' metadata, so the UI and the terminal tell one story).
 
@@ -17,10 +17,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from upath import UPath
 
-from mixtrain.storage import JSON_EXT, TABLE_EXT, asset_path, read_json
+from mixtrain.storage import JSON_EXT, asset_path, read_json
+from mixtrain.tables import MANIFEST_NAME, MissingTableError, open_table
 
 PER_SOURCE = ("raw_documents", "gated_documents", "quarantine", "decision_log")
 TEXT_COLUMNS = ("text", "messages")
@@ -31,12 +31,12 @@ MODEL_HISTORY = "model_history"
 def _read(path: UPath, where: pc.Expression | None = None, *, drop: Iterable[str] = ()) -> pa.Table | None:
     """The rows of a stored table that match ``where``: the filter is pushed into the parquet reader (row groups
     whose statistics exclude it are skipped) and the ``drop`` columns (document text) are never read."""
-    if not path.exists():
+    try:
+        table = open_table(path)
+    except MissingTableError:
         return None
-    with path.open("rb") as f:
-        columns = [c for c in pq.read_schema(f).names if c not in set(drop)]
-        f.seek(0)
-        return pq.read_table(f, columns=columns, filters=where)
+    columns = [c for c in table.schema.names if c not in set(drop)]
+    return table.read(columns=columns, filter=where)
 
 
 def _doc(doc_id: str) -> pc.Expression:
@@ -47,7 +47,7 @@ def _partitions(root: str, key: str) -> list[UPath]:
     folder = UPath(root) / key
     if not folder.exists():
         return []
-    return sorted(p for p in folder.iterdir() if p.name.endswith(TABLE_EXT) and not p.name.startswith("."))
+    return sorted(p for p in folder.iterdir() if (p / MANIFEST_NAME).exists())
 
 
 def _rows(table: pa.Table | None) -> list[dict[str, Any]]:
@@ -207,16 +207,13 @@ def impact(root: str, source_id: str) -> dict[str, Any]:
     per_source = {}
     for key in PER_SOURCE:
         path = asset_path(root, key, source_id)
-        if path.exists():
-            with path.open("rb") as f:
-                per_source[f"{key}[{source_id}]"] = pq.ParquetFile(f).metadata.num_rows
+        if (path / MANIFEST_NAME).exists():
+            per_source[f"{key}[{source_id}]"] = open_table(path).rows
     cross = {}
     for key in ("deduplicated_corpus", "dedupe_clusters", "screened_corpus", "contaminated_documents", "mixture"):
-        path = asset_path(root, key)
-        if path.exists():
-            with path.open("rb") as f:
-                table = pq.read_table(f, columns=["source_id"])
-            n = _count_source(table, source_id)
+        table = _read(asset_path(root, key), pc.field("source_id") == source_id, drop=())
+        if table is not None:
+            n = _count_source(table.select(["source_id"]), source_id)
             if n:
                 cross[key] = n
     current = mixture_manifest(root)

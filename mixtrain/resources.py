@@ -9,18 +9,9 @@ from dagster import ConfigurableIOManagerFactory, ConfigurableResource, InputCon
 from upath import UPath
 
 from mixtrain.project import Project, load_project
-from mixtrain.storage import (
-    JSON_EXT,
-    TABLE_EXT,
-    EncodedTable,
-    StagedTable,
-    json_bytes,
-    publish_staged,
-    read_json,
-    read_table,
-    table_bytes,
-    write_atomic,
-)
+from mixtrain.storage import JSON_EXT, TABLE_EXT, json_bytes, read_json, write_atomic
+from mixtrain.tables import PendingTable, StoredTable, open_table
+from mixtrain.versioning import TABLE_VERSION, recorded_table_version
 
 
 class ProjectResource(ConfigurableResource):
@@ -33,20 +24,43 @@ class ProjectResource(ConfigurableResource):
 
 
 class _TableIOManager(UPathIOManager):
+    """Tables under the v2 contract (:mod:`mixtrain.tables`). An input is checked against the data version
+    Dagster recorded for it; an input annotated :class:`~mixtrain.tables.StoredTable` is handed over unread
+    (the stage streams it), any other is read whole."""
+
     extension = TABLE_EXT
 
-    def dump_to_path(self, context: OutputContext, obj: pa.Table | EncodedTable | StagedTable, path: UPath) -> None:
-        if isinstance(obj, StagedTable):
-            publish_staged(obj, path)
-        elif isinstance(obj, EncodedTable):
-            write_atomic(path, obj.data)
+    def dump_to_path(self, context: OutputContext, obj: pa.Table | PendingTable | StoredTable, path: UPath) -> None:
+        if isinstance(obj, StoredTable):
+            if obj.location.path.rstrip("/") != path.path.rstrip("/"):
+                raise TypeError(f"{context.asset_key.to_user_string()}: table committed at {obj.location}, not {path}")
+            stored = obj
+        elif isinstance(obj, PendingTable):
+            stored = obj.commit(path)
         elif isinstance(obj, pa.Table):
-            write_atomic(path, table_bytes(obj))
+            stored = PendingTable.of(obj).commit(path)
         else:
             raise TypeError(f"{context.asset_key.to_user_string()}: expected a pyarrow.Table, got {type(obj)}")
+        context.add_output_metadata({TABLE_VERSION: stored.version})
 
-    def load_from_path(self, context: InputContext, path: UPath) -> pa.Table:
-        return read_table(path)
+    def load_from_path(self, context: InputContext, path: UPath) -> pa.Table | StoredTable:
+        stored = open_table(path, expected_version=_recorded_version(context, path))
+        if getattr(context.dagster_type, "typing_type", None) is StoredTable:
+            return stored
+        return stored.read()
+
+
+def _recorded_version(context: InputContext, path: UPath) -> str | None:
+    """The data version Dagster recorded for the upstream asset (partition) at ``path``; None outside a run
+    (a test's bare input context), where there is nothing to check against."""
+    try:
+        instance = context.instance
+    except Exception:
+        return None
+    if not context.has_asset_key:
+        return None
+    partition = path.name if context.has_asset_partitions else None
+    return recorded_table_version(instance, context.asset_key, partition)
 
 
 class _JsonIOManager(UPathIOManager):

@@ -20,7 +20,8 @@ from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, eval
 from mixtrain.dagster_internals import deserialize_cursor, serialize_cursor
 from mixtrain.jobs import SPEC_JOBS
 from mixtrain.partitions import SOURCES_PARTITION, partition_keys
-from mixtrain.project import Project
+from mixtrain.project import Project, ProjectError
+from mixtrain.tables import MANIFEST_NAME, find_legacy_tables
 
 CURSOR_FILE = "mixtrain_automation_cursor"
 # Dagster's console logger prints every engine event at DEBUG; the CLI reports progress itself. Step logs and
@@ -180,6 +181,28 @@ def _runs(defs: Definitions, groups: dict[str | None, set[AssetKey]]) -> list[tu
     return [(None if unpartitioned else pk, keys) for (unpartitioned, pk, _), keys in sorted(runs.items())]
 
 
+def table_assets(defs: Definitions) -> set[str]:
+    """Top-level storage names of the assets the table IO manager stores."""
+    names = set()
+    for assets_def in defs.assets or []:
+        for key in getattr(assets_def, "keys", ()):
+            if assets_def.get_io_manager_key_for_asset_key(key) == "io_manager":
+                names.add(key.path[0])
+    return names
+
+
+def check_storage(project: Project, defs: Definitions) -> None:
+    """Refuse a storage root written by the v1 table contract (one parquet file per table): reading it would
+    fail stage by stage; saying so once, before anything runs, says what to do."""
+    legacy = find_legacy_tables(project.storage_root, table_assets(defs))
+    if legacy:
+        raise ProjectError(
+            f"{project.storage_root} holds tables written by mixtrain's storage contract v1 (e.g. {legacy[0]}); "
+            f"tables are now directories of parts committed by {MANIFEST_NAME}. Move that storage root aside (or "
+            f"delete it) and run again: everything is rebuilt from the sources."
+        )
+
+
 def run_project(
     project: Project,
     defs: Definitions,
@@ -188,6 +211,7 @@ def run_project(
     select: Callable[[AssetKey], bool] | None = None,
     log: Callable[[str], None] = print,
 ) -> RunReport:
+    check_storage(project, defs)
     report = RunReport()
     report.added_sources, report.removed_sources = sync_partitions(project, instance)
     if report.added_sources:

@@ -6,22 +6,25 @@ from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
-from dagster import AssetKey, DagsterInstance, DataVersion, Output
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DataVersion, Output
 
 from mixtrain.dagster_internals import DATA_VERSION_TAG
-from mixtrain.storage import EncodedTable, StagedTable
+from mixtrain.tables import PendingTable, StoredTable
 
 
 def table_output(
-    table: pa.Table | EncodedTable | StagedTable, metadata: Mapping[str, Any] | None = None, *, name: str = "result"
+    table: pa.Table | PendingTable | StoredTable,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    name: str = "result",
 ) -> Output:
-    """``name`` is the output (asset) name inside a multi-asset; plain assets keep the default. The table is
-    encoded once (or was staged as a file): its checksum is the data version and the IO manager writes those
-    same bytes."""
-    encoded = table if isinstance(table, EncodedTable | StagedTable) else EncodedTable.of(table)
-    rows = encoded.rows if isinstance(encoded, StagedTable) else encoded.table.num_rows
-    md = {"rows": rows, "checksum": encoded.checksum, **(metadata or {})}
-    return Output(encoded, output_name=name, data_version=DataVersion(encoded.checksum[:16]), metadata=md)
+    """``name`` is the output (asset) name inside a multi-asset; plain assets keep the default. The data version
+    is the hash of the table's manifest, known before the IO manager commits it (a ``pa.Table`` is encoded into
+    parts in memory first; a stage that streamed its parts hands over the :class:`PendingTable`)."""
+    pending = PendingTable.of(table) if isinstance(table, pa.Table) else table
+    rows = pending.rows
+    md = {"rows": rows, "dagster/row_count": rows, "parts": len(pending.parts), **(metadata or {})}
+    return Output(pending, output_name=name, data_version=DataVersion(pending.version), metadata=md)
 
 
 def json_output(obj: Any, version: str, metadata: Mapping[str, Any] | None = None, *, name: str = "result") -> Output:
@@ -39,3 +42,18 @@ def current_data_version(instance: DagsterInstance, key: str | AssetKey, partiti
             if version is not None:
                 return version
     return None
+
+
+TABLE_VERSION = "table_version"  # output metadata: the manifest hash of the table the IO manager committed
+
+
+def recorded_table_version(instance: DagsterInstance, key: AssetKey, partition: str | None = None) -> str | None:
+    """The version of the table the latest materialization of an asset (partition) committed, as the IO
+    manager recorded it (whatever data version the asset reported); None when none was recorded."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition is not None else None), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    value = records[0].asset_materialization.metadata.get(TABLE_VERSION)
+    return getattr(value, "value", value) if value is not None else None

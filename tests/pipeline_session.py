@@ -8,11 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+from upath import UPath
 
 from mixtrain.instance import activate, load_definitions, open_instance
 from mixtrain.partitions import partition_keys
 from mixtrain.runner import RunReport, run_project
+from mixtrain.tables import open_table
 
 GATING = {"raw_documents", "raw_rejects", "gated_documents", "decision_log", "quarantine"}
 
@@ -44,7 +45,9 @@ class Session:
 
 
 def stored_table(session: Session, *parts: str) -> pa.Table:
-    return pq.read_table(Path(session.project.storage_root).joinpath(*parts))
+    """A committed table, named as the tests did when tables were files (a trailing ``.parquet`` is dropped)."""
+    *head, last = parts
+    return open_table(UPath(session.project.storage_root).joinpath(*head, last.removesuffix(".parquet"))).read()
 
 
 def asset_statuses(session: Session) -> dict[tuple[str, str | None], object]:

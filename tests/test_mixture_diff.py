@@ -35,8 +35,7 @@ def build(spec: MixtureSpec, table: pa.Table, stats: dict, **fields) -> dict:
         table,
         stats,
         tokenizer="tok",
-        shard_path="mixture.parquet",
-        shard_sha256=stats["doc_ids_digest"],
+        shards=[{"path": "mixture/part-00000.parquet", "sha256": stats["doc_ids_digest"], "rows": 0}],
         **fields,
     )
 

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 import yaml
 from dagster import AssetKey, build_schedule_context, build_sensor_context, evaluate_automation_conditions
@@ -118,7 +117,7 @@ def test_touching_one_source_reruns_only_its_partition_and_downstream(session):
     assert "base_model" not in done and "eval_registry" not in done
     # The dedupe index is reused: at most the changed source's documents are sketched again.
     m = latest_metadata(session.instance, "deduplicated_corpus")
-    pydoc = pq.read_table(Path(session.project.storage_root) / "gated_documents" / "pydoc_topics.parquet").num_rows
+    pydoc = stored_table(session, "gated_documents", "pydoc_topics").num_rows
     assert m["incremental"] is True and m["sketched"] <= pydoc < m["documents_in"]
     assert m["sketches_reused"] + m["sketched"] == m["documents_in"]
     assert m["sources_unchanged"] == len(session.project.source_ids()) - 1  # all but pydoc_topics
@@ -290,12 +289,18 @@ def test_trace_and_impact_answer_from_stored_assets(session, capsys):
     assert main(["trace", "no-such-doc", "--project", str(session.root)]) == 1
 
 
+def _commit_times(session) -> dict[str, int]:
+    """When each gated partition was last committed (its manifest written)."""
+    gated = session.root / "storage" / "gated_documents"
+    return {p.parent.name: p.stat().st_mtime_ns for p in gated.glob("*/_manifest.json")}
+
+
 def test_revoke_rebuilds_only_what_used_the_source_and_labels_the_old_model(session, capsys):
     from mixtrain.cli import main
     from mixtrain.provenance import impact
 
     forum = "community_forum"
-    before = {p.name: p.stat().st_mtime_ns for p in (session.root / "storage" / "gated_documents").glob("*.parquet")}
+    before = _commit_times(session)
     assert main(["revoke", forum, "--reason", "takedown request", "--by", "legal", "--project", str(session.root)]) == 0
     label = json.loads((session.root / "storage" / "sft_adapter.json").read_text())["trained_on_revoked"]
     assert [(m["source_id"], m["reason"], m["revoked_by"]) for m in label] == [(forum, "takedown request", "legal")]
@@ -313,7 +318,7 @@ def test_revoke_rebuilds_only_what_used_the_source_and_labels_the_old_model(sess
     done = {k for k, _ in report.materialized}
     assert {"source_manifest", "deduplicated_corpus", "mixture", "sft_adapter"} <= done
     assert not done & GATING  # no per-source partition is touched
-    after = {p.name: p.stat().st_mtime_ns for p in (session.root / "storage" / "gated_documents").glob("*.parquet")}
+    after = _commit_times(session)
     assert after == before
     assert forum not in set(stored_table(session, "mixture.parquet").column("source_id").to_pylist())
     assert forum not in set(stored_table(session, "deduplicated_corpus.parquet").column("source_id").to_pylist())

@@ -18,6 +18,7 @@ from upath import UPath
 
 from mixassets.checks import check_result
 from mixassets.engine.gating_source import gate_source
+from mixassets.engine.gating_stream import TableGateSink
 from mixassets.engine.readers import read_source
 from mixassets.engine.review import OVERRIDE_SCHEMA, merge_overrides, read_verdicts_csv
 from mixassets.engine.rules import RULES_VERSION
@@ -25,17 +26,9 @@ from mixtrain.automation import changed_out
 from mixtrain.partitions import source_partitions
 from mixtrain.resources import ProjectResource
 from mixtrain.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
-from mixtrain.storage import (
-    JSON_EXT,
-    StagedTable,
-    asset_path,
-    json_bytes,
-    read_table,
-    stage_batches,
-    staged_path,
-    write_atomic,
-)
-from mixtrain.versioning import table_output
+from mixtrain.storage import JSON_EXT, asset_path, json_bytes, write_atomic
+from mixtrain.tables import StoredTable, TableWriter, open_table
+from mixtrain.versioning import current_data_version, table_output
 
 
 def _mtime(path: str) -> datetime:
@@ -66,7 +59,7 @@ def raw_documents(context: AssetExecutionContext, project: ProjectResource):
     paths = proj.source_paths(source_id)
     if not paths:
         raise FileNotFoundError(f"{proj.source_files[source_id]}: field 'path': no files match {spec.path!r}")
-    # File by file into a staged parquet file: memory holds one input file's documents, not the whole source.
+    # File by file into the table's parts: memory holds one input file's documents, not the whole source.
     rejects = [QUARANTINE_SCHEMA.empty_table()]
 
     def documents():
@@ -76,12 +69,12 @@ def raw_documents(context: AssetExecutionContext, project: ProjectResource):
             yield docs
 
     target = asset_path(proj.storage_root, "raw_documents", source_id)
-    staged = stage_batches(target, context.run.run_id, DOCUMENT_SCHEMA, documents())
+    written = TableWriter(target, DOCUMENT_SCHEMA).write_all(documents())
     unreadable = pa.concat_tables(rejects)
     yield table_output(
-        staged,
+        written,
         name="raw_documents",
-        metadata={"files": len(paths), "documents": staged.rows, "unreadable": unreadable.num_rows},
+        metadata={"files": len(paths), "documents": written.rows, "unreadable": unreadable.num_rows},
     )
     yield table_output(unreadable, name="raw_rejects")
 
@@ -112,7 +105,7 @@ def review_overrides(context: AssetExecutionContext, project: ProjectResource):
 
 
 GATE_BATCH_ROWS = 4_096  # rows per gating batch: memory is bounded by this, not by the size of the source
-GATED_OUTPUTS = ("gated_documents", "quarantine", "decision_log")  # the order ParquetGateSink takes them in
+GATED_OUTPUTS = ("gated_documents", "quarantine", "decision_log")  # the order TableGateSink takes them in
 
 
 @multi_asset(
@@ -139,27 +132,34 @@ GATED_OUTPUTS = ("gated_documents", "quarantine", "decision_log")  # the order P
 def gated_documents(context: AssetExecutionContext, project: ProjectResource, review_overrides: pa.Table):
     """Rules decide first; reviewer verdicts then override them (agreement is measured against the rules).
 
-    The raw partition is streamed in batches and the outputs are staged batch by batch, so memory does not
-    grow with the source; the raw tables are read from storage here rather than loaded by the IO manager. The
+    The raw partition is streamed in batches and the outputs are written part by part, so memory does not
+    grow with the source; the raw tables are read from storage here (checked against the versions Dagster
+    recorded) rather than loaded by the IO manager. The
     gate summary is written beside the gated partition (:func:`gate_summary_path`) for the gating report."""
     proj = project.load()
     sid = context.partition_key
-    staged = {name: staged_path(asset_path(proj.storage_root, name, sid), context.run.run_id) for name in GATED_OUTPUTS}
+    root = proj.storage_root
+    sink = TableGateSink(*(asset_path(root, name, sid) for name in GATED_OUTPUTS))
+
+    def upstream(key: str) -> StoredTable:
+        return open_table(asset_path(root, key, sid), current_data_version(context.instance, key, sid))
+
     result = gate_source(
-        asset_path(proj.storage_root, "raw_documents", sid),
-        read_table(asset_path(proj.storage_root, "raw_rejects", sid)),
+        upstream("raw_documents"),
+        upstream("raw_rejects").read(),
         proj.sources[sid],
         review_overrides,
-        outputs=[staged[name] for name in GATED_OUTPUTS],
+        outputs=sink,
         forbidden_tags=proj.spec.forbidden_license_tags,
         batch_rows=GATE_BATCH_ROWS,
     )
     summary, conservation = result.summary, result.conservation
-    yield table_output(StagedTable.of(staged["gated_documents"]), name="gated_documents", metadata=summary.metrics)
-    write_atomic(gate_summary_path(proj.storage_root, sid), json_bytes(summary.to_json()))
-    yield table_output(StagedTable.of(staged["decision_log"]), name="decision_log")
+    accepted, quarantine, decisions = sink.pending
+    yield table_output(accepted, name="gated_documents", metadata=summary.metrics)
+    write_atomic(gate_summary_path(root, sid), json_bytes(summary.to_json()))
+    yield table_output(decisions, name="decision_log")
     held = {k: conservation.counts[k] for k in ("quarantined", "rejected")}
-    yield table_output(StagedTable.of(staged["quarantine"]), name="quarantine", metadata=held)
+    yield table_output(quarantine, name="quarantine", metadata=held)
     yield check_result("conservation", "gated_documents", conservation, AssetCheckSeverity.ERROR)
 
 

@@ -2,7 +2,6 @@
 contamination screen against every eval set in the registry."""
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetIn, AssetKey, asset, multi_asset
 from upath import UPath
 
@@ -15,11 +14,11 @@ from mixassets.engine.dedupe import (
     with_sketched_versions,
 )
 from mixtrain.automation import changed_out, rerun_when_changed
-from mixtrain.identity import bytes_sha256
 from mixtrain.partitions import SOURCES_PARTITION
 from mixtrain.resources import ProjectResource
 from mixtrain.revocations import load_revocations
-from mixtrain.storage import EncodedTable, asset_path, read_table, stage_batches
+from mixtrain.storage import asset_path
+from mixtrain.tables import PendingTable, TableError, TableWriter, open_table
 from mixtrain.versioning import current_data_version, table_output
 
 SOURCE_MANIFEST_SCHEMA = pa.schema(
@@ -32,7 +31,7 @@ SOURCE_MANIFEST_SCHEMA = pa.schema(
 
 
 @asset(
-    code_version="manifest-2",
+    code_version="manifest-3",
     automation_condition=rerun_when_changed(),
     description="Which gated partitions make up the corpus, by data version. Its own data version hashes theirs, "
     "so per-source fan-in is explicit and staleness does not depend on Dagster's partition limits.",
@@ -51,8 +50,8 @@ def source_manifest(context: AssetExecutionContext, project: ProjectResource):
         if version is None:
             missing.append(sid)
             continue
-        path = asset_path(proj.storage_root, "gated_documents", sid)
-        rows.append({"source_id": sid, "gated_data_version": version, "gated_path": str(path)})
+        # Relative to the storage root: the manifest stays true when the root moves (or is mounted elsewhere).
+        rows.append({"source_id": sid, "gated_data_version": version, "gated_path": f"gated_documents/{sid}"})
     if missing:
         raise RuntimeError(f"sources not gated yet (materialize gated_documents for them first): {missing}")
     table = pa.Table.from_pylist(rows, schema=SOURCE_MANIFEST_SCHEMA)
@@ -62,12 +61,12 @@ def source_manifest(context: AssetExecutionContext, project: ProjectResource):
 
 def _previous(path: UPath) -> pa.Table | None:
     """An earlier run's sketches or verified pairs: a cache only (the engine checks it matches, and the result
-    equals a full build either way), so a missing or unreadable file just means a full build. Read
+    equals a full build either way), so a missing or unreadable table just means a full build. Read
     memory-mapped: the sketches' uncompressed hash columns then decode straight from the page cache, where a
     refresh would otherwise allocate and touch buffers for every reused row."""
     try:
-        return read_table(path, memory_map=True) if path.exists() else None
-    except (OSError, pa.ArrowInvalid):
+        return open_table(path).read(memory_map=True)
+    except (TableError, OSError, pa.ArrowInvalid):
         return None
 
 
@@ -94,7 +93,7 @@ def _previous(path: UPath) -> pa.Table | None:
 )
 def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource, source_manifest: pa.Table):
     proj = project.load()
-    corpus = _gated_corpus(source_manifest)
+    corpus = _gated_corpus(proj.storage_root, source_manifest)
     config, trust, code = dedupe_config(proj)
     previous = _previous(asset_path(proj.storage_root, "dedupe_index"))
     versions = gated_versions(source_manifest)
@@ -109,15 +108,15 @@ def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource
     )
     # The gated versions the sketches were made from: next time, sources still at these versions skip hashing.
     sketches = with_sketched_versions(result.sketches, versions)
-    kept_path = asset_path(proj.storage_root, "deduplicated_corpus")
+    kept = TableWriter(asset_path(proj.storage_root, "deduplicated_corpus"), corpus.schema)
     yield table_output(
-        stage_batches(kept_path, context.run.run_id, corpus.schema, result.kept_batches()),
+        kept.write_all(result.kept_batches()),
         name="deduplicated_corpus",
         metadata={**result.metadata(), "sources_unchanged": len(unchanged)},
     )
     yield table_output(result.clusters, name="dedupe_clusters", metadata=result.dropped_per_source())
     yield table_output(
-        EncodedTable.of(sketches, SKETCH_PARQUET_OPTIONS),  # hash columns plain: the next refresh reads fast
+        PendingTable.of(sketches, options=SKETCH_PARQUET_OPTIONS),  # hash columns plain: the next refresh reads fast
         name="dedupe_index",
         metadata={"documents": sketches.num_rows, "bytes_per_doc": _bytes_per_row(sketches)},
     )
@@ -130,17 +129,15 @@ def gated_versions(source_manifest: pa.Table) -> dict[str, str]:
     return dict(zip(ids, versions, strict=True))
 
 
-def _gated_corpus(source_manifest: pa.Table) -> pa.Table:
+def _gated_corpus(root: str, source_manifest: pa.Table) -> pa.Table:
     """Every gated partition the manifest names, each checked against the data version it records."""
     parts = []
     for row in source_manifest.to_pylist():
-        data = UPath(row["gated_path"]).read_bytes()
-        if bytes_sha256(data)[:16] != row["gated_data_version"]:  # the manifest is the contract: verify it
-            raise RuntimeError(
-                f"gated_documents[{row['source_id']}] at {row['gated_path']} is not the version in source_manifest "
-                f"({row['gated_data_version']}); rematerialize source_manifest"
-            )
-        parts.append(pq.read_table(pa.BufferReader(data)))
+        location = UPath(root) / row["gated_path"]
+        try:  # the manifest is the contract: a partition at another version is not the one it names
+            parts.append(open_table(location, expected_version=row["gated_data_version"]).read())
+        except TableError as exc:
+            raise RuntimeError(f"gated_documents[{row['source_id']}]: {exc}; rematerialize source_manifest") from exc
     corpus = pa.concat_tables(parts) if parts else None
     if corpus is None or corpus.num_rows == 0:
         raise RuntimeError("the gated corpus is empty: nothing passed gating in any source")

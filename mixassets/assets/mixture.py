@@ -22,7 +22,8 @@ from mixtrain.automation import rerun_when_changed
 from mixtrain.provenance import manifest_history_path
 from mixtrain.provenance import mixture_manifest as stored_mixture_manifest
 from mixtrain.resources import ProjectResource
-from mixtrain.storage import EncodedTable, asset_path, json_bytes, write_atomic
+from mixtrain.storage import asset_path, json_bytes, write_atomic
+from mixtrain.tables import PendingTable
 from mixtrain.versioning import current_data_version, json_output, table_output
 
 MIXTURE_INPUTS = ("screened_corpus", "base_model", "mixture_spec")
@@ -75,7 +76,7 @@ def mixture(
     spec = proj.spec.mixture
     tokenizer_path = spec.tokenizer or base_model["path"]
     built = build_mixture(screened_corpus, count_tokens(screened_corpus, load_tokenizer(tokenizer_path)), spec)
-    encoded = EncodedTable.of(built.table)  # encoded once: the shard checksum is the written file's checksum
+    encoded = PendingTable.of(built.table)  # encoded once: the manifest records the parts that will be written
     previous = stored_mixture_manifest(proj.storage_root)
     manifest = build_manifest(
         spec,
@@ -85,8 +86,10 @@ def mixture(
         inputs={k: current_data_version(context.instance, k) for k in MIXTURE_INPUTS},
         input_partitions=gated_versions(source_manifest),
         rules_version=RULES_VERSION,
-        shard_path=str(asset_path(proj.storage_root, "mixture")),
-        shard_sha256=encoded.checksum,
+        shards=[
+            {"path": str(asset_path(proj.storage_root, ["mixture", p.name])), "sha256": p.sha256, "rows": p.rows}
+            for p in encoded.parts
+        ],
         previous=previous,
         heldout=built.heldout_record,
     )
@@ -95,6 +98,6 @@ def mixture(
     yield json_output(
         manifest, manifest["manifest_id"], {"manifest_id": manifest["manifest_id"]}, name="mixture_manifest"
     )
-    yield table_output(EncodedTable.of(built.heldout), built.heldout_metadata(), name="heldout_text")
+    yield table_output(built.heldout, built.heldout_metadata(), name="heldout_text")
     moved = mixture_drift(previous, manifest, spec.drift_tolerance)
     yield check_result("mixture_drift", "mixture", moved, AssetCheckSeverity.WARN)

@@ -35,7 +35,7 @@ from mixassets.engine.rules import BLOCKING_ACTIONS, CHAT_JOINER, GateContext, O
 from mixassets.engine.rules.language import OBSERVATION as LANGUAGE_OBSERVATION
 from mixassets.engine.rules.language import UNDETERMINED
 from mixtrain.config.data import SourceSpec
-from mixtrain.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
+from mixtrain.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA, with_row_ids
 
 DISPOSITION = {"reject": "rejected", "quarantine": "quarantined"}
 
@@ -164,10 +164,12 @@ def conform_documents(docs: pa.Table | pa.RecordBatch) -> pa.Table:
     """``docs`` with exactly DOCUMENT_SCHEMA's columns, in its order and types, as one chunk."""
     if isinstance(docs, pa.RecordBatch):
         docs = pa.Table.from_batches([docs])
-    missing = [n for n in DOCUMENT_SCHEMA.names if n not in docs.column_names]
+    missing = [n for n in DOCUMENT_SCHEMA.names if n not in docs.column_names and n != "row_id"]
     if missing:
         raise ValueError(f"documents table lacks columns {missing} of DOCUMENT_SCHEMA")
-    return docs.select(DOCUMENT_SCHEMA.names).cast(DOCUMENT_SCHEMA).combine_chunks()
+    if "row_id" not in docs.column_names:
+        docs = with_row_ids(docs)
+    return with_row_ids(docs.select(DOCUMENT_SCHEMA.names).cast(DOCUMENT_SCHEMA).combine_chunks())
 
 
 @dataclass

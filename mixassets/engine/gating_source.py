@@ -13,17 +13,26 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mixassets.engine.gating_stream import GateSink, Openable, ParquetGateSink, gate_stream, parquet_batches
+from mixassets.engine.gating_stream import (
+    GateSink,
+    Openable,
+    ParquetGateSink,
+    TableGateSink,
+    gate_stream,
+    parquet_batches,
+    table_batches,
+)
 from mixassets.engine.review_stream import ReviewingSink
 from mixassets.engine.rights import coverage
 from mixtrain.config.data import SourceSpec
 from mixtrain.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA
+from mixtrain.tables import StoredTable
 
 OUTCOMES = ("accepted", "quarantined", "rejected")  # every ingested document ends in exactly one
 _RULE_PREFIX = "rule."
@@ -135,30 +144,30 @@ class TallySink:
 
 
 def gate_source(
-    raw: str | Openable,
+    raw: str | Openable | StoredTable,
     rejects: pa.Table,
     spec: SourceSpec,
     overrides: pa.Table,
     *,
-    outputs: Sequence[str | Path],
+    outputs: Sequence[str | Path] | TableGateSink,
     forbidden_tags: Collection[str] = (),
     batch_rows: int = 4_096,
 ) -> GateResult:
-    """Gate the raw partition ``raw`` (a Parquet file, streamed ``batch_rows`` at a time) of one source into the
-    files ``outputs`` (accepted, quarantine, decisions; see :class:`ParquetGateSink`), with the unreadable
-    ``rejects`` held and the reviewer ``overrides`` applied last. Memory grows with the review sheet and the
-    ids of the source, not with its text."""
-    batches = parquet_batches(raw, batch_rows)
-    with ParquetGateSink(*outputs) as files:
+    """Gate the raw partition ``raw`` (a committed table or a Parquet file, streamed ``batch_rows`` at a time)
+    of one source into ``outputs`` (a :class:`TableGateSink`, or the files accepted, quarantine, decisions of a
+    :class:`ParquetGateSink`), with the unreadable ``rejects`` held and the reviewer ``overrides`` applied last.
+    Memory grows with the review sheet and the ids of the source, not with its text."""
+    stored = raw if isinstance(raw, StoredTable) else None
+    batches = table_batches(stored, batch_rows) if stored is not None else parquet_batches(raw, batch_rows)
+    with outputs if isinstance(outputs, TableGateSink) else ParquetGateSink(*outputs) as files:
         tally = TallySink(files)
         sink = ReviewingSink(tally, overrides)
         sink.write(DOCUMENT_SCHEMA.empty_table(), rejects, DECISION_SCHEMA.empty_table())  # unreadable: held
         gate_counts = gate_stream(batches, spec, forbidden_tags=forbidden_tags, sink=sink)
-        with _open(raw) as f:
-            raw_reviewed = pq.read_table(f, filters=pc.field("doc_id").isin(sink.reviewed_ids))
+        reviewed = pc.field("doc_id").isin(sink.reviewed_ids)
+        raw_reviewed = stored.read(filter=reviewed) if stored is not None else _read(raw, filters=reviewed)
         review_stats, agreement = sink.finish(raw_reviewed)
-    with _open(raw) as f:
-        raw_ids = pq.read_table(f, columns=["doc_id"]).column("doc_id")
+    raw_ids = (stored.read(columns=["doc_id"]) if stored is not None else _read(raw, columns=["doc_id"]))["doc_id"]
     counts = {"ingested": len(raw_ids) + rejects.num_rows, **tally.outcome_counts()}
     accepted = tally.accepted
     metrics: dict[str, int | float] = {k: v for k, v in gate_counts.items() if k not in counts}
@@ -177,8 +186,9 @@ def gate_source(
     return GateResult(GateSummary(metrics, tallies), conservation)
 
 
-def _open(path: str | Openable) -> IO[bytes]:
-    return open(path, "rb") if isinstance(path, str) else path.open("rb")
+def _read(path: str | Openable, **kwargs: Any) -> pa.Table:
+    with open(path, "rb") if isinstance(path, str) else path.open("rb") as f:
+        return pq.read_table(f, **kwargs)
 
 
 def _count_absent(ids: pa.ChunkedArray, others: pa.ChunkedArray) -> int:

@@ -30,11 +30,13 @@ from typing import IO, Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from upath import UPath
 
 from mixassets.engine.gating import conform_documents, gate_batch, standing_after
 from mixassets.engine.rules import GateContext, Rule, rules_for
 from mixtrain.config.data import SourceSpec
 from mixtrain.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, PARQUET_OPTIONS, QUARANTINE_SCHEMA
+from mixtrain.tables import PendingTable, StoredTable, TableWriter
 
 Batches = Callable[[], Iterable[pa.Table | pa.RecordBatch]]
 # Rows gated between two hand-backs of freed memory to the OS (see ``_release_freed_memory``): a few
@@ -48,6 +50,11 @@ class Openable(Protocol):
     """A local or remote path (``pathlib.Path``, ``UPath``) that opens for binary reading."""
 
     def open(self, mode: str) -> IO[bytes]: ...
+
+
+def table_batches(table: StoredTable, batch_size: int) -> Batches:
+    """A batch factory over a committed table, part by part, bounded like :func:`parquet_batches`."""
+    return lambda: table.batches(batch_size=batch_size)
 
 
 def parquet_batches(path: str | Openable, batch_size: int) -> Batches:
@@ -179,6 +186,42 @@ def _finish(totals: dict[str, int | float], layout: list[str]) -> dict[str, int 
         return (5 if key.startswith("time_s.") else 0 if i < split else 3), i, key
 
     return dict(sorted(totals.items(), key=lambda kv: place(kv[0])))
+
+
+class TableGateSink:
+    """Streams the three tables into :class:`~mixtrain.tables.TableWriter` parts under their table directories;
+    :meth:`close` leaves them pending (the IO manager commits each by writing its manifest), so a failed run
+    leaves the committed versions as they were. As a context manager, an exception removes the parts written."""
+
+    def __init__(self, accepted: UPath, quarantine: UPath, decisions: UPath) -> None:
+        schemas = (DOCUMENT_SCHEMA, QUARANTINE_SCHEMA, DECISION_SCHEMA)
+        self._writers = [
+            TableWriter(loc, schema) for loc, schema in zip((accepted, quarantine, decisions), schemas, strict=True)
+        ]
+        self.pending: tuple[PendingTable, ...] = ()
+
+    def write(self, accepted: pa.Table, quarantine: pa.Table, decisions: pa.Table) -> None:
+        for writer, table in zip(self._writers, (accepted, quarantine, decisions), strict=True):
+            if table.num_rows:
+                writer.write(table)
+
+    def close(self) -> None:
+        self.pending = tuple(w.finish() for w in self._writers)
+
+    def abort(self) -> None:
+        for w in self._writers:
+            w.abort()
+
+    def __enter__(self) -> TableGateSink:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 class ParquetGateSink:

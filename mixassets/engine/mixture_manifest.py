@@ -8,7 +8,7 @@ chains each manifest to the last *different* one, which is what ``mixtrain mixtu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -29,15 +29,16 @@ def build_manifest(
     inputs: Mapping[str, str | None],
     input_partitions: Mapping[str, str],
     rules_version: Any,
-    shard_path: str,
-    shard_sha256: str,
+    shards: Sequence[Mapping[str, Any]],
     previous: Mapping[str, Any] | None = None,
     heldout: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest of a sampled mixture (``mixture`` and its ``composition`` from ``sample_mixture``), chained to
     ``previous``.
 
-    ``heldout`` (documents per source and their ids' digest) says which documents were kept out of reach.
+    ``shards`` are the parts of the stored mixture table (``path``, ``sha256``, ``rows``), the files a training
+    job reads. ``heldout`` (documents per source and their ids' digest) says which documents were kept out of
+    reach.
     """
     licenses = set(mixture.column("license").to_pylist()) if "license" in mixture.column_names else set()
     manifest: dict[str, Any] = {
@@ -54,7 +55,7 @@ def build_manifest(
         "doc_ids_digest": composition.get("doc_ids_digest"),
         "phases": sorted(composition.get("phases", {})),
         "license_tags_present": sorted({t for lic in licenses for t in (license_tags(lic) or ())}),
-        "shards": [{"path": shard_path, "sha256": shard_sha256, "rows": mixture.num_rows}],
+        "shards": [dict(shard) for shard in shards],
         "heldout": dict(heldout or {}),
     }
     manifest["manifest_id"] = manifest_id(manifest)

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from mixassets.engine import chat
 from mixtrain.config.data import SourceSpec
 from mixtrain.identity import relative_path
-from mixtrain.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
+from mixtrain.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA, with_row_ids
 
 RULE_UNDECODABLE = "read.undecodable"
 RULE_MALFORMED = "read.malformed_record"
@@ -76,9 +76,16 @@ class _Collector:
 
     def tables(self) -> tuple[pa.Table, pa.Table]:
         return (
-            pa.table(self.docs, schema=DOCUMENT_SCHEMA),
+            _documents(self.docs),
             pa.table(self.bad, schema=QUARANTINE_SCHEMA),
         )
+
+
+def _documents(columns: dict[str, list[Any]]) -> pa.Table:
+    """The collected columns as DOCUMENT_SCHEMA rows, each given its row id (derived from its doc id)."""
+    fields = [f for f in DOCUMENT_SCHEMA if f.name != "row_id"]
+    docs = pa.table({f.name: columns[f.name] for f in fields}, schema=pa.schema(fields))
+    return with_row_ids(docs).select(DOCUMENT_SCHEMA.names).cast(DOCUMENT_SCHEMA)
 
 
 class _Malformed(ValueError):
