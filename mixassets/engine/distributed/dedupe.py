@@ -243,6 +243,8 @@ def dedupe_ray(
     schema = input_schema(docs)
     _check_columns(schema.empty_table())
     ray = _ray()
+    from ray.data.expressions import col
+
     docs_ds, n = docs_dataset(docs, parts)
     sk_schema = sketch_schema(cfg)
     sk = docs_ds.map_batches(
@@ -276,7 +278,7 @@ def dedupe_ray(
 
     exact_edges = collect(
         sk.select_columns([POS, "exact_key", _BUCKET])
-        .filter(expr=f"{_BUCKET} >= 0")
+        .filter(expr=col(_BUCKET) >= 0)
         .groupby(_BUCKET, num_partitions=parts)
         .map_groups(_exact_edges, batch_format="pyarrow"),
         pa.schema([pa.field("a", pa.int64()), pa.field("b", pa.int64())]),
