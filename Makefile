@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mixtrain-installed
 
-.PHONY: setup demo test bench lint ui
+.PHONY: setup demo test test-ray bench lint ui
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +26,11 @@ demo: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The Ray backend's tests (tests marked `ray`): installs the ray extra, starts a local 2-CPU Ray.
+test-ray: setup
+	$(BIN)/pip install -q -e '.[ray]'
+	$(BIN)/python -m pytest -m ray
 
 # datatrove is only for the comparison benchmark: `make test` / `make demo` never install it.
 BENCH_DOCS ?= 100000

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from mixtrain.config.base import ProjectError, Strict
+from mixtrain.config.compute import ComputeConfig
 from mixtrain.config.data import DedupeSpec, MixtureSpec, ScreenSpec, SourceSpec
 from mixtrain.config.evaluation import EvalSetSpec, EvalSpec, ReleaseGateSpec
 from mixtrain.config.training import AdapterSpec, DistillationSpec, TrainingRecipe
@@ -41,6 +42,7 @@ class ProjectSpec(Strict):
     forbidden_license_tags: list[str] = Field(
         default_factory=list, description="rights tags that may not even enter the gated corpus"
     )
+    compute: ComputeConfig = ComputeConfig()
     dedupe: DedupeSpec = DedupeSpec()
     screen: ScreenSpec = ScreenSpec()
     eval_sets: list[EvalSetSpec] = []

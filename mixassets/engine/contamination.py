@@ -308,6 +308,14 @@ def screen(
         index = build_index(items, config=_resolve(n, config))
     elif (config is not None and config != index.config) or n not in (13, index.config.n):
         raise ValueError(f"contamination: n/config differ from those the index was built with ({index.config})")
+    hit, findings, _ = screen_rows(docs, index)
+    return docs.filter(pa.array(~hit)), docs.filter(pa.array(hit)), findings
+
+
+def screen_rows(docs: pa.Table, index: ScreenIndex) -> tuple[np.ndarray, pa.Table, np.ndarray]:
+    """The work of :func:`screen` on one table of documents: ``(hit mask by row, findings, the row of each
+    finding)``. Each document is screened on its own, so a table split into parts and screened part by part
+    (a distributed run) gives the same findings per document."""
     cfg = index.config
     texts = docs.column("text")
     field_tokens = np.array(index.field_tokens, dtype=np.int64)
@@ -322,8 +330,8 @@ def screen(
                 found += _fuzzy_findings(chunk, index.fuzzy, cfg, field_tokens)
     hit = np.zeros(docs.num_rows, dtype=bool)
     hit[[f.doc for f in found]] = True
-    findings = _emit(found, index, docs)
-    return docs.filter(pa.array(~hit)), docs.filter(pa.array(hit)), findings
+    findings = _emit(found, index, docs)  # sorts ``found`` into the findings' row order
+    return hit, findings, np.array([f.doc for f in found], dtype=np.int64)
 
 
 @dataclass(frozen=True)

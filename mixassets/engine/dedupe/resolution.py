@@ -7,6 +7,7 @@ are persisted (``DEDUPE_CLUSTER_SCHEMA``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -57,11 +58,33 @@ def resolve(
     (best keeper first); every other document is its own keeper. Cluster rows come in walk order.
     """
     cfg = config or DedupeConfig()
+    if sketches.num_rows == 0:
+        rows: dict[str, list] = {name: [] for name in DEDUPE_CLUSTER_SCHEMA.names}
+        return np.ones(0, dtype=bool), pa.Table.from_pydict(rows, schema=DEDUPE_CLUSTER_SCHEMA)
+    walk = resolve_walk(sketches, verified, cfg, trust=trust)
+    return walk.kept, _cluster_rows(sketches, walk.member, walk.keeper_of, walk.via_edge, walk.capped, verified)
+
+
+@dataclass(frozen=True)
+class Walk:
+    """The decisions of :func:`resolve_walk`, by sketch position; one entry per non-keeper member, in walk order."""
+
+    kept: np.ndarray  # (n,) bool
+    member: list[int]  # the member's position
+    keeper_of: list[int]  # its keeper's position
+    via_edge: list[int]  # the verified pair that matched (index into the pairs), -1 for an exact match
+    capped: list[bool]  # kept under a cluster cap
+
+
+def resolve_walk(
+    sketches: pa.Table, verified: VerifiedPairs, config: DedupeConfig, *, trust: Mapping[str, int] | None = None
+) -> Walk:
+    """The walk behind :func:`resolve`. Each decision reads only the document's connected component (its
+    exact-key twins and verified pairs at or above threshold), so the walk of a union of whole components,
+    e.g. one partition of a distributed run, decides exactly as the walk of the whole corpus does."""
+    cfg = config
     n = sketches.num_rows
     kept = np.ones(n, dtype=bool)
-    rows: dict[str, list] = {name: [] for name in DEDUPE_CLUSTER_SCHEMA.names}
-    if n == 0:
-        return kept, pa.Table.from_pydict(rows, schema=DEDUPE_CLUSTER_SCHEMA)
     order = _keeper_positions(sketches, cfg, trust)
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
@@ -138,7 +161,7 @@ def resolve(
         keeper_of.append(keeper)
         via_edge.append(-1 if chosen < 0 else int(edge[chosen]))
         capped_rows.append(action_capped)
-    return kept, _cluster_rows(sketches, member, keeper_of, via_edge, capped_rows, verified)
+    return Walk(kept, member, keeper_of, via_edge, capped_rows)
 
 
 _MATCH_TYPES = pa.array(["exact", "near"], pa.string())
