@@ -9,18 +9,21 @@ token (``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH``) is set, a random token is p
 environment, which the Ray processes it starts inherit, instead of Ray writing one under ``~/.ray``. For a
 remote cluster set ``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH`` to its token.
 
-Why not dagster-ray's ``LocalRay``: it calls ``ray.init(address=None)`` with nothing to pin the node to
-127.0.0.1 or to handle the auth token, and dagster-ray has no resource for an existing cluster by address
-other than KubeRay's; the two ``ray.init`` calls here are the whole of what is needed.
+Ray is reached through dagster-ray, one of its resources per way of reaching Ray: its ``LocalRay`` for a Ray
+on this machine, and :func:`cluster_ray` (a dagster-ray ``RayResource`` whose address is the configured one)
+for an existing cluster; both apply dagster-ray's Ray Data execution options on connect. dagster-ray's KubeRay
+resources, which create a cluster per run, fit the same slot (README, production notes). What ``LocalRay``
+does not do is set up the environment (node IP, auth token) before Ray is imported; that is done here.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import sys
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
@@ -61,11 +64,19 @@ class ComputeResource(ConfigurableResource):
 
         if ray.is_initialized():
             return
-        if self.address:
-            ray.init(address=self.address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
+        self.ray_resource().connect(_LogOnly())
         self._started = True
+
+    def ray_resource(self) -> Any:
+        """The dagster-ray resource for the way this backend reaches Ray."""
+        from dagster_ray import LocalRay
+
+        if self.address:
+            return cluster_ray(self.address)
+        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if self.num_cpus:
+            options["num_cpus"] = self.num_cpus
+        return LocalRay(ray_init_options=options)
 
     def partitions(self) -> int:
         """The partition count to pass to every shuffle and join (never Ray's default of 200)."""
@@ -85,6 +96,44 @@ class ComputeResource(ConfigurableResource):
 
             ray.shutdown()
         self._started = False
+
+
+class _LogOnly:
+    """What dagster-ray's ``connect`` reads of a Dagster context: a logger (the resource may be set up outside
+    a run, e.g. by the benchmarks)."""
+
+    log = logging.getLogger("mixtrain.compute")
+
+
+def cluster_ray(address: str) -> Any:
+    """A dagster-ray ``RayResource`` for an existing cluster at ``address`` (``auto``, ``ray://host:10001``):
+    nothing to create or delete, only to connect to."""
+    from dagster_ray import RayResource
+
+    class ClusterRay(RayResource):
+        cluster_address: str
+
+        @property
+        def host(self) -> str:
+            return self.cluster_address
+
+        @property
+        def ray_address(self) -> str:  # type: ignore[override]
+            return self.cluster_address
+
+        @property
+        def name(self) -> str:
+            return f"Ray cluster at {self.cluster_address}"
+
+        @property
+        def created(self) -> bool:
+            return True
+
+        @property
+        def ready(self) -> bool:
+            return True
+
+    return ClusterRay(cluster_address=address, ray_init_options={"log_to_driver": False})
 
 
 def _local_only_env(address: str | None) -> None:

@@ -8,6 +8,7 @@ import pyarrow as pa
 from dagster import ConfigurableIOManagerFactory, ConfigurableResource, InputContext, OutputContext, UPathIOManager
 from upath import UPath
 
+from mixtrain.compute import compute_resource
 from mixtrain.project import Project, load_project
 from mixtrain.storage import JSON_EXT, TABLE_EXT, json_bytes, read_json, write_atomic
 from mixtrain.tables import PendingTable, StoredTable, open_table
@@ -90,5 +91,6 @@ def project_resources(project_dir: str | None = None) -> dict[str, Any]:
     return {
         "project": ProjectResource(project_dir=str(project.root)),
         "io_manager": StorageIOManager(storage_root=project.storage_root, format="parquet"),
+        "compute": compute_resource(project.spec.compute),
         "json_io_manager": StorageIOManager(storage_root=project.storage_root, format="json"),
     }
