@@ -63,7 +63,8 @@ _MEMBER_META = ("license", "capture_time", "content_hash")
 class RayDedupeResult:
     """What :func:`dedupe_ray` decided; each table equals the local engine's (see the module docstring)."""
 
-    kept: pa.Table  # input schema, input order
+    kept: pa.Table | None  # input schema, input order; None when the caller streams the kept rows itself
+    dropped: np.ndarray  # input positions of the dropped rows, ascending: what a streaming writer filters out
     clusters: pa.Table  # DEDUPE_CLUSTER_SCHEMA, keeper order
     verified_pairs: pa.Table  # VERIFIED_PAIR_SCHEMA with the local metadata
     sketches: pa.Table  # sketch_schema(config), input order
@@ -231,12 +232,14 @@ def dedupe_ray(
     trust: Mapping[str, int] | None = None,
     code_sources: Collection[str] = frozenset(),
     num_partitions: int | None = None,
+    collect_kept: bool = True,
 ) -> RayDedupeResult:
     """:func:`~mixassets.engine.dedupe.dedupe_incremental` (a full build) of ``docs`` on Ray Data.
 
     ``docs`` is a table or a list of parquet files (read in the order given). ``num_partitions`` is every
     shuffle's partition count (default twice the cluster's CPUs). Ray must be initialised
-    (:class:`mixtrain.compute.ComputeResource`).
+    (:class:`mixtrain.compute.ComputeResource`). With ``collect_kept=False`` the kept rows (the text of most of
+    the corpus) are not gathered on the driver: ``dropped`` says which input positions to leave out.
     """
     cfg = config or DedupeConfig()
     parts = num_partitions or default_partitions()
@@ -318,11 +321,15 @@ def dedupe_ray(
                      **{name: members.column(f"m_{name}") for name in _MEMBER_META}})  # fmt: skip
     clusters = conform(members.take(_keeper_positions(meta, cfg, trust)), DEDUPE_CLUSTER_SCHEMA)
 
-    dropped = members.filter(pc.equal(members.column("action"), "dropped")).column(POS).to_numpy()
-    kept = collect(
-        docs_ds.map_batches(_keep, batch_format="pyarrow", fn_kwargs={"ref": ray.put(np.sort(dropped))}),
-        schema.append(pa.field(POS, pa.int64())),
-        sort_by=POS,
+    dropped = np.sort(members.filter(pc.equal(members.column("action"), "dropped")).column(POS).to_numpy())
+    kept = (
+        collect(
+            docs_ds.map_batches(_keep, batch_format="pyarrow", fn_kwargs={"ref": ray.put(dropped)}),
+            schema.append(pa.field(POS, pa.int64())),
+            sort_by=POS,
+        )
+        if collect_kept
+        else None
     )
     sketches = collect(
         sk.drop_columns([_THRESHOLD, _BUCKET, "text"]), sk_schema.append(pa.field(POS, pa.int64())), sort_by=POS
@@ -344,9 +351,10 @@ def dedupe_ray(
             _META_SKETCH_SET: sketches.schema.metadata[_META_SKETCH_SET],
         }
     )
-    if kept.num_rows + len(dropped) != n:
+    if kept is not None and kept.num_rows + len(dropped) != n:
         raise AssertionError(f"dedupe_ray: {kept.num_rows} kept + {len(dropped)} dropped != {n} documents")
-    return RayDedupeResult(conform(kept, schema), clusters, verified, sketches, n_candidates)
+    kept = conform(kept, schema) if kept is not None else None
+    return RayDedupeResult(kept, dropped, clusters, verified, sketches, n_candidates)
 
 
 def _keep(batch: pa.Table, ref) -> pa.Table:

@@ -55,6 +55,24 @@ def _mark(batch: pa.Table, ref) -> pa.Table:
     return batch.append_column(_HIT, pa.array(np.isin(batch.column(POS).to_numpy(), hits)))
 
 
+def screen_hits_ray(
+    docs: DocsInput, items: pa.Table, config: ScreenConfig, *, num_partitions: int | None = None
+) -> tuple[pa.Table, np.ndarray, ScreenIndex]:
+    """``(findings, hit positions, index)``: the findings of every document of ``docs`` in input order and the
+    sorted input positions of the contaminated ones; no document text comes back to the driver (a streaming
+    writer splits the corpus by the positions)."""
+    ray = _ray()
+    index = build_index(items, config=config)
+    docs_ds, _ = docs_dataset(docs, num_partitions or default_partitions())
+    findings = collect(
+        docs_ds.map_batches(_screen_batch, batch_format="pyarrow", fn_kwargs={"ref": ray.put(index)}),
+        FINDING_SCHEMA.append(pa.field(POS, pa.int64())),
+        sort_by=POS,  # stable: a document's findings keep their item-field and method order
+    )
+    hits = np.unique(findings.column(POS).to_numpy())
+    return findings.select(FINDING_SCHEMA.names).cast(FINDING_SCHEMA), hits, index
+
+
 def screen_ray(
     docs: DocsInput, items: pa.Table, config: ScreenConfig, *, num_partitions: int | None = None
 ) -> ScreenResult:
