@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from mixassets.engine.freed_memory import releasing
 from mixassets.engine.heldout import HELDOUT_COLUMNS, heldout_mask, heldout_table
 from mixassets.engine.licenses import policy_allows
 from mixassets.engine.mixture import ADDED_COLUMNS, doc_ids_digest, sample_mixture
@@ -56,7 +57,7 @@ def corpus_index(
     parts = [pa.schema([*(schema.field(c) for c in columns), pa.field(POSITION, pa.int64())]).empty_table()]
     counts = [np.zeros(0, dtype=np.int64)]
     offset = 0
-    for batch in batches:
+    for batch in releasing(batches):
         table = _as_table(batch)
         counts.append(token_counts(table, tokenizer))
         rows = pa.array(np.arange(offset, offset + table.num_rows, dtype=np.int64))
@@ -141,7 +142,7 @@ def write_mixture(
     m = sample.num_rows
     held: list[pa.Table] = [heldout_schema.empty_table()]
     start = 0
-    for chunk in gather_rows(batches, positions, payload, spill=spill, chunk_rows=chunk_rows):
+    for chunk in releasing(gather_rows(releasing(batches), positions, payload, spill=spill, chunk_rows=chunk_rows)):
         end = start + chunk.num_rows
         if start < m:
             take = min(end, m) - start
