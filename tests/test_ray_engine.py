@@ -15,7 +15,8 @@ import pytest
 
 from benchmarks.bench_gate_dedupe import make_corpus
 from benchmarks.labelled_contamination import build_labelled_set
-from mixassets.engine.contamination import ScreenConfig, screen_corpus
+from mixassets.engine.contamination import ScreenConfig
+from mixassets.engine.contamination_stream import screen_corpus
 from mixassets.engine.dedupe import DedupeConfig, dedupe_incremental
 from mixassets.engine.mixture import sample_mixture
 from mixassets.engine.tokens import count_tokens, load_tokenizer

@@ -6,7 +6,7 @@ from dagster import AssetExecutionContext, AssetIn, AssetKey, asset, multi_asset
 from upath import UPath
 
 from mixassets.assets.engine_configs import dedupe_config, screen_config
-from mixassets.engine.contamination import screen_corpus
+from mixassets.engine.contamination_stream import SCREEN_BATCH_ROWS, screen_stream
 from mixassets.engine.dedupe import (
     SKETCH_PARQUET_OPTIONS,
     dedupe_incremental,
@@ -18,7 +18,7 @@ from mixtrain.partitions import SOURCES_PARTITION
 from mixtrain.resources import ProjectResource
 from mixtrain.revocations import load_revocations
 from mixtrain.storage import asset_path
-from mixtrain.tables import PendingTable, TableError, TableWriter, open_table
+from mixtrain.tables import PendingTable, StoredTable, TableError, TableWriter, open_table
 from mixtrain.versioning import current_data_version, table_output
 
 SOURCE_MANIFEST_SCHEMA = pa.schema(
@@ -165,11 +165,28 @@ def _bytes_per_row(table: pa.Table) -> float:
     group_name="curation",
 )
 def screened_corpus(
-    context: AssetExecutionContext, project: ProjectResource, deduplicated_corpus: pa.Table, eval_registry: pa.Table
+    context: AssetExecutionContext,
+    project: ProjectResource,
+    deduplicated_corpus: StoredTable,
+    eval_registry: pa.Table,
 ):
-    result = screen_corpus(deduplicated_corpus, eval_registry, screen_config(project.load()))
-    yield table_output(result.clean, name="screened_corpus", metadata=result.clean_metadata())
-    yield table_output(result.findings, name="contamination_findings", metadata=result.findings_metadata())
-    yield table_output(result.contaminated, name="contaminated_documents")
-    yield table_output(result.report, name="contamination_report", metadata=result.report_metadata())
-    yield table_output(result.leaks, name="leaked_items", metadata={"items": result.leaks.num_rows})
+    """Streamed: one row group of the corpus in memory at a time, clean and quarantined rows written as they
+    are screened; only the findings are held."""
+    proj = project.load()
+    schema = deduplicated_corpus.schema
+    clean = TableWriter(asset_path(proj.storage_root, "screened_corpus"), schema)
+    dirty = TableWriter(asset_path(proj.storage_root, "contaminated_documents"), schema)
+    with clean, dirty:
+        summary = screen_stream(
+            deduplicated_corpus.batches(batch_size=SCREEN_BATCH_ROWS),
+            eval_registry,
+            screen_config(proj),
+            clean=clean.write,
+            contaminated=dirty.write,
+        )
+        clean_table, dirty_table = clean.finish(), dirty.finish()
+    yield table_output(clean_table, name="screened_corpus", metadata=summary.clean_metadata())
+    yield table_output(summary.findings, name="contamination_findings", metadata=summary.findings_metadata())
+    yield table_output(dirty_table, name="contaminated_documents")
+    yield table_output(summary.report, name="contamination_report", metadata=summary.report_metadata())
+    yield table_output(summary.leaks, name="leaked_items", metadata={"items": summary.leaks.num_rows})

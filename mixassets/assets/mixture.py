@@ -1,5 +1,8 @@
 """The mixture: a seeded sample of the screened corpus, and its manifest — the data identity of a model."""
 
+import tempfile
+from pathlib import Path
+
 import pyarrow as pa
 from dagster import (
     AssetCheckSeverity,
@@ -13,20 +16,21 @@ from dagster import (
 
 from mixassets.assets.curation import gated_versions
 from mixassets.checks import check_result
-from mixassets.engine.mixture_build import build_mixture
+from mixassets.engine.mixture_build import corpus_index, mixture_schema, plan_mixture, write_mixture
 from mixassets.engine.mixture_diff import mixture_drift
 from mixassets.engine.mixture_manifest import build_manifest
 from mixassets.engine.rules import RULES_VERSION
-from mixassets.engine.tokens import count_tokens, load_tokenizer
+from mixassets.engine.tokens import load_tokenizer
 from mixtrain.automation import rerun_when_changed
 from mixtrain.provenance import manifest_history_path
 from mixtrain.provenance import mixture_manifest as stored_mixture_manifest
 from mixtrain.resources import ProjectResource
 from mixtrain.storage import asset_path, json_bytes, write_atomic
-from mixtrain.tables import PendingTable
+from mixtrain.tables import ROW_GROUP_ROWS, StoredTable, TableWriter
 from mixtrain.versioning import current_data_version, json_output, table_output
 
 MIXTURE_INPUTS = ("screened_corpus", "base_model", "mixture_spec")
+CORPUS_BATCH_ROWS = ROW_GROUP_ROWS  # rows of the corpus in memory at a time, texts included
 
 
 @multi_asset(
@@ -68,36 +72,44 @@ MIXTURE_INPUTS = ("screened_corpus", "base_model", "mixture_spec")
 def mixture(
     context: AssetExecutionContext,
     project: ProjectResource,
-    screened_corpus: pa.Table,
+    screened_corpus: StoredTable,
     base_model: dict,
     source_manifest: pa.Table,
 ):
+    """Streamed: the corpus is read twice, one row group at a time (token counts and a text-free index, then the
+    chosen rows); sampling happens on the index, and the rows are written in the mixture's order as they come."""
     proj = project.load()
     spec = proj.spec.mixture
     tokenizer_path = spec.tokenizer or base_model["path"]
-    built = build_mixture(screened_corpus, count_tokens(screened_corpus, load_tokenizer(tokenizer_path)), spec)
-    encoded = PendingTable.of(built.table)  # encoded once: the manifest records the parts that will be written
+    corpus = screened_corpus.schema
+    batches = screened_corpus.batches
+    index, tokens = corpus_index(batches(batch_size=CORPUS_BATCH_ROWS), corpus, load_tokenizer(tokenizer_path))
+    plan = plan_mixture(index, tokens, spec)
+    writer = TableWriter(asset_path(proj.storage_root, "mixture"), mixture_schema(corpus, plan))
+    with writer, tempfile.TemporaryDirectory(prefix="mixture-gather-") as spill:
+        heldout = write_mixture(batches(batch_size=CORPUS_BATCH_ROWS), corpus, plan, writer.write, spill=Path(spill))
+        written = writer.finish()  # the manifest records the parts that were written
     previous = stored_mixture_manifest(proj.storage_root)
     manifest = build_manifest(
         spec,
-        built.table,
-        built.composition,
+        plan.sample,
+        plan.composition,
         tokenizer=tokenizer_path,
         inputs={k: current_data_version(context.instance, k) for k in MIXTURE_INPUTS},
         input_partitions=gated_versions(source_manifest),
         rules_version=RULES_VERSION,
         shards=[
             {"path": str(asset_path(proj.storage_root, ["mixture", p.name])), "sha256": p.sha256, "rows": p.rows}
-            for p in encoded.parts
+            for p in written.parts
         ],
         previous=previous,
-        heldout=built.heldout_record,
+        heldout=plan.heldout_record,
     )
     write_atomic(manifest_history_path(proj.storage_root, manifest["manifest_id"]), json_bytes(manifest))
-    yield table_output(encoded, built.metadata(), name="mixture")
+    yield table_output(written, plan.metadata(), name="mixture")
     yield json_output(
         manifest, manifest["manifest_id"], {"manifest_id": manifest["manifest_id"]}, name="mixture_manifest"
     )
-    yield table_output(built.heldout, built.heldout_metadata(), name="heldout_text")
+    yield table_output(heldout, plan.heldout_metadata(), name="heldout_text")
     moved = mixture_drift(previous, manifest, spec.drift_tolerance)
     yield check_result("mixture_drift", "mixture", moved, AssetCheckSeverity.WARN)

@@ -94,16 +94,16 @@ __all__ = [
     "OVERLAP_MAX_CHARS",
     "REPORT_SCHEMA",
     "TARGET",
+    "BatchScreen",
     "FieldRef",
     "ScreenConfig",
     "ScreenIndex",
-    "ScreenResult",
     "UnscreenableField",
     "build_index",
     "contamination_report",
     "item_leaks",
     "screen",
-    "screen_corpus",
+    "screen_batch",
     "screen_tokens",
     "token_spans",
     "unscreenable_fields",
@@ -281,6 +281,64 @@ def _emit(findings: list[_Finding], index: ScreenIndex, docs: pa.Table) -> pa.Ta
     return pa.Table.from_pydict(rows, schema=FINDING_SCHEMA)
 
 
+@dataclass(frozen=True)
+class BatchScreen:
+    """What the screen found in one batch of documents: which rows are contaminated, and the findings.
+
+    Both depend on the batch's rows alone (a finding names its document by ``doc_id``), so batches screened
+    in any grouping, on any worker, and concatenated in corpus order give the findings of the whole corpus.
+    """
+
+    contaminated: np.ndarray  # bool per row of the batch
+    findings: pa.Table  # FINDING_SCHEMA, in the batch's row order, then item field, then method
+    rows: np.ndarray  # int64: the batch row of each finding (a distributed driver maps it to a corpus position)
+
+    def split(self, batch: pa.Table | pa.RecordBatch) -> tuple[pa.Table, pa.Table]:
+        """(clean rows, contaminated rows) of ``batch``, each in batch order."""
+        table = _as_table(batch)
+        hit = pa.array(self.contaminated)
+        return table.filter(pc.invert(hit)), table.filter(hit)
+
+
+def _as_table(batch: pa.Table | pa.RecordBatch) -> pa.Table:
+    return pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+
+
+def _checked_index(items: pa.Table, n: int, config: ScreenConfig | None, index: ScreenIndex | None) -> ScreenIndex:
+    if index is None:
+        return build_index(items, config=_resolve(n, config))
+    if (config is not None and config != index.config) or n not in (13, index.config.n):
+        raise ValueError(f"contamination: n/config differ from those the index was built with ({index.config})")
+    return index
+
+
+def screen_batch(batch: pa.Table | pa.RecordBatch, index: ScreenIndex) -> BatchScreen:
+    """Screen one batch of documents (``doc_id``, ``source_id``, ``text``) against a built index.
+
+    Pure: it reads only ``batch`` and ``index`` (picklable numpy arrays and a token-hash memo), so a
+    distributed driver can broadcast the index once and call this per batch (e.g. in Ray's ``map_batches``),
+    then concatenate the findings in batch order. The rules are :func:`screen`'s.
+    """
+    docs = _as_table(batch)
+    _require(docs, _DOC_COLUMNS, "document")
+    cfg = index.config
+    texts = docs.column("text")
+    field_tokens = np.array(index.field_tokens, dtype=np.int64)
+    found: list[_Finding] = []
+    if index.fields:
+        for offset in range(0, docs.num_rows, _CHUNK):
+            # Only one chunk of text is held as Python strings at a time.
+            chunk = _Chunk([t or "" for t in texts.slice(offset, _CHUNK).to_pylist()], offset, index.hasher)
+            if index.exact is not None:
+                found += _exact_findings(chunk, index.exact, f"ngram{cfg.n}")
+            if index.fuzzy is not None:
+                found += _fuzzy_findings(chunk, index.fuzzy, cfg, field_tokens)
+    hit = np.zeros(docs.num_rows, dtype=bool)
+    hit[[f.doc for f in found]] = True
+    findings = _emit(found, index, docs)  # sorts ``found`` into the findings' row order
+    return BatchScreen(hit, findings, np.array([f.doc for f in found], dtype=np.int64))
+
+
 def screen(
     docs: pa.Table,
     items: pa.Table,
@@ -304,70 +362,6 @@ def screen(
     ``unscreenable`` list on to :func:`contamination_report` without indexing the items again).
     """
     _require(docs, _DOC_COLUMNS, "document")
-    if index is None:
-        index = build_index(items, config=_resolve(n, config))
-    elif (config is not None and config != index.config) or n not in (13, index.config.n):
-        raise ValueError(f"contamination: n/config differ from those the index was built with ({index.config})")
-    hit, findings, _ = screen_rows(docs, index)
-    return docs.filter(pa.array(~hit)), docs.filter(pa.array(hit)), findings
-
-
-def screen_rows(docs: pa.Table, index: ScreenIndex) -> tuple[np.ndarray, pa.Table, np.ndarray]:
-    """The work of :func:`screen` on one table of documents: ``(hit mask by row, findings, the row of each
-    finding)``. Each document is screened on its own, so a table split into parts and screened part by part
-    (a distributed run) gives the same findings per document."""
-    cfg = index.config
-    texts = docs.column("text")
-    field_tokens = np.array(index.field_tokens, dtype=np.int64)
-    found: list[_Finding] = []
-    if index.fields:
-        for offset in range(0, docs.num_rows, _CHUNK):
-            # Only one chunk of text is held as Python strings at a time.
-            chunk = _Chunk([t or "" for t in texts.slice(offset, _CHUNK).to_pylist()], offset, index.hasher)
-            if index.exact is not None:
-                found += _exact_findings(chunk, index.exact, f"ngram{cfg.n}")
-            if index.fuzzy is not None:
-                found += _fuzzy_findings(chunk, index.fuzzy, cfg, field_tokens)
-    hit = np.zeros(docs.num_rows, dtype=bool)
-    hit[[f.doc for f in found]] = True
-    findings = _emit(found, index, docs)  # sorts ``found`` into the findings' row order
-    return hit, findings, np.array([f.doc for f in found], dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class ScreenResult:
-    """One screen of a corpus against the eval items, with the summaries built from its findings."""
-
-    clean: pa.Table
-    contaminated: pa.Table
-    findings: pa.Table  # FINDING_SCHEMA
-    report: pa.Table  # REPORT_SCHEMA: per eval set
-    leaks: pa.Table  # ITEM_LEAK_SCHEMA: per leaked item
-
-    def clean_metadata(self) -> dict[str, int]:
-        n = self.clean.num_rows + self.contaminated.num_rows
-        return {"documents_in": n, "documents_clean": self.clean.num_rows, "contaminated": self.contaminated.num_rows}
-
-    def findings_metadata(self) -> dict[str, int]:
-        methods = pc.value_counts(self.findings.column("match_type")).to_pylist() if self.findings.num_rows else []
-        return {
-            "findings": self.findings.num_rows,
-            "unscreenable_fields": int(pc.sum(self.report.column("fields_unscreenable")).as_py() or 0),
-            **{f"findings/{m['values']}": int(m["counts"]) for m in methods},
-        }
-
-    def report_metadata(self) -> dict[str, int | float]:
-        per_set: dict[str, int | float] = {}
-        for row in self.report.to_pylist():
-            for key in ("items_leaked", "holdout_leaked", "target_leaked", "documents_hit", "leaked_share"):
-                per_set[f"{row['eval_set']}/{key}"] = row[key]
-        return per_set
-
-
-def screen_corpus(docs: pa.Table, items: pa.Table, config: ScreenConfig) -> ScreenResult:
-    """:func:`screen` of ``docs`` against ``items``, and the report and item leaks of its findings; the items are
-    indexed once for the screen and the report's unscreenable fields."""
-    index = build_index(items, config=config)
-    clean, dirty, findings = screen(docs, items, config=config, index=index)
-    report = contamination_report(findings, items, config=config, unscreenable=index.unscreenable)
-    return ScreenResult(clean, dirty, findings, report, item_leaks(findings))
+    result = screen_batch(docs, _checked_index(items, n, config, index))
+    clean, dirty = result.split(docs)
+    return clean, dirty, result.findings

@@ -10,7 +10,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 
 import numpy as np
@@ -78,6 +78,12 @@ class ScreenConfig:
         lowered = MappingProxyType({k.lower(): v for k, v in self.field_kinds.items()})
         object.__setattr__(self, "field_kinds", lowered)
         object.__setattr__(self, "methods", tuple(m for m in METHODS if m in self.methods))
+
+    def __reduce__(self) -> tuple[type[ScreenConfig], tuple[object, ...]]:
+        """Pickled with a plain dict for ``field_kinds`` (a mappingproxy does not pickle), so that a built
+        :class:`ScreenIndex` ships to the workers of a distributed screen."""
+        values = (getattr(self, f.name) for f in fields(self))
+        return ScreenConfig, tuple(dict(v) if isinstance(v, Mapping) else v for v in values)
 
     @property
     def fuzzy(self) -> bool:

@@ -48,13 +48,14 @@ def heldout_mask(docs: pa.Table, per_source: int, seed: int, *, allowed: Sequenc
     return mask
 
 
-def heldout_table(docs: pa.Table, mask: np.ndarray, seed: int) -> pa.Table:
-    """The held-out rows with the columns the perplexity suite reads (text, domain) and their identity.
+def heldout_table(docs: pa.Table, mask: np.ndarray, seed: int, *, columns: Sequence[str] = HELDOUT_COLUMNS) -> pa.Table:
+    """The held-out rows with the columns the perplexity suite reads (text, domain) and their identity, or the
+    ``columns`` asked for (which must include ``doc_id`` and ``source_id``: a text-free index of them).
 
     Rows go round-robin over sources (each source's first pick, then every second pick, ...), so an evaluation
     limited to its first N texts still covers every source and domain it can.
     """
-    picked = docs.filter(pa.array(mask, pa.bool_())).select(list(HELDOUT_COLUMNS))
+    picked = docs.filter(pa.array(mask, pa.bool_())).select(list(columns))
     sources = picked.column("source_id").to_pylist()
     doc_ids = picked.column("doc_id").to_pylist()
     keys = [_rank_key(seed, s, d) for s, d in zip(sources, doc_ids, strict=True)]

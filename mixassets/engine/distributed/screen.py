@@ -1,8 +1,8 @@
 """The contamination screen and the mixture's token counts on Ray Data, with the local engine's functions.
 
 * :func:`screen_ray`: the eval items are indexed once on the driver and the index is broadcast (``ray.put``);
-  each batch of documents is screened with :func:`~mixassets.engine.contamination.screen_rows`. A document's
-  findings depend on it alone, so the result equals :func:`~mixassets.engine.contamination.screen_corpus`:
+  each batch of documents is screened with :func:`~mixassets.engine.contamination.screen_batch`. A document's
+  findings depend on it alone, so the result equals :func:`~mixassets.engine.contamination_stream.screen_corpus`:
   findings in input order (then item field, then method), clean and contaminated rows in input order.
 * :func:`token_counts_ray`: :func:`~mixassets.engine.tokens.count_tokens` per batch (the tokenizer is loaded
   once per worker process). Sampling stays on the driver: it gets a text-free index of the documents in input
@@ -18,15 +18,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mixassets.engine.contamination import (
-    ScreenConfig,
-    ScreenIndex,
-    ScreenResult,
-    build_index,
-    contamination_report,
-    item_leaks,
-    screen_rows,
-)
+from mixassets.engine.contamination import screen_batch
+from mixassets.engine.contamination_index import ScreenConfig, ScreenIndex, build_index
+from mixassets.engine.contamination_report import contamination_report, item_leaks
+from mixassets.engine.contamination_stream import ScreenResult
 from mixassets.engine.distributed._data import (
     POS,
     DocsInput,
@@ -46,7 +41,8 @@ _TOKENS = "__tokens"
 
 def _screen_batch(batch: pa.Table, ref) -> pa.Table:
     index: ScreenIndex = broadcast_get(ref)
-    _, findings, rows = screen_rows(batch, index)
+    screened = screen_batch(batch, index)
+    findings, rows = screened.findings, screened.rows
     return findings.append_column(POS, batch.column(POS).take(pa.array(rows, pa.int64())))
 
 
@@ -76,7 +72,7 @@ def screen_hits_ray(
 def screen_ray(
     docs: DocsInput, items: pa.Table, config: ScreenConfig, *, num_partitions: int | None = None
 ) -> ScreenResult:
-    """:func:`~mixassets.engine.contamination.screen_corpus` of ``docs`` (a table or parquet files) on Ray."""
+    """:func:`~mixassets.engine.contamination_stream.screen_corpus` of ``docs`` (a table or parquet files) on Ray."""
     ray = _ray()
     schema = input_schema(docs)
     index = build_index(items, config=config)
