@@ -14,6 +14,7 @@ from mixassets.engine.dedupe import (
     with_sketched_versions,
 )
 from mixtrain.automation import changed_out, rerun_when_changed
+from mixtrain.compute import ComputeResource
 from mixtrain.partitions import SOURCES_PARTITION
 from mixtrain.resources import ProjectResource
 from mixtrain.revocations import load_revocations
@@ -167,23 +168,27 @@ def _bytes_per_row(table: pa.Table) -> float:
 def screened_corpus(
     context: AssetExecutionContext,
     project: ProjectResource,
+    compute: ComputeResource,
     deduplicated_corpus: StoredTable,
     eval_registry: pa.Table,
 ):
     """Streamed: one row group of the corpus in memory at a time, clean and quarantined rows written as they
-    are screened; only the findings are held."""
+    are screened; only the findings are held. On Ray the workers screen the corpus's parts and the stream here
+    only splits it by the positions they found."""
     proj = project.load()
     schema = deduplicated_corpus.schema
     clean = TableWriter(asset_path(proj.storage_root, "screened_corpus"), schema)
     dirty = TableWriter(asset_path(proj.storage_root, "contaminated_documents"), schema)
+    batches = deduplicated_corpus.batches(batch_size=SCREEN_BATCH_ROWS)
+    config, sinks = screen_config(proj), {"clean": clean.write, "contaminated": dirty.write}
     with clean, dirty:
-        summary = screen_stream(
-            deduplicated_corpus.batches(batch_size=SCREEN_BATCH_ROWS),
-            eval_registry,
-            screen_config(proj),
-            clean=clean.write,
-            contaminated=dirty.write,
-        )
+        if compute.is_ray:
+            from mixassets.engine.distributed.screen import screen_stream_ray
+
+            paths, parts = deduplicated_corpus.part_uris, compute.partitions()
+            summary = screen_stream_ray(paths, batches, eval_registry, config, **sinks, num_partitions=parts)
+        else:
+            summary = screen_stream(batches, eval_registry, config, **sinks)
         clean_table, dirty_table = clean.finish(), dirty.finish()
     yield table_output(clean_table, name="screened_corpus", metadata=summary.clean_metadata())
     yield table_output(summary.findings, name="contamination_findings", metadata=summary.findings_metadata())

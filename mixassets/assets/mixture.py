@@ -22,6 +22,7 @@ from mixassets.engine.mixture_manifest import build_manifest
 from mixassets.engine.rules import RULES_VERSION
 from mixassets.engine.tokens import load_tokenizer
 from mixtrain.automation import rerun_when_changed
+from mixtrain.compute import ComputeResource
 from mixtrain.provenance import manifest_history_path
 from mixtrain.provenance import mixture_manifest as stored_mixture_manifest
 from mixtrain.resources import ProjectResource
@@ -72,18 +73,26 @@ CORPUS_BATCH_ROWS = ROW_GROUP_ROWS  # rows of the corpus in memory at a time, te
 def mixture(
     context: AssetExecutionContext,
     project: ProjectResource,
+    compute: ComputeResource,
     screened_corpus: StoredTable,
     base_model: dict,
     source_manifest: pa.Table,
 ):
     """Streamed: the corpus is read twice, one row group at a time (token counts and a text-free index, then the
-    chosen rows); sampling happens on the index, and the rows are written in the mixture's order as they come."""
+    chosen rows); sampling happens on the index, and the rows are written in the mixture's order as they come.
+    On Ray the token counts are made by the workers; sampling and the join stay here."""
     proj = project.load()
     spec = proj.spec.mixture
     tokenizer_path = spec.tokenizer or base_model["path"]
     corpus = screened_corpus.schema
     batches = screened_corpus.batches
-    index, tokens = corpus_index(batches(batch_size=CORPUS_BATCH_ROWS), corpus, load_tokenizer(tokenizer_path))
+    if compute.is_ray:  # token counts on the workers, over the corpus's parts
+        from mixassets.engine.distributed.screen import corpus_index_ray
+
+        paths = screened_corpus.part_uris
+        index, tokens = corpus_index_ray(paths, corpus, tokenizer_path, num_partitions=compute.partitions())
+    else:
+        index, tokens = corpus_index(batches(batch_size=CORPUS_BATCH_ROWS), corpus, load_tokenizer(tokenizer_path))
     plan = plan_mixture(index, tokens, spec)
     writer = TableWriter(asset_path(proj.storage_root, "mixture"), mixture_schema(corpus, plan))
     with writer, tempfile.TemporaryDirectory(prefix="mixture-gather-") as spill:

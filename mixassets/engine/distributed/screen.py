@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from mixassets.engine.contamination import screen_batch
 from mixassets.engine.contamination_index import ScreenConfig, ScreenIndex, build_index
 from mixassets.engine.contamination_report import contamination_report, item_leaks
-from mixassets.engine.contamination_stream import ScreenResult
+from mixassets.engine.contamination_stream import ScreenResult, ScreenSummary, Sink
 from mixassets.engine.distributed._data import (
     POS,
     DocsInput,
@@ -69,6 +69,34 @@ def screen_hits_ray(
     return findings.select(FINDING_SCHEMA.names).cast(FINDING_SCHEMA), hits, index
 
 
+def screen_stream_ray(
+    paths: Sequence[str],
+    batches: Iterable[pa.Table | pa.RecordBatch],
+    items: pa.Table,
+    config: ScreenConfig,
+    *,
+    clean: Sink,
+    contaminated: Sink,
+    num_partitions: int | None = None,
+) -> ScreenSummary:
+    """:func:`~mixassets.engine.contamination_stream.screen_stream` with the screening on Ray: the workers read
+    the parquet ``paths`` and find the contaminated positions; ``batches`` (the same rows, in the same order,
+    read by the caller) are then split by position into the sinks, so no text travels back to the driver."""
+    findings, hits, index = screen_hits_ray(paths, items, config, num_partitions=num_partitions)
+    offset = dirty = 0
+    for batch in batches:
+        table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+        hit = pa.array(np.isin(np.arange(offset, offset + table.num_rows, dtype=np.int64), hits))
+        clean(table.filter(pc.invert(hit)))
+        contaminated(table.filter(hit))
+        offset += table.num_rows
+        dirty += int(pc.sum(hit).as_py() or 0)
+    if dirty != len(hits):
+        raise RuntimeError(f"screen on Ray: {len(hits)} contaminated positions, {dirty} found in the streamed corpus")
+    report = contamination_report(findings, items, config=index.config, unscreenable=index.unscreenable)
+    return ScreenSummary(findings, report, item_leaks(findings), offset, dirty)
+
+
 def screen_ray(
     docs: DocsInput, items: pa.Table, config: ScreenConfig, *, num_partitions: int | None = None
 ) -> ScreenResult:
@@ -105,6 +133,19 @@ def _tokenizer(path: str):
 def _count_batch(batch: pa.Table, tokenizer_path: str) -> pa.Table:
     counts = count_tokens(batch, _tokenizer(tokenizer_path))
     return pa.table({POS: batch.column(POS), _TOKENS: pa.array(counts, pa.int64())})
+
+
+def corpus_index_ray(
+    paths: Sequence[str], schema: pa.Schema, tokenizer_path: str, *, num_partitions: int | None = None
+) -> tuple[pa.Table, np.ndarray]:
+    """:func:`~mixassets.engine.mixture_build.corpus_index` with the token counting on Ray: the same text-free
+    index (its columns and each row's corpus position) and the same counts, for ``plan_mixture``."""
+    from mixassets.engine.mixture_build import POSITION, index_columns
+
+    index, counts = token_counts_ray(paths, tokenizer_path, num_partitions=num_partitions)
+    columns = index_columns(schema)
+    positions = pa.array(np.arange(index.num_rows, dtype=np.int64))
+    return index.select(columns).append_column(POSITION, positions), np.asarray(counts, dtype=np.int64)
 
 
 def token_counts_ray(
