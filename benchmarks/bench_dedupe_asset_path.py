@@ -160,6 +160,29 @@ def _child(args: list[str]) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _compare(work: Path, step: str, a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Equal data versions, else whether the tables read back are equal (rows, order, schema and metadata): the
+    parquet writer may encode the same rows differently when they come in other chunks (where a column falls
+    back from dictionary to plain encoding depends on where its chunks start)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    said = []
+    for name in OUTPUTS:
+        if a["versions"][name] == b["versions"][name]:
+            said.append(f"{name} identical bytes")
+            continue
+        tables = []
+        for k in (0, 1):
+            folder = work / f"out-{k}-{step}-{a['manifest']}" / name
+            listed = json.loads((folder / "_manifest.json").read_bytes())["parts"]
+            tables.append(pa.concat_tables([pq.read_table(folder / p["name"]) for p in listed]))
+        same = tables[0].equals(tables[1]) and tables[0].schema.metadata == tables[1].schema.metadata
+        said.append(f"{name} {'identical rows (other encoding)' if same else 'ROWS DIFFER'}")
+    meta = "metadata identical" if a["metadata"] == b["metadata"] and a["note"] == b["note"] else "METADATA DIFFERS"
+    return ", ".join([*said, meta])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", type=int, default=20_000)
@@ -194,6 +217,9 @@ def main() -> None:
             for manifest in manifests:
                 got = _child(["--code", code, "--child", "run", str(gated), str(out_root), manifest])
                 runs[step].append(got)
+                snapshot = work / f"out-{k}-{step}-{manifest}"  # what this run wrote, for the comparison
+                subprocess.run(["rm", "-rf", str(snapshot)], check=True)
+                subprocess.run(["cp", "-r", str(out_root), str(snapshot)], check=True)
                 print(
                     f"{code} {step}/{manifest}: {got['seconds']} s ({got['cpu_seconds']} s CPU), peak RSS "
                     f"{got['peak_rss_mb']} MB (after imports {got['rss_after_imports_mb']} MB); "
@@ -204,21 +230,10 @@ def main() -> None:
                 )
         report[code] = runs
     codes = list(report)
-    if len(codes) > 1:
-        base = report[codes[0]]
-        for code in codes[1:]:
-            for step, runs in report[code].items():
-                for a, b in zip(base[step], runs, strict=True):
-                    same_versions = a["versions"] == b["versions"]
-                    same_meta = a["metadata"] == b["metadata"] and a["note"] == b["note"]
-                    print(
-                        f"{step}/{a['manifest']}: outputs {'IDENTICAL' if same_versions else 'DIFFER'}, "
-                        f"metadata {'identical' if same_meta else 'DIFFERS'}"
-                    )
-                    if not same_versions:
-                        print("  ", a["versions"], "\n  ", b["versions"])
-                    if not same_meta:
-                        print("  ", a["metadata"], a["note"], "\n  ", b["metadata"], b["note"])
+    for code in codes[1:]:
+        for step, runs in report[code].items():
+            for a, b in zip(report[codes[0]][step], runs, strict=True):
+                print(f"{step}/{a['manifest']}: {_compare(work, step, a, b)}")
     (work / "report.json").write_text(json.dumps(report, indent=2))
 
 

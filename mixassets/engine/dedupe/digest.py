@@ -7,8 +7,6 @@ refresh all compute or update it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -113,22 +111,3 @@ def _with_sketch_set(sketches: pa.Table) -> pa.Table:
     """``sketches`` with their own digest in the metadata; other keys (a caller's own) are kept."""
     meta = {**(sketches.schema.metadata or {}), _META_SKETCH_SET: _sketch_set_digest(sketches).encode()}
     return sketches.replace_schema_metadata(meta)
-
-
-def _concatenated(pieces: Sequence[pa.Table]) -> pa.Table:
-    """Sketch tables made one after another (a corpus sketched batch by batch) as one table. The digest is the
-    sum of the pieces' own (it is a sum over rows), so no id is hashed again; a piece without one is hashed."""
-    if len(pieces) == 1:
-        return pieces[0]
-    out = pa.concat_tables(pieces)
-    lanes = [0, 0]
-    for piece in pieces:
-        got = _parse_digest((piece.schema.metadata or {}).get(_META_SKETCH_SET, b"").decode(), piece.num_rows)
-        if got is None:
-            return _with_sketch_set(out)
-        lanes = [lanes[0] + got[0], lanes[1] + got[1]]
-    meta = {
-        **(out.schema.metadata or {}),
-        _META_SKETCH_SET: _format_digest(out.num_rows, (lanes[0], lanes[1])).encode(),
-    }
-    return out.replace_schema_metadata(meta)

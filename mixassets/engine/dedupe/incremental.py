@@ -25,7 +25,6 @@ from mixassets.engine.dedupe.config import (
 )
 from mixassets.engine.dedupe.corpus import Corpus, CorpusInput, check_row_ids
 from mixassets.engine.dedupe.digest import (
-    _concatenated,
     _digest_lanes,
     _format_digest,
     _parse_digest,
@@ -34,7 +33,7 @@ from mixassets.engine.dedupe.digest import (
     _with_sketch_set,
 )
 from mixassets.engine.dedupe.resolution import resolve
-from mixassets.engine.dedupe.sketching import _content_hashes, sketch
+from mixassets.engine.dedupe.sketching import _content_hashes, sketch_streamed
 from mixassets.engine.dedupe.tables import _capture_utc, _check_columns, _check_sketches, _in_set, _optional_string
 from mixassets.engine.dedupe.verification import VerifiedPairs, _cached_pairs, _verify
 
@@ -334,22 +333,23 @@ def _sketch_rows(
     known_hashes: pa.UInt64Array | None,
 ) -> pa.Table:
     """The sketches of the ``wanted`` rows, in row order: texts are read batch by batch (only tables and parts
-    that hold a wanted row) and each batch's sketches kept, so memory holds one batch of texts."""
-    pieces = []
-    for start, texts in corpus.text_batches(wanted):
-        local = np.flatnonzero(wanted[start : start + len(texts)])
-        if local.size == 0:
-            continue
-        batch = meta.slice(start, len(texts)).append_column("text", texts)
-        hashes = None if known_hashes is None else known_hashes.slice(start, len(texts))
-        if local.size < len(texts):
-            take = pa.array(local, pa.int64())
-            batch = batch.take(take)
-            hashes = None if hashes is None else hashes.take(take)
-        pieces.append(sketch(batch, cfg, code_sources=code_sources, content_hashes=hashes))
-    if not pieces:
-        pieces.append(sketch(meta.slice(0, 0).append_column("text", pa.array([], pa.string())), cfg))
-    return _concatenated(pieces)
+    that hold a wanted row) and sketched as they come, so memory holds one batch of texts."""
+    rows = np.flatnonzero(wanted)
+    every = rows.size == len(wanted)
+    take = None if every else pa.array(rows, pa.int64())
+
+    def texts() -> Iterator[pa.Array]:
+        for start, batch in corpus.text_batches(None if every else wanted):
+            local = np.flatnonzero(wanted[start : start + len(batch)])
+            if local.size == len(batch):
+                yield batch
+            elif local.size:
+                yield batch.take(pa.array(local, pa.int64()))
+
+    hashes = known_hashes if known_hashes is None or take is None else known_hashes.take(take)
+    return sketch_streamed(
+        meta if take is None else meta.take(take), texts(), cfg, code_sources=code_sources, content_hashes=hashes
+    )
 
 
 def dedupe(
