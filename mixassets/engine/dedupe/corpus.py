@@ -14,14 +14,41 @@ position means the same row in every pass.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
 
 from mixtrain.schema import with_row_ids
-from mixtrain.tables import StoredTable
+
+
+@runtime_checkable
+class StoredTable(Protocol):
+    """What the corpus reads of a committed table (:class:`mixtrain.tables.StoredTable`), named here so the
+    engine depends on the shape and not on the storage module."""
+
+    @property
+    def rows(self) -> int: ...
+
+    @property
+    def parts(self) -> Sequence[Any]: ...  # each with ``rows``
+
+    @property
+    def schema(self) -> pa.Schema: ...
+
+    def read(self, columns: Sequence[str] | None = None) -> pa.Table: ...
+
+    def batches(
+        self,
+        columns: Sequence[str] | None = None,
+        batch_size: int = ...,
+        *,
+        parts: Iterable[int] | None = None,
+        buffer_size: int = 0,
+    ) -> Iterator[pa.RecordBatch]: ...
+
 
 CorpusTable = pa.Table | StoredTable
 # The columns a run keeps in memory for every document: what sketches, keepers and resolution read. Never text.
@@ -54,7 +81,7 @@ class Corpus:
             raise ValueError(f"dedupe: read_rows must be >= 1, got {read_rows}")
         spans, start = [], 0
         for table in tables:
-            if not isinstance(table, pa.Table | StoredTable):
+            if not isinstance(table, (pa.Table, StoredTable)):
                 raise TypeError(f"dedupe: a corpus table is a pyarrow Table or a StoredTable, got {type(table)}")
             rows = table.num_rows if isinstance(table, pa.Table) else table.rows
             spans.append(_Span(table, start, rows))
@@ -68,7 +95,7 @@ class Corpus:
         """``docs`` as a corpus: a corpus as is, one table, or a sequence of tables in order."""
         if isinstance(docs, Corpus):
             return docs
-        if isinstance(docs, pa.Table | StoredTable):
+        if isinstance(docs, (pa.Table, StoredTable)):
             return cls([docs])
         return cls(list(docs))
 

@@ -129,14 +129,14 @@ def _assemble(
     fresh: pa.Table,
     reuse_from: np.ndarray,
     new_rows: np.ndarray,
-    meta: pa.Table,
+    current: pa.Table,
     previous_digest: str,
 ) -> pa.Table:
     """The sketches in input row order: row i is ``previous[reuse_from[i]]``, or the next row of ``fresh`` where
     ``reuse_from[i] < 0``. A refresh mostly keeps long runs of previous rows in order, so those runs are
     sliced (no copy) and only a scattered layout is gathered with ``take``. The keeper metadata is the
     current rows' (a license or domain may change without the text changing, and the keeper rule must see
-    the current values; ``meta`` holds them, by input row). The sketch-set digest is ``previous_digest`` (the
+    the current values; ``current`` holds them, by input row). The sketch-set digest is ``previous_digest`` (the
     previous sketches' own) less the previous rows not reused plus the fresh ones, so only those rows' ids are
     hashed."""
     n = len(reuse_from)
@@ -151,9 +151,9 @@ def _assemble(
     else:
         out = stacked.take(pa.array(src, pa.int64()))
     for name, column in (
-        ("domain", _optional_string(meta, "domain")),
-        ("license", _optional_string(meta, "license")),
-        ("capture_time", _capture_utc(meta)),
+        ("domain", _optional_string(current, "domain")),
+        ("license", _optional_string(current, "license")),
+        ("capture_time", _capture_utc(current)),
     ):
         out = out.set_column(out.schema.get_field_index(name), out.schema.field(name), column)
     meta = dict(fresh.schema.metadata or {})
