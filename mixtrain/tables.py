@@ -392,12 +392,25 @@ class StoredTable:
         schema = tables[0].schema
         return pa.concat_tables([t.cast(schema) if not t.schema.equals(schema) else t for t in tables])
 
-    def batches(self, columns: Sequence[str] | None = None, batch_size: int = 16_384) -> Iterator[pa.RecordBatch]:
+    def batches(
+        self,
+        columns: Sequence[str] | None = None,
+        batch_size: int = 16_384,
+        *,
+        parts: Iterable[int] | None = None,
+        buffer_size: int = 0,
+    ) -> Iterator[pa.RecordBatch]:
         """Record batches in table order, holding one row group at a time (no pre-buffering, no read threads:
-        both keep memory that a long pass would accumulate)."""
-        for part in self.parts:
-            source = self._checked(part)
-            pf = pq.ParquetFile(source, pre_buffer=False)
+        both keep memory that a long pass would accumulate).
+
+        ``parts`` (indexes into :attr:`parts`, ascending) reads only those parts, for a pass that needs a few
+        rows. ``buffer_size`` > 0 reads each column chunk through a buffer of that many bytes rather than whole
+        (pyarrow's read buffering), so memory holds about one batch instead of one row group's column chunks:
+        what a pass over long texts wants, since a row group has a fixed number of rows whatever their size."""
+        listed = self.parts
+        for index in range(len(listed)) if parts is None else parts:
+            source = self._checked(listed[index])
+            pf = pq.ParquetFile(source, pre_buffer=False, buffer_size=buffer_size)
             yield from pf.iter_batches(batch_size=batch_size, columns=columns, use_threads=False)
             pf.close()
 

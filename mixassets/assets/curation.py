@@ -109,7 +109,8 @@ def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource
     )
     # The gated versions the sketches were made from: next time, sources still at these versions skip hashing.
     sketches = with_sketched_versions(result.sketches, versions)
-    kept = TableWriter(asset_path(proj.storage_root, "deduplicated_corpus"), corpus.schema)
+    # The kept rows are read back from the gated partitions batch by batch and streamed into parts.
+    kept = TableWriter(asset_path(proj.storage_root, "deduplicated_corpus"), result.corpus.schema)
     yield table_output(
         kept.write_all(result.kept_batches()),
         name="deduplicated_corpus",
@@ -130,19 +131,19 @@ def gated_versions(source_manifest: pa.Table) -> dict[str, str]:
     return dict(zip(ids, versions, strict=True))
 
 
-def _gated_corpus(root: str, source_manifest: pa.Table) -> pa.Table:
-    """Every gated partition the manifest names, each checked against the data version it records."""
+def _gated_corpus(root: str, source_manifest: pa.Table) -> list[StoredTable]:
+    """Every gated partition the manifest names, opened (not read: the dedupe engine streams them) and checked
+    against the data version the manifest records."""
     parts = []
     for row in source_manifest.to_pylist():
         location = UPath(root) / row["gated_path"]
         try:  # the manifest is the contract: a partition at another version is not the one it names
-            parts.append(open_table(location, expected_version=row["gated_data_version"]).read())
+            parts.append(open_table(location, expected_version=row["gated_data_version"]))
         except TableError as exc:
             raise RuntimeError(f"gated_documents[{row['source_id']}]: {exc}; rematerialize source_manifest") from exc
-    corpus = pa.concat_tables(parts) if parts else None
-    if corpus is None or corpus.num_rows == 0:
+    if not parts or sum(p.rows for p in parts) == 0:
         raise RuntimeError("the gated corpus is empty: nothing passed gating in any source")
-    return corpus
+    return parts
 
 
 def _bytes_per_row(table: pa.Table) -> float:

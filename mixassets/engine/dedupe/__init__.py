@@ -38,12 +38,17 @@ Why this shape:
   domain keep up to N members of a cluster (keeper included if it is of that source/domain); those rows
   say ``kept_capped``. Capped members stay in the corpus but are not keepers, so clusters never chain
   through them.
+* **Texts are streamed, never held.** The corpus (:class:`~mixassets.engine.dedupe.corpus.Corpus`: stored tables
+  or in-memory ones) is read back in batches: once to sketch, for the candidate pairs' rows to verify (in windows
+  of a bounded size of held shingle sets), and to write the kept rows. Memory holds ids, keeper metadata and
+  sketches, so it grows with the number of documents, not with their length.
 * A document whose normalised text is empty has no key and no shingles: it is kept and never used as a
   keeper, since dropping it would be losing a document for no stated reason.
 """
 
 from mixassets.engine.dedupe.bands import BandIndex, band_index, pairs_in_runs
 from mixassets.engine.dedupe.config import KEEPER_CRITERIA, DedupeConfig, lsh_params
+from mixassets.engine.dedupe.corpus import Corpus, check_row_ids
 from mixassets.engine.dedupe.incremental import (
     DedupeResult,
     DedupeStats,
@@ -54,7 +59,7 @@ from mixassets.engine.dedupe.incremental import (
 )
 from mixassets.engine.dedupe.keepers import keeper_order, license_rank
 from mixassets.engine.dedupe.resolution import resolve
-from mixassets.engine.dedupe.sketching import band_hashes, shingle_set, signatures, sketch
+from mixassets.engine.dedupe.sketching import band_hashes, shingle_set, signatures, sketch, sketch_streamed
 from mixassets.engine.dedupe.tables import SKETCH_PARQUET_OPTIONS, SKETCH_SCHEMA, VERIFIED_PAIR_SCHEMA, sketch_schema
 from mixassets.engine.dedupe.verification import TextSource, VerifiedPairs, verify
 
@@ -64,6 +69,7 @@ __all__ = [
     "SKETCH_SCHEMA",
     "VERIFIED_PAIR_SCHEMA",
     "BandIndex",
+    "Corpus",
     "DedupeConfig",
     "DedupeResult",
     "DedupeStats",
@@ -71,6 +77,7 @@ __all__ = [
     "VerifiedPairs",
     "band_hashes",
     "band_index",
+    "check_row_ids",
     "dedupe",
     "dedupe_incremental",
     "keeper_order",
@@ -82,6 +89,7 @@ __all__ = [
     "signatures",
     "sketch",
     "sketch_schema",
+    "sketch_streamed",
     "unchanged_sources",
     "verify",
     "with_sketched_versions",

@@ -23,6 +23,7 @@ from mixassets.engine.dedupe.config import (
     REQUIRED_COLUMNS,
     DedupeConfig,
 )
+from mixassets.engine.dedupe.corpus import Corpus, CorpusInput, check_row_ids
 from mixassets.engine.dedupe.digest import (
     _digest_lanes,
     _format_digest,
@@ -32,7 +33,7 @@ from mixassets.engine.dedupe.digest import (
     _with_sketch_set,
 )
 from mixassets.engine.dedupe.resolution import resolve
-from mixassets.engine.dedupe.sketching import _content_hashes, sketch
+from mixassets.engine.dedupe.sketching import _content_hashes, sketch_streamed
 from mixassets.engine.dedupe.tables import _capture_utc, _check_columns, _check_sketches, _in_set, _optional_string
 from mixassets.engine.dedupe.verification import VerifiedPairs, _cached_pairs, _verify
 
@@ -63,9 +64,9 @@ class DedupeStats:
 class DedupeResult:
     """What a run decided, and what to persist for the next one.
 
-    The kept rows are not copied by the run: a copy holds every kept text again (the bulk of the corpus), and
-    a caller that writes them out can take them a batch at a time (:meth:`kept_batches`) so that memory holds
-    one batch of copies. :attr:`kept` builds the whole table on first use.
+    The kept rows are not copied by the run, nor held: a copy holds every kept text again (the bulk of the
+    corpus), so a caller that writes them out takes them a batch at a time (:meth:`kept_batches`), read back
+    from the corpus, and memory holds one batch. :attr:`kept` builds the whole table on first use.
     """
 
     kept_mask: np.ndarray  # by input row
@@ -73,13 +74,18 @@ class DedupeResult:
     sketches: pa.Table  # sketch_schema(config), input row order: persist for the next run
     verified_pairs: pa.Table  # VERIFIED_PAIR_SCHEMA: persist for the next run
     stats: DedupeStats
-    docs: pa.Table = field(repr=False)  # the input documents, which the kept rows are taken from
+    corpus: Corpus = field(repr=False)  # the input documents, which the kept rows are read from
+
+    @property
+    def docs(self) -> pa.Table:
+        """The input documents as one table: the caller's own for an in-memory table, else read whole."""
+        return self.corpus.table()
 
     def metadata(self) -> dict[str, int | float | bool]:
         """What the run decided and what it reused, as the deduplicated corpus reports it."""
         match = self.clusters.column("match_type").to_pylist()
         actions = self.clusters.column("action").to_pylist()
-        n, kept, stats = self.docs.num_rows, self.kept_count, self.stats
+        n, kept, stats = self.stats.documents, self.kept_count, self.stats
         return {
             "documents_in": n,
             "documents_kept": kept,
@@ -102,8 +108,10 @@ class DedupeResult:
 
     @cached_property
     def kept(self) -> pa.Table:
-        """The input rows kept, in the input's schema and order."""
-        return self.docs.filter(pa.array(self.kept_mask))
+        """The input rows kept, in the input's schema and order (every kept text in memory at once)."""
+        schema = self.corpus.schema
+        parts = [p if p.schema.equals(schema) else p.cast(schema) for p in self.kept_batches()]
+        return pa.concat_tables(parts) if parts else schema.empty_table()
 
     @property
     def kept_count(self) -> int:
@@ -111,17 +119,9 @@ class DedupeResult:
 
     def kept_batches(self, max_rows: int | None = None) -> Iterator[pa.Table]:
         """The kept rows in input order, as tables of up to ``max_rows`` input rows each (default
-        ``_KEPT_BATCH_ROWS``; a batch where every row is kept is a slice of the input, not a copy); together
-        they equal :attr:`kept`."""
-        max_rows = _KEPT_BATCH_ROWS if max_rows is None else max_rows
-        if max_rows < 1:
-            raise ValueError(f"dedupe: max_rows must be >= 1, got {max_rows}")
-        for start in range(0, len(self.kept_mask), max_rows):
-            mask = self.kept_mask[start : start + max_rows]
-            if not mask.any():
-                continue
-            part = self.docs.slice(start, len(mask))
-            yield part if mask.all() else part.filter(pa.array(mask))
+        ``_KEPT_BATCH_ROWS``; fewer from a stored table, which is read ``Corpus.read_rows`` rows at a time); a
+        batch where every row is kept is not copied. Together they equal :attr:`kept`."""
+        yield from self.corpus.kept_batches(self.kept_mask, _KEPT_BATCH_ROWS if max_rows is None else max_rows)
 
 
 def _assemble(
@@ -129,15 +129,16 @@ def _assemble(
     fresh: pa.Table,
     reuse_from: np.ndarray,
     new_rows: np.ndarray,
-    docs: pa.Table,
+    current: pa.Table,
     previous_digest: str,
 ) -> pa.Table:
     """The sketches in input row order: row i is ``previous[reuse_from[i]]``, or the next row of ``fresh`` where
     ``reuse_from[i] < 0``. A refresh mostly keeps long runs of previous rows in order, so those runs are
     sliced (no copy) and only a scattered layout is gathered with ``take``. The keeper metadata is the
     current rows' (a license or domain may change without the text changing, and the keeper rule must see
-    the current values). The sketch-set digest is ``previous_digest`` (the previous sketches' own) less the
-    previous rows not reused plus the fresh ones, so only those rows' ids are hashed."""
+    the current values; ``current`` holds them, by input row). The sketch-set digest is ``previous_digest`` (the
+    previous sketches' own) less the previous rows not reused plus the fresh ones, so only those rows' ids are
+    hashed."""
     n = len(reuse_from)
     src = reuse_from.copy()
     src[new_rows] = previous.num_rows + np.arange(new_rows.size)
@@ -150,9 +151,9 @@ def _assemble(
     else:
         out = stacked.take(pa.array(src, pa.int64()))
     for name, column in (
-        ("domain", _optional_string(docs, "domain")),
-        ("license", _optional_string(docs, "license")),
-        ("capture_time", _capture_utc(docs)),
+        ("domain", _optional_string(current, "domain")),
+        ("license", _optional_string(current, "license")),
+        ("capture_time", _capture_utc(current)),
     ):
         out = out.set_column(out.schema.get_field_index(name), out.schema.field(name), column)
     meta = dict(fresh.schema.metadata or {})
@@ -170,7 +171,7 @@ def _assemble(
 
 
 def dedupe_incremental(
-    docs: pa.Table,
+    docs: CorpusInput,
     *,
     previous_sketches: pa.Table | None = None,
     previous_pairs: pa.Table | None = None,
@@ -181,11 +182,17 @@ def dedupe_incremental(
 ) -> DedupeResult:
     """Dedupe the whole corpus ``docs``, reusing an earlier run's ``sketches`` and ``verified_pairs``.
 
+    ``docs`` is an in-memory table, a committed :class:`~mixtrain.tables.StoredTable`, a sequence of them (in
+    order) or a :class:`~mixassets.engine.dedupe.corpus.Corpus`. Memory holds the text-free columns and the
+    sketches, never the texts: they are streamed back in batches to sketch (one pass, plus one over the rows
+    whose content hash a refresh must check), to verify candidate pairs (the pairs' rows only) and, by
+    :meth:`DedupeResult.kept_batches`, to write the kept rows. Row ids must be unique (:func:`check_row_ids`).
+
     A row reuses a previous sketch when its (source_id, doc_id) is unique in ``docs`` and its text and
     code/prose shingling are unchanged (content hash); every other row is sketched now. Rows of
     ``unchanged_sources`` — sources the caller knows hold exactly the documents they held when
     ``previous_sketches`` were made (the asset layer compares partition data versions) — are matched by
-    (source_id, doc_id) and shingling mode alone, without hashing their text: a refresh that adds one
+    (source_id, doc_id) and shingling mode alone, without reading their text: a refresh that adds one
     source then costs time in proportion to that source, not to the corpus. When
     ``previous_pairs`` is the verified-pairs table of the run that produced ``previous_sketches`` (checked
     by the digest in its metadata), only candidate pairs touching newly sketched rows are queried and
@@ -194,9 +201,15 @@ def dedupe_incremental(
     settings are ignored (and reported in ``stats.note``): they cannot be compared with new ones.
     """
     cfg = config or DedupeConfig()
-    _check_columns(docs)
-    n = docs.num_rows
-    codes = _in_set(docs.column("source_id"), code_sources)
+    corpus = Corpus.of(docs)
+    missing = [c for c in REQUIRED_COLUMNS if c not in corpus.column_names]
+    if missing:
+        raise ValueError(f"dedupe: input table lacks required column(s) {missing}; got {corpus.column_names}")
+    meta = corpus.metadata()
+    _check_columns(meta, [c for c in REQUIRED_COLUMNS if c != "text"])
+    check_row_ids(meta)
+    n = meta.num_rows
+    codes = _in_set(meta.column("source_id"), code_sources)
     notes: list[str] = []
     if previous_sketches is not None:
         try:
@@ -205,16 +218,16 @@ def dedupe_incremental(
             notes.append(f"previous sketches not reused: {e}")
             previous_sketches, previous_pairs = None, None
     if previous_pairs is not None:
-        meta = previous_pairs.schema.metadata or {}
-        if meta.get(_META_FINGERPRINT, b"").decode() != cfg.fingerprint():
+        pairs_meta = previous_pairs.schema.metadata or {}
+        if pairs_meta.get(_META_FINGERPRINT, b"").decode() != cfg.fingerprint():
             notes.append("previous verified pairs not reused: made with other shingling settings")
             previous_pairs = None
 
     reuse_from = np.full(n, -1, dtype=np.int64)
     known_hashes: pa.UInt64Array | None = None  # content hash by row, null where it was not needed
     if previous_sketches is not None and previous_sketches.num_rows and n:
-        ident = pc.binary_join_element_wise(docs.column("source_id"), docs.column("doc_id"), "\x1f")
-        trusted = _in_set(docs.column("source_id"), unchanged_sources)
+        ident = pc.binary_join_element_wise(meta.column("source_id"), meta.column("doc_id"), "\x1f")
+        trusted = _in_set(meta.column("source_id"), unchanged_sources)
         if trusted.any():
             prev_ident = pc.binary_join_element_wise(
                 previous_sketches.column("source_id"), previous_sketches.column("doc_id"), "\x1f"
@@ -225,11 +238,10 @@ def dedupe_incremental(
             reuse_from[trusted & same_mode] = found[trusted & same_mode]
         check = np.flatnonzero(~trusted)
         if check.size:
-            checked = docs.select(["text", "source_id", "doc_id"])
-            if check.size < n:
-                checked = checked.take(pa.array(check, pa.int64()))
-            hashes = _content_hashes(checked.column("text"), codes[check])
-            here = _row_keys(checked.column("source_id"), checked.column("doc_id"), hashes)
+            values = _corpus_hashes(corpus, ~trusted, codes)
+            at = pa.array(check, pa.int64())
+            hashes = pa.array(values[check], pa.uint64())
+            here = _row_keys(meta.column("source_id").take(at), meta.column("doc_id").take(at), hashes)
             there = _row_keys(
                 previous_sketches.column("source_id"),
                 previous_sketches.column("doc_id"),
@@ -237,12 +249,7 @@ def dedupe_incremental(
             )
             found = pc.index_in(here, value_set=there)
             reuse_from[check] = pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-            if check.size == n:
-                known_hashes = hashes
-            else:
-                values = np.zeros(n, dtype=np.uint64)
-                values[check] = hashes.to_numpy()
-                known_hashes = pa.array(values, pa.uint64(), mask=trusted)
+            known_hashes = hashes if check.size == n else pa.array(values, pa.uint64(), mask=trusted)
         counts = pc.value_counts(ident)
         repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
         if len(repeated):
@@ -250,20 +257,12 @@ def dedupe_incremental(
     new_rows = np.flatnonzero(reuse_from < 0)
     old_rows = np.flatnonzero(reuse_from >= 0)
 
-    if old_rows.size == 0:  # a full build: no row copies, the sketches are already in input order
-        sketches = sketch(docs, cfg, code_sources=code_sources, content_hashes=known_hashes).combine_chunks()
+    fresh = _sketch_rows(corpus, meta, reuse_from < 0, cfg, code_sources, known_hashes)
+    if old_rows.size == 0:  # a full build: the sketches are already in input order
+        sketches = fresh.combine_chunks()
     else:
-        # Only the columns a sketch reads are taken: taking whole rows would copy every column of the table.
-        take_new = pa.array(new_rows, pa.int64())
-        needed = [c for c in (*REQUIRED_COLUMNS, "domain", "license") if c in docs.column_names]
-        fresh = sketch(
-            docs.select(needed).take(take_new),
-            cfg,
-            code_sources=code_sources,
-            content_hashes=None if known_hashes is None else known_hashes.take(take_new),
-        )
         sketches = _assemble(
-            _reband(previous_sketches, cfg), fresh, reuse_from, new_rows, docs, _stored_sketch_set(previous_sketches)
+            _reband(previous_sketches, cfg), fresh, reuse_from, new_rows, meta, _stored_sketch_set(previous_sketches)
         )
 
     is_new = np.zeros(n, dtype=bool)
@@ -282,7 +281,7 @@ def dedupe_incremental(
     )
     want_cache = previous_pairs is not None and previous_pairs.num_rows > 0 and (len(candidates) > 0 or complete_cache)
     cached = _cached_pairs(previous_pairs, sketches) if want_cache else None
-    verified = _verify(sketches, candidates, docs.column("text"), cfg, cached)
+    verified = _verify(sketches, candidates, corpus, cfg, cached)
     if complete_cache and old_rows.size and cached is not None:
         cpos, cexact, cest = cached
         old_old = ~is_new[cpos[:, 0]] & ~is_new[cpos[:, 1]]
@@ -310,7 +309,46 @@ def dedupe_incremental(
         sketches=sketches,
         verified_pairs=verified.table(sketches, cfg),
         stats=stats,
-        docs=docs,
+        corpus=corpus,
+    )
+
+
+def _corpus_hashes(corpus: Corpus, wanted: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """The content hash of each ``wanted`` row (0 elsewhere), reading only the texts of tables that hold one."""
+    out = np.zeros(corpus.rows, dtype=np.uint64)
+    for start, texts in corpus.text_batches(wanted):
+        local = np.flatnonzero(wanted[start : start + len(texts)])
+        if local.size:
+            rows = start + local
+            out[rows] = _content_hashes(texts.take(pa.array(local, pa.int64())), codes[rows]).to_numpy()
+    return out
+
+
+def _sketch_rows(
+    corpus: Corpus,
+    meta: pa.Table,
+    wanted: np.ndarray,
+    cfg: DedupeConfig,
+    code_sources: Sequence[str] | set[str] | frozenset[str],
+    known_hashes: pa.UInt64Array | None,
+) -> pa.Table:
+    """The sketches of the ``wanted`` rows, in row order: texts are read batch by batch (only tables and parts
+    that hold a wanted row) and sketched as they come, so memory holds one batch of texts."""
+    rows = np.flatnonzero(wanted)
+    every = rows.size == len(wanted)
+    take = None if every else pa.array(rows, pa.int64())
+
+    def texts() -> Iterator[pa.Array]:
+        for start, batch in corpus.text_batches(None if every else wanted):
+            local = np.flatnonzero(wanted[start : start + len(batch)])
+            if local.size == len(batch):
+                yield batch
+            elif local.size:
+                yield batch.take(pa.array(local, pa.int64()))
+
+    hashes = known_hashes if known_hashes is None or take is None else known_hashes.take(take)
+    return sketch_streamed(
+        meta if take is None else meta.take(take), texts(), cfg, code_sources=code_sources, content_hashes=hashes
     )
 
 

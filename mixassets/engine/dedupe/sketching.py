@@ -6,13 +6,13 @@ persisted and reused; everything that reads text to make one lives here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
 
-from mixassets.engine.dedupe.config import DedupeConfig
+from mixassets.engine.dedupe.config import REQUIRED_COLUMNS, DedupeConfig
 from mixassets.engine.dedupe.digest import _with_sketch_set
 from mixassets.engine.dedupe.tables import (
     _capture_utc,
@@ -168,14 +168,31 @@ def sketch(
     Texts are read, shingled and signed a chunk at a time and each chunk's shingle sets are dropped once
     its signatures are made, so memory holds one chunk of texts and sets besides the output.
     """
-    cfg = config or DedupeConfig()
     _check_columns(docs)
+    return sketch_streamed(
+        docs, [docs.column("text")], config, code_sources=code_sources, content_hashes=content_hashes
+    )
+
+
+def sketch_streamed(
+    meta: pa.Table,
+    texts: Iterable[pa.Array | pa.ChunkedArray],
+    config: DedupeConfig | None = None,
+    *,
+    code_sources: Sequence[str] | set[str] | frozenset[str] = frozenset(),
+    content_hashes: pa.UInt64Array | pa.ChunkedArray | None = None,
+) -> pa.Table:
+    """:func:`sketch` of documents whose texts come apart from the other columns: ``meta`` holds every column
+    but ``text`` (one row per document), ``texts`` their texts in row order, in pieces of any size (a corpus read
+    back batch by batch). The output is filled piece by piece, so memory holds one piece of texts."""
+    cfg = config or DedupeConfig()
+    _check_columns(meta, [c for c in REQUIRED_COLUMNS if c != "text"])
     schema = sketch_schema(cfg)
     bands, rows = cfg.banding
-    n = docs.num_rows
+    n = meta.num_rows
     if content_hashes is not None and len(content_hashes) != n:
         raise ValueError(f"dedupe: {len(content_hashes)} content hashes given for {n} documents")
-    codes = _in_set(docs.column("source_id"), code_sources)
+    codes = _in_set(meta.column("source_id"), code_sources)
     hasher = TokenHasher()
     keys: list[bytes | None] = []
     hashes = np.empty(n, dtype=np.uint64)
@@ -183,27 +200,34 @@ def sketch(
     sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
     band = np.empty((n, bands), dtype=np.uint64)
     start = 0
-    for chunk in _text_chunks(docs.column("text")):
-        stop = start + len(chunk)
-        chunk_codes = codes[start:stop].tolist()
-        known = [None] * len(chunk) if content_hashes is None else content_hashes.slice(start, len(chunk)).to_pylist()
-        sets: list[np.ndarray] = []
-        for k, (text, code) in enumerate(zip(chunk, chunk_codes, strict=True)):
-            key, shingles = _prepare(text, code, cfg, hasher)
-            keys.append(key)
-            sets.append(shingles)
-            hashes[start + k] = _content_hash(text, code) if known[k] is None else known[k]
-        sizes[start:stop] = [s.size for s in sets]
-        sig[start:stop] = signatures(sets, cfg)
-        band[start:stop] = band_hashes(sig[start:stop], bands, rows)
-        start = stop
+    for piece in texts:
+        if start + len(piece) > n:
+            raise ValueError(f"dedupe: more texts than the {n} documents to sketch")
+        for chunk in _text_chunks(piece):
+            stop = start + len(chunk)
+            chunk_codes = codes[start:stop].tolist()
+            known = (
+                [None] * len(chunk) if content_hashes is None else content_hashes.slice(start, len(chunk)).to_pylist()
+            )
+            sets: list[np.ndarray] = []
+            for k, (text, code) in enumerate(zip(chunk, chunk_codes, strict=True)):
+                key, shingles = _prepare(text, code, cfg, hasher)
+                keys.append(key)
+                sets.append(shingles)
+                hashes[start + k] = _content_hash(text, code) if known[k] is None else known[k]
+            sizes[start:stop] = [s.size for s in sets]
+            sig[start:stop] = signatures(sets, cfg)
+            band[start:stop] = band_hashes(sig[start:stop], bands, rows)
+            start = stop
+    if start != n:
+        raise ValueError(f"dedupe: {start} texts given for {n} documents to sketch")
     band[sizes == 0] = 0  # documents without shingles are never indexed; keep their bytes deterministic
     columns = {
-        "doc_id": docs.column("doc_id").cast(pa.string()),
-        "source_id": docs.column("source_id").cast(pa.string()),
-        "domain": _optional_string(docs, "domain"),
-        "license": _optional_string(docs, "license"),
-        "capture_time": _capture_utc(docs),
+        "doc_id": meta.column("doc_id").cast(pa.string()),
+        "source_id": meta.column("source_id").cast(pa.string()),
+        "domain": _optional_string(meta, "domain"),
+        "license": _optional_string(meta, "license"),
+        "capture_time": _capture_utc(meta),
         "code": pa.array(codes, pa.bool_()),
         "content_hash": pa.array(hashes, pa.uint64()),
         "exact_key": pa.array(keys, pa.binary(16)),

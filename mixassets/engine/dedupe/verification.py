@@ -6,7 +6,7 @@ reused, when both documents are unchanged) the exact similarity.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,13 +14,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mixassets.engine.dedupe.config import _META_BANDING, _META_FINGERPRINT, _META_SKETCH_SET, DedupeConfig
+from mixassets.engine.dedupe.corpus import Corpus
 from mixassets.engine.dedupe.digest import _row_keys, _stored_sketch_set
 from mixassets.engine.dedupe.sketching import _content_hash, shingle_set
 from mixassets.engine.dedupe.tables import VERIFIED_PAIR_SCHEMA, _check_sketches, _fixed_list_numpy
 from mixassets.engine.text_norm import TokenHasher
 
 # -- verification --------------------------------------------------------------------------------------
-TextSource = pa.ChunkedArray | pa.Array | Callable[[np.ndarray], Sequence[str | None]]
+# Where verification reads texts by sketch position: a corpus (streamed), an Arrow string column aligned with the
+# sketches, or a callable taking ascending positions.
+TextSource = Corpus | pa.ChunkedArray | pa.Array | Callable[[np.ndarray], Sequence[str | None]]
+# Bytes of shingle sets a verification pass holds at once (n_shingles uint64 each plus an array header): ~25k
+# documents of ~2 KB. Pairs are verified in windows of their lower ends whose sets fit; each window reads the
+# texts it needs once, in position order, so a text is read once per window it is in.
+_HELD_SETS_BYTES = 64 << 20
+_SET_OVERHEAD_BYTES = 112
+_TAKE_TEXTS = 2048
 
 
 @dataclass(frozen=True)
@@ -108,13 +117,20 @@ def _cached_pairs(previous: pa.Table, sketches: pa.Table) -> tuple[np.ndarray, n
     return pos[keep], exact[keep], estimated[keep]
 
 
-def _texts_at(texts: TextSource, positions: np.ndarray) -> Sequence[str | None]:
+def _text_stream(texts: TextSource, positions: np.ndarray) -> Iterator[tuple[np.ndarray, Sequence[str | None]]]:
+    """The texts of ``positions`` (ascending, distinct) as ``(positions, texts)`` chunks in position order."""
+    if isinstance(texts, Corpus):
+        yield from texts.texts_at(positions)
+        return
     if callable(texts):
         got = texts(positions)
         if len(got) != len(positions):
             raise ValueError(f"dedupe: the text callable returned {len(got)} texts for {len(positions)} positions")
-        return got
-    return texts.take(pa.array(positions, pa.int64())).to_pylist()
+        yield positions, got
+        return
+    for at in range(0, len(positions), _TAKE_TEXTS):
+        chunk = positions[at : at + _TAKE_TEXTS]
+        yield chunk, texts.take(pa.array(chunk, pa.int64())).to_pylist()
 
 
 def _estimated(sig: np.ndarray, pairs: np.ndarray) -> np.ndarray:
@@ -184,21 +200,7 @@ def _verify(
         reused = int(hit.sum())
     todo = np.flatnonzero(np.isnan(exact))
     if todo.size:
-        need = np.unique(pairs[todo].reshape(-1))
-        got = _texts_at(texts, need)
-        codes_col = sketches.column("code").take(pa.array(need, pa.int64())).to_pylist()
-        hashes = sketches.column("content_hash").take(pa.array(need, pa.int64())).to_pylist()
-        hasher = TokenHasher()
-        sets: dict[int, np.ndarray] = {}
-        for pos, text, code, expected in zip(need.tolist(), got, codes_col, hashes, strict=True):
-            if _content_hash(text, code) != expected:
-                raise ValueError(
-                    f"dedupe: the text given for {sketches.column('source_id')[pos]}/"
-                    f"{sketches.column('doc_id')[pos]} (position {pos}) is not the text it was sketched from"
-                )
-            sets[pos] = shingle_set(text, code=code, config=cfg, hasher=hasher)
-        for k in todo.tolist():
-            exact[k] = _jaccard(sets[int(pairs[k, 0])], sets[int(pairs[k, 1])])
+        exact[todo] = _exact_jaccards(sketches, pairs[todo], texts, cfg)
     estimated = np.empty(0)
     if len(pairs):
         # Only the pairs' rows are converted: the whole signature column is the largest thing in memory.
@@ -206,3 +208,71 @@ def _verify(
         sig = _fixed_list_numpy(sketches.column("signature").take(pa.array(rows, pa.int64())), cfg.num_perm, np.uint32)
         estimated = _estimated(sig, local.reshape(-1, 2))
     return VerifiedPairs(pairs, exact, estimated, computed=int(todo.size), reused=reused)
+
+
+def _windows(costs: np.ndarray, budget: int) -> list[tuple[int, int]]:
+    """Consecutive ranges of items whose ``costs`` sum to at most ``budget`` (a range holds at least one item)."""
+    out, start, held = [], 0, 0
+    for k, cost in enumerate(costs.tolist()):
+        if held + cost > budget and k > start:
+            out.append((start, k))
+            start, held = k, 0
+        held += cost
+    out.append((start, len(costs)))
+    return out
+
+
+def _exact_jaccards(sketches: pa.Table, pairs: np.ndarray, texts: TextSource, cfg: DedupeConfig) -> np.ndarray:
+    """The exact shingle Jaccard of each pair, holding a bounded number of shingle sets.
+
+    Pairs are taken in windows of their lower ends (:data:`_HELD_SETS_BYTES` of their sets, known beforehand
+    from ``n_shingles``). A window streams the texts of its pairs' ends in position order: a lower end's set is
+    held until its last partner has come by; a higher end's set lives only while its pairs are computed. So the
+    usual run (one window) reads and shingles each needed text once, and memory holds the sets of the lower
+    ends still waiting for a partner plus one chunk of texts, whatever the corpus size."""
+    lo, hi = pairs.min(axis=1), pairs.max(axis=1)
+    out = np.empty(len(pairs), dtype=np.float64)
+    order = np.lexsort((hi, lo))
+    lo_sorted = lo[order]
+    firsts = np.flatnonzero(np.r_[True, lo_sorted[1:] != lo_sorted[:-1]])
+    lows = lo_sorted[firsts]
+    sizes = sketches.column("n_shingles").take(pa.array(lows, pa.int64())).to_numpy().astype(np.int64)
+    bounds = np.append(firsts, len(order))
+    hasher = TokenHasher()
+    for a, b in _windows(sizes * 8 + _SET_OVERHEAD_BYTES, _HELD_SETS_BYTES):
+        window = order[bounds[a] : bounds[b]]
+        need = np.unique(np.concatenate([lo[window], hi[window]]))
+        by_hi = window[np.argsort(hi[window], kind="stable")]
+        his = hi[by_hi].tolist()
+        lows_of = lo[by_hi].tolist()
+        last_partner: dict[int, int] = {}
+        for low, high in zip(lows_of, his, strict=True):
+            last_partner[low] = max(high, last_partner.get(low, high))
+        release: dict[int, list[int]] = {}
+        for low, high in last_partner.items():
+            release.setdefault(high, []).append(low)
+        at = pa.array(need, pa.int64())
+        codes = sketches.column("code").take(at).to_pylist()
+        hashes = sketches.column("content_hash").take(at).to_pylist()
+        held: dict[int, np.ndarray] = {}
+        seen, next_pair = 0, 0
+        for rows, got in _text_stream(texts, need):
+            for pos, text in zip(rows.tolist(), got, strict=True):
+                code, expected = codes[seen], hashes[seen]
+                seen += 1
+                if _content_hash(text, code) != expected:
+                    raise ValueError(
+                        f"dedupe: the text given for {sketches.column('source_id')[pos]}/"
+                        f"{sketches.column('doc_id')[pos]} (position {pos}) is not the text it was sketched from"
+                    )
+                shingles = shingle_set(text, code=code, config=cfg, hasher=hasher)
+                if pos in last_partner:
+                    held[pos] = shingles
+                while next_pair < len(his) and his[next_pair] == pos:
+                    out[by_hi[next_pair]] = _jaccard(held[lows_of[next_pair]], shingles)
+                    next_pair += 1
+                for low in release.pop(pos, ()):
+                    del held[low]
+        if seen != len(need):
+            raise ValueError(f"dedupe: {seen} texts were read for {len(need)} positions")
+    return out
