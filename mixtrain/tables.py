@@ -144,7 +144,8 @@ class PendingTable:
         offsets = range(0, max(table.num_rows, 1), rows_per_part)
         for index, start in enumerate(offsets):
             buf = io.BytesIO()
-            pq.write_table(table.slice(start, rows_per_part), buf, row_group_size=ROW_GROUP_ROWS, **options)
+            with pq.ParquetWriter(buf, table.schema, **options) as writer:
+                write_row_groups(writer, table.slice(start, rows_per_part))
             data = buf.getvalue()
             sha = hashlib.sha256(data).hexdigest()
             part = Part(_part_name(index, sha), min(rows_per_part, table.num_rows - start), len(data), sha)
@@ -167,6 +168,14 @@ class PendingTable:
         for name in previous - listed:  # the replaced version's parts; never an in-flight writer's unlisted ones
             (location / name).unlink(missing_ok=True)
         return stored
+
+
+def write_row_groups(writer: pq.ParquetWriter, table: pa.Table) -> None:
+    """``table`` as row groups of :data:`ROW_GROUP_ROWS` rows, each made one chunk first: the writer's encoding
+    choices (dictionary or plain) follow the chunks it is given, so a part's bytes, hence the data version,
+    would otherwise depend on how the stage happened to batch its rows."""
+    for start in range(0, table.num_rows, ROW_GROUP_ROWS):
+        writer.write_table(table.slice(start, ROW_GROUP_ROWS).combine_chunks())
 
 
 def _previous_parts(location: UPath) -> set[str]:
@@ -251,7 +260,7 @@ class TableWriter:
         rows = pa.concat_tables(self._buffer)
         whole = rows.num_rows if everything else rows.num_rows - rows.num_rows % ROW_GROUP_ROWS
         if whole:
-            self._writer.write_table(rows.slice(0, whole), row_group_size=ROW_GROUP_ROWS)
+            write_row_groups(self._writer, rows.slice(0, whole))
         rest = rows.slice(whole)
         self._buffer, self._buffered = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -55,6 +56,19 @@ def test_parts_fall_every_n_rows_whatever_the_batches_and_the_manifest_commits_t
     assert again.version == pending.version
     assert ds.dataset(stored.part_uris, format="parquet").to_table().equals(_batch(0, 10))
     assert stored.dataset().count_rows() == 10
+
+
+def test_part_bytes_do_not_depend_on_how_the_rows_were_chunked(tmp_path):
+    """Long distinct strings make the writer fall back from dictionary to plain encoding part-way through a
+    row group; where it does must follow the rows, not the chunks a stage happened to hand over."""
+    rng = random.Random(0)
+    texts = ["".join(rng.choices("abcdefghij ", k=900)) for _ in range(3_000)]
+    table = pa.table({"a": list(range(3_000)), "s": texts}, SCHEMA)
+    small = TableWriter(UPath(tmp_path) / "small", SCHEMA).write_all(table.to_batches(max_chunksize=7))
+    whole = TableWriter(UPath(tmp_path) / "whole", SCHEMA).write_all([table])
+    assert (
+        small.version == whole.version == PendingTable.of(pa.concat_tables([table.slice(0, 5), table.slice(5)])).version
+    )
 
 
 def test_in_memory_table_and_empty_table_round_trip(tmp_path):
