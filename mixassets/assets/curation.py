@@ -92,21 +92,32 @@ def _previous(path: UPath) -> pa.Table | None:
     deps=["dedupe_spec"],
     group_name="curation",
 )
-def deduplicated_corpus(context: AssetExecutionContext, project: ProjectResource, source_manifest: pa.Table):
+def deduplicated_corpus(
+    context: AssetExecutionContext, project: ProjectResource, compute: ComputeResource, source_manifest: pa.Table
+):
+    """Locally a refresh reuses the previous sketches and verified pairs; on Ray it is a full build (same
+    result). Either way only ids and sketches are held here, and the kept rows stream from the gated parts."""
     proj = project.load()
     corpus = _gated_corpus(proj.storage_root, source_manifest)
     config, trust, code = dedupe_config(proj)
     previous = _previous(asset_path(proj.storage_root, "dedupe_index"))
     versions = gated_versions(source_manifest)
-    result = dedupe_incremental(
-        corpus,
-        previous_sketches=previous,
-        previous_pairs=_previous(asset_path(proj.storage_root, "dedupe_pairs")),
-        config=config,
-        trust=trust,
-        code_sources=code,
-        unchanged_sources=(unchanged := unchanged_sources(previous, versions)),
-    )
+    unchanged = unchanged_sources(previous, versions)
+    if compute.is_ray:
+        from mixassets.engine.distributed.dedupe import dedupe_corpus_ray
+
+        parts = compute.partitions()
+        result = dedupe_corpus_ray(corpus, config=config, trust=trust, code_sources=code, num_partitions=parts)
+    else:
+        result = dedupe_incremental(
+            corpus,
+            previous_sketches=previous,
+            previous_pairs=_previous(asset_path(proj.storage_root, "dedupe_pairs")),
+            config=config,
+            trust=trust,
+            code_sources=code,
+            unchanged_sources=unchanged,
+        )
     # The gated versions the sketches were made from: next time, sources still at these versions skip hashing.
     sketches = with_sketched_versions(result.sketches, versions)
     # The kept rows are read back from the gated partitions batch by batch and streamed into parts.

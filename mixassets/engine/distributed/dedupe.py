@@ -24,8 +24,9 @@ depends on block order or on Python's per-process ``hash()``: every grouping key
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -33,7 +34,9 @@ import pyarrow.compute as pc
 
 from mixassets.engine.dedupe.bands import pairs_in_runs
 from mixassets.engine.dedupe.config import _META_BANDING, _META_FINGERPRINT, _META_SKETCH_SET, DedupeConfig
+from mixassets.engine.dedupe.corpus import Corpus
 from mixassets.engine.dedupe.digest import _with_sketch_set
+from mixassets.engine.dedupe.incremental import DedupeResult, DedupeStats
 from mixassets.engine.dedupe.keepers import _keeper_positions
 from mixassets.engine.dedupe.resolution import _cluster_rows, _thresholds, resolve_walk
 from mixassets.engine.dedupe.sketching import shingle_set, signatures, sketch
@@ -360,3 +363,35 @@ def dedupe_ray(
 def _keep(batch: pa.Table, ref) -> pa.Table:
     dropped = broadcast_get(ref)
     return batch.filter(pa.array(~np.isin(batch.column(POS).to_numpy(), dropped)))
+
+
+def dedupe_corpus_ray(
+    tables: Sequence[Any],
+    *,
+    config: DedupeConfig | None = None,
+    trust: Mapping[str, int] | None = None,
+    code_sources: Collection[str] = frozenset(),
+    num_partitions: int | None = None,
+) -> DedupeResult:
+    """A full build on Ray of a stored corpus (committed tables, in order), as the local engine's
+    :class:`~mixassets.engine.dedupe.DedupeResult`: the workers read the tables' parts and decide, and the kept
+    rows are read back from the same tables by the caller (``kept_batches``), so no text reaches the driver.
+    Ray reuses nothing from an earlier run (no incremental refresh yet): the stats say so."""
+    corpus = Corpus.of(list(tables))
+    paths = [uri for table in corpus.tables for uri in table.part_uris]
+    out = dedupe_ray(
+        paths, config=config, trust=trust, code_sources=code_sources, num_partitions=num_partitions, collect_kept=False
+    )
+    kept_mask = np.ones(corpus.rows, dtype=bool)
+    kept_mask[out.dropped] = False
+    stats = DedupeStats(
+        documents=corpus.rows,
+        sketched=corpus.rows,
+        sketches_reused=0,
+        candidate_pairs=out.candidate_pairs,
+        pairs_verified=out.verified_pairs.num_rows,
+        pairs_reused=0,
+        incremental=False,
+        note="full build on Ray (earlier sketches and pairs are not reused there)",
+    )
+    return DedupeResult(kept_mask, out.clusters, out.sketches, out.verified_pairs, stats, corpus)
