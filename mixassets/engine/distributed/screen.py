@@ -122,7 +122,8 @@ def screen_ray(
     dirty = marked.filter(hit).select(schema.names).cast(schema)
     findings = findings.select(FINDING_SCHEMA.names).cast(FINDING_SCHEMA)
     report = contamination_report(findings, items, config=config, unscreenable=index.unscreenable)
-    return ScreenResult(clean, dirty, findings, report, item_leaks(findings))
+    summary = ScreenSummary(findings, report, item_leaks(findings), clean.num_rows + dirty.num_rows, dirty.num_rows)
+    return ScreenResult(clean, dirty, summary)
 
 
 @lru_cache(maxsize=2)
