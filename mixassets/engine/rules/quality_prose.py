@@ -201,9 +201,18 @@ class TopNgramRule(ProseRule):
         limits = ctx.gating.quality.max_top_ngram_char_fraction
         ws = [w.lower() for w in split_words(text)]
         total = sum(map(len, ws))
+        heaviest: int | None = None  # the most characters one word covers with all its occurrences
         for n in sorted(limits):
             if len(ws) < n * 2 or not total:
                 continue
+            if n >= 1:
+                # An n-gram occurs at most as often as each of its words, so its count times its characters is at
+                # most n * heaviest: when that bound is within the limit, so is the top n-gram, and counting the
+                # n-grams (most of this rule's time) can be skipped.
+                if heaviest is None:
+                    heaviest = max(c * len(w) for w, c in Counter(ws).items())
+                if n * heaviest / total <= limits[n]:
+                    continue
             counts = Counter(zip(*(ws[i:] for i in range(n)), strict=False))
             gram, count = max(counts.items(), key=lambda kv: kv[1])
             if count < 2:
