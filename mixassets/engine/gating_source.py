@@ -154,11 +154,9 @@ def gate_source(
         sink = ReviewingSink(tally, overrides)
         sink.write(DOCUMENT_SCHEMA.empty_table(), rejects, DECISION_SCHEMA.empty_table())  # unreadable: held
         gate_counts = gate_stream(batches, spec, forbidden_tags=forbidden_tags, sink=sink)
-        with _open(raw) as f:
-            raw_reviewed = pq.read_table(f, filters=pc.field("doc_id").isin(sink.reviewed_ids))
+        raw_reviewed = _read_rows(raw, pc.field("doc_id").isin(sink.reviewed_ids))
         review_stats, agreement = sink.finish(raw_reviewed)
-    with _open(raw) as f:
-        raw_ids = pq.read_table(f, columns=["doc_id"]).column("doc_id")
+    raw_ids = _read_rows(raw, None, columns=["doc_id"]).column("doc_id")
     counts = {"ingested": len(raw_ids) + rejects.num_rows, **tally.outcome_counts()}
     accepted = tally.accepted
     metrics: dict[str, int | float] = {k: v for k, v in gate_counts.items() if k not in counts}
@@ -179,6 +177,21 @@ def gate_source(
 
 def _open(path: str | Openable) -> IO[bytes]:
     return open(path, "rb") if isinstance(path, str) else path.open("rb")
+
+
+def _read_rows(path: str | Openable, where: pc.Expression | None, columns: list[str] | None = None) -> pa.Table:
+    """The rows of a Parquet file that satisfy ``where`` (all when None), read row group by row group without
+    pre-buffering (see ``parquet_batches``), so memory holds what is kept and one row group, not the file."""
+    with _open(path) as f:
+        parquet = pq.ParquetFile(f, pre_buffer=False)
+        schema = (
+            parquet.schema_arrow if columns is None else pa.schema([parquet.schema_arrow.field(c) for c in columns])
+        )
+        kept = [schema.empty_table()]
+        for group in range(parquet.num_row_groups):
+            table = parquet.read_row_group(group, columns=columns, use_threads=False)
+            kept.append(table if where is None else table.filter(where))
+    return pa.concat_tables(kept).combine_chunks()
 
 
 def _count_absent(ids: pa.ChunkedArray, others: pa.ChunkedArray) -> int:
