@@ -234,6 +234,9 @@ def _apply_rules(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> _Ru
         still: list[int] = []
         restripped: list[int] = []
         for idx, outcomes in zip(alive, results, strict=True):
+            if not outcomes:  # nothing to log, count, hold or edit
+                still.append(idx)
+                continue
             tagged = [(rid, o) for o in outcomes if (rid := o.rule_id or rule.id) not in disabled]
             spans = [_span_to_original(o.span, removed.get(idx)) if o.span else None for _, o in tagged]
             for (rule_id, o), span in zip(tagged, spans, strict=True):
