@@ -11,7 +11,7 @@ are normal, and assistants answer with code; those measures describe web-page la
 
 from __future__ import annotations
 
-import itertools
+import operator
 import re
 from abc import abstractmethod
 from collections import Counter
@@ -203,30 +203,30 @@ class TopNgramRule(ProseRule):
         ws = [w.lower() for w in split_words(text)]
         total = sum(map(len, ws))
         heaviest: int | None = None  # the most characters one word covers with all its occurrences
-        bigrams: Counter[tuple[str, ...]] | None = None
+        heaviest_pair: int | None = None  # the same for two adjacent words, as one string
         for n in sorted(limits):
             if len(ws) < n * 2 or not total:
                 continue
             if n >= 1:
                 # Counting the n-grams is most of this rule's time; skip it when a bound on the top n-gram's
                 # covered characters (count x characters) is within the limit. An n-gram occurs at most as often
-                # as each word and each bigram inside it, so that product is at most n * (the heaviest word's
-                # count x characters), and for n >= 3 at most (n // 2) * the heaviest bigram's + (n % 2) * the
-                # heaviest word's. The bounds are integers and the division by ``total`` is the rule's own, so
-                # a bound within the limit puts the rule's value within it too.
+                # as each word and each pair of adjacent words inside it, so that product is at most n * (the
+                # heaviest word's count x characters), and for n >= 3 at most (n // 2) * the heaviest pair's +
+                # (n % 2) * the heaviest word's. Pairs are counted as concatenated strings, which can only merge
+                # pairs and so raise the bound. The bounds are integers and the division by ``total`` is the
+                # rule's own, so a bound within the limit puts the rule's value within it too.
                 if heaviest is None:
-                    heaviest = max(c * len(w) for w, c in Counter(ws).items())
+                    words_count = Counter(ws)
+                    heaviest = max(map(operator.mul, words_count.values(), map(len, words_count)))
                 if n * heaviest / total <= limits[n]:
                     continue
                 if n >= 3:
-                    if bigrams is None:
-                        bigrams = Counter(itertools.pairwise(ws))
-                    heaviest_bigram = max(c * (len(a) + len(b)) for (a, b), c in bigrams.items())
-                    if ((n // 2) * heaviest_bigram + (n % 2) * heaviest) / total <= limits[n]:
+                    if heaviest_pair is None:
+                        pairs = Counter(map(operator.add, ws, ws[1:]))
+                        heaviest_pair = max(map(operator.mul, pairs.values(), map(len, pairs)))
+                    if ((n // 2) * heaviest_pair + (n % 2) * heaviest) / total <= limits[n]:
                         continue
             counts = Counter(zip(*(ws[i:] for i in range(n)), strict=False))
-            if n == 2:
-                bigrams = counts
             gram, count = max(counts.items(), key=lambda kv: kv[1])
             if count < 2:
                 continue
