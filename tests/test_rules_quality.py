@@ -393,3 +393,24 @@ def test_top_ngram_bounds_give_the_counted_outcome(limits: dict[int, float]) -> 
     ctx = GateContext(spec=spec)
     rule = TopNgramRule()
     assert [rule.check(t, ctx) for t in texts] == [_top_ngram_reference(t, limits) for t in texts]
+
+
+def test_text_helpers_are_their_comprehensions() -> None:
+    """``words`` and ``nonblank_lines`` run as C loops; they must give what the plain comprehensions give."""
+    import random
+
+    from mixassets.engine.rules import base
+
+    rng = random.Random(1)
+    alphabet = ' \t\n\r\x0b\x0c\x1c\x85\u2028\u3000\u00a0ab.,!?"\u201c\u201d\u2026\u2014-\u00e9\U0001f600\ud800'
+    texts = [
+        "",
+        " ",
+        "\r\n",
+        "word",
+        "x" * 10_000,
+        *("".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60))) for _ in range(5000)),
+    ]
+    for text in texts:
+        assert base.words(text) == [s for tok in text.split() if (s := tok.strip(base._PUNCT))]
+        assert base.nonblank_lines(text) == [s for line in text.splitlines() if (s := line.strip())]

@@ -200,7 +200,7 @@ class TopNgramRule(ProseRule):
 
     def check(self, text: str, ctx: GateContext) -> DocOutcomes:
         limits = ctx.gating.quality.max_top_ngram_char_fraction
-        ws = [w.lower() for w in split_words(text)]
+        ws = list(map(str.lower, split_words(text)))
         total = sum(map(len, ws))
         heaviest: int | None = None  # the most characters one word covers with all its occurrences
         heaviest_pair: int | None = None  # the same for two adjacent words, as one string
@@ -227,7 +227,7 @@ class TopNgramRule(ProseRule):
                     if ((n // 2) * heaviest_pair + (n % 2) * heaviest) / total <= limits[n]:
                         continue
             counts = Counter(zip(*(ws[i:] for i in range(n)), strict=False))
-            gram, count = max(counts.items(), key=lambda kv: kv[1])
+            gram, count = max(counts.items(), key=operator.itemgetter(1))  # the first of the most frequent
             if count < 2:
                 continue
             value = count * sum(map(len, gram)) / total
