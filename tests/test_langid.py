@@ -113,3 +113,17 @@ def test_lanes_warm_up_longer_than_the_automaton_is_deep():
     from mixassets.engine import langid
 
     assert langid._get_walk().depth() <= langid.WARM_BYTES
+
+
+def test_sort_pairs_packed_and_lexsorted_agree():
+    import numpy as np
+
+    from mixassets.engine.langid import _sort_pairs
+
+    rng = np.random.default_rng(0)
+    major, minor = rng.integers(0, 1_000, 5_000), rng.integers(0, 50, 5_000)
+    packed = _sort_pairs(major, minor, 1_000, 50)
+    lexsorted = _sort_pairs(major, minor, 1 << 62, 50)  # too wide to pack
+    order = sorted(zip(major.tolist(), minor.tolist(), strict=True))
+    for got in (packed, lexsorted):
+        assert list(zip(got[0].tolist(), got[1].tolist(), strict=True)) == order

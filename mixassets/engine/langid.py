@@ -140,17 +140,28 @@ def _feature_counts(encoded: list[bytes]) -> list[tuple[np.ndarray, np.ndarray]]
     key = (np.searchsorted(doc_start, pos, side="right") - 1) * n_features + feat
     # Group the emissions by (document, feature); each group's first position orders the groups as a
     # Counter's keys would be: by document (positions grow with the document), then by first emission.
-    by_key = np.argsort(key)
-    key, pos = key[by_key], pos[by_key]
+    # Sorting one packed integer (key, then position) is faster than an argsort and two gathers.
+    key, pos = _sort_pairs(key, pos, len(encoded) * n_features, len(buf))
     starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]])) if len(key) else np.empty(0, np.int64)
     counts = np.diff(np.append(starts, len(key)))
-    first = np.minimum.reduceat(pos, starts) if len(key) else np.empty(0, dtype=np.int64)
-    emitted_order = np.argsort(first)
-    keys, counts = key[starts][emitted_order], counts[emitted_order]
+    _, group = _sort_pairs(pos[starts], np.arange(len(starts)), len(buf), len(starts))
+    keys, counts = key[starts][group], counts[group]
     key_doc = keys // n_features
     bounds = np.searchsorted(key_doc, np.arange(len(encoded) + 1))
     key_feat = keys - key_doc * n_features
     return [(key_feat[a:b], counts[a:b]) for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
+
+
+def _sort_pairs(
+    major: np.ndarray, minor: np.ndarray, major_bound: int, minor_bound: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(major, minor)`` pairs of non-negative integers below the bounds, sorted by major then minor."""
+    shift = max(int(minor_bound).bit_length(), 1)
+    if int(major_bound).bit_length() + shift <= 63:
+        packed = np.sort((major.astype(np.int64) << shift) | minor.astype(np.int64))
+        return packed >> shift, packed & ((1 << shift) - 1)
+    order = np.lexsort((minor, major))
+    return major[order], minor[order]
 
 
 def _classify(
