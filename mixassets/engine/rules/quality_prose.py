@@ -211,7 +211,7 @@ class TopNgramRule(ProseRule):
                 # Counting the n-grams is most of this rule's time; skip it when a bound on the top n-gram's
                 # covered characters (count x characters) is within the limit. An n-gram occurs at most as often
                 # as each word and each pair of adjacent words inside it, so that product is at most n * (the
-                # heaviest word's count x characters), and for n >= 3 at most (n // 2) * the heaviest pair's +
+                # heaviest word's count x characters), and for n >= 2 at most (n // 2) * the heaviest pair's +
                 # (n % 2) * the heaviest word's. Pairs are counted as concatenated strings, which can only merge
                 # pairs and so raise the bound. The bounds are integers and the division by ``total`` is the
                 # rule's own, so a bound within the limit puts the rule's value within it too.
@@ -220,7 +220,7 @@ class TopNgramRule(ProseRule):
                     heaviest = max(map(operator.mul, words_count.values(), map(len, words_count)))
                 if n * heaviest / total <= limits[n]:
                     continue
-                if n >= 3:
+                if n >= 2:
                     if heaviest_pair is None:
                         pairs = Counter(map(operator.add, ws, ws[1:]))
                         heaviest_pair = max(map(operator.mul, pairs.values(), map(len, pairs)))
