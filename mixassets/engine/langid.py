@@ -51,7 +51,7 @@ def detect_language(text: str) -> tuple[str, float]:
 # short one; shorter lanes mean more of them per step and fewer steps.
 _LANE_BYTES = 256
 # Bytes walked together: bounds the walk's arrays (about 40 bytes per byte of text) whatever the batch size.
-_WALK_BYTES = 1 << 20
+_WALK_BYTES = 1 << 18
 
 
 # Bytes a lane re-reads before its own: at least the automaton's depth, the longest byte string one of its
