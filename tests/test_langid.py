@@ -37,3 +37,93 @@ def test_longer_text_is_more_confident_than_a_fragment():
     _, short = detect_language("Le comité")
     _, long = detect_language(SAMPLES["fr"])
     assert long > short
+
+
+# Edge cases for the batched walk: empty, no letters, upper case (lowered), CRLF, emoji, combining marks (NFC),
+# a lone surrogate (encoded with surrogatepass), lanes cut inside a multi-byte character, and long lines.
+EDGE_TEXTS = [
+    "",
+    "a",
+    "  12 345 -- ()",
+    "HELLO WORLD, THIS TEXT IS ALL UPPER CASE AND SHOULD BE LOWERED FIRST",
+    "Line one.\r\nLine two.\r\n",
+    "Emoji 😀🎉 between words 🍎 and more words after them 🏆",
+    "Cafe\u0301 au lait, cre\u0300me bru\u0302le\u0301e",
+    "lone \ud800 surrogate in text",
+    "é" * 300 + " ü" * 200,
+    "日本語のテキストと English words mixed 中文 " * 20,
+    "x" * 5_000 + " the end of a very long line",
+    *SAMPLES.values(),
+]
+
+
+def _reference(text: str) -> tuple[str, float]:
+    """py3langid's own per-document classify, as ``detect_language`` calls it."""
+    from mixassets.engine.langid import _get
+
+    if not any(ch.isalpha() for ch in text):
+        return UNKNOWN, 0.0
+    lang, conf = _get().classify(text)
+    return str(lang), min(1.0, max(0.0, float(conf)))
+
+
+def test_batched_detection_is_the_per_document_detection():
+    import random
+
+    from mixassets.engine import langid
+
+    rng = random.Random(0)
+    words = [
+        "the",
+        "committee",
+        "met",
+        "on",
+        "tuesday",
+        "der",
+        "vorstand",
+        "traf",
+        "sich",
+        "le",
+        "comité",
+        "réuni",
+        "mardi",
+        "😀",
+        "☃",
+        "12",
+        "δ",
+        "ж",
+        "中",
+    ]
+    generated = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 400))) for _ in range(200)]
+    texts = EDGE_TEXTS + generated
+    assert langid.detect_languages(texts) == [_reference(t) for t in texts]
+    assert [detect_language(t) for t in texts] == [_reference(t) for t in texts]
+
+
+def test_batched_detection_with_small_walks_and_lanes(monkeypatch):
+    from mixassets.engine import langid
+
+    monkeypatch.setattr(langid, "_LANE_BYTES", 7)
+    monkeypatch.setattr(langid, "_WALK_BYTES", 300)
+    assert langid.detect_languages(EDGE_TEXTS) == [_reference(t) for t in EDGE_TEXTS]
+    assert langid.detect_languages([]) == []
+
+
+def test_lanes_warm_up_longer_than_the_automaton_is_deep():
+    from mixassets.engine import langid
+
+    assert langid._get_walk().depth() <= langid.WARM_BYTES
+
+
+def test_sort_pairs_packed_and_lexsorted_agree():
+    import numpy as np
+
+    from mixassets.engine.langid import _sort_pairs
+
+    rng = np.random.default_rng(0)
+    major, minor = rng.integers(0, 1_000, 5_000), rng.integers(0, 50, 5_000)
+    packed = _sort_pairs(major, minor, 1_000, 50)
+    lexsorted = _sort_pairs(major, minor, 1 << 62, 50)  # too wide to pack
+    order = sorted(zip(major.tolist(), minor.tolist(), strict=True))
+    for got in (packed, lexsorted):
+        assert list(zip(got[0].tolist(), got[1].tolist(), strict=True)) == order

@@ -153,3 +153,63 @@ def test_long_mixed_text_keeps_types_apart():
     redacted = redact(text, hits)
     for raw in ("4444", "GB82", "OPENSSH", "219-09", "ops@"):
         assert raw not in redacted
+
+
+PREFILTER_TEXTS = [
+    "",
+    "no personal data here at all, just words",
+    "mail jane.doe@example.com or +1 (415) 555-0132 today",
+    "call +683 4002 or 011 683 4002 or 683 4002 or +43 1234 now",
+    "fullwidth \uff0b\uff14\uff14 \uff12\uff10 \uff17\uff19\uff14\uff16 and arabic-indic "
+    "\u0664\u0661\u0665\u0665\u0665\u0665\u0660\u0661\u0663\u0662",
+    "Decimal('31.01875') is a Canadian 310 number to phonenumbers",
+    "card 4111 1111 1111 1111 and 4111-1111-1111-1111 and 4111111111111111",
+    "ssn 123-45-6789, iban GB82 WEST 1234 5698 7654 32 and DE89370400440532013000",
+    "ip 192.168.0.1 and 2001:db8::8a2e:370:7334 and fe80::1",
+    "key AKIAIOSFODNN7EXAMPLE, \u017fecret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY ghp_" + "a" * 36,
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n",
+    "phone 1x2x3x4x5x6x7x8x9x0 and 415.555.0132 ext. 12 and 1-800-FLOWERS and (415)5550132",
+    "emoji 😀 +1 415 555 0132 😀\r\nCRLF line 020 7946 0958\r\n",
+    "dates 12/05/2021 and times 10:30:00 and versions 1.2.3.4.5",
+]
+
+
+def test_prefiltered_detection_is_full_detection():
+    import random
+
+    import pyarrow as pa
+
+    from mixassets.engine.pii import DETECTORS, find_pii, possible_detectors
+
+    rng = random.Random(0)
+    alphabet = "0123456789 +-().x@:/ab\u0663\uff14"
+    generated = ["".join(rng.choice(alphabet) for _ in range(rng.randint(5, 60))) for _ in range(2000)]
+    texts = PREFILTER_TEXTS + generated
+    possible = possible_detectors(pa.array(texts))
+    assert all(d <= frozenset(DETECTORS) for d in possible)
+    assert [find_pii(t, detectors=d) for t, d in zip(texts, possible, strict=True)] == [find_pii(t) for t in texts]
+    assert possible[1] == frozenset()  # and it does rule detectors out
+
+
+def test_phone_prefilter_minimums_hold_in_the_metadata():
+    """The digit counts the phone prefilter relies on (see ``mixassets.engine.pii``)."""
+    import phonenumbers
+
+    def lengths(md):
+        descs = (md.general_desc, md.fixed_line, md.mobile, md.toll_free, md.premium_rate, md.shared_cost,
+                 md.personal_number, md.voip, md.pager, md.uan, md.voicemail)  # fmt: skip
+        return [n for d in descs if d is not None for n in (d.possible_length or ()) if n > 0]
+
+    metas = [
+        (md.country_code, lengths(md))
+        for md in map(phonenumbers.PhoneMetadata.metadata_for_region, phonenumbers.SUPPORTED_REGIONS)
+    ]
+    metas += [
+        (cc, lengths(phonenumbers.PhoneMetadata.metadata_for_nongeo_region(cc)))
+        for cc in phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS
+    ]
+    assert min(min(ls) for _, ls in metas if ls) >= 4
+    assert min(len(str(cc)) + min(ls) for cc, ls in metas if ls) >= 6
+    assert phonenumbers.PhoneMetadata.metadata_for_region("US").international_prefix == "011"
+    assert min(min(ls) for cc, ls in metas if cc == 1 and ls) >= 7

@@ -215,3 +215,70 @@ def test_fsspec_urls_are_read() -> None:
     assert docs.column("locator").to_pylist() == ["data/m.jsonl:1"]
     assert bad.column("locator").to_pylist() == ["data/m.jsonl:2"]
     fs.rm("/mixtrain-test", recursive=True)
+
+
+def test_iter_source_reads_in_bounded_batches_and_loses_nothing(tmp_path: Path) -> None:
+    from mixassets.engine.readers import iter_source
+
+    d = tmp_path / "data"
+    lines = [json.dumps({"text": f"record {i}"}).encode() for i in range(7)]
+    lines[3] = b'{"text": "trunc'
+    lines[5] = b'{"text": "bad \xff byte"}'
+    _write_jsonl(d / "a.jsonl", lines)
+    _write_jsonl(d / "b.jsonl", [json.dumps({"text": "b zero"}).encode(), b"", json.dumps({"text": "b two"}).encode()])
+    paths = [str(d / "a.jsonl"), str(d / "b.jsonl")]
+    batches = list(iter_source(_spec(), paths, base=str(tmp_path), capture_time=T0, batch_rows=3))
+    assert [docs.num_rows + bad.num_rows for docs, bad in batches] == [3, 3, 3]
+    docs = pa.concat_tables([b[0] for b in batches])
+    bad = pa.concat_tables([b[1] for b in batches])
+    assert docs.column("locator").to_pylist() == [
+        *(f"data/a.jsonl:{i}" for i in (1, 2, 3, 5, 7)),
+        "data/b.jsonl:1",
+        "data/b.jsonl:3",
+    ]
+    assert bad.column("locator").to_pylist() == ["data/a.jsonl:4", "data/a.jsonl:6"]
+    assert bad.column("reason")[0].as_py().startswith("data/a.jsonl:4: not valid JSON")
+    whole_docs, whole_bad = read_source(_spec(), paths, base=str(tmp_path), capture_time=T0)
+    assert whole_docs.equals(docs.combine_chunks()) and whole_bad.equals(bad.combine_chunks())
+
+
+def test_parquet_is_read_row_group_by_row_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mixassets.engine import readers
+
+    monkeypatch.setattr(readers, "PARQUET_BATCH_ROWS", 2)
+    (tmp_path / "data").mkdir()
+    p = tmp_path / "data" / "t.parquet"
+    values = [f"row {i}" if i % 4 else None for i in range(10)]
+    pq.write_table(pa.table({"text": values, "other": list(range(10))}), p, row_group_size=3)
+    batches = list(
+        readers.iter_source(_spec(format="parquet"), [str(p)], base=str(tmp_path), capture_time=T0, batch_rows=4)
+    )
+    assert [d.num_rows + b.num_rows for d, b in batches] == [4, 4, 2]
+    docs = pa.concat_tables([d for d, _ in batches])
+    bad = pa.concat_tables([b for _, b in batches])
+    assert docs.column("text").to_pylist() == [v for v in values if v is not None]
+    assert bad.column("locator").to_pylist() == [f"data/t.parquet#row={i}" for i in (0, 4, 8)]
+
+
+def test_parquet_failing_part_way_keeps_what_was_read_and_quarantines_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mixassets.engine import readers
+
+    (tmp_path / "data").mkdir()
+    p = tmp_path / "data" / "t.parquet"
+    values = [f"row {i}" for i in range(6)]
+    pq.write_table(pa.table({"text": values}), p, row_group_size=3)
+    real = pq.ParquetFile.iter_batches
+
+    def failing(self: pq.ParquetFile, *args: object, **kwargs: object):  # a corrupt second row group
+        batches = real(self, *args, **kwargs)
+        yield next(batches)
+        raise OSError("Corrupt snappy compressed data.")
+
+    monkeypatch.setattr(readers, "PARQUET_BATCH_ROWS", 3)
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", failing)
+    docs, bad = read_source(_spec(format="parquet"), [str(p)], base=str(tmp_path), capture_time=T0)
+    assert docs.column("text").to_pylist() == values[:3]
+    assert bad.column("locator").to_pylist() == [f"data/t.parquet#row={i}" for i in range(3, 6)]
+    assert "Parquet read failed from row 3 on: Corrupt snappy" in bad.column("reason")[0].as_py()

@@ -346,3 +346,71 @@ def test_runner_metrics() -> None:
     from mixassets.engine.pii import PII_TYPES
 
     assert all(f"pii_hits_{t.lower()}" in c for t in PII_TYPES)
+
+
+def _top_ngram_reference(text: str, limits: dict[int, float]) -> list[Any]:
+    """The top n-gram rule counted for every n, as it was before its bounds."""
+    from collections import Counter
+
+    from mixassets.engine.rules.base import Outcome, words
+
+    ws = [w.lower() for w in words(text)]
+    total = sum(map(len, ws))
+    for n in sorted(limits):
+        if len(ws) < n * 2 or not total:
+            continue
+        counts = Counter(zip(*(ws[i:] for i in range(n)), strict=False))
+        gram, count = max(counts.items(), key=lambda kv: kv[1])
+        if count < 2:
+            continue
+        value = count * sum(map(len, gram)) / total
+        if value > limits[n]:
+            reason = f"top {n}-gram {' '.join(gram)!r} x{count} covers {value:.2f} of characters > {limits[n]}"
+            return [Outcome("quarantine", reason)]
+    return []
+
+
+@pytest.mark.parametrize(
+    "limits", [{2: 0.2, 3: 0.18, 4: 0.16}, {1: 0.05, 2: 0.02, 3: 0.3, 5: 0.01}, {3: 0.0, 4: 0.1}, {2: 1.0}]
+)
+def test_top_ngram_bounds_give_the_counted_outcome(limits: dict[int, float]) -> None:
+    import random
+
+    from mixassets.engine.rules.base import GateContext
+    from mixassets.engine.rules.quality_prose import TopNgramRule
+
+    rng = random.Random(0)
+    vocab = ["the", "of", "a", "click", "here", "to", "buy", "now", "É", "😀", "...", "straße", "X-Y", "—"]
+    texts = ["", "one", "a a", "a a a a a a a a", "Click here to buy now! " * 12, "\r\n".join(["same line"] * 9)]
+    texts += [
+        " ".join(rng.choice(vocab[: rng.randint(2, len(vocab))]) for _ in range(rng.randint(0, 120)))
+        for _ in range(400)
+    ]
+    spec = SourceSpec.model_validate(
+        {"id": "s", "path": "s.jsonl", "format": "jsonl", "license": "MIT",
+         "gating": {"quality": {"max_top_ngram_char_fraction": limits}}}
+    )  # fmt: skip
+    ctx = GateContext(spec=spec)
+    rule = TopNgramRule()
+    assert [rule.check(t, ctx) for t in texts] == [_top_ngram_reference(t, limits) for t in texts]
+
+
+def test_text_helpers_are_their_comprehensions() -> None:
+    """``words`` and ``nonblank_lines`` run as C loops; they must give what the plain comprehensions give."""
+    import random
+
+    from mixassets.engine.rules import base
+
+    rng = random.Random(1)
+    alphabet = ' \t\n\r\x0b\x0c\x1c\x85\u2028\u3000\u00a0ab.,!?"\u201c\u201d\u2026\u2014-\u00e9\U0001f600\ud800'
+    texts = [
+        "",
+        " ",
+        "\r\n",
+        "word",
+        "x" * 10_000,
+        *("".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60))) for _ in range(5000)),
+    ]
+    for text in texts:
+        assert base.words(text) == [s for tok in text.split() if (s := tok.strip(base._PUNCT))]
+        assert base.nonblank_lines(text) == [s for line in text.splitlines() if (s := line.strip())]

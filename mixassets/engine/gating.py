@@ -30,7 +30,7 @@ from typing import Any
 import pyarrow as pa
 
 from mixassets.engine import chat
-from mixassets.engine.pii import PII_TYPES, find_pii, redact
+from mixassets.engine.pii import PII_TYPES, find_pii, possible_detectors, redact
 from mixassets.engine.rules import BLOCKING_ACTIONS, CHAT_JOINER, GateContext, Outcome, Rule, pii_rule_id, rules_for
 from mixassets.engine.rules.language import OBSERVATION as LANGUAGE_OBSERVATION
 from mixassets.engine.rules.language import UNDETERMINED
@@ -236,6 +236,9 @@ def _apply_rules(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> _Ru
         still: list[int] = []
         restripped: list[int] = []
         for idx, outcomes in zip(alive, results, strict=True):
+            if not outcomes:  # nothing to log, count, hold or edit
+                still.append(idx)
+                continue
             tagged = [(rid, o) for o in outcomes if (rid := o.rule_id or rule.id) not in disabled]
             spans = [_span_to_original(o.span, removed.get(idx)) if o.span else None for _, o in tagged]
             for (rule_id, o), span in zip(tagged, spans, strict=True):
@@ -335,6 +338,7 @@ def _quarantine_table(docs: pa.Table, held: dict[int, _Held]) -> pa.Table:
     order = sorted(held)
     sub = _take(docs, order)
     texts = sub.column("text").to_pylist()
+    possible = possible_detectors(sub.column("text"))
     rows: dict[str, list[Any]] = {
         "doc_id": sub.column("doc_id").to_pylist(),
         "source_id": sub.column("source_id").to_pylist(),
@@ -342,7 +346,10 @@ def _quarantine_table(docs: pa.Table, held: dict[int, _Held]) -> pa.Table:
         "disposition": [held[i].disposition for i in order],
         "rule_id": [held[i].rule_id for i in order],
         "reason": [held[i].reason for i in order],
-        "text": [None if t is None else redact(t, find_pii(t)) for t in texts],
+        "text": [
+            None if t is None else redact(t, find_pii(t, detectors=d)) if d else t
+            for t, d in zip(texts, possible, strict=True)
+        ],
         "raw": [None] * len(order),
     }
     return pa.table(rows, schema=QUARANTINE_SCHEMA)

@@ -32,7 +32,7 @@ from mixassets.engine.review_stream import ReviewingSink
 from mixassets.engine.rights import coverage
 from mixtrain.config.data import SourceSpec
 from mixtrain.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA
-from mixtrain.tables import StoredTable
+from mixtrain.tables import ROW_GROUP_ROWS, StoredTable
 
 OUTCOMES = ("accepted", "quarantined", "rejected")  # every ingested document ends in exactly one
 _RULE_PREFIX = "rule."
@@ -164,10 +164,9 @@ def gate_source(
         sink = ReviewingSink(tally, overrides)
         sink.write(DOCUMENT_SCHEMA.empty_table(), rejects, DECISION_SCHEMA.empty_table())  # unreadable: held
         gate_counts = gate_stream(batches, spec, forbidden_tags=forbidden_tags, sink=sink)
-        reviewed = pc.field("doc_id").isin(sink.reviewed_ids)
-        raw_reviewed = stored.read(filter=reviewed) if stored is not None else _read(raw, filters=reviewed)
+        raw_reviewed = _read_rows(raw, pc.field("doc_id").isin(sink.reviewed_ids))
         review_stats, agreement = sink.finish(raw_reviewed)
-    raw_ids = (stored.read(columns=["doc_id"]) if stored is not None else _read(raw, columns=["doc_id"]))["doc_id"]
+    raw_ids = _read_rows(raw, None, columns=["doc_id"]).column("doc_id")
     counts = {"ingested": len(raw_ids) + rejects.num_rows, **tally.outcome_counts()}
     accepted = tally.accepted
     metrics: dict[str, int | float] = {k: v for k, v in gate_counts.items() if k not in counts}
@@ -186,9 +185,29 @@ def gate_source(
     return GateResult(GateSummary(metrics, tallies), conservation)
 
 
-def _read(path: str | Openable, **kwargs: Any) -> pa.Table:
+def _read_rows(
+    path: str | Openable | StoredTable, where: pc.Expression | None, columns: list[str] | None = None
+) -> pa.Table:
+    """The rows of a committed table or a Parquet file that satisfy ``where`` (all when None), read row group by
+    row group without pre-buffering (see ``parquet_batches``), so memory holds what is kept and one row group,
+    not the file."""
+    if isinstance(path, StoredTable):
+        fields = path.schema if columns is None else pa.schema([path.schema.field(c) for c in columns])
+        kept = [fields.empty_table()]
+        for batch in path.batches(columns=columns, batch_size=ROW_GROUP_ROWS):
+            table = pa.Table.from_batches([batch])
+            kept.append(table if where is None else table.filter(where))
+        return pa.concat_tables(kept).combine_chunks()
     with open(path, "rb") if isinstance(path, str) else path.open("rb") as f:
-        return pq.read_table(f, **kwargs)
+        parquet = pq.ParquetFile(f, pre_buffer=False)
+        schema = (
+            parquet.schema_arrow if columns is None else pa.schema([parquet.schema_arrow.field(c) for c in columns])
+        )
+        kept = [schema.empty_table()]
+        for group in range(parquet.num_row_groups):
+            table = parquet.read_row_group(group, columns=columns, use_threads=False)
+            kept.append(table if where is None else table.filter(where))
+    return pa.concat_tables(kept).combine_chunks()
 
 
 def _count_absent(ids: pa.ChunkedArray, others: pa.ChunkedArray) -> int:

@@ -8,9 +8,8 @@ directory, so that a document id means the same thing on every checkout of the p
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -24,6 +23,9 @@ from mixtrain.config.data import SourceSpec
 from mixtrain.identity import relative_path
 from mixtrain.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA, with_row_ids
 
+# Records (documents and unreadable ones together) per batch of ``iter_source``, and rows per Parquet read.
+READ_BATCH_ROWS = 4_096
+PARQUET_BATCH_ROWS = 1_024
 RULE_UNDECODABLE = "read.undecodable"
 RULE_MALFORMED = "read.malformed_record"
 # A chat document's text is its segments joined by this; the gate and review map offsets through it.
@@ -79,6 +81,16 @@ class _Collector:
             _documents(self.docs),
             pa.table(self.bad, schema=QUARANTINE_SCHEMA),
         )
+
+    def rows(self) -> int:
+        return len(self.docs["doc_id"]) + len(self.bad["doc_id"])
+
+    def take(self) -> tuple[pa.Table, pa.Table]:
+        """What was collected so far as tables, leaving the collector empty."""
+        out = self.tables()
+        self.docs = {n: [] for n in DOCUMENT_SCHEMA.names}
+        self.bad = {n: [] for n in QUARANTINE_SCHEMA.names}
+        return out
 
 
 def _documents(columns: dict[str, list[Any]]) -> pa.Table:
@@ -144,9 +156,11 @@ def _read_bytes(path: str) -> bytes:
         raise SourceReadError(f"{path}: cannot read source file: {e}") from e
 
 
-def _read_jsonl(path: str, rel: str, out: _Collector) -> None:
+def _read_jsonl(path: str, rel: str, out: _Collector) -> Iterator[None]:
+    """Line by line: yields after each line, so the caller can hand the collected rows on between any two."""
     spec = out.spec
     for lineno, raw_line in enumerate(_open_lines(path), start=1):
+        yield
         raw = raw_line.rstrip(b"\r\n")
         if not raw.strip():
             continue
@@ -197,40 +211,71 @@ def _column_values(column: pa.ChunkedArray) -> list[Any]:
         return values
 
 
-def _read_parquet(path: str, rel: str, out: _Collector) -> None:
+def _parquet_value(value: Any, row: int, rel: str, column: str, out: _Collector) -> None:
     spec = out.spec
-    data = _read_bytes(path)
+    locator = f"{rel}#row={row}"
+    if isinstance(value, _Undecodable):
+        reason = f"{rel}#row={row}: field '{column}' is not valid UTF-8 ({value.error})"
+        out.add_bad(locator, RULE_UNDECODABLE, reason, None, None)
+        return
     try:
-        table = pq.read_table(io.BytesIO(data))
-    except (pa.ArrowException, OSError) as e:
-        # The bytes are there but no row can be recovered; the whole file is the unit under review.
-        out.add_bad(rel, RULE_MALFORMED, f"{rel}: not a readable Parquet file ({e})", None, None)
+        if spec.kind == "chat":
+            messages, text = _messages_value(value, column)
+        else:
+            text, messages = _text_value(value, column), None
+    except _Malformed as e:
+        raw = json.dumps(value, default=str, ensure_ascii=False).encode("utf-8", "backslashreplace")
+        out.add_bad(locator, RULE_MALFORMED, f"{rel}#row={row}: {e}", None, raw)
         return
+    out.add_doc(locator, text, messages)
+
+
+def _read_parquet(path: str, rel: str, out: _Collector) -> Iterator[None]:
+    """Batch by batch (``PARQUET_BATCH_ROWS`` rows, one row group at most, without pre-buffering, only the one
+    column read), yielding after each row. A file that cannot be opened as Parquet is quarantined whole; one that
+    fails part way through keeps the rows read so far and has each row it could not read quarantined."""
+    spec = out.spec
     column = spec.messages_field if spec.kind == "chat" else spec.text_field
-    if column not in table.column_names:
-        for row in range(table.num_rows):
-            reason = f"{rel}#row={row}: field '{column}' is not a column of the file (columns: {table.column_names})"
-            out.add_bad(f"{rel}#row={row}", RULE_MALFORMED, reason, None, None)
-        return
-    for row, value in enumerate(_column_values(table.column(column))):
-        locator = f"{rel}#row={row}"
-        if isinstance(value, _Undecodable):
-            reason = f"{rel}#row={row}: field '{column}' is not valid UTF-8 ({value.error})"
-            out.add_bad(locator, RULE_UNDECODABLE, reason, None, None)
-            continue
+    try:
+        f = fsspec.open(path, "rb").open()
+    except (OSError, ValueError) as e:
+        raise SourceReadError(f"{path}: cannot read source file: {e}") from e
+    with f:
         try:
-            if spec.kind == "chat":
-                messages, text = _messages_value(value, column)
-            else:
-                text, messages = _text_value(value, column), None
-        except _Malformed as e:
-            raw = json.dumps(value, default=str, ensure_ascii=False).encode("utf-8", "backslashreplace")
-            out.add_bad(locator, RULE_MALFORMED, f"{rel}#row={row}: {e}", None, raw)
-            continue
-        out.add_doc(locator, text, messages)
+            parquet = pq.ParquetFile(f, pre_buffer=False)
+            names, total = parquet.schema_arrow.names, parquet.metadata.num_rows
+        except (pa.ArrowException, OSError) as e:
+            # The bytes are there but no row can be recovered; the whole file is the unit under review.
+            out.add_bad(rel, RULE_MALFORMED, f"{rel}: not a readable Parquet file ({e})", None, None)
+            return
+        if column not in names:
+            for row in range(total):
+                yield
+                reason = f"{rel}#row={row}: field '{column}' is not a column of the file (columns: {names})"
+                out.add_bad(f"{rel}#row={row}", RULE_MALFORMED, reason, None, None)
+            return
+        row = 0
+        batches = parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[column], use_threads=False)
+        while True:
+            try:
+                batch = next(batches, None)
+            except (pa.ArrowException, OSError) as e:
+                for lost in range(row, total):
+                    yield
+                    reason = f"{rel}#row={lost}: not readable (Parquet read failed from row {row} on: {e})"
+                    out.add_bad(f"{rel}#row={lost}", RULE_MALFORMED, reason, None, None)
+                return
+            if batch is None:
+                return
+            for value in _column_values(batch.column(0)):
+                yield
+                _parquet_value(value, row, rel, column, out)
+                row += 1
 
 
-def _read_text(path: str, rel: str, out: _Collector) -> None:
+def _read_text(path: str, rel: str, out: _Collector) -> Iterator[None]:
+    """A text file is one document, so it is read whole: it is a single record, held whole by every later stage."""
+    yield
     data = _read_bytes(path)
     try:
         text = data.decode("utf-8-sig")
@@ -242,11 +287,18 @@ def _read_text(path: str, rel: str, out: _Collector) -> None:
     out.add_doc(rel, text, None)
 
 
-_READERS = {"jsonl": _read_jsonl, "parquet": _read_parquet, "text": _read_text}
+_READERS: dict[str, Callable[[str, str, _Collector], Iterator[None]]] = {
+    "jsonl": _read_jsonl,
+    "parquet": _read_parquet,
+    "text": _read_text,
+}
 
 
-def read_source(spec: SourceSpec, paths: list[str], *, base: str, capture_time: datetime) -> tuple[pa.Table, pa.Table]:
-    """Read ``paths`` of one source into (documents, quarantine) tables.
+def iter_source(
+    spec: SourceSpec, paths: list[str], *, base: str, capture_time: datetime, batch_rows: int = READ_BATCH_ROWS
+) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """Read ``paths`` of one source as (documents, quarantine) table pairs of at most ``batch_rows`` records
+    together, in file and record order: memory holds one batch, not a file or the source.
 
     ``base`` is the project directory (or URL prefix) that locators are made relative to. Raises
     SourceReadError naming the file when a file cannot be opened; per-record problems become quarantine
@@ -256,8 +308,22 @@ def read_source(spec: SourceSpec, paths: list[str], *, base: str, capture_time: 
         raise ValueError("capture_time must be timezone-aware (a naive time would be stored as if it were UTC)")
     if spec.kind == "chat" and spec.format == "text":
         raise ValueError(f"source '{spec.id}': format 'text' cannot hold chat records (use jsonl or parquet)")
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
     out = _Collector(spec, capture_time.astimezone(timezone.utc))
     reader = _READERS[spec.format]
     for path in paths:
-        reader(path, relative_path(path, base), out)
-    return out.tables()
+        for _ in reader(path, relative_path(path, base), out):
+            # Called before each record is added: hand on a full batch first.
+            if out.rows() >= batch_rows:
+                yield out.take()
+    if out.rows():
+        yield out.take()
+
+
+def read_source(spec: SourceSpec, paths: list[str], *, base: str, capture_time: datetime) -> tuple[pa.Table, pa.Table]:
+    """Read ``paths`` of one source into (documents, quarantine) tables (``iter_source``, concatenated)."""
+    parts = list(iter_source(spec, paths, base=base, capture_time=capture_time))
+    docs = pa.concat_tables([DOCUMENT_SCHEMA.empty_table(), *(d for d, _ in parts)]).combine_chunks()
+    bad = pa.concat_tables([QUARANTINE_SCHEMA.empty_table(), *(b for _, b in parts)]).combine_chunks()
+    return docs, bad

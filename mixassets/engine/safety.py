@@ -18,6 +18,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 TOXICITY = "toxicity"
 EXPLICIT = "explicit"
 WEAPONS = "weapons"
@@ -203,6 +206,43 @@ def _matches(text: str) -> list[_Match]:
         if not kept or hit[2] >= kept[-1][3]:
             kept.append(hit)
     return kept
+
+
+# For each regular expression of the lexicon, an RE2 pattern that every text it matches also matches (a literal
+# it cannot match without, case-insensitive like it); a regular expression without an entry here is assumed to
+# match anywhere, which is always correct and only slower.
+_PATTERN_PREFILTERS = {
+    r"(?:\\x[0-9a-fA-F]{2}){8,}": r"\\x[0-9a-fA-F]{2}",
+    r"/dev/(?:tcp|udp)/[\w.\-]+/\d+": r"/dev/",
+    r"\b(?:nc|ncat|netcat)\s+(?:-\w+\s+)*-[a-z]*e\s+/bin/(?:ba)?sh\b": r"/bin/",
+    r"\bnc\s+-[a-z]*l[a-z]*v?[a-z]*p\s+\d+": r"(?:^|[^A-Za-z0-9_])nc[^\pL\pN_]",  # \s is no letter
+    r"os\.dup2\(\s*\w+\.fileno\(\)": r"os\.dup2\(",
+    r"\bpowershell(?:\.exe)?\s+(?:-\w+\s+)*-e(?:nc|ncodedcommand)?\s+[A-Za-z0-9+/=]{20,}": r"powershell",
+}
+
+
+def _prefilter() -> str:
+    """One RE2 pattern that every text with a lexicon match matches. A plain term matches only where each of its
+    words is a whole token (lowered), so the text holds its longest word up to case (RE2's case folding also
+    pairs "k" with the Kelvin sign, the one non-ASCII character that lowers to an ASCII letter) with no ASCII
+    letter or digit on either side (a token ends at any character that is not a letter or a digit)."""
+    longest = {
+        max(reversed(_TOKEN_RE.findall(term.lower())), key=len)  # the last longest: "make a bomb" -> "bomb"
+        for terms in _LEXICON.values()
+        for term, _ in terms
+        if not (term.startswith('re"') and term.endswith('"'))
+    }
+    words = "|".join(sorted(longest))
+    patterns = [_PATTERN_PREFILTERS.get(rx.pattern, "") for rx, _, _ in _PATTERNS]
+    return "|".join([f"(?:^|[^A-Za-z0-9])(?i:{words})(?:[^A-Za-z0-9]|$)", *(f"(?i:{p})" for p in patterns)])
+
+
+LEXICON_PREFILTER = _prefilter()
+
+
+def may_match(texts: pa.Array | pa.ChunkedArray) -> list[bool]:
+    """Per text, False where the lexicon cannot match (``lexicon_scores`` is all zeros), in one pass over them."""
+    return pc.fill_null(pc.match_substring_regex(texts, LEXICON_PREFILTER), False).to_pylist()
 
 
 def lexicon_hits(text: str) -> list[tuple[str, int, int]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from mixassets.engine.langid import detect_language
+from mixassets.engine.langid import detect_languages
 from mixassets.engine.rules.base import DocOutcomes, GateContext, Outcome, Rule, texts
 from mixtrain.config.data import SourceSpec
 
@@ -33,12 +33,16 @@ class LanguageMismatchRule(Rule):
     def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
         cfg = ctx.gating.language
         expected = expected_languages(ctx.spec)
+        doc_ids = docs.column("doc_id").to_pylist()
+        all_texts = texts(docs)
+        checked = [i for i, text in enumerate(all_texts) if len(text.strip()) >= cfg.min_chars]
+        detected = dict(zip(checked, detect_languages([all_texts[i] for i in checked]), strict=True))
         out: list[DocOutcomes] = []
-        for doc_id, text in zip(docs.column("doc_id").to_pylist(), texts(docs), strict=True):
-            if len(text.strip()) < cfg.min_chars:
+        for i, doc_id in enumerate(doc_ids):
+            if i not in detected:
                 out.append([])
                 continue
-            code, confidence = detect_language(text)
+            code, confidence = detected[i]
             if confidence < cfg.min_confidence:
                 ctx.observe(OBSERVATION, doc_id, UNDETERMINED)
                 out.append([])

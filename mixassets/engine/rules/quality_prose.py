@@ -11,6 +11,7 @@ are normal, and assistants answer with code; those measures describe web-page la
 
 from __future__ import annotations
 
+import operator
 import re
 from abc import abstractmethod
 from collections import Counter
@@ -199,13 +200,34 @@ class TopNgramRule(ProseRule):
 
     def check(self, text: str, ctx: GateContext) -> DocOutcomes:
         limits = ctx.gating.quality.max_top_ngram_char_fraction
-        ws = [w.lower() for w in split_words(text)]
+        ws = list(map(str.lower, split_words(text)))
         total = sum(map(len, ws))
+        heaviest: int | None = None  # the most characters one word covers with all its occurrences
+        heaviest_pair: int | None = None  # the same for two adjacent words, as one string
         for n in sorted(limits):
             if len(ws) < n * 2 or not total:
                 continue
+            if n >= 1:
+                # Counting the n-grams is most of this rule's time; skip it when a bound on the top n-gram's
+                # covered characters (count x characters) is within the limit. An n-gram occurs at most as often
+                # as each word and each pair of adjacent words inside it, so that product is at most n * (the
+                # heaviest word's count x characters), and for n >= 2 at most (n // 2) * the heaviest pair's +
+                # (n % 2) * the heaviest word's. Pairs are counted as concatenated strings, which can only merge
+                # pairs and so raise the bound. The bounds are integers and the division by ``total`` is the
+                # rule's own, so a bound within the limit puts the rule's value within it too.
+                if heaviest is None:
+                    words_count = Counter(ws)
+                    heaviest = max(map(operator.mul, words_count.values(), map(len, words_count)))
+                if n * heaviest / total <= limits[n]:
+                    continue
+                if n >= 2:
+                    if heaviest_pair is None:
+                        pairs = Counter(map(operator.add, ws, ws[1:]))
+                        heaviest_pair = max(map(operator.mul, pairs.values(), map(len, pairs)))
+                    if ((n // 2) * heaviest_pair + (n % 2) * heaviest) / total <= limits[n]:
+                        continue
             counts = Counter(zip(*(ws[i:] for i in range(n)), strict=False))
-            gram, count = max(counts.items(), key=lambda kv: kv[1])
+            gram, count = max(counts.items(), key=operator.itemgetter(1))  # the first of the most frequent
             if count < 2:
                 continue
             value = count * sum(map(len, gram)) / total

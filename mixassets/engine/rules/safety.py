@@ -34,9 +34,21 @@ class SafetyLexiconRule(TextRule):
     id = "safety.lexicon"
     version = 1
 
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
+        """``check`` on every document, but the lexicon is only run where one pass of RE2 over the whole column
+        says it may match: elsewhere the scores are all zero, and so are the outcomes ``check`` would give."""
+        nothing = self._outcomes(dict.fromkeys(safety.CATEGORIES, 0.0), ctx)
+        return [
+            self.check(text, ctx) if possible else list(nothing)
+            for text, possible in zip(texts(docs), safety.may_match(docs.column("text")), strict=True)
+        ]
+
     def check(self, text: str, ctx: GateContext) -> DocOutcomes:
+        return self._outcomes(safety.lexicon_scores(text), ctx)
+
+    @staticmethod
+    def _outcomes(scores: dict[str, float], ctx: GateContext) -> DocOutcomes:
         limits = ctx.gating.safety.max_scores
-        scores = safety.lexicon_scores(text)
         out: DocOutcomes = []
         for category, score in scores.items():
             if category in limits and score > limits[category]:
