@@ -194,3 +194,14 @@ def test_write_atomic_leaves_no_temp_file(tmp_path):
     path = UPath(tmp_path) / "x.json"
     write_atomic(path, b"{}")
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+@pytest.mark.ray  # polars comes with the ray extra: `make test-ray` runs this
+def test_other_engines_read_the_listed_parts(tmp_path):
+    import polars as pl
+
+    location = UPath(tmp_path) / "t"
+    stored = PendingTable.of(_batch(0, 10), rows_per_part=4).commit(location)
+    (tmp_path / "t" / "part-99999-orphan.parquet").write_bytes(b"not listed, never read")
+    frame = pl.scan_parquet(stored.part_uris).collect()
+    assert frame.height == 10 and frame["a"].to_list() == list(range(10))
