@@ -150,6 +150,13 @@ def _fan_ins_to_refresh(defs: Definitions, keys: set[AssetKey], done_partitioned
     return extra
 
 
+def _selected(
+    groups: dict[str | None, set[AssetKey]], select: Callable[[AssetKey], bool] | None
+) -> dict[str | None, set[AssetKey]]:
+    picked = {pk: {k for k in keys if select is None or select(k)} for pk, keys in groups.items()}
+    return {pk: keys for pk, keys in picked.items() if keys}
+
+
 def _defer_downstream(defs: Definitions, groups: dict[str | None, set[AssetKey]]) -> dict[str | None, set[AssetKey]]:
     """Hold back every requested asset that has a requested ancestor; it runs in a later round, on fresh inputs.
 
@@ -226,9 +233,11 @@ def run_project(
         result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
         cursor = result.cursor
         _save_cursor(project, cursor)
-        requested = _requested(defs, result) or _retryable(defs, instance, project, tried)
-        groups = {pk: {k for k in keys if select is None or select(k)} for pk, keys in requested.items()}
-        groups = _defer_downstream(defs, {pk: keys for pk, keys in groups.items() if keys})
+        # Selected first: automation requesting only unselected assets must not hide selected stale ones.
+        groups = _selected(_requested(defs, result), select) or _selected(
+            _retryable(defs, instance, project, tried), select
+        )
+        groups = _defer_downstream(defs, groups)
         if not groups:
             break
         tried |= {(k.to_user_string(), pk) for pk, keys in groups.items() for k in keys}

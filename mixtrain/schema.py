@@ -50,7 +50,7 @@ def row_ids_for(doc_ids: pa.Array | pa.ChunkedArray) -> pa.Int64Array:
     if len(ids) == 0:
         return pa.array([], pa.int64())
     ids = pc.fill_null(ids.cast(pa.string()), "")
-    hexed = pc.match_substring_regex(ids, "^[0-9a-f]{16}")
+    hexed = pc.match_substring_regex(ids, "^[0-9a-f]{20}$")  # mixtrain's own doc ids, exactly
     if not pc.all(hexed).as_py():
         pairs = zip(ids.to_pylist(), hexed.to_pylist(), strict=True)
         ids = pa.array([v if h else hashlib.sha256(v.encode()).hexdigest() for v, h in pairs])

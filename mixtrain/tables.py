@@ -162,6 +162,7 @@ class PendingTable:
         location.mkdir(parents=True, exist_ok=True)
         for name, data in self.payloads.items():
             _put_bytes(location / name, data)
+        _check_parts_present(location, self.parts)  # never commit a manifest that lists a missing part
         _put_bytes(location / MANIFEST_NAME, self.manifest)
         stored = StoredTable(location, json.loads(self.manifest), self.version)
         listed = {p.name for p in self.parts}
@@ -176,6 +177,22 @@ def write_row_groups(writer: pq.ParquetWriter, table: pa.Table) -> None:
     would otherwise depend on how the stage happened to batch its rows."""
     for start in range(0, table.num_rows, ROW_GROUP_ROWS):
         writer.write_table(table.slice(start, ROW_GROUP_ROWS).combine_chunks())
+
+
+def _check_parts_present(location: UPath, parts: Sequence[Part]) -> None:
+    """Every part the manifest will list is there with its size: a part removed by another writer's sweep or
+    abort (same content, same name) fails this commit instead of leaving a manifest that cannot be read."""
+    for part in parts:
+        path = location / part.name
+        try:
+            size = path.fs.size(path.path)
+        except FileNotFoundError:
+            size = None
+        if size != part.bytes:
+            raise TableError(
+                f"{path}: part to commit is missing or changed ({size} bytes, expected {part.bytes}); another run "
+                f"replaced this table while it was written: run again"
+            )
 
 
 def _previous_parts(location: UPath) -> set[str]:
@@ -228,6 +245,7 @@ class TableWriter:
         self._tmp: Path | None = None
         self._rows_in_part = 0
         self._buffer: list[pa.Table] = []  # rows of the part not yet written: less than one row group
+        self._created: set[str] = set()  # parts this writer put there (an abort removes only these)
         self._buffered = 0
         self._finished = False
         if is_local(self.location):
@@ -270,14 +288,20 @@ class TableWriter:
         self._writer.close()
         self._writer = None
         tmp, self._tmp = self._tmp, None
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         sha = _file_sha256(str(tmp))
         part = Part(_part_name(len(self._parts), sha), self._rows_in_part, tmp.stat().st_size, sha)
         target = self.location / part.name
         try:
-            if is_local(self.location):
+            if target.exists() and target.fs.size(target.path) == part.bytes:
+                pass  # content-addressed: the same bytes are already there (a rerun, or another writer's)
+            elif is_local(self.location):
                 os.replace(tmp, _local(target))
+                self._created.add(part.name)
             else:
                 target.fs.put_file(str(tmp), target.path)
+                self._created.add(part.name)
         finally:
             tmp.unlink(missing_ok=True)
         self._parts.append(part)
@@ -327,7 +351,7 @@ class TableWriter:
         self._buffer, self._buffered = [], 0
         keep = _previous_parts(self.location)  # a part identical to a committed one is not ours to remove
         for part in self._parts:
-            if part.name not in keep:
+            if part.name in self._created and part.name not in keep:
                 (self.location / part.name).unlink(missing_ok=True)
         self._parts.clear()
         self._finished = True
@@ -357,6 +381,11 @@ class StoredTable:
     def part_uris(self) -> list[str]:
         """Locations for other engines (pyarrow/Ray/DuckDB/polars): plain paths locally, URLs elsewhere."""
         return [_local(p) if is_local(p) else str(p) for p in self.part_paths]
+
+    @property
+    def part_refs(self) -> list[tuple[str, str, int]]:
+        """``(uri, sha256, rows)`` of each part: what a distributed reader needs to check a part before use."""
+        return [(uri, p.sha256, p.rows) for uri, p in zip(self.part_uris, self.parts, strict=True)]
 
     @property
     def schema(self) -> pa.Schema:
@@ -420,8 +449,10 @@ class StoredTable:
         for index in range(len(listed)) if parts is None else parts:
             source = self._checked(listed[index])
             pf = pq.ParquetFile(source, pre_buffer=False, buffer_size=buffer_size)
-            yield from pf.iter_batches(batch_size=batch_size, columns=columns, use_threads=False)
-            pf.close()
+            try:
+                yield from pf.iter_batches(batch_size=batch_size, columns=columns, use_threads=False)
+            finally:
+                pf.close()
 
     def dataset(self) -> ds.Dataset:
         """A pyarrow dataset over exactly the listed parts (no verification: for engines that scan)."""
@@ -446,9 +477,12 @@ def legacy_file(location: UPath) -> UPath:
     return location.with_name(location.name + ".parquet")
 
 
-def open_table(location: UPath | str, expected_version: str | None = None) -> StoredTable:
-    """The committed table at ``location``; with ``expected_version`` (the data version Dagster recorded), a
-    manifest that does not hash to it is an error rather than a silent read of other data."""
+def open_table(
+    location: UPath | str, expected_version: str | None = None, *, recorded_by: str = "Dagster"
+) -> StoredTable:
+    """The committed table at ``location``; with ``expected_version`` (the data version Dagster recorded, or
+    ``recorded_by`` another record), a manifest that does not hash to it is an error rather than a silent read
+    of other data."""
     location = UPath(location) if isinstance(location, str) else location
     try:
         data = (location / MANIFEST_NAME).read_bytes()
@@ -459,8 +493,9 @@ def open_table(location: UPath | str, expected_version: str | None = None) -> St
     version = version_of(data)
     if expected_version is not None and version != expected_version[:16]:
         raise TableError(
-            f"{location}: storage holds version {version}, but Dagster recorded {expected_version[:16]} for this "
-            f"asset (another run replaced it, or it was edited by hand); rematerialize the asset"
+            f"{location}: storage holds version {version}, but {recorded_by} recorded {expected_version[:16]} (another "
+            f"run replaced the table, or it was edited by hand); rematerialize "
+            f"{'the asset' if recorded_by == 'Dagster' else recorded_by}"
         )
     try:
         manifest = json.loads(data)

@@ -130,6 +130,23 @@ def test_screen_equals_the_local_engine(screen_data, order, tmp_path) -> None:
         assert getattr(got, name).equals(getattr(local, name)), name
 
 
+def test_workers_check_each_part_against_the_manifest(screen_data, tmp_path) -> None:
+    from upath import UPath
+
+    from mixassets.engine.distributed.screen import screen_hits_ray
+    from mixtrain.tables import PendingTable
+
+    docs, items = screen_data
+    stored = PendingTable.of(docs.slice(0, 300), rows_per_part=100).commit(UPath(tmp_path) / "corpus")
+    findings, hits, _ = screen_hits_ray(stored.part_refs, items, ScreenConfig(), num_partitions=PARTS)
+    local = screen_corpus(docs.slice(0, 300), items, ScreenConfig())
+    assert findings.equals(local.findings) and len(hits) == local.contaminated.num_rows
+    part = stored.part_paths[1]
+    part.write_bytes(part.read_bytes()[:-9] + b"corrupted")
+    with pytest.raises(Exception, match=f"{part.name}: sha256 does not match the table manifest"):
+        screen_hits_ray(stored.part_refs, items, ScreenConfig(), num_partitions=PARTS)
+
+
 def test_token_counts_and_mixture_equal_the_local_engine(screen_data, tiny_model_dir) -> None:
     docs = screen_data[0].slice(0, 600)
     chat = '[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"}]'

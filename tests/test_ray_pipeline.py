@@ -28,7 +28,7 @@ DATA_GROUPS = {"sources", "corpus", "curation", "mixture"}
 ALSO = {"base_model", "base_model_spec", "eval_registry", "eval_spec"}  # the mixture's tokenizer, the screen's items
 TABLES = ("deduplicated_corpus", "dedupe_clusters", "dedupe_pairs", "contamination_findings", "screened_corpus",
           "contaminated_documents", "contamination_report", "leaked_items", "mixture", "heldout_text")  # fmt: skip
-LATE_SOURCE = "pydoc_topics"
+LATE_SOURCE = "code_paste"  # in no mixture weight or adapter: the config stays valid without it
 
 
 def _run(root: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> None:

@@ -100,15 +100,16 @@ def deduplicated_corpus(
     proj = project.load()
     corpus = _gated_corpus(proj.storage_root, source_manifest)
     config, trust, code = dedupe_config(proj)
-    previous = _previous(asset_path(proj.storage_root, "dedupe_index"))
     versions = gated_versions(source_manifest)
-    unchanged = unchanged_sources(previous, versions)
-    if compute.is_ray:
+    if compute.is_ray:  # a full build: nothing of the previous run is read
         from mixassets.engine.distributed.dedupe import dedupe_corpus_ray
 
         parts = compute.partitions()
         result = dedupe_corpus_ray(corpus, config=config, trust=trust, code_sources=code, num_partitions=parts)
+        unchanged: set[str] = set()
     else:
+        previous = _previous(asset_path(proj.storage_root, "dedupe_index"))
+        unchanged = unchanged_sources(previous, versions)
         result = dedupe_incremental(
             corpus,
             previous_sketches=previous,
@@ -149,9 +150,9 @@ def _gated_corpus(root: str, source_manifest: pa.Table) -> list[StoredTable]:
     for row in source_manifest.to_pylist():
         location = UPath(root) / row["gated_path"]
         try:  # the manifest is the contract: a partition at another version is not the one it names
-            parts.append(open_table(location, expected_version=row["gated_data_version"]))
+            parts.append(open_table(location, row["gated_data_version"], recorded_by="source_manifest"))
         except TableError as exc:
-            raise RuntimeError(f"gated_documents[{row['source_id']}]: {exc}; rematerialize source_manifest") from exc
+            raise RuntimeError(f"gated_documents[{row['source_id']}]: {exc}") from exc
     if not parts or sum(p.rows for p in parts) == 0:
         raise RuntimeError("the gated corpus is empty: nothing passed gating in any source")
     return parts
@@ -197,7 +198,7 @@ def screened_corpus(
         if compute.is_ray:
             from mixassets.engine.distributed.screen import screen_stream_ray
 
-            paths, parts = deduplicated_corpus.part_uris, compute.partitions()
+            paths, parts = deduplicated_corpus.part_refs, compute.partitions()
             summary = screen_stream_ray(paths, batches, eval_registry, config, **sinks, num_partitions=parts)
         else:
             summary = screen_stream(batches, eval_registry, config, **sinks)

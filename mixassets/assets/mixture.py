@@ -89,7 +89,7 @@ def mixture(
     if compute.is_ray:  # token counts on the workers, over the corpus's parts
         from mixassets.engine.distributed.screen import corpus_index_ray
 
-        paths = screened_corpus.part_uris
+        paths = screened_corpus.part_refs
         index, tokens = corpus_index_ray(paths, corpus, tokenizer_path, num_partitions=compute.partitions())
     else:
         index, tokens = corpus_index(batches(batch_size=CORPUS_BATCH_ROWS), corpus, load_tokenizer(tokenizer_path))

@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from ray.data import Dataset
 
 POS = "__pos"  # the input position column; never written out
-DocsInput = pa.Table | Sequence[str]
+# A table, or parquet files in order: plain paths, or (path, sha256, rows) of a committed table's parts
+# (``StoredTable.part_refs``), which the workers check before they read a byte of them.
+PartRef = tuple[str, str, int]
+DocsInput = pa.Table | Sequence[str] | Sequence[PartRef]
 
 
 def _ray():
@@ -46,14 +49,29 @@ def default_partitions() -> int:
 
 
 def _read_file(batch: pa.Table, columns: list[str] | None) -> pa.Table:
-    """The parquet file a one-row batch names, with its rows' positions (the batch carries the file's offset)."""
+    """The parquet file a one-row batch names, with its rows' positions (the batch carries the file's offset);
+    a part with a recorded sha256 is read whole through fsspec and checked before it is decoded."""
     path, offset = batch.column("path")[0].as_py(), batch.column("offset")[0].as_py()
-    table = pq.read_table(path, columns=columns)
+    expected = batch.column("sha256")[0].as_py()
+    if expected:
+        import hashlib
+
+        import fsspec
+
+        with fsspec.open(path, "rb") as f:
+            data = f.read()
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise RuntimeError(f"{path}: sha256 does not match the table manifest ({expected[:12]}): corrupt part")
+        table = pq.read_table(pa.BufferReader(data), columns=columns)
+    else:
+        table = pq.read_table(path, columns=columns)
     return table.append_column(POS, pa.array(np.arange(offset, offset + table.num_rows, dtype=np.int64)))
 
 
 def input_schema(docs: DocsInput, columns: Sequence[str] | None = None) -> pa.Schema:
-    schema = docs.schema if isinstance(docs, pa.Table) else pq.read_schema(next(iter(docs))) if docs else pa.schema([])
+    first = next(iter(docs), None) if not isinstance(docs, pa.Table) else None
+    path = first[0] if isinstance(first, tuple) else first
+    schema = docs.schema if isinstance(docs, pa.Table) else pq.read_schema(path) if path else pa.schema([])
     if columns is not None:
         schema = pa.schema([schema.field(c) for c in columns if c in schema.names])
     return schema.remove_metadata()
@@ -74,12 +92,13 @@ def docs_dataset(docs: DocsInput, num_blocks: int, columns: Sequence[str] | None
         step = max(1, -(-n // max(1, num_blocks)))
         slices = [table.slice(s, step) for s in range(0, n, step)] or [table]
         return ray.data.from_arrow(slices), n
-    paths = list(docs)
+    refs = [d if isinstance(d, tuple) else (d, "", -1) for d in docs]
+    paths = [r[0] for r in refs]
     if not paths:
         raise ValueError("distributed: no input files given")
-    counts = [pq.ParquetFile(p).metadata.num_rows for p in paths]
+    counts = [rows if rows >= 0 else pq.ParquetFile(p).metadata.num_rows for p, _, rows in refs]
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    files = pa.table({"path": paths, "offset": offsets})
+    files = pa.table({"path": paths, "offset": offsets, "sha256": [r[1] for r in refs]})
     ds = ray.data.from_arrow([files.slice(i, 1) for i in range(len(paths))])
     ds = ds.map_batches(_read_file, batch_size=1, batch_format="pyarrow", fn_kwargs={"columns": cols})
     return ds, int(sum(counts))

@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 
 from mixassets.engine.dedupe.bands import pairs_in_runs
 from mixassets.engine.dedupe.config import _META_BANDING, _META_FINGERPRINT, _META_SKETCH_SET, DedupeConfig
-from mixassets.engine.dedupe.corpus import Corpus
+from mixassets.engine.dedupe.corpus import Corpus, check_row_ids
 from mixassets.engine.dedupe.digest import _with_sketch_set
 from mixassets.engine.dedupe.incremental import DedupeResult, DedupeStats
 from mixassets.engine.dedupe.keepers import _keeper_positions
@@ -378,7 +378,8 @@ def dedupe_corpus_ray(
     rows are read back from the same tables by the caller (``kept_batches``), so no text reaches the driver.
     Ray reuses nothing from an earlier run (no incremental refresh yet): the stats say so."""
     corpus = Corpus.of(list(tables))
-    paths = [uri for table in corpus.tables for uri in table.part_uris]
+    check_row_ids(corpus.metadata())  # as the local engine does: two documents on one row id is an error
+    paths = [ref for table in corpus.tables for ref in table.part_refs]
     out = dedupe_ray(
         paths, config=config, trust=trust, code_sources=code_sources, num_partitions=num_partitions, collect_kept=False
     )

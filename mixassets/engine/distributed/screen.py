@@ -70,7 +70,7 @@ def screen_hits_ray(
 
 
 def screen_stream_ray(
-    paths: Sequence[str],
+    paths: DocsInput,
     batches: Iterable[pa.Table | pa.RecordBatch],
     items: pa.Table,
     config: ScreenConfig,
@@ -137,7 +137,7 @@ def _count_batch(batch: pa.Table, tokenizer_path: str) -> pa.Table:
 
 
 def corpus_index_ray(
-    paths: Sequence[str], schema: pa.Schema, tokenizer_path: str, *, num_partitions: int | None = None
+    paths: DocsInput, schema: pa.Schema, tokenizer_path: str, *, num_partitions: int | None = None
 ) -> tuple[pa.Table, np.ndarray]:
     """:func:`~mixassets.engine.mixture_build.corpus_index` with the token counting on Ray: the same text-free
     index (its columns and each row's corpus position) and the same counts, for ``plan_mixture``."""
