@@ -5,11 +5,12 @@ the same order.
 The local stream carries two pieces of state across batches; here each is an aggregation over the whole input:
 
 1. **boilerplate** (``RepeatedLineRule.prepare``): each batch is shown to the rules before the boilerplate rule
-   (record shape, rights, encoding: each judges a document on its own), and every distinct document key there
-   (:func:`~mixassets.engine.text_norm.text_key` of the normalized text) gives one row per distinct qualifying
-   line hash. A shuffle by line hash counts the distinct document keys per line exactly (copies of a document
-   count once, as locally), a shuffle of the keys alone counts the distinct documents; the driver keeps the
-   lines that clear ``min_docs`` and ``min_doc_fraction`` and broadcasts that state.
+   (record shape, rights, encoding: each judges a document on its own); every prose document gives its key
+   (:func:`~mixassets.engine.text_norm.text_key` of the normalized text), its position and its distinct
+   qualifying line hashes. A shuffle by key keeps the lines of the lowest-position copy of each key (copies
+   count once and the first copy is the one counted, as locally: re-cased copies have other lines) and counts
+   the keys; a shuffle by line hash sums those counts. The driver keeps the lines that clear ``min_docs`` and
+   ``min_doc_fraction`` of the distinct documents and broadcasts that state.
 2. **exact duplicates** (``ExactDedupeRule``): the local rule keeps the first copy in stream order of every
    document standing when it runs. Each batch is gated with the boilerplate state up to that rule, and every
    standing document gives (its dedupe key, its input position, its id); a shuffle by key finds, for each key
