@@ -26,6 +26,10 @@ batches: a stable sort of its log by document position gives this order). Counts
 and laid out as ``gate_stream`` lays them out. Nothing depends on block order or on Python's ``hash()``: every
 grouping key is a stored hash (``stable_hash64``, ``text_key``) and every order an input position.
 
+Limits: the three tables are gathered on the driver (memory grows with the source's gated text there, unlike the
+local stream); a safety classifier scores the batches Ray forms, not ``gate_stream``'s, so a model whose scores
+depend on what else is in its batch (padding) could differ at the threshold (none is configured by default).
+
 If the source's rules are not of that shape (a rule other than the boilerplate one needing a whole-source pass,
 or the duplicate check before it), the gate runs on the driver with ``gate_stream``: slower, never different.
 """
@@ -335,7 +339,7 @@ def gate_ray(
             _Gater,
             batch_format="pyarrow",
             fn_constructor_kwargs={"spec": spec, "tags": tags, "ref": ray.put((prepared, kept))},
-            concurrency=workers,
+            compute=ray.data.ActorPoolStrategy(size=workers),
         ),
         schema,
     )
