@@ -18,11 +18,12 @@ from upath import UPath
 
 from mixassets.checks import check_result
 from mixassets.engine.gating_source import gate_source
-from mixassets.engine.gating_stream import TableGateSink
+from mixassets.engine.gating_stream import GateSink, TableGateSink
 from mixassets.engine.readers import iter_source
 from mixassets.engine.review import OVERRIDE_SCHEMA, merge_overrides, read_verdicts_csv
 from mixassets.engine.rules import RULES_VERSION
 from mixtrain.automation import changed_out
+from mixtrain.compute import ComputeResource
 from mixtrain.partitions import source_partitions
 from mixtrain.resources import ProjectResource
 from mixtrain.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
@@ -129,13 +130,17 @@ GATED_OUTPUTS = ("gated_documents", "quarantine", "decision_log")  # the order T
     group_name="corpus",
     partitions_def=source_partitions,
 )
-def gated_documents(context: AssetExecutionContext, project: ProjectResource, review_overrides: pa.Table):
+def gated_documents(
+    context: AssetExecutionContext, project: ProjectResource, compute: ComputeResource, review_overrides: pa.Table
+):
     """Rules decide first; reviewer verdicts then override them (agreement is measured against the rules).
 
     The raw partition is streamed in batches and the outputs are written part by part, so memory does not
     grow with the source; the raw tables are read from storage here (checked against the versions Dagster
-    recorded) rather than loaded by the IO manager. The
-    gate summary is written beside the gated partition (:func:`gate_summary_path`) for the gating report."""
+    recorded) rather than loaded by the IO manager. On Ray the workers gate the raw parts (same outputs, see
+    :mod:`~mixassets.engine.distributed.gate`) and the driver, which then holds the gated
+    tables, streams them through the same review, tally and conservation check. The gate summary is written
+    beside the gated partition (:func:`gate_summary_path`) for the gating report."""
     proj = project.load()
     sid = context.partition_key
     root = proj.storage_root
@@ -144,14 +149,26 @@ def gated_documents(context: AssetExecutionContext, project: ProjectResource, re
     def upstream(key: str) -> StoredTable:
         return open_table(asset_path(root, key, sid), current_data_version(context.instance, key, sid))
 
+    raw = upstream("raw_documents")
+    spec, tags = proj.sources[sid], proj.spec.forbidden_license_tags
+    gate = None
+    if compute.is_ray and raw.part_uris:
+        from mixassets.engine.distributed.gate import gate_ray
+
+        def gate(sink: GateSink) -> dict[str, int | float]:
+            out = gate_ray(raw.part_uris, spec, forbidden_tags=tags, num_partitions=compute.partitions())
+            out.write_to(sink, GATE_BATCH_ROWS)
+            return out.counts
+
     result = gate_source(
-        upstream("raw_documents"),
+        raw,
         upstream("raw_rejects").read(),
-        proj.sources[sid],
+        spec,
         review_overrides,
         outputs=sink,
-        forbidden_tags=proj.spec.forbidden_license_tags,
+        forbidden_tags=tags,
         batch_rows=GATE_BATCH_ROWS,
+        gate=gate,
     )
     summary, conservation = result.summary, result.conservation
     accepted, quarantine, decisions = sink.pending

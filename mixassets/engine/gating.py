@@ -49,6 +49,10 @@ class GateResult:
     decisions: pa.Table  # DECISION_SCHEMA
     # Flat str -> number, so the asset layer can publish every entry as numeric metadata.
     counts: dict[str, int | float] = field(default_factory=dict)
+    # Row of the input table of each accepted, quarantine and decision row (a distributed runner orders by them).
+    accepted_rows: list[int] = field(default_factory=list)
+    held_rows: list[int] = field(default_factory=list)
+    decision_rows: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -182,6 +186,7 @@ class _Run:
     edits: dict[int, list[Edit]] = field(default_factory=dict)
     removed: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # stripped spans, original offsets
     decisions: dict[str, list[Any]] = field(default_factory=lambda: {n: [] for n in DECISION_SCHEMA.names})
+    decision_rows: list[int] = field(default_factory=list)  # the input row of each decision
     fired: Counter[str] = field(default_factory=Counter)
     pii_hits: Counter[str] = field(default_factory=Counter)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -210,7 +215,8 @@ def gate_batch(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> GateR
         counts[f"rule.{rule_id}"] = n
     for rule_id, s in run.seconds.items():
         counts[f"time_s.{rule_id}"] = round(s, 6)
-    return GateResult(accepted, quarantine, pa.table(run.decisions, schema=DECISION_SCHEMA), counts)
+    decisions = pa.table(run.decisions, schema=DECISION_SCHEMA)
+    return GateResult(accepted, quarantine, decisions, counts, run.alive, sorted(run.held), run.decision_rows)
 
 
 def _apply_rules(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> _Run:
@@ -242,6 +248,7 @@ def _apply_rules(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> _Ru
             tagged = [(rid, o) for o in outcomes if (rid := o.rule_id or rule.id) not in disabled]
             spans = [_span_to_original(o.span, removed.get(idx)) if o.span else None for _, o in tagged]
             for (rule_id, o), span in zip(tagged, spans, strict=True):
+                run.decision_rows.append(idx)
                 decisions["doc_id"].append(doc_ids[idx])
                 decisions["source_id"].append(source_ids[idx])
                 decisions["rule_id"].append(rule_id)

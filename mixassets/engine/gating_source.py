@@ -10,7 +10,7 @@ made instead of parsing flattened metadata keys.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ from mixtrain.config.data import SourceSpec
 from mixtrain.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA
 from mixtrain.tables import ROW_GROUP_ROWS, StoredTable
 
+# Gates the source into the sink it is given and returns the gate's counts (``gate_stream``'s keys).
+GateStep = Callable[[GateSink], Mapping[str, int | float]]
 OUTCOMES = ("accepted", "quarantined", "rejected")  # every ingested document ends in exactly one
 _RULE_PREFIX = "rule."
 _PII_PREFIX = "pii_hits_"
@@ -152,18 +154,24 @@ def gate_source(
     outputs: Sequence[str | Path] | TableGateSink,
     forbidden_tags: Collection[str] = (),
     batch_rows: int = 4_096,
+    gate: GateStep | None = None,
 ) -> GateResult:
     """Gate the raw partition ``raw`` (a committed table or a Parquet file, streamed ``batch_rows`` at a time)
     of one source into ``outputs`` (a :class:`TableGateSink`, or the files accepted, quarantine, decisions of a
     :class:`ParquetGateSink`), with the unreadable ``rejects`` held and the reviewer ``overrides`` applied last.
-    Memory grows with the review sheet and the ids of the source, not with its text."""
+    Memory grows with the review sheet and the ids of the source, not with its text. ``gate`` replaces the
+    local gate step (``gate_stream`` over ``raw``), e.g. with the Ray gate over the same rows; the review, the
+    tally and the conservation check stay the same."""
     stored = raw if isinstance(raw, StoredTable) else None
     batches = table_batches(stored, batch_rows) if stored is not None else parquet_batches(raw, batch_rows)
     with outputs if isinstance(outputs, TableGateSink) else ParquetGateSink(*outputs) as files:
         tally = TallySink(files)
         sink = ReviewingSink(tally, overrides)
         sink.write(DOCUMENT_SCHEMA.empty_table(), rejects, DECISION_SCHEMA.empty_table())  # unreadable: held
-        gate_counts = gate_stream(batches, spec, forbidden_tags=forbidden_tags, sink=sink)
+        if gate is None:
+            gate_counts = gate_stream(batches, spec, forbidden_tags=forbidden_tags, sink=sink)
+        else:
+            gate_counts = gate(sink)
         raw_reviewed = _read_rows(raw, pc.field("doc_id").isin(sink.reviewed_ids))
         review_stats, agreement = sink.finish(raw_reviewed)
     raw_ids = _read_rows(raw, None, columns=["doc_id"]).column("doc_id")

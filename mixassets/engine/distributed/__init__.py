@@ -4,6 +4,15 @@ when a driver runs, and needs an initialised Ray (:class:`mixtrain.compute.Compu
 """
 
 from mixassets.engine.distributed.dedupe import RayDedupeResult, components, dedupe_ray
+from mixassets.engine.distributed.gate import RayGateOutputs, gate_ray
 from mixassets.engine.distributed.screen import screen_ray, token_counts_ray
 
-__all__ = ["RayDedupeResult", "components", "dedupe_ray", "screen_ray", "token_counts_ray"]
+__all__ = [
+    "RayDedupeResult",
+    "RayGateOutputs",
+    "components",
+    "dedupe_ray",
+    "gate_ray",
+    "screen_ray",
+    "token_counts_ray",
+]
