@@ -201,12 +201,16 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- the parent: runs children, prints the table ----------------------------------------------------------------
-def run_size(n: int, work: Path, ray: bool, script: Path) -> dict[str, Any]:
+def run_size(n: int, work: Path, ray: bool, script: Path, reuse: bool = False) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     corpus = spawn(script, ["--stage", "corpus", "--n", str(n), "--work", str(work)], work / "corpus.json")
     out: dict[str, Any] = {"corpus": corpus, "local": {}, "ray1": {}, "ray2": {}}
     for stage in LOCAL_STAGES:
-        out["local"][stage] = spawn(script, ["--stage", stage, "--work", str(work)], work / f"{stage}.json")
+        report = work / f"{stage}.json"
+        if reuse and report.exists():  # an earlier run's local figures (--reuse-local), not measured again
+            out["local"][stage] = json.loads(report.read_text())
+            continue
+        out["local"][stage] = spawn(script, ["--stage", stage, "--work", str(work)], report)
         print(f"  {n:>9,} local {stage:<7} {out['local'][stage]['seconds']:8.1f} s", flush=True)
     if ray:
         for cpus in (1, 2):
@@ -245,6 +249,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--docs", type=int, nargs="+", default=[20_000, 100_000, 1_000_000])
     parser.add_argument("--ray", action="store_true", help="also run the Ray drivers with 1 and 2 workers")
     parser.add_argument("--work", type=Path, default=None, help="where corpora and tables go (kept between runs)")
+    parser.add_argument("--reuse-local", action="store_true", help="take the local figures of an earlier run")
     parser.add_argument("--stage", default=None)
     parser.add_argument("--n", type=int, default=0)
     parser.add_argument("--backend", default="local")
@@ -260,7 +265,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {"machine": machine_info(), "sizes": {}}
     for n in args.docs:
         print(f"{n:,} documents", flush=True)
-        report["sizes"][str(n)] = run_size(n, base / f"docs-{n}", args.ray, Path(__file__))
+        report["sizes"][str(n)] = run_size(n, base / f"docs-{n}", args.ray, Path(__file__), args.reuse_local)
     print_table(report)
     write_report(base, "bench_scale", report)
     return report

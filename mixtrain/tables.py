@@ -228,14 +228,14 @@ class TableWriter:
 
     def __init__(
         self,
-        location: UPath | str,
+        location: UPath | str | os.PathLike[str],
         schema: pa.Schema,
         *,
         rows_per_part: int = ROWS_PER_PART,
         options: Mapping[str, Any] = PARQUET_OPTIONS,
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
-        self.location = UPath(location) if isinstance(location, str) else location
+        self.location = location if isinstance(location, UPath) else UPath(str(location))
         self.schema = schema
         self.rows_per_part = rows_per_part
         self.options = dict(options)

@@ -152,11 +152,11 @@ def gated_documents(
     raw = upstream("raw_documents")
     spec, tags = proj.sources[sid], proj.spec.forbidden_license_tags
     gate = None
-    if compute.is_ray and raw.part_uris:
+    if compute.is_ray and raw.rows:
         from mixassets.engine.distributed.gate import gate_ray
 
         def gate(sink: GateSink) -> dict[str, int | float]:
-            out = gate_ray(raw.part_uris, spec, forbidden_tags=tags, num_partitions=compute.partitions())
+            out = gate_ray(raw.part_refs, spec, forbidden_tags=tags, num_partitions=compute.partitions())
             out.write_to(sink, GATE_BATCH_ROWS)
             return out.counts
 

@@ -44,7 +44,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mixassets.engine.distributed._data import POS, _ray, broadcast_get, collect, default_partitions, docs_dataset
+from mixassets.engine.distributed._data import (
+    POS,
+    DocsInput,
+    _ray,
+    broadcast_get,
+    collect,
+    default_partitions,
+    docs_dataset,
+)
 from mixassets.engine.gating import _apply_rules, conform_documents, gate_batch
 from mixassets.engine.gating_stream import GateSink, _finish, gate_stream, parquet_batches
 from mixassets.engine.rules import GateContext, Rule, rules_for
@@ -304,7 +312,7 @@ def _ray_shape(rules: Sequence[Rule]) -> tuple[int | None, int | None] | None:
 
 
 def gate_ray(
-    paths: Sequence[str],
+    paths: DocsInput,
     spec: SourceSpec,
     *,
     forbidden_tags: Collection[str] = (),
@@ -323,7 +331,9 @@ def gate_ray(
     boiler, dedupe = shape
     ray = _ray()
     parts = num_partitions or default_partitions()
-    ds, _ = docs_dataset(list(paths), parts)
+    ds, rows = docs_dataset(list(paths), parts)
+    if rows == 0:  # an empty source has nothing to spread (and Ray would hand its empty block on unmapped)
+        return _on_driver(paths, spec, tags)
     ds = ds.materialize()
     prepared: dict[str, Any] = {}
     if boiler is not None:
@@ -372,12 +382,12 @@ class _Collect:
         self.parts.append((accepted, quarantine, decisions))
 
 
-def _on_driver(paths: Sequence[str], spec: SourceSpec, tags: frozenset[str]) -> RayGateOutputs:
+def _on_driver(paths: DocsInput, spec: SourceSpec, tags: frozenset[str]) -> RayGateOutputs:
     """``gate_stream`` here, over the files in order: for rules whose state this module does not reproduce."""
 
     def batches() -> Iterator[pa.RecordBatch]:
         for path in paths:
-            yield from parquet_batches(path, 4_096)()
+            yield from parquet_batches(path[0] if isinstance(path, tuple) else path, 4_096)()
 
     sink = _Collect()
     counts = gate_stream(batches, spec, forbidden_tags=tags, sink=sink)
