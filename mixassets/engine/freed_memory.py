@@ -5,7 +5,7 @@ Why: each batch allocates and frees its texts and Arrow buffers many times over,
 keep follows the size of the largest batches seen rather than one batch, so a stream's peak RSS would still
 grow with the length of the documents although nothing live did. Measured on the contamination screen
 (``tests/test_screen_mix_memory.py``): without this, 4x longer texts raised the streamed screen's peak about
-as much as the extra text. The same hand-back is done by the streaming gate (``gating_stream``).
+as much as the extra text. The streaming gate (``gating_stream``) hands memory back through the same function.
 """
 
 from __future__ import annotations

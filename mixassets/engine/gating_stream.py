@@ -17,11 +17,7 @@ whole table, the stream does that within each batch.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
-import functools
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -32,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
+from mixassets.engine.freed_memory import release_freed_memory as _release_freed_memory
 from mixassets.engine.gating import conform_documents, gate_batch, standing_after
 from mixassets.engine.rules import GateContext, Rule, rules_for
 from mixtrain.config.data import SourceSpec
@@ -117,30 +114,6 @@ def gate_stream(
             if not key.endswith("_rate"):
                 totals[key] = totals.get(key, 0) + value
     return _finish(totals, layout)
-
-
-@functools.cache
-def _glibc_malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, looked up on first use (not at import), or None where there is none."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), "malloc_trim", None)
-    except OSError:
-        return None
-
-
-def _release_freed_memory() -> None:
-    """Give the pages of what the last batches freed back to the OS.
-
-    Each batch allocates and frees its texts, word lists and Arrow buffers many times over, and both glibc's
-    heap and Arrow's allocator keep freed pages for reuse. What they keep is not bounded by one batch: the
-    free space in glibc's heap fragments and creeps up over a long pass (tens of MB over 100k documents), so
-    without this the peak RSS of a stream still rose with the length of the source although nothing live did.
-    """
-    pa.default_memory_pool().release_unused()
-    if (trim := _glibc_malloc_trim()) is not None:
-        trim(0)
 
 
 def _conformed(batches: Batches) -> Iterator[pa.Table]:
