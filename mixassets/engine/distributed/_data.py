@@ -121,6 +121,16 @@ def collect(ds: Dataset, schema: pa.Schema | None = None, *, sort_by: str | None
     return out.combine_chunks()
 
 
+def settled(ds: Dataset, schema: pa.Schema) -> Dataset:
+    """``ds`` computed; when it has no rows, one empty block of ``schema`` instead. Why: ``map_groups`` over a
+    shuffle whose partitions are all empty hands on empty blocks *without columns*, and a following shuffle
+    then fails to sort them by its key (Ray 2.60). Between two shuffles, every driver passes through here."""
+    ds = ds.materialize()
+    if ds.count() == 0:
+        return _ray().data.from_arrow(schema.empty_table())
+    return ds
+
+
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table``'s columns of ``schema``, in its order and types (Ray's joins return ``large_string`` etc.)."""
     return pa.Table.from_arrays([table.column(f.name).cast(f.type) for f in schema], schema=schema)

@@ -52,6 +52,7 @@ from mixassets.engine.distributed._data import (
     default_partitions,
     docs_dataset,
     input_schema,
+    settled,
 )
 from mixassets.engine.text_norm import TokenHasher
 from mixtrain.schema import DEDUPE_CLUSTER_SCHEMA
@@ -260,12 +261,15 @@ def dedupe_ray(
     ).materialize()
 
     bands = cfg.banding[0]
-    candidates = (
+    proposed = settled(
         sk.select_columns([POS, "n_shingles", "bands"])
         .map_batches(_band_rows, batch_format="pyarrow", fn_kwargs={"bands": bands, "parts": parts})
         .groupby(_BUCKET, num_partitions=parts)
-        .map_groups(_pairs_of_group, batch_format="pyarrow", fn_kwargs={"parts": parts})
-        .groupby(_BUCKET, num_partitions=parts)
+        .map_groups(_pairs_of_group, batch_format="pyarrow", fn_kwargs={"parts": parts}),
+        _pair_table(np.zeros(0, np.int64), np.zeros(0, np.int64), parts).schema,
+    )
+    candidates = (
+        proposed.groupby(_BUCKET, num_partitions=parts)
         .map_groups(_distinct_pairs, batch_format="pyarrow", fn_kwargs={"parts": parts})
         .select_columns(["lo", "hi"])
         .materialize()

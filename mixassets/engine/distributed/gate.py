@@ -52,6 +52,7 @@ from mixassets.engine.distributed._data import (
     collect,
     default_partitions,
     docs_dataset,
+    settled,
 )
 from mixassets.engine.gating import _apply_rules, conform_documents, gate_batch
 from mixassets.engine.gating_stream import GateSink, _finish, gate_stream, parquet_batches
@@ -180,13 +181,17 @@ def _boilerplate(ds: Any, spec: SourceSpec, tags: frozenset[str], upto: int, par
     if not cfg.enabled:
         return Boilerplate(0, {})
     schema = pa.schema([pa.field(_MARK, pa.bool_()), pa.field("hash", pa.uint64()), pa.field("count", pa.int64())])
-    counts = collect(
+    partial_schema = pa.schema([pa.field(_BUCKET, pa.int64()), *schema])
+    partial = settled(
         ds.map_batches(
             _line_rows, batch_format="pyarrow", fn_kwargs={"spec": spec, "tags": tags, "upto": upto, "parts": parts}
         )
         .groupby(_BUCKET, num_partitions=parts)
-        .map_groups(_first_copy_lines, batch_format="pyarrow", fn_kwargs={"parts": parts})
-        .groupby(_BUCKET, num_partitions=parts)
+        .map_groups(_first_copy_lines, batch_format="pyarrow", fn_kwargs={"parts": parts}),
+        partial_schema,
+    )
+    counts = collect(
+        partial.groupby(_BUCKET, num_partitions=parts)
         .map_groups(_line_counts, batch_format="pyarrow", fn_kwargs={"min_docs": cfg.min_docs}),
         schema,
     )
