@@ -1,0 +1,121 @@
+"""The batched rule code paths against simple per-document references written here, on awkward texts."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from mixassets.engine.rules.base import GateContext, Outcome
+from mixassets.engine.rules.boilerplate import RepeatedLineRule, batch_line_hashes, line_key
+from mixassets.engine.rules.exact_duplicates import normalize_for_dedupe
+from mixassets.engine.text_norm import stable_hash64, text_key
+from mixtrain.schema import DOCUMENT_SCHEMA
+from tests.test_rules_boilerplate import _docs, _spec
+
+BANNERS = ["Acme Daily   News — all rights reserved", "Subscribe to our newsletter 📰 today", "Ünïcödé bänner line hé"]
+EDGE = [
+    "",
+    "short",
+    "\r\n\r\n",
+    "line one\r\nline two\r\n" + BANNERS[0] + "\r\n",
+    "emoji 😀😀😀 line here\n" + BANNERS[1],
+    "x" * 5000 + "\n" + BANNERS[2] + "\n" + "y " * 3000,
+    BANNERS[0] + "\x0b" + BANNERS[1] + "\x1c" + BANNERS[2] + "\u2028tail line here\x85more\u2029",
+    "  " + BANNERS[0].replace(" ", "\t ") + "  \n\n" + BANNERS[1],
+    "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 astral letters 𝔘𝔫𝔦𝔠𝔬𝔡𝔢\n" + BANNERS[2] + "\n",
+]
+
+
+def _corpus(seed: int) -> list[str]:
+    rng = random.Random(seed)
+    words = ["alpha", "béta", "γάμμα", "😀", "delta", "echo", "foxtrot", "ünï", "\u00a0", "x" * 40]
+    out = list(EDGE)
+    for _ in range(60):
+        lines = [" ".join(rng.choice(words) for _ in range(rng.randint(0, 8))) for _ in range(rng.randint(0, 6))]
+        lines += rng.sample(BANNERS, rng.randint(0, 3))
+        rng.shuffle(lines)
+        out.append(rng.choice(["\n", "\r\n", "\n\n"]).join(lines) + rng.choice(["", "\n", "\r\n"]))
+    out += out[5:15]  # exact copies count once
+    return out
+
+
+def _reference_boilerplate(texts: list[str], kinds: list[str], cfg: Any) -> list[list[Outcome]]:
+    """The rule as one document at a time: per-document sets of line hashes, then every line hashed again."""
+    seen: set[bytes] = set()
+    counts: Counter[int] = Counter()
+    for text, kind in zip(texts, kinds, strict=True):
+        key = text_key(normalize_for_dedupe(text))
+        if kind == "chat" or key in seen:
+            continue
+        seen.add(key)
+        keys = {k for line in text.splitlines() if len(k := line_key(line)) >= cfg.min_line_chars}
+        counts.update({stable_hash64(k) for k in keys})
+    n = len(seen)
+    lines = {h: c for h, c in counts.items() if c >= cfg.min_docs and c / n >= cfg.min_doc_fraction}
+    out: list[list[Outcome]] = []
+    for text, kind in zip(texts, kinds, strict=True):
+        outcomes: list[Outcome] = []
+        pos = 0
+        for line in [] if kind == "chat" else text.splitlines(keepends=True):
+            key = line_key(line)
+            count = lines.get(stable_hash64(key)) if len(key) >= cfg.min_line_chars else None
+            if count is not None:
+                reason = (
+                    f"line in {count} of {n} distinct documents "
+                    f"(>= min_docs {cfg.min_docs}, share {count / n:.2f} >= {cfg.min_doc_fraction})"
+                )
+                outcomes.append(Outcome("strip", reason, (pos, pos + len(line)), ""))
+            pos += len(line)
+        out.append(outcomes)
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("boilerplate", [{}, {"min_docs": 2, "min_doc_fraction": 0.01, "min_line_chars": 1}])
+def test_boilerplate_matches_per_document_reference(seed: int, boilerplate: dict[str, Any]) -> None:
+    texts = _corpus(seed)
+    docs = _docs(texts)
+    spec = _spec(gating={"boilerplate": boilerplate})
+    rule = RepeatedLineRule()
+    expected = _reference_boilerplate(texts, ["text"] * len(texts), spec.gating.boilerplate)
+    assert any(expected)
+    assert rule.evaluate(docs, GateContext(spec=spec)) == expected
+    # The streaming runner's way: prepare over batches first, then evaluate each batch against that state.
+    ctx = GateContext(spec=spec)
+    half = docs.num_rows // 2
+    ctx.prepared[rule.id] = rule.prepare([docs.slice(0, half), docs.slice(half)], ctx)
+    got = rule.evaluate(docs.slice(0, half), ctx) + rule.evaluate(docs.slice(half), ctx)
+    assert got == expected
+
+
+def test_boilerplate_leaves_chat_alone_and_handles_none_and_empty() -> None:
+    texts = [BANNERS[0] + "\n" + f"body {i}" for i in range(8)]
+    kinds = ["text"] * 6 + ["chat", "text"]
+    rows = _docs(texts).to_pylist()
+    rows[-1]["text"] = None
+    rows[-2]["kind"] = "chat"
+    docs = pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA)
+    spec = _spec()
+    got = RepeatedLineRule().evaluate(docs, GateContext(spec=spec))
+    assert got == _reference_boilerplate(texts[:-1] + [""], kinds, spec.gating.boilerplate)
+    assert got[-1] == got[-2] == [] and all(got[:-2])
+    empty = RepeatedLineRule().evaluate(_docs([]), GateContext(spec=spec))
+    assert empty == []
+
+
+def test_batch_line_hashes_are_stable_hash64_of_line_keys() -> None:
+    texts = _corpus(3)
+    hashes, line_doc, line_no = batch_line_hashes(texts, 3)
+    expected = [
+        (stable_hash64(line_key(line)), d, n)
+        for d, text in enumerate(texts)
+        for n, line in enumerate(text.splitlines())
+        if len(line_key(line)) >= 3
+    ]
+    assert list(zip(hashes.tolist(), line_doc.tolist(), line_no.tolist(), strict=True)) == expected
+    with pytest.raises(UnicodeEncodeError):  # a lone surrogate cannot be hashed, as before
+        batch_line_hashes(["fine line\nbad \ud800 line"], 3)
