@@ -16,6 +16,8 @@ import re
 from abc import abstractmethod
 from collections import Counter
 
+import pyarrow as pa
+
 from mixassets.engine.rules.base import (
     DocOutcomes,
     GateContext,
@@ -25,8 +27,10 @@ from mixassets.engine.rules.base import (
     paragraphs,
     quarantine_if,
     ratio,
+    texts,
 )
 from mixassets.engine.rules.base import words as split_words
+from mixassets.engine.rules.word_stats import word_stats
 
 # Bullet glyphs (\u2022 \u25cf \u25cb \u25e6 \u25aa \u2023 \u2043 \u2219 \u00b7), ASCII list markers, en/em dash.
 _BULLETS = tuple("\u2022\u25cf\u25cb\u25e6\u25aa\u2023\u2043\u2219\u00b7-*+\u2013\u2014")
@@ -62,11 +66,18 @@ class MeanWordLengthRule(ProseRule):
     version = 1
 
     def check(self, text: str, ctx: GateContext) -> DocOutcomes:
-        q = ctx.gating.quality
         ws = split_words(text)
-        if not ws:
+        return self._judge(len(ws), sum(map(len, ws)), ctx)
+
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
+        return [self._judge(s.words, s.chars, ctx) for s in word_stats(docs)]
+
+    @staticmethod
+    def _judge(n_words: int, chars: int, ctx: GateContext) -> DocOutcomes:
+        q = ctx.gating.quality
+        if not n_words:
             return []
-        mean = sum(map(len, ws)) / len(ws)
+        mean = chars / n_words
         if mean < q.min_mean_word_length:
             return [Outcome("quarantine", f"mean word length {mean:.2f} < {q.min_mean_word_length}")]
         if mean > q.max_mean_word_length:
@@ -81,8 +92,14 @@ class SymbolWordRatioRule(ProseRule):
     version = 1
 
     def check(self, text: str, ctx: GateContext) -> DocOutcomes:
+        return self._judge(text, len(text.split()), ctx)
+
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
+        return [self._judge(t, s.tokens, ctx) for t, s in zip(texts(docs), word_stats(docs), strict=True)]
+
+    @staticmethod
+    def _judge(text: str, n_words: int, ctx: GateContext) -> DocOutcomes:
         limit = ctx.gating.quality.max_symbol_word_ratio
-        n_words = len(text.split())
         symbols = text.count("#") + text.count("...") + text.count("…")
         value = ratio(symbols, n_words)
         return quarantine_if(
@@ -197,6 +214,18 @@ class TopNgramRule(ProseRule):
 
     id = "quality.top_ngram"
     version = 1
+
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
+        # The heaviest-word bound below, from the shared word counts: a document it clears for every n is
+        # within the limits without being split again; the others go through ``check`` in full.
+        limits = sorted(ctx.gating.quality.max_top_ngram_char_fraction.items())
+        return [
+            []
+            if all(s.words < n * 2 or not s.lower_chars or (n >= 1 and n * s.heaviest / s.lower_chars <= lim)
+                   for n, lim in limits)
+            else self.check(t, ctx)
+            for t, s in zip(texts(docs), word_stats(docs), strict=True)
+        ]  # fmt: skip
 
     def check(self, text: str, ctx: GateContext) -> DocOutcomes:
         limits = ctx.gating.quality.max_top_ngram_char_fraction
