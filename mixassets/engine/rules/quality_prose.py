@@ -11,10 +11,8 @@ are normal, and assistants answer with code; those measures describe web-page la
 
 from __future__ import annotations
 
-import operator
 import re
 from abc import abstractmethod
-from collections import Counter
 
 import pyarrow as pa
 
@@ -30,7 +28,7 @@ from mixassets.engine.rules.base import (
     texts,
 )
 from mixassets.engine.rules.base import words as split_words
-from mixassets.engine.rules.word_stats import word_stats
+from mixassets.engine.rules.word_stats import top_ngram_reason, word_stats
 
 # Bullet glyphs (\u2022 \u25cf \u25cb \u25e6 \u25aa \u2023 \u2043 \u2219 \u00b7), ASCII list markers, en/em dash.
 _BULLETS = tuple("\u2022\u25cf\u25cb\u25e6\u25aa\u2023\u2043\u2219\u00b7-*+\u2013\u2014")
@@ -70,7 +68,7 @@ class MeanWordLengthRule(ProseRule):
         return self._judge(len(ws), sum(map(len, ws)), ctx)
 
     def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
-        return [self._judge(s.words, s.chars, ctx) for s in word_stats(docs)]
+        return [self._judge(s.words, s.chars, ctx) for s in word_stats(docs, ctx)]
 
     @staticmethod
     def _judge(n_words: int, chars: int, ctx: GateContext) -> DocOutcomes:
@@ -95,7 +93,7 @@ class SymbolWordRatioRule(ProseRule):
         return self._judge(text, len(text.split()), ctx)
 
     def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
-        return [self._judge(t, s.tokens, ctx) for t, s in zip(texts(docs), word_stats(docs), strict=True)]
+        return [self._judge(t, s.tokens, ctx) for t, s in zip(texts(docs), word_stats(docs, ctx), strict=True)]
 
     @staticmethod
     def _judge(text: str, n_words: int, ctx: GateContext) -> DocOutcomes:
@@ -216,54 +214,12 @@ class TopNgramRule(ProseRule):
     version = 1
 
     def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
-        # The heaviest-word bound below, from the shared word counts: a document it clears for every n is
-        # within the limits without being split again; the others go through ``check`` in full.
-        limits = sorted(ctx.gating.quality.max_top_ngram_char_fraction.items())
-        return [
-            []
-            if all(s.words < n * 2 or not s.lower_chars or (n >= 1 and n * s.heaviest / s.lower_chars <= lim)
-                   for n, lim in limits)
-            else self.check(t, ctx)
-            for t, s in zip(texts(docs), word_stats(docs), strict=True)
-        ]  # fmt: skip
+        return [[] if s.top_ngram is None else [Outcome("quarantine", s.top_ngram)] for s in word_stats(docs, ctx)]
 
     def check(self, text: str, ctx: GateContext) -> DocOutcomes:
-        limits = ctx.gating.quality.max_top_ngram_char_fraction
         ws = list(map(str.lower, split_words(text)))
-        total = sum(map(len, ws))
-        heaviest: int | None = None  # the most characters one word covers with all its occurrences
-        heaviest_pair: int | None = None  # the same for two adjacent words, as one string
-        for n in sorted(limits):
-            if len(ws) < n * 2 or not total:
-                continue
-            if n >= 1:
-                # Counting the n-grams is most of this rule's time; skip it when a bound on the top n-gram's
-                # covered characters (count x characters) is within the limit. An n-gram occurs at most as often
-                # as each word and each pair of adjacent words inside it, so that product is at most n * (the
-                # heaviest word's count x characters), and for n >= 2 at most (n // 2) * the heaviest pair's +
-                # (n % 2) * the heaviest word's. Pairs are counted as concatenated strings, which can only merge
-                # pairs and so raise the bound. The bounds are integers and the division by ``total`` is the
-                # rule's own, so a bound within the limit puts the rule's value within it too.
-                if heaviest is None:
-                    words_count = Counter(ws)
-                    heaviest = max(map(operator.mul, words_count.values(), map(len, words_count)))
-                if n * heaviest / total <= limits[n]:
-                    continue
-                if n >= 2:
-                    if heaviest_pair is None:
-                        pairs = Counter(map(operator.add, ws, ws[1:]))
-                        heaviest_pair = max(map(operator.mul, pairs.values(), map(len, pairs)))
-                    if ((n // 2) * heaviest_pair + (n % 2) * heaviest) / total <= limits[n]:
-                        continue
-            counts = Counter(zip(*(ws[i:] for i in range(n)), strict=False))
-            gram, count = max(counts.items(), key=operator.itemgetter(1))  # the first of the most frequent
-            if count < 2:
-                continue
-            value = count * sum(map(len, gram)) / total
-            if value > limits[n]:
-                reason = f"top {n}-gram {' '.join(gram)!r} x{count} covers {value:.2f} of characters > {limits[n]}"
-                return [Outcome("quarantine", reason)]
-        return []
+        reason = top_ngram_reason(ws, ctx.gating.quality.max_top_ngram_char_fraction)
+        return [] if reason is None else [Outcome("quarantine", reason)]
 
 
 class TerminalPunctuationRule(ProseRule):

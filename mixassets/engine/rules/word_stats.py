@@ -2,9 +2,10 @@
 
 The mean-word-length, symbol-to-word and top n-gram rules all split a text into whitespace tokens and words
 (:func:`base.words`). They run one after another on the documents still standing, so the first of them computes
-a few numbers per document and the others look them up: only the numbers are kept (five integers a document),
-never the word lists, and only for the rows of the table the rules were last shown. A row is recognised by its
-``row_id`` *and* its text (compared in full), so a stripped or replaced text can never reuse stale numbers.
+a few numbers per document (and the top n-gram rule's verdict, which needs the words themselves) and the others
+look them up. Only those are kept, never the word lists, and only for the rows of the table the rules were last
+shown. A row is recognised by its ``row_id`` *and* its text (compared in full), so a stripped or replaced text
+can never reuse stale numbers.
 """
 
 from __future__ import annotations
@@ -17,44 +18,82 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
-from mixassets.engine.rules.base import _PUNCT, texts
+from mixassets.engine.rules.base import _PUNCT, GateContext, texts
 
 
 class WordStats(NamedTuple):
     tokens: int  # len(text.split())
     words: int  # len(words(text))
     chars: int  # characters of the words
-    lower_chars: int  # characters of the lower-cased words
-    heaviest: int  # max over distinct lower-cased words of (occurrences x characters); 0 without words
+    top_ngram: str | None  # the top n-gram rule's reason (for the limits the numbers were computed for), or None
 
 
-def word_stats_of(text: str) -> WordStats:
+def top_ngram_reason(ws: list[str], limits: dict[int, float], word_counts: Counter[str] | None = None) -> str | None:
+    """Why the most frequent n-gram of the lower-cased words ``ws`` covers too many of their characters for
+    ``limits`` (n -> maximum share), or None; ``word_counts`` is ``Counter(ws)`` when the caller has it."""
+    total = sum(map(len, ws))
+    heaviest: int | None = None  # the most characters one word covers with all its occurrences
+    heaviest_pair: int | None = None  # the same for two adjacent words, as one string
+    for n in sorted(limits):
+        if len(ws) < n * 2 or not total:
+            continue
+        if n >= 1:
+            # Counting the n-grams is most of this rule's time; skip it when a bound on the top n-gram's
+            # covered characters (count x characters) is within the limit. An n-gram occurs at most as often
+            # as each word and each pair of adjacent words inside it, so that product is at most n * (the
+            # heaviest word's count x characters), and for n >= 2 at most (n // 2) * the heaviest pair's +
+            # (n % 2) * the heaviest word's. Pairs are counted as concatenated strings, which can only merge
+            # pairs and so raise the bound. The bounds are integers and the division by ``total`` is the
+            # rule's own, so a bound within the limit puts the rule's value within it too.
+            if heaviest is None:
+                words_count = Counter(ws) if word_counts is None else word_counts
+                heaviest = max(map(operator.mul, words_count.values(), map(len, words_count)))
+            if n * heaviest / total <= limits[n]:
+                continue
+            if n >= 2:
+                if heaviest_pair is None:
+                    pairs = Counter(map(operator.add, ws, ws[1:]))
+                    heaviest_pair = max(map(operator.mul, pairs.values(), map(len, pairs)))
+                if ((n // 2) * heaviest_pair + (n % 2) * heaviest) / total <= limits[n]:
+                    continue
+        counts = Counter(zip(*(ws[i:] for i in range(n)), strict=False))
+        gram, count = max(counts.items(), key=operator.itemgetter(1))  # the first of the most frequent
+        if count < 2:
+            continue
+        value = count * sum(map(len, gram)) / total
+        if value > limits[n]:
+            return f"top {n}-gram {' '.join(gram)!r} x{count} covers {value:.2f} of characters > {limits[n]}"
+    return None
+
+
+def word_stats_of(text: str, ngram_limits: dict[int, float]) -> WordStats:
     tokens = text.split()
     ws = list(filter(None, map(str.strip, tokens, repeat(_PUNCT, len(tokens)))))  # base.words, inlined
     if not ws:
-        return WordStats(len(tokens), 0, 0, 0, 0)
+        return WordStats(len(tokens), 0, 0, None)
     lower = list(map(str.lower, ws))
-    counts = Counter(lower)
-    heaviest = max(map(operator.mul, counts.values(), map(len, counts)))
-    return WordStats(len(tokens), len(ws), sum(map(len, ws)), sum(map(len, lower)), heaviest)
+    top = top_ngram_reason(lower, ngram_limits, Counter(lower))
+    return WordStats(len(tokens), len(ws), sum(map(len, ws)), top)
 
 
 class _Last(threading.local):
+    limits: dict[int, float] = {}
     entries: dict[int, tuple[str, WordStats]] = {}
 
 
 _last = _Last()
 
 
-def word_stats(docs: pa.Table) -> list[WordStats]:
+def word_stats(docs: pa.Table, ctx: GateContext) -> list[WordStats]:
     """:func:`word_stats_of` of each text of ``docs`` (None as ""), reusing the numbers of the last call's rows."""
-    old = _last.entries
-    _last.entries = {}
+    limits = ctx.gating.quality.max_top_ngram_char_fraction
+    old = _last.entries if _last.limits == limits else {}
+    _last.entries, _last.limits = {}, dict(limits)
     new: dict[int, tuple[str, WordStats]] = {}
     out: list[WordStats] = []
     for row_id, text in zip(docs.column("row_id").to_pylist(), texts(docs), strict=True):
         hit = old.get(row_id)
-        stats = hit[1] if hit is not None and hit[0] == text else word_stats_of(text)
+        stats = hit[1] if hit is not None and hit[0] == text else word_stats_of(text, limits)
         new[row_id] = (text, stats)
         out.append(stats)
     _last.entries = new
