@@ -188,7 +188,7 @@ def _reference_top_ngram(text: str, limits: dict[int, float]) -> list[Outcome]:
 
 @pytest.mark.parametrize("limits", [{2: 0.2, 3: 0.18, 4: 0.16}, {1: 0.05, 2: 0.1, 3: 0.05, 5: 0.01}, {2: 0.0}])
 def test_word_stats_of_is_the_per_document_arithmetic(limits: dict[int, float]) -> None:
-    from mixassets.engine.rules.word_stats import word_stats_of
+    from mixassets.engine.rules.text_stats import word_stats_of
 
     hits = 0
     for text in _wordy_corpus(1):
@@ -211,3 +211,62 @@ def test_top_ngram_rule_matches_the_reference_without_bounds() -> None:
         assert any(expected)
         assert TopNgramRule().evaluate(docs, ctx) == expected
         assert [TopNgramRule().check(t, ctx) for t in texts] == expected
+
+
+LINEY = [
+    "",
+    "\r\n \r\n\t\r\n",
+    "• one\r\n• two\r\n• one\r\nplain line.\r\n",
+    "- a\n* b\n+ c\n\u2013 d\n\u2014 e\n\u00b7 f\nend\u2026\nmore...\n",
+    "same\nsame\nsame\n  same  \nother!\n",
+    "line\u2028• bullet\u2029line\x85line\x0bquote”\x0c(paren)\x1cend?",
+    "😀 emoji line…\n😀 emoji line…\n\n\nthe end.",
+    ("x" * 10000 + "\n") * 3 + "fin.",
+    "no terminal\nstill none\nnope",
+]
+
+
+def test_line_rules_match_their_per_document_check() -> None:
+    from mixassets.engine.rules.quality_prose import (
+        BulletLinesRule,
+        DuplicateLinesRule,
+        EllipsisLinesRule,
+        TerminalPunctuationRule,
+    )
+
+    rng = random.Random(4)
+    pieces = ["• item", "plain words", "end.", "trail...", "  ", "- dash", "same", "“quoted”", "😀…"]
+    texts = LINEY + [rng.choice(["\n", "\r\n"]).join(rng.choices(pieces, k=rng.randint(0, 12))) for _ in range(60)]
+    rows = _docs(texts).to_pylist()
+    rows[1]["text"] = None
+    rows[2]["kind"] = "chat"
+    docs = pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA)
+    plain = ["" if t is None else t for t in docs.column("text").to_pylist()]
+    kinds = docs.column("kind").to_pylist()
+    for quality in ({}, {"min_terminal_punctuation_ratio": 0.5, "max_bullet_line_ratio": 0.3}):
+        ctx = GateContext(spec=_spec(gating={"quality": quality}))
+        for rule in (BulletLinesRule(), EllipsisLinesRule(), DuplicateLinesRule(), TerminalPunctuationRule()):
+            expected = [
+                [] if k == "chat" or not rule.enabled(ctx) else rule.check(t, ctx)
+                for k, t in zip(kinds, plain, strict=True)
+            ]
+            assert rule.evaluate(docs, ctx) == expected, rule.id
+            assert rule.evaluate(docs.slice(5, 30), ctx) == expected[5:35], rule.id
+        assert any(TerminalPunctuationRule().evaluate(docs, ctx)) == bool(quality)
+    assert any(BulletLinesRule().evaluate(docs, ctx)) and any(DuplicateLinesRule().evaluate(docs, ctx))
+
+
+def test_line_stats_of_is_the_per_line_arithmetic() -> None:
+    from mixassets.engine.rules.quality_prose import _BULLETS, _ELLIPSES, _TERMINAL
+    from mixassets.engine.rules.text_stats import line_stats_of
+
+    for text in LINEY:
+        lines = [s for p in text.splitlines() if (s := p.strip())]
+        expected = (
+            len(lines),
+            sum(1 for x in lines if x.startswith(_BULLETS)),
+            sum(1 for x in lines if x.endswith(_ELLIPSES)),
+            sum(1 for x in lines if x.endswith(_TERMINAL)),
+            len(lines) - len(set(lines)),
+        )
+        assert line_stats_of(text, _BULLETS, _ELLIPSES, _TERMINAL) == expected

@@ -28,7 +28,7 @@ from mixassets.engine.rules.base import (
     texts,
 )
 from mixassets.engine.rules.base import words as split_words
-from mixassets.engine.rules.word_stats import top_ngram_reason, word_stats
+from mixassets.engine.rules.text_stats import LineStats, line_stats, top_ngram_reason, word_stats
 
 # Bullet glyphs (\u2022 \u25cf \u25cb \u25e6 \u25aa \u2023 \u2043 \u2219 \u00b7), ASCII list markers, en/em dash.
 _BULLETS = tuple("\u2022\u25cf\u25cb\u25e6\u25aa\u2023\u2043\u2219\u00b7-*+\u2013\u2014")
@@ -119,12 +119,24 @@ class _LineShareRule(ProseRule):
     def line_matches(self, line: str) -> bool:
         """Whether one stripped, non-blank line counts towards the share."""
 
+    stat: str  # the field of ``LineStats`` that counts the matching lines
+
     def check(self, text: str, ctx: GateContext) -> DocOutcomes:
         lines = nonblank_lines(text)
-        hits = sum(1 for line in lines if self.line_matches(line))
-        value = ratio(hits, len(lines))
+        return self._judge(sum(1 for line in lines if self.line_matches(line)), len(lines), ctx)
+
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
+        kinds = docs.column("kind").to_pylist()
+        stats = shared_line_stats(docs)
+        return [
+            [] if kind == "chat" else self._judge(getattr(s, self.stat), s.lines, ctx)
+            for kind, s in zip(kinds, stats, strict=True)
+        ]
+
+    def _judge(self, hits: int, n_lines: int, ctx: GateContext) -> DocOutcomes:
+        value = ratio(hits, n_lines)
         limit = self.limit(ctx)
-        return quarantine_if(value > limit, f"{self.label} ratio {value:.2f} ({hits}/{len(lines)} lines) > {limit}")
+        return quarantine_if(value > limit, f"{self.label} ratio {value:.2f} ({hits}/{n_lines} lines) > {limit}")
 
 
 class BulletLinesRule(_LineShareRule):
@@ -133,6 +145,7 @@ class BulletLinesRule(_LineShareRule):
     id = "quality.bullet_lines"
     version = 1
     label = "bullet-line"
+    stat = "bullets"
 
     def limit(self, ctx: GateContext) -> float:
         return ctx.gating.quality.max_bullet_line_ratio
@@ -147,6 +160,7 @@ class EllipsisLinesRule(_LineShareRule):
     id = "quality.ellipsis_lines"
     version = 1
     label = "ellipsis-line"
+    stat = "ellipses"
 
     def limit(self, ctx: GateContext) -> float:
         return ctx.gating.quality.max_ellipsis_line_ratio
@@ -170,11 +184,13 @@ class _RepeatShareRule(ProseRule):
         """The pieces of ``text`` compared with each other."""
 
     def check(self, text: str, ctx: GateContext) -> DocOutcomes:
-        limit = self.limit(ctx)
         units = self.units(text)
-        repeats = len(units) - len(set(units))
-        value = ratio(repeats, len(units))
-        reason = f"duplicate {self.label} fraction {value:.2f} ({repeats}/{len(units)}) > {limit}"
+        return self._judge(len(units) - len(set(units)), len(units), ctx)
+
+    def _judge(self, repeats: int, n_units: int, ctx: GateContext) -> DocOutcomes:
+        limit = self.limit(ctx)
+        value = ratio(repeats, n_units)
+        reason = f"duplicate {self.label} fraction {value:.2f} ({repeats}/{n_units}) > {limit}"
         return quarantine_if(value > limit, reason)
 
 
@@ -190,6 +206,13 @@ class DuplicateLinesRule(_RepeatShareRule):
 
     def units(self, text: str) -> list[str]:
         return nonblank_lines(text)
+
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
+        kinds = docs.column("kind").to_pylist()
+        stats = shared_line_stats(docs)
+        return [
+            [] if kind == "chat" else self._judge(s.repeats, s.lines, ctx) for kind, s in zip(kinds, stats, strict=True)
+        ]
 
 
 class DuplicateParagraphsRule(_RepeatShareRule):
@@ -233,13 +256,26 @@ class TerminalPunctuationRule(ProseRule):
         return ctx.gating.quality.min_terminal_punctuation_ratio > 0
 
     def check(self, text: str, ctx: GateContext) -> DocOutcomes:
-        minimum = ctx.gating.quality.min_terminal_punctuation_ratio
         lines = nonblank_lines(text)
-        if not lines:
+        return self._judge(sum(1 for line in lines if line.endswith(_TERMINAL)), len(lines), ctx)
+
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
+        if not self.enabled(ctx):
+            return [[] for _ in range(docs.num_rows)]
+        kinds = docs.column("kind").to_pylist()
+        stats = shared_line_stats(docs)
+        return [
+            [] if kind == "chat" else self._judge(s.terminal, s.lines, ctx)
+            for kind, s in zip(kinds, stats, strict=True)
+        ]
+
+    @staticmethod
+    def _judge(ended: int, n_lines: int, ctx: GateContext) -> DocOutcomes:
+        minimum = ctx.gating.quality.min_terminal_punctuation_ratio
+        if not n_lines:
             return []
-        ended = sum(1 for line in lines if line.endswith(_TERMINAL))
-        value = ended / len(lines)
-        reason = f"terminal punctuation ratio {value:.2f} ({ended}/{len(lines)} lines) < {minimum}"
+        value = ended / n_lines
+        reason = f"terminal punctuation ratio {value:.2f} ({ended}/{n_lines} lines) < {minimum}"
         return quarantine_if(value < minimum, reason)
 
 
@@ -255,6 +291,11 @@ class CurlyBraceRule(ProseRule):
         braces = text.count("{") + text.count("}")
         value = ratio(braces, len(text))
         return quarantine_if(value > limit, f"curly-brace ratio {value:.4f} ({braces}/{len(text)} chars) > {limit}")
+
+
+def shared_line_stats(docs: pa.Table) -> list[LineStats]:
+    """The non-blank line counts the layout rules judge, computed once per document for all of them."""
+    return line_stats(docs, _BULLETS, _ELLIPSES, _TERMINAL)
 
 
 PROSE_RULES = (

@@ -1,11 +1,12 @@
-"""Per-document word counts that several prose rules share, so each text is split into words once.
+"""Per-document word and line counts that several prose rules share, so each text is split once.
 
 The mean-word-length, symbol-to-word and top n-gram rules all split a text into whitespace tokens and words
 (:func:`base.words`). They run one after another on the documents still standing, so the first of them computes
 a few numbers per document (and the top n-gram rule's verdict, which needs the words themselves) and the others
 look them up. Only those are kept, never the word lists, and only for the rows of the table the rules were last
 shown. A row is recognised by its ``row_id`` *and* its text (compared in full), so a stripped or replaced text
-can never reuse stale numbers.
+can never reuse stale numbers. The layout rules (bullet, ellipsis, duplicate and terminal lines) share the
+non-blank lines the same way.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 import operator
 import threading
 from collections import Counter
+from collections.abc import Callable
 from itertools import repeat
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 
@@ -76,25 +78,61 @@ def word_stats_of(text: str, ngram_limits: dict[int, float]) -> WordStats:
     return WordStats(len(tokens), len(ws), sum(map(len, ws)), top)
 
 
-class _Last(threading.local):
-    limits: dict[int, float] = {}
-    entries: dict[int, tuple[str, WordStats]] = {}
+class LineStats(NamedTuple):
+    lines: int  # non-blank lines (base.nonblank_lines)
+    bullets: int  # of them, starting with a bullet
+    ellipses: int  # ending with an ellipsis
+    terminal: int  # ending with terminal punctuation
+    repeats: int  # repeating an earlier one
 
 
-_last = _Last()
+def line_stats_of(
+    text: str, bullets: tuple[str, ...], ellipses: tuple[str, ...], terminal: tuple[str, ...]
+) -> LineStats:
+    lines = list(filter(None, map(str.strip, text.splitlines())))  # base.nonblank_lines, inlined
+    n = len(lines)
+    return LineStats(
+        n,
+        sum(map(str.startswith, lines, repeat(bullets, n))),
+        sum(map(str.endswith, lines, repeat(ellipses, n))),
+        sum(map(str.endswith, lines, repeat(terminal, n))),
+        n - len(set(lines)),
+    )
+
+
+class _RowCache(threading.local):
+    """Per row of the table last asked about: its text and what was computed from it, for one set of params."""
+
+    params: Any = None
+    entries: dict[int, tuple[str, Any]] = {}
+
+    def get(self, docs: pa.Table, params: Any, compute: Callable[[str], Any]) -> list[Any]:
+        old = self.entries if self.params == params else {}
+        self.entries, self.params = {}, params
+        new: dict[int, tuple[str, Any]] = {}
+        out: list[Any] = []
+        for row_id, text in zip(docs.column("row_id").to_pylist(), texts(docs), strict=True):
+            hit = old.get(row_id)
+            value = hit[1] if hit is not None and hit[0] == text else compute(text)
+            new[row_id] = (text, value)
+            out.append(value)
+        self.entries = new
+        return out
+
+
+_words = _RowCache()
+_lines = _RowCache()
 
 
 def word_stats(docs: pa.Table, ctx: GateContext) -> list[WordStats]:
     """:func:`word_stats_of` of each text of ``docs`` (None as ""), reusing the numbers of the last call's rows."""
-    limits = ctx.gating.quality.max_top_ngram_char_fraction
-    old = _last.entries if _last.limits == limits else {}
-    _last.entries, _last.limits = {}, dict(limits)
-    new: dict[int, tuple[str, WordStats]] = {}
-    out: list[WordStats] = []
-    for row_id, text in zip(docs.column("row_id").to_pylist(), texts(docs), strict=True):
-        hit = old.get(row_id)
-        stats = hit[1] if hit is not None and hit[0] == text else word_stats_of(text, limits)
-        new[row_id] = (text, stats)
-        out.append(stats)
-    _last.entries = new
-    return out
+    limits = dict(ctx.gating.quality.max_top_ngram_char_fraction)
+    return _words.get(docs, limits, lambda text: word_stats_of(text, limits))
+
+
+def line_stats(
+    docs: pa.Table, bullets: tuple[str, ...], ellipses: tuple[str, ...], terminal: tuple[str, ...]
+) -> list[LineStats]:
+    """:func:`line_stats_of` of each text of ``docs`` (None as ""), reusing the numbers of the last call's rows."""
+    params = (bullets, ellipses, terminal)
+    return _lines.get(docs, params, lambda text: line_stats_of(text, *params))
