@@ -270,3 +270,28 @@ def test_line_stats_of_is_the_per_line_arithmetic() -> None:
             len(lines) - len(set(lines)),
         )
         assert line_stats_of(text, _BULLETS, _ELLIPSES, _TERMINAL) == expected
+
+
+def test_lorem_ipsum_prefilter_never_hides_a_match() -> None:
+    from mixassets.engine.rules.quality_prose import LoremIpsumRule
+
+    texts = [
+        "",
+        "lorem ipsum dolor",
+        "LOREM\u00a0IPSUM",
+        "Lorem\r\n\t ip\u017fum",  # Python's IGNORECASE: the long s is an s
+        "lorem \u0130psum and lorem \u0131psum",  # dotted/dotless capital and small i
+        "😀 loReM\u2028iPsUm 😀",
+        "lorem only",
+        "ipsum lorem",
+        "x" * 5000 + " lorem   ipsum",
+        "l\u00f6rem ipsum",
+    ]
+    rows = _docs(texts).to_pylist()
+    rows[0]["text"] = None
+    docs = pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA)
+    ctx = GateContext(spec=_spec())
+    rule = LoremIpsumRule()
+    got = rule.evaluate(docs, ctx)
+    assert got == [rule.check(t or "", ctx) for t in docs.column("text").to_pylist()]
+    assert [bool(o) for o in got] == [False, True, True, True, True, True, False, False, True, False]
