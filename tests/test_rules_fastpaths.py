@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from mixassets.engine.gating import conform_documents
 from mixassets.engine.rules.base import GateContext, Outcome, words
 from mixassets.engine.rules.boilerplate import RepeatedLineRule, batch_line_hashes, line_key
 from mixassets.engine.rules.exact_duplicates import normalize_for_dedupe
@@ -153,9 +154,9 @@ def test_word_rules_match_their_per_document_check(quality: dict[str, Any]) -> N
 
     texts = _wordy_corpus(0)
     rows = _docs(texts).to_pylist()
-    rows[1]["text"] = None
+    rows[1]["text"] = ""  # DOCUMENT_SCHEMA's text is not nullable: a conformed table has no None
     rows[2]["kind"] = "chat"
-    docs = pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA)
+    docs = conform_documents(pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA))
     ctx = GateContext(spec=_spec(gating={"quality": quality}))
     plain = ["" if t is None else t for t in docs.column("text").to_pylist()]
     for rule in (MeanWordLengthRule(), SymbolWordRatioRule(), TopNgramRule()):
@@ -238,9 +239,9 @@ def test_line_rules_match_their_per_document_check() -> None:
     pieces = ["• item", "plain words", "end.", "trail...", "  ", "- dash", "same", "“quoted”", "😀…"]
     texts = LINEY + [rng.choice(["\n", "\r\n"]).join(rng.choices(pieces, k=rng.randint(0, 12))) for _ in range(60)]
     rows = _docs(texts).to_pylist()
-    rows[1]["text"] = None
+    rows[1]["text"] = ""  # DOCUMENT_SCHEMA's text is not nullable: a conformed table has no None
     rows[2]["kind"] = "chat"
-    docs = pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA)
+    docs = conform_documents(pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA))
     plain = ["" if t is None else t for t in docs.column("text").to_pylist()]
     kinds = docs.column("kind").to_pylist()
     for quality in ({}, {"min_terminal_punctuation_ratio": 0.5, "max_bullet_line_ratio": 0.3}):
@@ -295,3 +296,24 @@ def test_lorem_ipsum_prefilter_never_hides_a_match() -> None:
     got = rule.evaluate(docs, ctx)
     assert got == [rule.check(t or "", ctx) for t in docs.column("text").to_pylist()]
     assert [bool(o) for o in got] == [False, True, True, True, True, True, False, False, True, False]
+
+
+def test_shared_counts_hold_no_text_that_texts_does_not() -> None:
+    from mixassets.engine.rules import text_stats
+    from mixassets.engine.rules.base import texts
+    from mixassets.engine.rules.quality_prose import MeanWordLengthRule
+
+    docs = conform_documents(_docs(_wordy_corpus(5)))
+    ctx = GateContext(spec=_spec())
+    MeanWordLengthRule().evaluate(docs, ctx)
+    assert len(text_stats._cache.entries) == docs.num_rows
+    subset = docs.take(pa.array([3, 1, 4, 1, 5]))  # a new column: converted again, the cached str objects reused
+    values = texts(subset)
+    entries = text_stats._cache.entries
+    row_ids = subset.column("row_id").to_pylist()
+    assert set(entries) == set(row_ids)
+    assert all(entries[r][0] is v for r, v in zip(row_ids, values, strict=True))
+    changed = subset.set_column(subset.schema.get_field_index("text"), "text", pa.array(["other"] * 5, pa.string()))
+    texts(changed)
+    assert text_stats._cache.entries == {}
+    assert MeanWordLengthRule().evaluate(changed, ctx) == [MeanWordLengthRule().check("other", ctx)] * 5

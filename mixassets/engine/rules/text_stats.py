@@ -14,13 +14,13 @@ from __future__ import annotations
 import operator
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from itertools import repeat
 from typing import Any, NamedTuple
 
 import pyarrow as pa
 
-from mixassets.engine.rules.base import _PUNCT, GateContext, texts
+from mixassets.engine.rules.base import _PUNCT, TEXT_HOOKS, GateContext, texts
 
 
 class WordStats(NamedTuple):
@@ -101,38 +101,58 @@ def line_stats_of(
 
 
 class _RowCache(threading.local):
-    """Per row of the table last asked about: its text and what was computed from it, for one set of params."""
+    """Per row of the table last asked about: its text and what was computed from it, by what and with which
+    parameters. One cache for all the shared measures, so only one table's texts are held for them."""
 
-    params: Any = None
-    entries: dict[int, tuple[str, Any]] = {}
+    entries: dict[int, tuple[str, dict[Hashable, Any]]] = {}
 
-    def get(self, docs: pa.Table, params: Any, compute: Callable[[str], Any]) -> list[Any]:
-        old = self.entries if self.params == params else {}
-        self.entries, self.params = {}, params
-        new: dict[int, tuple[str, Any]] = {}
+    def get(self, docs: pa.Table, key: Hashable, compute: Callable[[str], Any]) -> list[Any]:
+        old = self.entries
+        self.entries = {}
+        new: dict[int, tuple[str, dict[Hashable, Any]]] = {}
         out: list[Any] = []
         for row_id, text in zip(docs.column("row_id").to_pylist(), texts(docs), strict=True):
             hit = old.get(row_id)
-            value = hit[1] if hit is not None and hit[0] == text else compute(text)
-            new[row_id] = (text, value)
+            values = hit[1] if hit is not None and hit[0] == text else {}
+            value = values.get(key)
+            if value is None:
+                value = values[key] = compute(text)
+            new[row_id] = (text, values)
             out.append(value)
         self.entries = new
         return out
 
+    def rebase(self, docs: pa.Table, values: list[str]) -> None:
+        """A :data:`base.TEXT_HOOKS` hook: keep the entries of the rows of the table ``texts`` just converted
+        whose text is unchanged, and give ``texts`` the ``str`` this cache holds for them instead of its new
+        copy, so the cache holds no text that ``texts`` does not, and no table's texts twice."""
+        old = self.entries
+        self.entries = {}
+        if not old or "row_id" not in docs.column_names:
+            return
+        new: dict[int, tuple[str, dict[Hashable, Any]]] = {}
+        for i, (row_id, text) in enumerate(zip(docs.column("row_id").to_pylist(), values, strict=True)):
+            hit = old.get(row_id)
+            if hit is not None and hit[0] == text:
+                values[i] = hit[0]
+                new[row_id] = hit
+        self.entries = new
 
-_words = _RowCache()
-_lines = _RowCache()
+
+_cache = _RowCache()
+TEXT_HOOKS.append(_cache.rebase)
 
 
 def word_stats(docs: pa.Table, ctx: GateContext) -> list[WordStats]:
     """:func:`word_stats_of` of each text of ``docs`` (None as ""), reusing the numbers of the last call's rows."""
     limits = dict(ctx.gating.quality.max_top_ngram_char_fraction)
-    return _words.get(docs, limits, lambda text: word_stats_of(text, limits))
+    return _cache.get(docs, ("words", *sorted(limits.items())), lambda text: word_stats_of(text, limits))
 
 
 def line_stats(
     docs: pa.Table, bullets: tuple[str, ...], ellipses: tuple[str, ...], terminal: tuple[str, ...]
 ) -> list[LineStats]:
     """:func:`line_stats_of` of each text of ``docs`` (None as ""), reusing the numbers of the last call's rows."""
-    params = (bullets, ellipses, terminal)
-    return _lines.get(docs, params, lambda text: line_stats_of(text, *params))
+    return _cache.get(
+        docs, ("lines", bullets, ellipses, terminal), lambda t: line_stats_of(t, bullets, ellipses, terminal)
+    )
