@@ -56,17 +56,31 @@ def reference_rules() -> Iterator[None]:
     """Patch the batched code paths back to per-document ones for the duration."""
     from mixassets.engine import gating, langid, safety
     from mixassets.engine.pii import DETECTORS
-    from mixassets.engine.rules import language, pii, quality_prose
+    from mixassets.engine.rules import TextRule, language, pii, quality_prose
 
     def every_detector(texts: Any, region: str = "US") -> list[frozenset[str]]:
         return [frozenset(DETECTORS)] * len(texts)
 
-    patches = [
+    patches: list[tuple[Any, str, Any]] = [
         (language, "detect_languages", lambda texts: [langid.detect_language(t) for t in texts]),
         (pii, "possible_detectors", every_detector),
         (gating, "possible_detectors", every_detector),
         (safety, "may_match", lambda texts: [True] * len(texts)),
         (quality_prose.TopNgramRule, "check", _reference_top_ngram),
+    ]
+    # The rules that judge from word and line counts shared between them, judged one document at a time instead.
+    patches += [
+        (cls, "evaluate", TextRule.evaluate)
+        for cls in (
+            quality_prose.LoremIpsumRule,
+            quality_prose.MeanWordLengthRule,
+            quality_prose.SymbolWordRatioRule,
+            quality_prose.BulletLinesRule,
+            quality_prose.EllipsisLinesRule,
+            quality_prose.DuplicateLinesRule,
+            quality_prose.TopNgramRule,
+            quality_prose.TerminalPunctuationRule,
+        )
     ]
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
     try:

@@ -12,7 +12,7 @@ import re
 import string
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any, ClassVar, Literal
@@ -140,9 +140,18 @@ def texts(docs: pa.Table) -> list[str]:
     key = _column_key(column)
     if _last_text.column is None or _last_text.key != key:
         _last_text.column, _last_text.key = None, ()
-        _last_text.values = [t or "" for t in column.to_pylist()]
+        values = [t or "" for t in column.to_pylist()]
+        for hook in TEXT_HOOKS:
+            hook(docs, values)
+        _last_text.values = values
         _last_text.column, _last_text.key = column, key
     return list(_last_text.values)
+
+
+# Called as ``hook(docs, values)`` each time :func:`texts` converts a new column, before the values are kept. A
+# hook that holds texts of the table converted before may swap an element of ``values`` for an equal ``str`` it
+# holds and must let go of the texts not in ``values``: then it never keeps a second copy of a text alive.
+TEXT_HOOKS: list[Callable[[pa.Table, list[str]], None]] = []
 
 
 def chat_contents(messages: str | None) -> list[str] | None:

@@ -24,13 +24,16 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
+from hashlib import blake2b
+from itertools import accumulate
 
 import numpy as np
 import pyarrow as pa
 
 from mixassets.engine.rules.base import DocOutcomes, GateContext, Outcome, Rule, texts
 from mixassets.engine.rules.exact_duplicates import normalize_for_dedupe
-from mixassets.engine.text_norm import stable_hash64, text_key
+from mixassets.engine.text_norm import text_key
+from mixtrain.config.data import BoilerplateConfig
 
 # Hashes buffered before they are merged into the sorted counts: bounds both the buffer and the merge cost.
 _MERGE_EVERY = 1 << 20
@@ -98,9 +101,14 @@ class _LineDocCounts:
         self._counts = np.empty(0, dtype=np.uint32)
         self._pending = array("Q")
 
-    def add_document(self, hashes: set[int]) -> None:
-        if hashes:
-            self._pending.extend(hashes)
+    def add_pairs(self, docs: np.ndarray, hashes: np.ndarray) -> None:
+        """Each document's hashes (``docs[i]`` holds ``hashes[i]``), a hash counted once per document."""
+        if len(hashes):
+            order = np.lexsort((hashes, docs))
+            docs, hashes = docs[order], hashes[order]
+            distinct = np.ones(len(hashes), dtype=bool)
+            distinct[1:] = (docs[1:] != docs[:-1]) | (hashes[1:] != hashes[:-1])
+            self._pending.frombytes(hashes[distinct].astype(np.uint64).tobytes())
             if len(self._pending) >= _MERGE_EVERY:
                 self._merge()
 
@@ -135,46 +143,92 @@ class RepeatedLineRule(Rule):
         cfg = ctx.gating.boilerplate
         if not cfg.enabled:
             return Boilerplate(0, {})
-        # Copies of one document count once: five copies of a page make a duplicate (which the exact-duplicate
-        # rule resolves by keeping one), not five pages sharing their every line. The first copy is counted.
-        seen = _SeenKeys()
-        counts = _LineDocCounts()
+        counter = _Counter()
         for docs in batches:
             prose = [t for kind, t in zip(docs.column("kind").to_pylist(), texts(docs), strict=True) if kind != "chat"]
-            doc_keys = [text_key(normalize_for_dedupe(text)) for text in prose]
-            for text, key, merged in zip(prose, doc_keys, seen.in_sorted(doc_keys), strict=True):
-                if not seen.add_if_new(key, merged):
-                    continue
-                keys = {k for line in text.splitlines() if len(k := line_key(line)) >= cfg.min_line_chars}
-                counts.add_document({stable_hash64(k) for k in keys})
-            seen.merge_if_full()
-        n_docs = len(seen)
-        lines = {h: c for h, c in counts.at_least(cfg.min_docs).items() if c / n_docs >= cfg.min_doc_fraction}
-        return Boilerplate(n_docs, lines)
+            counter.add(prose, batch_line_hashes(prose, cfg.min_line_chars))
+        return counter.result(cfg)
 
     def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
         cfg = ctx.gating.boilerplate
         out: list[DocOutcomes] = [[] for _ in range(docs.num_rows)]
         if not cfg.enabled:
             return out
+        rows = [i for i, kind in enumerate(docs.column("kind").to_pylist()) if kind != "chat"]
+        all_texts = texts(docs)
+        prose = [all_texts[i] for i in rows]
+        # Each line is hashed once: without a prepared state (``gate()``) the same hashes count the lines too.
+        lines = batch_line_hashes(prose, cfg.min_line_chars)
         state: Boilerplate | None = ctx.prepared.get(self.id)
         if state is None:
-            state = self.prepare([docs], ctx)
+            counter = _Counter()
+            counter.add(prose, lines)
+            state = counter.result(cfg)
         if not state.lines:
             return out
+        hashes, line_doc, line_no = lines
+        hit = np.isin(hashes, np.fromiter(state.lines, dtype=np.uint64, count=len(state.lines)))
         n_docs = state.n_docs
-        for i, (kind, text) in enumerate(zip(docs.column("kind").to_pylist(), texts(docs), strict=True)):
-            if kind == "chat":
-                continue
-            pos = 0
-            for line in text.splitlines(keepends=True):
-                key = line_key(line)
-                count = state.lines.get(stable_hash64(key)) if len(key) >= cfg.min_line_chars else None
-                if count is not None:
-                    reason = (
-                        f"line in {count} of {n_docs} distinct documents "
-                        f"(>= min_docs {cfg.min_docs}, share {count / n_docs:.2f} >= {cfg.min_doc_fraction})"
-                    )
-                    out[i].append(Outcome("strip", reason, (pos, pos + len(line)), ""))
-                pos += len(line)
+        hit_doc, hit_no, hit_hash = line_doc[hit].tolist(), line_no[hit].tolist(), hashes[hit].tolist()
+        j = 0
+        while j < len(hit_doc):  # the hits grouped by document, each group in line order
+            d = hit_doc[j]
+            i = rows[d]
+            ends = list(accumulate(map(len, prose[d].splitlines(keepends=True))))
+            while j < len(hit_doc) and hit_doc[j] == d:
+                n = hit_no[j]
+                count = state.lines[hit_hash[j]]
+                reason = (
+                    f"line in {count} of {n_docs} distinct documents "
+                    f"(>= min_docs {cfg.min_docs}, share {count / n_docs:.2f} >= {cfg.min_doc_fraction})"
+                )
+                out[i].append(Outcome("strip", reason, (ends[n - 1] if n else 0, ends[n]), ""))
+                j += 1
         return out
+
+
+class _Counter:
+    """The prepare pass's state: the distinct documents seen and the document frequency of their lines."""
+
+    def __init__(self) -> None:
+        self.seen = _SeenKeys()
+        self.counts = _LineDocCounts()
+
+    def add(self, prose: list[str], lines: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        """One batch: its prose texts and their :func:`batch_line_hashes`."""
+        # Copies of one document count once: five copies of a page make a duplicate (which the exact-duplicate
+        # rule resolves by keeping one), not five pages sharing their every line. The first copy is counted.
+        doc_keys = [text_key(normalize_for_dedupe(text)) for text in prose]
+        first = np.zeros(len(prose), dtype=bool)
+        for d, (key, merged) in enumerate(zip(doc_keys, self.seen.in_sorted(doc_keys), strict=True)):
+            first[d] = self.seen.add_if_new(key, merged)
+        hashes, line_doc, _ = lines
+        keep = first[line_doc]
+        self.counts.add_pairs(line_doc[keep], hashes[keep])
+        self.seen.merge_if_full()
+
+    def result(self, cfg: BoilerplateConfig) -> Boilerplate:
+        n_docs = len(self.seen)
+        lines = {h: c for h, c in self.counts.at_least(cfg.min_docs).items() if c / n_docs >= cfg.min_doc_fraction}
+        return Boilerplate(n_docs, lines)
+
+
+def batch_line_hashes(prose: list[str], min_chars: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every line of ``prose`` whose :func:`line_key` has at least ``min_chars`` characters, as three parallel
+    arrays: the key's ``stable_hash64``, the text's index and the line's index in ``text.splitlines()``."""
+    # Flat buffers (8 bytes a line each), not lists of Python objects (~40 bytes a line each).
+    digests = bytearray()
+    line_doc = array("q")
+    line_no = array("q")
+    for d, text in enumerate(prose):
+        for n, line in enumerate(text.splitlines()):
+            key = " ".join(line.split())  # line_key, inlined: this loop runs once per line of the source
+            if len(key) >= min_chars:
+                digests += blake2b(key.encode("utf-8"), digest_size=8).digest()
+                line_doc.append(d)
+                line_no.append(n)
+    return (
+        np.frombuffer(digests, dtype="<u8").astype(np.uint64),
+        np.frombuffer(line_doc, dtype=np.int64).copy(),
+        np.frombuffer(line_no, dtype=np.int64).copy(),
+    )

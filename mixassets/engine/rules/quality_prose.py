@@ -11,10 +11,11 @@ are normal, and assistants answer with code; those measures describe web-page la
 
 from __future__ import annotations
 
-import operator
 import re
 from abc import abstractmethod
-from collections import Counter
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mixassets.engine.rules.base import (
     DocOutcomes,
@@ -25,8 +26,10 @@ from mixassets.engine.rules.base import (
     paragraphs,
     quarantine_if,
     ratio,
+    texts,
 )
 from mixassets.engine.rules.base import words as split_words
+from mixassets.engine.rules.text_stats import LineStats, line_stats, top_ngram_reason, word_stats
 
 # Bullet glyphs (\u2022 \u25cf \u25cb \u25e6 \u25aa \u2023 \u2043 \u2219 \u00b7), ASCII list markers, en/em dash.
 _BULLETS = tuple("\u2022\u25cf\u25cb\u25e6\u25aa\u2023\u2043\u2219\u00b7-*+\u2013\u2014")
@@ -50,6 +53,18 @@ class LoremIpsumRule(ProseRule):
     def enabled(self, ctx: GateContext) -> bool:
         return ctx.gating.quality.reject_lorem_ipsum
 
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
+        if not self.enabled(ctx):
+            return [[] for _ in range(docs.num_rows)]
+        # Only texts holding "lorem" in some case are searched: RE2 over the whole column finds them. Its case
+        # folding agrees with Python's on these five letters (none of them has a special case partner, as the
+        # i of "ipsum" has in Python's), so no text the rule's pattern matches is left out.
+        maybe = pc.fill_null(pc.match_substring(docs.column("text"), "lorem", ignore_case=True), False)
+        found = maybe.to_pylist()
+        if not any(found):
+            return [[] for _ in range(docs.num_rows)]
+        return [self.check(t, ctx) if f else [] for t, f in zip(texts(docs), found, strict=True)]
+
     def check(self, text: str, ctx: GateContext) -> DocOutcomes:
         m = _LOREM_RE.search(text)
         return [Outcome("reject", f"placeholder text 'lorem ipsum' at {m.start()}", (m.start(), m.end()))] if m else []
@@ -62,11 +77,18 @@ class MeanWordLengthRule(ProseRule):
     version = 1
 
     def check(self, text: str, ctx: GateContext) -> DocOutcomes:
-        q = ctx.gating.quality
         ws = split_words(text)
-        if not ws:
+        return self._judge(len(ws), sum(map(len, ws)), ctx)
+
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
+        return [self._judge(s.words, s.chars, ctx) for s in word_stats(docs, ctx)]
+
+    @staticmethod
+    def _judge(n_words: int, chars: int, ctx: GateContext) -> DocOutcomes:
+        q = ctx.gating.quality
+        if not n_words:
             return []
-        mean = sum(map(len, ws)) / len(ws)
+        mean = chars / n_words
         if mean < q.min_mean_word_length:
             return [Outcome("quarantine", f"mean word length {mean:.2f} < {q.min_mean_word_length}")]
         if mean > q.max_mean_word_length:
@@ -81,8 +103,14 @@ class SymbolWordRatioRule(ProseRule):
     version = 1
 
     def check(self, text: str, ctx: GateContext) -> DocOutcomes:
+        return self._judge(text, len(text.split()), ctx)
+
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
+        return [self._judge(t, s.tokens, ctx) for t, s in zip(texts(docs), word_stats(docs, ctx), strict=True)]
+
+    @staticmethod
+    def _judge(text: str, n_words: int, ctx: GateContext) -> DocOutcomes:
         limit = ctx.gating.quality.max_symbol_word_ratio
-        n_words = len(text.split())
         symbols = text.count("#") + text.count("...") + text.count("…")
         value = ratio(symbols, n_words)
         return quarantine_if(
@@ -104,12 +132,24 @@ class _LineShareRule(ProseRule):
     def line_matches(self, line: str) -> bool:
         """Whether one stripped, non-blank line counts towards the share."""
 
+    stat: str  # the field of ``LineStats`` that counts the matching lines
+
     def check(self, text: str, ctx: GateContext) -> DocOutcomes:
         lines = nonblank_lines(text)
-        hits = sum(1 for line in lines if self.line_matches(line))
-        value = ratio(hits, len(lines))
+        return self._judge(sum(1 for line in lines if self.line_matches(line)), len(lines), ctx)
+
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
+        kinds = docs.column("kind").to_pylist()
+        stats = shared_line_stats(docs)
+        return [
+            [] if kind == "chat" else self._judge(getattr(s, self.stat), s.lines, ctx)
+            for kind, s in zip(kinds, stats, strict=True)
+        ]
+
+    def _judge(self, hits: int, n_lines: int, ctx: GateContext) -> DocOutcomes:
+        value = ratio(hits, n_lines)
         limit = self.limit(ctx)
-        return quarantine_if(value > limit, f"{self.label} ratio {value:.2f} ({hits}/{len(lines)} lines) > {limit}")
+        return quarantine_if(value > limit, f"{self.label} ratio {value:.2f} ({hits}/{n_lines} lines) > {limit}")
 
 
 class BulletLinesRule(_LineShareRule):
@@ -118,6 +158,7 @@ class BulletLinesRule(_LineShareRule):
     id = "quality.bullet_lines"
     version = 1
     label = "bullet-line"
+    stat = "bullets"
 
     def limit(self, ctx: GateContext) -> float:
         return ctx.gating.quality.max_bullet_line_ratio
@@ -132,6 +173,7 @@ class EllipsisLinesRule(_LineShareRule):
     id = "quality.ellipsis_lines"
     version = 1
     label = "ellipsis-line"
+    stat = "ellipses"
 
     def limit(self, ctx: GateContext) -> float:
         return ctx.gating.quality.max_ellipsis_line_ratio
@@ -155,11 +197,13 @@ class _RepeatShareRule(ProseRule):
         """The pieces of ``text`` compared with each other."""
 
     def check(self, text: str, ctx: GateContext) -> DocOutcomes:
-        limit = self.limit(ctx)
         units = self.units(text)
-        repeats = len(units) - len(set(units))
-        value = ratio(repeats, len(units))
-        reason = f"duplicate {self.label} fraction {value:.2f} ({repeats}/{len(units)}) > {limit}"
+        return self._judge(len(units) - len(set(units)), len(units), ctx)
+
+    def _judge(self, repeats: int, n_units: int, ctx: GateContext) -> DocOutcomes:
+        limit = self.limit(ctx)
+        value = ratio(repeats, n_units)
+        reason = f"duplicate {self.label} fraction {value:.2f} ({repeats}/{n_units}) > {limit}"
         return quarantine_if(value > limit, reason)
 
 
@@ -175,6 +219,13 @@ class DuplicateLinesRule(_RepeatShareRule):
 
     def units(self, text: str) -> list[str]:
         return nonblank_lines(text)
+
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
+        kinds = docs.column("kind").to_pylist()
+        stats = shared_line_stats(docs)
+        return [
+            [] if kind == "chat" else self._judge(s.repeats, s.lines, ctx) for kind, s in zip(kinds, stats, strict=True)
+        ]
 
 
 class DuplicateParagraphsRule(_RepeatShareRule):
@@ -198,43 +249,13 @@ class TopNgramRule(ProseRule):
     id = "quality.top_ngram"
     version = 1
 
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
+        return [[] if s.top_ngram is None else [Outcome("quarantine", s.top_ngram)] for s in word_stats(docs, ctx)]
+
     def check(self, text: str, ctx: GateContext) -> DocOutcomes:
-        limits = ctx.gating.quality.max_top_ngram_char_fraction
         ws = list(map(str.lower, split_words(text)))
-        total = sum(map(len, ws))
-        heaviest: int | None = None  # the most characters one word covers with all its occurrences
-        heaviest_pair: int | None = None  # the same for two adjacent words, as one string
-        for n in sorted(limits):
-            if len(ws) < n * 2 or not total:
-                continue
-            if n >= 1:
-                # Counting the n-grams is most of this rule's time; skip it when a bound on the top n-gram's
-                # covered characters (count x characters) is within the limit. An n-gram occurs at most as often
-                # as each word and each pair of adjacent words inside it, so that product is at most n * (the
-                # heaviest word's count x characters), and for n >= 2 at most (n // 2) * the heaviest pair's +
-                # (n % 2) * the heaviest word's. Pairs are counted as concatenated strings, which can only merge
-                # pairs and so raise the bound. The bounds are integers and the division by ``total`` is the
-                # rule's own, so a bound within the limit puts the rule's value within it too.
-                if heaviest is None:
-                    words_count = Counter(ws)
-                    heaviest = max(map(operator.mul, words_count.values(), map(len, words_count)))
-                if n * heaviest / total <= limits[n]:
-                    continue
-                if n >= 2:
-                    if heaviest_pair is None:
-                        pairs = Counter(map(operator.add, ws, ws[1:]))
-                        heaviest_pair = max(map(operator.mul, pairs.values(), map(len, pairs)))
-                    if ((n // 2) * heaviest_pair + (n % 2) * heaviest) / total <= limits[n]:
-                        continue
-            counts = Counter(zip(*(ws[i:] for i in range(n)), strict=False))
-            gram, count = max(counts.items(), key=operator.itemgetter(1))  # the first of the most frequent
-            if count < 2:
-                continue
-            value = count * sum(map(len, gram)) / total
-            if value > limits[n]:
-                reason = f"top {n}-gram {' '.join(gram)!r} x{count} covers {value:.2f} of characters > {limits[n]}"
-                return [Outcome("quarantine", reason)]
-        return []
+        reason = top_ngram_reason(ws, ctx.gating.quality.max_top_ngram_char_fraction)
+        return [] if reason is None else [Outcome("quarantine", reason)]
 
 
 class TerminalPunctuationRule(ProseRule):
@@ -248,13 +269,26 @@ class TerminalPunctuationRule(ProseRule):
         return ctx.gating.quality.min_terminal_punctuation_ratio > 0
 
     def check(self, text: str, ctx: GateContext) -> DocOutcomes:
-        minimum = ctx.gating.quality.min_terminal_punctuation_ratio
         lines = nonblank_lines(text)
-        if not lines:
+        return self._judge(sum(1 for line in lines if line.endswith(_TERMINAL)), len(lines), ctx)
+
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
+        if not self.enabled(ctx):
+            return [[] for _ in range(docs.num_rows)]
+        kinds = docs.column("kind").to_pylist()
+        stats = shared_line_stats(docs)
+        return [
+            [] if kind == "chat" else self._judge(s.terminal, s.lines, ctx)
+            for kind, s in zip(kinds, stats, strict=True)
+        ]
+
+    @staticmethod
+    def _judge(ended: int, n_lines: int, ctx: GateContext) -> DocOutcomes:
+        minimum = ctx.gating.quality.min_terminal_punctuation_ratio
+        if not n_lines:
             return []
-        ended = sum(1 for line in lines if line.endswith(_TERMINAL))
-        value = ended / len(lines)
-        reason = f"terminal punctuation ratio {value:.2f} ({ended}/{len(lines)} lines) < {minimum}"
+        value = ended / n_lines
+        reason = f"terminal punctuation ratio {value:.2f} ({ended}/{n_lines} lines) < {minimum}"
         return quarantine_if(value < minimum, reason)
 
 
@@ -270,6 +304,11 @@ class CurlyBraceRule(ProseRule):
         braces = text.count("{") + text.count("}")
         value = ratio(braces, len(text))
         return quarantine_if(value > limit, f"curly-brace ratio {value:.4f} ({braces}/{len(text)} chars) > {limit}")
+
+
+def shared_line_stats(docs: pa.Table) -> list[LineStats]:
+    """The non-blank line counts the layout rules judge, computed once per document for all of them."""
+    return line_stats(docs, _BULLETS, _ELLIPSES, _TERMINAL)
 
 
 PROSE_RULES = (
