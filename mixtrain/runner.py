@@ -19,9 +19,10 @@ from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, eval
 
 from mixtrain.dagster_internals import deserialize_cursor, serialize_cursor
 from mixtrain.jobs import SPEC_JOBS
+from mixtrain.legacy_storage import find_legacy_tables
 from mixtrain.partitions import SOURCES_PARTITION, partition_keys
 from mixtrain.project import Project, ProjectError
-from mixtrain.tables import MANIFEST_NAME, find_legacy_tables
+from mixtrain.tables import MANIFEST_NAME
 
 CURSOR_FILE = "mixtrain_automation_cursor"
 # Dagster's console logger prints every engine event at DEBUG; the CLI reports progress itself. Step logs and

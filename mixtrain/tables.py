@@ -31,7 +31,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from upath import UPath
 
-from mixtrain.identity import bytes_sha256, json_bytes
+from mixtrain.identity import bytes_sha256, file_sha256, json_bytes
 from mixtrain.schema import PARQUET_OPTIONS
 
 FORMAT = "mixtrain.table/2"
@@ -43,7 +43,6 @@ ROWS_PER_PART = 65_536
 # Rows per row group, fixed so that a part's bytes (hence the data version) do not depend on how a stage
 # batched its rows; also the most a writer buffers (~16 MB of ~2 KB documents).
 ROW_GROUP_ROWS = 8_192
-_HASH_CHUNK = 1 << 20
 
 
 class TableError(RuntimeError):
@@ -65,14 +64,6 @@ def is_local(path: UPath) -> bool:
 
 def _local(path: UPath) -> str:
     return path.path
-
-
-def _file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _schema_fields(schema: pa.Schema) -> list[dict[str, Any]]:
@@ -290,7 +281,7 @@ class TableWriter:
         tmp, self._tmp = self._tmp, None
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        sha = _file_sha256(str(tmp))
+        sha = file_sha256(str(tmp))
         part = Part(_part_name(len(self._parts), sha), self._rows_in_part, tmp.stat().st_size, sha)
         target = self.location / part.name
         try:
@@ -398,7 +389,7 @@ class StoredTable:
         path = self.location / part.name
         try:
             if is_local(path):
-                sha = _file_sha256(_local(path))
+                sha = file_sha256(_local(path))
                 source: pa.NativeFile | str = _local(path)
             else:
                 data = path.read_bytes()
@@ -472,11 +463,6 @@ def _arrow_fs(fs: Any) -> Any:
     return PyFileSystem(FSSpecHandler(fs))
 
 
-def legacy_file(location: UPath) -> UPath:
-    """Where the v1 contract kept the same table: one parquet file beside the directory."""
-    return location.with_name(location.name + ".parquet")
-
-
 def open_table(
     location: UPath | str, expected_version: str | None = None, *, recorded_by: str = "Dagster"
 ) -> StoredTable:
@@ -487,6 +473,8 @@ def open_table(
     try:
         data = (location / MANIFEST_NAME).read_bytes()
     except FileNotFoundError:
+        from mixtrain.legacy_storage import legacy_file, legacy_message
+
         if legacy_file(location).exists():
             raise LegacyTableError(legacy_message(location)) from None
         raise MissingTableError(f"{location}: no committed table here ({MANIFEST_NAME} is missing)") from None
@@ -504,27 +492,3 @@ def open_table(
     except ValueError as exc:
         raise TableError(f"{location / MANIFEST_NAME}: not a {FORMAT} manifest ({exc})") from exc
     return StoredTable(location, manifest, version)
-
-
-def legacy_message(location: UPath) -> str:
-    return (
-        f"{legacy_file(location)} was written by mixtrain's storage contract v1 (one parquet file per table); "
-        f"this version stores tables as directories committed by {MANIFEST_NAME}. Rebuild: move the storage "
-        f"root aside (or delete it) and rerun; `mixtrain run` materializes everything again."
-    )
-
-
-def find_legacy_tables(root: str, names: Iterable[str], limit: int = 5) -> list[str]:
-    """v1 table files of the table assets ``names`` under a storage root: ``<name>.parquet``, or a partition's
-    ``<name>/<partition>.parquet`` (a v2 partition is a directory)."""
-    base = UPath(root)
-    found: list[str] = []
-    for name in sorted(names):
-        candidates = [base / f"{name}.parquet"]
-        folder = base / name
-        if folder.is_dir():
-            candidates += sorted(p for p in folder.iterdir() if p.suffix == ".parquet" and not p.name.startswith("."))
-        found += [str(p) for p in candidates if p.is_file() and not p.name.startswith(PART_PREFIX)]
-        if len(found) >= limit:
-            break
-    return found[:limit]

@@ -12,6 +12,7 @@ import pytest
 from dagster import asset, materialize
 from upath import UPath
 
+from mixtrain.legacy_storage import find_legacy_tables
 from mixtrain.resources import StorageIOManager
 from mixtrain.runner import check_storage
 from mixtrain.storage import asset_path, write_atomic
@@ -23,7 +24,6 @@ from mixtrain.tables import (
     StoredTable,
     TableError,
     TableWriter,
-    find_legacy_tables,
     open_table,
 )
 
