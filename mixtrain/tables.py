@@ -464,12 +464,12 @@ def _arrow_fs(fs: Any) -> Any:
 
 
 def open_table(
-    location: UPath | str, expected_version: str | None = None, *, recorded_by: str = "Dagster"
+    location: UPath | str | os.PathLike[str], expected_version: str | None = None, *, recorded_by: str = "Dagster"
 ) -> StoredTable:
     """The committed table at ``location``; with ``expected_version`` (the data version Dagster recorded, or
     ``recorded_by`` another record), a manifest that does not hash to it is an error rather than a silent read
     of other data."""
-    location = UPath(location) if isinstance(location, str) else location
+    location = location if isinstance(location, UPath) else UPath(str(location))
     try:
         data = (location / MANIFEST_NAME).read_bytes()
     except FileNotFoundError:

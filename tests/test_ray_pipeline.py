@@ -56,6 +56,7 @@ def _manifest(root: Path) -> dict:
         manifest.setdefault("parts", []).append((shard["sha256"], shard["rows"]))
     for volatile in ("manifest_id", "previous_manifest_id"):  # ids hash the shard paths
         manifest.pop(volatile, None)
+    manifest["tokenizer"] = str(Path(manifest["tokenizer"]).relative_to(root))  # each copy's own base model
     return manifest
 
 
