@@ -2,7 +2,9 @@
 
 ``local`` never imports Ray. ``ray`` starts a local Ray on this machine (``address`` unset; ``num_cpus`` caps it)
 or connects to an existing cluster (``address``: ``auto``, ``ray://host:10001``). The resource starts Ray when
-Dagster sets it up (or on first use outside Dagster) and shuts down only a Ray it started itself.
+a stage first asks for it (``ensure_ray``, called by ``partitions()``), not when Dagster builds resources: a
+sensor or a local run must not start Ray. A Ray this process started lives until the process ends (the steps of
+one run reuse it); ``shutdown()`` stops it earlier, and never a cluster it only connected to.
 
 A local Ray is bound to 127.0.0.1 and keeps Ray's token authentication on: when neither ``RAY_AUTH_MODE`` nor a
 token (``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH``) is set, a random token is put in this process's
@@ -25,7 +27,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from dagster import ConfigurableResource, InitResourceContext
+from dagster import ConfigurableResource
 from pydantic import PrivateAttr
 
 from mixtrain.config.compute import BACKEND_ENV, RAY_ADDRESS_ENV, ComputeConfig, compute_config
@@ -46,13 +48,6 @@ class ComputeResource(ConfigurableResource):
     @property
     def is_ray(self) -> bool:
         return self.backend == "ray"
-
-    def setup_for_execution(self, context: InitResourceContext) -> None:
-        if self.is_ray:
-            self.ensure_ray()
-
-    def teardown_after_execution(self, context: InitResourceContext) -> None:
-        self.shutdown()
 
     def ensure_ray(self) -> None:
         """Start or connect to Ray (once); a no-op where Ray is already initialised."""

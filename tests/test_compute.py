@@ -75,12 +75,11 @@ def test_local_backend_needs_no_ray() -> None:
 def test_local_backend_never_imports_ray() -> None:
     probe = (
         "import json, sys\n"
-        "from dagster import build_init_resource_context\n"
         "from mixtrain.compute import compute_resource\n"
         "import mixassets.engine.distributed\n"  # the drivers import Ray only when they run
         "r = compute_resource(env={})\n"
-        "r.setup_for_execution(build_init_resource_context()); r.partitions()\n"
-        "r.teardown_after_execution(build_init_resource_context())\n"
+        "r.partitions(); r.shutdown()\n"
+        "import definitions; definitions.build_defs('examples/demo')\n"  # the code location, resources built
         "print(json.dumps([m for m in sys.modules if m.split('.')[0] in ('ray', 'dagster_ray')]))"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

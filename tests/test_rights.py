@@ -51,6 +51,7 @@ def _docs(rows: list[tuple[str | None, str | None]]) -> pa.Table:
             "domain": [None] * n,
             "language": [None] * n,
             "capture_time": [None] * n,
+            "row_id": [None] * n,
         },
         schema=DOCUMENT_SCHEMA,
     )
