@@ -30,11 +30,11 @@ if str(ROOT) not in sys.path:
 from benchmarks._harness import machine_info  # noqa: E402
 
 
-def _reference_top_ngram(self: Any, text: str, ctx: Any) -> list[Any]:
-    """``TopNgramRule.check`` as it was: every n counted."""
+def top_ngram_reference(text: str, limits: dict[int, float]) -> list[Any]:
+    """The top n-gram rule as it was before its bounds: every n counted (the tests' reference too)."""
+
     from mixassets.engine.rules.base import Outcome, words
 
-    limits = ctx.gating.quality.max_top_ngram_char_fraction
     ws = [w.lower() for w in words(text)]
     total = sum(map(len, ws))
     for n in sorted(limits):
@@ -49,6 +49,11 @@ def _reference_top_ngram(self: Any, text: str, ctx: Any) -> list[Any]:
             reason = f"top {n}-gram {' '.join(gram)!r} x{count} covers {value:.2f} of characters > {limits[n]}"
             return [Outcome("quarantine", reason)]
     return []
+
+
+def _reference_top_ngram(self: Any, text: str, ctx: Any) -> list[Any]:
+    """``TopNgramRule.check`` as it was: every n counted."""
+    return top_ngram_reference(text, ctx.gating.quality.max_top_ngram_char_fraction)
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from benchmarks.bench_gate_rules import top_ngram_reference
 from mixassets.engine.gating import conform_documents
 from mixassets.engine.rules.base import GateContext, Outcome, words
 from mixassets.engine.rules.boilerplate import RepeatedLineRule, batch_line_hashes, line_key
@@ -169,24 +170,6 @@ def test_word_rules_match_their_per_document_check(quality: dict[str, Any]) -> N
     assert any(TopNgramRule().evaluate(docs, ctx)) and any(MeanWordLengthRule().evaluate(docs, ctx))
 
 
-def _reference_top_ngram(text: str, limits: dict[int, float]) -> list[Outcome]:
-    """The top n-gram rule without its bounds: every n counted."""
-    ws = [w.lower() for w in words(text)]
-    total = sum(map(len, ws))
-    for n in sorted(limits):
-        if len(ws) < n * 2 or not total:
-            continue
-        counts = Counter(zip(*(ws[i:] for i in range(n)), strict=False))
-        gram, count = max(counts.items(), key=lambda kv: kv[1])
-        if count < 2:
-            continue
-        value = count * sum(map(len, gram)) / total
-        if value > limits[n]:
-            reason = f"top {n}-gram {' '.join(gram)!r} x{count} covers {value:.2f} of characters > {limits[n]}"
-            return [Outcome("quarantine", reason)]
-    return []
-
-
 @pytest.mark.parametrize("limits", [{2: 0.2, 3: 0.18, 4: 0.16}, {1: 0.05, 2: 0.1, 3: 0.05, 5: 0.01}, {2: 0.0}])
 def test_word_stats_of_is_the_per_document_arithmetic(limits: dict[int, float]) -> None:
     from mixassets.engine.rules.text_stats import word_stats_of
@@ -194,7 +177,7 @@ def test_word_stats_of_is_the_per_document_arithmetic(limits: dict[int, float]) 
     hits = 0
     for text in _wordy_corpus(1):
         ws = words(text)
-        expected_top = _reference_top_ngram(text, limits)
+        expected_top = top_ngram_reference(text, limits)
         hits += bool(expected_top)
         top = expected_top[0].reason if expected_top else None
         assert word_stats_of(text, limits) == (len(text.split()), len(ws), sum(map(len, ws)), top)
@@ -208,7 +191,7 @@ def test_top_ngram_rule_matches_the_reference_without_bounds() -> None:
     docs = _docs(texts)
     for limits in ({2: 0.2, 3: 0.18, 4: 0.16}, {1: 0.05, 2: 0.1, 3: 0.05, 5: 0.01}):
         ctx = GateContext(spec=_spec(gating={"quality": {"max_top_ngram_char_fraction": limits}}))
-        expected = [_reference_top_ngram(t, limits) for t in texts]
+        expected = [top_ngram_reference(t, limits) for t in texts]
         assert any(expected)
         assert TopNgramRule().evaluate(docs, ctx) == expected
         assert [TopNgramRule().check(t, ctx) for t in texts] == expected

@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from benchmarks.bench_gate_rules import top_ngram_reference
 from mixassets.engine.gating import GateResult, gate
 from mixassets.engine.readers import doc_id_for
 from mixassets.engine.rules import DEFAULT_RULES, RULES_VERSION, rule_set_for, rules_for
@@ -348,28 +349,6 @@ def test_runner_metrics() -> None:
     assert all(f"pii_hits_{t.lower()}" in c for t in PII_TYPES)
 
 
-def _top_ngram_reference(text: str, limits: dict[int, float]) -> list[Any]:
-    """The top n-gram rule counted for every n, as it was before its bounds."""
-    from collections import Counter
-
-    from mixassets.engine.rules.base import Outcome, words
-
-    ws = [w.lower() for w in words(text)]
-    total = sum(map(len, ws))
-    for n in sorted(limits):
-        if len(ws) < n * 2 or not total:
-            continue
-        counts = Counter(zip(*(ws[i:] for i in range(n)), strict=False))
-        gram, count = max(counts.items(), key=lambda kv: kv[1])
-        if count < 2:
-            continue
-        value = count * sum(map(len, gram)) / total
-        if value > limits[n]:
-            reason = f"top {n}-gram {' '.join(gram)!r} x{count} covers {value:.2f} of characters > {limits[n]}"
-            return [Outcome("quarantine", reason)]
-    return []
-
-
 @pytest.mark.parametrize(
     "limits", [{2: 0.2, 3: 0.18, 4: 0.16}, {1: 0.05, 2: 0.02, 3: 0.3, 5: 0.01}, {3: 0.0, 4: 0.1}, {2: 1.0}]
 )
@@ -392,7 +371,7 @@ def test_top_ngram_bounds_give_the_counted_outcome(limits: dict[int, float]) -> 
     )  # fmt: skip
     ctx = GateContext(spec=spec)
     rule = TopNgramRule()
-    assert [rule.check(t, ctx) for t in texts] == [_top_ngram_reference(t, limits) for t in texts]
+    assert [rule.check(t, ctx) for t in texts] == [top_ngram_reference(t, limits) for t in texts]
 
 
 def test_text_helpers_are_their_comprehensions() -> None:
