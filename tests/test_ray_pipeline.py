@@ -60,6 +60,17 @@ def _manifest(root: Path) -> dict:
     return manifest
 
 
+@pytest.fixture(scope="module", autouse=True)
+def stop_ray_afterwards():
+    """The assets start a local Ray through the compute resource and leave it up for the process (steps reuse
+    it); the next test module expects to start its own."""
+    yield
+    import sys
+
+    if "ray" in sys.modules:
+        sys.modules["ray"].shutdown()
+
+
 @pytest.fixture(scope="module")
 def copies(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> tuple[Path, Path]:
     base = build_tiny_project(tmp_path_factory.mktemp("ray-pipeline") / "local", tiny_model_dir)
