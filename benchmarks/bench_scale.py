@@ -13,7 +13,7 @@ charged to another.
 With ``--ray`` the same stages that have a Ray Data driver (dedupe, screen, token counts) run again in children
 that start a local Ray through ``mixtrain.compute.ComputeResource`` with 1 and then 2 CPUs. Ray's start-up is
 timed apart (``ray_start_s``), so the ratios compare the work: Ray/local at the same size, and 1 → 2 workers.
-The gate has no Ray driver yet, so it is local only.
+The Ray gate (``gate_ray``) is not in this benchmark yet: the gate is measured locally only.
 
 Rates: text MB per CPU-second of the child (per core), and for gate + dedupe + screen together the GB of text per
 core-hour they reach.

@@ -9,6 +9,7 @@ holds one chunk. Doc ids are mixtrain's (hex of sha256), so row ids are the real
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 from pathlib import Path
@@ -96,12 +97,9 @@ def _chunk(index: int, n: int, seed: int, vocab: np.ndarray, cdf: np.ndarray, wo
 def write_corpus(location: Path, docs: int, *, seed: int = 0, words_per_doc: int = 300) -> dict[str, Any]:
     """The corpus at ``location`` (made once: an existing table with the same row count is reused), and
     its size: documents and UTF-8 bytes of text."""
-    try:
-        stored = open_table(str(location))
-        if stored.rows == docs:
+    with contextlib.suppress(MissingTableError):  # made by an earlier run: reuse it when it is the same size
+        if open_table(location).rows == docs:
             return describe(location)
-    except MissingTableError:
-        pass
     rng = np.random.default_rng(seed)
     vocab, cdf = _vocab(rng)
     writer = TableWriter(str(location), DOCUMENT_SCHEMA)

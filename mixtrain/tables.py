@@ -51,11 +51,11 @@ class TableError(RuntimeError):
 
 
 class MissingTableError(TableError, FileNotFoundError):
-    pass
+    """Nothing is committed at the location (no manifest): a caller may treat it as "not built yet"."""
 
 
 class LegacyTableError(TableError):
-    pass
+    """The location holds a table of the v1 contract (one parquet file), which this version does not read."""
 
 
 def is_local(path: UPath) -> bool:

@@ -23,20 +23,14 @@ SHORT_WORDS = 60  # ~0.4 KB of text per document; the long corpus has 4x the wor
 MARGIN = 0.15
 
 _CHILD = r"""
-import json, os, resource, sys
+import json, os, sys
 import numpy as np
 import pyarrow as pa
 from upath import UPath
+from benchmarks._harness import peak_rss_mb
 
 def peak_kib():
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // (1 if sys.platform != "darwin" else 1024)
+    return int(peak_rss_mb() * 1024)
 
 what, root, docs, words = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 if what == "write":

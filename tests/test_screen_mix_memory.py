@@ -40,10 +40,7 @@ CHILD = textwrap.dedent(
     stage, root = sys.argv[1], Path(sys.argv[5])
     scale, docs, words = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 
-    def peak_mb():
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
+    from benchmarks._harness import peak_rss_mb as peak_mb
 
     class Words:
         def __call__(self, texts, **kwargs):

@@ -16,13 +16,14 @@ whole table, the stream does that within each batch.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, Self
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -161,7 +162,28 @@ def _finish(totals: dict[str, int | float], layout: list[str]) -> dict[str, int 
     return dict(sorted(totals.items(), key=lambda kv: place(kv[0])))
 
 
-class TableGateSink:
+class _FinishingSink(abc.ABC):
+    """A sink used as a context manager: ``close()`` when the block ends normally, ``abort()`` on an error."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def abort(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class TableGateSink(_FinishingSink):
     """Streams the three tables into :class:`~mixtrain.tables.TableWriter` parts under their table directories;
     :meth:`close` leaves them pending (the IO manager commits each by writing its manifest), so a failed run
     leaves the committed versions as they were. As a context manager, an exception removes the parts written."""
@@ -179,25 +201,19 @@ class TableGateSink:
                 writer.write(table)
 
     def close(self) -> None:
-        self.pending = tuple(w.finish() for w in self._writers)
+        try:
+            self.pending = tuple(w.finish() for w in self._writers)
+        except BaseException:
+            self.abort()  # the writers finished before the failure leave no parts behind either
+            raise
 
     def abort(self) -> None:
         for w in self._writers:
             w.abort()
 
-    def __enter__(self) -> TableGateSink:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
-class ParquetGateSink:
+class ParquetGateSink(_FinishingSink):
     """Writes the three tables batch by batch with ``ParquetWriter`` to hidden temporary files next to their
     targets, and renames each into place on ``close()``: a reader never sees a half-written file, and a run
     that fails leaves the previous outputs as they were. Use it as a context manager, which closes on success
@@ -260,13 +276,3 @@ class ParquetGateSink:
                 writer.close()
             tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> ParquetGateSink:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
