@@ -1,20 +1,20 @@
 """Where assets live: ``<storage root>/<asset key path>[/<partition>]`` as a table directory
 (:mod:`mixtrain.tables`), a JSON object or a model directory.
 
-Every write is atomic (write a sibling temp object, then move it over the final name) so a crashed run never
-leaves a half-written object that a later run would read as valid.
+Every write is atomic (a sibling temp file renamed over the name locally, one PUT on an object store) so a
+crashed run never leaves a half-written object that a later run would read as valid.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 from upath import UPath
 
+from mixtrain.durable import named_error, write_file
 from mixtrain.identity import file_sha256, json_bytes
 from mixtrain.schema import PARQUET_OPTIONS
 from mixtrain.tables import is_local
@@ -26,15 +26,15 @@ JSON_EXT = ".json"
 
 
 def write_atomic(path: UPath, data: bytes) -> None:
-    """Write bytes so readers see either the old object or the complete new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    with tmp.open("wb") as f:
-        f.write(data)
+    """Write bytes so readers see either the old object or the complete new one: a fsynced temp file renamed
+    over the name on local disks (removed if anything fails), one PUT on an object store (which is atomic)."""
     if _is_local(path):
-        os.replace(tmp.path, path.path)
-    else:
-        tmp.fs.mv(tmp.path, path.path)
+        write_file(Path(path.path), data)
+        return
+    try:
+        path.fs.pipe_file(path.path, data)
+    except OSError as e:
+        raise named_error(e, path) from e
 
 
 def read_json(path: UPath) -> Any:

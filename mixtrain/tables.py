@@ -19,7 +19,6 @@ import io
 import json
 import os
 import tempfile
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from upath import UPath
 
+from mixtrain.durable import finish_temp, make_dirs, named_error, temp_name, write_file
 from mixtrain.identity import bytes_sha256, file_sha256, json_bytes
 from mixtrain.schema import PARQUET_OPTIONS
 
@@ -197,19 +197,12 @@ def _previous_parts(location: UPath) -> set[str]:
 def _put_bytes(path: UPath, data: bytes) -> None:
     """Readers see the old object or the whole new one: rename over it locally; a single PUT on an object store."""
     if is_local(path):
-        final = Path(_local(path))
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_file(Path(_local(path)), data)
     else:
-        path.fs.pipe_file(path.path, data)
+        try:
+            path.fs.pipe_file(path.path, data)
+        except OSError as e:
+            raise named_error(e, path) from e
 
 
 class TableWriter:
@@ -240,7 +233,7 @@ class TableWriter:
         self._buffered = 0
         self._finished = False
         if is_local(self.location):
-            Path(_local(self.location)).mkdir(parents=True, exist_ok=True)
+            make_dirs(Path(_local(self.location)))
 
     def __enter__(self) -> TableWriter:
         return self
@@ -257,8 +250,12 @@ class TableWriter:
         else:
             folder = Path(tempfile.gettempdir()) / "mixtrain-parts"
             folder.mkdir(parents=True, exist_ok=True)
-        self._tmp = folder / f".{PART_PREFIX}{len(self._parts):05d}.tmp-{uuid.uuid4().hex[:8]}"
-        self._writer = pq.ParquetWriter(str(self._tmp), self.schema, **self.options)
+        self._tmp = folder / temp_name(f"{PART_PREFIX}{len(self._parts):05d}")
+        try:
+            self._writer = pq.ParquetWriter(str(self._tmp), self.schema, **self.options)
+        except OSError as e:
+            self._tmp.unlink(missing_ok=True)
+            raise named_error(e, self._tmp) from e
         self._rows_in_part = 0
 
     def _flush(self, everything: bool) -> None:
@@ -275,12 +272,14 @@ class TableWriter:
 
     def _close_part(self) -> None:
         assert self._writer is not None and self._tmp is not None
-        self._flush(everything=True)
-        self._writer.close()
+        tmp = self._tmp
+        try:
+            self._flush(everything=True)
+            self._writer.close()
+        except OSError as e:
+            raise named_error(e, tmp) from e
         self._writer = None
-        tmp, self._tmp = self._tmp, None
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        self._tmp = None
         sha = file_sha256(str(tmp))
         part = Part(_part_name(len(self._parts), sha), self._rows_in_part, tmp.stat().st_size, sha)
         target = self.location / part.name
@@ -288,10 +287,13 @@ class TableWriter:
             if target.exists() and target.fs.size(target.path) == part.bytes:
                 pass  # content-addressed: the same bytes are already there (a rerun, or another writer's)
             elif is_local(self.location):
-                os.replace(tmp, _local(target))
+                finish_temp(tmp, Path(_local(target)))
                 self._created.add(part.name)
             else:
-                target.fs.put_file(str(tmp), target.path)
+                try:
+                    target.fs.put_file(str(tmp), target.path)
+                except OSError as e:
+                    raise named_error(e, target) from e
                 self._created.add(part.name)
         finally:
             tmp.unlink(missing_ok=True)
@@ -311,7 +313,10 @@ class TableWriter:
             self._buffer.append(table.slice(start, take))
             self._buffered += take
             if self._buffered >= ROW_GROUP_ROWS:
-                self._flush(everything=False)
+                try:
+                    self._flush(everything=False)
+                except OSError as e:
+                    raise named_error(e, self._tmp or self.location) from e
             self._rows_in_part += take
             start += take
             if self._rows_in_part >= self.rows_per_part:

@@ -29,7 +29,14 @@ ALLOWED = {
 }
 # Engines (pure computation) and evaluation tasks: the core modules they may use, with their submodules. The
 # table contract (mixtrain.tables) is pyarrow and fsspec only: engines stream tables through it.
-ENGINE_CORE = ("mixtrain.config", "mixtrain.schema", "mixtrain.identity", "mixtrain.markdown", "mixtrain.tables")
+ENGINE_CORE = (
+    "mixtrain.config",
+    "mixtrain.schema",
+    "mixtrain.identity",
+    "mixtrain.markdown",
+    "mixtrain.tables",
+    "mixtrain.durable",
+)
 MAX_LINES = 500
 LINE_LIMITED = (*PACKAGES, "definitions.py", "benchmarks", "examples", "tests")
 HEAVY = ("torch", "ray")  # must not load with the code location

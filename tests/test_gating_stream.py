@@ -19,6 +19,7 @@ from mixassets.engine.review import OVERRIDE_SCHEMA, apply_overrides, review_agr
 from mixassets.engine.review_stream import ReviewingSink
 from mixassets.engine.rules import DEFAULT_RULES, GateContext, Outcome, Rule, boilerplate
 from mixtrain.config.data import SourceSpec
+from mixtrain.durable import is_temp_name
 from mixtrain.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
 from tests.helpers import NEWS_BODIES, T0
 
@@ -197,7 +198,7 @@ def test_parquet_sink_is_atomic(tmp_path: Path) -> None:
     with ParquetGateSink(*paths) as sink:
         counts = gate_stream(batches, _spec(), sink=sink)
         assert not any(p.exists() for p in paths)
-        assert len(list(out.glob(".*.partial"))) == 3
+        assert len([p for p in out.iterdir() if is_temp_name(p.name)]) == 3
     assert seen_while_running and not any(seen_while_running)
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths)  # no temp files left
     expected = gate(docs, _spec())

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import os
-import tempfile
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +31,7 @@ from mixassets.engine.freed_memory import release_freed_memory as _release_freed
 from mixassets.engine.gating import conform_documents, gate_batch, standing_after
 from mixassets.engine.rules import GateContext, Rule, rules_for
 from mixtrain.config.data import SourceSpec
+from mixtrain.durable import finish_temp, make_dirs, temp_name
 from mixtrain.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, PARQUET_OPTIONS, QUARANTINE_SCHEMA
 from mixtrain.tables import PendingTable, StoredTable, TableWriter
 
@@ -232,9 +231,8 @@ class ParquetGateSink(_FinishingSink):
         self._closed = False
         try:
             for path, schema in targets:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-                os.close(fd)
+                make_dirs(path.parent)
+                tmp = path.with_name(temp_name(path.name))
                 try:
                     writer = pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS)
                 except BaseException:
@@ -257,12 +255,10 @@ class ParquetGateSink(_FinishingSink):
         if self._closed:
             return
         try:
-            for _, tmp, writer in self._parts:
+            for _, _tmp, writer in self._parts:
                 writer.close()
-                with open(tmp, "rb+") as f:
-                    os.fsync(f.fileno())
             for path, tmp, _ in self._parts:
-                os.replace(tmp, path)
+                finish_temp(tmp, path)
         except BaseException:
             self.abort()
             raise
