@@ -28,7 +28,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         wanted = AssetSelection.from_string(args.select).resolve(defs.resolve_asset_graph())
         select = wanted.__contains__
     with open_instance(project) as instance:
-        report = run_project(project, defs, instance, select=select)
+        report = run_project(project, defs, instance, select=select, wait_s=args.wait)
         if not report.materialized and report.ok:
             print("nothing to do: every asset is up to date with its code and inputs")
         else:
@@ -39,6 +39,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from mixtrain.consistency import inconsistencies
     from mixtrain.dagster_internals import stale_statuses
     from mixtrain.instance import activate, load_definitions, open_instance
     from mixtrain.partitions import partition_keys
@@ -51,11 +52,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         sync_partitions(project, instance)
         observe_specs(defs, instance)
         statuses = stale_statuses(defs, instance, partition_keys(project))
+        broken = inconsistencies(defs, instance, project.storage_root, partition_keys(project))
+    for found in broken:  # stored content is not what Dagster recorded: `run` rebuilds these first
+        print(f"INCONSISTENT {found.describe()}")
     not_fresh = [s for s in statuses if s.status != "FRESH"]
     for s in statuses if args.all else not_fresh:
         name = s.key + (f"[{s.partition}]" if s.partition else "")
         print(f"{s.status:<8} {name}" + (f"  <- {'; '.join(s.causes)}" if s.causes else ""))
-    if not not_fresh:
+    if not not_fresh and not broken:
         print(f"all {len(statuses)} asset partitions are fresh")
     _print_revocations(project)
     return 0
@@ -163,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="materialize what is missing or stale (changed code or inputs), nothing else")
     p.add_argument("--project", help="pipeline project directory (default: $MIXTRAIN_PROJECT or .)")
     p.add_argument("--select", help="Dagster asset selection string, e.g. 'key:raw_documents+'")
+    p.add_argument(
+        "--wait", type=float, default=0.0, metavar="SECONDS",
+        help="if another mixtrain run holds the project, wait up to this long for it (default: refuse at once)",
+    )
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("status", help="list missing or stale assets and why")
     p.add_argument("--project")

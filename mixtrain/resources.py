@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -10,9 +11,9 @@ from upath import UPath
 
 from mixtrain.compute import compute_resource
 from mixtrain.project import Project, load_project
-from mixtrain.storage import JSON_EXT, TABLE_EXT, json_bytes, read_json, write_atomic
+from mixtrain.storage import JSON_EXT, TABLE_EXT, json_bytes, write_atomic
 from mixtrain.tables import PendingTable, StoredTable, open_table
-from mixtrain.versioning import TABLE_VERSION, recorded_table_version
+from mixtrain.versioning import JSON_VERSION, TABLE_VERSION, json_version, recorded_version
 
 
 class ProjectResource(ConfigurableResource):
@@ -51,7 +52,11 @@ class _TableIOManager(UPathIOManager):
         return stored.read()
 
 
-def _recorded_version(context: InputContext, path: UPath) -> str | None:
+class StoredVersionError(RuntimeError):
+    """A stored object differs from what Dagster recorded for it."""
+
+
+def _recorded_version(context: InputContext, path: UPath, meta: str = TABLE_VERSION) -> str | None:
     """The data version Dagster recorded for the upstream asset (partition) at ``path``; None outside a run
     (a test's bare input context), where there is nothing to check against."""
     try:
@@ -61,17 +66,27 @@ def _recorded_version(context: InputContext, path: UPath) -> str | None:
     if not context.has_asset_key:
         return None
     partition = path.name if context.has_asset_partitions else None
-    return recorded_table_version(instance, context.asset_key, partition)
+    return recorded_version(instance, context.asset_key, partition, meta)
 
 
 class _JsonIOManager(UPathIOManager):
     extension = JSON_EXT
 
     def dump_to_path(self, context: OutputContext, obj: Any, path: UPath) -> None:
-        write_atomic(path, json_bytes(obj))
+        data = json_bytes(obj)
+        write_atomic(path, data)
+        context.add_output_metadata({JSON_VERSION: json_version(json.loads(data))})
 
     def load_from_path(self, context: InputContext, path: UPath) -> Any:
-        return read_json(path)
+        obj = json.loads(path.read_bytes())
+        expected = _recorded_version(context, path, JSON_VERSION)
+        if expected is not None and json_version(obj) != expected:
+            raise StoredVersionError(
+                f"{context.asset_key.to_user_string()}: {path} is not the object Dagster recorded (version "
+                f"{json_version(obj)}, recorded {expected}); a run died between writing and recording it, or it "
+                f"was replaced by hand: `mixtrain run` rebuilds it"
+            )
+        return obj
 
 
 class StorageIOManager(ConfigurableIOManagerFactory):

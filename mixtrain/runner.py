@@ -17,11 +17,15 @@ from dataclasses import dataclass, field
 
 from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, evaluate_automation_conditions, materialize
 
+from mixtrain.consistency import inconsistencies
 from mixtrain.dagster_internals import deserialize_cursor, serialize_cursor
+from mixtrain.durable import write_file
 from mixtrain.jobs import SPEC_JOBS
 from mixtrain.legacy_storage import find_legacy_tables
 from mixtrain.partitions import SOURCES_PARTITION, partition_keys
 from mixtrain.project import Project, ProjectError
+from mixtrain.project_lock import project_lock
+from mixtrain.sweep import RUN_TRIGGER, TRIGGER_TAG, sweep_project
 from mixtrain.tables import MANIFEST_NAME
 
 CURSOR_FILE = "mixtrain_automation_cursor"
@@ -65,7 +69,9 @@ def observe_specs(defs: Definitions, instance: DagsterInstance) -> None:
     for name in SPEC_JOBS:
         if not repository.has_job(name):  # refresh_adapter_specs comes with training_assets
             continue
-        result = defs.resolve_job_def(name).execute_in_process(instance=instance, raise_on_error=True, run_config=QUIET)
+        result = defs.resolve_job_def(name).execute_in_process(
+            instance=instance, raise_on_error=True, run_config=QUIET, tags={TRIGGER_TAG: RUN_TRIGGER}
+        )
         if not result.success:
             raise RuntimeError(f"observing the project's specs failed ({name})")
 
@@ -76,10 +82,7 @@ def _load_cursor(project: Project) -> object | None:
 
 
 def _save_cursor(project: Project, cursor: object) -> None:
-    path = project.dagster_home / CURSOR_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(serialize_cursor(cursor))
-    tmp.replace(path)
+    write_file(project.dagster_home / CURSOR_FILE, serialize_cursor(cursor).encode())
 
 
 def _requested(defs: Definitions, result) -> dict[str | None, set[AssetKey]]:
@@ -177,6 +180,34 @@ def _defer_downstream(defs: Definitions, groups: dict[str | None, set[AssetKey]]
     return out
 
 
+def _whole(defs: Definitions, groups: dict[str | None, set[AssetKey]]) -> dict[str | None, set[AssetKey]]:
+    """Each requested output of a multi-asset with all its siblings: a multi-asset runs whole (it cannot be
+    subset), and one left partly recorded (a kill or a full disk between its outputs) asks for only the
+    missing outputs, which Dagster would refuse to run alone."""
+    graph = defs.resolve_asset_graph()
+    return {pk: {s for k in keys for s in graph.get(k).execution_set_asset_keys} for pk, keys in groups.items()}
+
+
+def _inconsistent(
+    defs: Definitions, instance: DagsterInstance, project: Project, tried: set
+) -> dict[str | None, set[AssetKey]]:
+    """Assets whose stored content is not what Dagster recorded (see :mod:`mixtrain.consistency`): rebuilt
+    whatever automation says, since nothing upstream changed to make them stale."""
+    by_partition: dict[str | None, set[AssetKey]] = defaultdict(set)
+    for found in inconsistencies(defs, instance, project.storage_root, partition_keys(project)):
+        if (found.key.to_user_string(), found.partition) not in tried:
+            by_partition[found.partition].add(found.key)
+    return by_partition
+
+
+def _merged(*groups: dict[str | None, set[AssetKey]]) -> dict[str | None, set[AssetKey]]:
+    out: dict[str | None, set[AssetKey]] = defaultdict(set)
+    for group in groups:
+        for pk, keys in group.items():
+            out[pk] |= keys
+    return dict(out)
+
+
 def _runs(defs: Definitions, groups: dict[str | None, set[AssetKey]]) -> list[tuple[str | None, set[AssetKey]]]:
     """One run per partition key *and* partitions definition (a source and an adapter may share a name, but one
     run cannot span two definitions), partitioned runs first: fan-ins read what they wrote."""
@@ -218,8 +249,25 @@ def run_project(
     *,
     select: Callable[[AssetKey], bool] | None = None,
     log: Callable[[str], None] = print,
+    wait_s: float = 0.0,
 ) -> RunReport:
+    """One ``mixtrain run``: under the project lock (a second run waits ``wait_s`` or refuses), after sweeping
+    what a crashed run left, materialize what automation, inconsistency or staleness asks for."""
     check_storage(project, defs)
+    with project_lock(project, wait_s=wait_s):
+        for line in sweep_project(project, instance).lines():
+            log(line)
+        return _run_rounds(project, defs, instance, select=select, log=log)
+
+
+def _run_rounds(
+    project: Project,
+    defs: Definitions,
+    instance: DagsterInstance,
+    *,
+    select: Callable[[AssetKey], bool] | None,
+    log: Callable[[str], None],
+) -> RunReport:
     report = RunReport()
     report.added_sources, report.removed_sources = sync_partitions(project, instance)
     if report.added_sources:
@@ -235,10 +283,10 @@ def run_project(
         cursor = result.cursor
         _save_cursor(project, cursor)
         # Selected first: automation requesting only unselected assets must not hide selected stale ones.
-        groups = _selected(_requested(defs, result), select) or _selected(
-            _retryable(defs, instance, project, tried), select
-        )
-        groups = _defer_downstream(defs, groups)
+        groups = _selected(
+            _merged(_requested(defs, result), _inconsistent(defs, instance, project, tried)), select
+        ) or _selected(_retryable(defs, instance, project, tried), select)
+        groups = _whole(defs, _defer_downstream(defs, groups))
         if not groups:
             break
         tried |= {(k.to_user_string(), pk) for pk, keys in groups.items() for k in keys}
@@ -256,7 +304,7 @@ def run_project(
                 resources=defs.resources,
                 raise_on_error=False,
                 run_config=QUIET,
-                tags={"mixtrain/trigger": "mixtrain run"},
+                tags={TRIGGER_TAG: RUN_TRIGGER},
             )
             report.run_ids.append(res.run_id)
             if res.success:

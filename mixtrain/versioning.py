@@ -9,6 +9,7 @@ import pyarrow as pa
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DataVersion, Output
 
 from mixtrain.dagster_internals import DATA_VERSION_TAG
+from mixtrain.identity import bytes_sha256, json_bytes
 from mixtrain.tables import PendingTable, StoredTable
 
 
@@ -45,15 +46,34 @@ def current_data_version(instance: DagsterInstance, key: str | AssetKey, partiti
 
 
 TABLE_VERSION = "table_version"  # output metadata: the manifest hash of the table the IO manager committed
+JSON_VERSION = "json_version"  # output metadata: the hash of the JSON bytes the IO manager wrote
 
 
-def recorded_table_version(instance: DagsterInstance, key: AssetKey, partition: str | None = None) -> str | None:
-    """The version of the table the latest materialization of an asset (partition) committed, as the IO
-    manager recorded it (whatever data version the asset reported); None when none was recorded."""
+# Keys added to a stored JSON object after it was materialized (a revocation labels the models it reached):
+# annotations about the object, not part of it, so they do not change its version.
+ANNOTATION_KEYS = ("trained_on_revoked",)
+
+
+def json_version(obj: Any) -> str:
+    """Version of a JSON-stored asset's content (its canonical bytes, annotations left out)."""
+    if isinstance(obj, dict):
+        obj = {k: v for k, v in obj.items() if k not in ANNOTATION_KEYS}
+    return bytes_sha256(json_bytes(obj))[:16]
+
+
+def recorded_version(
+    instance: DagsterInstance, key: AssetKey, partition: str | None = None, meta: str = TABLE_VERSION
+) -> str | None:
+    """The version of what the latest materialization of an asset (partition) stored, as the IO manager
+    recorded it under ``meta`` (whatever data version the asset reported); None when none was recorded."""
     records = instance.fetch_materializations(
         AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition is not None else None), limit=1
     ).records
     if not records or records[0].asset_materialization is None:
         return None
-    value = records[0].asset_materialization.metadata.get(TABLE_VERSION)
+    value = records[0].asset_materialization.metadata.get(meta)
     return getattr(value, "value", value) if value is not None else None
+
+
+def recorded_table_version(instance: DagsterInstance, key: AssetKey, partition: str | None = None) -> str | None:
+    return recorded_version(instance, key, partition, TABLE_VERSION)

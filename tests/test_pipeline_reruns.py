@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 import pytest
 import yaml
 from dagster import AssetKey, build_schedule_context, build_sensor_context, evaluate_automation_conditions
+from upath import UPath
 
 from mixtrain.provenance import model_manifests
 from mixtrain.runner import run_project
@@ -28,6 +29,46 @@ def test_second_run_materializes_nothing(session):
     assert report.ok and report.materialized == []
     statuses = asset_statuses(session)
     assert {s.status for s in statuses.values()} == {"FRESH"}
+
+
+def test_a_partly_recorded_multi_asset_reruns_whole(session):
+    """A kill (or a full disk) between the outputs of the gate leaves one output unrecorded; the next run must
+    rerun the gate whole instead of asking Dagster for a subset it refuses."""
+    source = session.project.source_ids()[0]
+    before = {name: stored_table(session, name, source) for name in ("gated_documents", "quarantine")}
+    session.instance.wipe_asset_partitions(AssetKey("quarantine"), [source])
+    report = session.run()
+    assert report.ok, report.failed_runs
+    assert {("gated_documents", source), ("quarantine", source), ("decision_log", source)} <= set(report.materialized)
+    for name, table in before.items():
+        assert stored_table(session, name, source).equals(table)
+    assert session.run().materialized == []
+
+
+def test_a_table_replaced_after_its_commit_is_inconsistent_until_run_rebuilds_it(session, capsys):
+    """The state a kill between the IO manager's commit and Dagster's record leaves: storage holds a newer
+    table than the event log names. Status says so; the next run rebuilds it (only it) from its inputs."""
+    from mixtrain.cli import main
+    from mixtrain.consistency import inconsistencies
+    from mixtrain.partitions import partition_keys
+    from mixtrain.tables import PendingTable
+
+    original = stored_table(session, "screened_corpus")
+    path = UPath(session.project.storage_root) / "screened_corpus"
+    PendingTable.of(original.slice(0, original.num_rows // 2)).commit(path)
+    def found() -> list[tuple[str, str | None]]:
+        keys = partition_keys(session.project)
+        listed = inconsistencies(session.defs, session.instance, session.project.storage_root, keys)
+        return [(f.key.to_user_string(), f.partition) for f in listed]
+
+    assert found() == [("screened_corpus", None)]
+    assert main(["status", "--project", str(session.root)]) == 0
+    assert "INCONSISTENT screened_corpus: storage holds version" in capsys.readouterr().out
+    report = session.run()
+    siblings = session.defs.resolve_asset_graph().get(AssetKey("screened_corpus")).execution_set_asset_keys
+    assert report.ok and set(report.materialized) == {(k.to_user_string(), None) for k in siblings}
+    assert stored_table(session, "screened_corpus").equals(original)
+    assert found() == []
 
 
 def test_editing_one_adapter_or_adding_one_trains_only_that_partition(session):
