@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mixtrain-installed
 
-.PHONY: setup demo test test-ray bench lint ui
+.PHONY: setup demo test test-ray test-faults bench lint ui
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: setup
 test-ray: setup
 	$(BIN)/pip install -q -e '.[ray]'
 	$(BIN)/python -m pytest -m ray
+
+# SIGKILL drills (tests marked `faults`): whole pipeline runs killed at a dozen points, then compared with an
+# uninterrupted run. Several minutes, so apart from `make test`; CI runs both.
+test-faults: setup
+	$(BIN)/python -m pytest -m faults
 
 # datatrove is only for the comparison benchmark: `make test` / `make demo` never install it.
 BENCH_DOCS ?= 100000

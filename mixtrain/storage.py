@@ -15,6 +15,7 @@ from typing import Any
 from upath import UPath
 
 from mixtrain.durable import named_error, write_file
+from mixtrain.faults import kill_point
 from mixtrain.identity import file_sha256, json_bytes
 from mixtrain.schema import PARQUET_OPTIONS
 from mixtrain.tables import is_local
@@ -30,11 +31,12 @@ def write_atomic(path: UPath, data: bytes) -> None:
     over the name on local disks (removed if anything fails), one PUT on an object store (which is atomic)."""
     if _is_local(path):
         write_file(Path(path.path), data)
-        return
-    try:
-        path.fs.pipe_file(path.path, data)
-    except OSError as e:
-        raise named_error(e, path) from e
+    else:
+        try:
+            path.fs.pipe_file(path.path, data)
+        except OSError as e:
+            raise named_error(e, path) from e
+    kill_point("object.write", str(path))
 
 
 def read_json(path: UPath) -> Any:

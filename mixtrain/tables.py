@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from mixtrain.durable import finish_temp, make_dirs, named_error, temp_name, write_file
+from mixtrain.faults import kill_point
 from mixtrain.identity import bytes_sha256, file_sha256, json_bytes
 from mixtrain.schema import PARQUET_OPTIONS
 
@@ -153,8 +154,10 @@ class PendingTable:
         location.mkdir(parents=True, exist_ok=True)
         for name, data in self.payloads.items():
             _put_bytes(location / name, data)
+            kill_point("table.part", str(location))
         _check_parts_present(location, self.parts)  # never commit a manifest that lists a missing part
         _put_bytes(location / MANIFEST_NAME, self.manifest)
+        kill_point("table.commit", str(location))
         stored = StoredTable(location, json.loads(self.manifest), self.version)
         listed = {p.name for p in self.parts}
         for name in previous - listed:  # the replaced version's parts; never an in-flight writer's unlisted ones
@@ -298,6 +301,7 @@ class TableWriter:
         finally:
             tmp.unlink(missing_ok=True)
         self._parts.append(part)
+        kill_point("table.part", str(self.location))
 
     def write(self, data: pa.Table | pa.RecordBatch) -> None:
         if self._finished:

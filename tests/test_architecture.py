@@ -36,6 +36,7 @@ ENGINE_CORE = (
     "mixtrain.markdown",
     "mixtrain.tables",
     "mixtrain.durable",
+    "mixtrain.faults",
 )
 MAX_LINES = 500
 LINE_LIMITED = (*PACKAGES, "definitions.py", "benchmarks", "examples", "tests")

@@ -58,6 +58,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from mixtrain.faults import kill_point
 from mixtrain.identity import canonical_json, fingerprint
 from training_assets.engine.checkpoint import (
     check_compatible,
@@ -367,6 +368,7 @@ def run_loop(
             (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == cfg.steps or stopping
         ):
             save(checkpoint_dir, done, elapsed)
+        kill_point("train.step", str(checkpoint_dir or ""))
         if on_step is not None:
             on_step(
                 {
