@@ -85,7 +85,7 @@ def test_local_reader_refuses_changed_weights(tmp_path):
     root = str(tmp_path / "storage")
     published = publish_model(make_model(tmp_path / "m", b"w" * 10), root, "sft_adapter", tmp_path / "c")
     (Path(published["location"]) / "model.safetensors").write_bytes(b"v" * 10)
-    with pytest.raises(ModelStoreError, match="model.safetensors"):
+    with pytest.raises(ModelStoreError, match=r"model\.safetensors"):
         fetch_model(root, "sft_adapter", tmp_path / "c")
 
 

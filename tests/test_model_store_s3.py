@@ -19,8 +19,8 @@ import pytest
 pytest.importorskip("s3fs")
 pytest.importorskip("moto.server")
 
-from mixtrain.model_store import current_version, fetch_model, publish_model  # noqa: E402
-from tests.model_store_cases import (  # noqa: E402
+from mixtrain.model_store import current_version, fetch_model, publish_model
+from tests.model_store_cases import (
     all_paths,
     crash_mid_upload_keeps_previous,
     make_model,
