@@ -24,6 +24,7 @@ demo: setup
 	$(BIN)/mixtrain run --project examples/demo
 
 test: setup
+	$(BIN)/pip install -q -e '.[s3]'
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

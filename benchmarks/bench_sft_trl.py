@@ -78,7 +78,7 @@ from benchmarks.sft_data import (  # noqa: E402
     write_jsonl,
 )
 
-DEMO_BASE = ROOT / "examples" / "demo" / "storage" / "base_model"
+DEMO_STORAGE = ROOT / "examples" / "demo" / "storage"
 SMOLLM2 = "smollm2-135m-instruct"
 TOOLS = ("mixtrain", "trl")
 
@@ -314,18 +314,23 @@ def run_child(tool: str, base_dir: str, data: Path, settings: dict[str, Any], ou
 
 
 def prepare_base(model: str, workdir: Path) -> str:
-    """The base model directory: the tiny Llama (built in ``workdir``), or SmolLM2 from the demo's storage,
-    materialised there (~20 s) when ``make demo`` has not run yet."""
+    """The base model directory: the tiny Llama (built in ``workdir``), or SmolLM2 as the demo published it
+    (its live ``base_model`` version, files checked), published there (~20 s) when ``make demo`` has not run yet."""
     if model == "tiny":
         from training_assets.engine.tiny import make_tiny_model
 
         return make_tiny_model(str(workdir / "tiny"))["path"]
-    if not (DEMO_BASE / "config.json").exists():
+    from mixtrain.model_store import current_version, fetch_model, publish_model
+
+    cache = ROOT / "examples" / "demo" / ".mixtrain-cache"
+    if current_version(str(DEMO_STORAGE), "base_model") is None:
         from training_assets.engine.base_model import materialize_base_model
 
-        print(f"building {SMOLLM2} at {DEMO_BASE} ...", flush=True)
-        materialize_base_model(SMOLLM2, str(DEMO_BASE))
-    return str(DEMO_BASE)
+        print(f"building {SMOLLM2} in {DEMO_STORAGE} ...", flush=True)
+        build = DEMO_STORAGE / "base_model" / ".build"
+        info = materialize_base_model(SMOLLM2, str(build))
+        publish_model(build, str(DEMO_STORAGE), "base_model", cache, version=info["weights_sha256"][:16], move=True)
+    return str(fetch_model(str(DEMO_STORAGE), "base_model", cache))
 
 
 def best_run(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -123,20 +123,31 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from dagster import AssetMaterialization
 
     from mixtrain.instance import activate, open_instance
-    from mixtrain.release import RELEASE_KEY, rollback
+    from mixtrain.release import RELEASE_KEY, ReleaseError, rollback
 
     project = activate(args.project)
-    rolled = rollback(project.storage_root, args.reason)
+    try:
+        rolled = rollback(project.storage_root, args.reason)
+    except ReleaseError as e:  # the pinned adapter or base is gone or changed: the release stays as it was
+        print(f"mixtrain rollback: refused, the release stays as it was: {e}", file=sys.stderr)
+        return 1
     now, was = rolled["current"], rolled["previous"]
+    base = now.get("base") or {}
     # Recorded in the event log too, so the UI's history of released_model shows the rollback beside promotions.
     open_instance(project).report_runless_asset_event(
         AssetMaterialization(
             RELEASE_KEY,
             description=f"rollback: {args.reason}",
-            metadata={"model": now["model"], "version": str(now["version"]), "rolled_back": str(was["version"])},
+            metadata={
+                "model": now["model"],
+                "version": str(now["version"]),
+                "rolled_back": str(was["version"]),
+                "base_version": str(base.get("version")),
+            },
         )
     )
-    print(f"released_model is {now['model']}@{now['version']} again (was {was['model']}@{was['version']})")
+    on_base = f" on base {base['version']}" if base else ""
+    print(f"released_model is {now['model']}@{now['version']}{on_base} again (was {was['model']}@{was['version']})")
     return 0
 
 

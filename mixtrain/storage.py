@@ -58,20 +58,10 @@ _is_local = is_local
 
 def model_dir(root: str, key_path: list[str] | str, cache_root: str | os.PathLike[str]) -> Path:
     """Local directory for a model asset: under the storage root when it is local, else a local cache
-    (transformers and peft read and write local directories only)."""
+    (transformers and peft read and write local directories only). Publishing it, versioned and behind a
+    pointer, is :func:`mixtrain.model_store.publish_model`."""
     parts = [key_path] if isinstance(key_path, str) else list(key_path)
     base = UPath(root)
     if _is_local(base):
         return Path(base.path).joinpath(*parts)
     return Path(cache_root).joinpath(*parts)
-
-
-def publish_model_dir(local: Path, root: str, key_path: list[str] | str) -> str:
-    """Copy a finished local model directory to a remote storage root; returns where it now lives."""
-    parts = [key_path] if isinstance(key_path, str) else list(key_path)
-    base = UPath(root)
-    if _is_local(base):
-        return str(local)
-    dest = base.joinpath(*parts)
-    dest.fs.put(str(local), dest.path, recursive=True)
-    return str(dest)

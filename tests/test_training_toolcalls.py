@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
+from mixtrain.model_store import current_version
 from training_assets.engine.examples import IGNORE_INDEX, RecordError, prepare_examples, tokenize_records
 from training_assets.engine.tool_template import (
     NATIVE_TEMPLATE_NAME,
@@ -20,7 +21,15 @@ from training_assets.engine.tool_template import (
     supports_tools,
 )
 
-SMOLLM2_DIR = Path(__file__).resolve().parents[1] / "examples" / "demo" / "storage" / "base_model"
+
+def _demo_base() -> Path:
+    """The live base_model version the demo published (its directory; a missing one makes the test skip)."""
+    storage = Path(__file__).resolve().parents[1] / "examples" / "demo" / "storage"
+    pointer = current_version(str(storage), "base_model")
+    return storage / "base_model" / (pointer["path"] if pointer else "unpublished")
+
+
+SMOLLM2_DIR = _demo_base()
 
 TOOLS = [
     {

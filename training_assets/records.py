@@ -16,7 +16,8 @@ from typing import Any, NotRequired, TypedDict
 class BaseModelRecord(TypedDict):
     location: str  # where it is published (== path on local storage)
     requested: str  # training.base_model as the project names it
-    source: str  # how it was read: "gguf:<file>", "local:<dir>" or "hub:<id>"
+    revision: NotRequired[str | None]  # training.base_model_revision: the Hub commit a Hub id was loaded at
+    source: str  # how it was read: "gguf:<file>", "local:<dir>" or "hub:<id>@<revision>"
     path: str  # the local save_pretrained directory
     architecture: str
     n_params: int
@@ -24,6 +25,18 @@ class BaseModelRecord(TypedDict):
     weights_sha256: str  # the data version
     vocab_size: int
     has_chat_template: bool
+    version: NotRequired[str]  # its directory under base_model/ (the weights hash, 16 hex digits)
+    tokenizer_sha256: NotRequired[str | None]  # hash of the tokenizer files (mixtrain.model_store)
+
+
+class BasePin(TypedDict):
+    """The base an adapter was trained on, as published: what a release pins so a rollback restores the pair."""
+
+    key: list[str]
+    version: str | None
+    location: str
+    weights_sha256: str
+    tokenizer_sha256: str | None
 
 
 class TeacherRef(TypedDict):
@@ -36,6 +49,9 @@ class ModelRecord(TypedDict):
     path: str  # the local save_pretrained directory (weights, tokenizer, training_config.json, run_manifest.json)
     location: str  # where it is published (== path on local storage)
     run_manifest: dict[str, Any]  # the engine's run manifest; its output_weights_sha256 is the data version
+    key: NotRequired[list[str]]  # the storage key it is published under (its versions and _current.json)
+    tokenizer_sha256: NotRequired[str | None]  # hash of the tokenizer files it carries (None: uses the base's)
+    base: NotRequired[BasePin]  # adapters: the published base they apply to
     base_model_path: NotRequired[str]  # adapters: the base they apply to
     merged: NotRequired[bool]  # adapters: merged into the base (a full model) or a LoRA adapter
     data_filter: NotRequired[dict[str, list[str]]]  # task adapters: the part of the mixture they trained on

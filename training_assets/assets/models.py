@@ -10,13 +10,15 @@ from typing import Any
 import pyarrow as pa
 from dagster import AssetExecutionContext, Output
 
+from mixtrain.model_store import publish_model
 from mixtrain.project import Project
 from mixtrain.resources import ProjectResource
-from mixtrain.storage import publish_model_dir
 from mixtrain.versioning import json_output
 from training_assets.assets.model_store import (
+    base_pin,
     local_mixture,
     local_model_dir,
+    model_cache,
     model_inputs,
     model_version,
     recipe_hash,
@@ -39,11 +41,24 @@ def base_model(context: AssetExecutionContext, project: ProjectResource):
     proj = project.load()
     name = proj.spec.training.base_model
     local = Path(proj.resolve(name))
-    out = local_model_dir(proj, "base_model")
-    info = materialize_base_model(str(local) if local.is_dir() else name, str(out))
-    location = publish_model_dir(out, proj.storage_root, "base_model")
-    # info["path"] (the absolute local directory) is the one path both the record and the metadata report.
-    record: BaseModelRecord = {"location": location, "requested": name, **info}
+    # Built beside the versions, then published as base_model/<weights sha>/ behind base_model/_current.json:
+    # a changed base is a new directory, so adapters and releases pinned to the old one still find it.
+    build = local_model_dir(proj, ["base_model", ".build"])
+    revision = proj.spec.training.base_model_revision
+    info = materialize_base_model(str(local) if local.is_dir() else name, str(build), revision)
+    published = publish_model(
+        build, proj.storage_root, "base_model", model_cache(proj), version=info["weights_sha256"][:16], move=True
+    )
+    # The published local directory is the one path both the record and the metadata report.
+    info["path"] = published["local_path"]
+    record: BaseModelRecord = {
+        "location": published["location"],
+        "requested": name,
+        "revision": revision,
+        **info,
+        "version": published["version"],
+        "tokenizer_sha256": published["tokenizer_sha256"],
+    }
     metadata = {
         "n_params": int(info.get("n_params", 0)),
         "weights_sha256": info["weights_sha256"],
@@ -116,5 +131,6 @@ def sft_adapter(
         version,
         mixture_manifest,
         base_model_path=base_model["path"],
+        base=base_pin(base_model),
         merged=job.config.lora.merge,
     )

@@ -102,12 +102,12 @@ def _load_smollm2_gguf() -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def _load_hf(name_or_path: str, source: str) -> tuple[Any, Any]:
+def _load_hf(name_or_path: str, source: str, revision: str | None = None) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype="auto")
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype="auto", revision=revision)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision)
     except (OSError, ValueError) as e:
         if source == "local":
             raise BaseModelError(f"base model directory {name_or_path} could not be loaded: {e}") from e
@@ -137,15 +137,35 @@ def _classify(name_or_path: str) -> str:
     )
 
 
-def materialize_base_model(name_or_path: str, out_dir: str) -> dict[str, Any]:
-    """Write ``name_or_path`` as a safetensors ``save_pretrained`` directory at ``out_dir`` (atomically)."""
+def check_revision_for(source: str, name_or_path: str, revision: str | None) -> None:
+    """A Hub id loads only at a pinned commit (the same config must give the same weights on every run and
+    machine); a local directory or the packaged GGUF are what they are, so a revision there is a mistake."""
+    if source == "hub" and revision is None:
+        raise BaseModelError(
+            f"base model '{name_or_path}' is a Hugging Face Hub id without a revision: set "
+            "training.base_model_revision to the commit sha to load (40 hex digits), so every run gets the same "
+            "weights"
+        )
+    if source != "hub" and revision is not None:
+        raise BaseModelError(
+            f"training.base_model_revision is set but base model '{name_or_path}' is not a Hub id; remove it"
+        )
+
+
+def materialize_base_model(name_or_path: str, out_dir: str, revision: str | None = None) -> dict[str, Any]:
+    """Write ``name_or_path`` (a Hub id at commit ``revision``) as a safetensors ``save_pretrained`` directory at
+    ``out_dir`` (atomically)."""
     source = _classify(name_or_path)
+    check_revision_for(source, name_or_path, revision)
     if source == "smollm2-gguf":
         model, tokenizer = _load_smollm2_gguf()
         source_desc = f"gguf:{smollm2_gguf_path()}"
+    elif source == "hub":
+        model, tokenizer = _load_hf(name_or_path, source, revision)
+        source_desc = f"hub:{name_or_path}@{revision}"
     else:
         model, tokenizer = _load_hf(name_or_path, source)
-        source_desc = f"{source}:{os.path.abspath(name_or_path) if source == 'local' else name_or_path}"
+        source_desc = f"local:{os.path.abspath(name_or_path)}"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     with atomic_directory(out_dir) as tmp:

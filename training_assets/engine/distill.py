@@ -152,7 +152,7 @@ def _make_student(spec: StudentSpec, teacher: Any, teacher_tok: Any) -> tuple[An
             "n_params": sum(p.numel() for p in student.parameters()),
         }
         return student, teacher_tok, info
-    student, tok, info = load_student(spec.path, seed=spec.seed)  # type: ignore[arg-type]  # validated
+    student, tok, info = load_student(spec.path, seed=spec.seed, revision=spec.revision)  # type: ignore[arg-type]
     expected = "random_from_config" if spec.init == "config" else "pretrained"
     if info["init"] != expected:
         raise ValueError(f"student init {spec.init!r}: {spec.path} loaded as {info['init']!r}")

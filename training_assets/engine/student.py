@@ -153,31 +153,48 @@ def _has_weights(path: str) -> bool:
     return any(f.endswith((".safetensors", ".bin")) for f in os.listdir(path))
 
 
-def load_student(name_or_path: str, *, tokenizer_from: str | None = None, seed: int = 0) -> tuple[Any, Any, dict]:
+def load_student(
+    name_or_path: str, *, tokenizer_from: str | None = None, seed: int = 0, revision: str | None = None
+) -> tuple[Any, Any, dict]:
     """``(model, tokenizer, info)`` for a student given as a model directory, a config-only directory, or a Hub id.
 
     A directory holding only ``config.json`` gives a randomly initialised model (seeded, so reproducible) —
     the way to distil into an architecture no checkpoint exists for. The tokenizer comes from
     ``tokenizer_from`` when given (typically the teacher's directory), else from ``name_or_path``. Hub ids
-    resolve only from the local Hugging Face cache when there is no network.
+    resolve only from the local Hugging Face cache when there is no network, and only at a pinned ``revision``
+    (a commit sha: the same config then gives the same student everywhere).
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    info: dict[str, Any] = {"source": name_or_path}
+    local = os.path.isdir(name_or_path)
+    # A missing path is a load error below, not a Hub id.
+    hub = not local and not (os.path.isabs(name_or_path) or name_or_path.startswith((".", "~")))
+    if hub and revision is None:
+        raise ValueError(
+            f"student {name_or_path!r} is not a local directory, so it is a Hub id: set distillation.student.revision "
+            "to the commit sha to load (40 hex digits)"
+        )
+    if not hub and revision is not None:
+        raise ValueError(f"distillation.student.revision is set but student {name_or_path!r} is not a Hub id")
+    info: dict[str, Any] = {"source": f"{name_or_path}@{revision}" if hub else name_or_path}
     try:
-        if os.path.isdir(name_or_path) and not _has_weights(name_or_path):
+        if local and not _has_weights(name_or_path):
             config = AutoConfig.from_pretrained(name_or_path)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
             info.update(init="random_from_config", seed=seed)
         else:
-            model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch.float32, revision=revision)
             info["init"] = "pretrained"
             if os.path.isdir(name_or_path) and any(f.endswith(".safetensors") for f in os.listdir(name_or_path)):
                 info["weights_sha256"] = weights_sha256(name_or_path)
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_from or name_or_path)
+        tokenizer = (
+            AutoTokenizer.from_pretrained(tokenizer_from)
+            if tokenizer_from
+            else AutoTokenizer.from_pretrained(name_or_path, revision=revision)
+        )
     except (OSError, ValueError) as e:
         raise ValueError(
             f"student {name_or_path!r} could not be loaded (expected a save_pretrained directory, a directory with "
