@@ -1,6 +1,7 @@
 """A new spec file in the project's ``sources/`` directory becomes a partition and a run, without a deploy."""
 
 from dagster import (
+    AssetKey,
     AssetObservation,
     AssetSelection,
     RunRequest,
@@ -10,13 +11,20 @@ from dagster import (
     sensor,
 )
 
+from mixassets.engine.vault import VAULT_KEY
 from mixtrain.dagster_internals import DATA_VERSION_TAG
 from mixtrain.fingerprint import PER_SOURCE_FINGERPRINTS
 from mixtrain.partitions import SOURCES_PARTITION, source_partitions
 from mixtrain.resources import ProjectResource
 
 PER_SOURCE_ASSETS = AssetSelection.assets(
-    "raw_documents", "raw_rejects", "review_overrides", "gated_documents", "decision_log", "quarantine"
+    "raw_documents",
+    "raw_rejects",
+    AssetKey(VAULT_KEY),
+    "review_overrides",
+    "gated_documents",
+    "decision_log",
+    "quarantine",
 )
 
 

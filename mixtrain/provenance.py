@@ -22,8 +22,11 @@ from upath import UPath
 from mixtrain.storage import JSON_EXT, asset_path, read_json
 from mixtrain.tables import MANIFEST_NAME, MissingTableError, open_table
 
-PER_SOURCE = ("raw_documents", "gated_documents", "quarantine", "decision_log")
+PER_SOURCE = ("raw_documents", "raw_rejects", "gated_documents", "quarantine", "decision_log")
 TEXT_COLUMNS = ("text", "messages")
+# A held record's text is a redacted view, but an answer is printed and pasted into tickets: it names where the
+# record is (locator, doc_id) and why it was held, never what it says. The vault/ prefix is never read here.
+HELD_TEXT = ("text", "raw", "raw_bytes", "raw_sha256")
 MANIFEST_HISTORY = "mixture_manifest_history"
 MODEL_HISTORY = "model_history"
 
@@ -162,11 +165,13 @@ def _models_of(root: str, manifest: dict[str, Any] | None, rows: list[tuple[str,
 def trace(root: str, doc_id: str) -> dict[str, Any]:
     """A document's whole story: capture, every gating decision, dedupe, contamination, mixtures and models."""
     raw = [r for p in _partitions(root, "raw_documents") for r in _rows(_read(p, _doc(doc_id), drop=TEXT_COLUMNS))]
-    found: dict[str, Any] = {"doc_id": doc_id, "found": bool(raw), "raw": raw}
-    sources = sorted({r["source_id"] for r in raw})
+    # A record that could not be read has no raw_documents row: its capture is its raw_rejects row.
+    unreadable = [r for p in _partitions(root, "raw_rejects") for r in _rows(_read(p, _doc(doc_id), drop=HELD_TEXT))]
+    found: dict[str, Any] = {"doc_id": doc_id, "found": bool(raw or unreadable), "raw": raw, "unreadable": unreadable}
+    sources = sorted({r["source_id"] for r in raw + unreadable})
     for key in ("decision_log", "quarantine"):
         found[key] = [
-            r for sid in sources for r in _rows(_read(asset_path(root, key, sid), _doc(doc_id), drop=["text", "raw"]))
+            r for sid in sources for r in _rows(_read(asset_path(root, key, sid), _doc(doc_id), drop=HELD_TEXT))
         ]
     found["accepted"] = any(
         _rows(_read(asset_path(root, "gated_documents", sid), _doc(doc_id), drop=TEXT_COLUMNS)) for sid in sources

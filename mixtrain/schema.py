@@ -69,7 +69,26 @@ def with_row_ids(docs: pa.Table) -> pa.Table:
     return docs.append_column("row_id", ids)
 
 
-# Documents that did not make it into the gated corpus, with the first reason that held them.
+# Records as a reader hands them over when it cannot make a document of them: the line or bytes in clear. Held in
+# memory only between the reader and the vault (mixassets.engine.vault splits it into the two tables below); never
+# stored as such, because every copy of a leaked key or address outside the vault is one more place it leaks from.
+READ_FAILURE_SCHEMA = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("source_id", pa.string(), nullable=False),
+        pa.field("locator", pa.string(), nullable=False),
+        pa.field("disposition", pa.string(), nullable=False),  # "quarantined"
+        pa.field("rule_id", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("text", pa.string()),  # null when the bytes could not be decoded
+        pa.field("raw", pa.binary()),  # the undecodable / malformed bytes
+    ]
+)
+
+# Documents that did not make it into the gated corpus, with the first reason that held them. A view: personal
+# data and secrets in ``text`` and ``reason`` are tagged hashes (mixassets.engine.redaction), and the bytes of a
+# record that could not be read are only described here (length, sha256); the clear copy is in the vault
+# (VAULT_SCHEMA, same doc_id) or, for documents held by the gate, in raw_documents.
 QUARANTINE_SCHEMA = pa.schema(
     [
         pa.field("doc_id", pa.string(), nullable=False),
@@ -78,8 +97,24 @@ QUARANTINE_SCHEMA = pa.schema(
         pa.field("disposition", pa.string(), nullable=False),  # "quarantined" | "rejected"
         pa.field("rule_id", pa.string(), nullable=False),
         pa.field("reason", pa.string(), nullable=False),
-        pa.field("text", pa.string()),  # may be null when the bytes could not be decoded
-        pa.field("raw", pa.binary()),  # the undecodable / malformed bytes, kept for review
+        pa.field("text", pa.string()),  # redacted; for undecodable bytes a redacted preview; null if nothing read
+        pa.field("raw_bytes", pa.int64()),  # length of the record's bytes kept in the vault (null: none)
+        pa.field("raw_sha256", pa.string()),  # hex sha256 of those bytes, to match them without holding them
+    ]
+)
+
+# The clear copy of every record that could not be read, one row per raw_rejects row (same doc_id). Stored only
+# under the storage root's vault/ prefix, which is readable by its owner alone (mixassets.engine.vault).
+VAULT_SCHEMA = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("source_id", pa.string(), nullable=False),
+        pa.field("locator", pa.string(), nullable=False),
+        pa.field("rule_id", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),  # as the reader gave it, unredacted
+        pa.field("text", pa.string()),
+        pa.field("raw", pa.binary()),
+        pa.field("raw_sha256", pa.string()),
     ]
 )
 

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from mixassets.engine.gating import GateResult, gate
 from mixassets.engine.pii import EMAIL, IP_ADDRESS, PHONE, Hit, find_pii, redact
 from mixassets.engine.readers import doc_id_for
+from mixassets.engine.redaction import value_tag
 from mixassets.engine.rules import DEFAULT_RULES, GateContext, Outcome, Rule
+from mixassets.engine.vault import seal_read_failures
 from mixtrain.config.data import SourceSpec
 from mixtrain.schema import DECISION_SCHEMA, DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
 
@@ -200,7 +202,7 @@ def test_pii_quarantine_policy_keeps_a_redacted_copy_for_review() -> None:
 def test_quarantine_text_never_holds_pii_even_when_held_for_another_reason() -> None:
     res = gate(_docs([{"text": "mail me: a.b@example.org"}]), _spec())
     q = res.quarantine.to_pylist()[0]
-    assert q["rule_id"] == "quality.too_short" and q["text"] == "mail me: <EMAIL>"
+    assert q["rule_id"] == "quality.too_short" and q["text"] == f"mail me: {value_tag('EMAIL', 'a.b@example.org')}"
 
 
 def test_chat_messages_are_redacted_too() -> None:
@@ -352,5 +354,6 @@ def test_reader_output_flows_through_the_gate(tmp_path: Any) -> None:
     _check_invariants(res, docs.num_rows)
     assert (docs.num_rows, unread.num_rows) == (1, 2)
     assert json.loads(res.accepted.column("messages")[0].as_py())[0]["content"] == "reach me at <EMAIL> about the plan"
-    combined = pa.concat_tables([unread, res.quarantine])  # the lead's quarantine asset can simply stack both
+    # The reader's rejects are sealed first (clear bytes to the vault); the view stacks with the gate's quarantine.
+    combined = pa.concat_tables([seal_read_failures(unread)[0], res.quarantine])
     assert combined.schema.equals(QUARANTINE_SCHEMA) and combined.num_rows == 2

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from mixassets.engine.gating import gate
 from mixassets.engine.readers import read_source
+from mixassets.engine.vault import seal_read_failures
 from mixtrain.config.data import SourceSpec
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -79,7 +80,7 @@ def _run(spec: SourceSpec, files: dict[str, bytes]) -> tuple[list[str], pa.Table
     res = gate(docs, spec)
     c = res.counts
     assert c["ingested"] == docs.num_rows == c["accepted"] + c["quarantined"] + c["rejected"]
-    held = pa.concat_tables([unread, res.quarantine])
+    held = pa.concat_tables([seal_read_failures(unread)[0], res.quarantine])  # the reader's clear rows, sealed
     for row in held.to_pylist():
         assert row["disposition"] in ("quarantined", "rejected") and row["reason"].strip(), row
     locators = [*res.accepted.column("locator").to_pylist(), *held.column("locator").to_pylist()]

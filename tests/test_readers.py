@@ -19,7 +19,7 @@ from mixassets.engine.readers import (
     relative_path,
 )
 from mixtrain.config.data import SourceSpec
-from mixtrain.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
+from mixtrain.schema import DOCUMENT_SCHEMA, READ_FAILURE_SCHEMA
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
@@ -52,7 +52,7 @@ def test_jsonl_good_lines_read_and_bad_lines_quarantined(tmp_path: Path) -> None
         ],
     )
     docs, bad = read_source(_spec(), [str(f)], base=str(tmp_path), capture_time=T0)
-    assert docs.schema.equals(DOCUMENT_SCHEMA) and bad.schema.equals(QUARANTINE_SCHEMA)
+    assert docs.schema.equals(DOCUMENT_SCHEMA) and bad.schema.equals(READ_FAILURE_SCHEMA)
 
     assert docs.column("text").to_pylist() == ["first good line", "second good line \u00e9"]
     assert docs.column("locator").to_pylist() == ["data/a.jsonl:1", "data/a.jsonl:10"]

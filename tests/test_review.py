@@ -53,7 +53,8 @@ def _held(doc_id: str, rule_id: str, text: str | None, disposition: str = "quara
         "rule_id": rule_id,
         "reason": f"held by {rule_id}",
         "text": text,
-        "raw": None,
+        "raw_bytes": None,
+        "raw_sha256": None,
     }
 
 
@@ -407,20 +408,28 @@ def test_review_agreement_numbers(gate_out):
     assert toxic["rate_ci_low"] == 0.0 and toxic["rate_ci_high"] == pytest.approx(0.7934, abs=1e-3)
 
 
-def test_chat_redaction_across_a_message_boundary_is_not_applied(gate_out):
-    accepted, quarantine, decisions, raw = gate_out
+def test_chat_redaction_across_a_message_boundary_cannot_be_aligned():
+    from mixassets.engine.review import _redacted_messages
+
     messages = json.dumps([{"role": "user", "content": "my card 4111"}, {"role": "assistant", "content": "1111 ok"}])
-    chat2 = _doc("chat2", "my card 4111\n\n1111 ok", kind="chat", messages=messages)
-    raw = pa.concat_tables([raw, pa.Table.from_pylist([chat2], schema=DOCUMENT_SCHEMA)])
-    held = pa.Table.from_pylist([_held("chat2", "quality.short", "my card <CARD> ok")], schema=QUARANTINE_SCHEMA)
-    quarantine = pa.concat_tables([quarantine, held])
-    new_acc, new_q, _, stats = apply_overrides(
-        accepted, quarantine, decisions, _overrides(("chat2", "accept", "ann", "")), raw=raw
+    assert _redacted_messages(messages, "my card 4111\n\n1111 ok", "my card <CARD> ok") is None
+
+
+def test_accept_takes_the_text_from_the_raw_row_not_the_quarantine_view(gate_out):
+    """The quarantine holds a view (tagged hashes, or a preview of bytes); an accepted document is rebuilt from its
+    clear raw row and redacted as the gate redacts accepted text."""
+    accepted, quarantine, decisions, raw = gate_out
+    clear = "write to carol@example.com about the harbour"
+    raw = pa.concat_tables([raw, pa.Table.from_pylist([_doc("q9", clear)], schema=DOCUMENT_SCHEMA)])
+    view = pa.Table.from_pylist(
+        [_held("q9", "quality.short", "[EMAIL:sha256:0123456789ab] ...")], schema=QUARANTINE_SCHEMA
     )
-    assert "chat2" in _ids(new_q) and "chat2" not in _ids(new_acc)
-    assert stats["not_applied"] == [
-        {"doc_id": "chat2", "reason": "chat messages could not be aligned with the stored redacted text"}
-    ]
+    new_acc, _, _, stats = apply_overrides(
+        accepted, pa.concat_tables([quarantine, view]), decisions, _overrides(("q9", "accept", "ann", "")), raw=raw
+    )
+    assert stats["accepted_by_review"] == 1
+    q9 = next(r for r in new_acc.to_pylist() if r["doc_id"] == "q9")
+    assert q9["text"] == "write to <EMAIL> about the harbour"
 
 
 def test_agreement_table_from_summed_counts():

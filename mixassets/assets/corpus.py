@@ -12,6 +12,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
+    AssetKey,
     multi_asset,
 )
 from upath import UPath
@@ -22,11 +23,12 @@ from mixassets.engine.gating_stream import GateSink, TableGateSink
 from mixassets.engine.readers import iter_source
 from mixassets.engine.review import OVERRIDE_SCHEMA, merge_overrides, read_verdicts_csv
 from mixassets.engine.rules import RULES_VERSION
+from mixassets.engine.vault import VAULT_KEY, access_note, seal_read_failures, write_vault
 from mixtrain.automation import changed_out
 from mixtrain.compute import ComputeResource
 from mixtrain.partitions import source_partitions
 from mixtrain.resources import ProjectResource
-from mixtrain.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
+from mixtrain.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA, VAULT_SCHEMA
 from mixtrain.storage import JSON_EXT, asset_path, json_bytes, write_atomic
 from mixtrain.tables import StoredTable, TableWriter, open_table
 from mixtrain.versioning import current_data_version, table_output
@@ -42,16 +44,37 @@ def _mtime(path: str) -> datetime:
     return datetime.fromtimestamp(float(ts), tz=timezone.utc)
 
 
+# The ingested copy of a source holds whatever the source holds, in clear (a reviewer's accept reinstates a held
+# document from it): whoever may read it must be allowed to read the source. The vault is narrower still.
+SENSITIVITY_TAG = "mixtrain/sensitivity"
+
+
 @multi_asset(
     outs={
-        "raw_documents": changed_out("raw-2", "Every record of the source, with a stable doc_id and its locator."),
-        "raw_rejects": changed_out("raw-2", "Records that could not be read (bad UTF-8, malformed JSON), kept."),
+        "raw_documents": changed_out(
+            "raw-2",
+            "Every record of the source, with a stable doc_id and its locator. As sensitive as the source: clear text.",
+            tags={SENSITIVITY_TAG: "source"},
+        ),
+        "raw_rejects": changed_out(
+            "raw-3",
+            "Records that could not be read (bad UTF-8, malformed JSON), redacted; their bytes are in the vault.",
+            tags={SENSITIVITY_TAG: "redacted"},
+        ),
+        "vault_raw_rejects": changed_out(
+            "vault-1",
+            "The clear lines and bytes of the records that could not be read, owner-only (vault/ prefix).",
+            key=AssetKey(VAULT_KEY),
+            tags={SENSITIVITY_TAG: "vault"},
+        ),
     },
     deps=["source_spec"],
     group_name="corpus",
     partitions_def=source_partitions,
 )
 def raw_documents(context: AssetExecutionContext, project: ProjectResource):
+    """Reads the source; each unreadable record is split into its redacted raw_rejects row and its clear vault
+    row (:mod:`~mixassets.engine.vault`) as soon as it is read, so clear bytes are only ever written to the vault."""
     proj = project.load()
     source_id = context.partition_key
     if source_id not in proj.sources:
@@ -62,22 +85,28 @@ def raw_documents(context: AssetExecutionContext, project: ProjectResource):
         raise FileNotFoundError(f"{proj.source_files[source_id]}: field 'path': no files match {spec.path!r}")
     # Batch by batch into the table's parts: memory holds one batch of records, not a file or the source.
     rejects = [QUARANTINE_SCHEMA.empty_table()]
+    sealed = [VAULT_SCHEMA.empty_table()]
 
     def documents():
         for path in paths:
             for docs, bad in iter_source(spec, [path], base=str(proj.root), capture_time=_mtime(path)):
-                rejects.append(bad)
+                view, clear = seal_read_failures(bad)
+                rejects.append(view)
+                sealed.append(clear)
                 yield docs
 
-    target = asset_path(proj.storage_root, "raw_documents", source_id)
+    root = proj.storage_root
+    target = asset_path(root, "raw_documents", source_id)
     written = TableWriter(target, DOCUMENT_SCHEMA).write_all(documents())
     unreadable = pa.concat_tables(rejects)
+    vault = write_vault(root, source_id, pa.concat_tables(sealed))
     yield table_output(
         written,
         name="raw_documents",
         metadata={"files": len(paths), "documents": written.rows, "unreadable": unreadable.num_rows},
     )
     yield table_output(unreadable, name="raw_rejects")
+    yield table_output(vault, name="vault_raw_rejects", metadata={"access": access_note(root)})
 
 
 @multi_asset(

@@ -13,9 +13,10 @@ the accepted copy. At the end all edits of a document are applied to its origina
 by start; where two overlap they merge into one edit over their union, and a redaction's placeholder wins
 over a strip's empty replacement, so personal data can never survive by straddling a stripped line.
 
-Personal data never leaves the gate in clear: accepted documents are redacted per the source policy, and
-the text kept for review in the quarantine table is the original text redacted too (the locator still points
-at the original for whoever is allowed to look).
+Personal data never leaves the gate in clear: accepted documents are redacted per the source policy; the text
+kept for review in the quarantine table, and every reason in it and in the decision log (a rule may quote what it
+matched), show each detected value as a tagged hash (:mod:`~mixassets.engine.redaction`). The clear text stays in
+raw_documents, which the doc_id and locator point at for whoever is allowed to look.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from typing import Any
 import pyarrow as pa
 
 from mixassets.engine import chat
-from mixassets.engine.pii import PII_TYPES, find_pii, possible_detectors, redact
+from mixassets.engine.pii import PII_TYPES
+from mixassets.engine.redaction import redact_views
 from mixassets.engine.rules import BLOCKING_ACTIONS, CHAT_JOINER, GateContext, Outcome, Rule, pii_rule_id, rules_for
 from mixassets.engine.rules.language import OBSERVATION as LANGUAGE_OBSERVATION
 from mixassets.engine.rules.language import UNDETERMINED
@@ -215,6 +217,7 @@ def gate_batch(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> GateR
         counts[f"rule.{rule_id}"] = n
     for rule_id, s in run.seconds.items():
         counts[f"time_s.{rule_id}"] = round(s, 6)
+    run.decisions["reason"] = redact_views(run.decisions["reason"])  # a rule may quote the text it matched
     decisions = pa.table(run.decisions, schema=DECISION_SCHEMA)
     return GateResult(accepted, quarantine, decisions, counts, run.alive, sorted(run.held), run.decision_rows)
 
@@ -342,21 +345,20 @@ def _accepted_table(docs: pa.Table, alive: list[int], edits: dict[int, list[Edit
 
 
 def _quarantine_table(docs: pa.Table, held: dict[int, _Held]) -> pa.Table:
+    """The held documents as the quarantine shows them: text and reason with every detected value a tagged hash
+    (:mod:`~mixassets.engine.redaction`), whichever rule held the document; the clear text stays in raw_documents,
+    where a reviewer's accept takes it from."""
     order = sorted(held)
     sub = _take(docs, order)
-    texts = sub.column("text").to_pylist()
-    possible = possible_detectors(sub.column("text"))
     rows: dict[str, list[Any]] = {
         "doc_id": sub.column("doc_id").to_pylist(),
         "source_id": sub.column("source_id").to_pylist(),
         "locator": sub.column("locator").to_pylist(),
         "disposition": [held[i].disposition for i in order],
         "rule_id": [held[i].rule_id for i in order],
-        "reason": [held[i].reason for i in order],
-        "text": [
-            None if t is None else redact(t, find_pii(t, detectors=d)) if d else t
-            for t, d in zip(texts, possible, strict=True)
-        ],
-        "raw": [None] * len(order),
+        "reason": redact_views([held[i].reason for i in order]),
+        "text": redact_views(sub.column("text").to_pylist()),
+        "raw_bytes": [None] * len(order),
+        "raw_sha256": [None] * len(order),
     }
     return pa.table(rows, schema=QUARANTINE_SCHEMA)

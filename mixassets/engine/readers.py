@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from mixassets.engine import chat
 from mixtrain.config.data import SourceSpec
 from mixtrain.identity import relative_path
-from mixtrain.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA, with_row_ids
+from mixtrain.schema import DOCUMENT_SCHEMA, READ_FAILURE_SCHEMA, with_row_ids
 
 # Records (documents and unreadable ones together) per batch of ``iter_source``, and rows per Parquet read.
 READ_BATCH_ROWS = 4_096
@@ -48,7 +48,7 @@ class _Collector:
     spec: SourceSpec
     capture_time: datetime
     docs: dict[str, list[Any]] = field(default_factory=lambda: {n: [] for n in DOCUMENT_SCHEMA.names})
-    bad: dict[str, list[Any]] = field(default_factory=lambda: {n: [] for n in QUARANTINE_SCHEMA.names})
+    bad: dict[str, list[Any]] = field(default_factory=lambda: {n: [] for n in READ_FAILURE_SCHEMA.names})
 
     def add_doc(self, locator: str, text: str, messages: str | None) -> None:
         d = self.docs
@@ -79,7 +79,7 @@ class _Collector:
     def tables(self) -> tuple[pa.Table, pa.Table]:
         return (
             _documents(self.docs),
-            pa.table(self.bad, schema=QUARANTINE_SCHEMA),
+            pa.table(self.bad, schema=READ_FAILURE_SCHEMA),
         )
 
     def rows(self) -> int:
@@ -89,7 +89,7 @@ class _Collector:
         """What was collected so far as tables, leaving the collector empty."""
         out = self.tables()
         self.docs = {n: [] for n in DOCUMENT_SCHEMA.names}
-        self.bad = {n: [] for n in QUARANTINE_SCHEMA.names}
+        self.bad = {n: [] for n in READ_FAILURE_SCHEMA.names}
         return out
 
 
@@ -325,5 +325,5 @@ def read_source(spec: SourceSpec, paths: list[str], *, base: str, capture_time: 
     """Read ``paths`` of one source into (documents, quarantine) tables (``iter_source``, concatenated)."""
     parts = list(iter_source(spec, paths, base=base, capture_time=capture_time))
     docs = pa.concat_tables([DOCUMENT_SCHEMA.empty_table(), *(d for d, _ in parts)]).combine_chunks()
-    bad = pa.concat_tables([QUARANTINE_SCHEMA.empty_table(), *(b for _, b in parts)]).combine_chunks()
+    bad = pa.concat_tables([READ_FAILURE_SCHEMA.empty_table(), *(b for _, b in parts)]).combine_chunks()
     return docs, bad

@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from mixassets.engine import chat
+from mixassets.engine.redaction import corpus_redact, redact_view
 from mixassets.engine.review_sheet import (
     ACCEPTED,
     EXCERPT_CHARS,
@@ -115,8 +116,10 @@ def _latest_per_doc(*overrides: pa.Table) -> dict[str, dict[str, Any]]:
 
 
 def _review_reason(row: dict[str, Any]) -> str:
+    """The logged reason of a verdict; a note that quotes the document is redacted like every other reason."""
     note = row["note"].strip()
-    return f"review by {row['reviewer']}: {note}" if note else f"review by {row['reviewer']}"
+    reason = f"review by {row['reviewer']}: {note}" if note else f"review by {row['reviewer']}"
+    return redact_view(reason) or reason
 
 
 def _offset_map(raw_text: str, stored_text: str) -> list[tuple[int, int, int, int]]:
@@ -135,7 +138,7 @@ def _map_offset(pos: int, equal: list[tuple[int, int, int, int]]) -> int | None:
 def _redacted_messages(raw_messages: str, raw_text: str, stored_text: str) -> str | None:
     """The raw messages with the stored (redacted) text carried into each one; None if that is ambiguous.
 
-    The quarantine table keeps the redacted text but not the messages, and a chat document must not
+    The text is redacted as a whole but the messages are stored apart, and a chat document must not
     come back with redacted text and clear-text messages. Message boundaries are mapped from the raw
     text onto the stored text through their unchanged stretches; a redaction that crossed a boundary
     leaves it unmappable and the document is not moved.
@@ -164,17 +167,21 @@ def _redacted_messages(raw_messages: str, raw_text: str, stored_text: str) -> st
 
 
 def _accepted_row(held: dict[str, Any], raw_row: dict[str, Any] | None) -> tuple[dict[str, Any] | None, str]:
-    """The DOCUMENT_SCHEMA row a held document becomes when a reviewer accepts it, or None and why not."""
-    if held["text"] is None:
-        return None, "held without decoded text (malformed or undecodable record); fix the source instead"
+    """The DOCUMENT_SCHEMA row a held document becomes when a reviewer accepts it, or None and why not.
+
+    The text comes from the clear raw row, redacted as the gate redacts what it accepts (``<TYPE>``), never from
+    the quarantine, whose text is a view (tagged hashes) and may be a preview of bytes that were never a document.
+    """
     if raw_row is None:
+        if str(held["rule_id"]).startswith("read."):
+            return None, "could not be read (malformed or undecodable record): fix the source (bytes in the vault)"
         return None, "not in the raw documents passed in, so its kind, license and metadata are unknown"
     row = dict(raw_row)
-    row["text"] = held["text"]
+    row["text"] = corpus_redact(raw_row["text"])
     if row["kind"] == "chat" and row["messages"] is not None:
-        messages = _redacted_messages(row["messages"], raw_row["text"], held["text"])
+        messages = _redacted_messages(row["messages"], raw_row["text"], row["text"])
         if messages is None:
-            return None, "chat messages could not be aligned with the stored redacted text"
+            return None, "chat messages could not be aligned with the redacted text"
         row["messages"] = messages
     return row, ""
 
@@ -189,10 +196,10 @@ def apply_overrides(
 ) -> tuple[pa.Table, pa.Table, pa.Table, dict[str, Any]]:
     """Apply one source's reviewer verdicts to that source's pre-override gate outputs.
 
-    ``raw`` is the source's raw documents (DOCUMENT_SCHEMA). The quarantine table keeps only the
-    (redacted) text, so an accepted document is rebuilt from its raw row — kind, messages, license,
-    rights tags, attribution, domain, language, capture time — with the quarantine text in place of the
-    raw text; for chat documents the messages are rebuilt from that redacted text, never copied in clear.
+    ``raw`` is the source's raw documents (DOCUMENT_SCHEMA). The quarantine table keeps only a redacted
+    view, so an accepted document is rebuilt from its raw row — kind, messages, license, rights tags,
+    attribution, domain, language, capture time — with its text redacted as the gate redacts accepted text
+    (``<TYPE>``); for chat documents the messages are rebuilt from that redacted text, never copied in clear.
 
     * ``accept`` on a held document moves it to ``accepted`` (appended, sorted by doc_id) and logs a
       ``review.accept`` decision with action "flag".
@@ -200,8 +207,9 @@ def apply_overrides(
       ``review.reject`` and logs a ``review.reject`` decision with action "reject".
     * A verdict that agrees with the gate changes nothing and is counted in ``agreed``.
     * A verdict on a document this source's outputs do not hold is listed in ``unmatched``.
-    * An ``accept`` that cannot be carried out safely (no decoded text, no raw row, chat messages that do
-      not align with the redacted text) leaves the document held and is listed in ``not_applied``.
+    * An ``accept`` that cannot be carried out safely (a record that could not be read, no raw row, chat
+      messages that do not align with the redacted text) leaves the document held and is listed in
+      ``not_applied``.
 
     When ``overrides`` holds several rows for a document, the last one counts.
     """
@@ -260,8 +268,9 @@ def apply_overrides(
             "disposition": "rejected",
             "rule_id": REVIEW_REJECT_RULE,
             "reason": _review_reason(row),
-            "text": doc["text"],
-            "raw": None,
+            "text": redact_view(doc["text"]),
+            "raw_bytes": None,
+            "raw_sha256": None,
         }
         for (d, row), doc in zip(to_reject, leaving, strict=True)
     ]

@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from mixassets.engine.redaction import redact_view
 from mixassets.engine.text_norm import stable_hash64
 
 REVIEW_SHEET_COLUMNS = [
@@ -69,9 +70,12 @@ class ReviewSheetError(ValueError):
 
 # -- sampling ------------------------------------------------------------------------------------------
 def _excerpt(text: str | None) -> str:
+    """What the reviewer sees of a document: redacted whole before it is cut, so that no value is cut in two
+    before the detectors see it. The tables sampled are redacted already; this keeps a sheet drawn from a table
+    written before they were (or by other code) from carrying a value into a spreadsheet."""
     if text is None:
         return "<no decoded text>"
-    return " ".join(text[:EXCERPT_CHARS].split())
+    return " ".join((redact_view(text) or "")[:EXCERPT_CHARS].split())
 
 
 def _sample_keys(keys: list[tuple[str, str]], k: int, seed: int) -> list[tuple[str, str]]:
@@ -152,7 +156,7 @@ def sample_review_sheet(
             ("locator", locator),
             ("automatic", automatic),
             ("rule_id", rule_id),
-            ("reason", reason),
+            ("reason", redact_view(reason) or ""),
             ("excerpt", _excerpt(text)),
             ("verdict", ""),
             ("reviewer", ""),
