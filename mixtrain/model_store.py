@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +26,8 @@ from typing import Any
 
 from upath import UPath
 
+from mixtrain.durable import temp_name
+from mixtrain.faults import kill_point
 from mixtrain.identity import BLOCK, file_sha256, files_sha256, json_bytes
 from mixtrain.storage import model_dir, read_json, write_atomic
 from mixtrain.tables import is_local
@@ -157,7 +158,8 @@ def install_local(src: Path, dest: Path, files: FileList, *, move: bool) -> None
             return
         _remove(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    tmp = dest.parent / temp_name(dest.name)  # named for its writer: a later run's sweep knows if it is dead
+    tmp.mkdir()
     try:
         try:
             if not move:
@@ -165,6 +167,7 @@ def install_local(src: Path, dest: Path, files: FileList, *, move: bool) -> None
             os.replace(src, tmp)  # tmp is empty: a directory rename over it is allowed
         except OSError:
             shutil.copytree(src, tmp, dirs_exist_ok=True)
+        kill_point("model.file", str(dest))
         check_files(tmp, files)
         set_modes(tmp)
         os.replace(tmp, dest)
@@ -181,6 +184,7 @@ def install_local(src: Path, dest: Path, files: FileList, *, move: bool) -> None
 def _upload_file(fs: Any, src: Path, dest: str) -> None:
     """One file's upload (a seam the fault tests cut)."""
     fs.put_file(str(src), dest)
+    kill_point("model.file", dest)
 
 
 def _remote_files(fs: Any, dest: str, *, hashes: bool) -> FileList:
@@ -258,6 +262,7 @@ def publish_model(
     if not is_local(base) and not _remote_complete(base, version, files):
         upload(local_copy, base, version, files)
     write_atomic(base / VERSIONS / f"{version}.json", json_bytes(record))
+    kill_point("model.pointer", str(base))
     write_atomic(base / POINTER, json_bytes(record))  # the commit: written last, one object
     return {**record, "location": str(base / version), "local_path": str(local_copy)}
 
@@ -300,7 +305,8 @@ def fetch_model(
         return local_copy
     remote = UPath(root).joinpath(*parts, record["path"])
     local_copy.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{local_copy.name}.tmp-", dir=local_copy.parent))
+    tmp = local_copy.parent / temp_name(local_copy.name)
+    tmp.mkdir()
     try:
         for name in files:
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
