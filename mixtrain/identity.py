@@ -62,15 +62,32 @@ def relative_path(path: str, base: str) -> str:
     """``path`` relative to ``base`` with forward slashes; paths outside ``base`` are kept whole.
 
     A file outside the project has no project-relative name, and a ``../../`` prefix would change with
-    the checkout location, which is exactly what the relative name is meant to avoid.
+    the checkout location, which is exactly what the relative name is meant to avoid. A URL's query, fragment
+    and credentials are dropped first (see :func:`_url_name`): a locator names a file, not one way to fetch it.
     """
     if "://" in path or "://" in base:
+        path, base = _url_name(path), _url_name(base)
         b = base.rstrip("/") + "/"
         return path[len(b) :] if path.startswith(b) else path
     rel = os.path.relpath(os.path.abspath(path), os.path.abspath(base))
     if rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
         return os.path.abspath(path).replace(os.sep, "/")
     return posixpath.join(*rel.split(os.sep))
+
+
+def _url_name(url: str) -> str:
+    """``url`` without what names no file: the query and fragment (a presigned URL's signature and expiry) and the
+    ``user:password@`` of its authority. These change from one download to the next and must not reach a
+    locator, which is stored in every row and hashed into doc ids. ``file://`` URLs and plain paths are left
+    alone, since "?" and "#" are ordinary characters in a local file name."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() == "file":
+        return url
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:cut].rpartition("@")[2], rest[cut:]
+    for mark in "?#":
+        tail = tail.partition(mark)[0]
+    return f"{scheme}://{authority}{tail}"
 
 
 # --- content hashes ------------------------------------------------------------------------------------------------

@@ -11,15 +11,21 @@ their issuers put on them, so that a leaked key is caught without flagging every
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from typing import NamedTuple
 
 import numpy as np
 import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
+from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+from detect_secrets.plugins.base import RegexBasedDetector
+from detect_secrets.plugins.basic_auth import BasicAuthDetector
+from detect_secrets.plugins.ip_public import IPPublicDetector
+from detect_secrets.plugins.private_key import PrivateKeyDetector
 from phonenumbers.phonenumberutil import _VALID_PUNCTUATION as _PHONE_PUNCTUATION
 from stdnum import iban as stdnum_iban
 from stdnum import luhn
@@ -59,7 +65,13 @@ _IPV6_RE = re.compile(
 
 
 def _emails(text: str) -> list[Hit]:
-    return [Hit(EMAIL, m.start(), m.end()) for m in _EMAIL_RE.finditer(text)]
+    hits = [Hit(EMAIL, m.start(), m.end()) for m in _EMAIL_RE.finditer(text)]
+    if hits and "://" in text:
+        # In "scheme://user:pass@host" the "pass@host" reads as an address, and being longer than the
+        # credentials it would win their overlap: it is the password, which the secret detector reports.
+        inside = [m.span("v") for m in _URL_CREDENTIALS_RE.finditer(text) if _has_scheme(text, m.start())]
+        hits = [h for h in hits if not any(a < h.start < b for a, b in inside)]
+    return hits
 
 
 def _ipv4(text: str) -> list[Hit]:
@@ -151,26 +163,230 @@ _SECRET_RES = tuple(
         # PEM private keys, whole block; a block cut off before its END line is still a leak, so take its body.
         r"-----BEGIN (?P<kind>[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?)-----"
         r"(?:[\s\S]{0,100000}?-----END (?P=kind)-----|(?:\r?\n[A-Za-z0-9+/=:,\- ]+)+)",
+        # JSON Web Tokens: a base64url JSON header and payload (both begin '{"', which encodes to "eyJ") and a
+        # signature, empty for alg "none".
+        r"(?<![A-Za-z0-9_\-])eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*(?![A-Za-z0-9_\-])",
+        r"(?<![A-Za-z0-9_])hf_[A-Za-z0-9]{30,40}(?![A-Za-z0-9_])",  # Hugging Face access tokens
+        # OpenAI keys: project/service/admin keys, legacy keys (48 characters, often with the "T3BlbkFJ" marker).
+        r"(?<![A-Za-z0-9_\-])sk-(?:(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{40,}|[A-Za-z0-9_\-]{0,80}T3BlbkFJ"
+        r"[A-Za-z0-9_\-]{20,}|[A-Za-z0-9]{48})(?![A-Za-z0-9_\-])",
+        # GitLab personal, deploy, feed, OAuth, runner, CI, mail, trigger and agent tokens.
+        r"(?<![A-Za-z0-9_\-])gl(?:pat|dt|ft|soat|rt|cbt|imt|ptt|agent|oas)-[A-Za-z0-9_\-]{20,}(?![A-Za-z0-9_\-])",
+        # Azure storage account and Service Bus keys in connection strings, and SAS signatures in URLs.
+        r"(?i:AccountKey|SharedAccessKey)\s*=\s*(?P<v>[A-Za-z0-9+/]{40,}={0,2})(?![A-Za-z0-9+/=])",
+        r"[?&]sig=(?P<v>[A-Za-z0-9%+/=]{30,})(?![A-Za-z0-9%+/=])",
     )
 )
+# Credentials in a URL's authority: the "user:password" between "scheme://" and "@host". The scheme is checked
+# by :func:`_has_scheme`, so that the pattern starts with a literal the regex engine can skip to.
+_URL_CREDENTIALS_RE = re.compile(r"://(?P<v>[^\s:/?#@\[\]\"'<>{}]+:[^\s/?#@\"'<>{}]+)@(?=[A-Za-z0-9\[])")
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
+_SCHEME_MAX = 21
+
+# What each pattern cannot match without: scanning a text for a pattern costs far more than looking for a
+# literal, and most texts hold none of these. The second field says the literals are to be looked for in the
+# case-folded text (the pattern ignores case, and case folding maps the long s, U+017F, to "s" as the pattern does).
+_SECRET_NEEDLES: tuple[tuple[tuple[str, ...], bool], ...] = (
+    (("AKIA", "ASIA"), False),
+    (("secret",), True),
+    (("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), False),
+    (("github_pat_",), False),
+    (("xox",), False),
+    (("AIza",), False),
+    (("_live_",), False),
+    (("-----BEGIN ",), False),
+    (("eyJ",), False),
+    (("hf_",), False),
+    (("sk-",), False),
+    (tuple(f"gl{p}-" for p in ("pat", "dt", "ft", "soat", "rt", "cbt", "imt", "ptt", "agent", "oas")), False),
+    (("accountkey", "sharedaccesskey"), True),
+    (("sig=",), False),
+)
+
+
+def _has_scheme(text: str, end: int) -> bool:
+    """Whether the run of URL-scheme characters ending at ``end`` is a scheme: 2 to 21 long, from a letter."""
+    start = end
+    while start > 0 and end - start <= _SCHEME_MAX and text[start - 1] in _SCHEME_CHARS:
+        start -= 1
+    return 2 <= end - start <= _SCHEME_MAX and text[start].isascii() and text[start].isalpha()
 
 
 def _secrets(text: str) -> list[Hit]:
     hits = []
-    for rx in _SECRET_RES:
+    folded: str | None = None
+    for rx, (needles, fold) in zip(_SECRET_RES, _SECRET_NEEDLES, strict=True):
+        if fold and folded is None:
+            folded = text.casefold()
+        haystack = folded if fold else text
+        if not any(n in haystack for n in needles):
+            continue
         for m in rx.finditer(text):
             group = "v" if "v" in rx.groupindex else 0
             hits.append(Hit(SECRET, m.start(group), m.end(group)))
+    if "://" in text:
+        hits.extend(
+            Hit(SECRET, *m.span("v")) for m in _URL_CREDENTIALS_RE.finditer(text) if _has_scheme(text, m.start())
+        )
+    # Where a pattern above and detect-secrets find the same secret, the pattern's span (the value alone, not
+    # the "AccountKey=" before it) stands.
+    hits.extend(h for h in _library_secrets(text) if not _overlaps_any(h, hits))
     return hits
 
 
+def _overlaps_any(h: Hit, others: list[Hit]) -> bool:
+    return any(h.start < o.end and o.start < h.end for o in others)
+
+
+# detect-secrets (Yelp) keeps the formats of many more issuers than the patterns above. Its prefixed,
+# format-checked plugins are used; the keyword and entropy plugins are not, since code is full of
+# ``password = "..."`` examples and hashes, and neither are those the patterns above cover with exact spans
+# (PEM blocks, URL credentials) or that are not secrets here (public IPs). Running every plugin over every line
+# would cost more than the rest of the scan: a secret those plugins find is a run of at least 20 token
+# characters with a digit and a letter in it (random text of that length lacks a digit only rarely, and the
+# patterns above catch the common prefixed kinds regardless), so only lines holding such a run are scanned.
+_LIBRARY_TOKEN = r"[A-Za-z0-9_\-+/=]"  # RE2 and Python alike; the same set as _TOKEN_BYTES
+_LIBRARY_TOKEN_MIN = 20
+# The search for such runs works on the UTF-8 bytes, every token byte mapped to "a" and every other byte to a
+# space: then a run is a plain substring search, which is an order of magnitude faster than a regex over str.
+_TOKEN_BYTES = bytes(
+    ord("a") if chr(i).isascii() and (chr(i).isalnum() or chr(i) in "_-+/=") else ord(" ") for i in range(256)
+)
+_TOKEN_RUN = b"a" * _LIBRARY_TOKEN_MIN
+_DIGIT_RE = re.compile(rb"[0-9]")
+_LETTER_RE = re.compile(rb"[A-Za-z]")
+
+
+def _library_lines(text: str) -> Iterator[tuple[int, str]]:
+    """``(offset, line)`` for each line of ``text`` holding a run of at least 20 token characters with a digit and
+    a letter, in order."""
+    raw = text.encode("utf-8", "surrogatepass")
+    runs = raw.translate(_TOKEN_BYTES)
+    done = 0  # bytes before this are decided (the end of the last line handed out)
+    char_pos = byte_pos = 0  # a byte offset and the char offset it stands for, to convert offsets in one pass
+    i = runs.find(_TOKEN_RUN)
+    while i >= 0:
+        j = runs.find(b" ", i)
+        j = len(runs) if j < 0 else j
+        if i >= done and _DIGIT_RE.search(raw, i, j) and _LETTER_RE.search(raw, i, j):
+            start = raw.rfind(b"\n", 0, i) + 1
+            end = raw.find(b"\n", j)
+            end = len(raw) if end < 0 else end
+            char_pos += len(raw[byte_pos:start].decode("utf-8", "surrogatepass"))
+            byte_pos = start
+            yield char_pos, raw[start:end].decode("utf-8", "surrogatepass")
+            done = end
+        i = runs.find(_TOKEN_RUN, j)
+
+
+_LIBRARY_SKIPPED = (BasicAuthDetector, IPPublicDetector, PrivateKeyDetector)
+_LIBRARY_PLUGINS: tuple[RegexBasedDetector, ...] = tuple(
+    cls()
+    for _, cls in sorted(get_mapping_from_secret_type_to_class().items())
+    if issubclass(cls, RegexBasedDetector) and not issubclass(cls, _LIBRARY_SKIPPED)
+)
+_LIBRARY_PATTERNS = tuple((plugin, rx) for plugin in _LIBRARY_PLUGINS for rx in plugin.denylist)
+# A capture group shorter than this is a label the pattern names (GitLab's "glpat"), not the secret value.
+_LIBRARY_VALUE_MIN = 16
+_LIBRARY_EDGE = " \t\"'=:"  # the delimiters some plugins match around a value
+
+
+def _library_secrets(text: str) -> list[Hit]:
+    """Secrets detect-secrets' plugins find on the lines :func:`_library_lines` selects. Each plugin match is
+    confirmed by the plugin's own ``analyze_string`` (which checks e.g. that a JWT's parts decode), and its span
+    is the widest capture group when that holds a value, else the whole match without its delimiters."""
+    hits: list[Hit] = []
+    for start, line in _library_lines(text):
+        for plugin, rx in _LIBRARY_PATTERNS:
+            for m in rx.finditer(line):
+                if next(iter(plugin.analyze_string(m.group())), None) is None:
+                    continue
+                groups = [i for i in range(1, (rx.groups or 0) + 1) if m.group(i)]
+                widest = max(groups, key=lambda i: len(m.group(i)), default=0)
+                if widest and len(m.group(widest)) >= _LIBRARY_VALUE_MIN:
+                    a, b = m.span(widest)
+                else:
+                    a, b = m.span()
+                    while a < b and line[a] in _LIBRARY_EDGE:
+                        a += 1
+                    while b > a and line[b - 1] in _LIBRARY_EDGE:
+                        b -= 1
+                if a < b:
+                    hits.append(Hit(SECRET, start + a, start + b))
+    return hits
+
+
+def _rank(h: Hit) -> tuple[int, int, int]:
+    """The order in which overlapping hits claim text: longest first, then detector priority, then leftmost."""
+    return (-(h.end - h.start), _PRIORITY[h.type], h.start)
+
+
 def _resolve(hits: list[Hit]) -> list[Hit]:
-    """Keep a non-overlapping subset: longest first, then detector priority, then leftmost."""
-    chosen: list[Hit] = []
-    for h in sorted(hits, key=lambda h: (-(h.end - h.start), _PRIORITY[h.type], h.start)):
-        if all(h.end <= c.start or h.start >= c.end for c in chosen):
-            chosen.append(h)
-    return sorted(chosen, key=lambda h: h.start)
+    """Keep a non-overlapping subset: each hit, in :func:`_rank` order, is kept unless it overlaps one kept before.
+
+    A document can hold tens of thousands of hits (an access log is mostly IP addresses), so comparing each hit
+    with every kept one is too slow. Hits that share no text with any other decide nothing against each other:
+    a sweep by start splits them into clusters of transitively overlapping hits, almost all of them single hits,
+    and only the clusters with several hits are ranked (:func:`_resolve_cluster`). O(n log n) in all.
+    """
+    by_start = sorted(hits, key=lambda h: (h.start, h.end))
+    chosen: list[tuple[int, tuple[int, int, int], Hit]] = []  # sorted by (start, rank): the greedy order per offset
+    cluster: list[Hit] = []
+    reach = -1  # the furthest end in the current cluster
+    for h in by_start:
+        # Overlap needs h.start < end of an earlier hit (which starts no later); an empty hit at a cluster's
+        # edge joins it harmlessly, since a cluster may hold hits that do not overlap.
+        if cluster and h.start >= reach:
+            chosen.extend(_resolve_cluster(cluster))
+            cluster = []
+        cluster.append(h)
+        reach = max(reach, h.end) if len(cluster) > 1 else h.end
+    if cluster:
+        chosen.extend(_resolve_cluster(cluster))
+    chosen.sort()
+    return [h for _, _, h in chosen]
+
+
+def _resolve_cluster(cluster: list[Hit]) -> list[tuple[int, tuple[int, int, int], Hit]]:
+    """The greedy choice within one cluster, as ``(start, rank, hit)``.
+
+    Kept hits never overlap each other, so a non-empty hit ``[s, e)`` overlaps one of them exactly when the kept
+    hits that start before ``e`` outnumber those that end at or before ``s`` (each of the latter also starts
+    before ``e``). Two Fenwick trees over the cluster's distinct offsets count both in O(log n). An empty hit at
+    ``p`` overlaps a kept hit only when that hit strictly contains ``p``: the same count with ``s = e = p``; it
+    blocks nothing itself, so it is never entered in the trees.
+    """
+    if len(cluster) == 1:
+        h = cluster[0]
+        return [(h.start, _rank(h), h)]
+    offsets = sorted({x for h in cluster for x in (h.start, h.end)})
+    index = {x: i + 1 for i, x in enumerate(offsets)}  # 1-based Fenwick positions
+    size = len(offsets)
+    starts = [0] * (size + 1)
+    ends = [0] * (size + 1)
+
+    def add(tree: list[int], i: int) -> None:
+        while i <= size:
+            tree[i] += 1
+            i += i & -i
+
+    def count(tree: list[int], i: int) -> int:  # entries at positions 1..i
+        total = 0
+        while i > 0:
+            total += tree[i]
+            i -= i & -i
+        return total
+
+    kept = []
+    for rank, h in sorted((_rank(h), h) for h in cluster):
+        s, e = index[h.start], index[h.end]
+        if count(starts, e - 1) - count(ends, s) > 0:
+            continue
+        kept.append((h.start, rank, h))
+        if e > s:
+            add(starts, s)
+            add(ends, e)
+    return kept
 
 
 _DETECTORS: tuple[tuple[str, Callable[[str, str], list[Hit]]], ...] = (
@@ -200,7 +416,9 @@ def find_pii(text: str, *, region: str = DEFAULT_REGION, detectors: Collection[s
 # leaves out the look-arounds and validations of the detector, so it matches more texts than the detector
 # finds hits in, never fewer. ``\p{Nd}`` is Python's ``\d`` (any Unicode decimal digit).
 PREFILTERS = {
-    "secret": r"AKIA|ASIA|(?i:secret)|gh[pousr]_|github_pat_|xox[abprs]-|AIza|_live_|-----BEGIN ",
+    "secret": r"AKIA|ASIA|(?i:secret)|gh[pousr]_|github_pat_|xox[abprs]-|AIza|_live_|-----BEGIN "
+    r"|eyJ|hf_|sk-|gl[a-z]{2,5}-|(?i:accountkey|sharedaccesskey)|sig=|://[^/\s]*:[^/\s]*@"
+    rf"|{_LIBRARY_TOKEN}{{{_LIBRARY_TOKEN_MIN}}}",
     "card": r"[2-6]\p{Nd}(?:[ \-]?\p{Nd}){11}",
     "iban": r"[A-Z]{2}\p{Nd}{2}(?:[A-Z0-9]{11}| [A-Z0-9]{4} [A-Z0-9]{4})",
     "ssn": r"\p{Nd}{3}-\p{Nd}{2}-\p{Nd}{4}",
@@ -251,13 +469,34 @@ def possible_detectors(texts: pa.Array | pa.ChunkedArray, region: str = DEFAULT_
 
 def redact(text: str, hits: list[Hit]) -> str:
     """``text`` with each hit replaced by ``<TYPE>``; hits must not overlap (as ``find_pii`` returns them)."""
+    return _replace(text, hits, lambda h, value: f"<{h.type}>")
+
+
+HASH_HEX = 12  # 48 bits: no collision among the values of any one corpus in practice, too short to search
+
+
+def hashed_placeholder(pii_type: str, value: str) -> str:
+    """``[TYPE:sha256:<first 12 hex>]`` of ``value``: two redacted copies of the same leaked value still match
+    each other (a dedupe or a vault lookup can join on it), while the value itself is not in the text. Unkeyed,
+    so a guessable value (a short password, a phone number) can be confirmed by hashing guesses: use it where
+    that is acceptable, i.e. for long random secrets."""
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_HEX]
+    return f"[{pii_type}:sha256:{digest}]"
+
+
+def redact_with_hashes(text: str, hits: list[Hit]) -> str:
+    """``text`` with each hit replaced by its :func:`hashed_placeholder`; hits must not overlap."""
+    return _replace(text, hits, lambda h, value: hashed_placeholder(h.type, value))
+
+
+def _replace(text: str, hits: list[Hit], placeholder: Callable[[Hit, str], str]) -> str:
     parts: list[str] = []
     pos = 0
     for h in sorted(hits, key=lambda h: h.start):
         if h.start < pos:
             raise ValueError(f"overlapping PII hits at {h.start}: resolve them first")
         parts.append(text[pos : h.start])
-        parts.append(f"<{h.type}>")
+        parts.append(placeholder(h, text[h.start : h.end]))
         pos = h.end
     parts.append(text[pos:])
     return "".join(parts)
