@@ -18,6 +18,7 @@ import re
 import socket
 import uuid
 from pathlib import Path
+from typing import Any
 
 TEMP_MARK = ".tmp-"
 PARTIAL_SUFFIX = ".partial"
@@ -136,3 +137,20 @@ def write_file(final: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
         raise
     finish_temp(tmp, final)
+
+
+def is_local(path: Any) -> bool:
+    """Whether a UPath is on this machine's file system (a rename there is atomic), not an object store."""
+    return getattr(path, "protocol", "") in ("", "file", "local")
+
+
+def put_object(path: Any, data: bytes) -> None:
+    """Readers see the old object or the whole new one: :func:`write_file` on a local disk, one PUT (atomic) on an
+    object store. ``path`` is a UPath."""
+    if is_local(path):
+        write_file(Path(path.path), data)
+        return
+    try:
+        path.fs.pipe_file(path.path, data)
+    except OSError as e:
+        raise named_error(e, path) from e

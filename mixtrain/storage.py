@@ -14,7 +14,7 @@ from typing import Any
 
 from upath import UPath
 
-from mixtrain.durable import named_error, write_file
+from mixtrain.durable import put_object
 from mixtrain.faults import kill_point
 from mixtrain.identity import file_sha256, json_bytes
 from mixtrain.schema import PARQUET_OPTIONS
@@ -29,13 +29,7 @@ JSON_EXT = ".json"
 def write_atomic(path: UPath, data: bytes) -> None:
     """Write bytes so readers see either the old object or the complete new one: a fsynced temp file renamed
     over the name on local disks (removed if anything fails), one PUT on an object store (which is atomic)."""
-    if _is_local(path):
-        write_file(Path(path.path), data)
-    else:
-        try:
-            path.fs.pipe_file(path.path, data)
-        except OSError as e:
-            raise named_error(e, path) from e
+    put_object(path, data)
     kill_point("object.write", str(path))
 
 

@@ -30,7 +30,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from upath import UPath
 
-from mixtrain.durable import finish_temp, make_dirs, named_error, temp_name, write_file
+from mixtrain.durable import finish_temp, is_local, make_dirs, named_error, put_object, temp_name
 from mixtrain.faults import kill_point
 from mixtrain.identity import bytes_sha256, file_sha256, json_bytes
 from mixtrain.schema import PARQUET_OPTIONS
@@ -57,10 +57,6 @@ class MissingTableError(TableError, FileNotFoundError):
 
 class LegacyTableError(TableError):
     """The location holds a table of the v1 contract (one parquet file), which this version does not read."""
-
-
-def is_local(path: UPath) -> bool:
-    return getattr(path, "protocol", "") in ("", "file", "local")
 
 
 def _local(path: UPath) -> str:
@@ -153,10 +149,10 @@ class PendingTable:
         previous = _previous_parts(location)
         location.mkdir(parents=True, exist_ok=True)
         for name, data in self.payloads.items():
-            _put_bytes(location / name, data)
+            put_object(location / name, data)
             kill_point("table.part", str(location))
         _check_parts_present(location, self.parts)  # never commit a manifest that lists a missing part
-        _put_bytes(location / MANIFEST_NAME, self.manifest)
+        put_object(location / MANIFEST_NAME, self.manifest)
         kill_point("table.commit", str(location))
         stored = StoredTable(location, json.loads(self.manifest), self.version)
         listed = {p.name for p in self.parts}
@@ -195,17 +191,6 @@ def _previous_parts(location: UPath) -> set[str]:
         return {p["name"] for p in old.get("parts", [])}
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return set()
-
-
-def _put_bytes(path: UPath, data: bytes) -> None:
-    """Readers see the old object or the whole new one: rename over it locally; a single PUT on an object store."""
-    if is_local(path):
-        write_file(Path(_local(path)), data)
-    else:
-        try:
-            path.fs.pipe_file(path.path, data)
-        except OSError as e:
-            raise named_error(e, path) from e
 
 
 class TableWriter:
