@@ -135,15 +135,18 @@ def review_overrides(context: AssetExecutionContext, project: ProjectResource):
 
 
 GATE_BATCH_ROWS = 4_096  # rows per gating batch: memory is bounded by this, not by the size of the source
+# The rules' version, and the shape of what the gate writes: ".v" bumps when held text and reasons became
+# redacted views (the clear bytes live in the vault), so a project gated before regates.
+GATE_VERSION = f"gate-{RULES_VERSION}.v"
 GATED_OUTPUTS = ("gated_documents", "quarantine", "decision_log")  # the order TableGateSink takes them in
 
 
 @multi_asset(
     outs={
-        "gated_documents": changed_out(f"gate-{RULES_VERSION}", "Documents that passed every gate."),
-        "decision_log": changed_out(f"gate-{RULES_VERSION}", "One row per rule that fired on a document."),
+        "gated_documents": changed_out(GATE_VERSION, "Documents that passed every gate."),
+        "decision_log": changed_out(GATE_VERSION, "One row per rule that fired on a document."),
         "quarantine": changed_out(
-            f"gate-{RULES_VERSION}", "Held-back documents (quarantined or rejected) with their reason."
+            GATE_VERSION, "Held-back documents (quarantined or rejected) with their reason."
         ),
     },
     ins={"review_overrides": AssetIn()},
