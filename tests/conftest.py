@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.s3_server import s3_endpoint  # noqa: F401  (a fixture: moto S3 on 127.0.0.1)
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "examples" / "demo"
 
