@@ -265,19 +265,31 @@ _BOMS = (
 )
 
 
+# A guess at BOM-less UTF-16 needs this many code units to go on, and this share of them readable as text.
+_SNIFF_MIN_UNITS = 8
+_SNIFF_PRINTABLE = 0.95
+
+
 def _utf16_order(head: bytes) -> str | None:
-    """The byte order of ``head`` if it reads as UTF-16 without a byte-order mark: mostly-ASCII text (JSON
-    punctuation at least) has a NUL in every other byte, on the odd bytes for little-endian. A UTF-8 file has no
-    NULs, and UTF-32 has them on both sides."""
+    """The byte order of ``head`` if it reads as UTF-16 without a byte-order mark.
+
+    Mostly-ASCII text (JSON punctuation and keys at least) has a NUL in every other byte, on the odd bytes for
+    little-endian; UTF-8 text has none and UTF-32 has them on both sides. Binary junk can have NULs too, so the
+    guess also needs the bytes to decode, in that order, to printable text.
+    """
     units = len(head) // 2
-    if units < 2:
+    if units < _SNIFF_MIN_UNITS:
         return None
     even, odd = head[0 : 2 * units : 2].count(0), head[1 : 2 * units : 2].count(0)
-    if odd >= 0.2 * units and even * 4 <= odd:
-        return "utf-16-le"
-    if even >= 0.2 * units and odd * 4 <= even:
-        return "utf-16-be"
-    return None
+    if odd >= 0.3 * units and even * 8 <= odd:
+        order = "utf-16-le"
+    elif even >= 0.3 * units and odd * 8 <= even:
+        order = "utf-16-be"
+    else:
+        return None
+    text = head[: 2 * units].decode(order, errors="replace").rstrip("\ufffd")  # the sample may end mid-pair
+    readable = sum(c.isprintable() or c in "\t\n\r" for c in text) - text.count("\ufffd")
+    return order if readable >= _SNIFF_PRINTABLE * len(text) else None
 
 
 @dataclass(frozen=True)
