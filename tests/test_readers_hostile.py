@@ -21,6 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from mixassets.engine import readers
@@ -371,3 +373,27 @@ def test_spec_fields_are_validated_naming_the_field() -> None:
         with pytest.raises(ValidationError) as err:
             _spec(**kw)
         assert err.value.errors()[0]["loc"] == (field_name,), (kw, err.value.errors())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    texts=st.lists(st.text(max_size=300), min_size=1, max_size=300),
+    suffix=st.sampled_from(sorted(COMPRESSORS)),
+    cut=st.floats(0, 1),
+)
+def test_any_cut_of_a_compressed_file_keeps_a_prefix_and_accounts_for_the_rest(
+    tmp_path: Path, texts: list[str], suffix: str, cut: float
+) -> None:
+    whole = COMPRESSORS[suffix](_jsonl(texts).encode())
+    size = int(len(whole) * cut)
+    path = _write(tmp_path, f"p.jsonl.{suffix}", whole[:size])
+    docs, bad = _read(tmp_path, path)
+    n = docs.num_rows
+    assert docs.column("text").to_pylist() == texts[:n]  # what was read is exactly the first records
+    if size == len(whole):
+        assert n == len(texts) and bad.num_rows == 0
+    elif size == 0:  # an empty file holds no records
+        assert n == 0 and bad.num_rows == 0
+    else:  # everything after the last record read is one row: nothing silently lost, nothing counted twice
+        assert bad.column("locator").to_pylist() == [f"data/p.jsonl.{suffix}:{n + 1}"]
+        assert bad.column("rule_id").to_pylist() == [RULE_TRUNCATED]

@@ -223,16 +223,17 @@ def _decompressed(compressed: Iterator[bytes], compression: str) -> Iterator[byt
 # (bz2), zstandard.ZstdError. _SourceIOError, an I/O failure of the file itself, is not among them.
 _STREAM_ERRORS: tuple[type[BaseException], ...] = (EOFError, OSError, zlib.error, zstandard.ZstdError)
 
+_MAGIC = {"gzip": b"\x1f\x8b", "zstd": b"\x28\xb5\x2f\xfd", "bz2": b"BZh"}
 _SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2"}
 
 
 def _magic_compression(head: bytes) -> str | None:
-    if head.startswith(b"\x1f\x8b"):
+    if head.startswith(_MAGIC["gzip"]):
         return "gzip"
     # a zstd frame, or a skippable frame (magic 0x184D2A50-5F, little-endian) that precedes one
-    if head.startswith(b"\x28\xb5\x2f\xfd") or (len(head) >= 4 and head[0] >> 4 == 5 and head[1:4] == b"\x2a\x4d\x18"):
+    if head.startswith(_MAGIC["zstd"]) or (len(head) >= 4 and head[0] >> 4 == 5 and head[1:4] == b"\x2a\x4d\x18"):
         return "zstd"
-    if head[:3] == b"BZh" and head[3:4] in b"123456789" and len(head) >= 4:
+    if head.startswith(_MAGIC["bz2"]) and len(head) >= 4 and head[3:4] in b"123456789":
         return "bz2"
     return None
 
@@ -251,7 +252,10 @@ def _compression(declared: str, path: str, head: bytes) -> tuple[str | None, str
     if magic is None:
         suffix = next((s for s in _SUFFIXES if path.lower().endswith(s)), None)
         if suffix is not None:
-            return None, f"named *{suffix} but has no {_SUFFIXES[suffix]} header, so it was read uncompressed"
+            named = _SUFFIXES[suffix]
+            if head and _MAGIC[named].startswith(head):  # cut off inside its own header: a broken compressed file
+                return named, None
+            return None, f"named *{suffix} but has no {named} header, so it was read uncompressed"
     return magic, None
 
 
