@@ -536,8 +536,8 @@ def _read_jsonl(path: str, rel: str, out: _Collector) -> Iterator[None]:
             yield
             lineno += 1
             reason = (
-                f"{rel}:{lineno}: decompression stopped {src.stream.read_bytes:,} bytes in "
-                f"({src.stream.failure}); the rest of the file from line {lineno} on is unreadable"
+                f"{rel}:{lineno}: decompression stopped after {src.stream.read_bytes:,} bytes of output "
+                f"({src.stream.failure}); the rest of the file, from line {lineno} on, could not be read"
             )
             out.add_bad(f"{rel}:{lineno}", RULE_TRUNCATED, _with_hint(reason, hint), None, partial)
 
@@ -677,7 +677,7 @@ def _read_text(path: str, rel: str, out: _Collector) -> Iterator[None]:
         failure, layout = src.stream.failure, src.layout
     keep = min(cap, RAW_PREFIX_BYTES)
     if failure:
-        reason = f"{rel}: decompression stopped {len(data):,} bytes in ({failure}); file quarantined"
+        reason = f"{rel}: decompression stopped after {len(data):,} bytes of output ({failure}); file quarantined"
         out.add_bad(rel, RULE_TRUNCATED, _with_hint(reason, layout.hint), None, data[:keep])
         return
     if len(data) > cap:
