@@ -6,6 +6,7 @@ quarantined or rejected, and a held one must say why.
 
 from __future__ import annotations
 
+import codecs
 import json
 import tempfile
 from collections import Counter
@@ -26,10 +27,12 @@ WORDS = st.sampled_from(["the", "river", "idiot", "ok", "lorem", "ipsum", "{", "
 
 
 def _spec(fmt: str, kind: str = "text") -> SourceSpec:
-    # A tiny max_chars so the huge-line cases also exercise the length rule, not only the reader.
+    # A tiny max_chars so the huge-line cases also exercise the length rule, not only the reader. The encoding is
+    # declared so that the reader does not guess UTF-16 from NULs in the junk: _records models byte-order marks,
+    # not the guess (tests/test_readers_hostile.py covers that).
     gating = {"max_chars": 50_000, "boilerplate": {"min_docs": 2}}
     return SourceSpec.model_validate(
-        {"id": "fz", "path": "x", "format": fmt, "kind": kind, "license": "MIT", "gating": gating}
+        {"id": "fz", "path": "x", "format": fmt, "kind": kind, "license": "MIT", "gating": gating, "encoding": "utf-8"}
     )
 
 
@@ -64,8 +67,20 @@ LINES = st.one_of(
 )
 
 
+_BOMS = [
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+]
+
+
 def _records(data: bytes, rel: str) -> list[str]:
-    return [f"{rel}:{i}" for i, line in enumerate(data.split(b"\n"), start=1) if line.rstrip(b"\r\n").strip()]
+    """The non-blank lines, split on "\\n" in the encoding a byte-order mark at the start names (else UTF-8)."""
+    codec, body = next(((c, data[len(m) :]) for m, c in _BOMS if data.startswith(m)), ("utf-8", data))
+    lines = body.decode(codec, "replace").split("\n")  # a bad byte or code unit never swallows a newline
+    return [f"{rel}:{i}" for i, line in enumerate(lines, start=1) if line.strip(" \t\n\r\x0b\x0c")]
 
 
 def _run(spec: SourceSpec, files: dict[str, bytes]) -> tuple[list[str], pa.Table, pa.Table]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import itertools
 from typing import Annotated, Literal
 
@@ -81,6 +82,13 @@ class GatingConfig(Strict):
     safety: SafetyConfig = SafetyConfig()
 
 
+# Default cap on one record as read (a jsonl line, a text file, a Parquet value). It bounds what the reader holds
+# for one record, and it lies far above anything gating can accept: the default gate quarantines documents over
+# 200,000 characters, at most ~1.2 MB even as fully \u-escaped JSON, so only records the gate would hold anyway
+# (or a file with no newlines at all) meet the cap. 16 MiB also stays clear of a long chat record with its tools.
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+
+
 class SourceSpec(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     path: str = Field(description="glob relative to the project dir, an absolute path, or an fsspec URL")
@@ -97,6 +105,46 @@ class SourceSpec(Strict):
     trust_tier: int = Field(1, ge=0, description="higher wins a dedupe tie")
     pii_policy: Literal["redact", "quarantine"] = "redact"
     gating: GatingConfig = GatingConfig()
+    compression: Literal["infer", "gzip", "zstd", "bz2", "none"] = Field(
+        "infer",
+        description="jsonl/text files: infer = from the magic bytes, else the name (.gz/.gzip, .zst/.zstd, .bz2)",
+    )
+    encoding: str = Field(
+        "utf-8",
+        description="jsonl/text files: a Python codec name; a byte-order mark wins within UTF-8/16/32, and left "
+        "out, a file without one that looks like UTF-16 is read as UTF-16",
+    )
+    max_record_bytes: int = Field(
+        MAX_RECORD_BYTES, ge=1, description="a jsonl line, text file or Parquet value larger than this is quarantined"
+    )
+
+    @field_validator("compression")
+    @classmethod
+    def _compression_applies(cls, v: str, info: ValidationInfo) -> str:
+        # A Parquet reader needs to seek in the file; the format compresses its pages itself instead.
+        if info.data.get("format") == "parquet" and v not in ("infer", "none"):
+            raise ValueError(f"compression '{v}' cannot apply to parquet (Parquet compresses its pages itself)")
+        return v
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_text_encoding(cls, v: str, info: ValidationInfo) -> str:
+        try:
+            name = codecs.lookup(v).name
+            "\n".encode(name)  # rot13, base64 and the like are codecs too, but not text encodings
+        except LookupError:
+            known = "e.g. utf-8, utf-16, latin-1"
+            raise ValueError(f"encoding '{v}' is not a text encoding Python knows ({known})") from None
+        if info.data.get("format") == "parquet" and name != "utf-8":
+            raise ValueError(f"encoding '{v}' cannot apply to parquet (Parquet strings are UTF-8)")
+        return v
+
+    @property
+    def encoding_declared(self) -> bool:
+        """Whether the project file names an encoding. Left out, the reader may take a file that looks like UTF-16
+        for UTF-16; named, even as utf-8, it is taken at its word and such a file's lines are quarantined with a
+        reason that says what they look like."""
+        return "encoding" in self.model_fields_set
 
 
 class LengthBucket(Strict):
