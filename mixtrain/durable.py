@@ -17,6 +17,8 @@ import os
 import re
 import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -107,35 +109,35 @@ def named_error(e: OSError, path: Path | str) -> OSError:
     return err
 
 
-def finish_temp(tmp: Path, final: Path) -> None:
-    """fsync ``tmp``, make it group-readable and move it over ``final``; on failure remove it."""
+@contextmanager
+def _removed_on_failure(tmp: Path, final: Path) -> Iterator[None]:
+    """Remove ``tmp`` if the block fails; an OSError comes out naming ``final``."""
     try:
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, final)
-        fsync_dir(final.parent)
+        yield
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise named_error(e, final) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def finish_temp(tmp: Path, final: Path) -> None:
+    """fsync ``tmp``, make it group-readable and move it over ``final``; on failure remove it."""
+    with _removed_on_failure(tmp, final):
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
 
 
 def write_file(final: Path, data: bytes) -> None:
     """Readers see the old file or the complete new one; nothing is left behind on failure."""
     make_dirs(final.parent)
     tmp = final.with_name(temp_name(final.name))
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise named_error(e, final) from e
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _removed_on_failure(tmp, final), open(tmp, "wb") as f:
+        f.write(data)
     finish_temp(tmp, final)
 
 

@@ -26,25 +26,36 @@ from tests.model_store_cases import (
 )
 
 
-@pytest.fixture
-def memory_root() -> str:
-    return f"memory://bucket-{uuid.uuid4().hex[:8]}/storage"
+@pytest.fixture(params=["memory", "s3"])
+def store_root(request: pytest.FixtureRequest) -> str:
+    """An object-store root: fsspec's in-memory store, and a real S3 API (moto on 127.0.0.1; skipped without the
+    ``s3`` extra)."""
+    if request.param == "memory":
+        return f"memory://bucket-{uuid.uuid4().hex[:8]}/storage"
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto.server")
+    import s3fs
+
+    request.getfixturevalue("s3_endpoint")
+    bucket = f"models-{uuid.uuid4().hex[:8]}"
+    s3fs.S3FileSystem().mkdir(bucket)
+    return f"s3://{bucket}/storage"
 
 
-def test_memory_republish_serves_new_weights(memory_root, tmp_path):
-    republish_serves_new_weights(memory_root, tmp_path)
+def test_republish_serves_new_weights(store_root, tmp_path):
+    republish_serves_new_weights(store_root, tmp_path)
 
 
-def test_memory_crash_mid_upload_keeps_previous(memory_root, tmp_path, monkeypatch):
-    crash_mid_upload_keeps_previous(memory_root, tmp_path, monkeypatch)
+def test_crash_mid_upload_keeps_previous(store_root, tmp_path, monkeypatch):
+    crash_mid_upload_keeps_previous(store_root, tmp_path, monkeypatch)
 
 
-def test_memory_same_version_is_not_uploaded_again(memory_root, tmp_path, monkeypatch):
-    republish_same_version_uploads_nothing(memory_root, tmp_path, monkeypatch)
+def test_same_version_is_not_uploaded_again(store_root, tmp_path, monkeypatch):
+    republish_same_version_uploads_nothing(store_root, tmp_path, monkeypatch)
 
 
-def test_memory_reader_refuses_changed_bytes(memory_root, tmp_path):
-    reader_refuses_changed_bytes(memory_root, tmp_path)
+def test_reader_refuses_changed_bytes(store_root, tmp_path):
+    reader_refuses_changed_bytes(store_root, tmp_path)
 
 
 def _mode(p: Path) -> int:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -24,6 +23,7 @@ from mixassets.engine.source_streams import (
     RAW_PREFIX_BYTES,
     Layout,
     SourceReadError,
+    open_binary,
     open_source,
     record_lines,
     strip_carriage_returns,
@@ -32,6 +32,8 @@ from mixassets.engine.source_streams import (
 from mixtrain.config.data import SourceSpec
 from mixtrain.identity import relative_path
 from mixtrain.schema import DOCUMENT_SCHEMA, READ_FAILURE_SCHEMA, with_row_ids
+
+__all__ = ["CHAT_JOINER", "SourceReadError", "doc_id_for", "iter_source", "read_source", "relative_path"]
 
 # Records (documents and unreadable ones together) per batch of ``iter_source``, and rows per Parquet read.
 READ_BATCH_ROWS = 4_096
@@ -270,11 +272,7 @@ def _read_parquet(path: str, rel: str, out: _Collector) -> Iterator[None]:
     fails part way through keeps the rows read so far and has each row it could not read quarantined."""
     spec = out.spec
     column = spec.messages_field if spec.kind == "chat" else spec.text_field
-    try:
-        f = fsspec.open(path, "rb").open()
-    except (OSError, ValueError) as e:
-        raise SourceReadError(f"{path}: cannot read source file: {e}") from e
-    with f:
+    with open_binary(path) as f:
         try:
             parquet = pq.ParquetFile(f, pre_buffer=False)
             names, total = parquet.schema_arrow.names, parquet.metadata.num_rows

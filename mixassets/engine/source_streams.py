@@ -282,15 +282,19 @@ class _Source:
     layout: Layout
 
 
+def open_binary(path: str) -> Any:
+    """A source file (any fsspec URL) opened for binary reads; failing to open it names the file."""
+    try:
+        return fsspec.open(path, "rb").open()
+    except (OSError, ValueError) as e:
+        raise SourceReadError(f"{path}: cannot read source file: {e}") from e
+
+
 @contextmanager
 def open_source(path: str, spec: SourceSpec) -> Iterator[_Source]:
     """A jsonl or text file opened for streaming: decompressed as declared or as its magic bytes say, its
     encoding settled from the declaration and its first bytes."""
-    try:
-        f = fsspec.open(path, "rb").open()
-    except (OSError, ValueError) as e:
-        raise SourceReadError(f"{path}: cannot read source file: {e}") from e
-    with f:
+    with open_binary(path) as f:
         try:
             magic = f.read(4)
         except OSError as e:
