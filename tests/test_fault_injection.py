@@ -29,14 +29,15 @@ pytestmark = pytest.mark.faults
 KILL_POINTS = [
     "table.part@raw_documents",  # reading: a source's first part renamed in, not committed
     "table.commit@raw_documents#3",  # reading: a later source committed, Dagster not told
+    "model.pointer@base_model",  # publishing the base: its version complete, the pointer not yet moved
     "table.part@gated_documents",  # gating: mid-write
     "table.commit@quarantine",  # gating: between the outputs of one multi-asset
     "table.commit@deduplicated_corpus",  # dedupe: between write and record
     "table.commit@screened_corpus",  # screen: between write and record
-    "object.write@mixture",  # mixture: its manifest written, not recorded
-    "train.step",  # training: after the first optimiser step and its checkpoint
-    "train.step#2",  # training: a later step (another adapter, or the resumed one)
-    "object.write@adapters",  # publishing an adapter's manifest, not recorded
+    "object.write@mixture_manifest",  # mixture: its manifest written, not recorded
+    "train.step",  # training: after the first optimiser step (and its checkpoint, when it keeps them)
+    "model.file@sft_adapter",  # publishing an adapter: its files staged, not yet in place
+    "object.write@sft_adapter",  # the adapter's record written, Dagster not told
     "object.write@released_model",  # the release record written, not recorded
 ]
 
