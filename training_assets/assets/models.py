@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 from dagster import AssetExecutionContext, Output
 
+from mixtrain.identity import relative_path, resolve_relative
 from mixtrain.project import Project
 from mixtrain.resources import ProjectResource
 from mixtrain.storage import publish_model_dir
@@ -42,13 +43,16 @@ def base_model(context: AssetExecutionContext, project: ProjectResource):
     out = local_model_dir(proj, "base_model")
     info = materialize_base_model(str(local) if local.is_dir() else name, str(out))
     location = publish_model_dir(out, proj.storage_root, "base_model")
-    # info["path"] (the absolute local directory) is the one path both the record and the metadata report.
-    record: BaseModelRecord = {"location": location, "requested": name, **info}
-    metadata = {
-        "n_params": int(info.get("n_params", 0)),
-        "weights_sha256": info["weights_sha256"],
-        "path": info["path"],
+    # Named relative to the storage root (readers resolve_relative them): a copied or moved project keeps a
+    # record that still points at its own copy of the weights.
+    path = relative_path(info["path"], proj.storage_root)
+    record: BaseModelRecord = {
+        **info,
+        "location": relative_path(location, proj.storage_root),
+        "requested": name,
+        "path": path,
     }
+    metadata = {"n_params": int(info.get("n_params", 0)), "weights_sha256": info["weights_sha256"], "path": path}
     return json_output(record, info["weights_sha256"], metadata)
 
 
@@ -74,7 +78,7 @@ def sft_job(
     )
     job = TrainJob(
         config=SFTConfig.from_recipe(recipe),
-        base_dir=base_model["path"],
+        base_dir=resolve_relative(base_model["path"], proj.storage_root),
         base_weights_sha256=base_model["weights_sha256"],
         mixture_path=mixture_path,
         out_dir=str(local_model_dir(proj, [*key, version])),  # staged and swapped in whole by the engine
