@@ -35,9 +35,13 @@ def source_fingerprint(project: Project, source_id: str) -> str:
 def gating_fingerprint(project: Project, source_id: str) -> str:
     """What gated_documents decides with: the source's gating config and PII policy, the project's forbidden tags."""
     spec = project.sources[source_id]
+    gating = spec.gating.model_dump(mode="json")
+    classifier = gating["safety"]["classifier_path"]
+    if classifier is not None:  # loading made it absolute; hash it as the project names it, so a move regates nothing
+        gating["safety"]["classifier_path"] = relative_path(classifier, str(project.root))
     return spec_hash(
         {
-            "gating": spec.gating.model_dump(mode="json"),
+            "gating": gating,
             "pii_policy": spec.pii_policy,
             "forbidden_license_tags": sorted(project.spec.forbidden_license_tags),
             "classifier": _model_dir_hash(spec.gating.safety.classifier_path),

@@ -90,6 +90,20 @@ def _url_name(url: str) -> str:
     return f"{scheme}://{authority}{tail}"
 
 
+def resolve_relative(path: str, base: str) -> str:
+    """The inverse of :func:`relative_path`: a stored relative name joined to ``base`` as this run knows it.
+
+    Records name what lies under the project or storage root relative to it, so a copied or moved project
+    finds its files where it now is; absolute paths and URLs (kept whole, or written before names were
+    relative) pass through unchanged.
+    """
+    if "://" in path or os.path.isabs(path):
+        return path
+    if "://" in base:
+        return posixpath.join(base.rstrip("/"), path)
+    return os.path.join(base, *path.split("/"))
+
+
 # --- content hashes ------------------------------------------------------------------------------------------------
 
 

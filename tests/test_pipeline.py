@@ -78,8 +78,10 @@ def test_dedupe_screen_and_mixture_checks(session):
         assert latest_check(session.instance, "mixture", check)["passed"] is True
     manifest = json.loads((Path(session.project.storage_root) / "mixture_manifest.json").read_text())
     assert manifest["shards"][0]["rows"] == mixture.num_rows
-    for shard in manifest["shards"]:  # the mixture table's parts, each with the checksum of its file
-        assert shard["sha256"] == hashlib.sha256(Path(shard["path"]).read_bytes()).hexdigest()
+    for shard in manifest["shards"]:  # the mixture table's parts, named under the storage root, each with its checksum
+        assert not Path(shard["path"]).is_absolute()
+        path = Path(session.project.storage_root) / shard["path"]
+        assert shard["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert set(manifest["inputs"]) == {"screened_corpus", "base_model", "mixture_spec"}
     assert all(manifest["inputs"].values())
 
@@ -88,7 +90,7 @@ def test_training_and_evaluation_outputs(session):
     adapter = json.loads((Path(session.project.storage_root) / "sft_adapter.json").read_text())
     run = adapter["run_manifest"]
     assert len(run["loss"]) == len(run["lr"]) == 2
-    assert (Path(adapter["path"]) / "adapter_config.json").exists()
+    assert (Path(session.project.storage_root) / adapter["path"] / "adapter_config.json").exists()
     report = stored_table(session, "eval_report.parquet")
     models = {"base", "sft_adapter", "distilled_student", "student_sft_baseline"}
     assert set(report.column("model").to_pylist()) == models
@@ -128,19 +130,19 @@ def test_adapters_are_partitions_over_one_base(session):
     for aid, spec in session.project.spec.adapters.items():
         out = json.loads((storage / "task_adapter" / f"{aid}.json").read_text())
         assert out["base_model_path"] == base["path"]  # one base, shared
-        assert (Path(out["path"]) / "adapter_config.json").exists()
+        assert (storage / out["path"] / "adapter_config.json").exists()
         assert out["data_filter"] == {"sources": sorted(spec.sources), "domains": sorted(spec.domains)}
         shard = out["run_manifest"]["data_shards"][0]
-        rows = pq.read_table(shard["path"])
+        rows = pq.read_table(storage / shard["path"])
         wanted = [
             (not spec.sources or s in spec.sources) and (not spec.domains or d in spec.domains)
             for s, d in zip(mixture["source_id"].to_pylist(), mixture["domain"].to_pylist(), strict=True)
         ]
         assert rows.num_rows == shard["rows"] == sum(wanted) > 0
-        assert shard["sha256"] == hashlib.sha256(Path(shard["path"]).read_bytes()).hexdigest()
+        assert shard["sha256"] == hashlib.sha256((storage / shard["path"]).read_bytes()).hexdigest()
     only = json.loads((storage / "task_adapter" / "signature-only.json").read_text())
-    assert json.loads((Path(only["path"]) / "adapter_config.json").read_text())["r"] == 4
-    assert set(pq.read_table(only["run_manifest"]["data_shards"][0]["path"])["source_id"].to_pylist()) == {
+    assert json.loads((storage / only["path"] / "adapter_config.json").read_text())["r"] == 4
+    assert set(pq.read_table(storage / only["run_manifest"]["data_shards"][0]["path"])["source_id"].to_pylist()) == {
         "signature_sft"
     }
     labels = {m["asset"] for m in model_manifests(str(storage)) if m["current"]}

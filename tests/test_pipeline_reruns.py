@@ -5,7 +5,6 @@ run through the session-scoped ``pipeline_session`` fixture)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
@@ -370,7 +369,7 @@ def test_revoke_rebuilds_only_what_used_the_source_and_labels_the_old_model(sess
     superseded = [m for v, m in models.items() if v != live["version"]]
     old = superseded[-1]
     assert superseded and all(m["trained_on_revoked"][0]["source_id"] == forum for m in superseded)
-    assert not old["current"] and Path(old["path"]).is_dir()
+    assert not old["current"] and (session.root / "storage" / old["path"]).is_dir()
     assert models[live["version"]]["current"] and not models[live["version"]]["trained_on_revoked"]
     used_by = impact(str(session.root / "storage"), forum)["mixtures"]
     assert used_by and not any(m["current"] for m in used_by)  # only superseded mixtures held the source

@@ -41,8 +41,9 @@ def task_adapter_eval(
     eval_registry: pa.Table,
     heldout_text: pa.Table,
 ):
-    cfg = project.load().spec
-    models, identities = adapter_models(base_model, context.partition_key, task_adapter)
+    proj = project.load()
+    cfg = proj.spec
+    models, identities = adapter_models(base_model, context.partition_key, task_adapter, proj.storage_root)
     items = suite_items(cfg.evaluation.suites, cfg.eval_sets, eval_registry, heldout_text)
     run = run_evaluation(models, BASELINE, items, eval_settings(cfg.evaluation), identities=identities)
     labels = {adapter_label(context.partition_key): ADAPTER_LABEL}

@@ -31,8 +31,9 @@ def eval_report(
     base_model: dict,
     **trained: dict,
 ):
-    cfg = project.load().spec
-    models, identities = candidate_models(base_model, trained)
+    proj = project.load()
+    cfg = proj.spec
+    models, identities = candidate_models(base_model, trained, proj.storage_root)
     items = suite_items(cfg.evaluation.suites, cfg.eval_sets, eval_registry, heldout_text)
     run = run_evaluation(models, BASELINE, items, eval_settings(cfg.evaluation), identities=identities)
     yield from run_outputs(run, "eval_report", "eval_comparison")

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from eval_assets.engine.deadline import check_deadline
+
 CALIBRATION_ITEM_SCHEMA = pa.schema(
     [
         pa.field("item_id", pa.string(), nullable=False),
@@ -219,6 +221,7 @@ def option_logprobs(
     model.eval()
     try:
         for b in range(0, len(order), batch_size):
+            check_deadline()
             batch = [seqs[k] for k in order[b : b + batch_size]]
             width = max(len(ids) for _, _, ids, _ in batch)
             input_ids = torch.full((len(batch), width), int(pad_id), dtype=torch.long)

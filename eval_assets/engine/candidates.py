@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mixtrain.identity import resolve_relative
+
 BASELINE = "base"
 # A task adapter's label in metadata keys, the same in every partition (the partition names the adapter).
 ADAPTER_LABEL = "adapter"
@@ -56,14 +58,16 @@ def trained_identity(model: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def candidate_models(
-    base_model: Mapping[str, Any], trained: Mapping[str, Mapping[str, Any]]
+    base_model: Mapping[str, Any], trained: Mapping[str, Mapping[str, Any]], storage_root: str
 ) -> tuple[ModelDirs, dict[str, Any]]:
     """The base and every one of ``CANDIDATES`` (``trained``: asset key -> the trained model's JSON), in that
-    order: their directories and their identities for the record."""
-    dirs: ModelDirs = {BASELINE: (base_model["path"], None)}
+    order: their directories (the records name them relative to ``storage_root``) and their identities for the
+    record."""
+    base = resolve_relative(base_model["path"], storage_root)
+    dirs: ModelDirs = {BASELINE: (base, None)}
     for c in CANDIDATES:
-        model = trained[c.name]
-        dirs[c.name] = (base_model["path"], model["path"]) if c.on_base else (model["path"], None)
+        model = resolve_relative(trained[c.name]["path"], storage_root)
+        dirs[c.name] = (base, model) if c.on_base else (model, None)
     identities = {
         BASELINE: base_identity(base_model),
         **{c.name: trained_identity(trained[c.name]) for c in CANDIDATES},
@@ -72,11 +76,13 @@ def candidate_models(
 
 
 def adapter_models(
-    base_model: Mapping[str, Any], adapter_id: str, adapter: Mapping[str, Any]
+    base_model: Mapping[str, Any], adapter_id: str, adapter: Mapping[str, Any], storage_root: str
 ) -> tuple[ModelDirs, dict[str, Any]]:
-    """The base and one task adapter on it: their directories and their identities for the record."""
+    """The base and one task adapter on it: their directories (resolved against ``storage_root``) and their
+    identities for the record."""
     label = adapter_label(adapter_id)
-    dirs: ModelDirs = {BASELINE: (base_model["path"], None), label: (base_model["path"], adapter["path"])}
+    base = resolve_relative(base_model["path"], storage_root)
+    dirs: ModelDirs = {BASELINE: (base, None), label: (base, resolve_relative(adapter["path"], storage_root))}
     return dirs, {BASELINE: base_identity(base_model), label: trained_identity(adapter)}
 
 

@@ -5,6 +5,8 @@ What a run promises:
 - Every item of every suite for every loaded candidate is a row of ``EvalRun.items`` (``suites.RUN_ITEM_SCHEMA``).
 - A candidate that cannot be loaded, a suite that fails as a whole, or a tokenizer that differs from the
   expected one is a row of ``EvalRun.problems``; the rest of the report is still produced.
+- A candidate whose evaluation runs past ``EvalSettings.generation_timeout_s`` is a ``timeout`` problem, marked
+  ``timed_out`` in the record, and has no rows at all (so no comparisons, which the release gate refuses).
 - Comparisons are per (candidate, suite, eval set, metric, slice). Metrics that are item means get a paired
   bootstrap interval (``bootstrap.compare_paired``, seeded from ``EvalSettings.seed``); aggregate metrics that are
   not item means (ECE, perplexity, latency percentiles, token-weighted loss) get the point difference only
@@ -25,6 +27,7 @@ import pyarrow.compute as pc
 
 from eval_assets.engine import bootstrap
 from eval_assets.engine.candidates import iter_candidates
+from eval_assets.engine.deadline import GenerationTimeout, time_limit
 from eval_assets.engine.record import model_record, run_record
 from eval_assets.engine.suites import (
     RUN_ITEM_SCHEMA,
@@ -63,7 +66,7 @@ PROBLEM_SCHEMA = pa.schema(
     [
         pa.field("model", pa.string()),
         pa.field("suite", pa.string()),
-        pa.field("kind", pa.string(), nullable=False),  # load | suite | tokenizer | comparison
+        pa.field("kind", pa.string(), nullable=False),  # load | suite | timeout | tokenizer | comparison
         pa.field("message", pa.string(), nullable=False),
     ]
 )
@@ -331,14 +334,26 @@ def run_evaluation(
             problems.append({"model": label, "suite": None, "kind": "load", "message": f"cannot load: {error!r}"})
             continue
         models[label].update(model_record(tokenizer, model, with_tools="tool_calls" in limited))
-        for name, items in limited.items():
-            try:
-                table, summary = SUITES[name].run(model, tokenizer, items, settings, model_label=label)
-            except Exception as e:  # a suite that fails as a whole is reported; the other suites still run
-                problems.append({"model": label, "suite": name, "kind": "suite", "message": f"suite failed: {e!r}"})
-                continue
-            tables.append(table)
-            extra.setdefault(label, {})[name] = {k: v for k, v in summary.items() if _numeric(v) is None}
+        mine: list[pa.Table] = []
+        try:
+            with time_limit(label, settings.generation_timeout_s):
+                for name, items in limited.items():
+                    try:
+                        table, summary = SUITES[name].run(model, tokenizer, items, settings, model_label=label)
+                    except Exception as e:  # a suite that fails as a whole is reported; the other suites still run
+                        message = f"suite failed: {e!r}"
+                        problems.append({"model": label, "suite": name, "kind": "suite", "message": message})
+                        continue
+                    mine.append(table)
+                    extra.setdefault(label, {})[name] = {k: v for k, v in summary.items() if _numeric(v) is None}
+        except GenerationTimeout as e:
+            # Nothing of a candidate cut off part-way is scored: with no rows it has no comparisons, and the
+            # release gate fails a candidate whose metrics are missing.
+            problems.append({"model": label, "suite": None, "kind": "timeout", "message": str(e)})
+            models[label]["timed_out"] = True
+            extra.pop(label, None)
+            mine = []
+        tables.extend(mine)
         del model, tokenizer
 
     expected = expected_vocab_sha256 or models[baseline_label].get("vocab_sha256")

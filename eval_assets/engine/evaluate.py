@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from eval_assets.engine.candidates import iter_candidates
+from eval_assets.engine.deadline import check_deadline, generate_max_time
 from eval_assets.tasks import json_signature
 
 EVAL_RESULT_SCHEMA = pa.schema(
@@ -124,6 +125,8 @@ def generate_texts(
     Requests are batched by prompt length (less padding, same outputs) with left padding so every row's new
     tokens start at the same position. A ``None`` prompt (one that could not be rendered) gets an error row
     without being run; a batch that raises is retried item by item so the error lands on the item that caused it.
+    Inside an evaluation's time limit (``deadline.time_limit``) every call is bounded by it, and running past it
+    raises ``GenerationTimeout``, which no retry here catches.
     """
     import torch
 
@@ -143,6 +146,7 @@ def generate_texts(
     device = _device(model)
 
     def run(idx: list[int]) -> None:
+        check_deadline()
         with _padding_side(tokenizer, "left"):
             enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {k: v.to(device) for k, v in enc.items()}
@@ -154,7 +158,9 @@ def generate_texts(
                 max_new_tokens=max_new_tokens,
                 pad_token_id=pad_id,
                 eos_token_id=sorted(stops) or None,
+                **generate_max_time(),  # ends this call at the candidate's deadline
             )
+        check_deadline()  # a call cut short by the deadline gave cut-off answers: none of them is scored
         elapsed = time.perf_counter() - t0
         for row, i in zip(out[:, enc["input_ids"].shape[1] :].tolist(), idx, strict=True):
             stop = next((k for k, tok in enumerate(row) if tok in stops), None)
@@ -260,6 +266,7 @@ def sequence_nll(
     model.eval()
     try:
         for b in range(0, len(examples), batch_size):
+            check_deadline()
             batch = examples[b : b + batch_size]
             width = max(len(ids) for ids, _ in batch)
             input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)

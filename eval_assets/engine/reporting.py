@@ -36,7 +36,7 @@ PLOTTED = (
     "tokens_per_s",
 )
 # EvalSpec fields that EvalSettings takes under the same name (perplexity_max_tokens is ppl_max_tokens there).
-_SAME_NAME = ("max_new_tokens", "batch_size", "limit", "n_resamples", "seed")
+_SAME_NAME = ("max_new_tokens", "batch_size", "limit", "n_resamples", "seed", "generation_timeout_s")
 
 
 def eval_settings(cfg: EvalSpec) -> EvalSettings:

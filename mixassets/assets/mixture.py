@@ -23,6 +23,7 @@ from mixassets.engine.rules import RULES_VERSION
 from mixassets.engine.tokens import load_tokenizer
 from mixtrain.automation import rerun_when_changed
 from mixtrain.compute import ComputeResource
+from mixtrain.identity import relative_path, resolve_relative
 from mixtrain.provenance import manifest_history_path
 from mixtrain.provenance import mixture_manifest as stored_mixture_manifest
 from mixtrain.resources import ProjectResource
@@ -83,7 +84,8 @@ def mixture(
     On Ray the token counts are made by the workers; sampling and the join stay here."""
     proj = project.load()
     spec = proj.spec.mixture
-    tokenizer_path = spec.tokenizer or base_model["path"]
+    # The base model's record names its directory relative to the storage root (see base_model).
+    tokenizer_path = spec.tokenizer or resolve_relative(base_model["path"], proj.storage_root)
     corpus = screened_corpus.schema
     batches = screened_corpus.batches
     if compute.is_ray:  # token counts on the workers, over the corpus's parts
@@ -103,13 +105,14 @@ def mixture(
         spec,
         plan.sample,
         plan.composition,
-        tokenizer=tokenizer_path,
+        tokenizer=spec.tokenizer or relative_path(tokenizer_path, proj.storage_root),
         inputs={k: current_data_version(context.instance, k) for k in MIXTURE_INPUTS},
         input_partitions=gated_versions(source_manifest),
         rules_version=RULES_VERSION,
+        # Shard names relative to the storage root: they are part of the manifest id, which a copied or moved
+        # project must keep (a new id means a new version of every model trained on it).
         shards=[
-            {"path": str(asset_path(proj.storage_root, ["mixture", p.name])), "sha256": p.sha256, "rows": p.rows}
-            for p in written.parts
+            {"path": _shard_name(proj.storage_root, p.name), "sha256": p.sha256, "rows": p.rows} for p in written.parts
         ],
         previous=previous,
         heldout=plan.heldout_record,
@@ -122,3 +125,9 @@ def mixture(
     yield table_output(heldout, plan.heldout_metadata(), name="heldout_text")
     moved = mixture_drift(previous, manifest, spec.drift_tolerance)
     yield check_result("mixture_drift", "mixture", moved, AssetCheckSeverity.WARN)
+
+
+def _shard_name(storage_root: str, part: str) -> str:
+    """A mixture part as the manifest names it: relative to the storage root, which readers resolve it against
+    (``resolve_relative``)."""
+    return relative_path(str(asset_path(storage_root, ["mixture", part])), storage_root)

@@ -58,3 +58,10 @@ class EvalSpec(Strict):
     )
     n_resamples: int = Field(1000, gt=0, description="bootstrap resamples of each candidate-vs-baseline interval")
     seed: int = 0
+    generation_timeout_s: float = Field(
+        3600.0,
+        gt=0,
+        description="wall-clock limit on one candidate's evaluation (generation and likelihood scoring, checked "
+        "between batches and inside each generate call); a candidate past it is recorded as timed out, its results "
+        "are dropped and the release gate refuses it",
+    )

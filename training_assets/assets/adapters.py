@@ -16,7 +16,7 @@ from dagster import (
     observable_source_asset,
 )
 
-from mixtrain.identity import spec_hash
+from mixtrain.identity import resolve_relative, spec_hash
 from mixtrain.jobs import SEPARATE_SPECS_TAG
 from mixtrain.partitions import ADAPTERS_PARTITION, adapter_partitions
 from mixtrain.project import Project
@@ -85,7 +85,8 @@ def task_adapter(
         )
     shard = mixture_slice(proj, rows, f"{mixture_manifest['manifest_id']}-{aid}.parquet")
     key, recipe, data = ["task_adapter", aid], spec.recipe(proj.spec.training), data_filter(spec)
-    job, version = sft_job(context, proj, key, recipe, base_model, mixture_manifest, shard["path"], [shard], data)
+    mixture_path = resolve_relative(shard["path"], proj.storage_root)
+    job, version = sft_job(context, proj, key, recipe, base_model, mixture_manifest, mixture_path, [shard], data)
     merged = job.config.lora.merge
     return train_and_record(
         context, proj, training_launcher, job, key, version, mixture_manifest, label=f"task_adapter[{aid}]",

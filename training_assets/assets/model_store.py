@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
 from mixtrain.automation import rerun_when_changed
-from mixtrain.identity import spec_hash
+from mixtrain.identity import relative_path, resolve_relative, spec_hash
 from mixtrain.markdown import markdown_table
 from mixtrain.model_store import publish_model
 from mixtrain.project import Project
@@ -100,16 +100,21 @@ def _write_parquet(proj: Project, rows: pa.Table, name: str) -> dict[str, Any]:
     tmp = Path(str(path) + ".tmp")
     tmp.write_bytes(data)
     tmp.replace(path)
-    return {"path": str(path), "sha256": hashlib.sha256(data).hexdigest(), "rows": rows.num_rows}
+    # Named relative to the storage root, as the mixture manifest names its shards: training run manifests
+    # record these, and a checkpoint must match them in a moved project too.
+    name = relative_path(str(path), proj.storage_root)
+    return {"path": name, "sha256": hashlib.sha256(data).hexdigest(), "rows": rows.num_rows}
 
 
 def local_mixture(proj: Project, mixture: pa.Table, mixture_manifest: dict) -> str:
     """A local Parquet path of the mixture for the training job: the stored shard when the storage is local,
     else a copy in the local cache (the job may run in another process, which reads files, not objects)."""
-    shards = mixture_manifest.get("shards") or []
-    if len(shards) == 1 and Path(shards[0]["path"]).is_file():
-        return shards[0]["path"]
-    return _write_parquet(proj, mixture, f"{mixture_manifest['manifest_id']}.parquet")["path"]
+    shards = [resolve_relative(s["path"], proj.storage_root) for s in mixture_manifest.get("shards") or []]
+    if len(shards) == 1 and Path(shards[0]).is_file():
+        return shards[0]
+    return resolve_relative(
+        _write_parquet(proj, mixture, f"{mixture_manifest['manifest_id']}.parquet")["path"], proj.storage_root
+    )
 
 
 def mixture_slice(proj: Project, rows: pa.Table, name: str) -> dict[str, Any]:
@@ -161,10 +166,13 @@ def train_and_record(
     (``base_model_path``, ``base``, ``teacher``, ...)."""
     run = launcher.launch(context, job, proj.spec.training.launcher)
     published = publish_model(job.out_dir, proj.storage_root, key, model_cache(proj), version=version)
+    # The record names the model's directories relative to the storage root (see base_model): a moved project
+    # finds them where it now is.
+    path, location = (relative_path(p, proj.storage_root) for p in (published["local_path"], published["location"]))
     record: ModelRecord = {
         "version": version,
-        "path": published["local_path"],
-        "location": published["location"],
+        "path": path,
+        "location": location,
         "key": list(key),
         "tokenizer_sha256": published["tokenizer_sha256"],
         **fields,

@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 from dagster import AssetExecutionContext, Output
 
+from mixtrain.identity import relative_path, resolve_relative
 from mixtrain.model_store import publish_model
 from mixtrain.project import Project
 from mixtrain.resources import ProjectResource
@@ -49,21 +50,19 @@ def base_model(context: AssetExecutionContext, project: ProjectResource):
     published = publish_model(
         build, proj.storage_root, "base_model", model_cache(proj), version=info["weights_sha256"][:16], move=True
     )
-    # The published local directory is the one path both the record and the metadata report.
-    info["path"] = published["local_path"]
+    # Named relative to the storage root (readers resolve_relative them): a copied or moved project keeps a
+    # record that still points at its own copy of the weights.
+    path = relative_path(published["local_path"], proj.storage_root)
+    info["path"] = path
     record: BaseModelRecord = {
-        "location": published["location"],
+        "location": relative_path(published["location"], proj.storage_root),
         "requested": name,
         "revision": revision,
         **info,
         "version": published["version"],
         "tokenizer_sha256": published["tokenizer_sha256"],
     }
-    metadata = {
-        "n_params": int(info.get("n_params", 0)),
-        "weights_sha256": info["weights_sha256"],
-        "path": info["path"],
-    }
+    metadata = {"n_params": int(info.get("n_params", 0)), "weights_sha256": info["weights_sha256"], "path": path}
     return json_output(record, info["weights_sha256"], metadata)
 
 
@@ -89,7 +88,7 @@ def sft_job(
     )
     job = TrainJob(
         config=SFTConfig.from_recipe(recipe),
-        base_dir=base_model["path"],
+        base_dir=resolve_relative(base_model["path"], proj.storage_root),
         base_weights_sha256=base_model["weights_sha256"],
         mixture_path=mixture_path,
         out_dir=str(local_model_dir(proj, [*key, version])),  # staged and swapped in whole by the engine

@@ -7,7 +7,7 @@ Both run as training jobs through the same launcher as the adapters (in process 
 import pyarrow as pa
 from dagster import AssetExecutionContext, AssetsDefinition, Output
 
-from mixtrain.identity import spec_hash
+from mixtrain.identity import resolve_relative, spec_hash
 from mixtrain.project import Project
 from mixtrain.resources import ProjectResource
 from training_assets.assets.model_store import (
@@ -62,9 +62,9 @@ def _student_asset(name: str, baseline: bool, description: str) -> AssetsDefinit
         version = model_version(mixture_manifest["manifest_id"], parts, teacher, code)
         job = TrainJob(
             config=config,
-            base_dir=base_model["path"],
+            base_dir=resolve_relative(base_model["path"], proj.storage_root),
             base_weights_sha256=base_model["weights_sha256"],
-            adapter_dir=sft_adapter["path"],
+            adapter_dir=resolve_relative(sft_adapter["path"], proj.storage_root),
             mixture_path=local_mixture(proj, mixture, mixture_manifest),
             out_dir=str(local_model_dir(proj, [name, version])),
             data_manifest_id=mixture_manifest["manifest_id"],

@@ -20,6 +20,7 @@ class EvalSettings:
     n_resamples: int = 2000
     confidence: float = 0.95
     seed: int = 0
+    generation_timeout_s: float | None = None  # wall-clock limit per candidate (deadline.time_limit); None: none
 
     def __post_init__(self) -> None:
         if self.max_new_tokens <= 0 or self.batch_size <= 0 or self.ppl_window < 2 or self.calibration_bins < 1:
@@ -28,5 +29,7 @@ class EvalSettings:
             raise ValueError(f"length_buckets must be increasing positive bounds, got {self.length_buckets}")
         if self.ppl_max_tokens is not None and self.ppl_max_tokens < 2:
             raise ValueError(f"ppl_max_tokens must be >= 2 or None, got {self.ppl_max_tokens}")
+        if self.generation_timeout_s is not None and not self.generation_timeout_s > 0:
+            raise ValueError(f"generation_timeout_s must be > 0 or None, got {self.generation_timeout_s}")
         if self.limit is not None and self.limit <= 0:
             raise ValueError(f"limit must be > 0 or None, got {self.limit}")
