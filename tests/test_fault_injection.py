@@ -36,7 +36,7 @@ KILL_POINTS = [
     "table.commit@screened_corpus",  # screen: between write and record
     "object.write@mixture_manifest",  # mixture: its manifest written, not recorded
     "train.step",  # training: after the first optimiser step (and its checkpoint, when it keeps them)
-    "model.file@sft_adapter",  # publishing an adapter: its files staged, not yet in place
+    "model.pointer@sft_adapter",  # publishing an adapter: its version complete, the pointer not yet moved
     "object.write@sft_adapter",  # the adapter's record written, Dagster not told
     "object.write@released_model",  # the release record written, not recorded
 ]
