@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from mixassets.engine import readers
+from mixassets.engine import source_streams
 from mixassets.engine.readers import (
     RULE_OVERSIZED,
     RULE_TRUNCATED,
@@ -255,7 +255,7 @@ def test_an_io_error_under_the_decompressor_fails_the_run_rather_than_quarantini
         def open(self) -> Flaky:
             return Flaky(real_open(self._p, self._mode).open())
 
-    monkeypatch.setattr(readers.fsspec, "open", Opener)
+    monkeypatch.setattr(source_streams.fsspec, "open", Opener)
     with pytest.raises(SourceReadError, match=r"io\.jsonl\.gz.*connection reset"):
         _read(tmp_path, path)
 

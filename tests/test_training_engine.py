@@ -334,8 +334,10 @@ def test_unknown_names_fail_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(bm.BaseModelError, match=r"Hugging Face Hub id.*could not be loaded"):
+    with pytest.raises(bm.BaseModelError, match=r"Hub id without a revision.*base_model_revision"):
         bm.materialize_base_model("no-such-org/no-such-model", str(tmp_path / "out"))
+    with pytest.raises(bm.BaseModelError, match=r"Hugging Face Hub id.*could not be loaded"):
+        bm.materialize_base_model("no-such-org/no-such-model", str(tmp_path / "out"), revision="0" * 40)
     assert not (tmp_path / "out").exists()
 
 
