@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mixtrain-installed
 
-.PHONY: setup demo test test-ray test-faults bench lint ui
+.PHONY: setup demo test test-reruns test-ray test-faults bench lint ui
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: setup
 	$(BIN)/pip install -q -e '.[s3]'
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# What reruns when something changes (tests marked `reruns`): a dozen incremental runs of the tiny project's
+# pipeline after its first run, about ten minutes, so apart from `make test`; CI runs it.
+test-reruns: setup
+	$(BIN)/python -m pytest -m reruns
 
 # The Ray backend's tests (tests marked `ray`): installs the ray extra, starts a local 2-CPU Ray.
 test-ray: setup

@@ -17,6 +17,9 @@ from mixtrain.runner import run_project
 from mixtrain.summary import latest_check, latest_metadata
 from tests.pipeline_session import GATING, Session, asset_statuses, stored_table
 
+# A dozen incremental pipeline runs (about ten minutes here): `make test-reruns`, which CI runs after `make test`.
+pytestmark = pytest.mark.reruns
+
 
 @pytest.fixture
 def session(pipeline_session) -> Session:
