@@ -37,3 +37,24 @@ def documents(rows: list[dict[str, Any]], **defaults: Any) -> pa.Table:
         "capture_time": T0,
     }
     return pa.Table.from_pylist([{**base, **defaults, **r} for r in rows], schema=DOCUMENT_SCHEMA)
+
+
+def write_signature_set(path: Any, sources: list[tuple[str, str]]) -> str:
+    """A json_signature eval set file: one item per ``(module, source code)``; returns the path as a string."""
+    import json
+    from pathlib import Path
+
+    from eval_assets.tasks import json_signature as js
+
+    rows = [
+        {
+            "id": f"{module}.item{i}",
+            "messages": [{"role": "system", "content": js.SYSTEM_PROMPT}, {"role": "user", "content": src}],
+            "reference": js.reference(src),
+            "screen": {"code": src},
+            "metadata": {"module": module, "task": "json_signature"},
+        }
+        for i, (module, src) in enumerate(sources)
+    ]
+    Path(path).write_text("\n".join(json.dumps(r) for r in rows))
+    return str(path)

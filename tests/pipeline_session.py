@@ -16,6 +16,24 @@ from mixtrain.runner import RunReport, run_project
 from mixtrain.tables import open_table
 
 GATING = {"raw_documents", "raw_rejects", "gated_documents", "decision_log", "quarantine"}
+# The data half of the pipeline, up to the mixture, and what it reads from the other halves.
+DATA_GROUPS = {"sources", "corpus", "curation", "mixture"}
+ALSO = {"base_model", "base_model_spec", "eval_registry", "eval_spec"}  # the mixture's tokenizer, the screen's items
+
+
+def run_data_stages(root: Path) -> RunReport:
+    """``mixtrain run`` of a project's data stages only (no training or evaluation); fails on a failed run."""
+    project = activate(root)
+    defs = load_definitions(project)
+    graph = defs.resolve_asset_graph()
+
+    def data(key) -> bool:
+        return graph.get(key).group_name in DATA_GROUPS or key.to_user_string() in ALSO
+
+    with open_instance(project) as instance:
+        report = run_project(project, defs, instance, select=data, log=lambda s: None)
+    assert report.ok, report.failed_runs
+    return report
 
 
 class Session:

@@ -17,7 +17,7 @@ from eval_assets.engine import behaviour_sets as bs  # noqa: E402
 from eval_assets.engine import comparison, registry, suites  # noqa: E402
 from eval_assets.engine.bootstrap import ALL_SLICE  # noqa: E402
 from eval_assets.engine.gate import evaluate_gate  # noqa: E402
-from eval_assets.tasks import json_signature as js  # noqa: E402
+from tests.helpers import write_signature_set  # noqa: E402
 
 SOURCES = [
     ("mod_a", "def f(a, b=2):\n    return a\n"),
@@ -58,22 +58,8 @@ def models(tiny_model_dir, tmp_path_factory) -> dict[str, tuple[str, None]]:
 
 @pytest.fixture(scope="module")
 def suite_items(tmp_path_factory) -> dict[str, pa.Table]:
-    path = tmp_path_factory.mktemp("sets") / "sig.jsonl"
-    path.write_text(
-        "\n".join(
-            json.dumps(
-                {
-                    "id": f"{module}.item{i}",
-                    "messages": [{"role": "system", "content": js.SYSTEM_PROMPT}, {"role": "user", "content": src}],
-                    "reference": js.reference(src),
-                    "screen": {"code": src},
-                    "metadata": {"module": module, "task": "json_signature"},
-                }
-            )
-            for i, (module, src) in enumerate(SOURCES)
-        )
-    )
-    structured = registry.load_jsonl_eval_set("sig", str(path), "3")
+    path = write_signature_set(tmp_path_factory.mktemp("sets") / "sig.jsonl", SOURCES)
+    structured = registry.load_jsonl_eval_set("sig", path, "3")
     return {
         "structured": structured,
         "refusal": pa.concat_tables([bs.refusal_set(), bs.benign_set()]),

@@ -3,7 +3,6 @@ is scored, and the release gate refuses it; the limit also ends a single long ``
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -20,26 +19,15 @@ from eval_assets.engine.deadline import GenerationTimeout, time_limit  # noqa: E
 from eval_assets.engine.evaluate import generate_texts  # noqa: E402
 from eval_assets.engine.gate import gate_verdict  # noqa: E402
 from eval_assets.engine.reporting import eval_settings  # noqa: E402
-from eval_assets.tasks import json_signature as js  # noqa: E402
+from tests.helpers import write_signature_set  # noqa: E402
 
 SOURCES = [("mod_a", "def f(a, b=2):\n    return a\n"), ("mod_b", "def g(x, *args, **kw):\n    raise ValueError(x)\n")]
 
 
 @pytest.fixture(scope="module")
 def items(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pa.Table]:
-    path = tmp_path_factory.mktemp("sets") / "sig.jsonl"
-    rows = [
-        {
-            "id": f"{module}.item{i}",
-            "messages": [{"role": "system", "content": js.SYSTEM_PROMPT}, {"role": "user", "content": src}],
-            "reference": js.reference(src),
-            "screen": {"code": src},
-            "metadata": {"module": module, "task": "json_signature"},
-        }
-        for i, (module, src) in enumerate(SOURCES)
-    ]
-    path.write_text("\n".join(json.dumps(r) for r in rows))
-    return {"structured": registry.load_jsonl_eval_set("sig", str(path), "1")}
+    path = write_signature_set(tmp_path_factory.mktemp("sets") / "sig.jsonl", SOURCES)
+    return {"structured": registry.load_jsonl_eval_set("sig", path, "1")}
 
 
 def _run(tiny_model_dir: Path, items: dict[str, pa.Table], limit_s: float) -> comparison.EvalRun:

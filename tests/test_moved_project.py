@@ -16,29 +16,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dagster import AssetKey, AssetSelection, materialize
+from dagster import AssetSelection, materialize
 
 from mixtrain.identity import resolve_relative
 from mixtrain.instance import activate, load_definitions, open_instance
-from mixtrain.runner import QUIET, RunReport, run_project
+from mixtrain.runner import QUIET
 from tests.conftest import build_tiny_project
+from tests.pipeline_session import run_data_stages
 
-DATA_GROUPS = {"sources", "corpus", "curation", "mixture"}
-ALSO = {"base_model", "base_model_spec", "eval_registry", "eval_spec"}  # the mixture's tokenizer, the screen's items
 MIXTURE_OUTS = ("mixture", "mixture_manifest", "heldout_text")
-
-
-def _run(root: Path) -> RunReport:
-    project = activate(root)
-    defs = load_definitions(project)
-    graph = defs.resolve_asset_graph()
-
-    def data(key: AssetKey) -> bool:
-        return graph.get(key).group_name in DATA_GROUPS or key.to_user_string() in ALSO
-
-    report = run_project(project, defs, open_instance(project), select=data, log=lambda s: None)
-    assert report.ok, report.failed_runs
-    return report
 
 
 def _manifest(root: Path) -> dict:
@@ -65,7 +51,7 @@ def _out_of_reach(folder: Path) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     root = build_tiny_project(tmp_path_factory.mktemp("moved") / "original" / "project", tiny_model_dir)
-    assert "mixture" in {k for k, _ in _run(root).materialized}
+    assert "mixture" in {k for k, _ in run_data_stages(root).materialized}
     return root
 
 
@@ -73,7 +59,7 @@ def test_renamed_project_rebuilds_nothing(built: Path) -> None:
     """The original, renamed: its own Dagster home and storage, at a path no record has seen."""
     root = built.parent.parent / "renamed" / "project"
     built.parent.rename(root.parent)
-    assert _run(root).materialized == []
+    assert run_data_stages(root).materialized == []
     _no_old_paths(root, built)
 
 
@@ -87,7 +73,7 @@ def test_copy_rebuilds_nothing_and_keeps_ids(built: Path) -> None:
 
 
 def _check_copy(copy: Path, source: Path, original: dict) -> None:
-    assert _run(copy).materialized == []
+    assert run_data_stages(copy).materialized == []
     assert _manifest(copy) == original
     for shard in original["shards"]:
         assert not Path(shard["path"]).is_absolute() and (copy / "storage" / shard["path"]).is_file()
@@ -113,7 +99,7 @@ def _check_copy(copy: Path, source: Path, original: dict) -> None:
     config = yaml.safe_load((copy / "mixtrain.yaml").read_text())
     config.setdefault("dedupe", {})["threshold"] = 0.7
     (copy / "mixtrain.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    done = {k for k, _ in _run(copy).materialized}
+    done = {k for k, _ in run_data_stages(copy).materialized}
     assert {"deduplicated_corpus", "screened_corpus", "mixture", "mixture_manifest"} <= done
     assert not done & {"raw_documents", "gated_documents", "base_model"}
     assert _manifest(copy)["spec_hash"] == original["spec_hash"]  # the mixture spec itself did not change

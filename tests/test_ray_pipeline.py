@@ -15,17 +15,13 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from dagster import AssetKey
 
-from mixtrain.instance import activate, load_definitions, open_instance
-from mixtrain.runner import run_project
 from mixtrain.tables import open_table
 from tests.conftest import build_tiny_project
+from tests.pipeline_session import run_data_stages
 
 pytestmark = pytest.mark.ray
 
-DATA_GROUPS = {"sources", "corpus", "curation", "mixture"}
-ALSO = {"base_model", "base_model_spec", "eval_registry", "eval_spec"}  # the mixture's tokenizer, the screen's items
 TABLES = ("deduplicated_corpus", "dedupe_clusters", "dedupe_pairs", "contamination_findings", "screened_corpus",
           "contaminated_documents", "contamination_report", "leaked_items", "mixture", "heldout_text")  # fmt: skip
 LATE_SOURCE = "code_paste"  # in no mixture weight or adapter: the config stays valid without it
@@ -33,15 +29,7 @@ LATE_SOURCE = "code_paste"  # in no mixture weight or adapter: the config stays 
 
 def _run(root: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
     monkeypatch.setenv("MIXTRAIN_COMPUTE_BACKEND", backend)
-    project = activate(root)
-    defs = load_definitions(project)
-    graph = defs.resolve_asset_graph()
-
-    def data(key: AssetKey) -> bool:
-        return graph.get(key).group_name in DATA_GROUPS or key.to_user_string() in ALSO
-
-    report = run_project(project, defs, open_instance(project), select=data, log=lambda s: None)
-    assert report.ok, report.failed_runs
+    report = run_data_stages(root)
     assert "mixture" in {k for k, _ in report.materialized}
 
 
