@@ -118,6 +118,14 @@ def _leftovers(project: Path) -> list[str]:
     return left
 
 
+def _verify_committed(project: Path) -> int:
+    """Every table a manifest commits reads back whole with its parts' sha256 (what a kill anywhere must leave)."""
+    manifests = list((project / "storage").rglob(MANIFEST_NAME))
+    for manifest in manifests:
+        open_table(manifest.parent).verify()
+    return len(manifests)
+
+
 def _unfinished_runs(project: Path) -> list[str]:
     from mixtrain.instance import activate, open_instance
 
@@ -139,6 +147,7 @@ def test_runs_killed_at_each_point_recover_to_the_uninterrupted_result(tmp_path:
         assert killed.returncode == -signal.SIGKILL, (
             f"the run never reached {point} (rc {killed.returncode}):\n{killed.stdout[-2000:]}{killed.stderr[-2000:]}"
         )
+        _verify_committed(faulted)  # whatever the kill interrupted, what is committed is whole
     final = _mixtrain(faulted)
     assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
 
