@@ -39,8 +39,10 @@ test-ray: setup
 	$(BIN)/python -m pytest -m ray
 
 # SIGKILL drills (tests marked `faults`): whole pipeline runs killed at a dozen points, then compared with an
-# uninterrupted run. Several minutes, so apart from `make test`; CI runs both.
+# uninterrupted run, and the whole pipeline on a moto S3 server. Several minutes, so apart from `make test`;
+# CI runs both.
 test-faults: setup
+	$(BIN)/pip install -q -e '.[s3]'
 	$(BIN)/python -m pytest -m faults
 
 # datatrove is only for the comparison benchmark: `make test` / `make demo` never install it.
