@@ -55,14 +55,20 @@ def writer_alive(name: str) -> bool | None:
     return True
 
 
+DEFAULT_UMASK = 0o022
+
+
 def _umask() -> int:
+    """The process umask, read without changing it (``os.umask`` can only be read by setting it, which races
+    with other threads); Linux shows it in /proc, elsewhere the common default is assumed."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return DEFAULT_UMASK
+    for line in status.splitlines():
+        if line.startswith("Umask:"):
+            return int(line.split()[1], 8)
+    return DEFAULT_UMASK
 
 
 def file_mode() -> int:
@@ -93,9 +99,9 @@ def fsync_dir(path: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        # Some file systems refuse fsync on a directory (EINVAL); the rename is then as durable as they make it.
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from upath import UPath
 
-from mixtrain.durable import temp_name
+from mixtrain.durable import dir_mode, file_mode, temp_name
 from mixtrain.faults import kill_point
 from mixtrain.identity import BLOCK, file_sha256, files_sha256, json_bytes
 from mixtrain.storage import model_dir, read_json, write_atomic
@@ -34,8 +34,6 @@ from mixtrain.tables import is_local
 
 POINTER = "_current.json"
 VERSIONS = "_versions"
-FILE_MODE = 0o644  # group/world-readable like any other stored asset (mkdtemp leaves 0700)
-DIR_MODE = 0o755
 # The files that decide how text becomes ids (and the chat template): what a release's tokenizer hash covers.
 TOKENIZER_FILES = frozenset(
     {
@@ -102,10 +100,11 @@ def version_record(directory: Path, version: str) -> dict[str, Any]:
 
 
 def set_modes(directory: Path) -> None:
-    """Make a finished model directory readable by the group (tempfile.mkdtemp creates it 0700)."""
-    os.chmod(directory, DIR_MODE)
+    """Make a finished model directory readable by the group, as every other stored file is
+    (:func:`mixtrain.durable.file_mode`): a trainer or a copy may have left it owner-only."""
+    os.chmod(directory, dir_mode())
     for p in directory.rglob("*"):
-        os.chmod(p, DIR_MODE if p.is_dir() else FILE_MODE)
+        os.chmod(p, dir_mode() if p.is_dir() else file_mode())
 
 
 def check_files(directory: Path, files: Mapping[str, Mapping[str, Any]], *, exact: bool = True) -> None:

@@ -41,7 +41,7 @@ def test_a_second_run_refuses_naming_the_holder_and_a_killed_holder_frees_the_pr
     proc = _holder(project_dir, 60)
     try:
         with pytest.raises(ProjectLocked, match=f"pid {proc.pid} on"), project_lock(project):
-            pass
+            raise AssertionError("the lock was granted while another process held it")
         # The CLI says the same and exits 2 before touching anything.
         assert main(["run", "--project", str(project_dir)]) == 2
         proc.send_signal(signal.SIGKILL)

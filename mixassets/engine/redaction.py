@@ -11,48 +11,30 @@ so the views are still for people with access to the project; the clear values l
 The training corpus is not a view: it keeps the gate's own ``<TYPE>`` placeholders (a hash is noise to a model),
 which :func:`corpus_redact` reproduces for a document a reviewer reinstates.
 
-Every call to the detectors goes through :func:`_hits` and every replacement through :func:`_tagged`, so moving
-to another detector set or to ``mixassets.engine.pii``'s own hashing redaction is a one-line change.
+The detectors and the placeholder are :mod:`mixassets.engine.pii`'s (``find_pii``, ``redact_with_hashes``); this
+module decides where views are redacted and how undecodable bytes are previewed.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import pyarrow as pa
 
-from mixassets.engine.pii import Hit, find_pii, possible_detectors, redact
+from mixassets.engine.pii import find_pii, possible_detectors, redact, redact_with_hashes
+from mixassets.engine.pii import hashed_placeholder as value_tag
 
-HASH_HEX = 12  # hex digits of sha256 kept in a placeholder: enough to match, too few to be a value's stand-in
+__all__ = ["PREVIEW_CHARS", "corpus_redact", "preview_bytes", "redact_view", "redact_views", "value_tag"]
+
 PREVIEW_CHARS = 2_000  # of an undecodable record's bytes decoded with replacement characters, after redaction
-
-
-def value_tag(kind: str, value: str) -> str:
-    """The placeholder of one detected value: its type and a short sha256 of it (UTF-8)."""
-    return f"[{kind}:sha256:{hashlib.sha256(value.encode('utf-8')).hexdigest()[:HASH_HEX]}]"
-
-
-def _hits(text: str, detectors: frozenset[str] | None = None) -> list[Hit]:
-    return find_pii(text, detectors=detectors)
-
-
-def _tagged(text: str, hits: Sequence[Hit]) -> str:
-    parts: list[str] = []
-    pos = 0
-    for h in sorted(hits, key=lambda h: h.start):
-        parts += [text[pos : h.start], value_tag(h.type, text[h.start : h.end])]
-        pos = h.end
-    parts.append(text[pos:])
-    return "".join(parts)
 
 
 def redact_view(text: str | None) -> str | None:
     """``text`` with every detected value replaced by its tagged hash (None and "" pass through)."""
     if not text:
         return text
-    hits = _hits(text)
-    return _tagged(text, hits) if hits else text
+    hits = find_pii(text)
+    return redact_with_hashes(text, hits) if hits else text
 
 
 def redact_views(texts: Sequence[str | None]) -> list[str | None]:
@@ -63,8 +45,8 @@ def redact_views(texts: Sequence[str | None]) -> list[str | None]:
     possible = possible_detectors(pa.array(texts, type=pa.string()))
     out: list[str | None] = []
     for text, detectors in zip(texts, possible, strict=True):
-        hits = _hits(text, detectors) if text and detectors else []
-        out.append(_tagged(text, hits) if hits else text)  # type: ignore[arg-type]
+        hits = find_pii(text, detectors=detectors) if text and detectors else []
+        out.append(redact_with_hashes(text, hits) if hits else text)  # type: ignore[arg-type]
     return out
 
 
