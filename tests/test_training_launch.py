@@ -10,7 +10,7 @@ from dagster import AssetExecutionContext, Config, Output, asset, materialize
 
 from training_assets.engine.config import DistillConfig, SFTConfig, TrainConfig
 from training_assets.engine.jobs import TrainJob, run_job
-from training_assets.resources import launch_training
+from training_assets.launchers import launch_training
 
 RECIPE = {"base_model": "tiny", "steps": 2, "batch_size": 2, "max_seq_len": 64, "dtype": "fp32", "lr": 1e-3}
 

@@ -1,22 +1,41 @@
 """The training entry point for another process: ``python -m training_assets.pipes_train``, launched through
-Dagster Pipes. The job (a ``TrainJob`` as JSON) arrives as the Pipes extras, each step's numbers go back as log
-lines, and the weights, ``training_config.json`` and the run manifest land in the job's ``out_dir``, where the
-launcher that started this process reads the manifest. A multi-GPU launch wraps this same module in
-``torchrun``; a Kubernetes Pipes client runs it in a pod.
+Dagster Pipes, alone (``subprocess``), once per GPU by ``torchrun``, or in a Kubernetes pod.
+
+The job (a ``TrainJob`` as JSON) arrives as the Pipes extras, each step's numbers go back as log lines, and the
+weights, ``training_config.json`` and the run manifest land in the job's ``out_dir``, where the launcher reads the
+manifest. Under ``torchrun`` every rank runs this module but only rank 0 opens the Pipes session: a session per
+rank would report the run once per process. The other ranks read the same job from the Pipes context the
+launcher injected (a file for a subprocess, an environment variable in a pod) without opening a session.
 """
 
-import json
+from __future__ import annotations
 
-from dagster_pipes import open_dagster_pipes
+import json
+import os
+
+from dagster_pipes import PipesDefaultContextLoader, PipesEnvVarParamsLoader, open_dagster_pipes
 
 from training_assets.engine.jobs import TrainJob, run_job
 
 
+def _job_from_context() -> TrainJob:
+    params = PipesEnvVarParamsLoader().load_context_params()
+    with PipesDefaultContextLoader().load_context(params) as data:
+        return TrainJob.parse(dict(data.get("extras") or {}))
+
+
 def main() -> None:
+    if int(os.environ.get("RANK", "0")) != 0:
+        run_job(_job_from_context())
+        return
     with open_dagster_pipes() as pipes:
         job = TrainJob.parse(dict(pipes.extras))
         manifest = run_job(job, on_step=lambda step: pipes.log.info(json.dumps(step)))
-        pipes.log.info(f"trained {manifest['steps']} steps; weights sha256 {manifest['output_weights_sha256']}")
+        world = manifest.get("execution", {}).get("world_size", 1)
+        pipes.log.info(
+            f"trained {manifest['steps']} steps on {world} process(es); "
+            f"weights sha256 {manifest['output_weights_sha256']}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,46 +1,30 @@
-"""Where a training job runs: in the Dagster process, or in a subprocess through Dagster Pipes.
-
-Pipes keeps the asset the same whichever way the job runs: logs stream back into the Dagster run, and the
-result is the run manifest the engine wrote beside the weights. Swapping ``PipesSubprocessClient`` for a
-Kubernetes Pipes client (or wrapping the command in ``torchrun``) moves training to a cluster without touching
-the asset or the engine.
-"""
+"""The training launcher as a Dagster resource: the project's ``training`` section says where jobs run, and a
+deployment can override it (e.g. ``torchrun`` on the GPU box, ``in_process`` in a notebook) without editing the
+project. How each launcher runs a job is in ``launchers.py``."""
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
 from typing import Literal
 
-from dagster import AssetExecutionContext, ConfigurableResource, PipesSubprocessClient
+from dagster import AssetExecutionContext, ConfigurableResource
 
-from training_assets.engine.jobs import TrainJob, run_job
-from training_assets.engine.run_manifest import RUN_MANIFEST_FILE
-
-ENTRY_MODULE = "training_assets.pipes_train"
-LAUNCHERS = ("in_process", "subprocess")
-
-
-def launch_training(context: AssetExecutionContext, job: TrainJob, launcher: str) -> dict:
-    """Run ``job`` where ``launcher`` says; returns its run manifest."""
-    if launcher == "in_process":
-        return run_job(job, on_step=lambda step: context.log.info(json.dumps(step)))
-    if launcher != "subprocess":
-        raise ValueError(f"training.launcher: expected one of {LAUNCHERS}, got {launcher!r}")
-    extras = job.model_dump(mode="json")
-    PipesSubprocessClient().run(command=[sys.executable, "-m", ENTRY_MODULE], context=context, extras=extras)
-    manifest = Path(job.out_dir) / RUN_MANIFEST_FILE
-    if not manifest.is_file():
-        raise RuntimeError(f"training subprocess finished without writing {manifest}")
-    return json.loads(manifest.read_text())
+from mixtrain.config.training import TorchrunSpec, TrainingRecipe
+from training_assets.engine.jobs import TrainJob
+from training_assets.launchers import launch_training
 
 
 class TrainingLauncher(ConfigurableResource):
-    """The launcher training assets run their jobs with: ``project`` follows the project's
-    ``training.launcher``; ``in_process`` or ``subprocess`` overrides it for this deployment."""
+    """``launcher``: ``project`` follows the project's ``training.launcher``; any other value overrides it for
+    this deployment. ``nproc_per_node`` (when set) overrides ``training.torchrun.nproc_per_node``."""
 
-    launcher: Literal["project", "in_process", "subprocess"] = "project"
+    launcher: Literal["project", "in_process", "subprocess", "torchrun", "k8s"] = "project"
+    nproc_per_node: int | None = None
 
-    def launch(self, context: AssetExecutionContext, job: TrainJob, project_launcher: str) -> dict:
-        return launch_training(context, job, project_launcher if self.launcher == "project" else self.launcher)
+    def launch(self, context: AssetExecutionContext, job: TrainJob, recipe: TrainingRecipe) -> dict:
+        update: dict[str, object] = {}
+        if self.launcher != "project":
+            update["launcher"] = self.launcher
+        if self.nproc_per_node is not None:
+            update["torchrun"] = TorchrunSpec(**{**recipe.torchrun.model_dump(), "nproc_per_node": self.nproc_per_node})
+        chosen = TrainingRecipe.model_validate({**recipe.model_dump(), **update}) if update else recipe
+        return launch_training(context, job, chosen)

@@ -60,6 +60,27 @@ class AdapterSpec(Strict):
         return out
 
 
+class TorchrunSpec(Strict):
+    """How the ``torchrun`` launcher starts the job: one process per device on this machine."""
+
+    nproc_per_node: int = Field(2, gt=0, description="processes (one per GPU; CPU processes with gloo otherwise)")
+    extra_args: list[str] = Field(
+        default_factory=list, description="more torchrun arguments, e.g. ['--max-restarts', '1']"
+    )
+
+
+class K8sLaunchSpec(Strict):
+    """One Kubernetes pod per training run (dagster-k8s' Pipes client); see README, 'Training on Kubernetes'."""
+
+    image: str = Field(description="an image with this project, its CUDA torch and the model packages installed")
+    namespace: str | None = Field(None, description="default: the current namespace, else 'default'")
+    nproc_per_node: int = Field(1, gt=0, description="torchrun processes inside the pod (1: no torchrun)")
+    base_pod_spec: dict[str, Any] = Field(
+        default_factory=dict, description="raw PodSpec merged in: GPU limits, volumes for the storage root, ..."
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="more environment variables for the container")
+
+
 class TrainingRecipe(Strict):
     base_model: str = Field(
         "smollm2-135m-instruct",
@@ -95,11 +116,19 @@ class TrainingRecipe(Strict):
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
     checkpoint_every: int = Field(0, ge=0, description="save a resumable checkpoint every N steps (0: none)")
     keep_checkpoints: int = Field(2, ge=1, description="how many of the newest checkpoints to keep")
-    launcher: Literal["in_process", "subprocess"] = Field(
+    launcher: Literal["in_process", "subprocess", "torchrun", "k8s"] = Field(
         "in_process",
-        description="run the training engine in the Dagster process, or as a Dagster Pipes subprocess "
-        "(the entry point torchrun / a Kubernetes Pipes client would launch)",
+        description="run the training engine in the Dagster process, as a Dagster Pipes subprocess, as a Pipes "
+        "subprocess under torchrun (data parallel, rank 0 reports), or in a Kubernetes pod",
     )
+    torchrun: TorchrunSpec = TorchrunSpec()
+    k8s: K8sLaunchSpec | None = None
+
+    @model_validator(mode="after")
+    def _k8s_configured(self) -> TrainingRecipe:
+        if self.launcher == "k8s" and self.k8s is None:
+            raise ValueError("launcher 'k8s' needs a 'k8s' section with at least 'image'")
+        return self
 
 
 class SequenceKDSpec(Strict):

@@ -42,7 +42,14 @@ def model_inputs(*records: str) -> dict[str, AssetIn]:
 
 
 # Recipe fields that change how a run executes, never what it learns: they do not make a new model version.
-RECIPE_EXECUTION_FIELDS = ("launcher", "gradient_checkpointing", "checkpoint_every", "keep_checkpoints")
+RECIPE_EXECUTION_FIELDS = (
+    "launcher",
+    "torchrun",
+    "k8s",
+    "gradient_checkpointing",
+    "checkpoint_every",
+    "keep_checkpoints",
+)
 # Recipe fields a model version already covers another way: which base weights a revision loads is in the base's
 # weights hash, a part of every version.
 RECIPE_COVERED_FIELDS = ("base_model_revision",)
@@ -164,7 +171,7 @@ def train_and_record(
     live one, see :mod:`mixtrain.model_store`), keep its record in the model history under ``label`` (default:
     the asset key) and return the record as the asset's output; ``fields`` are the record's own entries
     (``base_model_path``, ``base``, ``teacher``, ...)."""
-    run = launcher.launch(context, job, proj.spec.training.launcher)
+    run = launcher.launch(context, job, proj.spec.training)
     published = publish_model(job.out_dir, proj.storage_root, key, model_cache(proj), version=version)
     # The record names the model's directories relative to the storage root (see base_model): a moved project
     # finds them where it now is.

@@ -36,11 +36,12 @@ from mixtrain.config.training import StudentSpec
 from mixtrain.identity import weights_sha256
 from training_assets.engine.batching import StepBatches
 from training_assets.engine.config import DistillConfig
+from training_assets.engine.distributed import current_world, on_main_rank
 from training_assets.engine.examples import tokenize_records
 from training_assets.engine.kd_losses import Divergence, TopK, distillation_loss
 from training_assets.engine.loop import resolve_device, run_loop, seed_everything
 from training_assets.engine.packing import pad_collate
-from training_assets.engine.run_manifest import build_run_manifest, publish_run
+from training_assets.engine.run_manifest import build_run_manifest, publish_run, read_run_manifest
 from training_assets.engine.sequence_kd import Verifier, generate_sequence_kd
 from training_assets.engine.student import (
     build_layer_subset,
@@ -357,28 +358,32 @@ def distill_student(
     )
     if not result.completed:
         raise RuntimeError(f"distillation stopped after step {result.step} of {result.steps}")
-    if eval_examples:
-        teacher.to(device)
-        evaluation["after"] = teacher_student_divergence(teacher, student, eval_examples, pad_id=pad_id)
-        evaluation["examples"] = len(eval_examples)
 
-    # -- save: student + tokenizer + config + manifest, all or nothing --
-    manifest = build_run_manifest(
-        result,
-        config={"recipe": learnt, "optimizer": loop_cfg.optimizer_record(), "distillation": kd_settings},
-        seeds=seeds,
-        data_manifest_id=data_manifest_id,
-        data_shards=data_shards,
-        base_model={"student_init": student_info, "teacher_weights_sha256": teacher_id["weights_sha256"]},
-        effective_batch_size=cfg.batch_size * cfg.grad_accum,
-        extra={
-            "trainable_params": sum(p.numel() for p in student.parameters() if p.requires_grad),
-            "examples": example_stats,
-            "evaluation": evaluation or None,
-        },
-        execution={**cfg.execution(), "device": device},
-        project_dir=project_dir,
-    )
-    student.eval()
-    publish_run(out_dir, student, tokenizer, cfg, manifest)
-    return manifest
+    # -- evaluate and save (rank 0 alone): student + tokenizer + config + manifest, all or nothing --
+    def publish() -> dict[str, Any]:
+        if eval_examples:
+            teacher.to(device)
+            evaluation["after"] = teacher_student_divergence(teacher, student, eval_examples, pad_id=pad_id)
+            evaluation["examples"] = len(eval_examples)
+
+        manifest = build_run_manifest(
+            result,
+            config={"recipe": learnt, "optimizer": loop_cfg.optimizer_record(), "distillation": kd_settings},
+            seeds=seeds,
+            data_manifest_id=data_manifest_id,
+            data_shards=data_shards,
+            base_model={"student_init": student_info, "teacher_weights_sha256": teacher_id["weights_sha256"]},
+            effective_batch_size=cfg.batch_size * cfg.grad_accum,
+            extra={
+                "trainable_params": sum(p.numel() for p in student.parameters() if p.requires_grad),
+                "examples": example_stats,
+                "evaluation": evaluation or None,
+            },
+            execution={**cfg.execution(), "device": device},
+            project_dir=project_dir,
+        )
+        student.eval()
+        publish_run(out_dir, student, tokenizer, cfg, manifest)
+        return manifest
+
+    return on_main_rank(current_world(), publish, lambda: read_run_manifest(out_dir))

@@ -1,7 +1,7 @@
 """A training job as plain JSON-able data, and the one function that runs it.
 
-The same job runs in the Dagster process or in another one (a Dagster Pipes subprocess today; ``torchrun`` or a
-Kubernetes pod launched by a Pipes client later): what is trained must not depend on where. So the job names its
+The same job runs in the Dagster process or in another one (a Dagster Pipes subprocess, every rank of a
+``torchrun`` launch, a Kubernetes pod): what is trained must not depend on where. So the job names its
 inputs by path (the mixture shard as Parquet, the base model directory) instead of passing Python objects, carries
 its :class:`~training_assets.engine.config.TrainConfig` as it was built from the project, and both launch paths end
 in :func:`run_job`. Fine-tunes (``SFTConfig``) and distillations (``DistillConfig``) are both jobs.
@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from training_assets.engine.config import DistillConfig, SFTConfig, TrainConfig
+from training_assets.engine.distributed import world_session
 
 # The mixture columns training reads: the record itself and its curriculum phase.
 RECORD_COLUMNS = ("kind", "text", "messages", "phase")
@@ -74,7 +75,9 @@ def run_job(job: TrainJob | Mapping[str, Any], on_step: Callable[[dict[str, Any]
     if job.config.threads:
         torch.set_num_threads(job.config.threads)
     try:
-        return _train(job, on_step)
+        # Under torchrun every rank runs this job; the process group lives as long as the job.
+        with world_session(job.config.device):
+            return _train(job, on_step)
     finally:
         torch.set_num_threads(threads_before)
 

@@ -62,11 +62,20 @@ from mixtrain.faults import kill_point
 from mixtrain.identity import canonical_json, fingerprint
 from training_assets.engine.checkpoint import (
     check_compatible,
+    checkpoint_name,
     clear_checkpoints,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
     trainable_named_parameters,
+)
+from training_assets.engine.distributed import (
+    DataParallelLoss,
+    all_reduce_sums,
+    barrier,
+    current_world,
+    rank_device,
+    shard_micro_batches,
 )
 
 LossOutput = tuple[Any, Any] | tuple[Any, Any, Mapping[str, Any]]
@@ -202,6 +211,7 @@ class LoopResult:
     session_wall_time_s: float = 0.0  # this call only
     resumed_from_step: int | None = None
     last_checkpoint: str | None = None
+    world_size: int = 1  # processes that shared each step (data parallel); the numbers do not depend on it
 
     @property
     def step(self) -> int:
@@ -250,6 +260,14 @@ def _enable_gradient_checkpointing(model: Any) -> None:
         model.config.use_cache = False
 
 
+def _optimizer(params: list[Any], cfg: LoopConfig, device: str) -> Any:
+    """AdamW; on CUDA its fused kernel (one launch for all parameters instead of several per tensor)."""
+    import torch
+
+    fused = {"fused": True} if device.startswith("cuda") else {}
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, **fused)
+
+
 def run_loop(
     model: Any,
     next_micro_batches: Callable[[int], Sequence[Mapping[str, Any]]],
@@ -265,7 +283,8 @@ def run_loop(
     import torch
     from transformers import get_scheduler
 
-    device = resolve_device(cfg.device)
+    world = current_world()
+    device = rank_device(resolve_device(cfg.device), world)
     model.to(device)
     model.train()
     if cfg.gradient_checkpointing:
@@ -274,12 +293,14 @@ def run_loop(
     if not named:
         raise ValueError("run_loop: the model has no parameters with requires_grad=True")
     params = [p for _, p in named]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    optimizer = _optimizer(params, cfg, device)
     scheduler = get_scheduler(cfg.schedule, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps)
     key_inputs = {"loop": cfg.trajectory(), "run": dict(run_key or {})}
     canonical_json(key_inputs)  # fails now, not at the first checkpoint, if run_key is not plain JSON
     key = fingerprint(key_inputs)
-    result = LoopResult(steps=cfg.steps, completed=False, device=device, dtype=cfg.dtype, fingerprint=key)
+    result = LoopResult(
+        steps=cfg.steps, completed=False, device=device, dtype=cfg.dtype, fingerprint=key, world_size=world.size
+    )
 
     previous_wall = 0.0
     if checkpoint_dir is None:
@@ -287,8 +308,11 @@ def run_loop(
             raise ValueError("resume=True needs a checkpoint_dir to resume from")
     else:
         ckpt = latest_checkpoint(checkpoint_dir)
+        barrier(world)  # every rank has chosen before rank 0 may delete anything
         if resume is False:
-            clear_checkpoints(checkpoint_dir)
+            if world.main:
+                clear_checkpoints(checkpoint_dir)
+            barrier(world)
         elif ckpt is not None:
             check_compatible(ckpt, key, key_inputs)
             history = load_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler)
@@ -301,20 +325,25 @@ def run_loop(
             raise FileNotFoundError(f"resume=True but {checkpoint_dir} holds no checkpoint")
     if result.resumed_from_step is None:
         seed_everything(cfg.seed)
+    step_loss = DataParallelLoss(model, loss_fn, world, device)
 
     def save(directory: str | Path, step: int, elapsed: float) -> None:
-        history = {**result.curves(), "wall_time_s": elapsed}
-        path = save_checkpoint(
-            directory,
-            step,
-            model=model,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            fingerprint=key,
-            fingerprint_inputs=key_inputs,
-            history=history,
-            keep=cfg.keep_checkpoints,
-        )
+        if world.main:
+            history = {**result.curves(), "wall_time_s": elapsed}
+            path = save_checkpoint(
+                directory,
+                step,
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                fingerprint=key,
+                fingerprint_inputs=key_inputs,
+                history=history,
+                keep=cfg.keep_checkpoints,
+            )
+        else:
+            path = Path(directory) / checkpoint_name(step)
+        barrier(world)  # no rank goes on (or dies) before the checkpoint is complete
         result.last_checkpoint = str(path)
 
     autocast = autocast_context(device, cfg.dtype)
@@ -322,33 +351,42 @@ def run_loop(
     t0 = time.perf_counter()
     for step in range(result.step, cfg.steps):
         done = step + 1
-        micro = next_micro_batches(step)
-        if not micro:
+        global_micro = next_micro_batches(step)
+        if not global_micro:
             raise ValueError(f"step {done}: next_micro_batches({step}) returned no micro-batches")
+        micro = shard_micro_batches(global_micro, world, step)
         lr = float(optimizer.param_groups[0]["lr"])
         loss_sum, n_label, tokens = 0.0, 0, 0
         metric_sums: dict[str, float] = {}
+        bad: tuple[str, float] | None = None
         for j, raw in enumerate(micro):
             batch = _to_device(raw, device)
+            last = j == len(micro) - 1
             with autocast:
-                out = loss_fn(model, batch)
+                out = step_loss(batch, sync=last)
             value = float(out[0].detach())
-            if not math.isfinite(value):
-                where = f"loss (micro-batch {j + 1} of {len(micro)})"
-                raise NonFiniteLossError(done, where, value, result.last_checkpoint)
-            out[0].backward()
+            if not math.isfinite(value) and bad is None:
+                where = f"loss (micro-batch {j * world.size + world.rank + 1} of {len(global_micro)})"
+                if not world.distributed:
+                    raise NonFiniteLossError(done, where, value, result.last_checkpoint)
+                bad = (where, value)  # every rank must reach the all-reduce before any of them stops
+            step_loss.backward(out[0], sync=last)
             loss_sum += value
             n_micro = int(out[1])
             n_label += n_micro
             tokens += _count_tokens(raw, n_micro)
             for name, v in (out[2] if len(out) > 2 else {}).items():
                 metric_sums[name] = metric_sums.get(name, 0.0) + float(v)
+        names = sorted(metric_sums)
+        totals = all_reduce_sums([loss_sum, n_label, tokens, bad is not None, *(metric_sums[k] for k in names)], world)
+        loss_sum, n_label, tokens = totals[0], int(totals[1]), int(totals[2])
+        metric_sums = dict(zip(names, totals[4:], strict=True))
+        if totals[3]:
+            where, value = bad if bad is not None else ("loss (on another rank)", math.nan)
+            raise NonFiniteLossError(done, where, value, result.last_checkpoint)
         if n_label <= 0:
             raise ValueError(f"step {done}: its micro-batches hold no label tokens")
-        with torch.no_grad():
-            for p in params:
-                if p.grad is not None:
-                    p.grad.div_(n_label)
+        step_loss.finish_gradients(params, n_label)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
         if not math.isfinite(grad_norm):
             raise NonFiniteLossError(done, "gradient norm", grad_norm, result.last_checkpoint)
@@ -369,7 +407,7 @@ def run_loop(
         ):
             save(checkpoint_dir, done, elapsed)
         kill_point("train.step", str(checkpoint_dir or ""))
-        if on_step is not None:
+        if on_step is not None and world.main:
             on_step(
                 {
                     "step": done,
@@ -382,6 +420,7 @@ def run_loop(
                     "metrics": result.metrics[-1],
                     "elapsed_s": elapsed,
                     "checkpoint": result.last_checkpoint,
+                    "world_size": world.size,
                 }
             )
         if stopping:

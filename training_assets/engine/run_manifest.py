@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mixtrain.identity import canonical_json, fingerprint, git_state, hardware, package_versions, weights_sha256
@@ -98,6 +99,7 @@ def build_run_manifest(
         "git": git_state(project_dir),
         "execution": {
             **_json_ready("execution", dict(execution or {})),
+            "world_size": result.world_size,
             "resumed_from_step": result.resumed_from_step,
             "session_wall_time_s": result.session_wall_time_s,
             "last_checkpoint": result.last_checkpoint,
@@ -119,6 +121,14 @@ def publish_run(
         config.save(tmp)
         manifest["output_weights_sha256"] = weights_sha256(tmp)
         write_run_manifest(tmp / RUN_MANIFEST_FILE, manifest)
+
+
+def read_run_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest a finished run published in ``out_dir`` (what the other ranks and launchers return)."""
+    path = Path(out_dir) / RUN_MANIFEST_FILE
+    if not path.is_file():
+        raise RuntimeError(f"training finished without writing {path}")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def write_run_manifest(path: str | os.PathLike[str], manifest: Mapping[str, Any]) -> None:

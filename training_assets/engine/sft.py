@@ -28,10 +28,11 @@ from training_assets.engine.base_model import weights_sha256
 from training_assets.engine.batching import StepBatches, phase_indices, schedule_summary
 from training_assets.engine.checkpoint import clear_checkpoints, list_checkpoints
 from training_assets.engine.config import SFTConfig
+from training_assets.engine.distributed import current_world, on_main_rank
 from training_assets.engine.examples import IGNORE_INDEX, prepare_examples
 from training_assets.engine.loop import resolve_device, run_loop, seed_everything
 from training_assets.engine.packing import document_attention_for, flat_collate, pack_examples
-from training_assets.engine.run_manifest import build_run_manifest, publish_run
+from training_assets.engine.run_manifest import build_run_manifest, publish_run, read_run_manifest
 
 CHECKPOINT_SUFFIX = ".checkpoints"
 
@@ -190,31 +191,34 @@ def train_lora(
     if not result.completed:
         raise TrainingStopped(result.step, result.steps, result.last_checkpoint)
 
-    # -- save: adapter (or merged model) + tokenizer + config + manifest, all or nothing --
-    manifest = build_run_manifest(
-        result,
-        config={"recipe": learnt, "optimizer": loop_cfg.optimizer_record()},
-        seeds=seeds,
-        data_manifest_id=data_manifest_id,
-        data_shards=data_shards,
-        base_model=base_identity,
-        effective_batch_size=cfg.batch_size * cfg.grad_accum,
-        extra={
-            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "examples": example_stats,
-            "chat_templates": prepared.templates_manifest(),
-            "phases": phases,
-            "packing": packing_stats,
-            "merged": lora.merge,
-        },
-        execution={**cfg.execution(), "checkpoint_dir": checkpoint_dir},
-        project_dir=project_dir,
-    )
-    publish_run(out_dir, model.merge_and_unload() if lora.merge else model, tokenizer, cfg, manifest)
-    if checkpoint_dir is not None:
-        # The adapter is published: nothing is left to resume, and a stale final checkpoint would make the
-        # next run with a changed recipe fail as a mismatch.
-        clear_checkpoints(checkpoint_dir)
-        with contextlib.suppress(OSError):
-            os.rmdir(checkpoint_dir)
-    return manifest
+    # -- save (rank 0 alone): adapter (or merged model) + tokenizer + config + manifest, all or nothing --
+    def publish() -> dict[str, Any]:
+        manifest = build_run_manifest(
+            result,
+            config={"recipe": learnt, "optimizer": loop_cfg.optimizer_record()},
+            seeds=seeds,
+            data_manifest_id=data_manifest_id,
+            data_shards=data_shards,
+            base_model=base_identity,
+            effective_batch_size=cfg.batch_size * cfg.grad_accum,
+            extra={
+                "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                "examples": example_stats,
+                "chat_templates": prepared.templates_manifest(),
+                "phases": phases,
+                "packing": packing_stats,
+                "merged": lora.merge,
+            },
+            execution={**cfg.execution(), "checkpoint_dir": checkpoint_dir},
+            project_dir=project_dir,
+        )
+        publish_run(out_dir, model.merge_and_unload() if lora.merge else model, tokenizer, cfg, manifest)
+        if checkpoint_dir is not None:
+            # The adapter is published: nothing is left to resume, and a stale final checkpoint would make the
+            # next run with a changed recipe fail as a mismatch.
+            clear_checkpoints(checkpoint_dir)
+            with contextlib.suppress(OSError):
+                os.rmdir(checkpoint_dir)
+        return manifest
+
+    return on_main_rank(current_world(), publish, lambda: read_run_manifest(out_dir))
