@@ -116,6 +116,7 @@ class TrainingRecipe(Strict):
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
     checkpoint_every: int = Field(0, ge=0, description="save a resumable checkpoint every N steps (0: none)")
     keep_checkpoints: int = Field(2, ge=1, description="how many of the newest checkpoints to keep")
+    compile: bool = Field(False, description="torch.compile the decoder: faster long GPU runs, same numbers")
     launcher: Literal["in_process", "subprocess", "torchrun", "k8s"] = Field(
         "in_process",
         description="run the training engine in the Dagster process, as a Dagster Pipes subprocess, as a Pipes "

@@ -49,6 +49,7 @@ RECIPE_EXECUTION_FIELDS = (
     "gradient_checkpointing",
     "checkpoint_every",
     "keep_checkpoints",
+    "compile",
 )
 # Recipe fields a model version already covers another way: which base weights a revision loads is in the base's
 # weights hash, a part of every version.

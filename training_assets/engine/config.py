@@ -45,6 +45,7 @@ EXECUTION_FIELDS = (
     "stop_after",
     "device",
     "threads",
+    "compile",
 )
 # The optimisation fields every recipe shares, copied as they are into the config.
 _SHARED_FIELDS = (
@@ -93,6 +94,7 @@ class TrainConfig(BaseModel):
     stop_after: int | None = Field(None, gt=0, description="stop after this step (checkpointed)")
     device: str | None = Field(None, description="torch device; default cuda > mps > cpu")
     threads: int | None = Field(None, gt=0, description="torch CPU threads (fixes float sums across launchers)")
+    compile: bool = Field(False, description="torch.compile the decoder (worth it on GPU for long runs)")
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -139,6 +141,7 @@ class TrainConfig(BaseModel):
             keep_checkpoints=self.keep_checkpoints,
             stop_after=self.stop_after,
             device=device,
+            compile=self.compile,
         )
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
@@ -175,7 +178,9 @@ class SFTConfig(TrainConfig):
         """From the ``training`` section (or an adapter's resolved recipe); ``execution`` overrides its
         execution settings (the recipe's ``base_model`` and ``launcher`` are the caller's, not the run's)."""
         r = recipe if isinstance(recipe, TrainingRecipe) else TrainingRecipe.model_validate(dict(recipe))
-        from_recipe = {k: getattr(r, k) for k in ("gradient_checkpointing", "checkpoint_every", "keep_checkpoints")}
+        from_recipe = {
+            k: getattr(r, k) for k in ("gradient_checkpointing", "checkpoint_every", "keep_checkpoints", "compile")
+        }
         fields = {k: getattr(r, k) for k in _SHARED_FIELDS}
         return cls(lora=r.lora, packing=r.packing, **fields, **{**from_recipe, **_execution(execution)})
 

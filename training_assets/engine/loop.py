@@ -15,7 +15,7 @@ API:
     autocast_context(device, dtype)                            bf16 autocast for dtype "bf16", else no-op
     LoopConfig(steps, lr, warmup_steps=0, seed=0, dtype="bf16", schedule="linear", weight_decay=0.0,
                betas=(0.9, 0.999), eps=1e-8, max_grad_norm=1.0, gradient_checkpointing=False,
-               checkpoint_every=0, keep_checkpoints=2, stop_after=None, device=None)
+               checkpoint_every=0, keep_checkpoints=2, stop_after=None, device=None, compile=False)
     run_loop(model, next_micro_batches, loss_fn, cfg, *, checkpoint_dir=None, resume=None, run_key=None,
              on_step=None) -> LoopResult
 
@@ -60,6 +60,7 @@ from typing import Any, Literal
 
 from mixtrain.faults import kill_point
 from mixtrain.identity import canonical_json, fingerprint
+from training_assets.engine.accel import compile_decoder, to_device
 from training_assets.engine.checkpoint import (
     check_compatible,
     checkpoint_name,
@@ -83,7 +84,7 @@ LossOutput = tuple[Any, Any] | tuple[Any, Any, Mapping[str, Any]]
 # LoopConfig fields that change nothing about the numbers a run produces: they may differ between an
 # interrupted run and its resumption (e.g. turn on gradient checkpointing to fit a smaller GPU).
 OPERATIONAL_FIELDS = frozenset(
-    {"gradient_checkpointing", "checkpoint_every", "keep_checkpoints", "stop_after", "device"}
+    {"gradient_checkpointing", "checkpoint_every", "keep_checkpoints", "stop_after", "device", "compile"}
 )
 HISTORY_KEYS = ("loss", "lr", "grad_norm", "tokens", "label_tokens", "metrics")
 
@@ -151,6 +152,7 @@ class LoopConfig:
     keep_checkpoints: int = 2
     stop_after: int | None = None  # end the run cleanly after this step (pre-emption, tests); result.completed False
     device: str | None = None  # None: resolve_device()
+    compile: bool = False  # torch.compile the decoder (speed only; see accel.compile_decoder)
 
     def __post_init__(self) -> None:
         problems = []
@@ -226,12 +228,6 @@ class LoopResult:
         return {k: list(getattr(self, k)) for k in HISTORY_KEYS}
 
 
-def _to_device(batch: Mapping[str, Any], device: str) -> dict[str, Any]:
-    import torch
-
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
 def _count_tokens(batch: Mapping[str, Any], n_label: int) -> int:
     """Tokens the model read: the batch's own ``n_tokens`` (packed rows, whose mask is 4-D), else attended
     positions of a 2-D mask, else every input id, else (no token inputs at all) the loss's count."""
@@ -289,6 +285,8 @@ def run_loop(
     model.train()
     if cfg.gradient_checkpointing:
         _enable_gradient_checkpointing(model)
+    if cfg.compile:
+        compile_decoder(model)
     named = trainable_named_parameters(model)
     if not named:
         raise ValueError("run_loop: the model has no parameters with requires_grad=True")
@@ -360,7 +358,7 @@ def run_loop(
         metric_sums: dict[str, float] = {}
         bad: tuple[str, float] | None = None
         for j, raw in enumerate(micro):
-            batch = _to_device(raw, device)
+            batch = to_device(raw, device)
             last = j == len(micro) - 1
             with autocast:
                 out = step_loss(batch, sync=last)

@@ -24,6 +24,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from training_assets.engine.accel import attention_implementation
 from training_assets.engine.base_model import weights_sha256
 from training_assets.engine.batching import StepBatches, phase_indices, schedule_summary
 from training_assets.engine.checkpoint import clear_checkpoints, list_checkpoints
@@ -114,7 +115,9 @@ def train_lora(
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        base_dir, dtype=torch.float32, attn_implementation=attention_implementation(device)
+    )
     peft_config = LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
