@@ -132,3 +132,18 @@ def test_a_global_batch_that_cannot_be_shared_is_refused_before_launch(tiny_mode
     job["config"]["grad_accum"] = 3
     with pytest.raises(ValueError, match="grad_accum = 3 cannot be shared by 2 processes"):
         launch_training(None, TrainJob.parse(job), TrainingRecipe(launcher="torchrun"))  # type: ignore[arg-type]
+
+
+def test_k8s_launcher_without_dagster_k8s_says_what_to_install(tiny_model_dir: Path, tmp_path: Path) -> None:
+    try:
+        import dagster_k8s  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("dagster-k8s is installed here")
+    job = TrainJob.parse(_job(tiny_model_dir, _mixture(tmp_path), tmp_path / "pod"))
+    recipe = TrainingRecipe(launcher="k8s", k8s={"image": "mixtrain:test"})
+    with pytest.raises(RuntimeError, match="needs dagster-k8s"):
+        launch_training(None, job, recipe)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="launcher 'k8s' needs a 'k8s' section"):
+        TrainingRecipe(launcher="k8s")
