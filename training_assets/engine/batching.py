@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, overload
 
 PHASE_FIELD = "phase"  # mixassets.engine.mixture.PHASE_COLUMN
 
@@ -174,12 +174,33 @@ def batch_stream(
             step += 1
 
 
+class MicroBatches(Sequence[dict[str, Any]]):
+    """A step's micro-batches, each built only when it is read: a data-parallel rank reads its share
+    (``micro[rank::world]``) and never builds, or needs the tokens of, the others'."""
+
+    def __init__(self, ids: list[list[int]], make_batch: Callable[[list[int]], dict[str, Any]]) -> None:
+        self.ids, self._make_batch = ids, make_batch
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, k: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, k: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, k: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(k, slice):
+            return [self._make_batch(ids) for ids in self.ids[k]]
+        return self._make_batch(self.ids[k])
+
+
 class StepBatches:
     """``next_micro_batches`` for ``run_loop``: the micro-batches of a step, as a function of the step.
 
-    ``make_batch`` turns the item indices of one micro-batch into a batch. The index stream is
-    :func:`batch_stream`, started at the first step asked for; asking for any other step than the next one
-    restarts it there, so a resumed run gets the batches the uninterrupted one had.
+    ``make_batch`` turns the item indices of one micro-batch into a batch, when the loop reads it (see
+    :class:`MicroBatches`). The index stream is :func:`batch_stream`, started at the first step asked for;
+    asking for any other step than the next one restarts it there, so a resumed run gets the batches the
+    uninterrupted one had.
     """
 
     def __init__(
@@ -199,10 +220,18 @@ class StepBatches:
         self._stream: Iterator[list[list[int]]] | None = None
         self._next_step = -1
 
-    def __call__(self, step: int) -> list[dict[str, Any]]:
+    def __call__(self, step: int) -> MicroBatches:
         if self._stream is None or step != self._next_step:
             self._stream = batch_stream(
                 self._phase_of, self._tokens, **self._shape, grad_accum=self._grad_accum, start_step=step
             )
         self._next_step = step + 1
-        return [self._make_batch(ids) for ids in next(self._stream)]
+        return MicroBatches(next(self._stream), self._make_batch)
+
+    def items_of_rank(self, rank: int, world_size: int, start_step: int = 0) -> set[int]:
+        """Every item a rank trains on from ``start_step`` on (micro-batches ``rank``, ``rank + world_size``,
+        ... of each step): what it must read from the mixture, planned from the index alone."""
+        stream = batch_stream(
+            self._phase_of, self._tokens, **self._shape, grad_accum=self._grad_accum, start_step=start_step
+        )
+        return {i for micro in stream for ids in micro[rank::world_size] for i in ids}

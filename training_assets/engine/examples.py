@@ -25,6 +25,7 @@ manifest can record their hashes and the eval can render prompts the same way.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -265,8 +266,13 @@ def _text_example(tokenizer: Any, text: str) -> tuple[list[int], list[int]]:
     return ids, list(ids)
 
 
-def prepare_examples(records: list[dict[str, Any]], tokenizer: Any, max_seq_len: int) -> PreparedExamples:
+def prepare_examples(
+    records: Sequence[dict[str, Any]], tokenizer: Any, max_seq_len: int, *, indices: Sequence[int] | None = None
+) -> PreparedExamples:
     """Tokenize records; returns the examples, counts of what happened to them and the templates used.
+
+    ``indices`` are the records' numbers in the whole mixture when ``records`` is a part of it (a batch read
+    from the table, a rank's share): examples and error messages then name the mixture's record numbers.
 
     Over-long sequences keep their head (where chat prompts and the first answer live) and are counted
     as ``truncated``. A conversation without an assistant turn has nothing to learn and is counted in
@@ -284,7 +290,9 @@ def prepare_examples(records: list[dict[str, Any]], tokenizer: Any, max_seq_len:
         0,
     )
     templates: dict[str, ChatTemplate] = {}
-    for index, record in enumerate(records):
+    if indices is not None and len(indices) != len(records):
+        raise ValueError(f"{len(indices)} indices for {len(records)} records")
+    for index, record in zip(range(len(records)) if indices is None else indices, records, strict=True):
         kind = record.get("kind")
         if kind == "chat":
             conv = parse_conversation(record, index)

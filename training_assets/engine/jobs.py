@@ -13,19 +13,16 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from training_assets.engine.config import DistillConfig, SFTConfig, TrainConfig
 from training_assets.engine.distributed import world_session
-
-# The mixture columns training reads: the record itself and its curriculum phase.
-RECORD_COLUMNS = ("kind", "text", "messages", "phase")
+from training_assets.engine.shards import record_batches
 
 
 def read_records(mixture_path: str) -> list[dict[str, Any]]:
-    names = pq.read_schema(mixture_path).names
-    return pq.read_table(mixture_path, columns=[c for c in RECORD_COLUMNS if c in names]).to_pylist()
+    """The whole mixture in memory (distillation; fine-tunes stream it, see ``shards``)."""
+    return [r for _, batch in record_batches(mixture_path) for r in batch]
 
 
 class TrainJob(BaseModel):
@@ -89,14 +86,16 @@ def _train(job: TrainJob, on_step: Callable[[dict[str, Any]], None] | None) -> d
         engine = functools.partial(
             distill_student, job.base_dir, job.adapter_dir, teacher_weights_sha256=job.base_weights_sha256
         )
+        data: Any = read_records(job.mixture_path)
     else:
         from training_assets.engine.sft import train_lora
 
         engine = functools.partial(
             train_lora, job.base_dir, base_weights_sha256=job.base_weights_sha256, phase_order=job.phase_order
         )
+        data = job.mixture_path  # streamed: each rank reads what it trains on
     return engine(
-        read_records(job.mixture_path),
+        data,
         job.config,
         job.out_dir,
         data_manifest_id=job.data_manifest_id,

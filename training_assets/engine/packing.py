@@ -61,17 +61,38 @@ def pack_examples(
             raise ValueError(f"example {i} has {n} tokens; packing needs 1..max_seq_len={max_seq_len}")
         if len(e["labels"]) != n:
             raise ValueError(f"example {i}: {len(e['labels'])} labels for {n} input_ids")
-    phases = [0] * len(examples) if phase_of is None else [int(p) for p in phase_of]
+    bins, phases, stats = pack_plan([len(e["input_ids"]) for e in examples], max_seq_len, phase_of=phase_of)
+    rows = [_row(examples, members, max_seq_len, pad_id, phase) for members, phase in zip(bins, phases, strict=True)]
+    return rows, stats
 
-    rows: list[dict[str, Any]] = []
+
+def pack_plan(
+    lengths: Sequence[int], max_seq_len: int, *, phase_of: Sequence[int] | None = None
+) -> tuple[list[list[int]], list[int], dict[str, Any]]:
+    """Which examples share a row, from their lengths alone: the rows (example indices in row order), each
+    row's phase, and the packing stats of :func:`pack_examples`.
+
+    Needing only lengths is what lets a data-parallel rank plan every row of the run from a text-free index
+    and read the tokens of its own rows only.
+    """
+    if max_seq_len <= 1:
+        raise ValueError(f"max_seq_len must be > 1, got {max_seq_len}")
+    if phase_of is not None and len(phase_of) != len(lengths):
+        raise ValueError(f"phase_of has {len(phase_of)} entries for {len(lengths)} examples")
+    for i, n in enumerate(lengths):
+        if n <= 0 or n > max_seq_len:
+            raise ValueError(f"example {i} has {n} tokens; packing needs 1..max_seq_len={max_seq_len}")
+    phases = [0] * len(lengths) if phase_of is None else [int(p) for p in phase_of]
+    rows: list[list[int]] = []
+    row_phases: list[int] = []
     for phase in sorted(set(phases)):
-        members = [i for i in range(len(examples)) if phases[i] == phase]
+        members = [i for i in range(len(lengths)) if phases[i] == phase]
         # Longest first; equal lengths keep example order, so the result does not depend on sort stability.
-        members.sort(key=lambda i: (-len(examples[i]["input_ids"]), i))
+        members.sort(key=lambda i: (-lengths[i], i))
         bins: list[list[int]] = []
         free: list[tuple[int, int]] = []  # (free tokens, bin number), sorted: the tightest fit is found by bisect
         for i in members:
-            n = len(examples[i]["input_ids"])
+            n = lengths[i]
             k = bisect.bisect_left(free, (n, -1))
             if k < len(free):
                 room, b = free.pop(k)
@@ -81,18 +102,18 @@ def pack_examples(
             bins[b].append(i)
             if room - n > 0:
                 bisect.insort(free, (room - n, b))
-        rows.extend(_row(examples, members, max_seq_len, pad_id, phase) for members in bins)
-
-    tokens = sum(r["n_tokens"] for r in rows)
+        rows.extend(bins)
+        row_phases.extend([phase] * len(bins))
+    tokens = sum(lengths)
     positions = len(rows) * max_seq_len
     stats = {
         "rows": len(rows),
-        "documents": len(examples),
+        "documents": len(lengths),
         "tokens": tokens,
         "pad_tokens": positions - tokens,
         "efficiency": tokens / positions if positions else 0.0,
     }
-    return rows, stats
+    return rows, row_phases, stats
 
 
 def _row(

@@ -26,14 +26,15 @@ from typing import Any
 
 from training_assets.engine.accel import attention_implementation
 from training_assets.engine.base_model import weights_sha256
-from training_assets.engine.batching import StepBatches, phase_indices, schedule_summary
+from training_assets.engine.batching import StepBatches, schedule_summary
 from training_assets.engine.checkpoint import clear_checkpoints, list_checkpoints
 from training_assets.engine.config import SFTConfig
 from training_assets.engine.distributed import current_world, on_main_rank
-from training_assets.engine.examples import IGNORE_INDEX, prepare_examples
+from training_assets.engine.examples import IGNORE_INDEX
 from training_assets.engine.loop import resolve_device, run_loop, seed_everything
-from training_assets.engine.packing import document_attention_for, flat_collate, pack_examples
+from training_assets.engine.packing import document_attention_for, flat_collate, pack_plan
 from training_assets.engine.run_manifest import build_run_manifest, publish_run, read_run_manifest
+from training_assets.engine.shards import Source, scan_mixture
 
 CHECKPOINT_SUFFIX = ".checkpoints"
 
@@ -78,7 +79,7 @@ def causal_lm_loss(model: Any, batch: Mapping[str, Any]) -> tuple[Any, int]:
 
 def train_lora(
     base_dir: str,
-    records: list[dict[str, Any]],
+    records: Source,
     config: SFTConfig,
     out_dir: str,
     *,
@@ -128,22 +129,21 @@ def train_lora(
     )
     model = get_peft_model(model, peft_config)
 
-    # -- data: examples, their curriculum phases, optionally packed into full rows --
-    prepared = prepare_examples(records, tokenizer, cfg.max_seq_len)
-    examples, example_stats = prepared.examples, prepared.stats
-    if not examples:
+    # -- data: a text-free index of the examples (shared out between ranks), the rows they pack into --
+    world = current_world()
+    index = scan_mixture(records, tokenizer, cfg.max_seq_len, phase_order=phase_order, world=world)
+    example_stats, phase_names = index.stats, index.phase_names
+    if not index.lengths:
         raise ValueError(
-            f"no trainable examples: {len(records)} records gave {example_stats} "
+            f"no trainable examples: {index.records} records gave {example_stats} "
             "(every example was empty of assistant/text tokens after truncation?)"
         )
-    record_phase, phase_names = phase_indices(records, phase_order)
-    phase_of = [record_phase[e["record"]] for e in examples]
     packing_stats = None
     if cfg.packing:
-        items, packing_stats = pack_examples(examples, cfg.max_seq_len, tokenizer.pad_token_id, phase_of=phase_of)
-        item_phase, item_tokens = [r["phase"] for r in items], [r["n_tokens"] for r in items]
+        rows, item_phase, packing_stats = pack_plan(index.lengths, cfg.max_seq_len, phase_of=index.phases)
+        item_tokens = [sum(index.lengths[i] for i in row) for row in rows]
     else:
-        items, item_phase, item_tokens = examples, phase_of, [len(e["input_ids"]) for e in examples]
+        rows, item_phase, item_tokens = [[i] for i in range(len(index.lengths))], index.phases, index.lengths
     phases = schedule_summary(
         item_phase, item_tokens, cfg.steps, cfg.batch_size, grad_accum=cfg.grad_accum, names=phase_names
     )
@@ -175,12 +175,14 @@ def train_lora(
         batches = StepBatches(
             item_phase,
             item_tokens,
-            lambda ids: collate([items[i] for i in ids]),
+            lambda ids: collate([index.example(e) for i in ids for e in rows[i]]),
             batch_size=cfg.batch_size,
             steps=cfg.steps,
             seed=cfg.seed,
             grad_accum=cfg.grad_accum,
         )
+        # Each rank reads the tokens of its own micro-batches only (one process: already held from the scan).
+        index.load(records, tokenizer, (e for i in batches.items_of_rank(world.rank, world.size) for e in rows[i]))
         result = run_loop(
             model,
             batches,
@@ -207,7 +209,7 @@ def train_lora(
             extra={
                 "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
                 "examples": example_stats,
-                "chat_templates": prepared.templates_manifest(),
+                "chat_templates": index.templates_manifest(),
                 "phases": phases,
                 "packing": packing_stats,
                 "merged": lora.merge,
