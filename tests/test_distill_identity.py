@@ -104,3 +104,44 @@ def test_live_teacher_signal_is_float32_under_the_students_autocast(teacher_dir:
     assert live.logprobs.dtype == torch.float32
     torch.testing.assert_close(live.logprobs, reference.logprobs, rtol=0, atol=1e-5)
     assert torch.equal(live.indices, reference.indices)
+
+
+# -- layer-importance pruning ---------------------------------------------------------------------------------
+
+
+def test_block_influence_finds_a_layer_that_does_nothing(teacher_dir: str) -> None:
+    """A layer whose residual branches output zero passes its input through unchanged: influence 0, dropped first,
+    while a stride would keep it."""
+    from training_assets.engine.student import block_influence, least_influential
+
+    teacher = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=torch.float32).train()
+    with torch.no_grad():
+        teacher.model.layers[2].self_attn.o_proj.weight.zero_()
+        teacher.model.layers[2].mlp.down_proj.weight.zero_()
+    examples, _ = tokenize_records(RECORDS, AutoTokenizer.from_pretrained(teacher_dir), 32)
+    scores = block_influence(teacher, examples, pad_id=0)
+    assert len(scores) == 4 and scores[2] < 1e-6 and min(scores[:2] + scores[3:]) > 1e-3
+    assert least_influential(scores, 1) == [0, 1, 3]
+    assert teacher.training  # measured in eval mode, the caller's mode restored
+    with pytest.raises(ValueError, match="drop_layers"):
+        least_influential(scores, 4)
+
+
+def test_drop_layers_student_is_recorded_in_the_manifest(teacher_dir: str, tmp_path) -> None:
+    manifest = distill(
+        teacher_dir,
+        None,
+        {"init": "layer_subset", "drop_layers": 1},
+        RECORDS,
+        recipe(steps=1),
+        str(tmp_path / "s"),
+        data_manifest_id="m",
+    )
+    student = manifest["distillation"]["student"]
+    importance = student["importance"]
+    assert importance["score"] == "block_influence" and importance["examples"] == len(RECORDS)
+    assert len(importance["per_layer"]) == 4 and len(student["kept_layers"]) == 3
+    weakest = min(range(4), key=lambda i: importance["per_layer"][i])
+    assert importance["dropped_layers"] == [weakest] and weakest not in student["kept_layers"]
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "s").config.num_hidden_layers == 3
+    assert manifest["distillation"]["student_spec"]["drop_layers"] == 1
