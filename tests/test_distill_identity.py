@@ -8,6 +8,8 @@ shows up as a KD of the order of a pruned student's, which is what these tests c
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -145,3 +147,49 @@ def test_drop_layers_student_is_recorded_in_the_manifest(teacher_dir: str, tmp_p
     assert importance["dropped_layers"] == [weakest] and weakest not in student["kept_layers"]
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "s").config.num_hidden_layers == 3
     assert manifest["distillation"]["student_spec"]["drop_layers"] == 1
+
+
+# -- sequence KD: the structured-output verifier ----------------------------------------------------------------
+
+
+def test_json_schema_verifier_keeps_only_valid_answers() -> None:
+    from eval_assets.tasks import json_signature
+    from training_assets.engine.verifiers import json_schema_verifier, load_schema
+
+    verify = json_schema_verifier(load_schema(json_signature.ANSWER_SCHEMA))
+    good = {"name": "f", "params": ["a"], "defaults": 0, "varargs": False, "kwargs": False}
+    good |= {"returns_value": True, "raises": False}
+    assert verify(json_signature.format_answer(good), {}) is None
+    assert verify(json.dumps({k: v for k, v in good.items() if k != "raises"}), {}) == "schema:required"
+    assert verify(json.dumps({**good, "defaults": -1}), {}) == "schema:minimum"
+    assert verify("Sure! " + json.dumps(good), {}) == "not_json"
+    with pytest.raises(ValueError, match="not a valid JSON Schema"):
+        load_schema({"type": "no-such-type"})
+
+
+def test_sequence_kd_filters_teacher_answers_through_the_configured_schema(teacher_dir: str, tmp_path) -> None:
+    """The schema named in the config is the verifier when the caller gives none (the asset's path): the tiny
+    teacher's random text is never JSON, so every answer is dropped as such and only the gold records train."""
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps({"type": "object"}))
+    seq = {
+        "n_candidates": 2,
+        "max_new_tokens": 4,
+        "temperature": 1.0,
+        "require_eos": False,
+        "answer_schema": str(schema),
+    }
+    manifest = distill(
+        teacher_dir,
+        None,
+        {"keep_every": 2},
+        RECORDS[:4],
+        recipe(steps=1, sequence=seq),
+        str(tmp_path / "s"),
+        data_manifest_id="m",
+        mode="sequence",
+    )
+    counts = manifest["distillation"]["sequence_kd"]
+    assert counts["settings"]["verifier"] == "json_schema"
+    assert counts["kept"] == 0 and counts["by_reason"].get("verifier:not_json", 0) > 0
+    assert sum(counts["by_reason"].values()) == counts["generated"] == 8

@@ -114,6 +114,11 @@ class SequenceKDSpec(Strict):
     data: Literal["augment", "replace"] = Field(
         "augment", description="train on gold + teacher records, or on teacher records only"
     )
+    answer_schema: dict[str, Any] | str | None = Field(
+        None,
+        description="keep only teacher answers that are one JSON value valid under this JSON Schema (inline, or a "
+        "JSON file path, relative to the project): the structured-output verifier",
+    )
 
 
 class StudentSpec(Strict):

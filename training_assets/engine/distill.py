@@ -11,7 +11,8 @@ Modes:
   computed on the fly (full logits, or top-k) or read from a precomputed top-k store (``teacher_logits``).
 - ``sequence``: the teacher answers the prompts of ``records``; answers that pass the checks and the verifier
   become chat records, trained with plain CE (logit KD is off in this mode; the manifest records
-  ``effective_kd_ratio = 0``). ``sequence.data`` decides whether they replace or augment the gold records.
+  ``effective_kd_ratio = 0``). ``sequence.data`` decides whether they replace or augment the gold records. The
+  verifier is the caller's, else the JSON-Schema one built from ``sequence.answer_schema`` (``verifiers``).
 - ``both``: the sequence-KD data, trained with the logit-KD loss.
 
 Batches are right-padded, not packed: a precomputed teacher signal is stored per example, and packing would
@@ -52,6 +53,7 @@ from training_assets.engine.student import (
     vocab_sha256,
 )
 from training_assets.engine.teacher_logits import TopKStore, precompute_teacher_topk, teacher_signal
+from training_assets.engine.verifiers import json_schema_verifier, load_schema
 
 TEACHER_STORE_SUFFIX = ".teacher_topk"
 # Records the layer importance of a ``drop_layers`` student is measured on: enough for a stable ranking of
@@ -285,6 +287,8 @@ def distill_student(
     train_records = list(records)
     if mode in ("sequence", "both"):
         sq = cfg.sequence
+        if verifier is None and sq.answer_schema is not None:
+            verifier = json_schema_verifier(load_schema(sq.answer_schema))
         generated, seq_counts = generate_sequence_kd(
             teacher,
             teacher_tok,
