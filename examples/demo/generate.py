@@ -290,6 +290,8 @@ def generate(project_dir: Path | str, scale: str = "full", *, classifier: bool =
         "press_releases.jsonl": _jsonl(gate_documents.press_records()),
         "web_crawl.jsonl": _jsonl(crawl),
         "code_paste.jsonl": _jsonl(gate_documents.code_paste_records()),
+        # The answer contract as a file: sequence-level KD keeps only teacher answers valid under it.
+        "signature_answer.schema.json": (json.dumps(task.ANSWER_SCHEMA, indent=2, sort_keys=True) + "\n").encode(),
     }
     written = sum(_write_if_changed(data / name, content) for name, content in sorted(files.items()))
     # Module files from another scale would still match the source's glob: remove what this scale does not own.

@@ -144,6 +144,11 @@ class SequenceKDSpec(Strict):
     data: Literal["augment", "replace"] = Field(
         "augment", description="train on gold + teacher records, or on teacher records only"
     )
+    answer_schema: dict[str, Any] | str | None = Field(
+        None,
+        description="keep only teacher answers that are one JSON value valid under this JSON Schema (inline, or a "
+        "JSON file path, relative to the project): the structured-output verifier",
+    )
 
 
 class StudentSpec(Strict):
@@ -152,6 +157,12 @@ class StudentSpec(Strict):
     )
     keep_every: int | None = Field(None, ge=1, description="layer_subset: keep teacher layers 0, k, 2k, ...")
     layers: list[int] | None = Field(None, description="layer_subset: keep exactly these teacher layers")
+    drop_layers: int | None = Field(
+        None,
+        ge=1,
+        description="layer_subset: drop this many teacher layers, those of least block influence (1 - cosine of a "
+        "layer's input and output hidden states) on a sample of the training records",
+    )
     path: str | None = Field(None, description="pretrained / config: the model or config directory (or Hub id)")
     revision: str | None = Field(None, description=REVISION_HELP)
     seed: int = Field(0, description="config: seed of the random init")
@@ -164,8 +175,8 @@ class StudentSpec(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> StudentSpec:
         if self.init == "layer_subset":
-            if (self.keep_every is None) == (self.layers is None):
-                raise ValueError("init 'layer_subset' needs exactly one of keep_every or layers")
+            if sum(x is not None for x in (self.keep_every, self.layers, self.drop_layers)) != 1:
+                raise ValueError("init 'layer_subset' needs exactly one of keep_every, layers or drop_layers")
             if self.path is not None or self.revision is not None:
                 raise ValueError("init 'layer_subset' builds from the teacher; path and revision must not be set")
         elif self.path is None:

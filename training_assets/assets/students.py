@@ -24,13 +24,17 @@ from training_assets.resources import TrainingLauncher
 
 
 def distill_config(proj: Project, baseline: bool) -> DistillConfig:
-    """The student's config from the ``distillation`` section (its path resolved against the project); the
-    baseline is the same with ``kd_ratio`` 0 on the gold records only."""
+    """The student's config from the ``distillation`` section (the student's path and the sequence-KD answer
+    schema resolved against the project); the baseline is the same with ``kd_ratio`` 0 on the gold records only."""
     spec = proj.spec.distillation
     student = spec.student.model_dump(mode="json")
     if student.get("path"):
         student["path"] = proj.resolve(student["path"])
-    config = DistillConfig.from_recipe(spec.recipe, student=student, mode=spec.mode)
+    recipe = spec.recipe.model_dump(mode="json")
+    if isinstance(recipe["sequence"].get("answer_schema"), str):
+        # A schema file named relative to the project: the job may run in another process or directory.
+        recipe["sequence"]["answer_schema"] = proj.resolve(recipe["sequence"]["answer_schema"])
+    config = DistillConfig.from_recipe(recipe, student=student, mode=spec.mode)
     return config.sft_baseline() if baseline else config
 
 

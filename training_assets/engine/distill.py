@@ -11,7 +11,8 @@ Modes:
   computed on the fly (full logits, or top-k) or read from a precomputed top-k store (``teacher_logits``).
 - ``sequence``: the teacher answers the prompts of ``records``; answers that pass the checks and the verifier
   become chat records, trained with plain CE (logit KD is off in this mode; the manifest records
-  ``effective_kd_ratio = 0``). ``sequence.data`` decides whether they replace or augment the gold records.
+  ``effective_kd_ratio = 0``). ``sequence.data`` decides whether they replace or augment the gold records. The
+  verifier is the caller's, else the JSON-Schema one built from ``sequence.answer_schema`` (``verifiers``).
 - ``both``: the sequence-KD data, trained with the logit-KD loss.
 
 Batches are right-padded, not packed: a precomputed teacher signal is stored per example, and packing would
@@ -44,15 +45,21 @@ from training_assets.engine.packing import pad_collate
 from training_assets.engine.run_manifest import build_run_manifest, publish_run, read_run_manifest
 from training_assets.engine.sequence_kd import Verifier, generate_sequence_kd
 from training_assets.engine.student import (
+    block_influence,
     build_layer_subset,
     check_same_vocab,
     choose_layers,
+    least_influential,
     load_student,
     vocab_sha256,
 )
 from training_assets.engine.teacher_logits import TopKStore, precompute_teacher_topk, teacher_signal
+from training_assets.engine.verifiers import json_schema_verifier, load_schema
 
 TEACHER_STORE_SUFFIX = ".teacher_topk"
+# Records the layer importance of a ``drop_layers`` student is measured on: enough for a stable ranking of
+# layers, few enough to cost a fraction of one training step.
+IMPORTANCE_EXAMPLES = 32
 
 
 def _model_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
@@ -140,10 +147,34 @@ def _teacher_identity(
     }
 
 
-def _make_student(spec: StudentSpec, teacher: Any, teacher_tok: Any) -> tuple[Any, Any, dict[str, Any]]:
+def _importance_sample(records: list[dict[str, Any]], tokenizer: Any, max_seq_len: int) -> list[dict[str, Any]]:
+    """Up to ``IMPORTANCE_EXAMPLES`` records spread evenly over the training records, tokenized as for training:
+    the layers are scored on the data the student will see, not on generic text."""
+    step = max(1, len(records) // IMPORTANCE_EXAMPLES)
+    return tokenize_records(records[::step][:IMPORTANCE_EXAMPLES], tokenizer, max_seq_len)[0]
+
+
+def _make_student(
+    spec: StudentSpec, teacher: Any, teacher_tok: Any, records: list[dict[str, Any]], max_seq_len: int
+) -> tuple[Any, Any, dict[str, Any]]:
     if spec.init == "layer_subset":
         n = teacher.config.num_hidden_layers
-        chosen = choose_layers(n, keep_every=spec.keep_every, layers=spec.layers)
+        importance: dict[str, Any] = {}
+        if spec.drop_layers is not None:
+            sample = _importance_sample(records, teacher_tok, max_seq_len)
+            pad_id = teacher_tok.pad_token_id if teacher_tok.pad_token_id is not None else teacher_tok.eos_token_id
+            scores = block_influence(teacher, sample, pad_id=pad_id)
+            chosen = least_influential(scores, spec.drop_layers)
+            importance = {
+                "importance": {
+                    "score": "block_influence",
+                    "examples": len(sample),
+                    "per_layer": [round(v, 6) for v in scores],
+                    "dropped_layers": [i for i in range(n) if i not in chosen],
+                }
+            }
+        else:
+            chosen = choose_layers(n, keep_every=spec.keep_every, layers=spec.layers)
         student = build_layer_subset(teacher, chosen)
         info = {
             "init": "layer_subset",
@@ -151,6 +182,7 @@ def _make_student(spec: StudentSpec, teacher: Any, teacher_tok: Any) -> tuple[An
             "teacher_layers": n,
             "keep_every": spec.keep_every,
             "n_params": sum(p.numel() for p in student.parameters()),
+            **importance,
         }
         return student, teacher_tok, info
     student, tok, info = load_student(spec.path, seed=spec.seed, revision=spec.revision)  # type: ignore[arg-type]
@@ -235,7 +267,7 @@ def distill_student(
     teacher.to(device)
     teacher.requires_grad_(False)
     teacher_id = _teacher_identity(teacher_dir, teacher_adapter_dir, teacher_weights_sha256, teacher_tok, teacher)
-    student, tokenizer, student_info = _make_student(spec, teacher, teacher_tok)
+    student, tokenizer, student_info = _make_student(spec, teacher, teacher_tok, records, cfg.max_seq_len)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
@@ -256,6 +288,8 @@ def distill_student(
     train_records = list(records)
     if mode in ("sequence", "both"):
         sq = cfg.sequence
+        if verifier is None and sq.answer_schema is not None:
+            verifier = json_schema_verifier(load_schema(sq.answer_schema))
         generated, seq_counts = generate_sequence_kd(
             teacher,
             teacher_tok,

@@ -1,5 +1,8 @@
 """Student models for distillation: a layer subset of the teacher, or any Hugging Face causal LM.
 
+The subset is a stride (``keep_every``), a list (``layers``), or the teacher less its ``drop_layers`` least
+influential layers, scored by ``block_influence`` on sample data.
+
 A layer-subset student (as in DistilBERT) starts from the teacher's own weights — embeddings, final norm, LM
 head and a chosen set of decoder layers — so it begins close to the teacher rather than from noise, and shares
 its tokenizer by construction. Any other student must share the teacher's vocabulary *by id*: logit
@@ -80,6 +83,72 @@ def choose_layers(n_layers: int, *, keep_every: int | None = None, layers: list[
         if sorted(set(chosen)) != chosen:
             raise ValueError(f"layers must be strictly increasing (each teacher layer at most once), got {chosen}")
     return chosen
+
+
+def block_influence(
+    model: Any, examples: list[dict[str, list[int]]], *, pad_id: int, batch_size: int = 4
+) -> list[float]:
+    """Per decoder layer, ``1 - cos(input, output)`` of its hidden state, averaged over the real tokens of
+    ``examples`` (ShortGPT's block influence, Men et al., 2024).
+
+    A layer whose output points where its input did mostly rescales the residual stream, so removing it changes
+    the model least; uniform strides (``keep_every``) ignore that and cut layers the model leans on. Measured in
+    float32 without autocast, in eval mode, on the model that will be cut (the teacher with its adapter merged).
+    """
+    import torch
+
+    from training_assets.engine.packing import pad_collate
+
+    if not examples:
+        raise ValueError("block influence needs at least one example")
+    layers = _decoder_layers(model)
+    sums = [0.0] * len(layers)
+    tokens = 0
+    captured: dict[int, Any] = {}
+    inputs: dict[int, Any] = {}
+
+    def before(i: int) -> Any:
+        def hook(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            inputs[i] = args[0] if args else kwargs["hidden_states"]
+
+        return hook
+
+    def after(i: int) -> Any:
+        def hook(_module: Any, _args: Any, output: Any) -> None:
+            captured[i] = output[0] if isinstance(output, tuple) else output
+
+        return hook
+
+    handles = [layer.register_forward_pre_hook(before(i), with_kwargs=True) for i, layer in enumerate(layers)]
+    handles += [layer.register_forward_hook(after(i)) for i, layer in enumerate(layers)]
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
+            for start in range(0, len(examples), batch_size):
+                batch = pad_collate(examples[start : start + batch_size], pad_id, device)
+                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                real = batch["attention_mask"].bool()
+                for i in range(len(layers)):
+                    cos = torch.nn.functional.cosine_similarity(inputs[i].float(), captured[i].float(), dim=-1)
+                    sums[i] += float((1.0 - cos)[real].sum())
+                tokens += int(real.sum())
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return [v / tokens for v in sums]
+
+
+def least_influential(scores: list[float], drop: int) -> list[int]:
+    """The layers to keep after dropping the ``drop`` lowest-influence ones (ties: the later layer goes first)."""
+    if not 1 <= drop < len(scores):
+        raise ValueError(
+            f"drop_layers must be between 1 and {len(scores) - 1} (the teacher has {len(scores)}), got {drop}"
+        )
+    dropped = set(sorted(range(len(scores)), key=lambda i: (scores[i], -i))[:drop])
+    return [i for i in range(len(scores)) if i not in dropped]
 
 
 def build_layer_subset(teacher: Any, layers: list[int]) -> Any:

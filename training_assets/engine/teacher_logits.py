@@ -76,7 +76,11 @@ def teacher_signal(teacher: Any, batch: dict[str, Any], *, top_k: int | None, te
     """
     import torch
 
-    with torch.no_grad():
+    # The training step runs under the student's autocast; the teacher must not. Under bf16 autocast its logits
+    # would be bf16-rounded, so the on-the-fly signal would differ from the float32 one a precomputed store holds
+    # and a student equal to the teacher would not start at KD 0. The teacher is float32 (``load_for_inference``).
+    device_type = batch["input_ids"].device.type
+    with torch.no_grad(), torch.autocast(device_type=device_type, enabled=False):
         logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     if top_k is None:
         return {"teacher_logits": logits}
