@@ -42,6 +42,8 @@ def build_tiny_project(root: Path, model_dir: Path) -> Path:
     cfg["training"].update(base_model=str(model_dir), steps=2, batch_size=2, max_seq_len=128)
     cfg["evaluation"].update(limit=3, max_new_tokens=8)
     cfg["distillation"]["recipe"].update(steps=2, batch_size=2, max_seq_len=128)
+    if "drop_layers" in cfg["distillation"]["student"]:  # the tiny model has 2 layers
+        cfg["distillation"]["student"]["drop_layers"] = 1
     cfg["release_gate"]["criteria"] = []  # random tiny models emit no valid JSON: only the no-regression rule
     cfg["mixture"]["token_budget"] = 20000
     for adapter in cfg.get("adapters", {}).values():
