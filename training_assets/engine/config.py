@@ -16,7 +16,7 @@ API:
     DistillConfig.from_recipe(recipe, *, student, mode="logit", **execution) -> DistillConfig
     DistillConfig.sft_baseline() -> DistillConfig        same student, data and steps, kd_ratio 0, mode logit
     config.learnt() -> dict          the fields that decide the weights (JSON)
-    config.loop_config(device) -> LoopConfig
+    config.loop_config(device) -> LoopConfig          its dtype as ``device`` computes it (precision.py)
     config.save(dir) / TrainConfig.load(dir)              training_config.json
 """
 
@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mixtrain.config.training import DistillRecipe, LoraSpec, SequenceKDSpec, StudentSpec, TrainingRecipe
 from training_assets.engine.loop import LoopConfig
+from training_assets.engine.precision import compute_dtype
 
 CONFIG_FILE = "training_config.json"
 
@@ -126,13 +127,17 @@ class TrainConfig(BaseModel):
         )
 
     def loop_config(self, device: str) -> LoopConfig:
-        """The loop's settings (``loop.LoopConfig``) for this run on ``device``."""
+        """The loop's settings (``loop.LoopConfig``) for this run on ``device``.
+
+        Its ``dtype`` is what ``device`` computes this recipe's ``dtype`` in (``precision.compute_dtype``): fp32
+        on a CPU without bf16 kernels, where bf16 autocast makes a LoRA step minutes instead of seconds.
+        """
         return LoopConfig(
             steps=self.steps,
             lr=self.lr,
             warmup_steps=self.warmup_steps,
             seed=self.seed,
-            dtype=self.dtype,
+            dtype=compute_dtype(self.dtype, device),
             schedule=self.lr_schedule,
             weight_decay=self.weight_decay,
             max_grad_norm=self.max_grad_norm,
