@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from eval_assets.engine.candidates import iter_candidates
 from eval_assets.engine.deadline import check_deadline, generate_max_time
 from eval_assets.tasks import json_signature
+from training_assets.engine.precision import bf16_is_native
 
 EVAL_RESULT_SCHEMA = pa.schema(
     [
@@ -37,11 +38,12 @@ EVAL_RESULT_SCHEMA = pa.schema(
 
 
 def _autocast(model: Any) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast where the weights are fp32: on CPU it roughly halves matmul time (measured in shared notes)."""
+    """bf16 autocast where the weights are fp32 and the device has bf16 kernels (on a CPU without them, bf16
+    matmuls take a scalar fallback some 60x slower than fp32: see ``training_assets.engine.precision``)."""
     import torch
 
     param = next(model.parameters(), None)
-    if param is None or param.dtype != torch.float32:
+    if param is None or param.dtype != torch.float32 or not bf16_is_native(param.device.type):
         return contextlib.nullcontext()
     return torch.autocast(device_type=param.device.type, dtype=torch.bfloat16)
 

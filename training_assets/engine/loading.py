@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from training_assets.engine.precision import compute_dtype
+
 DTYPES = ("bf16", "fp32")
 
 
@@ -80,6 +82,7 @@ def load_for_inference(
         model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = compute_dtype(dtype, device)  # bf16 weights on a CPU without bf16 kernels: minutes per batch
     model = model.to(device=device, dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)
     model.eval()
 
