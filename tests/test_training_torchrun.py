@@ -16,7 +16,7 @@ from dagster import AssetExecutionContext, Config, Output, asset, materialize
 
 from mixtrain.config.training import TrainingRecipe
 from training_assets.engine.checkpoint import list_checkpoints
-from training_assets.engine.config import SFTConfig
+from training_assets.engine.config import DistillConfig, SFTConfig
 from training_assets.engine.jobs import TrainJob, run_job
 from training_assets.launchers import entry_command, launch_training
 from training_assets.resources import TrainingLauncher
@@ -147,3 +147,19 @@ def test_k8s_launcher_without_dagster_k8s_says_what_to_install(tiny_model_dir: P
         launch_training(None, job, recipe)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="launcher 'k8s' needs a 'k8s' section"):
         TrainingRecipe(launcher="k8s")
+
+
+def test_distillation_under_torchrun_matches_one_process(tiny_model_dir: Path, tmp_path: Path) -> None:
+    config = DistillConfig.from_recipe(
+        {"steps": 3, "batch_size": 2, "grad_accum": 2, "max_seq_len": 64, "dtype": "fp32", "lr": 1e-3, "top_k": 8},
+        student={"init": "layer_subset", "drop_layers": 1},
+        threads=1,
+    )
+    job = {**_job(tiny_model_dir, _mixture(tmp_path), tmp_path / "one"), "config": config.model_dump(mode="json")}
+    single = run_job(job)
+    result = _materialize({**job, "out_dir": str(tmp_path / "two")})
+    assert result.success
+    ddp = result.output_for_node("trained")
+    assert ddp["execution"]["world_size"] == 2
+    assert _close(ddp["loss"], single["loss"]) and _close(ddp["grad_norm"], single["grad_norm"])
+    assert ddp["metrics"][0].keys() == single["metrics"][0].keys()  # KD and CE parts, all-reduced
