@@ -9,6 +9,7 @@ shows up as a KD of the order of a pruned student's, which is what these tests c
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -193,3 +194,31 @@ def test_sequence_kd_filters_teacher_answers_through_the_configured_schema(teach
     assert counts["settings"]["verifier"] == "json_schema"
     assert counts["kept"] == 0 and counts["by_reason"].get("verifier:not_json", 0) > 0
     assert sum(counts["by_reason"].values()) == counts["generated"] == 8
+
+
+def test_the_students_config_carries_the_answer_schema_itself(tmp_path: Path) -> None:
+    """A schema file is inlined into the job: a pod without the project still filters by it, and editing the file
+    (not only moving it) is a change of what the sequence-KD student trains on."""
+    import shutil
+
+    import yaml
+
+    from mixtrain.project import Project
+    from training_assets.assets.students import distill_config
+
+    demo = Path(__file__).resolve().parent.parent / "examples" / "demo"
+    shutil.copytree(demo / "sources", tmp_path / "sources")
+    cfg = yaml.safe_load((demo / "mixtrain.yaml").read_text())
+    cfg["distillation"]["mode"] = "both"
+    cfg["distillation"]["recipe"]["sequence"]["answer_schema"] = "schemas/answer.json"
+    (tmp_path / "mixtrain.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (tmp_path / "schemas").mkdir()
+    schema = {"type": "object", "required": ["name"]}
+    (tmp_path / "schemas" / "answer.json").write_text(json.dumps(schema))
+    config = distill_config(Project(tmp_path), baseline=False)
+    assert config.sequence.answer_schema == schema
+    (tmp_path / "schemas" / "answer.json").write_text(json.dumps({**schema, "required": ["name", "args"]}))
+    assert distill_config(Project(tmp_path), baseline=False).sequence.answer_schema != schema
+    (tmp_path / "schemas" / "answer.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"answer\.json: not a readable JSON file"):
+        distill_config(Project(tmp_path), baseline=False)

@@ -20,6 +20,7 @@ from training_assets.assets.model_store import (
 )
 from training_assets.engine.config import DistillConfig
 from training_assets.engine.jobs import TrainJob
+from training_assets.engine.verifiers import load_schema
 from training_assets.resources import TrainingLauncher
 
 
@@ -32,8 +33,9 @@ def distill_config(proj: Project, baseline: bool) -> DistillConfig:
         student["path"] = proj.resolve(student["path"])
     recipe = spec.recipe.model_dump(mode="json")
     if isinstance(recipe["sequence"].get("answer_schema"), str):
-        # A schema file named relative to the project: the job may run in another process or directory.
-        recipe["sequence"]["answer_schema"] = proj.resolve(recipe["sequence"]["answer_schema"])
+        # A schema file named relative to the project, inlined: the job carries it to whatever process or pod
+        # runs it, and the model version hashes what the schema says, not where it lives.
+        recipe["sequence"]["answer_schema"] = load_schema(proj.resolve(recipe["sequence"]["answer_schema"]))
     config = DistillConfig.from_recipe(recipe, student=student, mode=spec.mode)
     return config.sft_baseline() if baseline else config
 
@@ -60,6 +62,8 @@ def _student_asset(name: str, baseline: bool, description: str) -> AssetsDefinit
         # The version hashes the recipe as the project states it (kd_ratio 0 for the baseline), the student and
         # the project's mode, the teacher's weights and the code.
         recipe = {**proj.spec.distillation.recipe.model_dump(mode="json"), "kd_ratio": config.kd_ratio}
+        if config.mode != "logit":  # the answer schema filters the training data only in sequence modes
+            recipe["sequence"] = config.sequence.model_dump(mode="json")
         parts = spec_hash([recipe, config.student.model_dump(mode="json"), proj.spec.distillation.mode])
         teacher = sft_adapter["run_manifest"]["output_weights_sha256"]
         code = context.assets_def.code_versions_by_key[context.asset_key]
