@@ -5,6 +5,7 @@ same global batch, Dagster must record one materialization (rank 0 alone reports
 checkpoints, and a checkpoint written by two processes must resume in one with the next loss unchanged.
 """
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -135,11 +136,7 @@ def test_a_global_batch_that_cannot_be_shared_is_refused_before_launch(tiny_mode
 
 
 def test_k8s_launcher_without_dagster_k8s_says_what_to_install(tiny_model_dir: Path, tmp_path: Path) -> None:
-    try:
-        import dagster_k8s  # noqa: F401
-    except ImportError:
-        pass
-    else:
+    if importlib.util.find_spec("dagster_k8s") is not None:
         pytest.skip("dagster-k8s is installed here")
     job = TrainJob.parse(_job(tiny_model_dir, _mixture(tmp_path), tmp_path / "pod"))
     recipe = TrainingRecipe(launcher="k8s", k8s={"image": "mixtrain:test"})

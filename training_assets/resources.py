@@ -8,7 +8,7 @@ from typing import Literal
 
 from dagster import AssetExecutionContext, ConfigurableResource
 
-from mixtrain.config.training import TorchrunSpec, TrainingRecipe
+from mixtrain.config.training import TrainingRecipe
 from training_assets.engine.jobs import TrainJob
 from training_assets.launchers import launch_training
 
@@ -25,6 +25,6 @@ class TrainingLauncher(ConfigurableResource):
         if self.launcher != "project":
             update["launcher"] = self.launcher
         if self.nproc_per_node is not None:
-            update["torchrun"] = TorchrunSpec(**{**recipe.torchrun.model_dump(), "nproc_per_node": self.nproc_per_node})
+            update["torchrun"] = recipe.torchrun.model_copy(update={"nproc_per_node": self.nproc_per_node})
         chosen = TrainingRecipe.model_validate({**recipe.model_dump(), **update}) if update else recipe
         return launch_training(context, job, chosen)
