@@ -10,7 +10,7 @@ warnings.filterwarnings("ignore", category=PreviewWarning)
 from mixassets.assets.corpus import gated_documents, raw_documents, review_overrides  # noqa: E402
 from mixassets.assets.curation import deduplicated_corpus, screened_corpus, source_manifest  # noqa: E402
 from mixassets.assets.mixture import mixture  # noqa: E402
-from mixassets.assets.reports import gating_report  # noqa: E402
+from mixassets.assets.reports import gating_history, gating_report  # noqa: E402
 from mixassets.assets.specs import (  # noqa: E402
     dedupe_spec,
     gating_policy,
@@ -39,6 +39,7 @@ defs = Definitions(
         gated_documents,
         source_manifest,
         gating_report,
+        gating_history,
         deduplicated_corpus,
         screened_corpus,
         mixture,
