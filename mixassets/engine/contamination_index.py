@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
@@ -16,7 +15,7 @@ from types import MappingProxyType
 import numpy as np
 import pyarrow as pa
 
-from mixassets.engine.text_norm import TokenHasher, ngram_hashes
+from mixassets.engine.text_norm import TokenHasher, ngram_hashes, screen_fold, screen_run_texts, screen_runs
 
 HOLDOUT, TARGET = "holdout", "target"
 METHODS = ("ngram", "containment", "jaccard")
@@ -32,9 +31,6 @@ _ITEM_COLUMNS = ("eval_set", "item_id", "screen_fields")
 _DOC_COLUMNS = ("doc_id", "source_id", "text")
 _WORD = re.compile(r"\w+")
 _ASCII_NON_WORD = str.maketrans({c: " " for c in map(chr, range(128)) if not (c.isalnum() or c == "_")})
-# A word run plus any combining marks inside it, so that decomposed text ("e" + U+0301) stays one token
-# after NFKC composes it, as it would if the whole text were normalised first.
-_RUN = re.compile(r"\w[\w\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]*")
 
 
 @dataclass(frozen=True)
@@ -176,28 +172,34 @@ class ScreenIndex:
 def screen_tokens(text: str) -> list[str]:
     """The tokens :func:`token_spans` gives, without offsets (the fast path used for every document)."""
     if text.isascii():
-        # NFKC is the identity on ASCII; translate + split gives _WORD.findall's tokens in half the time.
+        # Folding is lowercasing on ASCII; translate + split gives _WORD.findall's tokens in half the time.
         return text.lower().translate(_ASCII_NON_WORD).split()
-    # The same tokens as token_spans' per-run normalisation, in C: "\n" never composes under NFKC and
-    # is not cased, so normalising the runs joined by it equals normalising each run on its own.
-    return _WORD.findall(unicodedata.normalize("NFKC", "\n".join(_RUN.findall(text))).lower())
+    # The same tokens as token_spans' per-run folding, in C: "\n" is neither a format character nor composes
+    # under NFKC nor is cased, so folding the runs joined by it equals folding each run on its own.
+    return _WORD.findall(screen_fold("\n".join(screen_run_texts(text))))
 
 
 def token_spans(text: str) -> tuple[list[str], list[int], list[int]]:
-    """The screen's tokens with their (start, end) character offsets in ``text``.
+    """The screen's tokens with their (start, end) character offsets in the original ``text``.
 
-    Each word run is normalised on its own (NFKC, lowercase) so that its tokens keep the run's offsets; a
-    run that normalises into several words gives each of them the run's span. The result equals the
-    ``\\w+`` runs of the whole text NFKC-normalised and lowercased, except where NFKC would turn a non-word
-    symbol into letters (``㎏`` -> ``kg``), which is no loss: items and documents are tokenised the same way.
+    Tokens are the ``\\w+`` runs of :func:`~mixassets.engine.text_norm.screen_fold` of the text: format
+    characters (zero-width, soft hyphen, bidi marks) deleted, NFKC, look-alike letters folded, casefolded. The
+    folding changes lengths, so rather than map offsets through it character by character, each run of
+    :func:`~mixassets.engine.text_norm.screen_runs` (word characters plus everything folding deletes from or
+    turns into them) is folded on its own: its tokens keep the run's offsets, which is the offset map. A run
+    that folds into several words (``⒜b`` -> ``(a)b``) gives each of them the run's span.
     """
     tokens: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
-    source = text.lower() if text.isascii() else text
-    for m in (_WORD if text.isascii() else _RUN).finditer(source):
-        run = m.group()
-        parts = [run] if text.isascii() else _WORD.findall(unicodedata.normalize("NFKC", run).lower())
+    if text.isascii():
+        for m in _WORD.finditer(text.lower()):
+            tokens.append(m.group())
+            starts.append(m.start())
+            ends.append(m.end())
+        return tokens, starts, ends
+    for m in screen_runs(text):
+        parts = _WORD.findall(screen_fold(m.group()))
         tokens.extend(parts)
         starts.extend([m.start()] * len(parts))
         ends.extend([m.end()] * len(parts))
