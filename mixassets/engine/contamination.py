@@ -82,6 +82,7 @@ from mixassets.engine.contamination_index import (
     token_spans,
     unscreenable_fields,
 )
+from mixassets.engine.contamination_pairs import stem_answer_findings
 from mixassets.engine.contamination_report import ITEM_LEAK_SCHEMA, REPORT_SCHEMA, contamination_report, item_leaks
 from mixassets.engine.text_norm import TokenHasher, ngram_hashes
 from mixtrain.schema import FINDING_SCHEMA
@@ -255,7 +256,7 @@ def _emit(findings: list[_Finding], index: ScreenIndex, docs: pa.Table) -> pa.Ta
     rows: dict[str, list] = {name: [] for name in FINDING_SCHEMA.names}
     if not findings:
         return pa.Table.from_pydict(rows, schema=FINDING_SCHEMA)
-    rank = {"containment": 1, "jaccard": 2}  # ngram<n> ranks 0
+    rank = {"containment": 1, "jaccard": 2, "stem_answer": 3}  # ngram<n> ranks 0
     findings.sort(key=lambda f: (f.doc, f.ref, rank.get(f.match_type, 0)))
     take = sorted({f.doc for f in findings})
     sub = docs.select(list(_DOC_COLUMNS)).take(pa.array(take, pa.int64())).to_pylist()
@@ -333,6 +334,10 @@ def screen_batch(batch: pa.Table | pa.RecordBatch, index: ScreenIndex) -> BatchS
                 found += _exact_findings(chunk, index.exact, f"ngram{cfg.n}")
             if index.fuzzy is not None:
                 found += _fuzzy_findings(chunk, index.fuzzy, cfg, field_tokens)
+            found += [
+                _Finding(chunk.offset + d, r, "stem_answer", a, b, sc)
+                for d, r, a, b, sc in stem_answer_findings(chunk, index)
+            ]
     hit = np.zeros(docs.num_rows, dtype=bool)
     hit[[f.doc for f in found]] = True
     findings = _emit(found, index, docs)  # sorts ``found`` into the findings' row order

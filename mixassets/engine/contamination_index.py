@@ -15,10 +15,11 @@ from types import MappingProxyType
 import numpy as np
 import pyarrow as pa
 
+from mixassets.engine.mcq import McqItem, is_mcq, parse_mcq
 from mixassets.engine.text_norm import TokenHasher, ngram_hashes, screen_fold, screen_run_texts, screen_runs
 
 HOLDOUT, TARGET = "holdout", "target"
-METHODS = ("ngram", "containment", "jaccard")
+METHODS = ("ngram", "containment", "jaccard", "stem_answer")
 DEFAULT_FIELD_KINDS: Mapping[str, str] = MappingProxyType(
     {
         **dict.fromkeys(("prompt", "question", "input", "context"), HOLDOUT),
@@ -44,8 +45,19 @@ class ScreenConfig:
     that margin for corpora much larger than the benchmark. 4-grams or 6-shingle fields put clean chunks
     over 0.4. ``jaccard_threshold`` is 0.8 because that is the near-duplicate bar of dedupe: a document
     this close to an item is a copy of it by the corpus's own standard. ``methods`` lists the enabled
-    methods (``ngram``, ``containment``, ``jaccard``); ``field_kinds`` maps field names (matched
+    methods (``ngram``, ``containment``, ``jaccard``, ``stem_answer``); ``field_kinds`` maps field names (matched
     case-insensitively) to ``"holdout"``/``"target"``, names it lacks being holdouts.
+
+    ``shared_ngram_share``/``shared_ngram_min_items``: an n-gram found in at least that share of one eval set's
+    items, and in at least that many, is the set's own boilerplate (a few-shot chain-of-thought opener, an
+    instruction every prompt repeats, a common import line) and never counts as evidence, for any method. A
+    document quoting boilerplate has not seen any one item, and an n-gram that many items share cannot say which
+    item leaked. 10% is far above what items of a real set share by topic (in HumanEval, 10% of items is 17
+    items; its most shared 5-grams are ``from typing import list def``-style openers) and far below an opener
+    every item carries; the floor of 3 items keeps a two-item set, whose items may rightly share text, intact.
+
+    ``stem_answer_window``: for multiple-choice items (see :mod:`mixassets.engine.mcq`), how many tokens before
+    the stem starts or after it ends the correct answer may sit for the pair to count as leaked.
     """
 
     n: int = 13
@@ -54,13 +66,20 @@ class ScreenConfig:
     jaccard_threshold: float = 0.8
     fuzzy_min_shingles: int = 8
     methods: tuple[str, ...] = METHODS
+    shared_ngram_share: float = 0.1
+    shared_ngram_min_items: int = 3
+    stem_answer_window: int = 24
     field_kinds: Mapping[str, str] = field(default_factory=lambda: DEFAULT_FIELD_KINDS)
 
     def __post_init__(self) -> None:
-        for name in ("n", "containment_n", "fuzzy_min_shingles"):
+        for name in ("n", "containment_n", "fuzzy_min_shingles", "stem_answer_window"):
             if getattr(self, name) < 1:
                 raise ValueError(f"contamination: ScreenConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("containment_threshold", "jaccard_threshold"):
+        if self.shared_ngram_min_items < 2:
+            raise ValueError(
+                f"contamination: ScreenConfig.shared_ngram_min_items must be >= 2, got {self.shared_ngram_min_items}"
+            )
+        for name in ("containment_threshold", "jaccard_threshold", "shared_ngram_share"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"contamination: ScreenConfig.{name} must be in (0, 1], got {getattr(self, name)}")
         unknown = sorted(set(self.methods) - set(METHODS))
@@ -167,6 +186,10 @@ class ScreenIndex:
     exact: _GramIndex | None = None
     fuzzy: _GramIndex | None = None
     hasher: TokenHasher = field(default_factory=TokenHasher)
+    # stem_answer: the stems' shingles, and per field ref the answer's token hashes (empty for other fields)
+    pairs: _GramIndex | None = None
+    answers: list[np.ndarray] = field(default_factory=list)
+    shared_ngrams: dict[str, int] = field(default_factory=dict)  # eval set -> boilerplate n-grams never evidence
 
 
 def screen_tokens(text: str) -> list[str]:
@@ -216,7 +239,7 @@ def _require(table: pa.Table, columns: tuple[str, ...], what: str) -> None:
             raise ValueError(f"contamination: {what} column '{name}' has {nulls} null value(s)")
 
 
-def _screen_fields(eval_set: str, item_id: str, raw: str | None) -> dict[str, str]:
+def _screen_fields(eval_set: str, item_id: str, raw: str | None) -> dict[str, str | McqItem]:
     where = f"eval item {eval_set}/{item_id}, field 'screen_fields'"
     try:
         parsed = json.loads(raw) if raw is not None else None
@@ -224,10 +247,13 @@ def _screen_fields(eval_set: str, item_id: str, raw: str | None) -> dict[str, st
         raise ValueError(f"{where}: not valid JSON ({e})") from e
     if not isinstance(parsed, dict):
         raise ValueError(f"{where}: expected a JSON object {{field_name: text}}, got {type(parsed).__name__}")
-    bad = sorted(k for k, v in parsed.items() if not isinstance(v, str))
+    bad = sorted(k for k, v in parsed.items() if not isinstance(v, str) and not is_mcq(v))
     if bad:
-        raise ValueError(f"{where}: values must be strings; not a string for {bad}")
-    return parsed
+        raise ValueError(
+            f"{where}: values must be strings or multiple-choice objects {{stem, options, answer}}; "
+            f"not a string for {bad}"
+        )
+    return {k: v if isinstance(v, str) else parse_mcq(v, f"{where}['{k}']") for k, v in parsed.items()}
 
 
 def _resolve(n: int, config: ScreenConfig | None) -> ScreenConfig:
@@ -238,33 +264,109 @@ def _resolve(n: int, config: ScreenConfig | None) -> ScreenConfig:
     return config
 
 
+@dataclass
+class _Pending:
+    """One item field on its way into the index: its n-gram sets before boilerplate is taken out."""
+
+    ref: FieldRef
+    tokens: int
+    exact: np.ndarray
+    fuzzy: np.ndarray
+    stem: np.ndarray  # stem_answer: the stem's shingles (a pair field only)
+    answer: np.ndarray  # stem_answer: the answer's token hashes (a pair field only)
+
+
+def _pending(index: ScreenIndex, eval_set: str, item_id: str, name: str, value: str | McqItem) -> list[_Pending]:
+    cfg, empty = index.config, np.empty(0, np.uint64)
+
+    def grams(hashes: np.ndarray, g: int, on: bool) -> np.ndarray:
+        return np.unique(ngram_hashes(hashes, g)) if on else empty
+
+    text = value if isinstance(value, str) else value.stem
+    hashes = index.hasher.hashes(screen_tokens(text))
+    ref = FieldRef(eval_set, item_id, name, cfg.kind_of(name))
+    out = [
+        _Pending(
+            ref,
+            len(hashes),
+            grams(hashes, cfg.n, "ngram" in cfg.methods),
+            grams(hashes, cfg.containment_n, cfg.fuzzy),
+            empty,
+            empty,
+        )
+    ]
+    if isinstance(value, McqItem):
+        # The stem with its answer is the answer leaking: a target, whatever the stem field is called.
+        pair = FieldRef(eval_set, item_id, f"{name}+answer", TARGET)
+        on = "stem_answer" in cfg.methods
+        answer = index.hasher.hashes(screen_tokens(value.answer)) if on else empty
+        out.append(_Pending(pair, len(hashes), empty, empty, grams(hashes, cfg.containment_n, on), answer))
+    return out
+
+
+def _drop_shared(pending: list[_Pending], cfg: ScreenConfig) -> dict[str, int]:
+    """Take every n-gram that many items of one eval set share out of that set's fields (see :class:`ScreenConfig`);
+    returns how many distinct n-grams each set lost."""
+    dropped: dict[str, int] = {}
+    by_set: dict[str, list[_Pending]] = {}
+    for p in pending:
+        by_set.setdefault(p.ref.eval_set, []).append(p)
+    for eval_set, group in by_set.items():
+        items = {item_id: k for k, item_id in enumerate(dict.fromkeys(p.ref.item_id for p in group))}
+        limit = max(cfg.shared_ngram_min_items, int(np.ceil(cfg.shared_ngram_share * len(items))))
+        dropped[eval_set] = 0
+        if len(items) < limit:
+            continue
+        for attr in ("exact", "fuzzy", "stem"):
+            arrays = [getattr(p, attr) for p in group]
+            owner = np.repeat([items[p.ref.item_id] for p in group], [len(a) for a in arrays]).astype(np.uint64)
+            grams = np.concatenate([np.empty(0, np.uint64), *arrays])
+            pairs = np.unique(np.stack([grams, owner]), axis=1)  # distinct (n-gram, item)
+            keys, counts = np.unique(pairs[0], return_counts=True)
+            shared = keys[counts >= limit]
+            dropped[eval_set] += len(shared)
+            if len(shared):
+                for p in group:
+                    setattr(p, attr, getattr(p, attr)[~np.isin(getattr(p, attr), shared)])
+    return dropped
+
+
 def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = None) -> ScreenIndex:
-    """Index every screen field of every item; a malformed ``screen_fields`` raises naming the item."""
+    """Index every screen field of every item; a malformed ``screen_fields`` raises naming the item.
+
+    A field no enabled method can screen is listed in ``unscreenable``, except the stem of a multiple-choice item
+    whose stem+answer pair is screened: a short stem alone says too little to call a document contaminated, and
+    the item is still checked through the pair.
+    """
     cfg = _resolve(n, config)
     _require(items, _ITEM_COLUMNS, "eval item")
     index = ScreenIndex(config=cfg)
-    exact_sets: list[np.ndarray] = []
-    fuzzy_sets: list[np.ndarray] = []
-    empty = np.empty(0, np.uint64)
+    pending: list[_Pending] = []
     cols = {c: items.column(c).to_pylist() for c in _ITEM_COLUMNS}
     for eval_set, item_id, raw in zip(cols["eval_set"], cols["item_id"], cols["screen_fields"], strict=True):
-        for name, text in _screen_fields(eval_set, item_id, raw).items():
-            hashes = index.hasher.hashes(screen_tokens(text))
-            exact = np.unique(ngram_hashes(hashes, cfg.n)) if "ngram" in cfg.methods else empty
-            fuzzy = np.unique(ngram_hashes(hashes, cfg.containment_n)) if cfg.fuzzy else empty
-            if len(fuzzy) < cfg.fuzzy_min_shingles:
-                fuzzy = empty
-            if not len(exact) and not len(fuzzy):
-                index.unscreenable.append(UnscreenableField(eval_set, item_id, name, len(hashes)))
-                continue
-            index.fields.append(FieldRef(eval_set, item_id, name, cfg.kind_of(name)))
-            index.field_tokens.append(len(hashes))
-            exact_sets.append(exact)
-            fuzzy_sets.append(fuzzy)
+        for name, value in _screen_fields(eval_set, item_id, raw).items():
+            pending += _pending(index, eval_set, item_id, name, value)
+    index.shared_ngrams = _drop_shared(pending, cfg)
+    empty = np.empty(0, np.uint64)
+    kept: list[_Pending] = []
+    for k, p in enumerate(pending):
+        if len(p.fuzzy) < cfg.fuzzy_min_shingles:
+            p.fuzzy = empty
+        paired = k + 1 < len(pending) and pending[k + 1].ref.field == f"{p.ref.field}+answer"
+        if len(p.exact) or len(p.fuzzy) or (len(p.stem) and len(p.answer)):
+            kept.append(p)
+        elif not (paired and len(pending[k + 1].stem) and len(pending[k + 1].answer)):
+            ref = p.ref
+            index.unscreenable.append(UnscreenableField(ref.eval_set, ref.item_id, ref.field, p.tokens))
+    index.fields = [p.ref for p in kept]
+    index.field_tokens = [p.tokens for p in kept]
+    index.answers = [p.answer for p in kept]
     if "ngram" in cfg.methods:
-        index.exact = _GramIndex.build(cfg.n, exact_sets)
+        index.exact = _GramIndex.build(cfg.n, [p.exact for p in kept])
     if cfg.fuzzy:
-        index.fuzzy = _GramIndex.build(cfg.containment_n, fuzzy_sets)
+        index.fuzzy = _GramIndex.build(cfg.containment_n, [p.fuzzy for p in kept])
+    if any(len(p.stem) for p in kept):  # no multiple-choice item: no pass for the method
+        index.pairs = _GramIndex.build(cfg.containment_n, [p.stem for p in kept])
     return index
 
 
