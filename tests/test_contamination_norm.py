@@ -3,6 +3,7 @@ answers without their options, and documents that only share an eval set's own b
 
 from __future__ import annotations
 
+import builtins
 import json
 
 import pyarrow as pa
@@ -195,9 +196,15 @@ OPENER = (
     "duplicates, and sorted returns a new list in ascending order, so the answer is the distinct items of xs in "
     "ascending order.\n\n"
 )
+# Thirty distinct questions from the builtins' own docstrings (real text, different per item).
+_BUILTINS = [
+    name
+    for name in sorted(dir(builtins))
+    if name.islower() and not name.startswith("_") and len((getattr(builtins, name).__doc__ or "").split()) >= 30
+]
 QUESTIONS = [
-    f"Question {k}: what does the call {call} return when the list holds the values {k}, {k + 3} and {2 * k + 7}?"
-    for k, call in enumerate(["max(xs)", "min(xs)", "sum(xs)", "len(xs)", "sorted(xs)[0]", "xs[::-1]"] * 5)
+    f"Question {k}: which builtin is described here? " + " ".join(getattr(builtins, name).__doc__.split()[:30])
+    for k, name in enumerate(_BUILTINS[:30])
 ]
 
 

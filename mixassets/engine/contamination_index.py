@@ -48,11 +48,12 @@ class ScreenConfig:
     methods (``ngram``, ``containment``, ``jaccard``, ``stem_answer``); ``field_kinds`` maps field names (matched
     case-insensitively) to ``"holdout"``/``"target"``, names it lacks being holdouts.
 
-    ``shared_ngram_share``/``shared_ngram_min_items``: an n-gram found in at least that share of one eval set's
-    items, and in at least that many, is the set's own boilerplate (a few-shot chain-of-thought opener, an
-    instruction every prompt repeats, a common import line) and never counts as evidence, for any method. A
-    document quoting boilerplate has not seen any one item, and an n-gram that many items share cannot say which
-    item leaked. 10% is above what items of a real set share by topic (HumanEval's most shared 5-gram, ``from
+    ``shared_ngram_share``/``shared_ngram_min_items``: a ``containment_n``-gram found in at least that share of
+    one eval set's items, and in at least that many, is the set's own boilerplate (a few-shot chain-of-thought
+    opener, an instruction every prompt repeats, a common import line). A document quoting boilerplate has not
+    seen any one item, and an n-gram that many items share cannot say which item leaked, so for every method an
+    n-gram of an item counts as evidence only when at least half of its tokens lie outside such shared n-grams.
+    10% is above what items of a real set share by topic (HumanEval's most shared 5-gram, ``from
     typing import list def``, is in 16 of its 164 items, so nothing is removed there) and far below an opener
     every item carries; the floor of 3 items keeps a two-item set, whose items may rightly share text, intact.
 
@@ -189,7 +190,7 @@ class ScreenIndex:
     # stem_answer: the stems' shingles, and per field ref the answer's token hashes (empty for other fields)
     pairs: _GramIndex | None = None
     answers: list[np.ndarray] = field(default_factory=list)
-    shared_ngrams: dict[str, int] = field(default_factory=dict)  # eval set -> boilerplate n-grams never evidence
+    shared_ngrams: dict[str, int] = field(default_factory=dict)  # eval set -> its boilerplate containment_n-grams
 
 
 def screen_tokens(text: str) -> list[str]:
@@ -266,69 +267,69 @@ def _resolve(n: int, config: ScreenConfig | None) -> ScreenConfig:
 
 @dataclass
 class _Pending:
-    """One item field on its way into the index: its n-gram sets before boilerplate is taken out."""
+    """One item field on its way into the index: its tokens, before the eval set's boilerplate is known."""
 
     ref: FieldRef
-    tokens: int
-    exact: np.ndarray
-    fuzzy: np.ndarray
-    stem: np.ndarray  # stem_answer: the stem's shingles (a pair field only)
-    answer: np.ndarray  # stem_answer: the answer's token hashes (a pair field only)
+    hashes: np.ndarray  # token hashes of the field's text (of a pair field: of the stem)
+    answer: np.ndarray | None = None  # a multiple-choice pair field: the answer's token hashes
+    boiler: np.ndarray | None = None  # bool per token: inside an n-gram many items of the set share
 
 
 def _pending(index: ScreenIndex, eval_set: str, item_id: str, name: str, value: str | McqItem) -> list[_Pending]:
-    cfg, empty = index.config, np.empty(0, np.uint64)
-
-    def grams(hashes: np.ndarray, g: int, on: bool) -> np.ndarray:
-        return np.unique(ngram_hashes(hashes, g)) if on else empty
-
     text = value if isinstance(value, str) else value.stem
     hashes = index.hasher.hashes(screen_tokens(text))
-    ref = FieldRef(eval_set, item_id, name, cfg.kind_of(name))
-    out = [
-        _Pending(
-            ref,
-            len(hashes),
-            grams(hashes, cfg.n, "ngram" in cfg.methods),
-            grams(hashes, cfg.containment_n, cfg.fuzzy),
-            empty,
-            empty,
-        )
-    ]
+    out = [_Pending(FieldRef(eval_set, item_id, name, index.config.kind_of(name)), hashes)]
     if isinstance(value, McqItem):
         # The stem with its answer is the answer leaking: a target, whatever the stem field is called.
         pair = FieldRef(eval_set, item_id, f"{name}+answer", TARGET)
-        on = "stem_answer" in cfg.methods
-        answer = index.hasher.hashes(screen_tokens(value.answer)) if on else empty
-        out.append(_Pending(pair, len(hashes), empty, empty, grams(hashes, cfg.containment_n, on), answer))
+        out.append(_Pending(pair, hashes, index.hasher.hashes(screen_tokens(value.answer))))
     return out
 
 
-def _drop_shared(pending: list[_Pending], cfg: ScreenConfig) -> dict[str, int]:
-    """Take every n-gram that many items of one eval set share out of that set's fields (see :class:`ScreenConfig`);
-    returns how many distinct n-grams each set lost."""
-    dropped: dict[str, int] = {}
+def _mark_boilerplate(pending: list[_Pending], cfg: ScreenConfig) -> dict[str, int]:
+    """Mark the tokens of every field that lie in a ``containment_n``-gram shared by many items of its eval set (see
+    :class:`ScreenConfig`); returns how many such n-grams each set has."""
+    shared_counts: dict[str, int] = {}
     by_set: dict[str, list[_Pending]] = {}
     for p in pending:
         by_set.setdefault(p.ref.eval_set, []).append(p)
+    g = cfg.containment_n
     for eval_set, group in by_set.items():
         items = {item_id: k for k, item_id in enumerate(dict.fromkeys(p.ref.item_id for p in group))}
         limit = max(cfg.shared_ngram_min_items, int(np.ceil(cfg.shared_ngram_share * len(items))))
-        dropped[eval_set] = 0
+        shared_counts[eval_set] = 0
         if len(items) < limit:
             continue
-        for attr in ("exact", "fuzzy", "stem"):
-            arrays = [getattr(p, attr) for p in group]
-            owner = np.repeat([items[p.ref.item_id] for p in group], [len(a) for a in arrays]).astype(np.uint64)
-            grams = np.concatenate([np.empty(0, np.uint64), *arrays])
-            pairs = np.unique(np.stack([grams, owner]), axis=1)  # distinct (n-gram, item)
-            keys, counts = np.unique(pairs[0], return_counts=True)
-            shared = keys[counts >= limit]
-            dropped[eval_set] += len(shared)
-            if len(shared):
-                for p in group:
-                    setattr(p, attr, getattr(p, attr)[~np.isin(getattr(p, attr), shared)])
-    return dropped
+        grams = [ngram_hashes(p.hashes, g) for p in group]
+        owner = np.repeat([items[p.ref.item_id] for p in group], [len(a) for a in grams]).astype(np.uint64)
+        flat = np.concatenate([np.empty(0, np.uint64), *grams])
+        pairs = np.unique(np.stack([flat, owner]), axis=1)  # distinct (n-gram, item)
+        keys, counts = np.unique(pairs[0], return_counts=True)
+        shared = keys[counts >= limit]
+        shared_counts[eval_set] = len(shared)
+        for p, field_grams in zip(group, grams, strict=True):
+            hit = np.isin(field_grams, shared)
+            if hit.any():
+                p.boiler = np.zeros(len(p.hashes), dtype=bool)
+                for k in range(g):
+                    p.boiler[k : k + len(hit)] |= hit
+    return shared_counts
+
+
+def _evidence(p: _Pending, g: int, on: bool) -> np.ndarray:
+    """The distinct ``g``-grams of a field that can be evidence: at least half their tokens are not boilerplate.
+
+    An n-gram that straddles the end of a shared opener and the first words of a question ("... so the answer is
+    (c). Question: which function return the") says little more than the opener, and the first words of a question
+    are shared by many items too, so dropping only the n-grams wholly inside boilerplate is not enough.
+    """
+    if not on:
+        return np.empty(0, np.uint64)
+    grams = ngram_hashes(p.hashes, g)
+    if p.boiler is not None and len(grams):
+        own = np.concatenate(([0], np.cumsum(~p.boiler)))
+        grams = grams[own[g:] - own[: len(grams)] >= (g + 1) // 2]
+    return np.unique(grams)
 
 
 def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = None) -> ScreenIndex:
@@ -346,27 +347,35 @@ def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = N
     for eval_set, item_id, raw in zip(cols["eval_set"], cols["item_id"], cols["screen_fields"], strict=True):
         for name, value in _screen_fields(eval_set, item_id, raw).items():
             pending += _pending(index, eval_set, item_id, name, value)
-    index.shared_ngrams = _drop_shared(pending, cfg)
+    index.shared_ngrams = _mark_boilerplate(pending, cfg)
     empty = np.empty(0, np.uint64)
-    kept: list[_Pending] = []
-    for k, p in enumerate(pending):
-        if len(p.fuzzy) < cfg.fuzzy_min_shingles:
-            p.fuzzy = empty
-        paired = k + 1 < len(pending) and pending[k + 1].ref.field == f"{p.ref.field}+answer"
-        if len(p.exact) or len(p.fuzzy) or (len(p.stem) and len(p.answer)):
-            kept.append(p)
-        elif not (paired and len(pending[k + 1].stem) and len(pending[k + 1].answer)):
+    # (field, exact n-grams, fuzzy shingles, stem shingles, answer tokens) of each pending field
+    built = []
+    for p in pending:
+        if p.answer is None:
+            fuzzy = _evidence(p, cfg.containment_n, cfg.fuzzy)
+            fuzzy = fuzzy if len(fuzzy) >= cfg.fuzzy_min_shingles else empty
+            built.append((p, _evidence(p, cfg.n, "ngram" in cfg.methods), fuzzy, empty, empty))
+        else:
+            on = "stem_answer" in cfg.methods and len(p.answer) > 0
+            built.append((p, empty, empty, _evidence(p, cfg.containment_n, on), p.answer if on else empty))
+    kept = []
+    for k, (p, exact, fuzzy, stem, answer) in enumerate(built):
+        pair = built[k + 1] if k + 1 < len(built) and built[k + 1][0].answer is not None else None
+        if len(exact) or len(fuzzy) or len(stem):
+            kept.append((p, exact, fuzzy, stem, answer))
+        elif p.answer is not None or pair is None or not len(pair[3]):
             ref = p.ref
-            index.unscreenable.append(UnscreenableField(ref.eval_set, ref.item_id, ref.field, p.tokens))
-    index.fields = [p.ref for p in kept]
-    index.field_tokens = [p.tokens for p in kept]
-    index.answers = [p.answer for p in kept]
+            index.unscreenable.append(UnscreenableField(ref.eval_set, ref.item_id, ref.field, len(p.hashes)))
+    index.fields = [p.ref for p, *_ in kept]
+    index.field_tokens = [len(p.hashes) for p, *_ in kept]
+    index.answers = [answer for *_, answer in kept]
     if "ngram" in cfg.methods:
-        index.exact = _GramIndex.build(cfg.n, [p.exact for p in kept])
+        index.exact = _GramIndex.build(cfg.n, [exact for _, exact, *_ in kept])
     if cfg.fuzzy:
-        index.fuzzy = _GramIndex.build(cfg.containment_n, [p.fuzzy for p in kept])
-    if any(len(p.stem) for p in kept):  # no multiple-choice item: no pass for the method
-        index.pairs = _GramIndex.build(cfg.containment_n, [p.stem for p in kept])
+        index.fuzzy = _GramIndex.build(cfg.containment_n, [fuzzy for _, _, fuzzy, *_ in kept])
+    if any(len(stem) for *_, stem, _ in kept):  # no multiple-choice item: no pass for the method
+        index.pairs = _GramIndex.build(cfg.containment_n, [stem for *_, stem, _ in kept])
     return index
 
 

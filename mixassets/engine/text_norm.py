@@ -185,11 +185,11 @@ _CONFUSABLES: dict[str, str] = {
             strict=True,
         )
     ),
-    # Cyrillic small letters: aesijopcyxdqwhy
+    # Cyrillic small letters: aesijopcyxdqwhyl (the last is palochka, which stands in for l)
     **dict(
         zip(
-            "\u0430\u0435\u0455\u0456\u0458\u043e\u0440\u0441\u0443\u0445\u0501\u051b\u051d\u04bb\u04af",
-            "aesijopcyxdqwhy",
+            "\u0430\u0435\u0455\u0456\u0458\u043e\u0440\u0441\u0443\u0445\u0501\u051b\u051d\u04bb\u04af\u04cf",
+            "aesijopcyxdqwhyl",
             strict=True,
         )
     ),
