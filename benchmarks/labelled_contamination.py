@@ -394,20 +394,37 @@ from mixassets.engine.contamination import screen
 docs, items = pq.read_table(sys.argv[2]), pq.read_table(sys.argv[3])
 screen(docs.slice(0, 200), items)  # warm-up: imports and one-off tables
 start = time.process_time()
-screen(docs, items)
+_, _, findings = screen(docs, items)
 print(json.dumps(time.process_time() - start))
+if len(sys.argv) > 4:
+    pq.write_table(findings, sys.argv[4])
 """
 
 
-def cpu_seconds(root: str | Path, docs: pa.Table, items: pa.Table) -> float:
-    """CPU-seconds the screen of the checkout at ``root`` takes on ``docs`` x ``items``, in a fresh process so that
-    two versions of the package can be timed in one run on the same files."""
+def timed_screen(root: str | Path, docs: pa.Table, items: pa.Table) -> tuple[float, pa.Table]:
+    """(CPU-seconds, findings) of the screen of the checkout at ``root`` on ``docs`` x ``items``, in a fresh process
+    so that two versions of the package can be timed and scored in one run on the same files."""
     with tempfile.TemporaryDirectory() as tmp:
         pq.write_table(docs, f"{tmp}/docs.parquet")
         pq.write_table(items, f"{tmp}/items.parquet")
-        cmd = [sys.executable, "-c", _TIMER, str(root), f"{tmp}/docs.parquet", f"{tmp}/items.parquet"]
+        paths = [f"{tmp}/docs.parquet", f"{tmp}/items.parquet", f"{tmp}/findings.parquet"]
+        cmd = [sys.executable, "-c", _TIMER, str(root), *paths]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
-    return float(out.stdout.strip().splitlines()[-1])
+        return float(out.stdout.strip().splitlines()[-1]), pq.read_table(paths[2])
+
+
+def flattened(items: pa.Table) -> pa.Table:
+    """``items`` with each multiple-choice field written as plain ``<name>`` (stem) and ``answer`` (answer text)
+    fields: how a version of the screen without multiple-choice support would be given the same set."""
+    rows = items.to_pylist()
+    for row in rows:
+        fields = {}
+        for name, value in json.loads(row["screen_fields"]).items():
+            mcq = parse_mcq(value, name) if is_mcq(value) else None
+            answer = "answer" if "answer" not in fields else f"{name}_answer"  # "answer" is a target by default
+            fields |= {name: value} if mcq is None else {name: mcq.stem, answer: mcq.answer}
+        row["screen_fields"] = json.dumps(fields)
+    return pa.Table.from_pylist(rows, schema=items.schema)
 
 
 def _report(name: str, score: Score, seconds: float) -> None:
@@ -454,6 +471,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         _, _, findings = screen(labelled.docs, items, config=cfg)
         seconds = time.perf_counter() - start
         _report(name, evaluate(findings, labelled, item_overlaps(items, cfg)), seconds)
+    if args.baseline:  # the older screen on the same documents, the multiple-choice fields flattened to text
+        seconds, findings = timed_screen(args.baseline, labelled.docs, flattened(items))
+        _report(f"baseline {args.baseline}", evaluate(findings, labelled, item_overlaps(items)), seconds)
     humaneval = items.filter(pc.equal(items.column("eval_set"), "humaneval"))
     for disguised in (False, True):
         docs = throughput_docs(args.throughput_docs, disguised=disguised)
@@ -463,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         runs = [("this tree", ROOT, humaneval), ("this tree, + pyquiz", ROOT, items)]
         runs += [("baseline", args.baseline, humaneval)] if args.baseline else []
         for name, root, its in runs:
-            print(f"  {name:<22} x {len(its)} items: {mb / cpu_seconds(root, docs, its):7.1f}")
+            print(f"  {name:<22} x {len(its)} items: {mb / timed_screen(root, docs, its)[0]:7.1f}")
 
 
 if __name__ == "__main__":

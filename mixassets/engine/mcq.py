@@ -42,11 +42,7 @@ class McqItem:
 
 def is_mcq(value: Any) -> bool:
     """Whether a screen field value has the multiple-choice shape (an object with a stem and an answer)."""
-    return (
-        isinstance(value, Mapping)
-        and any(k in value for k in STEM_KEYS)
-        and any(k in value for k in ANSWER_KEYS)
-    )
+    return isinstance(value, Mapping) and any(k in value for k in STEM_KEYS) and any(k in value for k in ANSWER_KEYS)
 
 
 def _one(value: Mapping[str, Any], keys: tuple[str, ...], where: str, *, required: bool = True) -> Any:
