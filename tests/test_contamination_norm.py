@@ -236,3 +236,15 @@ def test_shared_ngram_settings_are_validated() -> None:
         ScreenConfig(shared_ngram_min_items=1)
     with pytest.raises(ValueError, match="shared_ngram_share"):
         ScreenConfig(shared_ngram_share=0)
+
+
+def test_project_screen_settings_reach_the_engine_config() -> None:
+    from types import SimpleNamespace
+
+    from mixassets.assets.engine_configs import screen_config
+    from mixtrain.config.data import ScreenSpec
+
+    spec = ScreenSpec(shared_ngram_share=0.25, shared_ngram_min_items=4, stem_answer_window=10)
+    config = screen_config(SimpleNamespace(spec=SimpleNamespace(screen=spec)))  # type: ignore[arg-type]
+    assert (config.shared_ngram_share, config.shared_ngram_min_items, config.stem_answer_window) == (0.25, 4, 10)
+    assert "stem_answer" in ScreenSpec().methods and config.methods == ScreenConfig().methods
