@@ -42,7 +42,15 @@ def dedupe_fingerprint(proj: Project) -> str:
 def screen_config(proj: Project) -> ScreenConfig:
     spec = proj.spec.screen
     same_names = spec.model_dump(
-        include={"containment_n", "containment_threshold", "jaccard_threshold", "fuzzy_min_shingles"}
+        include={
+            "containment_n",
+            "containment_threshold",
+            "jaccard_threshold",
+            "fuzzy_min_shingles",
+            "shared_ngram_share",
+            "shared_ngram_min_items",
+            "stem_answer_window",
+        }
     )
     field_kinds = {**DEFAULT_FIELD_KINDS, **spec.field_kinds}
     return ScreenConfig(n=spec.ngram, methods=tuple(spec.methods), field_kinds=field_kinds, **same_names)

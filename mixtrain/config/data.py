@@ -308,7 +308,22 @@ class ScreenSpec(Strict):
     )
     jaccard_threshold: float = Field(0.8, gt=0, le=1, description="item-vs-document Jaccard that flags a near copy")
     fuzzy_min_shingles: int = Field(8, gt=0, description="fields with fewer shingles get the exact test only")
-    methods: list[Literal["ngram", "containment", "jaccard"]] = ["ngram", "containment", "jaccard"]
+    methods: list[Literal["ngram", "containment", "jaccard", "stem_answer"]] = [
+        "ngram",
+        "containment",
+        "jaccard",
+        "stem_answer",
+    ]
+    shared_ngram_share: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="n-grams in at least this share of one eval set's items are boilerplate, not evidence",
+    )
+    shared_ngram_min_items: int = Field(3, ge=2, description="... and in at least this many items")
+    stem_answer_window: int = Field(
+        24, gt=0, description="tokens between a multiple-choice stem and its answer that still count as a pair"
+    )
     field_kinds: dict[str, Literal["holdout", "target"]] = Field(
         {},
         description="extra field name -> holdout|target mappings (defaults: prompt/question → holdout, "
