@@ -38,7 +38,7 @@ def _more(items: list[str]) -> str:
     return "; ".join(items[:MAX_LISTED]) + (f"; and {extra} more" if extra > 0 else "")
 
 
-def _gating(answer: dict[str, Any]) -> tuple[str, str]:
+def _gating(root: str, answer: dict[str, Any]) -> tuple[str, str]:
     if answer["unreadable"]:
         r = answer["unreadable"][0]
         return "removed", f"could not be read: {r['rule_id']}: {r['reason']}"
@@ -50,7 +50,10 @@ def _gating(answer: dict[str, Any]) -> tuple[str, str]:
     if answer["quarantine"]:
         q = answer["quarantine"][0]
         return "removed", f"{q['disposition']} by {q['rule_id']}: {q['reason']}"
-    return "unknown", "not in the gated corpus and no gating decision stored (has the source been gated?)"
+    sources = sorted({r["source_id"] for r in answer["raw"]})
+    if not any((asset_path(root, "gated_documents", sid) / MANIFEST_NAME).exists() for sid in sources):
+        return "pending", f"gating has not run for {', '.join(sources)} yet"
+    return "unknown", "not in the gated corpus and no gating decision stored (gated before it was captured?)"
 
 
 def _dedupe(root: str, answer: dict[str, Any]) -> tuple[str, str]:
@@ -116,7 +119,7 @@ def stage_decisions(root: str, answer: dict[str, Any]) -> list[dict[str, str]]:
         r = answer["unreadable"][0]
         stages.append({"stage": "capture", "decision": "unreadable", "detail": f"{r['source_id']} at {r['locator']}"})
     steps = (
-        ("gating", lambda: _gating(answer)),
+        ("gating", lambda: _gating(root, answer)),
         ("dedupe", lambda: _dedupe(root, answer)),
         ("contamination screen", lambda: _screen(root, answer)),
         ("mixture", lambda: _mixture(root, answer)),

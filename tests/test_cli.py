@@ -177,6 +177,7 @@ def test_trace_names_the_stage_that_removed_a_document(traced_project, capsys):
     assert stages["contamination screen"] == "not reached  removed at dedupe"
 
     stages = _stages(_trace(traced_project, "a" * 19 + "0", capsys)[1])
+    assert stages["capture"] == "read         forum at data/forum.jsonl:0"
     assert stages["gating"] == "removed      quarantined by safety.lexicon: toxicity 31.0"
 
     stages = _stages(_trace(traced_project, "c" * 19 + "2", capsys)[1])
@@ -194,6 +195,13 @@ def test_trace_of_an_unknown_id_fails_with_close_matches(traced_project, capsys)
     assert code == 1 and "close matches: " + "c" * 19 + "2" in err
     code, _, err = _trace(traced_project, "zzzz", capsys)
     assert code == 1 and "close matches" not in err
+
+
+def test_trace_of_a_captured_document_says_which_stages_are_pending(project_dir, capsys):
+    _commit(project_dir / "storage", "raw_documents", [_doc("e" * 20)], "forum")
+    stages = _stages(_trace(project_dir, "e" * 20, capsys)[1])
+    assert stages["gating"] == "pending      gating has not run for forum yet"
+    assert stages["dedupe"] == "pending      dedupe has not run yet" and stages["mixture"].startswith("pending")
 
 
 def test_trace_before_any_run_says_so(project_dir, capsys):
