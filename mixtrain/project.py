@@ -127,6 +127,16 @@ class Project:
             unknown = sorted(set(names) - domains)
             if unknown:
                 raise self._bad(f"mixture.{field}", f"no source has domain(s) {unknown}; known {sorted(domains)}")
+        dedupe = self.spec.dedupe
+        if err := self._unknown_sources("dedupe.source_threshold", list(dedupe.source_threshold)):
+            raise err
+        for field, names, known in (
+            ("dedupe.domain_threshold", dedupe.domain_threshold, domains),
+            ("dedupe.max_per_cluster", dedupe.max_per_cluster, domains | set(self.sources)),
+        ):
+            unknown = sorted(set(names) - known)
+            if unknown:
+                raise self._bad(field, f"no source or domain {unknown}{suggest(unknown[0], known)}")
         ids = {e.id for e in self.spec.eval_sets}
         gate = self.spec.release_gate
         if gate.eval_set not in ids:

@@ -113,3 +113,30 @@ def test_lines_follow_nested_keys_and_list_items():
     assert lines[("a", "b")] == 2 and lines[("a", "c", "1")] == 5 and lines[("a", "c", "1", "y")] == 5
     with pytest.raises(yaml.YAMLError):
         load_with_lines("a: [unclosed\n")
+
+
+def test_safety_categories_and_dedupe_references_are_checked_at_load(project_dir):
+    from typing import get_args
+
+    from mixassets.engine.safety import CATEGORIES
+    from mixtrain.config.data import SafetyCategory
+
+    assert set(get_args(SafetyCategory)) == set(CATEGORIES)  # the config names exactly what the lexicon scores
+    src = project_dir / "sources" / "web_crawl.yaml"
+    original = src.read_text()
+    _edit(src, lambda d: d.setdefault("gating", {}).setdefault("safety", {}).update(max_scores={"toxicty": 5.0}))
+    message = _error(project_dir)
+    assert "web_crawl.yaml: field 'gating.safety.max_scores.toxicty': bad key: Input should be 'toxicity'" in message
+    assert "(did you mean 'toxicity'?)" in message
+    src.write_text(original)
+    cfg = project_dir / "mixtrain.yaml"
+    _edit(cfg, lambda d: d.setdefault("dedupe", {}).update(source_threshold={"web_crawel": 0.6}))
+    assert "field 'dedupe.source_threshold': unknown source ids ['web_crawel'] (did you mean 'web_crawl'?)" in (
+        _error(project_dir)
+    )
+    _edit(cfg, lambda d: d["dedupe"].update(source_threshold={}, max_per_cluster={"forums": 2}))
+    assert "field 'dedupe.max_per_cluster': no source or domain ['forums']" in _error(project_dir)
+    _edit(cfg, lambda d: d["dedupe"].update(max_per_cluster={"web": 0}))
+    assert "field 'dedupe.max_per_cluster.web': Input should be greater than or equal to 1; got 0" in (
+        _error(project_dir)
+    )

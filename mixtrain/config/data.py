@@ -57,8 +57,12 @@ class LanguageConfig(Strict):
     min_chars: int = Field(50, ge=0, description="shorter documents are not language-checked")
 
 
+# The lexicon's categories (mixassets.engine.safety.CATEGORIES): a misspelt key would otherwise never be judged.
+SafetyCategory = Literal["toxicity", "explicit", "weapons", "malware"]
+
+
 class SafetyConfig(Strict):
-    max_scores: dict[str, float] = Field(
+    max_scores: dict[SafetyCategory, float] = Field(
         default_factory=lambda: {"toxicity": 20.0, "explicit": 20.0, "weapons": 10.0, "malware": 10.0},
         description="lexicon hits per 1,000 words above which a document is quarantined, per category",
     )
@@ -317,9 +321,13 @@ class DedupeSpec(Strict):
     collapse_whitespace: bool = Field(True, description="exact-duplicate key: ignore whitespace layout")
     strip_punctuation: bool = Field(True, description="exact-duplicate key: ignore punctuation (prose only)")
     strip_digits: bool = Field(False, description="exact-duplicate key: ignore digits")
-    source_threshold: dict[str, float] = Field({}, description="per-source threshold; a pair uses the larger")
-    domain_threshold: dict[str, float] = Field({}, description="per-domain threshold; a pair uses the larger")
-    max_per_cluster: dict[str, int] = Field(
+    source_threshold: dict[str, Annotated[float, Field(gt=0, le=1)]] = Field(
+        {}, description="per-source threshold; a pair uses the larger"
+    )
+    domain_threshold: dict[str, Annotated[float, Field(gt=0, le=1)]] = Field(
+        {}, description="per-domain threshold; a pair uses the larger"
+    )
+    max_per_cluster: dict[str, Annotated[int, Field(ge=1)]] = Field(
         {}, description="keep up to N members of a cluster from this source or domain (default 1: the keeper only)"
     )
     keeper_rule: list[Literal["license", "trust_tier", "capture_time", "doc_id"]] = Field(

@@ -153,8 +153,11 @@ def format_validation_error(path: Path, err: ValidationError, model: type[BaseMo
     out = [f"{path}: invalid"]
     for e in err.errors():
         loc = e["loc"]
+        is_key = bool(loc) and loc[-1] == "[key]"  # pydantic's marker for a mapping key (not its value) failing
+        if is_key:
+            loc = loc[:-1]
         where = ".".join(str(p) for p in loc) or "<root>"
-        text = f"  {path.name}: field '{where}': {_describe(model, e)}"
+        text = f"  {path.name}: field '{where}': {'bad key: ' if is_key else ''}{_describe(model, e)}"
         if e["type"] != "missing":  # for a missing field pydantic's input is the whole parent mapping
             text += f"; got {show_value(e.get('input'), loc)}"
         line = line_of(lines, loc)
