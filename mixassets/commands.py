@@ -50,13 +50,15 @@ def cmd_mixture_diff(args: argparse.Namespace) -> int:
 
 def cmd_review_sample(args: argparse.Namespace) -> int:
     from mixassets.engine.review import sample_review_sheet, write_sheet_csv
+    from mixtrain.config.errors import suggest
     from mixtrain.instance import activate
     from mixtrain.storage import asset_path
     from mixtrain.tables import MissingTableError, open_table
 
     project = activate(args.project)
     if args.source not in project.sources:
-        raise ProjectError(f"{project.root / 'sources'}: no source '{args.source}' (known: {project.source_ids()})")
+        hint = f"{suggest(args.source, project.sources)} (known: {project.source_ids()})"
+        raise ProjectError(f"{project.root / 'sources'}: no source '{args.source}'{hint}")
     tables = {}
     for key in ("gated_documents", "quarantine", "decision_log"):
         path = asset_path(project.storage_root, key, args.source)
@@ -127,6 +129,8 @@ PROJECT_HELP = "pipeline project directory holding mixtrain.yaml (default: $MIXT
 def _command(group: Any, name: str, summary: str) -> argparse.ArgumentParser:
     p = group.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
     p.add_argument("--project", metavar="DIR", help=PROJECT_HELP)
+    # SUPPRESS: `mixtrain -v review ...` sets it before the subcommand, which must not reset it.
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="show library warnings")
     return p
 
 

@@ -115,12 +115,16 @@ def cmd_trace(args: argparse.Namespace) -> int:
 def cmd_impact(args: argparse.Namespace) -> int:
     import json
 
+    from mixtrain.config.errors import suggest
     from mixtrain.project import load_project
     from mixtrain.provenance import impact, render
 
     project = load_project(args.project)
     if args.source_id not in project.sources:
-        raise ProjectError(f"unknown source '{args.source_id}' (sources: {', '.join(project.source_ids())})")
+        raise ProjectError(
+            f"unknown source '{args.source_id}'{suggest(args.source_id, project.sources)} "
+            f"(sources: {', '.join(project.source_ids())})"
+        )
     answer = impact(project.storage_root, args.source_id)
     print(json.dumps(answer, indent=1, default=str) if args.json else render(answer))
     return 0

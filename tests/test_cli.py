@@ -207,3 +207,11 @@ def test_trace_of_a_captured_document_says_which_stages_are_pending(project_dir,
 def test_trace_before_any_run_says_so(project_dir, capsys):
     code, _, err = _trace(project_dir, "0123456789abcdef0123", capsys)
     assert code == 1 and "no documents stored" in err and "mixtrain run" in err
+
+
+def test_a_misspelt_source_id_gets_a_suggestion(project_dir, capsys):
+    assert main(["impact", "web_crawel", "--project", str(project_dir)]) == 2
+    assert "unknown source 'web_crawel' (did you mean 'web_crawl'?)" in capsys.readouterr().err
+    assert main(["revoke", "web_crawel", "--reason", "typo", "--project", str(project_dir)]) == 2
+    assert "(did you mean 'web_crawl'?)" in capsys.readouterr().err
+    assert not (project_dir / "revocations").exists()
