@@ -7,15 +7,14 @@ through the ``mixtrain.commands`` entry point group, so the core never imports t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.metadata
 import sys
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from mixtrain import commands
 from mixtrain.project import PROJECT_ENV, ProjectError, ProjectNotFoundError
+from mixtrain.warnings_policy import library_warnings
 
 # Plain text: argparse prints the description as written (RawDescriptionHelpFormatter), so no reST markup.
 DESCRIPTION = """\
@@ -51,25 +50,6 @@ def _version() -> str:
         dagster = "not installed"
     py = ".".join(map(str, sys.version_info[:3]))
     return f"mixtrain {mine} (dagster {dagster}, python {py})"
-
-
-def _library_warning_categories() -> tuple[type[Warning], ...]:
-    """Warnings addressed to developers of the libraries mixtrain builds on, not to its users: Dagster's notes
-    on beta, preview and superseded APIs (every run touches some) and deprecations."""
-    from dagster_shared.utils.warnings import BetaWarning, PreviewWarning, SupersessionWarning
-
-    return (BetaWarning, PreviewWarning, SupersessionWarning, DeprecationWarning, PendingDeprecationWarning)
-
-
-@contextlib.contextmanager
-def library_warnings(verbose: bool) -> Iterator[None]:
-    """Hide library warnings for the duration of a command unless ``verbose``; the filters are restored after,
-    so calling :func:`main` from Python (tests, notebooks) leaves the caller's warning settings as they were."""
-    with warnings.catch_warnings():
-        if not verbose:
-            for category in _library_warning_categories():
-                warnings.filterwarnings("ignore", category=category)
-        yield
 
 
 def _add_common(p: argparse.ArgumentParser, *, project: bool = True) -> None:
