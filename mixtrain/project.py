@@ -6,8 +6,9 @@ Layout of a project directory::
     sources/<id>.yaml    one source per file, so that dropping a file in adds a partition
     reviews/<id>/*.csv   verdicts recorded by `mixtrain review apply` (human decisions, versioned with the project)
 
-Every validation error names the file and the dotted field path, because the person fixing it is
-looking at the YAML, not at the model classes.
+Every validation error names the file, the dotted field path and its line, echoes the bad value (masked where
+it may be a secret) and suggests the closest valid name (:mod:`mixtrain.config.errors`), because the person
+fixing it is looking at the YAML, not at the model classes.
 """
 
 from __future__ import annotations
