@@ -318,7 +318,7 @@ def test_trace_and_impact_answer_from_stored_assets(session, capsys):
     answer = trace(root, doc)
     reach = impact(root, "community_forum")
     assert time.perf_counter() - start < 1.0  # a filtered read of stored files, nothing recomputed
-    assert answer["found"] and answer["raw"][0]["source_id"] == "community_forum" and answer["accepted"]
+    assert answer["found"] and answer["raw"][0]["source_id"] == "community_forum" and answer["passed_gating"]
     assert answer["raw"][0]["locator"].startswith("data/community_forum.jsonl:")
     assert answer["mixtures"][0]["uses"][0]["occurrences"] >= 1
     # Every model version trained on this mixture (earlier tests retrained with other recipes), the live ones too.
