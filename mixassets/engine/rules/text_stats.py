@@ -92,6 +92,19 @@ def word_stats_batch(values: pa.Array | pa.ChunkedArray, ngram_limits: dict[int,
     column = pc.fill_null(values.cast(pa.large_string()), "")
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
+    stats: list[WordStats] = []
+    for start in range(0, len(column), _WORD_BATCH_ROWS):  # bounds the token arrays whatever the table's size
+        stats += _word_stats_rows(column.slice(start, _WORD_BATCH_ROWS), ngram_limits)
+    return stats
+
+
+# Texts whose words are split and counted together by :func:`word_stats_batch`; its arrays take about 60 bytes
+# per word, so 1,024 prose documents of a few KB hold it to a few tens of MB, and more rows per call gain little.
+_WORD_BATCH_ROWS = 1024
+
+
+def _word_stats_rows(column: pa.Array, ngram_limits: dict[int, float]) -> list[WordStats]:
+    """:func:`word_stats_batch` of one slice of a large_string column without nulls."""
     n_docs = len(column)
     tokens = pc.utf8_split_whitespace(column)
     flat = pc.list_flatten(tokens)
@@ -202,8 +215,7 @@ def _top_ngrams(
                 n_grams = 0
                 for i in range(size):
                     key = gram[i] * distinct + first_word[i + level]
-                    h = (np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
-                    j = np.int64(h) & (capacity - 1)
+                    j = (key ^ (key >> 16) ^ (key >> 32)) & (capacity - 1)
                     while slots[j] >= 0 and slots[j] != key:
                         j = (j + 1) & (capacity - 1)
                     if slots[j] < 0:
