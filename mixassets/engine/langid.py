@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from mixassets.engine.compiled import compiled
 
 if TYPE_CHECKING:
     from py3langid.langid import LanguageIdentifier
@@ -70,7 +72,7 @@ class _Walk:
         # The per-class feature weights widened once (57 MB): ``float32 @ float16`` widens the gathered rows on
         # every call, which took two thirds of the scoring time; the products are the same bits.
         self.weights = identifier.nb_ptc.astype(np.float32)
-        self.count = _compiled_walk()
+        self.count = compiled(_walk_source)
 
     def depth(self) -> int:
         """The longest shortest path from the root: breadth first over every byte (slow; for the tests)."""
@@ -164,13 +166,6 @@ def _walk_source(
         emitted[d] = m
         begin = ends[d]
     return feats, counts, emitted
-
-
-def _compiled_walk() -> Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """:func:`_walk_source` compiled (cached on disk, so only the first process on a machine pays for it)."""
-    import numba
-
-    return numba.njit(cache=True, nogil=True)(_walk_source)
 
 
 def _feature_counts(encoded: list[bytes]) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mixassets.engine.compiled import compiled
 from mixassets.engine.rules.base import _PUNCT, TEXT_HOOKS, GateContext, texts
 
 
@@ -250,19 +251,9 @@ def _top_ngrams(
     return fired_n, fired_count, fired_pos
 
 
-_compiled: dict[str, Callable[..., Any]] = {}
-_compile_lock = threading.Lock()
-
-
 def _ngram_kernel() -> Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """:func:`_top_ngrams` compiled once per process (and cached on disk across processes)."""
-    if "ngrams" not in _compiled:
-        with _compile_lock:
-            if "ngrams" not in _compiled:
-                import numba
-
-                _compiled["ngrams"] = numba.njit(cache=True, nogil=True)(_top_ngrams)
-    return _compiled["ngrams"]
+    """:func:`_top_ngrams` compiled (see :mod:`~mixassets.engine.compiled`)."""
+    return compiled(_top_ngrams)
 
 
 class LineStats(NamedTuple):
