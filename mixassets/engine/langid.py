@@ -66,7 +66,9 @@ class _Walk:
     emits the same features in the same order (``tests/test_langid.py`` checks the two agree)."""
 
     def __init__(self, identifier: LanguageIdentifier) -> None:
-        self.nextmove = np.frombuffer(identifier.tk_nextmove, dtype=np.uint32)
+        # A copy: NumPy's own allocation of a large array asks Linux for huge pages, so the walk's random reads of
+        # this 40 MB table miss the TLB far less than in the model's buffer (measured 20-25% faster walks).
+        self.nextmove = np.frombuffer(identifier.tk_nextmove, dtype=np.uint32).copy()
         self.rowbase = np.asarray(identifier._rowbase, dtype=np.int64)
         self.output = np.asarray(identifier.tk_output, dtype=np.int64)
         # The per-class feature weights widened once (57 MB): ``float32 @ float16`` widens the gathered rows on
