@@ -129,6 +129,7 @@ DECISION_SCHEMA = pa.schema(
         pa.field("reason", pa.string(), nullable=False),
         pa.field("span_start", pa.int64()),  # character span of a hit (PII), never the raw value
         pa.field("span_end", pa.int64()),
+        pa.field("score", pa.float64()),  # the measure a scored rule compared with its threshold; null otherwise
     ]
 )
 
