@@ -64,6 +64,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mixassets.engine.contamination_code import code_findings
 from mixassets.engine.contamination_index import (
     _DOC_COLUMNS,
     DEFAULT_FIELD_KINDS,
@@ -83,6 +84,7 @@ from mixassets.engine.contamination_index import (
     unscreenable_fields,
 )
 from mixassets.engine.contamination_report import ITEM_LEAK_SCHEMA, REPORT_SCHEMA, contamination_report, item_leaks
+from mixassets.engine.contamination_semantic import semantic_findings
 from mixassets.engine.text_norm import TokenHasher, ngram_hashes
 from mixtrain.schema import FINDING_SCHEMA
 
@@ -148,6 +150,7 @@ class _Finding:
     first: int  # token positions of the overlap, inclusive
     last: int
     score: float
+    chars: tuple[int, int] | None = None  # the span in characters, for methods that do not count word tokens
 
 
 class _Chunk:
@@ -251,12 +254,25 @@ def _fuzzy_findings(chunk: _Chunk, index: _GramIndex, cfg: ScreenConfig, field_t
     return out
 
 
+def _span_findings(texts: list[str], chunk: _Chunk, index: ScreenIndex) -> list[_Finding]:
+    """Findings of the methods that locate their evidence in characters: ``code<n>`` and ``semantic``."""
+    out = []
+    if index.code is not None:
+        for doc, ref, lo, hi, score in code_findings(texts, index.code, index.hasher):
+            out.append(_Finding(chunk.offset + doc, ref, f"code{index.code.g}", 0, 0, score, (lo, hi)))
+    if index.semantic is not None:
+        grams, _ = chunk.grams(1)
+        hits = semantic_findings(texts, grams, chunk.doc_of, chunk.starts, index.semantic, token_spans)
+        out += [_Finding(chunk.offset + d, ref, "semantic", 0, 0, score, (lo, hi)) for d, ref, lo, hi, score in hits]
+    return out
+
+
 def _emit(findings: list[_Finding], index: ScreenIndex, docs: pa.Table) -> pa.Table:
     rows: dict[str, list] = {name: [] for name in FINDING_SCHEMA.names}
     if not findings:
         return pa.Table.from_pydict(rows, schema=FINDING_SCHEMA)
-    rank = {"containment": 1, "jaccard": 2}  # ngram<n> ranks 0
-    findings.sort(key=lambda f: (f.doc, f.ref, rank.get(f.match_type, 0)))
+    rank = {"containment": 1, "jaccard": 2, "code": 3, "semantic": 4}  # ngram<n> ranks 0
+    findings.sort(key=lambda f: (f.doc, f.ref, rank.get(f.match_type.rstrip("0123456789"), 0)))
     take = sorted({f.doc for f in findings})
     sub = docs.select(list(_DOC_COLUMNS)).take(pa.array(take, pa.int64())).to_pylist()
     by_row = dict(zip(take, sub, strict=True))
@@ -274,9 +290,14 @@ def _emit(findings: list[_Finding], index: ScreenIndex, docs: pa.Table) -> pa.Ta
         rows["field"].append(ref.field)
         rows["kind"].append(ref.kind)
         rows["match_type"].append(f.match_type)
-        rows["overlap_text"].append(_cut(" ".join(tokens[f.first : f.last + 1])))
-        rows["span_start"].append(starts[f.first])
-        rows["span_end"].append(ends[f.last])
+        if f.chars is not None:  # code and semantic evidence: the document's own text
+            rows["overlap_text"].append(_cut(" ".join((doc["text"] or "")[f.chars[0] : f.chars[1]].split())))
+            rows["span_start"].append(f.chars[0])
+            rows["span_end"].append(f.chars[1])
+        else:
+            rows["overlap_text"].append(_cut(" ".join(tokens[f.first : f.last + 1])))
+            rows["span_start"].append(starts[f.first])
+            rows["span_end"].append(ends[f.last])
         rows["score"].append(f.score)
     return pa.Table.from_pydict(rows, schema=FINDING_SCHEMA)
 
@@ -328,11 +349,13 @@ def screen_batch(batch: pa.Table | pa.RecordBatch, index: ScreenIndex) -> BatchS
     if index.fields:
         for offset in range(0, docs.num_rows, _CHUNK):
             # Only one chunk of text is held as Python strings at a time.
-            chunk = _Chunk([t or "" for t in texts.slice(offset, _CHUNK).to_pylist()], offset, index.hasher)
+            strings = [t or "" for t in texts.slice(offset, _CHUNK).to_pylist()]
+            chunk = _Chunk(strings, offset, index.hasher)
             if index.exact is not None:
                 found += _exact_findings(chunk, index.exact, f"ngram{cfg.n}")
             if index.fuzzy is not None:
                 found += _fuzzy_findings(chunk, index.fuzzy, cfg, field_tokens)
+            found += _span_findings(strings, chunk, index)
     hit = np.zeros(docs.num_rows, dtype=bool)
     hit[[f.doc for f in found]] = True
     findings = _emit(found, index, docs)  # sorts ``found`` into the findings' row order
