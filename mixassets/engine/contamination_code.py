@@ -163,6 +163,24 @@ def compressed(hashes: np.ndarray, doc_of: np.ndarray | None = None) -> np.ndarr
     return keep
 
 
+_WORD_TOKENS = frozenset(KEPT_NAMES | {PLACEHOLDER})
+
+
+def _docstrings(tokens: Sequence[str], hashes: np.ndarray, hasher: TokenHasher) -> np.ndarray:
+    """Mask of the string literals that open a block (``:`` then ``S`` then a statement's first name): docstrings.
+
+    Dropped on both sides, so that a copy with its docstring removed or rewritten still matches the item's
+    program; a dict or lambda value that happens to fit the pattern is dropped consistently and costs nothing.
+    """
+    if len(hashes) < 3:
+        return np.zeros(len(hashes), dtype=bool)
+    is_string = hashes == hasher[STRING]
+    after_colon = np.concatenate(([False], hashes[:-1] == hasher[":"]))
+    word = np.fromiter((t in _WORD_TOKENS for t in tokens), dtype=bool, count=len(tokens))
+    before_word = np.concatenate((word[1:], [False]))
+    return is_string & after_colon & before_word
+
+
 def field_code_grams(text: str, n: int, min_tokens: int, hasher: TokenHasher) -> tuple[np.ndarray, int]:
     """(distinct canonical ``n``-gram hashes, canonical token count) of one item field.
 
@@ -177,6 +195,7 @@ def field_code_grams(text: str, n: int, min_tokens: int, hasher: TokenHasher) ->
     if len(tokens) < max(n, min_tokens):
         return np.empty(0, np.uint64), len(tokens)
     hashes = hasher.hashes(tokens)
+    hashes = hashes[~_docstrings(tokens, hashes, hasher)]
     hashes = hashes[compressed(hashes)]
     if len(hashes) < max(n, min_tokens):
         return np.empty(0, np.uint64), len(hashes)
@@ -197,9 +216,12 @@ def code_findings(
         return []
     tokens = [regex_code_tokens(t) for t in texts]
     lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(texts))
-    hashes = hasher.hashes([tok for doc in tokens for tok in doc])
-    kept = compressed(hashes, np.repeat(np.arange(len(texts)), lengths))  # original token index of each kept one
-    doc_of = np.repeat(np.arange(len(texts)), lengths)[kept]
+    flat = [tok for doc in tokens for tok in doc]
+    hashes = hasher.hashes(flat)
+    owner = np.repeat(np.arange(len(texts)), lengths)
+    kept = np.flatnonzero(~_docstrings(flat, hashes, hasher))  # original token index of each kept one
+    kept = kept[compressed(hashes[kept], owner[kept])]
+    doc_of = owner[kept]
     ends = np.cumsum(np.bincount(doc_of, minlength=len(texts)))
     grams = ngram_hashes(hashes[kept], index.g)
     if not len(grams):
