@@ -45,41 +45,61 @@ PLACEHOLDER, STRING, NUMBER = "ID", "S", "N"
 # ``cls`` are conventions, not keywords, and stay placeholders (a renamer may rename them).
 KEPT_NAMES = frozenset(keyword.kwlist + keyword.softkwlist + [n for n in dir(builtins) if not n.startswith("_")])
 
-# One alternation, tried left to right at each position: comments and strings first (so that a ``#`` or a
-# name inside them is not a token), then numbers, names, operators (longest first), then any other
-# non-space character as itself. A string must close on its line unless it is triple-quoted; an unclosed
-# triple quote matches as its three quote characters, so prose with a stray quote costs nothing.
+# One alternation, tried left to right at each position: a name not followed by a quote (possessive, so it
+# cannot back off into a string prefix such as ``rb``), a string (triple-quoted ones may span lines; others
+# must close on their line), a comment or line continuation (dropped), a number, an operator (longest first),
+# and any other non-space character as itself. A quote that does not close is an operator, so prose with a
+# stray apostrophe costs a token, never the rest of the document. No capture groups: ``findall`` then builds
+# one string per token, not a tuple (1.7x faster on the stdlib).
 _PREFIX = r"(?:[rRbBuUfF]{1,2})?"
+_SINGLE = r"'[^'\\\r\n]*+(?:\\[\s\S][^'\\\r\n]*+)*+'"
+_DOUBLE = r'"[^"\\\r\n]*+(?:\\[\s\S][^"\\\r\n]*+)*+"'
+_TRIPLE = r"'''[\s\S]*?'''|" + r'"""[\s\S]*?"""'
 _CODE_TOKEN = re.compile(
-    r"(#[^\r\n]*|\\\r?\n)"
-    rf"|({_PREFIX}(?:'''[\s\S]*?'''|\"\"\"[\s\S]*?\"\"\"|'(?:[^'\\\r\n]|\\[\s\S])*'|\"(?:[^\"\\\r\n]|\\[\s\S])*\"))"
-    r"|(0[xXoObB][\da-fA-F_]+|(?:\d[\d_]*\.?[\d_]*|\.\d[\d_]*)(?:[eE][+-]?\d[\d_]*)?[jJ]?)"
-    r"|([^\W\d]\w*)"
-    r"|(\*\*=|//=|>>=|<<=|->|:=|==|!=|<=|>=|\*\*|//|<<|>>|\+=|-=|\*=|/=|%=|&=|\|=|\^=|@=|\.\.\.|[^\w\s])"
+    r"[^\W\d]\w*+(?!['\"])"
+    rf"|{_PREFIX}(?:{_TRIPLE}|{_SINGLE}|{_DOUBLE})"
+    r"|#[^\r\n]*|\\\r?\n"
+    r"|0[xXoObB][\da-fA-F_]+|(?:\d[\d_]*\.?[\d_]*|\.\d[\d_]*)(?:[eE][+-]?\d[\d_]*)?[jJ]?"
+    r"|\*\*=|//=|>>=|<<=|->|:=|==|!=|<=|>=|\*\*|//|<<|>>|\+=|-=|\*=|/=|%=|&=|\|=|\^=|@=|\.\.\.|[^\w\s]"
 )
-_COMMENT, _STRING, _NUMBER, _NAME, _OP = range(1, 6)
 _SKIPPED_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}
 _SKIPPED_TOKENS |= {tokenize.ENCODING, tokenize.ENDMARKER}
+# Raw token -> canonical token ("" = dropped) for names and operators, the tokens that repeat; bounded so
+# that a corpus of ever-new identifiers cannot grow it without limit.
+_CANON: dict[str, str] = {}
+_CANON_LIMIT = 1 << 20
 
 
 def _canonical_name(name: str) -> str:
     return name if name in KEPT_NAMES else PLACEHOLDER
 
 
+def _classify(tok: str) -> str:
+    """The canonical form of one raw regex token ("" for a comment or a line continuation)."""
+    first = tok[0]
+    if first == "#" or (first == "\\" and len(tok) > 1):
+        return ""
+    if len(tok) > 1 and tok[-1] in "'\"" and (first in "'\"" or first in "rRbBuUfF"):
+        return STRING
+    if first.isdigit() or (first == "." and tok[1:2].isdigit()):
+        return NUMBER
+    canon = _canonical_name(tok) if first.isalpha() or first == "_" else tok
+    if len(_CANON) < _CANON_LIMIT:
+        _CANON[tok] = canon
+    return canon
+
+
 def regex_code_tokens(text: str) -> list[str]:
     """Canonical code tokens of any text (prose, code, broken code), by the regex tokenizer; never raises."""
+    get = _CANON.get
     out: list[str] = []
     append = out.append
-    for _comment, string, number, name, op in _CODE_TOKEN.findall(text):
-        if name:
-            append(name if name in KEPT_NAMES else PLACEHOLDER)
-        elif op:
-            append(op)
-        elif string:
-            append(STRING)
-        elif number:
-            append(NUMBER)
-        # comments and line continuations are dropped
+    for tok in _CODE_TOKEN.findall(text):
+        canon = get(tok)
+        if canon is None:
+            canon = _classify(tok)
+        if canon:
+            append(canon)
     return out
 
 
@@ -89,7 +109,7 @@ def regex_code_spans(text: str) -> tuple[list[int], list[int]]:
     starts: list[int] = []
     ends: list[int] = []
     for m in _CODE_TOKEN.finditer(text):
-        if m.lastindex != _COMMENT:
+        if _classify(m.group()):
             starts.append(m.start())
             ends.append(m.end())
     return starts, ends
