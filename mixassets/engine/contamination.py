@@ -1,6 +1,7 @@
-"""Screen training documents for eval-set contamination: exact n-gram overlap plus fuzzy containment/Jaccard.
+"""Screen training documents for eval-set contamination: exact n-gram overlap, fuzzy containment/Jaccard, code
+structure and paraphrase.
 
-Three methods, each answering a different question about one (document, item field) pair:
+Five methods, each answering a different question about one (document, item field) pair:
 
 * ``ngram<n>`` (exact, GPT-3 appendix C): the document shares at least one ``n``-gram (default 13) of
   normalised tokens with the field. Lowercased ``\\w+`` tokens make the test blind to re-formatting and let
@@ -8,15 +9,23 @@ Three methods, each answering a different question about one (document, item fie
   yet short enough that a partial copy of a solution is caught. ``span_start``/``span_end`` locate the
   longest run of consecutive shared n-grams in the document's *original* text.
 * ``containment`` (fuzzy): at least ``containment_threshold`` of the field's distinct word
-  ``containment_n``-grams (default 5) occur in the document. Edits that break every 13-gram (renamed
-  variables, merged tokens, dropped lines) leave most 5-grams intact, and measuring the share of the
+  ``containment_n``-grams (default 5) occur in the document. Local edits that break every 13-gram (a few
+  renamed tokens, merged tokens, dropped lines) leave most 5-grams intact, and measuring the share of the
   *item* that is present, rather than a symmetric similarity, still works when the item sits inside a
-  document many times its size.
+  document many times its size. A *consistent rename of every identifier* is not such an edit: names are
+  most of a solution's tokens, so it breaks nearly every 5-gram too (renamed HumanEval programs without
+  their docstring: 2% found by these three methods); that is what ``code<n>`` is for.
 * ``jaccard`` (fuzzy): the exact Jaccard similarity of the field's and the whole document's
   ``containment_n``-gram sets reaches ``jaccard_threshold``: the document *is* (an edited copy of) the
   item rather than merely containing it. Jaccard is never larger than containment on the same shingles,
   so this method finds no document that containment (at a threshold no higher) misses; it labels
   near-copies, and screens on its own when containment is disabled.
+* ``code<n>`` (:mod:`~mixassets.engine.contamination_code`): the document shares an ``n``-gram (default
+  28) of *canonical* Python tokens with a Python field, every identifier replaced by one placeholder, so a
+  renamed or reformatted copy of a solution matches; spans are in characters of the original text.
+* ``semantic`` (:mod:`~mixassets.engine.contamination_semantic`, opt-in): a window of the document that
+  shares enough of a field's content words is embedded with all-MiniLM-L6-v2 and lies within a calibrated
+  cosine of the field's prose: a paraphrase.
 
 Why Jaccard is computed exactly rather than estimated with MinHash: the containment pass already counts,
 for every document, how many distinct shingles it shares with every item field (one inverted-index
@@ -374,11 +383,13 @@ def screen(
 
     A document is contaminated when any enabled method fires for any screened field of any item (see the
     module docstring). Findings are in document order, then item field, then method (``ngram``,
-    ``containment``, ``jaccard``). ``overlap_text`` is the overlap in normalised tokens (cut to ~300
+    ``containment``, ``jaccard``, ``code``, ``semantic``). ``overlap_text`` is the overlap in normalised tokens (cut to ~300
     characters) and ``span_start``/``span_end`` its character span in the document's text: the longest
     run of consecutive shared n-grams for ``ngram<n>``, the densest stretch of shared shingles (at most
     1.5 times the field's length) for the fuzzy methods. ``score`` is the share of the field's distinct
-    n-grams found for ``ngram<n>`` and ``containment``, the Jaccard similarity for ``jaccard``.
+    n-grams found for ``ngram<n>``, ``containment`` and ``code<n>`` (canonical n-grams), the Jaccard similarity
+    for ``jaccard``, the cosine similarity for ``semantic``; the code and semantic spans are the matched code
+    and the embedded window, in characters of the document.
     A document whose text is null is screened as empty text, so it is clean.
 
     ``index`` is :func:`build_index` of ``items`` when the caller already has it (to pass its
