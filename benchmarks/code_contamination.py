@@ -180,15 +180,22 @@ def planted_documents(items: pa.Table, files: list[tuple[str, str]], seed: int) 
     return docs_table(texts, "plant"), owners
 
 
-def recall(findings: pa.Table, owners: list[str], methods: str | None) -> dict[str, float]:
-    """Per variant, the share of planted documents with a finding (of ``methods``, if given) naming their item."""
+def recall(
+    findings: pa.Table, owners: list[str], methods: str | None, among: set[str] | None = None
+) -> dict[str, float]:
+    """Per variant, the share of planted documents with a finding (of ``methods``, if given) naming their item;
+    ``among`` restricts the count to those items."""
     found = set()
     for f in findings.to_pylist():
         if methods is None or f["match_type"].startswith(methods):
             found.add((f["doc_id"], f["item_id"]))
-    hits = [(f"plant{i}", owner) in found for i, owner in enumerate(owners)]
     step = len(VARIANTS)
-    return {v: round(sum(hits[k::step]) / len(hits[k::step]), 3) for k, v in enumerate(VARIANTS)}
+    out = {}
+    for k, variant in enumerate(VARIANTS):
+        kept = [(i, o) for i, o in enumerate(owners) if i % step == k and (among is None or o in among)]
+        hits = [(f"plant{i}", o) in found for i, o in kept]
+        out[variant] = round(sum(hits) / max(1, len(hits)), 3)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -207,6 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     clean = docs_table([t for _, t in files], "stdlib")
     megabytes = sum(len(t.encode()) for _, t in files) / 1e6
     print(f"{items.num_rows} items, {len(owners)} planted documents, {len(files)} stdlib files ({megabytes:.1f} MB)")
+    screenable = {f.item_id for f in build_index(items, config=with_code).fields if f.field.startswith("prompt+")}
     for name, config in (("word methods", WORD_METHODS), ("word + code", with_code)):
         t0 = time.process_time()
         _, dirty, findings = screen(clean, items, config=config)
@@ -217,16 +225,14 @@ def main(argv: list[str] | None = None) -> None:
             f"{name}: stdlib flagged {dirty.num_rows}/{len(files)} ({dirty.num_rows / len(files):.3%}),"
             f" by code {len({f['doc_id'] for f in code})}; {megabytes / cpu:.2f} MB/s per CPU-second\n"
             f"    recall, any method {recall(planted_findings, owners, None)}\n"
-            f"    recall, code method {recall(planted_findings, owners, 'code')}"
+            f"    recall, code method {recall(planted_findings, owners, 'code')}\n"
+            f"    recall, code method, items whose program is long enough ({len(screenable)}):"
+            f" {recall(planted_findings, owners, 'code', screenable)}"
         )
         for f in code[:5]:
             path = files[int(f["doc_id"].removeprefix("stdlib"))][0]
             print(f"    code FP: {path} {f['item_id']} {f['field']} score {f['score']:.3f}")
-    screenable = sum(
-        any(f.item_id == row and f.field.startswith("prompt+") for f in build_index(items, config=with_code).fields)
-        for row in items.column("item_id").to_pylist()
-    )
-    print(f"items whose prompt+solution the code method screens: {screenable}/{items.num_rows}")
+    print(f"items whose prompt+solution the code method screens: {len(screenable)}/{items.num_rows}")
 
 
 if __name__ == "__main__":
