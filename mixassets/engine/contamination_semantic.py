@@ -63,6 +63,7 @@ MIN_PROSE_WORDS = 12
 # about which item a document paraphrases.
 _COMMON_SHARE = 0.1
 _MIN_SHARED_WORDS = 3
+MAX_PAIRS_PER_DOC = 3
 _MAX_TOKENS = 256  # MiniLM was trained on 128-token inputs; a window longer than 256 is truncated
 _BATCH = 32
 _WORD = re.compile(r"\w+")
@@ -261,7 +262,9 @@ def semantic_findings(
     distinct = np.unique(pair * nkeys + keys)  # a word repeated in a document counts once
     pairs, shared = np.unique(distinct // nkeys, return_counts=True)
     need = np.array([max(_MIN_SHARED_WORDS, index.settings.min_shared * len(w)) for w in index.word_sets])
-    chosen = pairs[shared >= need[pairs % nrows]]
+    sizes = np.array([len(w) for w in index.word_sets], dtype=np.float64)
+    ok = shared >= need[pairs % nrows]
+    chosen = _top_per_doc(pairs[ok], shared[ok] / sizes[pairs[ok] % nrows], nrows)
     if not len(chosen):
         return []
     sel = np.isin(pair, chosen)
@@ -306,6 +309,21 @@ def evidence(cosine: float, window_text: str, field_words: Sequence[str]) -> flo
     words = set(field_words)
     share = len(words & set(content_words(window_text))) / len(words) if words else 0.0
     return (cosine + 0.5 * share) / 1.5
+
+
+def _top_per_doc(pairs: np.ndarray, share: np.ndarray, nrows: int) -> np.ndarray:
+    """The ``MAX_PAIRS_PER_DOC`` candidate pairs of each document with the highest word share.
+
+    Why a cap: embedding is the screen's whole cost, and a long document on a common subject (a module of
+    string utilities) can share half the rare words of a dozen items. A page that paraphrases more than a few
+    items at once is a benchmark dump, which the n-gram tests catch.
+    """
+    docs = pairs // nrows
+    order = np.lexsort((-share, docs))
+    docs, pairs = docs[order], pairs[order]
+    first = np.concatenate(([0], np.flatnonzero(np.diff(docs)) + 1))
+    rank = np.arange(len(docs)) - np.repeat(first, np.diff(np.append(first, len(docs))))
+    return np.sort(pairs[rank < MAX_PAIRS_PER_DOC])
 
 
 def window(positions: np.ndarray, width: int) -> tuple[int, int]:
