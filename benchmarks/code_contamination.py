@@ -200,7 +200,11 @@ def recall(
 
 def throughput(items: pa.Table, files: list[tuple[str, str]]) -> None:
     """MB/s per CPU-second of the screen on stdlib files: word methods, + code, + code + semantic, in one process
-    (the model is loaded and the items embedded before the clock starts)."""
+    (the model is loaded and the items embedded before the clock starts). torch gets one thread: the figure is
+    per core, and on a busy machine idle intra-op threads spin and bill CPU time without doing work."""
+    import torch
+
+    torch.set_num_threads(1)
     docs = docs_table([t for _, t in files], "stdlib")
     megabytes = sum(len(t.encode()) for _, t in files) / 1e6
     semantic = ScreenConfig(methods=(*WITH_CODE.methods, "semantic"))

@@ -10,8 +10,8 @@ Two stages, so that the model runs on a sliver of the corpus and the screen stay
    under three letters, words with digits, and words found in more than ``_COMMON_SHARE`` of the item set's
    fields) are indexed by hash; every document's word hashes are looked up once (the n-gram index with
    n = 1), and a (document, field) pair is a candidate when the document holds at least ``min_shared`` of the
-   field's distinct content words. A paraphrase keeps its subject matter (``strings``, ``prefix``,
-   ``vowels``) even when it rewords everything around it.
+   field's distinct content words, within one window 1.5 times the field's prose. A paraphrase keeps its
+   subject matter (``strings``, ``prefix``, ``vowels``) even when it rewords everything around it.
 2. Confirmation: for a candidate, the densest window of shared content words about 1.5 times the field's
    prose length is cut from the document and embedded; the pair is a finding when its cosine similarity
    with the field's embedding reaches ``threshold``. Item embeddings are computed once per index.
@@ -63,6 +63,8 @@ MIN_PROSE_WORDS = 12
 # about which item a document paraphrases.
 _COMMON_SHARE = 0.1
 _MIN_SHARED_WORDS = 3
+# Embedding is the screen's whole cost: at most this many items are confirmed per document (those whose words
+# it holds most densely). A page paraphrasing more items at once is a benchmark dump, which n-grams catch.
 MAX_PAIRS_PER_DOC = 3
 _MAX_TOKENS = 256  # MiniLM was trained on 128-token inputs; a window longer than 256 is truncated
 _BATCH = 32
@@ -262,32 +264,35 @@ def semantic_findings(
     distinct = np.unique(pair * nkeys + keys)  # a word repeated in a document counts once
     pairs, shared = np.unique(distinct // nkeys, return_counts=True)
     need = np.array([max(_MIN_SHARED_WORDS, index.settings.min_shared * len(w)) for w in index.word_sets])
-    sizes = np.array([len(w) for w in index.word_sets], dtype=np.float64)
-    ok = shared >= need[pairs % nrows]
-    chosen = _top_per_doc(pairs[ok], shared[ok] / sizes[pairs[ok] % nrows], nrows)
+    chosen = pairs[shared >= need[pairs % nrows]]
     if not len(chosen):
         return []
     sel = np.isin(pair, chosen)
-    pair, pos = pair[sel], pos[sel]
+    pair, pos, keys = pair[sel], pos[sel], keys[sel]
     order = np.lexsort((pos, pair))
-    pair, pos = pair[order], pos[order]
+    pair, pos, keys = pair[order], pos[order], keys[order]
     bounds = np.flatnonzero(np.diff(pair)) + 1
     heads = np.concatenate(([0], bounds)).astype(np.int64)
+    # The words must also sit together: within a window 1.5 times the item's prose, the window a paraphrase
+    # fills. A long module on the same subject shares the words, but scattered over pages.
+    per_doc: dict[int, list[tuple[float, int, int, int]]] = {}
+    for pr, p, k in zip(pair[heads].tolist(), np.split(pos, bounds), np.split(keys, bounds), strict=True):
+        doc, row = divmod(pr, nrows)
+        local = p - doc_starts[doc]
+        first, last = window(local, int(index.prose_words[row]) * 3 // 2)
+        together = len(np.unique(k[(local >= first) & (local <= last)]))
+        if together >= need[row]:
+            per_doc.setdefault(doc, []).append((together / len(index.word_sets[row]), row, first, last))
     found: list[tuple[int, int, int, int]] = []
     cut: list[str] = []
-    offsets: dict[int, tuple[list[int], list[int]]] = {}
-    for pr, p in zip(pair[heads].tolist(), np.split(pos, bounds), strict=True):
-        doc, row = divmod(pr, nrows)
-        length = int(index.prose_words[row])
-        first, last = window(p - doc_starts[doc], length * 3 // 2)
-        if doc not in offsets:
-            _, starts, ends = spans(texts[doc])
-            offsets[doc] = (starts, ends)
-        starts, ends = offsets[doc]
-        grow = max(0, length - (last - first + 1)) // 2  # at least the prose's length, centred on the words
-        first, last = max(0, first - grow), min(len(starts) - 1, last + grow)
-        found.append((doc, row, starts[first], ends[last]))
-        cut.append(texts[doc][starts[first] : ends[last]])
+    for doc, candidates in per_doc.items():
+        _, starts, ends = spans(texts[doc])
+        for _share, row, first, last in sorted(candidates, reverse=True)[:MAX_PAIRS_PER_DOC]:
+            length = int(index.prose_words[row])
+            grow = max(0, length - (last - first + 1)) // 2  # at least the prose's length, centred on the words
+            lo, hi = max(0, first - grow), min(len(starts) - 1, last + grow)
+            found.append((doc, row, starts[lo], ends[hi]))
+            cut.append(texts[doc][starts[lo] : ends[hi]])
     cosines = confirm(cut, [row for _, row, _, _ in found], index)
     out = []
     for (doc, row, lo, hi), window_text, cosine in zip(found, cut, cosines.tolist(), strict=True):
@@ -309,21 +314,6 @@ def evidence(cosine: float, window_text: str, field_words: Sequence[str]) -> flo
     words = set(field_words)
     share = len(words & set(content_words(window_text))) / len(words) if words else 0.0
     return (cosine + 0.5 * share) / 1.5
-
-
-def _top_per_doc(pairs: np.ndarray, share: np.ndarray, nrows: int) -> np.ndarray:
-    """The ``MAX_PAIRS_PER_DOC`` candidate pairs of each document with the highest word share.
-
-    Why a cap: embedding is the screen's whole cost, and a long document on a common subject (a module of
-    string utilities) can share half the rare words of a dozen items. A page that paraphrases more than a few
-    items at once is a benchmark dump, which the n-gram tests catch.
-    """
-    docs = pairs // nrows
-    order = np.lexsort((-share, docs))
-    docs, pairs = docs[order], pairs[order]
-    first = np.concatenate(([0], np.flatnonzero(np.diff(docs)) + 1))
-    rank = np.arange(len(docs)) - np.repeat(first, np.diff(np.append(first, len(docs))))
-    return np.sort(pairs[rank < MAX_PAIRS_PER_DOC])
 
 
 def window(positions: np.ndarray, width: int) -> tuple[int, int]:
