@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     threshold = float(np.sort(neg_best)[::-1][allowed]) + 1e-4 if allowed < len(neg_best) else 0.0
     for t in sorted({round(threshold, 3), 0.6, 0.655, 0.7, 0.75}):
         print(f"threshold {t:.3f}: recall {(pos_best >= t).mean():.3f}, FP {(neg_best >= t).mean():.4%}")
-    print(f"highest negative cosines: {np.round(np.sort(neg_best)[::-1][:5], 3).tolist()}")
+    print(f"highest negative scores: {np.round(np.sort(neg_best)[::-1][:5], 3).tolist()}")
 
 
 def _best(findings: pa.Table, count: int, prefix: str, owners: list[str] | None) -> np.ndarray:
