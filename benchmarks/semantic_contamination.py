@@ -20,6 +20,7 @@ import random
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +110,10 @@ def prose_chunks(size: int = 1000) -> list[str]:
     texts = list(topics.values())
     for _, source in stdlib_files():
         try:
-            tree = ast.parse(source)
+            with warnings.catch_warnings():  # a few stdlib test files hold invalid escapes on purpose
+                warnings.simplefilter("ignore", SyntaxWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                tree = ast.parse(source)
         except SyntaxError:
             continue
         for node in ast.walk(tree):
