@@ -1,10 +1,10 @@
 """The evaluation side's definitions."""
 
-import warnings
+from dagster import Definitions
 
-from dagster import BetaWarning, Definitions
+from mixtrain.warnings_policy import hide_library_warnings
 
-warnings.filterwarnings("ignore", category=BetaWarning)
+hide_library_warnings()  # before the asset modules: they use beta APIs at import (-v shows the notes)
 
 from eval_assets.assets.adapter_eval import task_adapter_eval  # noqa: E402
 from eval_assets.assets.registry import eval_registry, eval_spec  # noqa: E402

@@ -50,13 +50,15 @@ def cmd_mixture_diff(args: argparse.Namespace) -> int:
 
 def cmd_review_sample(args: argparse.Namespace) -> int:
     from mixassets.engine.review import sample_review_sheet, write_sheet_csv
+    from mixtrain.config.errors import suggest
     from mixtrain.instance import activate
     from mixtrain.storage import asset_path
     from mixtrain.tables import MissingTableError, open_table
 
     project = activate(args.project)
     if args.source not in project.sources:
-        raise ProjectError(f"{project.root / 'sources'}: no source '{args.source}' (known: {project.source_ids()})")
+        hint = f"{suggest(args.source, project.sources)} (known: {project.source_ids()})"
+        raise ProjectError(f"{project.root / 'sources'}: no source '{args.source}'{hint}")
     tables = {}
     for key in ("gated_documents", "quarantine", "decision_log"):
         path = asset_path(project.storage_root, key, args.source)
@@ -121,25 +123,37 @@ def _reporting_sheet_errors(func: Any) -> Any:
     return run
 
 
+PROJECT_HELP = "pipeline project directory holding mixtrain.yaml (default: $MIXTRAIN_PROJECT, else .)"
+
+
+def _command(group: Any, name: str, summary: str) -> argparse.ArgumentParser:
+    p = group.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+    p.add_argument("--project", metavar="DIR", help=PROJECT_HELP)
+    # SUPPRESS: `mixtrain -v review ...` sets it before the subcommand, which must not reset it.
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="show library warnings")
+    return p
+
+
 def register(sub: Any) -> None:
     """Add the data side's subcommands to the ``mixtrain`` parser's subparsers."""
-    mixture = sub.add_parser("mixture", help="mixture manifests").add_subparsers(dest="mixture_command", required=True)
-    p = mixture.add_parser("diff", help="what changed between two mixtures (default: the previous and the current)")
+    mixture = sub.add_parser(
+        "mixture", help="mixture manifests: compare two mixtures", description="Mixture manifests."
+    ).add_subparsers(dest="mixture_command", metavar="SUBCOMMAND", required=True)
+    p = _command(mixture, "diff", "what changed between two mixtures (default: the previous and the current)")
     p.add_argument("a", nargs="?", help="old manifest id or .json path (default: the current one's predecessor)")
     p.add_argument("b", nargs="?", help="new manifest id or .json path (default: the current mixture_manifest)")
-    p.add_argument("--project")
     p.set_defaults(func=cmd_mixture_diff)
-    review = sub.add_parser("review", help="human review of gating decisions").add_subparsers(
-        dest="review_command", required=True
-    )
-    p = review.add_parser("sample", help="write a reproducible review sheet (CSV) for one source")
-    p.add_argument("--project")
-    p.add_argument("--source", required=True)
-    p.add_argument("--n", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="CSV path (default: review-<source>-seed<seed>.csv)")
+    review = sub.add_parser(
+        "review",
+        help="human review of gating decisions: sample a sheet, apply verdicts",
+        description="Human review of gating decisions.",
+    ).add_subparsers(dest="review_command", metavar="SUBCOMMAND", required=True)
+    p = _command(review, "sample", "write a reproducible review sheet (CSV) for one source")
+    p.add_argument("--source", required=True, metavar="SOURCE_ID", help="the source whose decisions to review")
+    p.add_argument("--n", type=int, default=50, help="rows on the sheet, half accepted and half held (default: 50)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed: the same seed gives the same sheet")
+    p.add_argument("--out", metavar="CSV", help="CSV path (default: review-<source>-seed<seed>.csv)")
     p.set_defaults(func=_reporting_sheet_errors(cmd_review_sample))
-    p = review.add_parser("apply", help="record a filled review sheet's verdicts as overrides")
-    p.add_argument("sheet")
-    p.add_argument("--project")
+    p = _command(review, "apply", "record a filled review sheet's verdicts as overrides")
+    p.add_argument("sheet", metavar="CSV", help="the filled sheet: verdict (accept|reject), reviewer and note per row")
     p.set_defaults(func=_reporting_sheet_errors(cmd_review_apply))

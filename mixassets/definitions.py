@@ -1,16 +1,15 @@
 """The data side's definitions; the top-level ``definitions.py`` merges them with the other packages'."""
 
-import warnings
+from dagster import Definitions
 
-from dagster import BetaWarning, Definitions, PreviewWarning
+from mixtrain.warnings_policy import hide_library_warnings
 
-warnings.filterwarnings("ignore", category=BetaWarning)
-warnings.filterwarnings("ignore", category=PreviewWarning)
+hide_library_warnings()  # before the asset modules: they use beta APIs at import (-v shows the notes)
 
 from mixassets.assets.corpus import gated_documents, raw_documents, review_overrides  # noqa: E402
 from mixassets.assets.curation import deduplicated_corpus, screened_corpus, source_manifest  # noqa: E402
 from mixassets.assets.mixture import mixture  # noqa: E402
-from mixassets.assets.reports import gating_report  # noqa: E402
+from mixassets.assets.reports import gating_history, gating_report  # noqa: E402
 from mixassets.assets.specs import (  # noqa: E402
     dedupe_spec,
     gating_policy,
@@ -39,6 +38,7 @@ defs = Definitions(
         gated_documents,
         source_manifest,
         gating_report,
+        gating_history,
         deduplicated_corpus,
         screened_corpus,
         mixture,

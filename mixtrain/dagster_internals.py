@@ -1,15 +1,17 @@
 """Every use of a Dagster internal module lives here, so an upgrade touches one file.
 
-- the stale-status resolver the UI uses to say "unsynced" (``mixtrain status``);
+- the stale-status resolver the UI uses to say "unsynced" (``mixtrain status``), optionally fed spec versions
+  observed in this process instead of the latest recorded observations;
 - (de)serialising the automation cursor that ``mixtrain run`` keeps between invocations;
 - the tag under which Dagster stores a materialization's or observation's data version.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from dagster import DagsterInstance, Definitions
+from dagster import AssetKey, DagsterInstance, DataVersion, Definitions
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 __all__ = ["DATA_VERSION_TAG", "AssetStatus", "deserialize_cursor", "serialize_cursor", "stale_statuses"]
@@ -23,8 +25,44 @@ class AssetStatus:
     causes: tuple[str, ...]
 
 
-def stale_statuses(defs: Definitions, instance: DagsterInstance, partitions: dict[str, list[str]]) -> list[AssetStatus]:
-    """Status of every materializable asset (per partition for partitioned ones), as the UI computes it."""
+def _resolver_class(observed: Mapping[tuple[AssetKey, str | None], DataVersion]):
+    """Dagster's resolver, reading ``observed`` where it would read a spec's latest recorded observation.
+
+    The answer is the one an observation run followed by the plain resolver gives: an unpartitioned spec's
+    current version is its observed one; a partitioned spec's partition counts as updated when the observed
+    version differs from the one recorded at or before the input a materialization read (Dagster compares the
+    records after that input with the one at it; a fresh observation would be the newest record after it)."""
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver, extract_data_version_from_entry
+
+    class ObservedSpecsResolver(CachingStaleStatusResolver):
+        def _get_current_data_version(self, *, key):
+            found = observed.get((key.asset_key, key.partition_key))
+            return found if found is not None else super()._get_current_data_version(key=key)
+
+        def _is_dep_updated(self, provenance, dep_key) -> bool:
+            current = observed.get((dep_key.asset_key, dep_key.partition_key))
+            if current is None or dep_key.partition_key is None:
+                return super()._is_dep_updated(provenance, dep_key)
+            cursor = provenance.input_storage_ids[dep_key.asset_key]
+            previous = self._instance.get_latest_data_version_record(
+                dep_key.asset_key, True, dep_key.partition_key, before_cursor=cursor + 1 if cursor else None
+            )
+            before = extract_data_version_from_entry(previous.event_log_entry) if previous else None
+            return self._data_versions_differ(before, current)
+
+    return ObservedSpecsResolver
+
+
+def stale_statuses(
+    defs: Definitions,
+    instance: DagsterInstance,
+    partitions: dict[str, list[str]],
+    observed: Mapping[tuple[AssetKey, str | None], DataVersion] | None = None,
+) -> list[AssetStatus]:
+    """Status of every materializable asset (per partition for partitioned ones), as the UI computes it.
+
+    ``observed`` (from :func:`mixtrain.observe.observe_in_process`) stands in for the specs' latest recorded
+    observations, so a question about freshness needs no observation run."""
     from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
     from dagster._core.definitions.data_version import CachingStaleStatusResolver
     from dagster._time import get_current_datetime
@@ -35,7 +73,8 @@ def stale_statuses(defs: Definitions, instance: DagsterInstance, partitions: dic
         instance=instance,
         asset_graph=graph,
     )
-    resolver = CachingStaleStatusResolver(instance, graph, view)
+    resolver_class = _resolver_class(observed) if observed else CachingStaleStatusResolver
+    resolver = resolver_class(instance, graph, view)
     out = []
     for key in sorted(graph.materializable_asset_keys, key=lambda k: k.to_user_string()):
         node = graph.get(key)

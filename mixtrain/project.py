@@ -6,8 +6,9 @@ Layout of a project directory::
     sources/<id>.yaml    one source per file, so that dropping a file in adds a partition
     reviews/<id>/*.csv   verdicts recorded by `mixtrain review apply` (human decisions, versioned with the project)
 
-Every validation error names the file and the dotted field path, because the person fixing it is
-looking at the YAML, not at the model classes.
+Every validation error names the file, the dotted field path and its line, echoes the bad value (masked where
+it may be a secret) and suggests the closest valid name (:mod:`mixtrain.config.errors`), because the person
+fixing it is looking at the YAML, not at the model classes.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
-from mixtrain.config.base import ProjectError, Strict
+from mixtrain.config.base import ProjectError, ProjectNotFoundError, Strict
 from mixtrain.config.compute import ComputeConfig
 from mixtrain.config.data import DedupeSpec, MixtureSpec, ScreenSpec, SourceSpec
+from mixtrain.config.errors import LineMap, format_validation_error, line_of, load_with_lines, suggest
 from mixtrain.config.evaluation import EvalSetSpec, EvalSpec, ReleaseGateSpec
 from mixtrain.config.training import AdapterSpec, DistillationSpec, TrainingRecipe
 
@@ -32,7 +34,7 @@ SOURCES_DIR = "sources"
 REVIEWS_DIR = "reviews"
 PROJECT_ENV = "MIXTRAIN_PROJECT"
 
-__all__ = ["PROJECT_ENV", "Project", "ProjectError", "ProjectSpec", "load_project"]
+__all__ = ["PROJECT_ENV", "Project", "ProjectError", "ProjectNotFoundError", "ProjectSpec", "load_project"]
 
 
 class ProjectSpec(Strict):
@@ -56,31 +58,26 @@ class ProjectSpec(Strict):
     release_gate: ReleaseGateSpec
 
 
-def _format_error(path: Path, err: ValidationError) -> str:
-    lines = [f"{path}: invalid"]
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
-        lines.append(f"  {path.name}: field '{loc}': {e['msg']}")
-    return "\n".join(lines)
-
-
-def _load_yaml(path: Path) -> Any:
+def _load_yaml(path: Path) -> tuple[Any, dict[tuple[str, ...], int]]:
+    """The file's data and the line of every key in it (for messages that point into the file)."""
+    if not path.is_file():
+        raise ProjectError(f"{path}: file not found")
     try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
-    except FileNotFoundError as e:
-        raise ProjectError(f"{path}: file not found") from e
+        return load_with_lines(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise ProjectError(f"{path}: not valid YAML: {e}") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ProjectError(f"{path}: cannot be read: {e}") from e
 
 
-def _validate(model: type[BaseModel], data: Any, path: Path) -> Any:
+def _validate(model: type[BaseModel], loaded: tuple[Any, LineMap], path: Path) -> Any:
+    data, lines = loaded
     if not isinstance(data, dict):
         raise ProjectError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise ProjectError(_format_error(path, e)) from None
+        raise ProjectError(format_validation_error(path, e, model, lines)) from None
 
 
 class Project:
@@ -89,7 +86,12 @@ class Project:
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root).resolve()
         self.file = self.root / PROJECT_FILE
-        self.spec: ProjectSpec = _validate(ProjectSpec, _load_yaml(self.file), self.file)
+        if not self.file.is_file():
+            what = "no such directory" if not self.root.exists() else f"no {PROJECT_FILE} in it"
+            raise ProjectNotFoundError(f"{self.file}: file not found ({self.root}: {what})")
+        loaded = _load_yaml(self.file)
+        self._lines = loaded[1]
+        self.spec: ProjectSpec = _validate(ProjectSpec, loaded, self.file)
         self.sources: dict[str, SourceSpec] = {}
         self.source_files: dict[str, Path] = {}
         for f in sorted((self.root / SOURCES_DIR).glob("*.y*ml")):
@@ -105,47 +107,69 @@ class Project:
             self.source_files[src.id] = f
         self._check_references()
 
+    def _bad(self, field: str, message: str) -> ProjectError:
+        """A cross-reference error in mixtrain.yaml, pointing at the field's line."""
+        line = line_of(self._lines, field.split("."))
+        return ProjectError(f"{self.file}: field '{field}': {message}" + (f" (line {line})" if line else ""))
+
+    def _unknown_sources(self, field: str, ids: list[str]) -> ProjectError | None:
+        unknown = sorted(set(ids) - set(self.sources))
+        if not unknown:
+            return None
+        return self._bad(field, f"unknown source ids {unknown}{suggest(unknown[0], self.sources)}")
+
     def _check_references(self) -> None:
         mixture = self.spec.mixture
         for field, ids in mixture.source_references().items():
-            unknown = sorted(set(ids) - set(self.sources))
-            if unknown:
-                raise ProjectError(f"{self.file}: field 'mixture.{field}': unknown source ids {unknown}")
+            if err := self._unknown_sources(f"mixture.{field}", ids):
+                raise err
         domains = {s.domain for s in self.sources.values()}
         for field, names in mixture.domain_references().items():
             unknown = sorted(set(names) - domains)
             if unknown:
-                raise ProjectError(
-                    f"{self.file}: field 'mixture.{field}': no source has domain(s) {unknown}; known {sorted(domains)}"
-                )
+                raise self._bad(f"mixture.{field}", f"no source has domain(s) {unknown}; known {sorted(domains)}")
+        dedupe = self.spec.dedupe
+        if err := self._unknown_sources("dedupe.source_threshold", list(dedupe.source_threshold)):
+            raise err
+        for field, names, known in (
+            ("dedupe.domain_threshold", dedupe.domain_threshold, domains),
+            ("dedupe.max_per_cluster", dedupe.max_per_cluster, domains | set(self.sources)),
+        ):
+            unknown = sorted(set(names) - known)
+            if unknown:
+                raise self._bad(field, f"no source or domain {unknown}{suggest(unknown[0], known)}")
         ids = {e.id for e in self.spec.eval_sets}
-        if self.spec.release_gate.eval_set not in ids:
-            raise ProjectError(
-                f"{self.file}: field 'release_gate.eval_set': '{self.spec.release_gate.eval_set}' is not in eval_sets"
+        gate = self.spec.release_gate
+        if gate.eval_set not in ids:
+            raise self._bad(
+                "release_gate.eval_set", f"'{gate.eval_set}' is not in eval_sets{suggest(gate.eval_set, ids)}"
             )
+        for i, c in enumerate(gate.criteria):
+            if c.eval_set is not None and c.eval_set not in ids:
+                raise self._bad(
+                    f"release_gate.criteria.{i}.eval_set",
+                    f"'{c.eval_set}' is not in eval_sets{suggest(c.eval_set, ids)}",
+                )
         for i, e in enumerate(self.spec.eval_sets):
             if e.type == "jsonl" and not e.path:
-                raise ProjectError(f"{self.file}: field 'eval_sets.{i}.path': required for type jsonl")
+                raise self._bad(f"eval_sets.{i}.path", "required for type jsonl")
         for aid, adapter in self.spec.adapters.items():
-            unknown = sorted(set(adapter.sources) - set(self.sources))
-            if unknown:
-                raise ProjectError(f"{self.file}: field 'adapters.{aid}.sources': unknown source ids {unknown}")
+            if err := self._unknown_sources(f"adapters.{aid}.sources", adapter.sources):
+                raise err
             unknown = sorted(set(adapter.domains) - domains)
             if unknown:
-                raise ProjectError(
-                    f"{self.file}: field 'adapters.{aid}.domains': no source has domain(s) {unknown}; "
-                    f"known {sorted(domains)}"
+                raise self._bad(
+                    f"adapters.{aid}.domains", f"no source has domain(s) {unknown}; known {sorted(domains)}"
                 )
         suites = self.spec.evaluation.suites
         if "perplexity" in suites and mixture.heldout_docs == 0:
-            raise ProjectError(
-                f"{self.file}: field 'evaluation.suites': perplexity scores held-out documents, but "
-                "'mixture.heldout_docs' is 0 (set aside a few documents per source)"
+            raise self._bad(
+                "evaluation.suites",
+                "perplexity scores held-out documents, but 'mixture.heldout_docs' is 0 (set aside a few documents "
+                "per source)",
             )
         if "tool_calls" in suites and not any(e.task == "tool_calls" for e in self.spec.eval_sets):
-            raise ProjectError(
-                f"{self.file}: field 'evaluation.suites': tool_calls needs an eval set with task tool_calls"
-            )
+            raise self._bad("evaluation.suites", "tool_calls needs an eval set with task tool_calls")
 
     # -- locations ---------------------------------------------------------------------------------
     def resolve(self, path: str) -> str:

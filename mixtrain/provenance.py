@@ -173,7 +173,7 @@ def trace(root: str, doc_id: str) -> dict[str, Any]:
         found[key] = [
             r for sid in sources for r in _rows(_read(asset_path(root, key, sid), _doc(doc_id), drop=HELD_TEXT))
         ]
-    found["accepted"] = any(
+    found["passed_gating"] = any(
         _rows(_read(asset_path(root, "gated_documents", sid), _doc(doc_id), drop=TEXT_COLUMNS)) for sid in sources
     )
     clusters = _read(asset_path(root, "dedupe_clusters"), _doc(doc_id) | (pc.field("kept_doc_id") == doc_id))
@@ -200,6 +200,10 @@ def trace(root: str, doc_id: str) -> dict[str, Any]:
         else []
     )
     found["models"] = _models_of(root, manifest, where)
+    if found["found"]:  # first, so that the terminal shows the decisions before the rows behind them
+        from mixtrain.trace_stages import stage_decisions
+
+        found = {"doc_id": doc_id, "found": True, "stages": stage_decisions(root, found), **found}
     return found
 
 

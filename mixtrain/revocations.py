@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from upath import UPath
 
+from mixtrain.config.errors import suggest
 from mixtrain.identity import spec_hash
 from mixtrain.project import Project, ProjectError
 from mixtrain.provenance import impact
@@ -71,7 +72,8 @@ def record_revocation(
     """Write ``revocations/<source>.yaml`` (atomically) and label the stored models trained on the source;
     returns the revocation and the source's :func:`~mixtrain.provenance.impact` (what is now stale)."""
     if source_id not in project.sources:
-        raise ProjectError(f"unknown source '{source_id}' (sources: {', '.join(project.source_ids())})")
+        hint = suggest(source_id, project.sources)
+        raise ProjectError(f"unknown source '{source_id}'{hint} (sources: {', '.join(project.source_ids())})")
     rev = Revocation(
         source_id=source_id,
         reason=reason,

@@ -169,7 +169,7 @@ EVAL_ITEM_SCHEMA = pa.schema(
         pa.field("item_id", pa.string(), nullable=False),
         pa.field("prompt", pa.string(), nullable=False),  # what the model is shown
         pa.field("reference", pa.string(), nullable=False),  # the expected answer / solution
-        pa.field("screen_fields", pa.string(), nullable=False),  # JSON {field_name: text} to decontaminate
+        pa.field("screen_fields", pa.string(), nullable=False),  # JSON {field_name: text or {stem, options, answer}}
         pa.field("metadata", pa.string()),  # JSON, task specific (e.g. the schema of the answer)
         pa.field("checksum", pa.string(), nullable=False),
         pa.field("version", pa.string(), nullable=False),

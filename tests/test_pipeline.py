@@ -61,6 +61,17 @@ def test_gates_quarantine_bad_input_with_reasons(session):
         assert m["ingested"] == m["accepted"] + m["quarantined"] + m["rejected"]
 
 
+def test_gating_history_has_a_row_per_source_and_rule_that_ran(session):
+    history = stored_table(session, "gating_history").to_pylist()
+    assert {r["source_id"] for r in history} == set(session.project.source_ids())
+    for r in history:
+        m = latest_metadata(session.instance, "gated_documents", r["source_id"])
+        assert r["hits"] == m.get(f"rule.{r['rule_id']}", 0) and r["ingested"] == m["ingested"]
+    assert any(r["hits"] > 0 for r in history) and any(r["hits"] == 0 for r in history)
+    rates = {k for k in latest_metadata(session.instance, "gating_history") if k.startswith("hit_rate/")}
+    assert rates
+
+
 def test_dedupe_screen_and_mixture_checks(session):
     clusters = stored_table(session, "dedupe_clusters.parquet").to_pylist()
     assert {c["match_type"] for c in clusters} >= {"exact", "near"}

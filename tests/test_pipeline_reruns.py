@@ -9,7 +9,13 @@ import json
 import pyarrow.compute as pc
 import pytest
 import yaml
-from dagster import AssetKey, build_schedule_context, build_sensor_context, evaluate_automation_conditions
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    build_schedule_context,
+    build_sensor_context,
+    evaluate_automation_conditions,
+)
 from upath import UPath
 
 from mixtrain.provenance import model_manifests
@@ -58,6 +64,7 @@ def test_a_table_replaced_after_its_commit_is_inconsistent_until_run_rebuilds_it
     original = stored_table(session, "screened_corpus")
     path = UPath(session.project.storage_root) / "screened_corpus"
     PendingTable.of(original.slice(0, original.num_rows // 2)).commit(path)
+
     def found() -> list[tuple[str, str | None]]:
         keys = partition_keys(session.project)
         listed = inconsistencies(session.defs, session.instance, session.project.storage_root, keys)
@@ -260,6 +267,16 @@ def test_a_threshold_change_regates_without_rereading_even_with_a_curation_chang
     assert {pk for k, pk in report.materialized if k == "gated_documents"} == {"pydoc_topics"}
     assert not [k for k, _ in report.materialized if k in ("raw_documents", "raw_rejects")]
     assert {"source_manifest", "deduplicated_corpus"} <= {k for k, _ in report.materialized}
+    history = stored_table(session, "gating_history").to_pylist()  # the regating is one more point per rule
+    runs = {sid: {r["run_id"] for r in history if r["source_id"] == sid} for sid in session.project.source_ids()}
+    for sid, materialized in runs.items():  # every materialization in the event log, none twice
+        records = session.instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey("gated_documents"), asset_partitions=[sid]), limit=100
+        ).records
+        assert materialized == {r.run_id for r in records}, sid
+    assert len(runs["pydoc_topics"]) > len(runs["web_crawl"])
+    short = [r for r in history if r["source_id"] == "pydoc_topics" and r["rule_id"] == "quality.too_short"]
+    assert len(short) == len(runs["pydoc_topics"]) and short[-1]["hits"] > short[0]["hits"]
 
 
 def test_a_screen_setting_reruns_the_screen_but_not_the_dedupe(session):
@@ -301,7 +318,7 @@ def test_trace_and_impact_answer_from_stored_assets(session, capsys):
     answer = trace(root, doc)
     reach = impact(root, "community_forum")
     assert time.perf_counter() - start < 1.0  # a filtered read of stored files, nothing recomputed
-    assert answer["found"] and answer["raw"][0]["source_id"] == "community_forum" and answer["accepted"]
+    assert answer["found"] and answer["raw"][0]["source_id"] == "community_forum" and answer["passed_gating"]
     assert answer["raw"][0]["locator"].startswith("data/community_forum.jsonl:")
     assert answer["mixtures"][0]["uses"][0]["occurrences"] >= 1
     # Every model version trained on this mixture (earlier tests retrained with other recipes), the live ones too.

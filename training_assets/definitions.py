@@ -1,11 +1,11 @@
 """The training side's definitions: assets, the adapter-spec refresh job, the adapter partitions sensor and the
 training launcher resource."""
 
-import warnings
+from dagster import Definitions
 
-from dagster import BetaWarning, Definitions
+from mixtrain.warnings_policy import hide_library_warnings
 
-warnings.filterwarnings("ignore", category=BetaWarning)
+hide_library_warnings()  # before the asset modules: they use beta APIs at import (-v shows the notes)
 
 from training_assets.assets.adapters import adapter_spec, refresh_adapter_specs, task_adapter  # noqa: E402
 from training_assets.assets.models import base_model, sft_adapter  # noqa: E402

@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from mixassets.engine.mcq import McqError, is_mcq, parse_mcq
 from mixtrain.config.evaluation import EvalSetSpec
 from mixtrain.identity import canonical_json
 from mixtrain.schema import EVAL_ITEM_SCHEMA
@@ -95,14 +96,15 @@ def _shape_problem(item: Any) -> str | None:
         "messages": isinstance(item["messages"], list)
         and bool(item["messages"])
         and all(isinstance(m, dict) and {"role", "content"} <= m.keys() for m in item["messages"]),
-        "screen": isinstance(item["screen"], dict) and all(isinstance(v, str) for v in item["screen"].values()),
+        "screen": isinstance(item["screen"], dict)
+        and all(isinstance(v, str) or is_mcq(v) for v in item["screen"].values()),
         "metadata": isinstance(item.get("metadata", {}), dict),
     }
     bad = [k for k, ok in checks.items() if not ok]
     if bad:
         return (
             f"field '{bad[0]}' has the wrong shape (id: non-empty string, messages: list of "
-            "{role, content}, screen: {name: text}, metadata: object)"
+            "{role, content}, screen: {name: text or {stem, options, answer}}, metadata: object)"
         )
     return None
 
@@ -115,11 +117,20 @@ def _parse_jsonl_item(path: str, lineno: int, line: str) -> dict[str, Any]:
     problem = _shape_problem(item)
     if problem is not None:
         raise EvalRegistryError(f"{path}:{lineno}: {problem}")
+    for name, value in item["screen"].items():
+        if not isinstance(value, str):
+            try:  # resolved here too, so that the screen never meets an answer it cannot find
+                parse_mcq(value, f"screen field '{name}'")
+            except McqError as e:
+                raise EvalRegistryError(f"{path}:{lineno}: {e}") from e
     return item
 
 
 def load_jsonl_eval_set(set_id: str, path: str, version: str, limit: int | None = None) -> pa.Table:
     """A task eval set written as JSON lines of {"id", "messages", "reference", "screen", "metadata"}.
+
+    A ``screen`` value is the text to screen, or for a multiple-choice question an object ``{"stem", "options",
+    "answer"}`` (see :mod:`mixassets.engine.mcq`): the screen then also looks for the stem next to the answer's text.
 
     ``prompt`` holds the chat messages as JSON and ``reference`` the expected answer as canonical JSON (a string
     reference stays a plain string), so that any task can store a structured answer in the one schema.

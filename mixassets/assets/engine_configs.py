@@ -69,6 +69,9 @@ def screen_config(proj: Project) -> ScreenConfig:
             "semantic_threshold",
             "semantic_min_shared",
             "semantic_model",
+            "shared_ngram_share",
+            "shared_ngram_min_items",
+            "stem_answer_window",
         }
     )
     field_kinds = {**DEFAULT_FIELD_KINDS, **spec.field_kinds}

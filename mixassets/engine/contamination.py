@@ -1,7 +1,7 @@
 """Screen training documents for eval-set contamination: exact n-gram overlap, fuzzy containment/Jaccard, code
 structure and paraphrase.
 
-Five methods, each answering a different question about one (document, item field) pair:
+Six methods, each answering a different question about one (document, item field) pair:
 
 * ``ngram<n>`` (exact, GPT-3 appendix C): the document shares at least one ``n``-gram (default 13) of
   normalised tokens with the field. Lowercased ``\\w+`` tokens make the test blind to re-formatting and let
@@ -20,12 +20,17 @@ Five methods, each answering a different question about one (document, item fiel
   item rather than merely containing it. Jaccard is never larger than containment on the same shingles,
   so this method finds no document that containment (at a threshold no higher) misses; it labels
   near-copies, and screens on its own when containment is disabled.
+* ``stem_answer`` (multiple-choice items): the item's stem and its correct answer's text close together, with
+  or without the options (:mod:`mixassets.engine.contamination_pairs`); a field ``<name>+answer``, kind target.
 * ``code<n>`` (:mod:`~mixassets.engine.contamination_code`): the document shares an ``n``-gram (default
   28) of *canonical* Python tokens with a Python field, every identifier replaced by one placeholder, so a
   renamed or reformatted copy of a solution matches; spans are in characters of the original text.
 * ``semantic`` (:mod:`~mixassets.engine.contamination_semantic`, opt-in): a window of the document that
   shares enough of a field's content words is embedded with all-MiniLM-L6-v2 and lies within a calibrated
   cosine of the field's prose: a paraphrase.
+
+N-grams that many items of one eval set share (a few-shot opener) are never evidence for the word methods
+(:class:`ScreenConfig`, ``shared_ngram_*``).
 
 Why Jaccard is computed exactly rather than estimated with MinHash: the containment pass already counts,
 for every document, how many distinct shingles it shares with every item field (one inverted-index
@@ -57,8 +62,10 @@ distinct shingles) cannot be screened; they are listed by :func:`unscreenable_fi
 report rather than silently ignored. The fuzzy methods need ``fuzzy_min_shingles`` shingles because a
 share of a handful of 5-grams is met by chance in ordinary code (``for i in range len``).
 
-Tokens are lowercased runs of word characters, NFKC-normalised per run (see :func:`token_spans`), so that
-every token keeps the character offsets of the text it came from. N-grams are compared by 64-bit
+Tokens are the word runs of the text folded by :func:`~mixassets.engine.text_norm.screen_fold` (format
+characters such as zero-width spaces and soft hyphens deleted, NFKC, look-alike Cyrillic/Greek letters mapped
+to Latin, casefolded), the same for items and documents; :func:`token_spans` folds run by run so that every
+token keeps the character offsets of the original text it came from. N-grams are compared by 64-bit
 BLAKE2b-derived hashes (:mod:`mixassets.engine.text_norm`), identical in every process; with 2^64 values
 a false hit from a collision is negligible next to the volume of any realistic corpus.
 """
@@ -92,6 +99,7 @@ from mixassets.engine.contamination_index import (
     token_spans,
     unscreenable_fields,
 )
+from mixassets.engine.contamination_pairs import stem_answer_findings
 from mixassets.engine.contamination_report import ITEM_LEAK_SCHEMA, REPORT_SCHEMA, contamination_report, item_leaks
 from mixassets.engine.contamination_semantic import semantic_findings
 from mixassets.engine.text_norm import TokenHasher, ngram_hashes
@@ -280,7 +288,7 @@ def _emit(findings: list[_Finding], index: ScreenIndex, docs: pa.Table) -> pa.Ta
     rows: dict[str, list] = {name: [] for name in FINDING_SCHEMA.names}
     if not findings:
         return pa.Table.from_pydict(rows, schema=FINDING_SCHEMA)
-    rank = {"containment": 1, "jaccard": 2, "code": 3, "semantic": 4}  # ngram<n> ranks 0
+    rank = {"containment": 1, "jaccard": 2, "stem_answer": 3, "code": 4, "semantic": 5}  # ngram<n> ranks 0
     findings.sort(key=lambda f: (f.doc, f.ref, rank.get(f.match_type.rstrip("0123456789"), 0)))
     take = sorted({f.doc for f in findings})
     sub = docs.select(list(_DOC_COLUMNS)).take(pa.array(take, pa.int64())).to_pylist()
@@ -364,6 +372,10 @@ def screen_batch(batch: pa.Table | pa.RecordBatch, index: ScreenIndex) -> BatchS
                 found += _exact_findings(chunk, index.exact, f"ngram{cfg.n}")
             if index.fuzzy is not None:
                 found += _fuzzy_findings(chunk, index.fuzzy, cfg, field_tokens)
+            found += [
+                _Finding(chunk.offset + d, r, "stem_answer", a, b, sc)
+                for d, r, a, b, sc in stem_answer_findings(chunk, index)
+            ]
             found += _span_findings(strings, chunk, index)
     hit = np.zeros(docs.num_rows, dtype=bool)
     hit[[f.doc for f in found]] = True

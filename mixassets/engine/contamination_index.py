@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
@@ -18,12 +17,13 @@ import pyarrow as pa
 
 from mixassets.engine.contamination_code import field_code_grams
 from mixassets.engine.contamination_semantic import SemanticIndex, SemanticSettings, build_semantic_index
-from mixassets.engine.text_norm import TokenHasher, ngram_hashes
+from mixassets.engine.mcq import McqItem, is_mcq, parse_mcq
+from mixassets.engine.text_norm import TokenHasher, ngram_hashes, screen_fold, screen_runs
 
 HOLDOUT, TARGET = "holdout", "target"
-METHODS = ("ngram", "containment", "jaccard", "code", "semantic")
+METHODS = ("ngram", "containment", "jaccard", "stem_answer", "code", "semantic")
 # "semantic" needs the MiniLM model and is opt-in; the project config turns it on when the model is installed.
-DEFAULT_METHODS = ("ngram", "containment", "jaccard", "code")
+DEFAULT_METHODS = ("ngram", "containment", "jaccard", "stem_answer", "code")
 DEFAULT_FIELD_KINDS: Mapping[str, str] = MappingProxyType(
     {
         **dict.fromkeys(("prompt", "question", "input", "context"), HOLDOUT),
@@ -36,9 +36,6 @@ _ITEM_COLUMNS = ("eval_set", "item_id", "screen_fields")
 _DOC_COLUMNS = ("doc_id", "source_id", "text")
 _WORD = re.compile(r"\w+")
 _ASCII_NON_WORD = str.maketrans({c: " " for c in map(chr, range(128)) if not (c.isalnum() or c == "_")})
-# A word run plus any combining marks inside it, so that decomposed text ("e" + U+0301) stays one token
-# after NFKC composes it, as it would if the whole text were normalised first.
-_RUN = re.compile(r"\w[\w\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]*")
 
 
 @dataclass(frozen=True)
@@ -52,8 +49,20 @@ class ScreenConfig:
     that margin for corpora much larger than the benchmark. 4-grams or 6-shingle fields put clean chunks
     over 0.4. ``jaccard_threshold`` is 0.8 because that is the near-duplicate bar of dedupe: a document
     this close to an item is a copy of it by the corpus's own standard. ``methods`` lists the enabled
-    methods (``ngram``, ``containment``, ``jaccard``); ``field_kinds`` maps field names (matched
+    methods (``ngram``, ``containment``, ``jaccard``, ``stem_answer``); ``field_kinds`` maps field names (matched
     case-insensitively) to ``"holdout"``/``"target"``, names it lacks being holdouts.
+
+    ``shared_ngram_share``/``shared_ngram_min_items``: a ``containment_n``-gram found in at least that share of
+    one eval set's items, and in at least that many, is the set's own boilerplate (a few-shot chain-of-thought
+    opener, an instruction every prompt repeats, a common import line). A document quoting boilerplate has not
+    seen any one item, and an n-gram that many items share cannot say which item leaked, so for every method an
+    n-gram of an item counts as evidence only when at least half of its tokens lie outside such shared n-grams.
+    10% is above what items of a real set share by topic (HumanEval's most shared 5-gram, ``from
+    typing import list def``, is in 16 of its 164 items, so nothing is removed there) and far below an opener
+    every item carries; the floor of 3 items keeps a two-item set, whose items may rightly share text, intact.
+
+    ``stem_answer_window``: for multiple-choice items (see :mod:`mixassets.engine.mcq`), how many tokens before
+    the stem starts or after it ends the correct answer may sit for the pair to count as leaked.
 
     ``code_n``/``code_min_tokens`` (method ``code<n>``, :mod:`~mixassets.engine.contamination_code`) were
     measured on every ``.py`` file of CPython 3.11's standard library (1,786 documents, 31.5 MB) against
@@ -72,6 +81,9 @@ class ScreenConfig:
     jaccard_threshold: float = 0.8
     fuzzy_min_shingles: int = 8
     methods: tuple[str, ...] = DEFAULT_METHODS
+    shared_ngram_share: float = 0.1
+    shared_ngram_min_items: int = 3
+    stem_answer_window: int = 24
     code_n: int = 28
     code_min_tokens: int = 30
     semantic_threshold: float = 0.655
@@ -80,10 +92,15 @@ class ScreenConfig:
     field_kinds: Mapping[str, str] = field(default_factory=lambda: DEFAULT_FIELD_KINDS)
 
     def __post_init__(self) -> None:
-        for name in ("n", "containment_n", "fuzzy_min_shingles", "code_n", "code_min_tokens"):
+        for name in ("n", "containment_n", "fuzzy_min_shingles", "stem_answer_window", "code_n", "code_min_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"contamination: ScreenConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("containment_threshold", "jaccard_threshold", "semantic_threshold", "semantic_min_shared"):
+        if self.shared_ngram_min_items < 2:
+            raise ValueError(
+                f"contamination: ScreenConfig.shared_ngram_min_items must be >= 2, got {self.shared_ngram_min_items}"
+            )
+        thresholds = ("containment_threshold", "jaccard_threshold", "shared_ngram_share", "semantic_threshold")
+        for name in (*thresholds, "semantic_min_shared"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"contamination: ScreenConfig.{name} must be in (0, 1], got {getattr(self, name)}")
         unknown = sorted(set(self.methods) - set(METHODS))
@@ -198,33 +215,44 @@ class ScreenIndex:
     code: _GramIndex | None = None
     semantic: SemanticIndex | None = None
     hasher: TokenHasher = field(default_factory=TokenHasher)
+    # stem_answer: the stems' shingles, and per field ref the answer's token hashes (empty for other fields)
+    pairs: _GramIndex | None = None
+    answers: list[np.ndarray] = field(default_factory=list)
+    shared_ngrams: dict[str, int] = field(default_factory=dict)  # eval set -> its boilerplate containment_n-grams
 
 
 def screen_tokens(text: str) -> list[str]:
     """The tokens :func:`token_spans` gives, without offsets (the fast path used for every document)."""
     if text.isascii():
-        # NFKC is the identity on ASCII; translate + split gives _WORD.findall's tokens in half the time.
+        # Folding is lowercasing on ASCII; translate + split gives _WORD.findall's tokens in half the time.
         return text.lower().translate(_ASCII_NON_WORD).split()
-    # The same tokens as token_spans' per-run normalisation, in C: "\n" never composes under NFKC and
-    # is not cased, so normalising the runs joined by it equals normalising each run on its own.
-    return _WORD.findall(unicodedata.normalize("NFKC", "\n".join(_RUN.findall(text))).lower())
+    # The same tokens as token_spans' per-run folding, from the whole text at once: what lies between runs
+    # folds to no word character (that is how runs are drawn), and NFKC composes a character only with the
+    # combining marks after it, which runs hold. (Matching the runs themselves costs more than folding.)
+    return _WORD.findall(screen_fold(text))
 
 
 def token_spans(text: str) -> tuple[list[str], list[int], list[int]]:
-    """The screen's tokens with their (start, end) character offsets in ``text``.
+    """The screen's tokens with their (start, end) character offsets in the original ``text``.
 
-    Each word run is normalised on its own (NFKC, lowercase) so that its tokens keep the run's offsets; a
-    run that normalises into several words gives each of them the run's span. The result equals the
-    ``\\w+`` runs of the whole text NFKC-normalised and lowercased, except where NFKC would turn a non-word
-    symbol into letters (``㎏`` -> ``kg``), which is no loss: items and documents are tokenised the same way.
+    Tokens are the ``\\w+`` runs of :func:`~mixassets.engine.text_norm.screen_fold` of the text: format
+    characters (zero-width, soft hyphen, bidi marks) deleted, NFKC, look-alike letters folded, casefolded. The
+    folding changes lengths, so rather than map offsets through it character by character, each run of
+    :func:`~mixassets.engine.text_norm.screen_runs` (word characters plus everything folding deletes from or
+    turns into them) is folded on its own: its tokens keep the run's offsets, which is the offset map. A run
+    that folds into several words (``⒜b`` -> ``(a)b``) gives each of them the run's span.
     """
     tokens: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
-    source = text.lower() if text.isascii() else text
-    for m in (_WORD if text.isascii() else _RUN).finditer(source):
-        run = m.group()
-        parts = [run] if text.isascii() else _WORD.findall(unicodedata.normalize("NFKC", run).lower())
+    if text.isascii():
+        for m in _WORD.finditer(text.lower()):
+            tokens.append(m.group())
+            starts.append(m.start())
+            ends.append(m.end())
+        return tokens, starts, ends
+    for m in screen_runs(text):
+        parts = _WORD.findall(screen_fold(m.group()))
         tokens.extend(parts)
         starts.extend([m.start()] * len(parts))
         ends.extend([m.end()] * len(parts))
@@ -241,7 +269,7 @@ def _require(table: pa.Table, columns: tuple[str, ...], what: str) -> None:
             raise ValueError(f"contamination: {what} column '{name}' has {nulls} null value(s)")
 
 
-def _screen_fields(eval_set: str, item_id: str, raw: str | None) -> dict[str, str]:
+def _screen_fields(eval_set: str, item_id: str, raw: str | None) -> dict[str, str | McqItem]:
     where = f"eval item {eval_set}/{item_id}, field 'screen_fields'"
     try:
         parsed = json.loads(raw) if raw is not None else None
@@ -249,10 +277,13 @@ def _screen_fields(eval_set: str, item_id: str, raw: str | None) -> dict[str, st
         raise ValueError(f"{where}: not valid JSON ({e})") from e
     if not isinstance(parsed, dict):
         raise ValueError(f"{where}: expected a JSON object {{field_name: text}}, got {type(parsed).__name__}")
-    bad = sorted(k for k, v in parsed.items() if not isinstance(v, str))
+    bad = sorted(k for k, v in parsed.items() if not isinstance(v, str) and not is_mcq(v))
     if bad:
-        raise ValueError(f"{where}: values must be strings; not a string for {bad}")
-    return parsed
+        raise ValueError(
+            f"{where}: values must be strings or multiple-choice objects {{stem, options, answer}}; "
+            f"not a string for {bad}"
+        )
+    return {k: v if isinstance(v, str) else parse_mcq(v, f"{where}['{k}']") for k, v in parsed.items()}
 
 
 def _resolve(n: int, config: ScreenConfig | None) -> ScreenConfig:
@@ -263,8 +294,80 @@ def _resolve(n: int, config: ScreenConfig | None) -> ScreenConfig:
     return config
 
 
+@dataclass
+class _Pending:
+    """One item field on its way into the index: its tokens, before the eval set's boilerplate is known."""
+
+    ref: FieldRef
+    hashes: np.ndarray  # token hashes of the field's text (of a pair field: of the stem)
+    answer: np.ndarray | None = None  # a multiple-choice pair field: the answer's token hashes
+    boiler: np.ndarray | None = None  # bool per token: inside an n-gram many items of the set share
+    text: str = ""  # the field's text (code and semantic methods tokenise it their own way)
+
+
+def _pending(index: ScreenIndex, eval_set: str, item_id: str, name: str, value: str | McqItem) -> list[_Pending]:
+    text = value if isinstance(value, str) else value.stem
+    hashes = index.hasher.hashes(screen_tokens(text))
+    out = [_Pending(FieldRef(eval_set, item_id, name, index.config.kind_of(name)), hashes, text=text)]
+    if isinstance(value, McqItem):
+        # The stem with its answer is the answer leaking: a target, whatever the stem field is called.
+        pair = FieldRef(eval_set, item_id, f"{name}+answer", TARGET)
+        out.append(_Pending(pair, hashes, index.hasher.hashes(screen_tokens(value.answer))))
+    return out
+
+
+def _mark_boilerplate(pending: list[_Pending], cfg: ScreenConfig) -> dict[str, int]:
+    """Mark the tokens of every field that lie in a ``containment_n``-gram shared by many items of its eval set (see
+    :class:`ScreenConfig`); returns how many such n-grams each set has."""
+    shared_counts: dict[str, int] = {}
+    by_set: dict[str, list[_Pending]] = {}
+    for p in pending:
+        by_set.setdefault(p.ref.eval_set, []).append(p)
+    g = cfg.containment_n
+    for eval_set, group in by_set.items():
+        items = {item_id: k for k, item_id in enumerate(dict.fromkeys(p.ref.item_id for p in group))}
+        limit = max(cfg.shared_ngram_min_items, int(np.ceil(cfg.shared_ngram_share * len(items))))
+        shared_counts[eval_set] = 0
+        if len(items) < limit:
+            continue
+        grams = [ngram_hashes(p.hashes, g) for p in group]
+        owner = np.repeat([items[p.ref.item_id] for p in group], [len(a) for a in grams]).astype(np.uint64)
+        flat = np.concatenate([np.empty(0, np.uint64), *grams])
+        pairs = np.unique(np.stack([flat, owner]), axis=1)  # distinct (n-gram, item)
+        keys, counts = np.unique(pairs[0], return_counts=True)
+        shared = keys[counts >= limit]
+        shared_counts[eval_set] = len(shared)
+        for p, field_grams in zip(group, grams, strict=True):
+            hit = np.isin(field_grams, shared)
+            if hit.any():
+                p.boiler = np.zeros(len(p.hashes), dtype=bool)
+                for k in range(g):
+                    p.boiler[k : k + len(hit)] |= hit
+    return shared_counts
+
+
+def _evidence(p: _Pending, g: int, on: bool) -> np.ndarray:
+    """The distinct ``g``-grams of a field that can be evidence: at least half their tokens are not boilerplate.
+
+    An n-gram that straddles the end of a shared opener and the first words of a question ("... so the answer is
+    (c). Question: which function return the") says little more than the opener, and the first words of a question
+    are shared by many items too, so dropping only the n-grams wholly inside boilerplate is not enough.
+    """
+    if not on:
+        return np.empty(0, np.uint64)
+    grams = ngram_hashes(p.hashes, g)
+    if p.boiler is not None and len(grams):
+        own = np.concatenate(([0], np.cumsum(~p.boiler)))
+        grams = grams[own[g:] - own[: len(grams)] >= (g + 1) // 2]
+    return np.unique(grams)
+
+
 def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = None) -> ScreenIndex:
     """Index every screen field of every item; a malformed ``screen_fields`` raises naming the item.
+
+    A field no enabled method can screen is listed in ``unscreenable``, except the stem of a multiple-choice item
+    whose stem+answer pair is screened: a short stem alone says too little to call a document contaminated, and
+    the item is still checked through the pair.
 
     With the ``code`` method, an item whose fields include several Python ones (HumanEval's prompt and
     solution) is also indexed under their joined name (``prompt+solution``) for that method alone: a copied
@@ -275,39 +378,54 @@ def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = N
     cfg = _resolve(n, config)
     _require(items, _ITEM_COLUMNS, "eval item")
     index = ScreenIndex(config=cfg)
-    sets: dict[str, list[np.ndarray]] = {"exact": [], "fuzzy": [], "code": []}
-    prose: list[tuple[int, str]] = []
-    want_code, semantic = "code" in cfg.methods, cfg.semantic
+    pending: list[_Pending] = []
     cols = {c: items.column(c).to_pylist() for c in _ITEM_COLUMNS}
     for eval_set, item_id, raw in zip(cols["eval_set"], cols["item_id"], cols["screen_fields"], strict=True):
-        code_fields: list[tuple[str, str]] = []
-        for name, text in _screen_fields(eval_set, item_id, raw).items():
-            grams = _field_grams(text, cfg, index.hasher)
-            if want_code and grams[3] is not None:
-                code_fields.append((name, text))
-            words = semantic.prose(text) if semantic is not None else None
-            if not any(len(g) for g in grams[:3]) and words is None:
-                index.unscreenable.append(UnscreenableField(eval_set, item_id, name, grams[4]))
-                continue
-            if words is not None:
-                prose.append((len(index.fields), words))
-            _add(index, sets, FieldRef(eval_set, item_id, name, cfg.kind_of(name)), grams[4], grams[:3])
-        if len(code_fields) > 1:
-            joined = "".join(text for _, text in code_fields)
-            code, _ = field_code_grams(joined, cfg.code_n, cfg.code_min_tokens, index.hasher)
-            if len(code):
-                kinds = {cfg.kind_of(name) for name, _ in code_fields}
-                kind = TARGET if TARGET in kinds else HOLDOUT
-                ref = FieldRef(eval_set, item_id, "+".join(name for name, _ in code_fields), kind)
-                _add(index, sets, ref, len(screen_tokens(joined)), (_EMPTY, _EMPTY, code))
+        for name, value in _screen_fields(eval_set, item_id, raw).items():
+            pending += _pending(index, eval_set, item_id, name, value)
+    index.shared_ngrams = _mark_boilerplate(pending, cfg)
+    empty = np.empty(0, np.uint64)
+    want_code, semantic = "code" in cfg.methods, cfg.semantic
+    # (field, exact n-grams, fuzzy shingles, stem shingles, answer tokens, code n-grams, prose) of each field
+    built = []
+    code_fields: dict[tuple[str, str], list[tuple[str, str]]] = {}  # per item: its Python fields, for the join
+    for p in pending:
+        if p.answer is None:
+            fuzzy = _evidence(p, cfg.containment_n, cfg.fuzzy)
+            fuzzy = fuzzy if len(fuzzy) >= cfg.fuzzy_min_shingles else empty
+            code, count = (
+                field_code_grams(p.text, cfg.code_n, cfg.code_min_tokens, index.hasher) if want_code else (empty, 0)
+            )
+            if count >= _MIN_JOIN_TOKENS:
+                code_fields.setdefault((p.ref.eval_set, p.ref.item_id), []).append((p.ref.field, p.text))
+            prose = semantic.prose(p.text) if semantic is not None else None
+            built.append((p, _evidence(p, cfg.n, "ngram" in cfg.methods), fuzzy, empty, empty, code, prose))
+        else:
+            on = "stem_answer" in cfg.methods and len(p.answer) > 0
+            built.append((p, empty, empty, _evidence(p, cfg.containment_n, on), p.answer if on else empty, empty, None))
+    kept = []
+    for k, (p, exact, fuzzy, stem, answer, code, prose) in enumerate(built):
+        pair = built[k + 1] if k + 1 < len(built) and built[k + 1][0].answer is not None else None
+        if len(exact) or len(fuzzy) or len(stem) or len(code) or prose is not None:
+            kept.append((p.ref, len(p.hashes), exact, fuzzy, stem, answer, code, prose))
+        elif p.answer is not None or pair is None or not len(pair[3]):
+            ref = p.ref
+            index.unscreenable.append(UnscreenableField(ref.eval_set, ref.item_id, ref.field, len(p.hashes)))
+    kept += _joined_code_fields(code_fields, cfg, index.hasher)
+    index.fields = [ref for ref, *_ in kept]
+    index.field_tokens = [tokens for _, tokens, *_ in kept]
+    index.answers = [row[5] for row in kept]
     if "ngram" in cfg.methods:
-        index.exact = _GramIndex.build(cfg.n, sets["exact"])
+        index.exact = _GramIndex.build(cfg.n, [row[2] for row in kept])
     if cfg.fuzzy:
-        index.fuzzy = _GramIndex.build(cfg.containment_n, sets["fuzzy"])
+        index.fuzzy = _GramIndex.build(cfg.containment_n, [row[3] for row in kept])
+    if any(len(row[4]) for row in kept):  # no multiple-choice item: no pass for the method
+        index.pairs = _GramIndex.build(cfg.containment_n, [row[4] for row in kept])
     if want_code:
-        index.code = _GramIndex.build(cfg.code_n, sets["code"])
+        index.code = _GramIndex.build(cfg.code_n, [row[6] for row in kept])
     if semantic is not None:
-        index.semantic = build_semantic_index(semantic, prose, [f.item_id for f in index.fields])
+        prose_of = [(k, row[7]) for k, row in enumerate(kept) if row[7] is not None]
+        index.semantic = build_semantic_index(semantic, prose_of, [ref.item_id for ref in index.fields])
         word_hashes = [np.unique(ngram_hashes(index.hasher.hashes(w), 1)) for w in index.semantic.word_sets]
         index.semantic.words = _GramIndex.build(1, word_hashes)
     return index
@@ -319,29 +437,23 @@ _EMPTY = np.empty(0, np.uint64)
 _MIN_JOIN_TOKENS = 4
 
 
-def _field_grams(
-    text: str, cfg: ScreenConfig, hasher: TokenHasher
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, int]:
-    """(exact, fuzzy, code n-gram hashes, the code grams or None when the field is not Python, word tokens)."""
-    hashes = hasher.hashes(screen_tokens(text))
-    exact = np.unique(ngram_hashes(hashes, cfg.n)) if "ngram" in cfg.methods else _EMPTY
-    fuzzy = np.unique(ngram_hashes(hashes, cfg.containment_n)) if cfg.fuzzy else _EMPTY
-    if len(fuzzy) < cfg.fuzzy_min_shingles:
-        fuzzy = _EMPTY
-    code: np.ndarray | None = None
-    if "code" in cfg.methods:
-        code, count = field_code_grams(text, cfg.code_n, cfg.code_min_tokens, hasher)
-        code = code if count >= _MIN_JOIN_TOKENS else None  # not Python, or a bare name (an entry point)
-    return exact, fuzzy, _EMPTY if code is None else code, code, len(hashes)
-
-
-def _add(
-    index: ScreenIndex, sets: dict[str, list[np.ndarray]], ref: FieldRef, tokens: int, grams: tuple[np.ndarray, ...]
-) -> None:
-    index.fields.append(ref)
-    index.field_tokens.append(tokens)
-    for key, g in zip(("exact", "fuzzy", "code"), grams, strict=True):
-        sets[key].append(g)
+def _joined_code_fields(
+    code_fields: dict[tuple[str, str], list[tuple[str, str]]], cfg: ScreenConfig, hasher: TokenHasher
+) -> list[tuple]:
+    """Rows of the index for each item's Python fields joined (``prompt+solution``), indexed by ``code`` alone."""
+    out: list[tuple] = []
+    for (eval_set, item_id), fields_ in code_fields.items():
+        if len(fields_) < 2:
+            continue
+        joined = "".join(text for _, text in fields_)
+        code, _ = field_code_grams(joined, cfg.code_n, cfg.code_min_tokens, hasher)
+        if len(code):
+            kinds = {cfg.kind_of(name) for name, _ in fields_}
+            ref = FieldRef(
+                eval_set, item_id, "+".join(name for name, _ in fields_), TARGET if TARGET in kinds else HOLDOUT
+            )
+            out.append((ref, len(screen_tokens(joined)), _EMPTY, _EMPTY, _EMPTY, _EMPTY, code, None))
+    return out
 
 
 def unscreenable_fields(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = None) -> list[UnscreenableField]:

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from mixtrain.config.data import check_release_policy
+
 COMMERCIAL_OK = "COMMERCIAL_OK"
 ATTRIBUTION_REQUIRED = "ATTRIBUTION_REQUIRED"
 SHAREALIKE = "SHAREALIKE"
@@ -318,11 +320,7 @@ def _tags_allow(tags: frozenset[str], policy: str) -> bool:
 
 def check_policy(policy: str) -> str:
     """Validate a policy name (``commercial``, ``research`` or ``tenant:<name>``) and return it."""
-    if policy in ("commercial", "research"):
-        return policy
-    if policy.startswith("tenant:") and policy.removeprefix("tenant:").strip():
-        return policy
-    raise ValueError(f"unknown license policy {policy!r}: expected 'commercial', 'research' or 'tenant:<name>'")
+    return check_release_policy(policy)
 
 
 def policy_allows(expr: str | None, policy: str) -> bool:

@@ -11,10 +11,11 @@ joining and hashing ~350 strings per 2 KB document is the dominant cost of a nai
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -161,3 +162,124 @@ def combine_hashes(values: np.ndarray) -> np.ndarray:
     mult = _position_multipliers(v.shape[-1])
     acc = (v * mult).sum(axis=-1, dtype=np.uint64)  # array arithmetic wraps modulo 2**64, as wanted
     return _finalize(np.asarray(acc, dtype=np.uint64))
+
+
+# --- Screen folding: what an eval item and a training document are compared on -----------------------------------
+#
+# Leaked copies of eval items are disguised, on purpose or by the tools that carried them, in ways a reader never
+# sees: invisible format characters inside words, letter-like symbols, look-alike letters of another script. The
+# screen folds them all away before it tokenises, on both sides, so that each disguise is cheaper to undo than to
+# apply. Dedupe keeps :func:`normalize` as it is: its keys are stored, and changing them would re-key every corpus.
+
+# Look-alikes of Latin letters in Cyrillic, Greek and a few IPA/Armenian letters, folded *before* casefolding because
+# case tells Greek Nu (N) from nu (v) apart. Kept to letters that are near pixel-identical to a Latin letter in common
+# fonts (Unicode's confusables.txt lists thousands, most of them only loosely alike); a character outside the map is
+# compared as itself, so a missing entry costs recall on that disguise but never a false match. Genuine Cyrillic or
+# Greek text is folded the same way on both sides, so it still matches itself.
+_CONFUSABLES: dict[str, str] = {
+    # Cyrillic capitals: ABESIJKMHOPCTXYQW
+    **dict(
+        zip(
+            "\u0410\u0412\u0415\u0405\u0406\u0408\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0425\u0423\u051a\u051c",
+            "ABESIJKMHOPCTXYQW",
+            strict=True,
+        )
+    ),
+    # Cyrillic small letters: aesijopcyxdqwhyl (the last is palochka, which stands in for l)
+    **dict(
+        zip(
+            "\u0430\u0435\u0455\u0456\u0458\u043e\u0440\u0441\u0443\u0445\u0501\u051b\u051d\u04bb\u04af\u04cf",
+            "aesijopcyxdqwhyl",
+            strict=True,
+        )
+    ),
+    # Greek capitals: ABEZHIKMNOPTYX
+    **dict(
+        zip(
+            "\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7",
+            "ABEZHIKMNOPTYX",
+            strict=True,
+        )
+    ),
+    # Greek small letters: aiokvpux
+    **dict(zip("\u03b1\u03b9\u03bf\u03ba\u03bd\u03c1\u03c5\u03c7", "aiokvpux", strict=True)),
+    # dotless i, Latin alpha and script g, Armenian o/h/n/u: iagohnu
+    **dict(zip("\u0131\u0251\u0261\u0585\u0570\u057c\u057d", "iagohnu", strict=True)),
+}
+_CONFUSABLE_TABLE = str.maketrans(_CONFUSABLES)
+
+
+_CONFUSABLE_RUNS = re.compile("[" + "".join(map(re.escape, _CONFUSABLES)) + "]+")
+
+
+@functools.cache
+def _screen_tables() -> tuple[re.Pattern[str], str]:
+    """(pattern of every format character, regex class of the non-word characters a screen token may hold).
+
+    Built once per process by scanning the code points (~0.5 s), because Python's ``re`` has no Unicode category
+    classes. A token may hold, besides ``\\w``: format characters (category Cf: zero-width space/joiner, soft
+    hyphen, BOM, bidi marks), which are deleted so that ``re\\u00adturn`` is ``return``; combining marks, which
+    NFKC composes with the letter before them; and symbols whose NFKC form has letters or digits (circled,
+    parenthesised, ``™``, ``℃``), which a tokeniser of raw text would drop instead of folding.
+    """
+    word = re.compile(r"\w")
+    deleted: list[int] = []
+    extra: list[int] = []
+    for cp in range(0x110000):
+        c = chr(cp)
+        if word.match(c):
+            continue
+        cat = unicodedata.category(c)
+        if cat == "Cf":
+            deleted.append(cp)
+            extra.append(cp)
+        elif cat in ("Mn", "Mc", "Me") or (cat[0] in "SPN" and word.search(unicodedata.normalize("NFKC", c))):
+            extra.append(cp)
+    return re.compile(f"[{_char_class(deleted)}]+"), _char_class(extra)
+
+
+def _char_class(code_points: list[int]) -> str:
+    """A regex character class body of ``code_points`` (sorted), with runs written as ranges."""
+    parts: list[str] = []
+    start = prev = code_points[0]
+    for cp in [*code_points[1:], -1]:
+        if cp == prev + 1:
+            prev = cp
+            continue
+        parts.append(re.escape(chr(start)) if start == prev else f"{re.escape(chr(start))}-{re.escape(chr(prev))}")
+        start = prev = cp
+    return "".join(parts)
+
+
+@functools.cache
+def _screen_run() -> re.Pattern[str]:
+    return re.compile(rf"[\w{_screen_tables()[1]}]+")
+
+
+def screen_fold(text: str) -> str:
+    """``text`` as the screen compares it: format characters deleted, NFKC, look-alike letters folded, casefolded.
+
+    The order matters: format characters go first so that NFKC composes across them; NFKC folds fullwidth,
+    circled and mathematical letters into plain ones before the look-alike map sees them; the map runs before
+    ``casefold`` because only case tells some look-alikes apart. ASCII text is only lowercased (the other steps
+    are the identity on it), which keeps the common case as fast as it was.
+    """
+    if text.isascii():
+        return text.lower()
+    text = unicodedata.normalize("NFKC", _screen_tables()[0].sub("", text))
+    # Translating only the runs of look-alikes: str.translate looks every character of a text up in a dict,
+    # four times slower than finding the few runs that need it.
+    text = _CONFUSABLE_RUNS.sub(lambda m: m.group().translate(_CONFUSABLE_TABLE), text)
+    return text.casefold()
+
+
+def screen_runs(text: str) -> Iterator[re.Match[str]]:
+    """The runs of ``text`` that hold its screen tokens: word characters plus what :func:`screen_fold` turns
+    into them or deletes from inside them. Folding each run on its own gives the tokens of folding the whole
+    text, and the run's offsets are where its tokens came from in the original text."""
+    return _screen_run().finditer(text)
+
+
+def screen_run_texts(text: str) -> list[str]:
+    """The texts of :func:`screen_runs` (one C-level ``findall``)."""
+    return _screen_run().findall(text)

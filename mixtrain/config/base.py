@@ -13,3 +13,8 @@ class Strict(BaseModel):
     """Unknown keys are errors (a typo in YAML must not be silently ignored) and a loaded config is immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProjectNotFoundError(ProjectError):
+    """The directory holds no ``mixtrain.yaml`` (or does not exist): a command run from the wrong place, which
+    the CLI answers by saying how to name the project."""

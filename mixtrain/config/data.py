@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import difflib
 import itertools
 from typing import Annotated, Literal
 
@@ -56,8 +57,12 @@ class LanguageConfig(Strict):
     min_chars: int = Field(50, ge=0, description="shorter documents are not language-checked")
 
 
+# The lexicon's categories (mixassets.engine.safety.CATEGORIES): a misspelt key would otherwise never be judged.
+SafetyCategory = Literal["toxicity", "explicit", "weapons", "malware"]
+
+
 class SafetyConfig(Strict):
-    max_scores: dict[str, float] = Field(
+    max_scores: dict[SafetyCategory, float] = Field(
         default_factory=lambda: {"toxicity": 20.0, "explicit": 20.0, "weapons": 10.0, "malware": 10.0},
         description="lexicon hits per 1,000 words above which a document is quarantined, per category",
     )
@@ -173,6 +178,27 @@ def _any_positive(*maps: dict[str, float] | None) -> bool:
     return any(w > 0 for m in maps if m for w in m.values())
 
 
+RELEASE_POLICIES = ("commercial", "research", "tenant:<name>")
+
+
+def check_release_policy(policy: str) -> str:
+    """A release policy name, validated when the project loads (the mixture step would otherwise be the first to
+    notice a typo, after gating and dedupe ran): ``commercial``, ``research`` or ``tenant:<name>``."""
+    if policy in ("commercial", "research"):
+        return policy
+    if policy.startswith("tenant:") and policy.removeprefix("tenant:").strip():
+        return policy
+    hint = suggest_policy(policy)
+    raise ValueError(f"unknown license policy {policy!r}: expected 'commercial', 'research' or 'tenant:<name>'{hint}")
+
+
+def suggest_policy(policy: str) -> str:
+    close = difflib.get_close_matches(policy.split(":")[0], ["commercial", "research", "tenant"], n=1)
+    if not close:
+        return ""
+    return f" (did you mean '{close[0]}{':<name>' if close[0] == 'tenant' else ''}'?)"
+
+
 class MixtureSpec(Strict):
     """How the screened corpus becomes a training mixture; every lever is deterministic given ``seed``.
 
@@ -214,8 +240,15 @@ class MixtureSpec(Strict):
     drift_tolerance: float = Field(
         0.05, ge=0, le=1, description="warn when a source's token share moved more than this since the last mixture"
     )
-    release_policy: str = Field("commercial", description="commercial | research | tenant:<name>")
+    release_policy: str = Field(
+        "commercial", description="commercial | research | tenant:<name>: the licenses the mixture may draw from"
+    )
     tokenizer: str | None = Field(None, description="tokenizer path for counting; default: the base model's")
+
+    @field_validator("release_policy")
+    @classmethod
+    def _known_policy(cls, v: str) -> str:
+        return check_release_policy(v)
 
     @field_validator("weights")
     @classmethod
@@ -288,9 +321,13 @@ class DedupeSpec(Strict):
     collapse_whitespace: bool = Field(True, description="exact-duplicate key: ignore whitespace layout")
     strip_punctuation: bool = Field(True, description="exact-duplicate key: ignore punctuation (prose only)")
     strip_digits: bool = Field(False, description="exact-duplicate key: ignore digits")
-    source_threshold: dict[str, float] = Field({}, description="per-source threshold; a pair uses the larger")
-    domain_threshold: dict[str, float] = Field({}, description="per-domain threshold; a pair uses the larger")
-    max_per_cluster: dict[str, int] = Field(
+    source_threshold: dict[str, Annotated[float, Field(gt=0, le=1)]] = Field(
+        {}, description="per-source threshold; a pair uses the larger"
+    )
+    domain_threshold: dict[str, Annotated[float, Field(gt=0, le=1)]] = Field(
+        {}, description="per-domain threshold; a pair uses the larger"
+    )
+    max_per_cluster: dict[str, Annotated[int, Field(ge=1)]] = Field(
         {}, description="keep up to N members of a cluster from this source or domain (default 1: the keeper only)"
     )
     keeper_rule: list[Literal["license", "trust_tier", "capture_time", "doc_id"]] = Field(
@@ -308,7 +345,23 @@ class ScreenSpec(Strict):
     )
     jaccard_threshold: float = Field(0.8, gt=0, le=1, description="item-vs-document Jaccard that flags a near copy")
     fuzzy_min_shingles: int = Field(8, gt=0, description="fields with fewer shingles get the exact test only")
-    methods: list[Literal["ngram", "containment", "jaccard", "code"]] = ["ngram", "containment", "jaccard", "code"]
+    methods: list[Literal["ngram", "containment", "jaccard", "stem_answer", "code"]] = [
+        "ngram",
+        "containment",
+        "jaccard",
+        "stem_answer",
+        "code",
+    ]
+    shared_ngram_share: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="n-grams in at least this share of one eval set's items are boilerplate, not evidence",
+    )
+    shared_ngram_min_items: int = Field(3, ge=2, description="... and in at least this many items")
+    stem_answer_window: int = Field(
+        24, gt=0, description="tokens between a multiple-choice stem and its answer that still count as a pair"
+    )
     code_n: int = Field(28, gt=0, description="n of the code test: n-grams of canonical Python tokens (names as ID)")
     code_min_tokens: int = Field(30, gt=0, description="Python fields with fewer canonical tokens skip the code test")
     semantic: Literal["auto", "on", "off"] = Field(

@@ -1,0 +1,83 @@
+"""Which warnings a mixtrain user sees: library notes addressed to developers are hidden unless asked for.
+
+Dagster marks parts of its API beta or preview and warns on every use (every run touches some), and libraries
+warn about their own deprecations: nothing a person running a pipeline can act on. The CLI hides them for the
+length of a command (``-v`` shows them); the domain packages' definitions hide them when imported by a process
+without the CLI around it (``dagster dev``), unless ``$MIXTRAIN_VERBOSE`` is 1, which ``-v`` sets, so
+``mixtrain -v ui`` and ``mixtrain -v run`` show every note, those raised while the asset modules load included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+
+VERBOSE_ENV = "MIXTRAIN_VERBOSE"
+
+
+def library_warning_categories() -> tuple[type[Warning], ...]:
+    """Dagster's beta, preview and supersession notices, and deprecations."""
+    from dagster_shared.utils.warnings import BetaWarning, PreviewWarning, SupersessionWarning
+
+    return (BetaWarning, PreviewWarning, SupersessionWarning, DeprecationWarning, PendingDeprecationWarning)
+
+
+def hide_library_warnings() -> None:
+    """Ignore library warnings in this process unless ``$MIXTRAIN_VERBOSE`` is ``1``: for the code location,
+    which a ``dagster dev`` process imports without the CLI around it."""
+    if os.environ.get(VERBOSE_ENV) != "1":
+        for category in library_warning_categories():
+            warnings.filterwarnings("ignore", category=category)
+
+
+@contextlib.contextmanager
+def _shown_on_stderr() -> Iterator[None]:
+    """Route warnings to stderr through logging for the duration, whatever a library does to logging meanwhile.
+
+    Importing detect-secrets (the secret scanner the gate uses) calls ``logging.captureWarnings(True)`` and sets
+    the root logger to ERROR, which silently drops every warning raised after it. Capturing first (its call is
+    then a no-op) into a ``py.warnings`` logger with its own handler and level keeps them visible."""
+    logger = logging.getLogger("py.warnings")
+    saved = (logger.level, logger.propagate)
+    handler = logging.StreamHandler()  # sys.stderr as it is when a warning is written
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    logger.addHandler(handler)
+    shown_by = warnings.showwarning
+    logging.captureWarnings(True)
+    captured_here = warnings.showwarning is not shown_by
+    try:
+        yield
+    finally:
+        if captured_here:
+            logging.captureWarnings(False)
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
+@contextlib.contextmanager
+def library_warnings(verbose: bool) -> Iterator[None]:
+    """Hide library warnings for the duration of a command unless ``verbose`` (then ``$MIXTRAIN_VERBOSE`` is set,
+    so the code location and a ``dagster dev`` child show them as well). Filters and environment are restored
+    after, so calling the CLI from Python (tests, notebooks) leaves the caller's settings as they were."""
+    before = os.environ.get(VERBOSE_ENV)
+    with warnings.catch_warnings():
+        shown: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if verbose:
+            os.environ[VERBOSE_ENV] = "1"
+            shown = _shown_on_stderr()
+        else:
+            os.environ.pop(VERBOSE_ENV, None)
+            hide_library_warnings()
+        try:
+            with shown:
+                yield
+        finally:
+            if before is None:
+                os.environ.pop(VERBOSE_ENV, None)
+            else:
+                os.environ[VERBOSE_ENV] = before

@@ -1,0 +1,91 @@
+"""``mixtrain status`` observes specs in-process: same statuses as observing through a run, and no run.
+
+A small code location stands in for the project's: an unpartitioned spec and a spec partitioned like the
+sources, each with a materialized child. The answer from in-process observation is compared with the one the
+old path gave (``observe_specs`` runs the ``refresh_specs`` job, then the plain resolver reads what it recorded).
+"""
+
+from __future__ import annotations
+
+from dagster import (
+    AssetSelection,
+    DagsterInstance,
+    DataVersion,
+    DataVersionsByPartition,
+    Definitions,
+    DynamicPartitionsDefinition,
+    asset,
+    define_asset_job,
+    materialize,
+    observable_source_asset,
+)
+
+from mixtrain.dagster_internals import stale_statuses
+from mixtrain.observe import observe_in_process
+from mixtrain.runner import observe_specs
+
+PARTS = DynamicPartitionsDefinition(name="srcs")
+VERSIONS: dict = {}
+
+
+@observable_source_asset
+def spec() -> DataVersion:
+    return DataVersion(VERSIONS["spec"])
+
+
+@observable_source_asset(partitions_def=PARTS)
+def part_spec(context) -> DataVersionsByPartition:
+    known = set(context.instance.get_dynamic_partitions("srcs"))
+    return DataVersionsByPartition({k: DataVersion(v) for k, v in VERSIONS["parts"].items() if k in known})
+
+
+@asset(deps=[spec], code_version="1")
+def child() -> int:
+    return 1
+
+
+@asset(deps=[part_spec], partitions_def=PARTS, code_version="1")
+def part_child() -> int:
+    return 1
+
+
+DEFS = Definitions(
+    assets=[spec, part_spec, child, part_child],
+    jobs=[define_asset_job("refresh_specs", AssetSelection.all(include_sources=True) - AssetSelection.all())],
+)
+
+
+def _summary(statuses) -> dict:
+    return {(s.key, s.partition): (s.status, s.causes) for s in statuses}
+
+
+def test_in_process_observation_gives_the_recorded_answer_without_a_run(tmp_path):
+    keys = {"srcs": ["x", "y"]}
+    with DagsterInstance.local_temp(str(tmp_path)) as instance:
+        VERSIONS.update(spec="a", parts={"x": "1", "y": "1"})
+        instance.add_dynamic_partitions("srcs", ["x", "y"])
+        observe_specs(DEFS, instance)
+        materialize([spec, child], selection=[child], instance=instance)
+        for pk in ("x", "y"):
+            materialize([part_spec, part_child], selection=[part_child], partition_key=pk, instance=instance)
+
+        def both() -> tuple[dict, dict]:
+            runs = instance.get_runs_count()
+            fast = _summary(stale_statuses(DEFS, instance, keys, observed=observe_in_process(DEFS, instance)))
+            assert instance.get_runs_count() == runs  # observing in-process launched nothing
+            observe_specs(DEFS, instance)
+            assert instance.get_runs_count() > runs
+            return fast, _summary(stale_statuses(DEFS, instance, keys))
+
+        fast, recorded = both()
+        assert fast == recorded and {s for s, _ in fast.values()} == {"FRESH"}
+
+        VERSIONS.update(spec="b", parts={"x": "2", "y": "1"})  # the specs change after the last materialization
+        fast, recorded = both()
+        assert fast == recorded
+        assert fast[("child", None)][0] == "STALE" and fast[("part_child", "x")][0] == "STALE"
+        assert fast[("part_child", "y")] == ("FRESH", ())
+
+        VERSIONS.update(parts={"x": "1", "y": "1"})  # changed back: the recorded input version again
+        fast, recorded = both()
+        assert fast == recorded and fast[("part_child", "x")] == ("FRESH", ())
