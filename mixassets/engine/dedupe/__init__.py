@@ -31,13 +31,14 @@ Why this shape:
   an ``OR``), the higher trust tier (``trust[source_id]``, missing = 0), the earlier ``capture_time``
   (missing last), the smaller ``doc_id``; then ``doc_id``, ``source_id`` and a hash of the text, which only
   matter for rows that repeat an id.
-* **Resolution** (:func:`resolve`) walks documents best keeper first. A document is compared only with
-  the *keepers* found so far: an exact-key match wins, else the verified near match with the highest exact
-  Jaccard (ties: the better keeper). So a dropped document always names a keeper that is in the output,
-  and a chain A~B~C never drops both B and C because of each other. ``max_per_cluster`` lets a source or
-  domain keep up to N members of a cluster (keeper included if it is of that source/domain); those rows
-  say ``kept_capped``. Capped members stay in the corpus but are not keepers, so clusters never chain
-  through them.
+* **Resolution** (:func:`resolve`): exact-key twins and verified pairs at or above threshold are edges, and each
+  connected component keeps one document, its best keeper. Why components: a chain A~B~C where A and C differ
+  is one family of copies, and judging C only against kept documents (A) keeps C although it duplicates B, so
+  the family survives twice. The walk grows each component from its keeper, best-ranked member next; a member
+  names the visited member it matched (an exact twin first, else the highest exact Jaccard, ties to the better
+  keeper), so every recorded link is verified and the links lead to the keeper (``cluster_id``).
+  ``max_per_cluster`` lets a source or domain keep up to N members of a component (keeper included if it is of
+  that source/domain); those rows say ``kept_capped``.
 * **Texts are streamed, never held.** The corpus (:class:`~mixassets.engine.dedupe.corpus.Corpus`: stored tables
   or in-memory ones) is read back in batches: once to sketch, for the candidate pairs' rows to verify (in windows
   of a bounded size of held shingle sets), and to write the kept rows. Memory holds ids, keeper metadata and

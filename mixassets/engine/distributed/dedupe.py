@@ -220,7 +220,7 @@ def _resolve_group(group: pa.Table, ref, meta_schema: pa.Schema, cfg: DedupeConf
     verified = VerifiedPairs(pairs, exact[mine], estimated[mine])
     sub = conform(group, meta_schema)
     walk = resolve_walk(sub, verified, cfg, trust=trust)
-    rows = _cluster_rows(sub, walk.member, walk.keeper_of, walk.via_edge, walk.capped, verified)
+    rows = _cluster_rows(sub, walk, verified)
     member = pa.array(np.asarray(walk.member, dtype=np.int64), pa.int64())
     rows = rows.append_column(POS, pa.array(pos[np.asarray(walk.member, dtype=np.int64)], pa.int64()))
     for name in _MEMBER_META:
