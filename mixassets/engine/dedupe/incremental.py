@@ -33,6 +33,7 @@ from mixassets.engine.dedupe.digest import (
     _with_sketch_set,
 )
 from mixassets.engine.dedupe.resolution import resolve
+from mixassets.engine.dedupe.shingle_sets import ShingleSpill
 from mixassets.engine.dedupe.sketching import _content_hashes, sketch_streamed
 from mixassets.engine.dedupe.tables import _capture_utc, _check_columns, _check_sketches, _in_set, _optional_string
 from mixassets.engine.dedupe.verification import VerifiedPairs, _cached_pairs, _verify
@@ -257,7 +258,10 @@ def dedupe_incremental(
     new_rows = np.flatnonzero(reuse_from < 0)
     old_rows = np.flatnonzero(reuse_from >= 0)
 
-    fresh = _sketch_rows(corpus, meta, reuse_from < 0, cfg, code_sources, known_hashes)
+    # The shingle sets of the rows sketched now go to a scratch file, so verification does not shingle them again.
+    spill = ShingleSpill()
+    fresh = _sketch_rows(corpus, meta, reuse_from < 0, cfg, code_sources, known_hashes, spill)
+    spill.bind(new_rows)
     if old_rows.size == 0:  # a full build: the sketches are already in input order
         sketches = fresh.combine_chunks()
     else:
@@ -281,7 +285,8 @@ def dedupe_incremental(
     )
     want_cache = previous_pairs is not None and previous_pairs.num_rows > 0 and (len(candidates) > 0 or complete_cache)
     cached = _cached_pairs(previous_pairs, sketches) if want_cache else None
-    verified = _verify(sketches, candidates, corpus, cfg, cached)
+    with spill:
+        verified = _verify(sketches, candidates, corpus, cfg, cached, spill)
     if complete_cache and old_rows.size and cached is not None:
         cpos, cexact, cest = cached
         old_old = ~is_new[cpos[:, 0]] & ~is_new[cpos[:, 1]]
@@ -331,6 +336,7 @@ def _sketch_rows(
     cfg: DedupeConfig,
     code_sources: Sequence[str] | set[str] | frozenset[str],
     known_hashes: pa.UInt64Array | None,
+    spill: ShingleSpill | None = None,
 ) -> pa.Table:
     """The sketches of the ``wanted`` rows, in row order: texts are read batch by batch (only tables and parts
     that hold a wanted row) and sketched as they come, so memory holds one batch of texts."""
@@ -348,7 +354,12 @@ def _sketch_rows(
 
     hashes = known_hashes if known_hashes is None or take is None else known_hashes.take(take)
     return sketch_streamed(
-        meta if take is None else meta.take(take), texts(), cfg, code_sources=code_sources, content_hashes=hashes
+        meta if take is None else meta.take(take),
+        texts(),
+        cfg,
+        code_sources=code_sources,
+        content_hashes=hashes,
+        spill=spill,
     )
 
 

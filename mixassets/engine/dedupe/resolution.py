@@ -200,8 +200,6 @@ def _under_cap(
     return True
 
 
-
-
 _MATCH_TYPES = pa.array(["exact", "near"], pa.string())
 _ACTIONS = pa.array(["dropped", "kept_capped"], pa.string())
 

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from mixassets.engine.dedupe.config import REQUIRED_COLUMNS, DedupeConfig
 from mixassets.engine.dedupe.digest import _with_sketch_set
+from mixassets.engine.dedupe.shingle_sets import ShingleSpill
 from mixassets.engine.dedupe.tables import (
     _capture_utc,
     _check_columns,
@@ -137,9 +138,10 @@ def signatures(shingle_sets: Sequence[np.ndarray], config: DedupeConfig) -> np.n
         x = np.concatenate([shingle_sets[i] for i in batch])
         h = np.multiply.outer(a, x)  # (num_perm, shingles): reduceat runs along contiguous memory
         h += b[:, None]
-        h >>= np.uint64(32)
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        out[batch] = np.minimum.reduceat(h, offsets, axis=1).T
+        # The shift is monotone, so the minimum of the top 32 bits is the top 32 bits of the minimum: shifting
+        # the (num_perm, documents) minima instead of every hash saves a pass over the largest array.
+        out[batch] = (np.minimum.reduceat(h, offsets, axis=1) >> np.uint64(32)).T
         start = stop
     return out
 
@@ -181,10 +183,13 @@ def sketch_streamed(
     *,
     code_sources: Sequence[str] | set[str] | frozenset[str] = frozenset(),
     content_hashes: pa.UInt64Array | pa.ChunkedArray | None = None,
+    spill: ShingleSpill | None = None,
 ) -> pa.Table:
     """:func:`sketch` of documents whose texts come apart from the other columns: ``meta`` holds every column
-    but ``text`` (one row per document), ``texts`` their texts in row order, in pieces of any size (a corpus read
-    back batch by batch). The output is filled piece by piece, so memory holds one piece of texts."""
+        but ``text`` (one row per document), ``texts`` their texts in row order, in pieces of any size (a corpus read
+        back batch by batch). The output is filled piece by piece, so memory holds one piece of texts. With ``spill``,
+    each document's shingle set is also appended to it (slot k = row k), so verification need not shingle the text
+    again."""
     cfg = config or DedupeConfig()
     _check_columns(meta, [c for c in REQUIRED_COLUMNS if c != "text"])
     schema = sketch_schema(cfg)
@@ -217,6 +222,8 @@ def sketch_streamed(
                 hashes[start + k] = _content_hash(text, code) if known[k] is None else known[k]
             sizes[start:stop] = [s.size for s in sets]
             sig[start:stop] = signatures(sets, cfg)
+            if spill is not None:
+                spill.append(sets)
             band[start:stop] = band_hashes(sig[start:stop], bands, rows)
             start = stop
     if start != n:
