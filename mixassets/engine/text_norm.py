@@ -75,14 +75,18 @@ def _finalize(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(31))
 
 
+@functools.lru_cache(maxsize=64)
 def _position_multipliers(n: int) -> np.ndarray:
+    """One multiplier per n-gram position; cached (read-only) because every document asks for the same few n."""
     out = np.empty(n, dtype=np.uint64)
     acc = np.uint64(1)
     with np.errstate(over="ignore"):
         for i in range(n):
             out[i] = acc
             acc = acc * _GOLDEN
-    return out | np.uint64(1)
+    out |= np.uint64(1)
+    out.flags.writeable = False
+    return out
 
 
 def ngram_hashes(token_hashes: np.ndarray, n: int, *, short_as_one: bool = False) -> np.ndarray:
