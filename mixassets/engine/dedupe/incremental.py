@@ -23,6 +23,7 @@ from mixassets.engine.dedupe.config import (
     REQUIRED_COLUMNS,
     DedupeConfig,
 )
+from mixassets.engine.dedupe.content import VIEW_COLUMNS, ContentView, find_templates
 from mixassets.engine.dedupe.corpus import Corpus, CorpusInput, check_row_ids
 from mixassets.engine.dedupe.digest import (
     _digest_lanes,
@@ -42,6 +43,8 @@ from mixassets.engine.dedupe.verification import VerifiedPairs, _cached_pairs, _
 _MAX_SLICES = 64
 # The data version of each source the sketches were made from (see with_sketched_versions).
 _META_SKETCHED_VERSIONS = b"mixtrain.dedupe.gated_versions"
+# Each chat source's template lines, as hex line hashes (see with_templates).
+_META_TEMPLATES = b"mixtrain.dedupe.templates"
 # Input rows per batch of kept rows handed to a writer: ~30 MB of text at ~2 KB/doc.
 _KEPT_BATCH_ROWS = 16_384
 
@@ -218,6 +221,9 @@ def dedupe_incremental(
         except ValueError as e:
             notes.append(f"previous sketches not reused: {e}")
             previous_sketches, previous_pairs = None, None
+    # Every text below is what the content view compares (chat: the selected parts without the source's template).
+    templates = _templates(corpus, meta, cfg, previous_sketches, unchanged_sources)
+    corpus = corpus.with_view(ContentView(cfg.content_fields, templates))
     if previous_pairs is not None:
         pairs_meta = previous_pairs.schema.metadata or {}
         if pairs_meta.get(_META_FINGERPRINT, b"").decode() != cfg.fingerprint():
@@ -311,11 +317,55 @@ def dedupe_incremental(
     return DedupeResult(
         kept_mask=kept_mask,
         clusters=clusters,
-        sketches=sketches,
+        sketches=with_templates(sketches, templates),
         verified_pairs=verified.table(sketches, cfg),
         stats=stats,
         corpus=corpus,
     )
+
+
+def with_templates(sketches: pa.Table, templates: Mapping[str, frozenset[int]]) -> pa.Table:
+    """``sketches`` recording each chat source's template lines (:mod:`~mixassets.engine.dedupe.content`), so a
+    refresh that trusts an unchanged source need not read its records again to find them."""
+    value = json.dumps({s: sorted(f"{h:016x}" for h in t) for s, t in sorted(templates.items())})
+    return sketches.replace_schema_metadata({**(sketches.schema.metadata or {}), _META_TEMPLATES: value.encode()})
+
+
+def _stored_templates(sketches: pa.Table | None) -> dict[str, frozenset[int]] | None:
+    raw = ((sketches.schema.metadata or {}) if sketches is not None else {}).get(_META_TEMPLATES)
+    if raw is None:
+        return None
+    return {s: frozenset(int(h, 16) for h in hs) for s, hs in json.loads(raw).items()}
+
+
+def _templates(
+    corpus: Corpus,
+    meta: pa.Table,
+    cfg: DedupeConfig,
+    previous: pa.Table | None,
+    unchanged: Collection[str],
+) -> dict[str, frozenset[int]]:
+    """Each chat source's template lines: found from its records (one pass over the chat rows' messages), or,
+    for a source the caller trusts as unchanged, taken from the previous sketches that recorded them."""
+    if "kind" not in meta.column_names:
+        return {}
+    chat = pc.fill_null(pc.equal(meta.column("kind"), "chat"), False).to_numpy(zero_copy_only=False)
+    stored = _stored_templates(previous)
+    out: dict[str, frozenset[int]] = {}
+    if stored is not None and unchanged:
+        reused = set(unchanged)
+        out.update({s: t for s, t in stored.items() if s in reused})
+        chat &= ~_in_set(meta.column("source_id"), reused)
+    if chat.any():
+        out.update(
+            find_templates(
+                corpus.column_batches(VIEW_COLUMNS, chat),
+                cfg.content_fields,
+                cfg.template_min_share,
+                cfg.template_min_records,
+            )
+        )
+    return out
 
 
 def _corpus_hashes(corpus: Corpus, wanted: np.ndarray, codes: np.ndarray) -> np.ndarray:
