@@ -20,7 +20,7 @@ parse is compared on its ``text``, as before this view existed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -101,6 +101,21 @@ class ContentView:
         return pa.array([self.text(t, k, m, s) for t, k, m, s in rows], pa.string())
 
 
+def chat_line_hashes(batch: pa.Table | pa.RecordBatch, view: ContentView) -> Iterator[tuple[str, list[int]]]:
+    """``(source_id, line hashes)`` of each chat row of ``batch`` that the view compares by parts (non-blank
+    lines of the selected parts, in order, repeats included): what template counting reads of a record."""
+    if "kind" not in batch.schema.names or "messages" not in batch.schema.names:
+        return
+    kinds = batch.column("kind").to_pylist()
+    if "chat" not in kinds:
+        return
+    texts, messages = batch.column("text").to_pylist(), batch.column("messages").to_pylist()
+    for text, kind, message, source in zip(texts, kinds, messages, batch.column("source_id").to_pylist(), strict=True):
+        segments = view.segments(text, kind, message)
+        if segments is not None:
+            yield source, [_line_hash(ln) for s in segments for ln in s.split("\n") if _line_key(ln)]
+
+
 def find_templates(
     batches: Iterable[pa.Table | pa.RecordBatch],
     fields: Mapping[str, tuple[str, ...]],
@@ -114,24 +129,12 @@ def find_templates(
     counts: dict[str, _LineDocCounts] = {}
     records: dict[str, int] = {}
     for batch in batches:
-        if "kind" not in batch.schema.names:
-            continue
-        kinds = batch.column("kind").to_pylist()
-        if "chat" not in kinds:
-            continue
-        sources = batch.column("source_id").to_pylist()
         per_source: dict[str, tuple[list[int], list[int]]] = {}
-        rows = zip(batch.column("text").to_pylist(), kinds, batch.column("messages").to_pylist(), sources, strict=True)
-        for row, (text, kind, messages, source) in enumerate(rows):
-            segments = plain.segments(text, kind, messages)
-            if segments is None:
-                continue
+        for row, (source, lines) in enumerate(chat_line_hashes(batch, plain)):
             records[source] = records.get(source, 0) + 1
             docs, hashes = per_source.setdefault(source, ([], []))
-            for line in (ln for s in segments for ln in s.split("\n")):
-                if _line_key(line):
-                    docs.append(row)
-                    hashes.append(_line_hash(line))
+            docs += [row] * len(lines)
+            hashes += lines
         for source, (docs, hashes) in per_source.items():
             counts.setdefault(source, _LineDocCounts()).add_pairs(
                 np.asarray(docs, dtype=np.int64), np.asarray(hashes, dtype=np.uint64)

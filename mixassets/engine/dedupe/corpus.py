@@ -7,6 +7,9 @@ streams texts back in batches of a bounded number of rows, reading only the tabl
 rows a pass wants. A table is a committed :class:`~mixtrain.tables.StoredTable` (the asset's gated partitions)
 or an in-memory Arrow table (tests, benchmarks), which is read by zero-copy slices.
 
+With a content view (:meth:`Corpus.with_view`) the texts handed out are what dedupe compares of each row (a chat
+record's content without its source's template, :mod:`~mixassets.engine.dedupe.content`); rows are unchanged.
+
 Rows are addressed by *position*: the row's index in the tables taken one after another. Every pass reads the
 tables in the same order, and a stored table's parts are checked against its manifest on every read, so a
 position means the same row in every pass.
