@@ -34,13 +34,12 @@ def normalize(text: str) -> str:
     Punctuation is deleted rather than turned into a space so that "e-mail" and "email", or
     re-punctuated copies of a page, fall together.
     """
-    text = unicodedata.normalize("NFKC", text).lower()
-    return " ".join(_PUNCT.sub("", text).split())
+    return " ".join(dedupe_words(text))
 
 
 def dedupe_words(text: str) -> list[str]:
-    """The words dedupe shingles: the tokens of :func:`normalize`."""
-    return normalize(text).split()
+    """The words dedupe shingles: the tokens of :func:`normalize` (split once, not joined and split again)."""
+    return _PUNCT.sub("", unicodedata.normalize("NFKC", text).lower()).split()
 
 
 def stable_hash64(value: str | bytes) -> int:

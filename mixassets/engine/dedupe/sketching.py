@@ -29,7 +29,6 @@ from mixassets.engine.text_norm import (
     combine_hashes,
     dedupe_words,
     ngram_hashes,
-    normalize,
     normalize_key,
     stable_hash64,
     text_key,
@@ -100,9 +99,9 @@ def _prepare(text: str | None, code: bool, cfg: DedupeConfig, hasher: TokenHashe
     """(exact key or None, shingle set) of one document; prose with default flags normalises once."""
     text = text or ""
     if not code and _default_key_flags(cfg):
-        normalized = normalize(text)  # the key's text, and its words are dedupe_words(text)
-        key = text_key(normalized) if normalized else None
-        return key, _shingles_of(normalized.split(), cfg.ngram, hasher)
+        words = dedupe_words(text)  # normalised once: the key is over normalize(text), their join
+        key = text_key(" ".join(words)) if words else None
+        return key, _shingles_of(words, cfg.ngram, hasher)
     if code:
         # Operators are content in code: the key is over the code tokens, never punctuation-stripped.
         tokens = code_tokens(text)
