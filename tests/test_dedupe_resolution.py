@@ -1,4 +1,4 @@
-"""Resolution on connected components (chains), and the vectorised exact Jaccard against the per-pair reference."""
+"""Resolution on connected components (chains), and the shingle sets spilled between sketching and verification."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ import random
 import numpy as np
 import pytest
 
-import mixassets.engine.dedupe.shingle_sets as shingle_sets
 from benchmarks.labelled_neardup import jaccard, shingles
 from mixassets.engine.dedupe import dedupe
-from mixassets.engine.dedupe.shingle_sets import ShingleSpill, pack_sets, pair_jaccards
-from mixassets.engine.dedupe.verification import _jaccard
+from mixassets.engine.dedupe.shingle_sets import ShingleSpill
 from tests.helpers import documents
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
@@ -89,22 +87,6 @@ def _random_sets(rng: np.random.Generator, count: int) -> list[np.ndarray]:
         fresh = rng.integers(0, 2**64, int(rng.integers(0, 40)), dtype=np.uint64)
         sets.append(np.unique(np.concatenate([picked, fresh])))
     return sets
-
-
-@pytest.mark.parametrize("pass_elements", [1, 700, 1 << 18])
-def test_vectorised_jaccard_equals_the_per_pair_reference(monkeypatch, pass_elements: int) -> None:
-    monkeypatch.setattr(shingle_sets, "_PASS_ELEMENTS", pass_elements)  # one pair per pass, a few, all at once
-    rng = np.random.default_rng(7)
-    sets = _random_sets(rng, 300)
-    a = rng.integers(0, len(sets), 3000)
-    b = rng.integers(0, len(sets), 3000)
-    a[:5], b[:5] = [1, 2, 0, 0, 3], [1, 2, 0, 17, 4]  # identical, empty with empty, empty with non-empty
-    values, offsets = pack_sets(sets)
-    got = pair_jaccards(values, offsets, a, b)
-    want = np.array([_jaccard(sets[x], sets[y]) for x, y in zip(a.tolist(), b.tolist(), strict=True)])
-    assert np.array_equal(got, want)  # exact: the same integers divided, so the same floats
-    assert got[0] == 1.0 and got[2] == 0.0 and got[3] == 0.0
-    assert np.count_nonzero((got > 0) & (got < 1)) > 100  # the random pairs do overlap partly
 
 
 def test_shingle_spill_returns_what_was_written() -> None:

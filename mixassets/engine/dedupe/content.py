@@ -28,9 +28,10 @@ import numpy as np
 import pyarrow as pa
 
 from mixassets.engine.chat import CHAT_JOINER, Chat, call_text, parse_stored
-from mixassets.engine.rules.boilerplate import _LineDocCounts
 from mixassets.engine.text_norm import stable_hash64
 
+# Line hashes buffered per source before they are merged into its sorted counts.
+_MERGE_EVERY = 1 << 20
 TOOL_CALLS = "tool_calls"
 WHOLE_TEXT = "text"
 VIEW_COLUMNS = ("text", "kind", "messages", "source_id")
@@ -101,6 +102,38 @@ class ContentView:
         return pa.array([self.text(t, k, m, s) for t, k, m, s in rows], pa.string())
 
 
+class _LineCounts:
+    """How many records hold each line hash, in memory that grows with the distinct lines (12 bytes each), not
+    with the records: hashes are buffered in one flat array and merged in bulk into sorted keys with counts."""
+
+    def __init__(self) -> None:
+        self._keys = np.empty(0, dtype=np.uint64)
+        self._counts = np.empty(0, dtype=np.uint32)
+        self._pending: list[np.ndarray] = []
+        self._buffered = 0
+
+    def add_record(self, hashes: list[int]) -> None:
+        """One record's line hashes (repeats count once)."""
+        if hashes:
+            self._pending.append(np.unique(np.asarray(hashes, dtype=np.uint64)))
+            self._buffered += len(self._pending[-1])
+            if self._buffered >= _MERGE_EVERY:
+                self._merge()
+
+    def _merge(self) -> None:
+        if not self._pending:
+            return
+        keys = np.concatenate([self._keys, *self._pending])
+        weights = np.concatenate([self._counts, np.ones(self._buffered, dtype=np.uint32)])
+        self._keys, inverse = np.unique(keys, return_inverse=True)
+        self._counts = np.bincount(inverse, weights=weights, minlength=len(self._keys)).astype(np.uint32)
+        self._pending, self._buffered = [], 0
+
+    def at_least(self, bar: float) -> frozenset[int]:
+        self._merge()
+        return frozenset(self._keys[self._counts >= bar].tolist())
+
+
 def chat_line_hashes(batch: pa.Table | pa.RecordBatch, view: ContentView) -> Iterator[tuple[str, list[int]]]:
     """``(source_id, line hashes)`` of each chat row of ``batch`` that the view compares by parts (non-blank
     lines of the selected parts, in order, repeats included): what template counting reads of a record."""
@@ -126,21 +159,11 @@ def find_templates(
     :data:`VIEW_COLUMNS`. Memory: the distinct line hashes of each source with their counts (12 bytes a line),
     never the texts; a line counts once per record."""
     plain = ContentView(fields)
-    counts: dict[str, _LineDocCounts] = {}
+    counts: dict[str, _LineCounts] = {}
     records: dict[str, int] = {}
     for batch in batches:
-        per_source: dict[str, tuple[list[int], list[int]]] = {}
-        for row, (source, lines) in enumerate(chat_line_hashes(batch, plain)):
+        for source, lines in chat_line_hashes(batch, plain):
             records[source] = records.get(source, 0) + 1
-            docs, hashes = per_source.setdefault(source, ([], []))
-            docs += [row] * len(lines)
-            hashes += lines
-        for source, (docs, hashes) in per_source.items():
-            counts.setdefault(source, _LineDocCounts()).add_pairs(
-                np.asarray(docs, dtype=np.int64), np.asarray(hashes, dtype=np.uint64)
-            )
-    out: dict[str, frozenset[int]] = {}
-    for source, n in records.items():
-        bar = max(min_records, min_share * n)
-        out[source] = frozenset(h for h, c in counts[source].at_least(min_records).items() if c >= bar)
+            counts.setdefault(source, _LineCounts()).add_record(lines)
+    out = {s: counts[s].at_least(max(min_records, min_share * n)) for s, n in records.items()}
     return {s: t for s, t in out.items() if t}

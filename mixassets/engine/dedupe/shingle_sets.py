@@ -1,11 +1,9 @@
-"""Shingle sets held between sketching and verification, and the exact Jaccard of many pairs at once.
+"""Shingle sets held between sketching and verification.
 
 Why a module: a run normalises and shingles each text once. The sketch pass writes every document's sorted
 unique shingle hashes to a scratch file (:class:`ShingleSpill`), keeping only an offset per document in memory,
 so verification reads the sets of candidate documents back with one ``pread`` each instead of reading and
 tokenising their texts again; memory stays bounded because the sets live on disk, not in the process.
-Verification then computes the exact Jaccard of a whole window of pairs with a few numpy passes
-(:func:`pair_jaccards`) rather than one ``intersect1d`` call per pair.
 """
 
 from __future__ import annotations
@@ -16,10 +14,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-# Elements (both ends' shingles) of the pairs computed in one vectorised pass: ~16 bytes each in the key
-# arrays, so about 128 MB of transient memory at most, whatever the number of pairs.
-_PASS_ELEMENTS = 1 << 18
-
 
 def pack_sets(sets: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """``(values, offsets)``: the sets one after another and where each starts (``len(sets) + 1`` offsets)."""
@@ -27,53 +21,6 @@ def pack_sets(sets: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     np.cumsum([s.size for s in sets], out=offsets[1:])
     values = np.concatenate(sets) if sets else np.empty(0, dtype=np.uint64)
     return values.astype(np.uint64, copy=False), offsets
-
-
-def _gather(dense: np.ndarray, offsets: np.ndarray, sets: np.ndarray, width: int) -> np.ndarray:
-    """Keys ``pair * width + dense id`` of each pair's set (pair k owns ``sets[k]``), in pair order: within a
-    pair the ids keep the set's order, which is ascending, so the keys are sorted."""
-    lengths = offsets[sets + 1] - offsets[sets]
-    ends = np.cumsum(lengths)
-    at = np.repeat(offsets[sets] - (ends - lengths), lengths)  # input offset minus output offset, per element
-    at += np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64)
-    keys = dense[at]
-    keys += np.repeat(np.arange(len(sets), dtype=np.int64) * width, lengths)
-    return keys
-
-
-def pair_jaccards(values: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Exact Jaccard of sets ``a[k]`` and ``b[k]`` for every k, where set i is ``values[offsets[i]:offsets[i+1]]``
-    (sorted, unique ``uint64``); 0.0 when both are empty.
-
-    How: the distinct values are numbered in ascending order (one ``np.unique``), which keeps every set sorted;
-    pair k's elements become the ``int64`` keys ``k * V + id``, so the keys of all ``b`` sets, laid out pair
-    after pair, are already globally sorted, and one ``searchsorted`` of all ``a`` keys counts every pair's
-    intersection. The values are compared exactly (no hash truncation), so this equals
-    ``len(intersect1d(A, B)) / len(union)`` per pair, as floats too (same integer operands)."""
-    a = np.asarray(a, dtype=np.int64)
-    b = np.asarray(b, dtype=np.int64)
-    out = np.empty(len(a), dtype=np.float64)
-    if len(a) == 0:
-        return out
-    distinct, dense = np.unique(values, return_inverse=True)
-    width = max(1, len(distinct))
-    sizes = np.diff(offsets)
-    cost = sizes[a] + sizes[b]
-    reach = np.cumsum(cost)
-    start = 0
-    while start < len(a):
-        # a pass takes pairs while their elements fit (at least one pair), and keeps k * width within int64
-        stop = int(np.searchsorted(reach, reach[start] - cost[start] + _PASS_ELEMENTS, "right"))
-        stop = min(max(stop, start + 1), start + max(1, (2**62) // width))
-        keys_a = _gather(dense, offsets, a[start:stop], width)
-        merged = np.concatenate([keys_a, _gather(dense, offsets, b[start:stop], width)])
-        merged.sort(kind="stable")  # two sorted runs: timsort merges them in linear time
-        twice = merged[1:][merged[1:] == merged[:-1]]
-        inter = np.bincount(twice // width, minlength=stop - start)
-        union = cost[start:stop] - inter
-        out[start:stop] = np.divide(inter, union, out=np.zeros(stop - start), where=union > 0)
-        start = stop
-    return out
 
 
 class ShingleSpill:

@@ -40,10 +40,9 @@ from mixassets.engine.dedupe.digest import _with_sketch_set
 from mixassets.engine.dedupe.incremental import DedupeResult, DedupeStats, with_templates
 from mixassets.engine.dedupe.keepers import _keeper_positions
 from mixassets.engine.dedupe.resolution import _cluster_rows, _thresholds, resolve_walk
-from mixassets.engine.dedupe.shingle_sets import pack_sets, pair_jaccards
 from mixassets.engine.dedupe.sketching import shingle_set, signatures, sketch_streamed
 from mixassets.engine.dedupe.tables import VERIFIED_PAIR_SCHEMA, _check_columns, _fixed_list_numpy, sketch_schema
-from mixassets.engine.dedupe.verification import VerifiedPairs
+from mixassets.engine.dedupe.verification import VerifiedPairs, _jaccard
 from mixassets.engine.distributed._data import (
     POS,
     DocsInput,
@@ -192,8 +191,7 @@ def _verify_batch(batch: pa.Table, cfg: DedupeConfig) -> pa.Table:
     sig = signatures(list(sets.values()), cfg)
     a_rows = np.array([at[p] for p in lo.tolist()], dtype=np.int64)
     b_rows = np.array([at[p] for p in hi.tolist()], dtype=np.int64)
-    values, offsets = pack_sets(list(sets.values()))
-    exact = pair_jaccards(values, offsets, a_rows, b_rows)
+    exact = np.array([_jaccard(sets[a], sets[b]) for a, b in zip(lo.tolist(), hi.tolist(), strict=True)])
     estimated = (sig[a_rows] == sig[b_rows]).mean(axis=1) if len(lo) else np.empty(0)
     # a is the end with the smaller (source_id, doc_id); a tie keeps the lower position first (as locally).
     s_lo, s_hi = batch.column("lo_source_id"), batch.column("hi_source_id")
