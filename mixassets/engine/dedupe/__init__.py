@@ -22,8 +22,8 @@ Why this shape:
   verified by the exact Jaccard of the two shingle sets** before anything is dropped: a false candidate
   costs time, a missed one leaves a duplicate. Each text is shingled once: the sketch pass spills every
   document's sorted shingle hashes to a scratch file (:class:`~mixassets.engine.dedupe.shingle_sets.ShingleSpill`,
-  an offset per document in memory) and verification reads the candidates' sets back, computing a window of
-  pairs in vectorised passes; only documents whose sketch was reused from an earlier run are shingled again.
+  an offset per document in memory) and verification reads the candidates' sets back, a window at a time; only
+  documents whose sketch was reused from an earlier run are shingled again.
 * **Thresholds.** A document's threshold is its source's override, else its domain's, else ``threshold``;
   a pair is a near duplicate when its exact Jaccard reaches the *larger* of its two documents' thresholds,
   so a strict source is never merged more loosely because its partner's source is lax.
