@@ -74,18 +74,18 @@ def _previous(path: UPath) -> pa.Table | None:
 @multi_asset(
     outs={
         "deduplicated_corpus": changed_out(
-            "dedupe-2", "The gated corpus of all sources without exact and near duplicates."
+            "dedupe-3", "The gated corpus of all sources without exact and near duplicates."
         ),
         "dedupe_clusters": changed_out(
-            "dedupe-2", "Each duplicate: its cluster, keeper, match type, estimated and exact Jaccard, action."
+            "dedupe-3", "Each duplicate: its cluster, keeper, match type, estimated and exact Jaccard, action."
         ),
         "dedupe_index": changed_out(
-            "dedupe-2",
+            "dedupe-3",
             "MinHash sketches and LSH band hashes per document (columnar, < 1 KB/doc): a new source is sketched "
             "alone and queried against them.",
         ),
         "dedupe_pairs": changed_out(
-            "dedupe-2", "Every candidate pair verified by exact Jaccard, reused by the next incremental run."
+            "dedupe-3", "Every candidate pair verified by exact Jaccard, reused by the next incremental run."
         ),
     },
     ins={"source_manifest": AssetIn()},

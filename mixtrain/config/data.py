@@ -335,6 +335,17 @@ class DedupeSpec(Strict):
         description="order of criteria picking the keeper: more permissive license, higher trust tier, earlier "
         "capture, smaller doc_id",
     )
+    content_fields: dict[Literal["text", "chat"], list[str]] = Field(
+        {"text": ["text"], "chat": ["user", "assistant", "tool", "tool_calls"]},
+        description="what is compared per source kind: text documents whole; chat records by role (message "
+        "contents) and tool_calls (name and arguments), or 'text' for the whole rendered conversation",
+    )
+    template_min_share: float = Field(
+        0.5, gt=0, le=1, description="a line of the compared chat parts in this share of a source's chat records…"
+    )
+    template_min_records: int = Field(
+        20, ge=2, description="…and in at least this many is the source's template, left out of the comparison"
+    )
 
 
 class ScreenSpec(Strict):
