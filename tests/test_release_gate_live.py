@@ -62,7 +62,8 @@ def test_a_candidate_that_regresses_from_the_live_model_is_not_released(session)
     regressed = [r for r in rows.to_pylist() if r["slice"] == "all" and r["candidate_model"] == "sft_adapter"]
     assert regressed and regressed[0]["diff"] > NLL_GATE["tolerance"]
     record = latest_metadata(session.instance, "eval_report")["record"]
-    assert record["gate_baseline"]["label"] == "live"
+    assert record["gate_baseline"]["label"] == "live" and record["models"]["base"]["reused"] is True
+    assert ("base_eval", None) not in report.materialized  # the base did not change: evaluated once, reused
     if fresh:
         assert record["gate_baseline"]["live"].startswith("reused the results stored with the release")
         assert record["models"]["live"]["reused"] is True

@@ -15,9 +15,10 @@ from typing import Any
 import pyarrow as pa
 from upath import UPath
 
-from eval_assets.engine.live import LIVE, model_rows, reusable, snapshot_record
+from eval_assets.engine.candidates import BASELINE
+from eval_assets.engine.live import LIVE, model_rows, reusable, snapshot_record, stored_rows
 from mixtrain.project import Project
-from mixtrain.release import released_model_dirs
+from mixtrain.release import ReleaseError, released_model_dirs
 from mixtrain.tables import PendingTable, TableError, open_table
 from training_assets.assets.model_store import model_cache
 
@@ -46,7 +47,10 @@ def live_model(proj: Project, release: dict[str, Any], fingerprint: str) -> Live
             return LiveModel(identity=identity, reused={LIVE: (rows, stored["model_record"])}, how=how)
         except TableError as e:  # gone, or not the table the release recorded
             why_not = f"its stored results cannot be used: {e}"
-    base_dir, model_dir = released_model_dirs(proj.storage_root, model_cache(proj), entry)
+    try:
+        base_dir, model_dir = released_model_dirs(proj.storage_root, model_cache(proj), entry)
+    except ReleaseError as e:  # no rows for it: the report's check and the gate then say the baseline is missing
+        return LiveModel(identity=identity, how=f"cannot be evaluated ({why_not}): {e}")
     dirs = (str(base_dir), str(model_dir)) if base_dir is not None else (str(model_dir), None)
     return LiveModel(dirs={LIVE: dirs}, identity=identity, how=f"evaluated again: {why_not}")
 
@@ -62,3 +66,15 @@ def store_snapshot(proj: Project, entry: dict[str, Any], items: pa.Table, record
         "fingerprint": record["fingerprint"],
         "model_record": snapshot_record(record, entry["model"]),
     }
+
+
+def reuse_base(
+    models: dict[str, tuple[str, str | None]], base_eval: pa.Table, fingerprint: str
+) -> dict[str, tuple[pa.Table, dict[str, Any]]]:
+    """The base's rows from ``base_eval`` when they were computed on the same items and settings (then the base is
+    taken out of ``models``, not loaded again); else nothing, and the base is evaluated with the others."""
+    found = stored_rows(base_eval, fingerprint)
+    if found is None:
+        return {}
+    del models[BASELINE]
+    return {BASELINE: found}

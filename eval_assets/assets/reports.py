@@ -5,7 +5,7 @@ candidate with the live model (``engine.live``), with bootstrap intervals per sl
 import pyarrow as pa
 from dagster import AssetExecutionContext, AssetIn, multi_asset
 
-from eval_assets.assets.live import LiveModel, live_model
+from eval_assets.assets.live import LiveModel, live_model, reuse_base
 from eval_assets.assets.wiring import GROUP, candidate_ins, model_in, run_outputs
 from eval_assets.engine.candidates import BASELINE, CANDIDATES, candidate_models
 from eval_assets.engine.comparison import run_evaluation
@@ -27,7 +27,13 @@ from mixtrain.resources import ProjectResource
             "paired bootstrap intervals.",
         ),
     },
-    ins={"eval_registry": AssetIn(), "heldout_text": AssetIn(), "base_model": model_in(), **candidate_ins()},
+    ins={
+        "eval_registry": AssetIn(),
+        "heldout_text": AssetIn(),
+        "base_model": model_in(),
+        "base_eval": AssetIn(),
+        **candidate_ins(),
+    },
     deps=["eval_spec"],
     group_name=GROUP,
 )
@@ -37,6 +43,7 @@ def eval_report(
     eval_registry: pa.Table,
     heldout_text: pa.Table,
     base_model: dict,
+    base_eval: pa.Table,
     **trained: dict,
 ):
     proj = project.load()
@@ -47,6 +54,7 @@ def eval_report(
     fingerprint = run_fingerprint(items, settings)
     release = current_release(proj.storage_root)
     baseline = gate_baseline(release)
+    reused = reuse_base(models, base_eval, fingerprint)
     live, pairs = LiveModel(), None
     if release is not None:
         live = live_model(proj, release, fingerprint)
@@ -54,7 +62,9 @@ def eval_report(
         identities[LIVE] = live.identity
         pairs = [*((c.name, BASELINE) for c in CANDIDATES), (cfg.release_gate.candidate, LIVE)]
         context.log.info(f"release gate baseline: {baseline.model} (live); {live.how}")
-    run = run_evaluation(models, BASELINE, items, settings, identities=identities, reused=live.reused, pairs=pairs)
+    run = run_evaluation(
+        models, BASELINE, items, settings, identities=identities, reused={**reused, **live.reused}, pairs=pairs
+    )
     run.record.update(
         fingerprint=fingerprint,
         gate_baseline={"label": baseline.label, "model": baseline.model, "why": baseline.why, "live": live.how or None},

@@ -13,6 +13,7 @@ Dagster-free: the asset layer reads the release record and the stored table and 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -84,3 +85,24 @@ def reusable(stored: Mapping[str, Any] | None, fingerprint: str) -> str | None:
     if stored.get("fingerprint") != fingerprint:
         return "the eval items or settings changed since it was released"
     return None
+
+
+# The base's rows (``base_eval``) carry its model record and the fingerprint of their run in the schema metadata,
+# so a reader can check that they were computed on its own items and settings before reusing them.
+_RECORD_META = b"mixtrain.model_record"
+_FINGERPRINT_META = b"mixtrain.fingerprint"
+
+
+def with_provenance(rows: pa.Table, model_record: Mapping[str, Any], fingerprint: str) -> pa.Table:
+    meta = dict(rows.schema.metadata or {})
+    meta.update({_RECORD_META: canonical_json(dict(model_record)).encode(), _FINGERPRINT_META: fingerprint.encode()})
+    return rows.replace_schema_metadata(meta)
+
+
+def stored_rows(table: pa.Table, fingerprint: str) -> tuple[pa.Table, dict[str, Any]] | None:
+    """``(rows, model_record)`` of a ``with_provenance`` table computed on the same items and settings, else None
+    (then the reader evaluates the model itself)."""
+    meta = table.schema.metadata or {}
+    if meta.get(_FINGERPRINT_META, b"").decode() != fingerprint or _RECORD_META not in meta or table.num_rows == 0:
+        return None
+    return table.replace_schema_metadata(None), json.loads(meta[_RECORD_META])
