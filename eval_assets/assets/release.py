@@ -15,7 +15,7 @@ from dagster import AssetExecutionContext, AssetIn, MetadataValue
 
 from eval_assets.assets.live import store_snapshot
 from eval_assets.assets.wiring import candidate_ins, evaluation_asset
-from eval_assets.engine.live import gate_baseline
+from eval_assets.engine.live import GateBaseline, gate_baseline
 from eval_assets.engine.release import next_release, promotion_checks, release_name, release_reason
 from mixtrain.markdown import markdown_table
 from mixtrain.release import check_release, current_release, release_entry
@@ -40,12 +40,17 @@ def released_model(
     proj = project.load()
     gate = proj.spec.release_gate
     previous = current_release(proj.storage_root)
-    baseline = gate_baseline(previous)
+    record = latest_metadata(context.instance, "eval_report").get("record") or {}
+    # The baseline the evaluation compared with (what was live then): a rerun after a crash that had already
+    # written this release must not look for a comparison with the candidate itself.
+    recorded = record.get("gate_baseline")
+    baseline = (
+        GateBaseline(recorded["label"], recorded["model"], recorded["why"]) if recorded else gate_baseline(previous)
+    )
     checks = promotion_checks(gate, eval_comparison, trained, baseline)
     at = dt.datetime.now(dt.timezone.utc)
     entry = release_entry(gate.candidate, trained[gate.candidate], reason=release_reason(checks), at=at)
     check_release(proj.storage_root, entry)  # what it pins is published as pinned, so a rollback can restore it
-    record = latest_metadata(context.instance, "eval_report").get("record") or {}
     if record.get("fingerprint"):  # the report this run read; without one, the next evaluation runs the model again
         entry["eval"] = store_snapshot(proj, entry, eval_report, record)
     metadata = {
