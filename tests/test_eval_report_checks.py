@@ -65,9 +65,14 @@ def test_the_checks_block_an_incomplete_or_truncated_report(tiny_project):
     cfg["release_gate"]["max_truncated_share"] = 0.5
     (tiny_project / "mixtrain.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     assert eval_report_truncation(project=project, eval_report=_report(complete)).passed
-    cut = [{**r, "truncated": r["model"] == "base"} for r in complete]
+    cut = [{**r, "truncated": r["model"] == "sft_adapter"} for r in complete]
     result = eval_report_truncation(project=project, eval_report=_report(cut))
-    assert not result.passed and "base/structured: 100% truncated" in result.description
-    assert result.metadata["truncated_share/base"].value == 1.0
+    assert not result.passed and "sft_adapter/structured: 100% truncated" in result.description
+    assert result.metadata["truncated_share/sft_adapter"].value == 1.0
+    # before the first release the base is the baseline: its truncation is reported, not enforced
+    cut_base = [{**r, "truncated": r["model"] == "base"} for r in complete]
+    result = eval_report_truncation(project=project, eval_report=_report(cut_base))
+    assert result.passed and result.description.startswith("note, the gate's baseline base/structured: 100%")
     cut_student = [{**r, "truncated": r["model"] == "distilled_student"} for r in complete]
-    assert eval_report_truncation(project=project, eval_report=_report(cut_student)).passed  # not the gate's pair
+    result = eval_report_truncation(project=project, eval_report=_report(cut_student))
+    assert result.passed and result.description is None  # not the gate's candidate or baseline

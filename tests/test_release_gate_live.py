@@ -17,11 +17,15 @@ import yaml
 
 from mixtrain.release import current_release
 from mixtrain.summary import latest_check, latest_metadata
+from tests.conftest import DEMO
 from tests.pipeline_session import Session, stored_table
 
 pytestmark = pytest.mark.reruns
 
-NLL_GATE = {"metric": "heldout_item_nll", "op": "no_regression", "higher_is_better": False, "tolerance": 0.5}
+# Measured on the tiny project: a sane retrain moves the held-out NLL by about 0.003 from the live model, a step
+# ten thousand times too large (lr 10) by about +0.29.
+NLL_GATE = {"metric": "heldout_item_nll", "op": "no_regression", "higher_is_better": False, "tolerance": 0.1}
+SANE_LR = yaml.safe_load((DEMO / "mixtrain.yaml").read_text())["training"]["lr"]
 
 
 @pytest.fixture
@@ -73,7 +77,7 @@ def test_a_candidate_that_holds_up_against_the_live_model_is_released(session):
     storage = Path(session.project.storage_root)
     before = current_release(str(storage))
     cfg = yaml.safe_load((session.root / "mixtrain.yaml").read_text())
-    _configure(session, lr=1.0e-3, steps=int(cfg["training"]["steps"]) + 1)  # a new version, trained sanely
+    _configure(session, lr=SANE_LR, steps=int(cfg["training"]["steps"]) + 1)  # a new version, trained sanely
 
     report = session.run()
 
