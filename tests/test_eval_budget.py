@@ -124,6 +124,12 @@ def test_run_records_each_models_budget_and_reuses_stored_rows(structured, two_m
         pairs=[("other", "base"), ("other", "live")],
     )
     assert again.record["models"]["live"]["reused"] is True
+    # the baseline's reused rows lead the report, where they are when it is evaluated with the others
+    as_base = run_evaluation(
+        {"other": two_models["other"]}, "base", items, settings, reused={"base": (base_rows, info)}
+    )
+    assert as_base.items.column("model").to_pylist() == first.items.column("model").to_pylist()
+    assert as_base.comparison.equals(first.comparison)  # greedy decoding, seeded bootstrap: the same comparison
     live_rows = again.items.filter(pc.equal(again.items["model"], "live"))
     assert live_rows.drop_columns(["model"]).equals(base_rows.drop_columns(["model"]))
     by = {}

@@ -376,7 +376,8 @@ def run_evaluation(
         models[label] = {**info, "identity": (identities or {}).get(label, info.get("identity")), "reused": True}
         at = RUN_ITEM_SCHEMA.get_field_index("model")
         relabelled = rows.select(RUN_ITEM_SCHEMA.names).cast(RUN_ITEM_SCHEMA)
-        tables.append(relabelled.set_column(at, RUN_ITEM_SCHEMA.field(at), pa.array([label] * len(rows), pa.string())))
+        mine = relabelled.set_column(at, RUN_ITEM_SCHEMA.field(at), pa.array([label] * len(rows), pa.string()))
+        tables.insert(0 if label == baseline_label else len(tables), mine)  # the baseline's rows lead, as when run
 
     expected = expected_vocab_sha256 or models[baseline_label].get("vocab_sha256")
     mismatched: set[str] = set()
