@@ -58,7 +58,6 @@ def test_a_table_replaced_after_its_commit_is_inconsistent_until_run_rebuilds_it
     original = stored_table(session, "screened_corpus")
     path = UPath(session.project.storage_root) / "screened_corpus"
     PendingTable.of(original.slice(0, original.num_rows // 2)).commit(path)
-
     def found() -> list[tuple[str, str | None]]:
         keys = partition_keys(session.project)
         listed = inconsistencies(session.defs, session.instance, session.project.storage_root, keys)
