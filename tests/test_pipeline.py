@@ -39,6 +39,7 @@ def test_first_run_materializes_the_whole_chain(session):
         "sft_adapter",
         "task_adapter",
         "eval_registry",
+        "base_eval",
         "eval_report",
     ]:
         assert key in done, key
@@ -180,6 +181,9 @@ def test_each_adapter_is_evaluated_against_its_base_on_every_suite(session):
     columns = ["suite", "eval_set", "item_id", "output", "nll"]
     whole = stored_table(session, "eval_report.parquet")
     base_in_report = whole.filter(pc.equal(whole["model"], "base")).select(columns)
+    # The base is evaluated once (base_eval); the report and every partition reuse its rows.
+    assert stored_table(session, "base_eval").select(columns).equals(base_in_report)
+    assert latest_metadata(session.instance, "eval_report")["record"]["models"]["base"]["reused"] is True
     suites = set(session.project.spec.evaluation.suites)
     for aid in session.project.adapter_ids():
         report = stored_table(session, "task_adapter_report", f"{aid}.parquet")
@@ -194,3 +198,4 @@ def test_each_adapter_is_evaluated_against_its_base_on_every_suite(session):
         assert set(comparison.column("suite").to_pylist()) == suites - {"efficiency"}
         meta = latest_metadata(session.instance, "task_adapter_report", aid)
         assert meta["problems"] == 0 and "adapter/perplexity/ppl" in meta and "base/perplexity/ppl" in meta
+        assert meta["record"]["models"]["base"]["reused"] is True
