@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Iterator
+from typing import TextIO
 
 VERBOSE_ENV = "MIXTRAIN_VERBOSE"
 
@@ -35,11 +37,12 @@ def hide_library_warnings() -> None:
 
 @contextlib.contextmanager
 def _shown_on_stderr() -> Iterator[None]:
-    """Route warnings to stderr through logging for the duration, whatever a library does to logging meanwhile.
+    """Write warnings to stderr for the duration, whatever a library does to warnings or logging meanwhile.
 
     Importing detect-secrets (the secret scanner the gate uses) calls ``logging.captureWarnings(True)`` and sets
-    the root logger to ERROR, which silently drops every warning raised after it. Capturing first (its call is
-    then a no-op) into a ``py.warnings`` logger with its own handler and level keeps them visible."""
+    the root logger to ERROR, which silently drops every warning raised after it; a test runner may record them
+    instead. So ``warnings.showwarning`` is our own writer for the command (ahead of any recorder), and if a library
+    routes warnings into logging meanwhile, the ``py.warnings`` logger has a stderr handler of its own."""
     logger = logging.getLogger("py.warnings")
     saved = (logger.level, logger.propagate)
     handler = logging.StreamHandler()  # sys.stderr as it is when a warning is written
@@ -47,13 +50,24 @@ def _shown_on_stderr() -> Iterator[None]:
     logger.propagate = False
     logger.addHandler(handler)
     shown_by = warnings.showwarning
-    logging.captureWarnings(True)
-    captured_here = warnings.showwarning is not shown_by
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    warnings.showwarning = show
     try:
         yield
     finally:
-        if captured_here:
+        if warnings.showwarning is not show:  # a library turned logging's capture on meanwhile: undo it here
             logging.captureWarnings(False)
+        warnings.showwarning = shown_by
         logger.removeHandler(handler)
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
