@@ -10,7 +10,7 @@ what made it (and reruns only when that adapter, the base or the eval sets chang
 import pyarrow as pa
 from dagster import AssetExecutionContext, AssetIn, multi_asset
 
-from eval_assets.assets.wiring import GROUP, model_in, run_outputs
+from eval_assets.assets.wiring import GROUP, log_progress, model_in, run_outputs
 from eval_assets.engine.candidates import ADAPTER_LABEL, BASELINE, adapter_label, adapter_models
 from eval_assets.engine.comparison import run_evaluation
 from eval_assets.engine.reporting import eval_settings, suite_items
@@ -45,6 +45,8 @@ def task_adapter_eval(
     cfg = proj.spec
     models, identities = adapter_models(base_model, context.partition_key, task_adapter, proj.storage_root)
     items = suite_items(cfg.evaluation.suites, cfg.eval_sets, eval_registry, heldout_text)
-    run = run_evaluation(models, BASELINE, items, eval_settings(cfg.evaluation), identities=identities)
+    run = run_evaluation(
+        models, BASELINE, items, eval_settings(cfg.evaluation), identities=identities, on_progress=log_progress(context)
+    )
     labels = {adapter_label(context.partition_key): ADAPTER_LABEL}
     yield from run_outputs(run, "task_adapter_report", "task_adapter_comparison", labels)

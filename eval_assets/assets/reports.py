@@ -4,7 +4,7 @@ by item, and each candidate's comparison with the base, with bootstrap intervals
 import pyarrow as pa
 from dagster import AssetExecutionContext, AssetIn, multi_asset
 
-from eval_assets.assets.wiring import GROUP, candidate_ins, model_in, run_outputs
+from eval_assets.assets.wiring import GROUP, candidate_ins, log_progress, model_in, run_outputs
 from eval_assets.engine.candidates import BASELINE, candidate_models
 from eval_assets.engine.comparison import run_evaluation
 from eval_assets.engine.reporting import eval_settings, suite_items
@@ -35,5 +35,7 @@ def eval_report(
     cfg = proj.spec
     models, identities = candidate_models(base_model, trained, proj.storage_root)
     items = suite_items(cfg.evaluation.suites, cfg.eval_sets, eval_registry, heldout_text)
-    run = run_evaluation(models, BASELINE, items, eval_settings(cfg.evaluation), identities=identities)
+    run = run_evaluation(
+        models, BASELINE, items, eval_settings(cfg.evaluation), identities=identities, on_progress=log_progress(context)
+    )
     yield from run_outputs(run, "eval_report", "eval_comparison")

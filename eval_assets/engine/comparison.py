@@ -18,7 +18,8 @@ What a run promises:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -300,6 +301,7 @@ def run_evaluation(
     *,
     identities: Mapping[str, Any] | None = None,
     expected_vocab_sha256: str | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> EvalRun:
     """Evaluate every candidate on every suite and compare each with ``baseline_label``.
 
@@ -307,7 +309,8 @@ def run_evaluation(
     its weights); ``suites`` maps a suite name (``suites.SUITES``) to its items: registry rows (EVAL_ITEM_SCHEMA)
     for every suite but ``perplexity``, which takes a table of ``text`` and ``domain`` (optional ``item_id``,
     ``eval_set``). ``identities`` (label -> e.g. manifest id / weights hash) goes into the record as given.
-    The expected tokenizer is ``expected_vocab_sha256`` or, without it, the baseline's.
+    The expected tokenizer is ``expected_vocab_sha256`` or, without it, the baseline's. ``on_progress`` gets
+    one dict per (candidate, suite) as it ends: an evaluation takes minutes, and the terminal should show where.
     """
     settings = settings or EvalSettings()
     if baseline_label not in candidates:
@@ -322,7 +325,24 @@ def run_evaluation(
     tables: list[pa.Table] = []
     models: dict[str, dict[str, Any]] = {}
     extra: dict[str, dict[str, Any]] = {}  # non-numeric suite output (hardware), per model and suite
-    for label, model, tokenizer, error in iter_candidates(candidates, dtype=settings.dtype):
+
+    def report(label: str, index: int, suite: str, status: str, items: int | None, started: float) -> None:
+        if on_progress is not None:
+            on_progress(
+                {
+                    "eval_candidate": label,
+                    "candidate": index,
+                    "candidates": len(candidates),
+                    "suite": suite,
+                    "suite_index": list(limited).index(suite) + 1 if suite in limited else 0,
+                    "suites": len(limited),
+                    "items": items,
+                    "elapsed_s": round(time.perf_counter() - started, 3),
+                    "status": status,
+                }
+            )
+
+    for index, (label, model, tokenizer, error) in enumerate(iter_candidates(candidates, dtype=settings.dtype), 1):
         base_dir, adapter_dir = candidates[label]
         models[label] = {
             "base_dir": base_dir,
@@ -338,12 +358,15 @@ def run_evaluation(
         try:
             with time_limit(label, settings.generation_timeout_s):
                 for name, items in limited.items():
+                    started = time.perf_counter()
                     try:
                         table, summary = SUITES[name].run(model, tokenizer, items, settings, model_label=label)
                     except Exception as e:  # a suite that fails as a whole is reported; the other suites still run
                         message = f"suite failed: {e!r}"
                         problems.append({"model": label, "suite": name, "kind": "suite", "message": message})
+                        report(label, index, name, "failed", None, started)
                         continue
+                    report(label, index, name, "", table.num_rows, started)
                     mine.append(table)
                     extra.setdefault(label, {})[name] = {k: v for k, v in summary.items() if _numeric(v) is None}
         except GenerationTimeout as e:
