@@ -4,6 +4,8 @@ The signal goes to the command's whole process group, as a terminal's Ctrl-C doe
 has reported its rows. The run must end with status 130 and one summary line, no traceback; the Dagster run it
 was executing is CANCELED, none is left STARTED, every committed table reads back whole; and the next
 ``mixtrain run`` finishes the pipeline, printing training progress (every step: ``--progress-every 0``).
+
+Marked ``faults`` (``make test-faults``): building the tiny project and running its whole pipeline takes minutes.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from dagster import DagsterRunStatus, RunsFilter
 
 from mixtrain.tables import MANIFEST_NAME, open_table
 from tests.conftest import build_tiny_project
+
+pytestmark = pytest.mark.faults
 
 
 def _start(project: Path, *extra: str) -> subprocess.Popen:
