@@ -66,9 +66,10 @@ def _interrupted_summary(report) -> str:
     done = f"materialized {len(report.materialized)} asset partition(s)"
     if report.materialized:
         done += f" ({_names(report.materialized)})"
-    left = f"not materialized: {_names(report.not_materialized)}" if report.not_materialized else "nothing left"
     if report.not_materialized:
-        left += " and whatever depends on them"
+        left = f"not materialized: {_names(report.not_materialized)} and whatever depends on them"
+    else:  # stopped between runs, before the next ones were planned
+        left = "`mixtrain status` lists what is still missing or stale"
     return f"mixtrain run: interrupted; {done}; {left}. Run `mixtrain run` again to continue."
 
 
