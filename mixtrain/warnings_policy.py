@@ -19,6 +19,7 @@ VERBOSE_ENV = "MIXTRAIN_VERBOSE"
 # Hugging Face's own chatter, read when its libraries are imported (and inherited by a Pipes training process):
 # a "Loading weights" / "Writing model shards" bar per model read or written, and advisory log notes. `mixtrain
 # run` prints its own progress; -v leaves these as the libraries set them. A value the user set is kept.
+LIBRARIES_WARNING_IN_FUTURE = (r"transformers(\.|$)", r"peft(\.|$)", r"huggingface_hub(\.|$)")
 QUIET_LIBRARY_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error"}
 
 
@@ -35,6 +36,10 @@ def hide_library_warnings() -> None:
     if os.environ.get(VERBOSE_ENV) != "1":
         for category in library_warning_categories():
             warnings.filterwarnings("ignore", category=category)
+        # Hugging Face announces its API changes as FutureWarning (e.g. `is_gradient_checkpointing`), which a
+        # Pipes training process would print once per rank; only theirs: FutureWarning is also for end users.
+        for module in LIBRARIES_WARNING_IN_FUTURE:
+            warnings.filterwarnings("ignore", category=FutureWarning, module=module)
 
 
 @contextlib.contextmanager
