@@ -175,3 +175,19 @@ def test_first_sigint_asks_to_stop_and_the_second_kills() -> None:
         assert killed.wait(5)
     assert firsts == [1] and len(kills) == 1 and "second Ctrl-C" in kills[0]
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_the_interrupted_summary_is_one_line_naming_what_was_and_was_not_built() -> None:
+    from mixtrain.commands import _interrupted_summary
+    from mixtrain.runner import RunReport
+
+    report = RunReport(
+        materialized=[("raw_documents", "wiki"), ("raw_documents", "forum"), ("base_model", None)],
+        not_materialized=[("gated_documents", "wiki"), ("mixture", None)],
+        interrupted=True,
+    )
+    line = _interrupted_summary(report)
+    assert "\n" not in line
+    assert "materialized 3 asset partition(s) (raw_documents (2 partitions), base_model)" in line
+    assert "not materialized: gated_documents[wiki], mixture and whatever depends on them" in line
+    assert "mixtrain status" in _interrupted_summary(RunReport(interrupted=True))
