@@ -92,7 +92,7 @@ def _close(a: list[float], b: list[float]) -> bool:
 def test_entry_command_runs_this_interpreters_torchrun() -> None:
     assert entry_command(1, python="py") == ["py", "-m", "training_assets.pipes_train"]
     command = entry_command(4, ["--max-restarts", "1"], python="py")
-    assert command[:3] == ["py", "-m", "torch.distributed.run"]
+    assert command[:3] == ["py", "-m", "training_assets.torchrun_entry"]
     assert "--nproc-per-node=4" in command and command[-2:] == ["-m", "training_assets.pipes_train"]
 
 
