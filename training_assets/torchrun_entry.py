@@ -25,19 +25,20 @@ QUIET_LOGGERS = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.run import main as torchrun
+    try:  # the imports too: a signal may come while torch loads
+        from torch.distributed.elastic.multiprocessing.api import SignalException
+        from torch.distributed.run import main as torchrun
 
-    if os.environ.get(VERBOSE_ENV) != "1":
-        # "Setting OMP_NUM_THREADS ...", "Received 2 death signal, shutting down workers", "Sending process N
-        # closing signal": notes for whoever runs torchrun by hand; `mixtrain run` says what happened itself.
-        # torchrun sets each logger's own level at import (from $LOGLEVEL), so they are set one by one after.
-        for name in QUIET_LOGGERS:
-            logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        torchrun(list(argv) if argv is not None else None)
-    except SignalException as e:
-        return 128 + int(e.sigval)
+        if os.environ.get(VERBOSE_ENV) != "1":
+            # "Setting OMP_NUM_THREADS ...", "Received 2 death signal, shutting down workers", "Sending process
+            # N closing signal": notes for whoever runs torchrun by hand; `mixtrain run` says what happened.
+            # torchrun sets each logger's own level at import (from $LOGLEVEL): they are set one by one after.
+            for name in QUIET_LOGGERS:
+                logging.getLogger(name).setLevel(logging.ERROR)
+        try:
+            torchrun(list(argv) if argv is not None else None)
+        except SignalException as e:
+            return 128 + int(e.sigval)
     except KeyboardInterrupt:
         return 130
     return 0
