@@ -12,7 +12,7 @@ import pyarrow as pa
 from dagster import AssetExecutionContext, AssetIn, multi_asset
 
 from eval_assets.assets.live import reuse_base
-from eval_assets.assets.wiring import GROUP, model_in, run_outputs
+from eval_assets.assets.wiring import GROUP, log_progress, model_in, run_outputs
 from eval_assets.engine.candidates import ADAPTER_LABEL, BASELINE, adapter_label, adapter_models
 from eval_assets.engine.comparison import run_evaluation
 from eval_assets.engine.live import run_fingerprint
@@ -57,6 +57,8 @@ def task_adapter_eval(
     items = suite_items(cfg.evaluation.suites, cfg.eval_sets, eval_registry, heldout_text)
     settings = eval_settings(cfg.evaluation)
     reused = reuse_base(models, base_eval, run_fingerprint(items, settings))
-    run = run_evaluation(models, BASELINE, items, settings, identities=identities, reused=reused)
+    run = run_evaluation(
+        models, BASELINE, items, settings, identities=identities, reused=reused, on_progress=log_progress(context)
+    )
     labels = {adapter_label(context.partition_key): ADAPTER_LABEL}
     yield from run_outputs(run, "task_adapter_report", "task_adapter_comparison", labels)

@@ -6,7 +6,7 @@ import pyarrow as pa
 from dagster import AssetExecutionContext, AssetIn, multi_asset
 
 from eval_assets.assets.live import LiveModel, live_model, reuse_base
-from eval_assets.assets.wiring import GROUP, candidate_ins, model_in, run_outputs
+from eval_assets.assets.wiring import GROUP, candidate_ins, log_progress, model_in, run_outputs
 from eval_assets.engine.candidates import BASELINE, CANDIDATES, candidate_models
 from eval_assets.engine.comparison import run_evaluation
 from eval_assets.engine.live import LIVE, gate_baseline, run_fingerprint
@@ -63,7 +63,14 @@ def eval_report(
         pairs = [*((c.name, BASELINE) for c in CANDIDATES), (cfg.release_gate.candidate, LIVE)]
         context.log.info(f"release gate baseline: {baseline.model} (live); {live.how}")
     run = run_evaluation(
-        models, BASELINE, items, settings, identities=identities, reused={**reused, **live.reused}, pairs=pairs
+        models,
+        BASELINE,
+        items,
+        settings,
+        identities=identities,
+        reused={**reused, **live.reused},
+        pairs=pairs,
+        on_progress=log_progress(context),
     )
     run.record.update(
         fingerprint=fingerprint,

@@ -18,7 +18,8 @@ What a run promises:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -303,6 +304,7 @@ def run_evaluation(
     expected_vocab_sha256: str | None = None,
     reused: Mapping[str, tuple[pa.Table, dict[str, Any]]] | None = None,
     pairs: Sequence[tuple[str, str]] | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> EvalRun:
     """Evaluate every candidate on every suite and compare each with ``baseline_label``.
 
@@ -315,7 +317,8 @@ def run_evaluation(
     ``reused`` maps a label to the item rows and model record of an earlier run of the same items and settings
     (the caller checks that: ``live.run_fingerprint``); that model is not loaded, its rows are taken as they are.
     ``pairs`` lists the (candidate, baseline) comparisons to make; by default every model against
-    ``baseline_label``.
+    ``baseline_label``. ``on_progress`` gets one dict per (candidate, suite) as it ends: an evaluation takes
+    minutes, and the terminal should show where.
     """
     settings = settings or EvalSettings()
     reused = reused or {}
@@ -333,7 +336,24 @@ def run_evaluation(
     tables: list[pa.Table] = []
     models: dict[str, dict[str, Any]] = {}
     extra: dict[str, dict[str, Any]] = {}  # non-numeric suite output (hardware), per model and suite
-    for label, model, tokenizer, error in iter_candidates(candidates, dtype=settings.dtype):
+
+    def report(label: str, index: int, suite: str, status: str, items: int | None, started: float) -> None:
+        if on_progress is not None:
+            on_progress(
+                {
+                    "eval_candidate": label,
+                    "candidate": index,
+                    "candidates": len(candidates),
+                    "suite": suite,
+                    "suite_index": list(limited).index(suite) + 1 if suite in limited else 0,
+                    "suites": len(limited),
+                    "items": items,
+                    "elapsed_s": round(time.perf_counter() - started, 3),
+                    "status": status,
+                }
+            )
+
+    for index, (label, model, tokenizer, error) in enumerate(iter_candidates(candidates, dtype=settings.dtype), 1):
         base_dir, adapter_dir = candidates[label]
         models[label] = {
             "base_dir": base_dir,
@@ -355,12 +375,15 @@ def run_evaluation(
                 for name, items in limited.items():
                     budget = budgets.get(name, {}).get("max_new_tokens", settings.max_new_tokens)
                     mine_settings = replace(settings, max_new_tokens=budget)
+                    started = time.perf_counter()
                     try:
                         table, summary = SUITES[name].run(model, tokenizer, items, mine_settings, model_label=label)
                     except Exception as e:  # a suite that fails as a whole is reported; the other suites still run
                         message = f"suite failed: {e!r}"
                         problems.append({"model": label, "suite": name, "kind": "suite", "message": message})
+                        report(label, index, name, "failed", None, started)
                         continue
+                    report(label, index, name, "", table.num_rows, started)
                     mine.append(table)
                     extra.setdefault(label, {})[name] = {k: v for k, v in summary.items() if _numeric(v) is None}
         except GenerationTimeout as e:
