@@ -213,7 +213,7 @@ def test_renamed_solution_bodies_are_found_by_the_fuzzy_code_test(humaneval) -> 
     assert sum(b in fuzzy for b in bodies) >= 0.95 * len(bodies)
     assert sum(u in fuzzy for u in unparsed) >= 0.95 * len(unparsed)
     assert sum(b in exact for b in bodies) < sum(b in fuzzy for b in bodies)
-    assert all(0.7 <= f["score"] <= 1.0 for f in findings.to_pylist() if f["match_type"] == "code_containment")
+    assert all(0.8 <= f["score"] <= 1.0 for f in findings.to_pylist() if f["match_type"] == "code_containment")
 
 
 def test_fuzzy_code_test_counts_only_a_window_of_a_long_file(humaneval) -> None:

@@ -24,7 +24,10 @@ Six methods, each answering a different question about one (document, item field
   or without the options (:mod:`mixassets.engine.contamination_pairs`); a field ``<name>+answer``, kind target.
 * ``code<n>`` (:mod:`~mixassets.engine.contamination_code`): the document shares an ``n``-gram (default
   28) of *canonical* Python tokens with a Python field, every identifier replaced by one placeholder, so a
-  renamed or reformatted copy of a solution matches; spans are in characters of the original text.
+  renamed or reformatted copy of a solution matches; spans are in characters of the original text. Its fuzzy
+  half, ``code_containment``, fires when one window of the document holds at least
+  ``code_containment_threshold`` of the field's distinct canonical 10-grams with parentheses and trailing
+  commas left out: what ``ast.unparse`` or a formatter rewrites breaks every 28-gram that spans it.
 * ``semantic`` (:mod:`~mixassets.engine.contamination_semantic`, opt-in): a window of the document that
   shares enough of a field's content words is embedded with all-MiniLM-L6-v2 and lies within a calibrated
   cosine of the field's prose: a paraphrase.

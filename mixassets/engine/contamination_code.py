@@ -12,6 +12,16 @@ ID ( ID , ID )``), so short canonical n-grams occur all over any code corpus. ``
 ``code_min_tokens`` (default 40) were chosen on CPython's whole standard library, every ``.py`` file one
 document, against HumanEval's fields: see :class:`~mixassets.engine.contamination_index.ScreenConfig`.
 
+Why a fuzzy half (match type ``code_containment``): a 28-gram must survive intact, and a copy passed through
+``ast.unparse`` or a formatter (parentheses added or dropped, ``return (a, b)``, trailing commas) or cut to the
+solution's body keeps few of them. So each field is also indexed by its distinct 10-grams of a *layout-free*
+stream (the canonical stream without parentheses and trailing commas), and a document is flagged when one
+window of at most twice the field's length holds at least ``code_containment_threshold`` (0.8) of them,
+counted like the word ``containment`` (one inverted-index lookup per document k-gram, ``np.unique`` per pair).
+10-grams with a 0.8 share and at least 10 distinct k-grams per field were chosen on the same stdlib files and
+renamed HumanEval copies (``benchmarks/code_contamination.py``): no stdlib file reaches 0.6, while a renamed
+copy scores 1.0; 8-grams put a stdlib file at 0.7, and 12-grams with 20 per field screen 112 programs, not 144.
+
 Tokenising: item fields go through Python's own :mod:`tokenize` (they are few and must be right); a field
 that does not tokenize, or is not Python (``ast.parse`` fails on it, dedented), falls back to the regex
 tokenizer, and is code-screened only when it parses. Documents are mostly prose with code inside, or code

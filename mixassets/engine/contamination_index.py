@@ -90,7 +90,7 @@ class ScreenConfig:
     code_n: int = 28
     code_min_tokens: int = 30
     code_containment_n: int = 10
-    code_containment_threshold: float = 0.7
+    code_containment_threshold: float = 0.8
     code_containment_min_grams: int = 10
     semantic_threshold: float = 0.655
     semantic_min_shared: float = 0.5

@@ -377,7 +377,7 @@ class ScreenSpec(Strict):
     code_min_tokens: int = Field(30, gt=0, description="Python fields with fewer canonical tokens skip the code test")
     code_containment_n: int = Field(10, gt=0, description="k of the fuzzy code test: layout-free canonical k-grams")
     code_containment_threshold: float = Field(
-        0.7, gt=0, le=1, description="share of a Python field's canonical k-grams in one document window that flags it"
+        0.8, gt=0, le=1, description="share of a Python field's canonical k-grams in one document window that flags it"
     )
     code_containment_min_grams: int = Field(
         10, gt=0, description="Python fields with fewer distinct canonical k-grams skip the fuzzy code test"
