@@ -181,10 +181,10 @@ def planted_documents(items: pa.Table, files: list[tuple[str, str]], seed: int) 
 
 
 def recall(
-    findings: pa.Table, owners: list[str], methods: str | None, among: set[str] | None = None
+    findings: pa.Table, owners: list[str], methods: str | None, among: dict[str, set[str]] | None = None
 ) -> dict[str, float]:
     """Per variant, the share of planted documents with a finding (of ``methods``, if given) naming their item;
-    ``among`` restricts the count to those items."""
+    ``among`` (variant -> item ids) restricts each variant's count to those items."""
     found = set()
     for f in findings.to_pylist():
         if methods is None or f["match_type"].startswith(methods):
@@ -192,7 +192,7 @@ def recall(
     step = len(VARIANTS)
     out = {}
     for k, variant in enumerate(VARIANTS):
-        kept = [(i, o) for i, o in enumerate(owners) if i % step == k and (among is None or o in among)]
+        kept = [(i, o) for i, o in enumerate(owners) if i % step == k and (among is None or o in among[variant])]
         hits = [(f"plant{i}", o) in found for i, o in kept]
         out[variant] = round(sum(hits) / max(1, len(hits)), 3)
     return out
@@ -238,7 +238,15 @@ def main(argv: list[str] | None = None) -> None:
     clean = docs_table([t for _, t in files], "stdlib")
     megabytes = sum(len(t.encode()) for _, t in files) / 1e6
     print(f"{items.num_rows} items, {len(owners)} planted documents, {len(files)} stdlib files ({megabytes:.1f} MB)")
-    screenable = {f.item_id for f in build_index(items, config=with_code).fields if f.field.startswith("prompt+")}
+    index = build_index(items, config=with_code)
+    assert index.code is not None and index.code_fuzzy is not None
+    counts = zip(index.fields, index.code.field_counts, index.code_fuzzy.field_counts, strict=True)
+    coded = [f for f, exact, fuzzy in counts if exact or fuzzy]  # fields either code test indexes
+    screenable = {f.item_id for f in coded if f.field.startswith("prompt+")}
+    solutions = {f.item_id for f in coded if f.field == "solution"}
+    # Honest denominators: a copy of the whole program counts where the program is screenable, a copy of the
+    # solution body alone where the solution is; the rest are too short for any structural test.
+    among = {v: solutions if v == "solution_only" else screenable for v in VARIANTS}
     for name, config in (("word methods", WORD_METHODS), ("word + code", with_code)):
         t0 = time.process_time()
         _, dirty, findings = screen(clean, items, config=config)
@@ -250,13 +258,13 @@ def main(argv: list[str] | None = None) -> None:
             f" by code {len({f['doc_id'] for f in code})}; {megabytes / cpu:.2f} MB/s per CPU-second\n"
             f"    recall, any method {recall(planted_findings, owners, None)}\n"
             f"    recall, code method {recall(planted_findings, owners, 'code')}\n"
-            f"    recall, code method, items whose program is long enough ({len(screenable)}):"
-            f" {recall(planted_findings, owners, 'code', screenable)}"
+            f"    recall, code methods, screenable items ({len(screenable)} programs, {len(solutions)} solutions):"
+            f" {recall(planted_findings, owners, 'code', among)}"
         )
         for f in code[:5]:
             path = files[int(f["doc_id"].removeprefix("stdlib"))][0]
             print(f"    code FP: {path} {f['item_id']} {f['field']} score {f['score']:.3f}")
-    print(f"items whose prompt+solution the code method screens: {len(screenable)}/{items.num_rows}")
+    print(f"items whose prompt+solution / solution a code test screens: {len(screenable)} / {len(solutions)}")
 
 
 if __name__ == "__main__":

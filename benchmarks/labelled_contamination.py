@@ -58,7 +58,7 @@ import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from benchmarks import contamination_cases as cases  # noqa: E402
-from mixassets.engine.contamination import TARGET, ScreenConfig, screen, unscreenable_fields  # noqa: E402
+from mixassets.engine.contamination import TARGET, ScreenConfig, build_index, screen, unscreenable_fields  # noqa: E402
 from mixassets.engine.contamination_index import METHODS  # noqa: E402
 from mixassets.engine.mcq import is_mcq, parse_mcq  # noqa: E402
 from mixtrain.schema import DOCUMENT_SCHEMA, EVAL_ITEM_SCHEMA  # noqa: E402
@@ -475,6 +475,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         _, _, findings = screen(labelled.docs, items, config=cfg)
         seconds = time.perf_counter() - start
         _report(name, evaluate(findings, labelled, item_overlaps(items, cfg)), seconds)
+        if "code" in cfg.methods:  # renamed code: also counted among the solutions a code test can screen
+            found, n = cases.structural_recall(findings, labelled.planted, build_index(items, config=cfg))
+            print(f"  recall renamed, solutions a code test screens: {found}/{n} {found / max(n, 1):.3f}")
     if args.baseline:  # the older screen on the same documents, the multiple-choice fields flattened to text
         seconds, findings = timed_screen(args.baseline, labelled.docs, flattened(items))
         _report(f"baseline {args.baseline}", evaluate(findings, labelled, item_overlaps(items)), seconds)

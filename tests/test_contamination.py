@@ -114,19 +114,26 @@ def test_finds_embedded_function_with_overlap_span_and_kind() -> None:
     assert dirty.column("doc_id").to_pylist() == ["leak-1"]
     rows = by_key(findings)
     # entry_point is too short to screen; each method that fires gives its own row, exact first. The code
-    # method also screens the item's Python fields joined (prompt+canonical_solution).
+    # method also screens the item's Python fields joined (prompt+canonical_solution); its fuzzy half
+    # (code_containment) also screens the prompt, whose signature alone is too short for 28-grams.
     assert list(rows) == [
         ("leak-1", "prompt", "ngram13"),
         ("leak-1", "prompt", "containment"),
+        ("leak-1", "prompt", "code_containment"),
         ("leak-1", "canonical_solution", "ngram13"),
         ("leak-1", "canonical_solution", "containment"),
         ("leak-1", "canonical_solution", "code28"),
+        ("leak-1", "canonical_solution", "code_containment"),
         ("leak-1", "prompt+canonical_solution", "code28"),
+        ("leak-1", "prompt+canonical_solution", "code_containment"),
     ]
     for (_, name, _), r in rows.items():
         assert (r["source_id"], r["eval_set"], r["item_id"]) == ("web", "humaneval", "HumanEval/0")
         assert r["kind"] == {"prompt": "holdout", "canonical_solution": "target"}.get(name, "target")
-        assert r["score"] == pytest.approx(1.0)
+        if r["match_type"] != "code_containment":
+            assert r["score"] == pytest.approx(1.0)
+    # The fuzzy code test is approximate by design: at most a k-gram or two at the copy's seams may not match.
+    assert all(r["score"] >= 0.8 for (_, _, m), r in rows.items() if m == "code_containment")
     exact = rows[("leak-1", "canonical_solution", "ngram13")]
     assert exact["overlap_text"] == " ".join(screen_tokens(SOLUTION))
     # The span is in the original text: it starts at the first solution token and ends after the last.
@@ -411,7 +418,7 @@ def test_item_leaks_lists_each_leaked_item_once() -> None:
     assert row["item_id"] == "HumanEval/0"
     assert row["kinds"] == ["holdout", "target"]
     assert row["fields"] == ["canonical_solution", "prompt", "prompt+canonical_solution"]
-    assert row["match_types"] == ["code28", "containment", "ngram13"]
+    assert row["match_types"] == ["code28", "code_containment", "containment", "ngram13"]
     assert (row["documents"], row["sources"]) == (2, ["forum", "web"])
     assert row["example_doc_id"] == "f1" and row["example_overlap"].lower().startswith("from typing import list")
     assert item_leaks(FINDING_SCHEMA.empty_table()).num_rows == 0

@@ -24,7 +24,10 @@ Six methods, each answering a different question about one (document, item field
   or without the options (:mod:`mixassets.engine.contamination_pairs`); a field ``<name>+answer``, kind target.
 * ``code<n>`` (:mod:`~mixassets.engine.contamination_code`): the document shares an ``n``-gram (default
   28) of *canonical* Python tokens with a Python field, every identifier replaced by one placeholder, so a
-  renamed or reformatted copy of a solution matches; spans are in characters of the original text.
+  renamed or reformatted copy of a solution matches; spans are in characters of the original text. Its fuzzy
+  half, ``code_containment``, fires when one window of the document holds at least
+  ``code_containment_threshold`` of the field's distinct canonical 10-grams with parentheses and trailing
+  commas left out: what ``ast.unparse`` or a formatter rewrites breaks every 28-gram that spans it.
 * ``semantic`` (:mod:`~mixassets.engine.contamination_semantic`, opt-in): a window of the document that
   shares enough of a field's content words is embedded with all-MiniLM-L6-v2 and lies within a calibrated
   cosine of the field's prose: a paraphrase.
@@ -80,7 +83,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mixassets.engine.contamination_code import code_findings
+from mixassets.engine.contamination_code import DocTokens, code_findings, fuzzy_code_findings
 from mixassets.engine.contamination_index import (
     _DOC_COLUMNS,
     DEFAULT_FIELD_KINDS,
@@ -274,9 +277,13 @@ def _fuzzy_findings(chunk: _Chunk, index: _GramIndex, cfg: ScreenConfig, field_t
 def _span_findings(texts: list[str], chunk: _Chunk, index: ScreenIndex) -> list[_Finding]:
     """Findings of the methods that locate their evidence in characters: ``code<n>`` and ``semantic``."""
     out = []
-    if index.code is not None:
-        for doc, ref, lo, hi, score in code_findings(texts, index.code, index.hasher):
+    if index.code is not None and index.code_fuzzy is not None:
+        docs = DocTokens(texts, index.hasher)
+        for doc, ref, lo, hi, score in code_findings(docs, index.code):
             out.append(_Finding(chunk.offset + doc, ref, f"code{index.code.g}", 0, 0, score, (lo, hi)))
+        threshold = index.config.code_containment_threshold
+        for doc, ref, lo, hi, score in fuzzy_code_findings(docs, index.code_fuzzy, threshold):
+            out.append(_Finding(chunk.offset + doc, ref, "code_containment", 0, 0, score, (lo, hi)))
     if index.semantic is not None:
         grams, _ = chunk.grams(1)
         hits = semantic_findings(texts, grams, chunk.doc_of, chunk.starts, index.semantic, token_spans)
@@ -288,7 +295,14 @@ def _emit(findings: list[_Finding], index: ScreenIndex, docs: pa.Table) -> pa.Ta
     rows: dict[str, list] = {name: [] for name in FINDING_SCHEMA.names}
     if not findings:
         return pa.Table.from_pydict(rows, schema=FINDING_SCHEMA)
-    rank = {"containment": 1, "jaccard": 2, "stem_answer": 3, "code": 4, "semantic": 5}  # ngram<n> ranks 0
+    rank = {
+        "containment": 1,
+        "jaccard": 2,
+        "stem_answer": 3,
+        "code": 4,
+        "code_containment": 5,
+        "semantic": 6,
+    }  # ngram<n> ranks 0
     findings.sort(key=lambda f: (f.doc, f.ref, rank.get(f.match_type.rstrip("0123456789"), 0)))
     take = sorted({f.doc for f in findings})
     sub = docs.select(list(_DOC_COLUMNS)).take(pa.array(take, pa.int64())).to_pylist()

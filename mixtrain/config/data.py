@@ -375,6 +375,13 @@ class ScreenSpec(Strict):
     )
     code_n: int = Field(28, gt=0, description="n of the code test: n-grams of canonical Python tokens (names as ID)")
     code_min_tokens: int = Field(30, gt=0, description="Python fields with fewer canonical tokens skip the code test")
+    code_containment_n: int = Field(10, gt=0, description="k of the fuzzy code test: layout-free canonical k-grams")
+    code_containment_threshold: float = Field(
+        0.8, gt=0, le=1, description="share of a Python field's canonical k-grams in one document window that flags it"
+    )
+    code_containment_min_grams: int = Field(
+        10, gt=0, description="Python fields with fewer distinct canonical k-grams skip the fuzzy code test"
+    )
     semantic: Literal["auto", "on", "off"] = Field(
         "auto",
         description="paraphrase test with the all-MiniLM-L6-v2 embedding model: auto = on when the "
