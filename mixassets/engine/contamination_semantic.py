@@ -169,12 +169,12 @@ def model_identity(configured: str) -> str:
 
 @functools.lru_cache(maxsize=2)
 def _encoder(path: str) -> tuple[Any, Any]:
-    import torch
     from transformers import AutoModel, AutoTokenizer
 
+    # No process-wide torch switch here (set_grad_enabled would leave autograd off for training in the same
+    # process): :func:`embed` runs the model under inference_mode.
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = AutoModel.from_pretrained(path, local_files_only=True).eval()
-    torch.set_grad_enabled(False)
     return tokenizer, model
 
 
@@ -195,9 +195,9 @@ def embed(texts: Sequence[str], configured: str) -> np.ndarray:
         )
         with torch.inference_mode():
             states = model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
-        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        out.append(torch.nn.functional.normalize(pooled, dim=1).numpy())
+            mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
+            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            out.append(torch.nn.functional.normalize(pooled, dim=1).numpy())
     return np.concatenate(out) if out else np.empty((0, 384), np.float32)
 
 
