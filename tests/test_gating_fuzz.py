@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mixassets.engine.gating import gate
@@ -103,6 +103,7 @@ def _run(spec: SourceSpec, files: dict[str, bytes]) -> tuple[list[str], pa.Table
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(lines=[b"\x1f\x8b", b"\x00"], kind="text", crlf=False)  # gzip's magic, no gzip
 @given(lines=st.lists(LINES, max_size=25), kind=st.sampled_from(["text", "chat"]), crlf=st.booleans())
 def test_jsonl_every_line_is_accounted_for_once(lines: list[bytes], kind: str, crlf: bool) -> None:
     data = (b"\r\n" if crlf else b"\n").join(lines)

@@ -21,10 +21,15 @@ from dagster import AssetSelection, materialize
 from mixtrain.identity import resolve_relative
 from mixtrain.instance import activate, load_definitions, open_instance
 from mixtrain.runner import QUIET
+from mixtrain.tables import open_table
 from tests.conftest import build_tiny_project
 from tests.pipeline_session import run_data_stages
 
 MIXTURE_OUTS = ("mixture", "mixture_manifest", "heldout_text")
+
+
+def _kept_ids(root: Path) -> set[str]:
+    return set(open_table(root / "storage" / "deduplicated_corpus").read(columns=["doc_id"]).column(0).to_pylist())
 
 
 def _manifest(root: Path) -> dict:
@@ -95,12 +100,16 @@ def _check_copy(copy: Path, source: Path, original: dict) -> None:
     assert rebuilt["manifest_id"] == original["manifest_id"]
     assert rebuilt["shards"] == original["shards"] and rebuilt["tokenizer"] == original["tokenizer"]
 
-    # A dedupe change in the copy reruns dedupe and everything after it, reading only the copy's files.
+    # A dedupe change in the copy reruns dedupe, reading only the copy's files, and what follows when the kept
+    # documents changed (a looser threshold need not drop more: components already join chains).
+    kept_before = _kept_ids(copy)
     config = yaml.safe_load((copy / "mixtrain.yaml").read_text())
-    config.setdefault("dedupe", {})["threshold"] = 0.7
+    config.setdefault("dedupe", {})["threshold"] = 0.5
     (copy / "mixtrain.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     done = {k for k, _ in run_data_stages(copy).materialized}
-    assert {"deduplicated_corpus", "screened_corpus", "mixture", "mixture_manifest"} <= done
+    assert "deduplicated_corpus" in done
+    after = {"screened_corpus", "mixture", "mixture_manifest"}
+    assert (after <= done) if _kept_ids(copy) != kept_before else not (after & done)
     assert not done & {"raw_documents", "gated_documents", "base_model"}
     assert _manifest(copy)["spec_hash"] == original["spec_hash"]  # the mixture spec itself did not change
     _no_old_paths(copy, source)

@@ -115,7 +115,7 @@ def _digest(text: str | None) -> str:
 def _by_content(root: Path) -> dict[str, object]:
     """Each data decision keyed by what it is about (source and text digest) instead of by document id."""
     text_of: dict[str, str] = {}
-    for part in sorted((root / "storage" / "gated_documents").iterdir()):  # one table per source partition
+    for part in sorted(p for p in (root / "storage" / "gated_documents").iterdir() if p.is_dir()):  # per source
         docs = open_table(part).read(columns=["doc_id", "text"])
         digests = map(_digest, docs.column("text").to_pylist())
         text_of.update(zip(docs.column("doc_id").to_pylist(), digests, strict=True))

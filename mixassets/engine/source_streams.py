@@ -107,7 +107,9 @@ _SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd", ".
 
 
 def _magic_compression(head: bytes) -> str | None:
-    if head.startswith(_MAGIC["gzip"]):
+    # gzip: 1f 8b, then the method byte, 08 (deflate) in every gzip stream (RFC 1952); text that happens to start
+    # with 1f 8b is read as the text it is
+    if head.startswith(_MAGIC["gzip"]) and (len(head) < 3 or head[2] == 8):
         return "gzip"
     # a zstd frame, or a skippable frame (magic 0x184D2A50-5F, little-endian) that precedes one
     if head.startswith(_MAGIC["zstd"]) or (len(head) >= 4 and head[0] >> 4 == 5 and head[1:4] == b"\x2a\x4d\x18"):
