@@ -13,6 +13,7 @@ from dagster import Definitions
 import eval_assets
 import mixassets
 import training_assets
+from mixtrain.automation import automation_condition_sensor, spec_observation_sensor
 from mixtrain.project import PROJECT_ENV
 from mixtrain.resources import project_resources
 
@@ -21,9 +22,13 @@ DEMO_PROJECT = Path(__file__).resolve().parent / "examples" / "demo"
 
 def build_defs(project_dir: str | None = None) -> Definitions:
     project_dir = project_dir or os.environ.get(PROJECT_ENV) or str(DEMO_PROJECT)
-    return Definitions.merge(
+    merged = Definitions.merge(
         mixassets.defs, training_assets.defs, eval_assets.defs, Definitions(resources=project_resources(project_dir))
     )
+    # Over the whole graph: the daemon's automation and the spec observations that feed it (both need every
+    # domain's assets, so they are added here rather than in one package's definitions).
+    automation = Definitions(sensors=[automation_condition_sensor(), spec_observation_sensor(merged)])
+    return Definitions.merge(merged, automation)
 
 
 defs = build_defs()

@@ -146,7 +146,8 @@ def test_manifest_id_and_chaining(pair) -> None:
         **upstream,
         previous=chained,
     )
-    assert other_bytes["manifest_id"] != new["manifest_id"] and other_bytes["previous_manifest_id"] == new["manifest_id"]
+    assert other_bytes["manifest_id"] != new["manifest_id"]
+    assert other_bytes["previous_manifest_id"] == new["manifest_id"]
 
 
 def test_markdown_report(pair) -> None:

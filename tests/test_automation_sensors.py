@@ -1,0 +1,139 @@
+"""The daemon acts by default, and an edited spec is recorded by the spec observation sensor within one tick.
+
+A small code location stands in for the project's (as in ``test_status_observed``): an unpartitioned spec and a
+spec partitioned like the sources, each with a materialized child. The sensor is called the way the daemon calls
+it (``build_sensor_context`` with the instance and the last cursor); the observations it returns are recorded
+the way the daemon records a sensor's asset events, and Dagster's own stale resolver (the UI's) is then asked.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from dagster import (
+    DagsterInstance,
+    DataVersion,
+    DataVersionsByPartition,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    Definitions,
+    DynamicPartitionsDefinition,
+    SensorResult,
+    SkipReason,
+    asset,
+    build_sensor_context,
+    materialize,
+    observable_source_asset,
+)
+
+from mixtrain import automation
+from mixtrain.automation import spec_observation_sensor
+from mixtrain.dagster_internals import stale_statuses
+
+PARTS = DynamicPartitionsDefinition(name="srcs")
+VERSIONS: dict = {}
+
+
+@observable_source_asset
+def spec() -> DataVersion:
+    return DataVersion(VERSIONS["spec"])
+
+
+@observable_source_asset(partitions_def=PARTS)
+def part_spec(context) -> DataVersionsByPartition:
+    known = set(context.instance.get_dynamic_partitions("srcs"))
+    return DataVersionsByPartition({k: DataVersion(v) for k, v in VERSIONS["parts"].items() if k in known})
+
+
+@asset(deps=[spec], code_version="1")
+def child() -> int:
+    return 1
+
+
+@asset(deps=[part_spec], partitions_def=PARTS, code_version="1")
+def part_child() -> int:
+    return 1
+
+
+DEFS = Definitions(assets=[spec, part_spec, child, part_child])
+SENSOR = spec_observation_sensor(DEFS)
+
+
+def _tick(instance: DagsterInstance, cursor: str | None) -> tuple[SensorResult | SkipReason, str | None]:
+    """One evaluation as the daemon runs it: its asset events recorded without a run, its cursor kept."""
+    context = build_sensor_context(instance=instance, cursor=cursor, definitions=DEFS)
+    result = SENSOR(context)
+    if isinstance(result, SensorResult):
+        for event in result.asset_events:
+            instance.report_runless_asset_event(event)
+        return result, result.cursor
+    return result, context.cursor
+
+
+def _stale(instance: DagsterInstance) -> dict:
+    statuses = stale_statuses(DEFS, instance, {"srcs": ["x", "y"]})  # recorded observations only, as the UI
+    return {(s.key, s.partition): s.status for s in statuses}
+
+
+def test_sensor_records_an_edited_spec_and_nothing_else(tmp_path) -> None:
+    with DagsterInstance.local_temp(str(tmp_path)) as instance:
+        VERSIONS.update(spec="a", parts={"x": "1", "y": "1"})
+        instance.add_dynamic_partitions("srcs", ["x", "y"])
+        first, cursor = _tick(instance, None)
+        assert isinstance(first, SensorResult) and len(first.asset_events) == 3  # spec, part_spec[x], [y]
+        materialize([spec, child], selection=[child], instance=instance)
+        for pk in ("x", "y"):
+            materialize([part_spec, part_child], selection=[part_child], partition_key=pk, instance=instance)
+        assert set(_stale(instance).values()) == {"FRESH"}
+
+        runs = instance.get_runs_count()
+        quiet, cursor = _tick(instance, cursor)
+        assert isinstance(quiet, SkipReason) and "no spec changed" in (quiet.skip_message or "")
+
+        VERSIONS.update(spec="b", parts={"x": "1", "y": "2"})  # the user edits the spec and one source
+        edited, cursor = _tick(instance, cursor)
+        assert isinstance(edited, SensorResult)
+        recorded = {(e.asset_key.to_user_string(), e.partition) for e in edited.asset_events}
+        assert recorded == {("spec", None), ("part_spec", "y")}
+        assert instance.get_runs_count() == runs  # observed without launching a run
+        assert _stale(instance) == {
+            ("child", None): "STALE",
+            ("part_child", "x"): "FRESH",
+            ("part_child", "y"): "STALE",
+        }
+        assert json.loads(cursor or "{}") == {"spec": "b", "part_spec[x]": "1", "part_spec[y]": "2"}
+
+        again, _ = _tick(instance, cursor)
+        assert isinstance(again, SkipReason)
+
+
+def test_a_lost_cursor_does_not_record_unchanged_specs_again(tmp_path) -> None:
+    """A restarted daemon (no cursor) compares with what the instance holds, so nothing unchanged is re-recorded."""
+    with DagsterInstance.local_temp(str(tmp_path)) as instance:
+        VERSIONS.update(spec="a", parts={"x": "1"})
+        instance.add_dynamic_partitions("srcs", ["x"])
+        _tick(instance, None)
+        restarted, cursor = _tick(instance, None)
+        assert isinstance(restarted, SkipReason)
+        assert json.loads(cursor or "{}") == {"spec": "a", "part_spec[x]": "1"}
+
+
+def test_sensors_and_schedule_run_by_default_and_one_switch_stops_them(monkeypatch) -> None:
+    from definitions import build_defs
+
+    monkeypatch.delenv(automation.AUTOMATION_ENV, raising=False)
+    repo = build_defs().get_repository_def()
+    sensors = {s.name: s.default_status for s in repo.sensor_defs}
+    assert {"automation_condition_sensor", "spec_observation_sensor", "new_source_sensor"} <= set(sensors)
+    assert "adapter_partitions_sensor" in sensors
+    assert set(sensors.values()) == {DefaultSensorStatus.RUNNING}
+    assert {s.default_status for s in repo.schedule_defs} == {DefaultScheduleStatus.RUNNING}
+    assert repo.get_sensor_def("spec_observation_sensor").minimum_interval_seconds <= 10
+
+    monkeypatch.setenv(automation.AUTOMATION_ENV, "off")
+    assert automation.sensor_status() == DefaultSensorStatus.STOPPED
+    assert automation.schedule_status() == DefaultScheduleStatus.STOPPED
+    monkeypatch.setenv(automation.AUTOMATION_ENV, "sometimes")
+    with pytest.raises(ValueError, match="must be 'on' or 'off'"):
+        automation.sensor_status()
