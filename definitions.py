@@ -14,6 +14,7 @@ import eval_assets
 import mixassets
 import training_assets
 from mixtrain.automation import automation_condition_sensor, spec_observation_sensor
+from mixtrain.partition_sync import partition_sync_checks
 from mixtrain.project import PROJECT_ENV
 from mixtrain.resources import project_resources
 
@@ -27,7 +28,10 @@ def build_defs(project_dir: str | None = None) -> Definitions:
     )
     # Over the whole graph: the daemon's automation and the spec observations that feed it (both need every
     # domain's assets, so they are added here rather than in one package's definitions).
-    automation = Definitions(sensors=[automation_condition_sensor(), spec_observation_sensor(merged)])
+    checks = [c for c in [partition_sync_checks(merged)] if c is not None]
+    automation = Definitions(
+        sensors=[automation_condition_sensor(), spec_observation_sensor(merged)], asset_checks=checks
+    )
     return Definitions.merge(merged, automation)
 
 

@@ -34,6 +34,7 @@ from dagster import (
 
 from mixtrain.dagster_internals import DATA_VERSION_TAG
 from mixtrain.observe import observe_in_process
+from mixtrain.partition_sync import behind, evaluations
 from mixtrain.versioning import current_data_version
 
 AUTOMATION_ENV = "MIXTRAIN_AUTOMATION"  # "off": sensors and schedules start stopped
@@ -98,37 +99,50 @@ def _cursor_key(key: str, partition: str | None) -> str:
 
 
 def spec_observation_sensor(defs: Definitions) -> SensorDefinition:
-    """A sensor that records an observation of each spec (per partition) whose content hash changed.
+    """A sensor that records an observation of each spec (per partition) whose content hash changed, and the
+    ``partitions_in_sync`` check of each partitioned asset whose stale partitions changed.
 
     It calls the specs' observe functions in its own process (:func:`mixtrain.observe.observe_in_process`, what
     ``mixtrain status`` compares against) and emits an observation event only for a spec whose version differs
     from the one the instance last recorded: no run is launched, so it can tick every few seconds and an edited
     spec shows as unsynced in the UI right away. The cursor keeps the versions of the last tick, so a tick where
-    no file changed asks the instance nothing."""
+    no file changed asks the instance nothing about specs. Partition staleness (which the UI's unsynced tag does
+    not cover, see :mod:`mixtrain.partition_sync`) is asked again only when a spec changed or the event log grew
+    since the last tick, and recorded only where the answer changed."""
 
     @sensor(
         name="spec_observation_sensor",
         minimum_interval_seconds=SPEC_SENSOR_INTERVAL_S,
         default_status=sensor_status(),
         description="Observes the project's specs (source files, config sections, adapters) in-process and "
-        "records a new data version for each one whose content hash changed; automation follows from there.",
+        "records a new data version for each one whose content hash changed; automation follows from there. "
+        "Also records which partitions are stale (check partitions_in_sync).",
     )
     def _observe_specs(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+        instance = context.instance
+        found = observe_in_process(defs, instance)
         observed = {
-            (key, partition, _cursor_key(key.to_user_string(), partition)): version.value
-            for (key, partition), version in observe_in_process(defs, context.instance).items()
+            (key, partition, _cursor_key(key.to_user_string(), partition)): v for (key, partition), v in found.items()
         }
-        versions = {name: version for (_, _, name), version in observed.items()}
-        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-        events = [
-            AssetObservation(asset_key=key, partition=partition, tags={DATA_VERSION_TAG: version})
+        versions = {name: version.value for (_, _, name), version in observed.items()}
+        last: dict = json.loads(context.cursor) if context.cursor else {}
+        seen: dict[str, str] = last.get("specs", {})
+        events: list = [
+            AssetObservation(asset_key=key, partition=partition, tags={DATA_VERSION_TAG: version.value})
             for (key, partition, name), version in sorted(observed.items(), key=lambda item: item[0][2])
-            if seen.get(name) != version and current_data_version(context.instance, key, partition) != version
+            if seen.get(name) != version.value and current_data_version(instance, key, partition) != version.value
         ]
-        cursor = json.dumps(versions, sort_keys=True)
+        last_event = instance.event_log_storage.get_maximum_record_id()
+        behind_before: dict[str, list] = last.get("behind", {})
+        behind_now = behind_before
+        if events or "behind" not in last or last.get("last_event") != last_event:
+            behind_now = {k: [list(row) for row in rows] for k, rows in behind(defs, instance, found).items()}
+            changed = {k: rows for k, rows in behind_now.items() if behind_before.get(k) != rows}
+            events += evaluations({k: [tuple(row) for row in rows] for k, rows in changed.items()})
+        cursor = json.dumps({"specs": versions, "last_event": last_event, "behind": behind_now}, sort_keys=True)
         if not events:
             context.update_cursor(cursor)
-            return SkipReason(f"no spec changed ({len(versions)} observed)")
+            return SkipReason(f"no spec changed ({len(versions)} observed), stale partitions unchanged")
         return SensorResult(asset_events=events, cursor=cursor)
 
     return _observe_specs

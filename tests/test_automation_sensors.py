@@ -12,6 +12,8 @@ import json
 
 import pytest
 from dagster import (
+    AssetCheckEvaluation,
+    AssetObservation,
     DagsterInstance,
     DataVersion,
     DataVersionsByPartition,
@@ -30,6 +32,7 @@ from dagster import (
 from mixtrain import automation
 from mixtrain.automation import spec_observation_sensor
 from mixtrain.dagster_internals import stale_statuses
+from mixtrain.partition_sync import CHECK_NAME
 
 PARTS = DynamicPartitionsDefinition(name="srcs")
 VERSIONS: dict = {}
@@ -71,6 +74,21 @@ def _tick(instance: DagsterInstance, cursor: str | None) -> tuple[SensorResult |
     return result, context.cursor
 
 
+def _observations(result: SensorResult) -> list[AssetObservation]:
+    return [e for e in result.asset_events if isinstance(e, AssetObservation)]
+
+
+def _behind(result: SensorResult) -> dict[str, list[str]]:
+    """The partitions_in_sync evaluations of a tick: asset -> partitions listed as behind."""
+    out = {}
+    for e in result.asset_events:
+        if isinstance(e, AssetCheckEvaluation):
+            assert e.check_name == CHECK_NAME and e.passed == (e.metadata["partitions_behind"].value == 0)
+            table = e.metadata["partitions"].value
+            out[e.asset_key.to_user_string()] = [p for p in ("x", "y") if f"| {p} |" in table]
+    return out
+
+
 def _stale(instance: DagsterInstance) -> dict:
     statuses = stale_statuses(DEFS, instance, {"srcs": ["x", "y"]})  # recorded observations only, as the UI
     return {(s.key, s.partition): s.status for s in statuses}
@@ -81,11 +99,16 @@ def test_sensor_records_an_edited_spec_and_nothing_else(tmp_path) -> None:
         VERSIONS.update(spec="a", parts={"x": "1", "y": "1"})
         instance.add_dynamic_partitions("srcs", ["x", "y"])
         first, cursor = _tick(instance, None)
-        assert isinstance(first, SensorResult) and len(first.asset_events) == 3  # spec, part_spec[x], [y]
+        assert isinstance(first, SensorResult)
+        assert len(_observations(first)) == 3  # spec, part_spec[x], part_spec[y]
+        assert _behind(first) == {"part_child": ["x", "y"]}  # never materialized: MISSING
         materialize([spec, child], selection=[child], instance=instance)
         for pk in ("x", "y"):
             materialize([part_spec, part_child], selection=[part_child], partition_key=pk, instance=instance)
         assert set(_stale(instance).values()) == {"FRESH"}
+        caught_up, cursor = _tick(instance, cursor)  # the materializations grew the event log: asked again
+        assert isinstance(caught_up, SensorResult) and not _observations(caught_up)
+        assert _behind(caught_up) == {"part_child": []}
 
         runs = instance.get_runs_count()
         quiet, cursor = _tick(instance, cursor)
@@ -94,15 +117,17 @@ def test_sensor_records_an_edited_spec_and_nothing_else(tmp_path) -> None:
         VERSIONS.update(spec="b", parts={"x": "1", "y": "2"})  # the user edits the spec and one source
         edited, cursor = _tick(instance, cursor)
         assert isinstance(edited, SensorResult)
-        recorded = {(e.asset_key.to_user_string(), e.partition) for e in edited.asset_events}
+        recorded = {(e.asset_key.to_user_string(), e.partition) for e in _observations(edited)}
         assert recorded == {("spec", None), ("part_spec", "y")}
+        # The UI's unsynced tag cannot show part_child[y]; the partitions_in_sync check says it.
+        assert _behind(edited) == {"part_child": ["y"]}
         assert instance.get_runs_count() == runs  # observed without launching a run
         assert _stale(instance) == {
             ("child", None): "STALE",
             ("part_child", "x"): "FRESH",
             ("part_child", "y"): "STALE",
         }
-        assert json.loads(cursor or "{}") == {"spec": "b", "part_spec[x]": "1", "part_spec[y]": "2"}
+        assert json.loads(cursor or "{}")["specs"] == {"spec": "b", "part_spec[x]": "1", "part_spec[y]": "2"}
 
         again, _ = _tick(instance, cursor)
         assert isinstance(again, SkipReason)
@@ -115,8 +140,8 @@ def test_a_lost_cursor_does_not_record_unchanged_specs_again(tmp_path) -> None:
         instance.add_dynamic_partitions("srcs", ["x"])
         _tick(instance, None)
         restarted, cursor = _tick(instance, None)
-        assert isinstance(restarted, SkipReason)
-        assert json.loads(cursor or "{}") == {"spec": "a", "part_spec[x]": "1"}
+        assert isinstance(restarted, SensorResult) and not _observations(restarted)  # only the check again
+        assert json.loads(cursor or "{}")["specs"] == {"spec": "a", "part_spec[x]": "1"}
 
 
 def test_sensors_and_schedule_run_by_default_and_one_switch_stops_them(monkeypatch) -> None:

@@ -124,6 +124,81 @@ def test_adapter_sensor_adds_and_deletes_partitions_from_the_config(session):
         session.refresh()
 
 
+MIXTURE_OUTPUTS = {"mixture", "mixture_manifest", "heldout_text"}
+
+
+def _both_statuses(session: Session) -> tuple[dict, dict]:
+    """What `mixtrain status` says (specs observed in-process) and what the UI's resolver says after an
+    observation run, as {(asset, partition): status}."""
+    from mixtrain.dagster_internals import stale_statuses
+    from mixtrain.observe import observe_in_process
+    from mixtrain.partitions import partition_keys
+
+    keys = partition_keys(session.project)
+    observed = observe_in_process(session.defs, session.instance)
+    status = {(s.key, s.partition): s.status for s in stale_statuses(session.defs, session.instance, keys, observed)}
+    ui = {k: s.status for k, s in asset_statuses(session).items()}
+    return status, ui
+
+
+def _materialize_mixture(session: Session) -> str:
+    """Rebuild only the mixture (what the daemon requests first after a mixture spec edit); its manifest id."""
+    session.refresh()
+    job = session.defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=session.instance, asset_selection=[AssetKey(k) for k in sorted(MIXTURE_OUTPUTS)]
+    )
+    assert result.success
+    return json.loads((session.root / "storage" / "mixture_manifest.json").read_text())["manifest_id"]
+
+
+def test_a_spec_edit_that_leaves_the_mixture_identical_retrains_nothing(session):
+    """The models' inputs are the mixture's content (manifest id = shard checksums), not the spec text: an edit
+    that changes no row reruns the mixture and nothing after it; one that changes rows makes the models stale."""
+    cfg_path = session.root / "mixtrain.yaml"
+    original = cfg_path.read_text()
+    before = json.loads((session.root / "storage" / "mixture_manifest.json").read_text())
+    downstream = {
+        k.to_user_string() for k in session.defs.resolve_asset_graph().get_descendants(AssetKey("mixture_manifest"))
+    } - MIXTURE_OUTPUTS
+    assert {"sft_adapter", "distilled_student", "task_adapter"} <= downstream
+    try:
+        cfg = yaml.safe_load(original)
+        cfg["mixture"]["drift_tolerance"] = 0.25  # only the drift check reads it: the same rows are sampled
+        cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        session.refresh()
+        status, ui = _both_statuses(session)
+        assert status == ui
+        assert ui[("mixture", None)] == "STALE" and all(ui[k] == "FRESH" for k in ui if k[0] in downstream)
+
+        report = session.run()
+        assert report.ok, report.failed_runs
+        done = {k for k, _ in report.materialized}
+        assert "mixture" in done and not done - MIXTURE_OUTPUTS  # no model retrained, no evaluation rerun
+        after = json.loads((session.root / "storage" / "mixture_manifest.json").read_text())
+        assert after["manifest_id"] == before["manifest_id"] and after["spec"]["drift_tolerance"] == 0.25
+        status, ui = _both_statuses(session)
+        assert status == ui and set(ui.values()) == {"FRESH"}
+
+        # Half the token budget: other rows, so every model trained on the mixture is stale, in both views.
+        tokens = sum(source["tokens"] for source in before["composition"]["sources"].values())
+        cfg["mixture"]["token_budget"] = max(1, tokens // 2)
+        cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        assert _materialize_mixture(session) != before["manifest_id"]
+        status, ui = _both_statuses(session)
+        assert status == ui
+        stale = {k for k, v in ui.items() if v == "STALE"}
+        assert {("sft_adapter", None), ("distilled_student", None), ("student_sft_baseline", None)} <= stale
+        adapters = {k for k in ui if k[0] == "task_adapter"}
+        assert adapters and adapters <= stale
+    finally:
+        cfg_path.write_text(original)
+    # Back to the original spec: the original bytes again, which the models were trained on, so they are fresh.
+    assert _materialize_mixture(session) == before["manifest_id"]
+    status, ui = _both_statuses(session)
+    assert status == ui and set(ui.values()) == {"FRESH"}
+
+
 def test_changing_a_mixture_weight_does_not_rerun_gating(session):
     cfg_path = session.root / "mixtrain.yaml"
     cfg = yaml.safe_load(cfg_path.read_text())
