@@ -162,3 +162,26 @@ def test_sensors_and_schedule_run_by_default_and_one_switch_stops_them(monkeypat
     monkeypatch.setenv(automation.AUTOMATION_ENV, "sometimes")
     with pytest.raises(ValueError, match="must be 'on' or 'off'"):
         automation.sensor_status()
+
+
+def test_fingerprints_rehash_a_file_only_when_its_stat_changed(tmp_path, monkeypatch) -> None:
+    """The sensor fingerprints every source file each tick; an untouched old file is hashed once, an edited one
+    again (its mtime moved), and one modified within the clock's resolution window is never cached."""
+    import os
+
+    from mixtrain import fingerprint
+
+    calls: list[str] = []
+    real = fingerprint.file_sha256
+    monkeypatch.setattr(fingerprint, "file_sha256", lambda p: calls.append(p) or real(p))
+    old, fresh = tmp_path / "old.jsonl", tmp_path / "fresh.jsonl"
+    old.write_text("one\n")
+    os.utime(old, ns=(1_000_000_000, 1_000_000_000))
+    fresh.write_text("two\n")
+    first = fingerprint._content_sha256(str(old))
+    assert fingerprint._content_sha256(str(old)) == first and calls.count(str(old)) == 1
+    fingerprint._content_sha256(str(fresh))
+    fingerprint._content_sha256(str(fresh))
+    assert calls.count(str(fresh)) == 2  # racy: too recent to trust its stat
+    old.write_text("uno\n")  # same size, new content and mtime
+    assert fingerprint._content_sha256(str(old)) != first and calls.count(str(old)) == 2
