@@ -8,7 +8,7 @@ spec observation sensor records it whenever the answer changes, and running the 
 """
 
 # No `from __future__ import annotations`: Dagster reads the check function's context annotation at definition.
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 
 from dagster import (
     AssetCheckEvaluation,
@@ -45,17 +45,19 @@ def behind(
     defs: Definitions,
     instance: DagsterInstance,
     observed: Mapping[tuple[AssetKey, str | None], DataVersion] | None = None,
+    keys: Collection[AssetKey] | None = None,
 ) -> Behind:
-    """Every partitioned asset's partitions that are missing or stale, by the resolver ``mixtrain status`` uses
-    (``observed``: spec versions seen in this process, not yet recorded)."""
+    """The partitions of every partitioned asset (of ``keys`` when given) that are missing or stale, by the
+    resolver ``mixtrain status`` uses (``observed``: spec versions seen in this process, not yet recorded)."""
     graph = defs.resolve_asset_graph()
+    asked = [k for k in partitioned_keys(defs) if keys is None or k in keys]
     partitions: dict[str, list[str]] = {}
-    for key in partitioned_keys(defs):
+    for key in asked:
         pdef = graph.get(key).partitions_def
         if isinstance(pdef, DynamicPartitionsDefinition) and pdef.name:
             partitions[pdef.name] = list(instance.get_dynamic_partitions(pdef.name))
-    out: Behind = {k.to_user_string(): [] for k in partitioned_keys(defs)}
-    for status in stale_statuses(defs, instance, partitions, observed):
+    out: Behind = {k.to_user_string(): [] for k in asked}
+    for status in stale_statuses(defs, instance, partitions, observed, keys=asked):
         if status.key in out and status.partition is not None and status.status != "FRESH":
             out[status.key].append((status.partition, status.status, "; ".join(status.causes)))
     return out
@@ -100,9 +102,12 @@ def partition_sync_checks(defs: Definitions) -> AssetChecksDefinition | None:
         for key in keys
     ]
 
-    @multi_asset_check(specs=specs, name="partitions_in_sync_checks")
+    # Subsettable: a run that materializes one of these assets runs its check too (Dagster adds an asset's checks
+    # to its runs), and then only that asset's partitions are asked about, after it was written.
+    @multi_asset_check(specs=specs, name="partitions_in_sync_checks", can_subset=True)
     def _partitions_in_sync(context: AssetCheckExecutionContext) -> Iterator[AssetCheckResult]:
-        for key, rows in sorted(behind(defs, context.instance).items()):
+        selected = {check.asset_key for check in context.selected_asset_check_keys}
+        for key, rows in sorted(behind(defs, context.instance, keys=selected).items()):
             yield AssetCheckResult(
                 asset_key=key,
                 check_name=CHECK_NAME,

@@ -185,3 +185,24 @@ def test_fingerprints_rehash_a_file_only_when_its_stat_changed(tmp_path, monkeyp
     assert calls.count(str(fresh)) == 2  # racy: too recent to trust its stat
     old.write_text("uno\n")  # same size, new content and mtime
     assert fingerprint._content_sha256(str(old)) != first and calls.count(str(old)) == 2
+
+
+def test_the_check_runs_with_its_asset_and_asks_only_about_it(tmp_path) -> None:
+    """Dagster adds an asset's checks to the runs that materialize it: the check is subset to that asset and
+    reports its partitions as they are once it was written (here: x written, y never)."""
+    from mixtrain.partition_sync import partition_sync_checks
+
+    checks = partition_sync_checks(DEFS)
+    assert checks is not None
+    defs = Definitions(assets=DEFS.assets, asset_checks=[checks])
+    with DagsterInstance.local_temp(str(tmp_path)) as instance:
+        VERSIONS.update(spec="a", parts={"x": "1", "y": "1"})
+        instance.add_dynamic_partitions("srcs", ["x", "y"])
+        job = defs.resolve_implicit_global_asset_job_def()
+        result = job.execute_in_process(instance=instance, asset_selection=[part_child.key], partition_key="x")
+        evaluations = result.get_asset_check_evaluations()
+        assert [(e.asset_key.to_user_string(), e.check_name, e.passed) for e in evaluations] == [
+            ("part_child", CHECK_NAME, False)
+        ]
+        table = evaluations[0].metadata["partitions"].value
+        assert "| y | MISSING |" in table and "| x |" not in table
