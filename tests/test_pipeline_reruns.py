@@ -12,9 +12,11 @@ import yaml
 from dagster import (
     AssetKey,
     AssetRecordsFilter,
+    AssetSelection,
     build_schedule_context,
     build_sensor_context,
     evaluate_automation_conditions,
+    materialize,
 )
 from upath import UPath
 
@@ -142,11 +144,18 @@ def _both_statuses(session: Session) -> tuple[dict, dict]:
 
 
 def _materialize_mixture(session: Session) -> str:
-    """Rebuild only the mixture (what the daemon requests first after a mixture spec edit); its manifest id."""
+    """Observe the specs and rebuild only the mixture (what the daemon does first after a mixture spec edit); the
+    new manifest id."""
+    from mixtrain.runner import QUIET, observe_specs
+
     session.refresh()
-    job = session.defs.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(
-        instance=session.instance, asset_selection=[AssetKey(k) for k in sorted(MIXTURE_OUTPUTS)]
+    observe_specs(session.defs, session.instance)
+    result = materialize(
+        [*session.defs.assets, *(session.defs.asset_checks or [])],
+        selection=AssetSelection.assets(*sorted(MIXTURE_OUTPUTS)),
+        instance=session.instance,
+        resources=session.defs.resources,
+        run_config=QUIET,
     )
     assert result.success
     return json.loads((session.root / "storage" / "mixture_manifest.json").read_text())["manifest_id"]
@@ -158,8 +167,9 @@ def test_a_spec_edit_that_leaves_the_mixture_identical_retrains_nothing(session)
     cfg_path = session.root / "mixtrain.yaml"
     original = cfg_path.read_text()
     before = json.loads((session.root / "storage" / "mixture_manifest.json").read_text())
+    graph = session.defs.resolve_asset_graph()
     downstream = {
-        k.to_user_string() for k in session.defs.resolve_asset_graph().get_descendants(AssetKey("mixture_manifest"))
+        k.to_user_string() for k in AssetSelection.assets("mixture_manifest").downstream().resolve(graph)
     } - MIXTURE_OUTPUTS
     assert {"sft_adapter", "distilled_student", "task_adapter"} <= downstream
     try:
