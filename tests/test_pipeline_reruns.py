@@ -16,14 +16,21 @@ from dagster import (
     build_schedule_context,
     build_sensor_context,
     evaluate_automation_conditions,
-    materialize,
 )
 from upath import UPath
 
 from mixtrain.provenance import model_manifests
 from mixtrain.runner import run_project
 from mixtrain.summary import latest_check, latest_metadata
-from tests.pipeline_session import GATING, Session, asset_statuses, stored_table
+from tests.pipeline_session import (
+    GATING,
+    MIXTURE_OUTPUTS,
+    Session,
+    asset_statuses,
+    both_statuses,
+    materialize_mixture,
+    stored_table,
+)
 
 # A dozen incremental pipeline runs (about ten minutes here): `make test-reruns`, which CI runs after `make test`.
 pytestmark = pytest.mark.reruns
@@ -126,41 +133,6 @@ def test_adapter_sensor_adds_and_deletes_partitions_from_the_config(session):
         session.refresh()
 
 
-MIXTURE_OUTPUTS = {"mixture", "mixture_manifest", "heldout_text"}
-
-
-def _both_statuses(session: Session) -> tuple[dict, dict]:
-    """What `mixtrain status` says (specs observed in-process) and what the UI's resolver says after an
-    observation run, as {(asset, partition): status}."""
-    from mixtrain.dagster_internals import stale_statuses
-    from mixtrain.observe import observe_in_process
-    from mixtrain.partitions import partition_keys
-
-    keys = partition_keys(session.project)
-    observed = observe_in_process(session.defs, session.instance)
-    status = {(s.key, s.partition): s.status for s in stale_statuses(session.defs, session.instance, keys, observed)}
-    ui = {k: s.status for k, s in asset_statuses(session).items()}
-    return status, ui
-
-
-def _materialize_mixture(session: Session) -> str:
-    """Observe the specs and rebuild only the mixture (what the daemon does first after a mixture spec edit); the
-    new manifest id."""
-    from mixtrain.runner import QUIET, observe_specs
-
-    session.refresh()
-    observe_specs(session.defs, session.instance)
-    result = materialize(
-        [*session.defs.assets, *(session.defs.asset_checks or [])],
-        selection=AssetSelection.assets(*sorted(MIXTURE_OUTPUTS)),
-        instance=session.instance,
-        resources=session.defs.resources,
-        run_config=QUIET,
-    )
-    assert result.success
-    return json.loads((session.root / "storage" / "mixture_manifest.json").read_text())["manifest_id"]
-
-
 def test_a_spec_edit_that_leaves_the_mixture_identical_retrains_nothing(session):
     """The models' inputs are the mixture's content (manifest id = shard checksums), not the spec text: an edit
     that changes no row reruns the mixture and nothing after it; one that changes rows makes the models stale."""
@@ -177,7 +149,7 @@ def test_a_spec_edit_that_leaves_the_mixture_identical_retrains_nothing(session)
         cfg["mixture"]["drift_tolerance"] = 0.25  # only the drift check reads it: the same rows are sampled
         cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         session.refresh()
-        status, ui = _both_statuses(session)
+        status, ui = both_statuses(session)
         assert status == ui
         assert ui[("mixture", None)] == "STALE" and all(ui[k] == "FRESH" for k in ui if k[0] in downstream)
 
@@ -187,15 +159,15 @@ def test_a_spec_edit_that_leaves_the_mixture_identical_retrains_nothing(session)
         assert "mixture" in done and not done - MIXTURE_OUTPUTS  # no model retrained, no evaluation rerun
         after = json.loads((session.root / "storage" / "mixture_manifest.json").read_text())
         assert after["manifest_id"] == before["manifest_id"] and after["spec"]["drift_tolerance"] == 0.25
-        status, ui = _both_statuses(session)
+        status, ui = both_statuses(session)
         assert status == ui and set(ui.values()) == {"FRESH"}
 
         # Half the token budget: other rows, so every model trained on the mixture is stale, in both views.
         tokens = sum(source["tokens"] for source in before["composition"]["sources"].values())
         cfg["mixture"]["token_budget"] = max(1, tokens // 2)
         cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        assert _materialize_mixture(session) != before["manifest_id"]
-        status, ui = _both_statuses(session)
+        assert materialize_mixture(session) != before["manifest_id"]
+        status, ui = both_statuses(session)
         assert status == ui
         stale = {k for k, v in ui.items() if v == "STALE"}
         assert {("sft_adapter", None), ("distilled_student", None), ("student_sft_baseline", None)} <= stale
@@ -204,8 +176,8 @@ def test_a_spec_edit_that_leaves_the_mixture_identical_retrains_nothing(session)
     finally:
         cfg_path.write_text(original)
     # Back to the original spec: the original bytes again, which the models were trained on, so they are fresh.
-    assert _materialize_mixture(session) == before["manifest_id"]
-    status, ui = _both_statuses(session)
+    assert materialize_mixture(session) == before["manifest_id"]
+    status, ui = both_statuses(session)
     assert status == ui and set(ui.values()) == {"FRESH"}
 
 
