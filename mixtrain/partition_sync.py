@@ -109,7 +109,7 @@ def partition_sync_checks(defs: Definitions) -> AssetChecksDefinition | None:
         selected = {check.asset_key for check in context.selected_asset_check_keys}
         for key, rows in sorted(behind(defs, context.instance, keys=selected).items()):
             yield AssetCheckResult(
-                asset_key=key,
+                asset_key=AssetKey.from_user_string(key),  # a prefixed key ("vault/raw_rejects") has two parts
                 check_name=CHECK_NAME,
                 passed=not rows,
                 severity=AssetCheckSeverity.WARN,

@@ -54,7 +54,7 @@ def child() -> int:
     return 1
 
 
-@asset(deps=[part_spec], partitions_def=PARTS, code_version="1")
+@asset(deps=[part_spec], partitions_def=PARTS, code_version="1", key_prefix="vault")  # a two-part key
 def part_child() -> int:
     return 1
 
@@ -101,14 +101,14 @@ def test_sensor_records_an_edited_spec_and_nothing_else(tmp_path) -> None:
         first, cursor = _tick(instance, None)
         assert isinstance(first, SensorResult)
         assert len(_observations(first)) == 3  # spec, part_spec[x], part_spec[y]
-        assert _behind(first) == {"part_child": ["x", "y"]}  # never materialized: MISSING
+        assert _behind(first) == {"vault/part_child": ["x", "y"]}  # never materialized: MISSING
         materialize([spec, child], selection=[child], instance=instance)
         for pk in ("x", "y"):
             materialize([part_spec, part_child], selection=[part_child], partition_key=pk, instance=instance)
         assert set(_stale(instance).values()) == {"FRESH"}
         caught_up, cursor = _tick(instance, cursor)  # the materializations grew the event log: asked again
         assert isinstance(caught_up, SensorResult) and not _observations(caught_up)
-        assert _behind(caught_up) == {"part_child": []}
+        assert _behind(caught_up) == {"vault/part_child": []}
 
         runs = instance.get_runs_count()
         quiet, cursor = _tick(instance, cursor)
@@ -120,12 +120,12 @@ def test_sensor_records_an_edited_spec_and_nothing_else(tmp_path) -> None:
         recorded = {(e.asset_key.to_user_string(), e.partition) for e in _observations(edited)}
         assert recorded == {("spec", None), ("part_spec", "y")}
         # The UI's unsynced tag cannot show part_child[y]; the partitions_in_sync check says it.
-        assert _behind(edited) == {"part_child": ["y"]}
+        assert _behind(edited) == {"vault/part_child": ["y"]}
         assert instance.get_runs_count() == runs  # observed without launching a run
         assert _stale(instance) == {
             ("child", None): "STALE",
-            ("part_child", "x"): "FRESH",
-            ("part_child", "y"): "STALE",
+            ("vault/part_child", "x"): "FRESH",
+            ("vault/part_child", "y"): "STALE",
         }
         assert json.loads(cursor or "{}")["specs"] == {"spec": "b", "part_spec[x]": "1", "part_spec[y]": "2"}
 
@@ -202,7 +202,7 @@ def test_the_check_runs_with_its_asset_and_asks_only_about_it(tmp_path) -> None:
         result = job.execute_in_process(instance=instance, asset_selection=[part_child.key], partition_key="x")
         evaluations = result.get_asset_check_evaluations()
         assert [(e.asset_key.to_user_string(), e.check_name, e.passed) for e in evaluations] == [
-            ("part_child", CHECK_NAME, False)
+            ("vault/part_child", CHECK_NAME, False)
         ]
         table = evaluations[0].metadata["partitions"].value
         assert "| y | MISSING |" in table and "| x |" not in table
