@@ -13,6 +13,8 @@ from dagster import Definitions
 import eval_assets
 import mixassets
 import training_assets
+from mixtrain.automation import automation_condition_sensor, spec_observation_sensor
+from mixtrain.partition_sync import partition_sync_checks
 from mixtrain.project import PROJECT_ENV
 from mixtrain.resources import project_resources
 
@@ -21,9 +23,16 @@ DEMO_PROJECT = Path(__file__).resolve().parent / "examples" / "demo"
 
 def build_defs(project_dir: str | None = None) -> Definitions:
     project_dir = project_dir or os.environ.get(PROJECT_ENV) or str(DEMO_PROJECT)
-    return Definitions.merge(
+    merged = Definitions.merge(
         mixassets.defs, training_assets.defs, eval_assets.defs, Definitions(resources=project_resources(project_dir))
     )
+    # Over the whole graph: the daemon's automation and the spec observations that feed it (both need every
+    # domain's assets, so they are added here rather than in one package's definitions).
+    checks = [c for c in [partition_sync_checks(merged)] if c is not None]
+    automation = Definitions(
+        sensors=[automation_condition_sensor(), spec_observation_sensor(merged)], asset_checks=checks
+    )
+    return Definitions.merge(merged, automation)
 
 
 defs = build_defs()

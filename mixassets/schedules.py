@@ -1,7 +1,8 @@
 """Nightly refresh: re-fingerprint every source and spec; the automation conditions rebuild only what changed."""
 
-from dagster import DefaultScheduleStatus, ScheduleDefinition
+from dagster import ScheduleDefinition
 
+from mixtrain.automation import schedule_status
 from mixtrain.jobs import refresh_specs
 
 nightly_refresh = ScheduleDefinition(
@@ -9,6 +10,6 @@ nightly_refresh = ScheduleDefinition(
     job=refresh_specs,
     cron_schedule="0 2 * * *",
     execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.STOPPED,
+    default_status=schedule_status(),
     description="02:00 UTC: observe sources and specs; stale assets follow through automation conditions.",
 )

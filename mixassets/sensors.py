@@ -12,6 +12,7 @@ from dagster import (
 )
 
 from mixassets.engine.vault import VAULT_KEY
+from mixtrain.automation import sensor_status
 from mixtrain.dagster_internals import DATA_VERSION_TAG
 from mixtrain.fingerprint import PER_SOURCE_FINGERPRINTS
 from mixtrain.partitions import SOURCES_PARTITION, source_partitions
@@ -31,6 +32,7 @@ PER_SOURCE_ASSETS = AssetSelection.assets(
 @sensor(
     target=PER_SOURCE_ASSETS,
     minimum_interval_seconds=30,
+    default_status=sensor_status(),
     description="Adds a partition for each new source spec, records its fingerprint, and requests its run.",
 )
 def new_source_sensor(context: SensorEvaluationContext, project: ProjectResource) -> SensorResult | SkipReason:

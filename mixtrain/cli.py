@@ -109,6 +109,12 @@ def _core_commands(sub: Any) -> None:
 
     p = _sub(sub, "ui", "start the Dagster UI (dagster dev) for the project on 127.0.0.1")
     p.add_argument("--port", type=int, default=3000, help="port to serve on (default: 3000)")
+    p.add_argument(
+        "--no-automation",
+        action="store_true",
+        help="start the sensors and the nightly schedule stopped (default: running, so the daemon observes edited "
+        "specs and materializes what they make stale); sets $MIXTRAIN_AUTOMATION=off",
+    )
     p.set_defaults(func=commands.cmd_ui)
 
     p = _sub(

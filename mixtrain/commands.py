@@ -7,6 +7,7 @@ code location.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -213,9 +214,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    from mixtrain.automation import AUTOMATION_ENV
     from mixtrain.instance import activate, workspace_file
 
     project = activate(args.project)
+    if args.no_automation:  # read by the code location when it loads: sensors and schedules start stopped
+        os.environ[AUTOMATION_ENV] = "off"
     ws = workspace_file()
     target = ["-w", str(ws)] if ws else ["-f", str(Path(__file__).resolve().parents[1] / "definitions.py")]
     dagster = Path(sys.executable).with_name("dagster")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 from mixtrain.identity import relative_path, spec_hash
 from mixtrain.project import Project
@@ -19,10 +20,31 @@ from mixtrain.storage import file_sha256
 POLICY_FIELDS = frozenset({"gating", "pii_policy", "trust_tier"})
 
 
+# A local file's sha256 by path, with the (size, mtime_ns, inode) it had when hashed. The spec observation sensor
+# fingerprints every source file every few seconds in one long-lived process; like git's index, it rehashes a file
+# only when its stat changed.
+_HASHED: dict[str, tuple[tuple[int, int, int], str]] = {}
+RACY_S = 2.0  # a file modified this recently may change again within the clock's resolution: not cached
+
+
+def _content_sha256(path: str) -> str:
+    if "://" in path:
+        return file_sha256(path)
+    st = os.stat(path)
+    key = (st.st_size, st.st_mtime_ns, st.st_ino)
+    hit = _HASHED.get(path)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    sha = file_sha256(path)
+    if time.time() - st.st_mtime_ns / 1e9 > RACY_S:
+        _HASHED[path] = (key, sha)
+    return sha
+
+
 def _files_hash(h: hashlib._Hash, base: str, paths: list[str]) -> str:
     """Names (relative to ``base``, so a moved checkout keeps its fingerprints) and contents of ``paths``."""
     for path in paths:
-        h.update(f"\0{relative_path(path, base)}\0{file_sha256(path)}".encode())
+        h.update(f"\0{relative_path(path, base)}\0{_content_sha256(path)}".encode())
     return h.hexdigest()[:16]
 
 

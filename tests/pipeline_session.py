@@ -5,9 +5,11 @@ whole graph."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
+from dagster import AssetSelection, materialize
 from upath import UPath
 
 from mixtrain.instance import activate, load_definitions, open_instance
@@ -75,3 +77,37 @@ def asset_statuses(session: Session) -> dict[tuple[str, str | None], object]:
     observe_specs(session.defs, session.instance)
     found = stale_statuses(session.defs, session.instance, partition_keys(session.project))
     return {(s.key, s.partition): s for s in found}
+
+
+MIXTURE_OUTPUTS = {"mixture", "mixture_manifest", "heldout_text"}
+
+
+def both_statuses(session: Session) -> tuple[dict, dict]:
+    """What `mixtrain status` says (specs observed in-process) and what the UI's resolver says after an
+    observation run, as {(asset, partition): status}."""
+    from mixtrain.dagster_internals import stale_statuses
+    from mixtrain.observe import observe_in_process
+
+    keys = partition_keys(session.project)
+    observed = observe_in_process(session.defs, session.instance)
+    status = {(s.key, s.partition): s.status for s in stale_statuses(session.defs, session.instance, keys, observed)}
+    ui = {k: s.status for k, s in asset_statuses(session).items()}
+    return status, ui
+
+
+def materialize_mixture(session: Session) -> str:
+    """Observe the specs and rebuild only the mixture (what the daemon does first after a mixture spec edit); the
+    new manifest id."""
+    from mixtrain.runner import QUIET, observe_specs
+
+    session.refresh()
+    observe_specs(session.defs, session.instance)
+    result = materialize(
+        [*session.defs.assets, *(session.defs.asset_checks or [])],
+        selection=AssetSelection.assets(*sorted(MIXTURE_OUTPUTS)),
+        instance=session.instance,
+        resources=session.defs.resources,
+        run_config=QUIET,
+    )
+    assert result.success
+    return json.loads((session.root / "storage" / "mixture_manifest.json").read_text())["manifest_id"]

@@ -124,17 +124,30 @@ def test_manifest_id_and_chaining(pair) -> None:
     again = build(NEW_SPEC, table, stats, **upstream, previous={**new, "previous_manifest_id": old["manifest_id"]})
     # The same mixture written again keeps its id and its link to the last different one.
     assert again["manifest_id"] == new["manifest_id"] and again["previous_manifest_id"] == old["manifest_id"]
-    chained = dict(again, previous_manifest_id=None)
-    assert (
-        build(
-            NEW_SPEC,
-            table,
-            stats,
-            **{**upstream, "inputs": {**new["inputs"], "screened_corpus": "cccc"}},
-            previous=chained,
-        )["previous_manifest_id"]
-        == new["manifest_id"]
+    # A spec edit or an upstream rerun that leaves the rows byte-identical is the same data: same id, so the
+    # models trained on it stay fresh, and the chain still points at the last different mixture.
+    respelled = build(
+        NEW_SPEC.model_copy(update={"token_budget": 9000}),
+        table,
+        stats,
+        **{**upstream, "inputs": {**new["inputs"], "screened_corpus": "cccc", "mixture_spec": "dddd"}},
+        previous=again,
     )
+    assert respelled["manifest_id"] == new["manifest_id"] and respelled["previous_manifest_id"] == old["manifest_id"]
+    assert respelled["spec"]["token_budget"] == 9000  # recorded for `mixture diff`, not part of the id
+    # Different bytes (one shard checksum) are a new mixture, chained to the one before.
+    chained = dict(again, previous_manifest_id=None)
+    other_bytes = build_manifest(
+        NEW_SPEC,
+        table,
+        stats,
+        tokenizer="tok",
+        shards=[{"path": "mixture/part-00000.parquet", "sha256": "f" * 64, "rows": 0}],
+        **upstream,
+        previous=chained,
+    )
+    assert other_bytes["manifest_id"] != new["manifest_id"]
+    assert other_bytes["previous_manifest_id"] == new["manifest_id"]
 
 
 def test_markdown_report(pair) -> None:

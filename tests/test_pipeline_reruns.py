@@ -12,6 +12,7 @@ import yaml
 from dagster import (
     AssetKey,
     AssetRecordsFilter,
+    AssetSelection,
     build_schedule_context,
     build_sensor_context,
     evaluate_automation_conditions,
@@ -21,7 +22,15 @@ from upath import UPath
 from mixtrain.provenance import model_manifests
 from mixtrain.runner import run_project
 from mixtrain.summary import latest_check, latest_metadata
-from tests.pipeline_session import GATING, Session, asset_statuses, stored_table
+from tests.pipeline_session import (
+    GATING,
+    MIXTURE_OUTPUTS,
+    Session,
+    asset_statuses,
+    both_statuses,
+    materialize_mixture,
+    stored_table,
+)
 
 # A dozen incremental pipeline runs (about ten minutes here): `make test-reruns`, which CI runs after `make test`.
 pytestmark = pytest.mark.reruns
@@ -122,6 +131,54 @@ def test_adapter_sensor_adds_and_deletes_partitions_from_the_config(session):
     finally:
         cfg_path.write_text(original)
         session.refresh()
+
+
+def test_a_spec_edit_that_leaves_the_mixture_identical_retrains_nothing(session):
+    """The models' inputs are the mixture's content (manifest id = shard checksums), not the spec text: an edit
+    that changes no row reruns the mixture and nothing after it; one that changes rows makes the models stale."""
+    cfg_path = session.root / "mixtrain.yaml"
+    original = cfg_path.read_text()
+    before = json.loads((session.root / "storage" / "mixture_manifest.json").read_text())
+    graph = session.defs.resolve_asset_graph()
+    downstream = {
+        k.to_user_string() for k in AssetSelection.assets("mixture_manifest").downstream().resolve(graph)
+    } - MIXTURE_OUTPUTS
+    assert {"sft_adapter", "distilled_student", "task_adapter"} <= downstream
+    try:
+        cfg = yaml.safe_load(original)
+        cfg["mixture"]["drift_tolerance"] = 0.25  # only the drift check reads it: the same rows are sampled
+        cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        session.refresh()
+        status, ui = both_statuses(session)
+        assert status == ui
+        assert ui[("mixture", None)] == "STALE" and all(ui[k] == "FRESH" for k in ui if k[0] in downstream)
+
+        report = session.run()
+        assert report.ok, report.failed_runs
+        done = {k for k, _ in report.materialized}
+        assert "mixture" in done and not done - MIXTURE_OUTPUTS  # no model retrained, no evaluation rerun
+        after = json.loads((session.root / "storage" / "mixture_manifest.json").read_text())
+        assert after["manifest_id"] == before["manifest_id"] and after["spec"]["drift_tolerance"] == 0.25
+        status, ui = both_statuses(session)
+        assert status == ui and set(ui.values()) == {"FRESH"}
+
+        # Half the token budget: other rows, so every model trained on the mixture is stale, in both views.
+        tokens = sum(source["tokens"] for source in before["composition"]["sources"].values())
+        cfg["mixture"]["token_budget"] = max(1, tokens // 2)
+        cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        assert materialize_mixture(session) != before["manifest_id"]
+        status, ui = both_statuses(session)
+        assert status == ui
+        stale = {k for k, v in ui.items() if v == "STALE"}
+        assert {("sft_adapter", None), ("distilled_student", None), ("student_sft_baseline", None)} <= stale
+        adapters = {k for k in ui if k[0] == "task_adapter"}
+        assert adapters and adapters <= stale
+    finally:
+        cfg_path.write_text(original)
+    # Back to the original spec: the original bytes again, which the models were trained on, so they are fresh.
+    assert materialize_mixture(session) == before["manifest_id"]
+    status, ui = both_statuses(session)
+    assert status == ui and set(ui.values()) == {"FRESH"}
 
 
 def test_changing_a_mixture_weight_does_not_rerun_gating(session):

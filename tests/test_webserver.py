@@ -16,6 +16,9 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 
 QUERY = "{ assetNodes { assetKey { path } dependencyKeys { path } repository { location { name } } } }"
+SENSORS = """{ sensorsOrError(
+  repositorySelector: {repositoryName: "__repository__", repositoryLocationName: "mixtrain"}
+) { ... on Sensors { results { name sensorState { status } } } } }"""
 
 
 def _free_port() -> int:
@@ -26,9 +29,11 @@ def _free_port() -> int:
 
 @pytest.fixture
 def webserver(tiny_project):
-    """``mixtrain ui`` (dagster dev -w workspace.yaml) on a free loopback port; its process group is stopped."""
+    """``mixtrain ui --no-automation`` (dagster dev -w workspace.yaml) on a free loopback port; its process group is
+    stopped. The test only looks: a running daemon would start building the project meanwhile."""
     port = _free_port()
-    cmd = [str(Path(sys.executable).with_name("mixtrain")), "ui", "--project", str(tiny_project), "--port", str(port)]
+    mixtrain = str(Path(sys.executable).with_name("mixtrain"))
+    cmd = [mixtrain, "ui", "--project", str(tiny_project), "--port", str(port), "--no-automation"]
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "MIXTRAIN_PROJECT")}
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -86,3 +91,12 @@ def test_asset_graph_spans_three_packages_in_one_location(webserver):
     for upstream, downstream in chain:
         assert upstream in deps.get(downstream, set()), f"missing edge {upstream} -> {downstream}"
     assert "source_spec" in deps["raw_documents"]
+
+
+def test_no_automation_reaches_the_code_location(webserver):
+    """The switch is read where the definitions load (the code server dagster dev starts), not only in the CLI."""
+    _graph(webserver)  # waits for the code location
+    data = requests.post(f"{webserver}/graphql", json={"query": SENSORS}, timeout=30).json()
+    states = {s["name"]: s["sensorState"]["status"] for s in data["data"]["sensorsOrError"]["results"]}
+    assert {"automation_condition_sensor", "spec_observation_sensor", "new_source_sensor"} <= set(states)
+    assert set(states.values()) == {"STOPPED"}

@@ -4,6 +4,7 @@ import json
 
 import dagster as dg
 
+from mixtrain.automation import sensor_status
 from mixtrain.dagster_internals import DATA_VERSION_TAG
 from mixtrain.identity import spec_hash
 from mixtrain.partitions import ADAPTERS_PARTITION, adapter_partitions
@@ -14,6 +15,7 @@ from training_assets.assets.adapters import adapter_recipe
 @dg.sensor(
     target=dg.AssetSelection.assets("task_adapter"),
     minimum_interval_seconds=30,
+    default_status=sensor_status(),
     description="Keeps one task_adapter partition per entry of adapters:, observes each adapter's spec when it "
     "changes (automation then retrains that partition) and requests a run for a new one.",
 )

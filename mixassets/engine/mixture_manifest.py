@@ -1,9 +1,13 @@
 """The mixture manifest: the data identity of every model trained on a mixture.
 
 Its shape is read by :mod:`mixassets.engine.mixture_diff`, the provenance queries and the training manifests, so
-it is built in one place. ``manifest_id`` hashes what determines the sampled bytes (spec, input data versions,
-shard checksums), so two materializations that wrote the same mixture share an id; ``previous_manifest_id``
-chains each manifest to the last *different* one, which is what ``mixtrain mixture diff`` compares by default.
+it is built in one place. ``manifest_id`` hashes what a model trained on the mixture reads: the shard checksums
+(which cover every row, its order, tokens and phase) and the phase order training follows. It is the data
+version of ``mixture_manifest`` and part of every model's version, so it must not hash the spec text or the
+upstream data versions: a spec edit or an upstream rerun that leaves the sampled rows byte-identical keeps the id,
+and no model retrains on identical data (the spec and inputs are still recorded, for ``mixtrain mixture diff``).
+``previous_manifest_id`` chains each manifest to the last *different* one, which is what ``mixtrain mixture diff``
+compares by default.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from mixassets.engine.licenses import license_tags
 from mixtrain.config.data import MixtureSpec
 from mixtrain.identity import spec_hash
 
-ID_FIELDS = ("spec_hash", "inputs", "shards")
+ID_FIELDS = ("shards", "phase_order")
 
 
 def build_manifest(
@@ -54,6 +58,8 @@ def build_manifest(
         "composition": dict(composition),
         "doc_ids_digest": composition.get("doc_ids_digest"),
         "phases": sorted(composition.get("phases", {})),
+        # The curriculum order training follows; rows carry their phase, the order lives only in the spec.
+        "phase_order": [phase.name for phase in spec.phases or []],
         "license_tags_present": sorted({t for lic in licenses for t in (license_tags(lic) or ())}),
         "shards": [dict(shard) for shard in shards],
         "heldout": dict(heldout or {}),

@@ -88,6 +88,16 @@ def recipe_hash(recipe: dict[str, Any], data_filter: dict[str, Any] | None = Non
     return spec_hash(learnt if data_filter is None else {"recipe": learnt, "data_filter": data_filter})
 
 
+def phase_order(mixture_manifest: dict) -> list[str] | None:
+    """The curriculum order training follows, as the manifest records it (``phase_order`` is part of the
+    manifest id, so a reordered curriculum is a new model version). Manifests written before the field existed
+    name the order only in their ``spec``."""
+    order = mixture_manifest.get("phase_order")
+    if order is None:
+        order = [p["name"] for p in (mixture_manifest.get("spec") or {}).get("phases") or []]
+    return list(order) or None
+
+
 def lineage_markdown(mixture_manifest: dict) -> str:
     """Which sources (documents, tokens, license tags) the model saw, as recorded by the mixture manifest it used."""
     sources = mixture_manifest.get("composition", {}).get("sources", {})

@@ -22,6 +22,7 @@ from training_assets.assets.model_store import (
     model_cache,
     model_inputs,
     model_version,
+    phase_order,
     recipe_hash,
     train_and_record,
     training_asset,
@@ -93,7 +94,7 @@ def sft_job(
         mixture_path=mixture_path,
         out_dir=str(local_model_dir(proj, [*key, version])),  # staged and swapped in whole by the engine
         data_manifest_id=mixture_manifest["manifest_id"],
-        phase_order=[p["name"] for p in mixture_manifest.get("spec", {}).get("phases") or []] or None,
+        phase_order=phase_order(mixture_manifest),
         data_shards=data_shards,
         project_dir=str(proj.root),
     )
