@@ -20,7 +20,7 @@ from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, eval
 from mixtrain.consistency import inconsistencies
 from mixtrain.dagster_internals import deserialize_cursor, serialize_cursor
 from mixtrain.durable import write_file
-from mixtrain.jobs import SPEC_JOBS
+from mixtrain.jobs import SPEC_JOBS, STAGE_JOBS
 from mixtrain.legacy_storage import find_legacy_tables
 from mixtrain.partitions import SOURCES_PARTITION, partition_keys
 from mixtrain.project import Project, ProjectError
@@ -220,6 +220,41 @@ def _runs(defs: Definitions, groups: dict[str | None, set[AssetKey]]) -> list[tu
     return [(None if unpartitioned else pk, keys) for (unpartitioned, pk, _), keys in sorted(runs.items())]
 
 
+def stage_job(defs: Definitions, keys: set[AssetKey]) -> str | None:
+    """The named stage job (:data:`mixtrain.jobs.STAGE_JOBS`) that holds every asset in ``keys``, if any."""
+    repository = defs.get_repository_def()
+    for name in STAGE_JOBS:
+        if repository.has_job(name) and keys <= repository.get_job(name).asset_layer.selected_asset_keys:
+            return name
+    return None
+
+
+def _execute(defs: Definitions, all_assets: list, keys: set[AssetKey], pk: str | None, instance: DagsterInstance):
+    """One run of ``keys``: under its stage job, so the runs list says what it built; a run that spans stages
+    (a fan-in refreshed with its dependents) runs as an ad-hoc selection."""
+    tags = {TRIGGER_TAG: RUN_TRIGGER}
+    name = stage_job(defs, keys)
+    if name is not None:
+        return defs.resolve_job_def(name).execute_in_process(
+            instance=instance,
+            asset_selection=sorted(keys, key=str),
+            partition_key=pk,
+            raise_on_error=False,
+            run_config=QUIET,
+            tags=tags,
+        )
+    return materialize(
+        all_assets,
+        selection=AssetSelection.assets(*keys),
+        partition_key=pk,
+        instance=instance,
+        resources=defs.resources,
+        raise_on_error=False,
+        run_config=QUIET,
+        tags=tags,
+    )
+
+
 def table_assets(defs: Definitions) -> set[str]:
     """Top-level storage names of the assets the table IO manager stores."""
     names = set()
@@ -296,16 +331,7 @@ def _run_rounds(
                 keys = keys | _fan_ins_to_refresh(defs, keys, done_partitioned)
             names = sorted(k.to_user_string() for k in keys)
             log(f"materializing {', '.join(names)}" + (f" [{pk}]" if pk else ""))
-            res = materialize(
-                all_assets,
-                selection=AssetSelection.assets(*keys),
-                partition_key=pk,
-                instance=instance,
-                resources=defs.resources,
-                raise_on_error=False,
-                run_config=QUIET,
-                tags={TRIGGER_TAG: RUN_TRIGGER},
-            )
+            res = _execute(defs, all_assets, keys, pk, instance)
             report.run_ids.append(res.run_id)
             if res.success:
                 report.materialized.extend((n, pk) for n in names)
