@@ -19,6 +19,7 @@ from dagster import (
 
 from mixtrain.dagster_internals import DATA_VERSION_TAG
 from mixtrain.identity import bytes_sha256, json_bytes
+from mixtrain.metadata import rounded
 from mixtrain.tables import PendingTable, StoredTable
 
 
@@ -33,7 +34,7 @@ def table_output(
     parts in memory first; a stage that streamed its parts hands over the :class:`PendingTable`). The IO manager
     adds ``dagster/row_count`` and ``dagster/column_schema`` to every table it commits (:func:`table_metadata`)."""
     pending = PendingTable.of(table) if isinstance(table, pa.Table) else table
-    md = {"parts": len(pending.parts), **(metadata or {})}  # row count and column schema: the IO manager's
+    md = rounded({"parts": len(pending.parts), **(metadata or {})})  # row count, column schema: the IO manager's
     return Output(pending, output_name=name, data_version=DataVersion(pending.version), metadata=md)
 
 
@@ -60,7 +61,8 @@ def column_schema(schema: pa.Schema) -> TableSchema:
 
 
 def json_output(obj: Any, version: str, metadata: Mapping[str, Any] | None = None, *, name: str = "result") -> Output:
-    return Output(obj, output_name=name, data_version=DataVersion(version[:16]), metadata=dict(metadata or {}))
+    """A JSON-stored output; floats in ``metadata`` are rounded for the UI (:mod:`mixtrain.metadata`)."""
+    return Output(obj, output_name=name, data_version=DataVersion(version[:16]), metadata=rounded(metadata or {}))
 
 
 def current_data_version(instance: DagsterInstance, key: str | AssetKey, partition: str | None = None) -> str | None:
