@@ -107,12 +107,23 @@ def ui_url(tmp_path_factory) -> Iterator[str]:
             pytest.fail("mixtrain ui did not come up within 120 s")
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        _stop_session(proc)
+
+
+def _stop_session(proc: subprocess.Popen) -> None:
+    """SIGTERM the UI's process group and wait until every member (dagster dev, the webserver, the daemon, the
+    code server) has exited, not just ``mixtrain ui``; SIGKILL what is left after 30 s."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        proc.poll()
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 @pytest.fixture(scope="module")
