@@ -13,12 +13,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from dagster import (
+    AnchorBasedFilePathMapping,
     AssetsDefinition,
     AssetSpec,
     CodeReferencesMetadataValue,
     Definitions,
     LocalFileCodeReference,
     SourceAsset,
+    link_code_references_to_git,
     with_source_code_references,
 )
 
@@ -26,6 +28,7 @@ from mixtrain.config.ui import DagsterSection
 from mixtrain.dagster_internals import as_assets_definition, with_assets
 
 CODE_REFERENCES = "dagster/code_references"
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Assets that every stage reads but no stage builds from project data: in the stage that uses them they pull
 # that stage to the left of the lineage (base_model feeds the mixture's tokenizer, eval_registry the screen),
@@ -107,9 +110,14 @@ def _conform(asset: object, package: str, section: DagsterSection) -> object:
 
 def conform(defs: Definitions, package: str, section: DagsterSection | None = None) -> Definitions:
     """``defs`` of one package with every asset given its kinds, owners, tags (package, stage and the
-    project's own), a code reference, its lineage group and a description the UI renders whole."""
+    project's own), a code reference (a link into ``git_url`` when the project names one), its lineage group and
+    a description the UI renders whole."""
     section = section or DagsterSection()
-    return with_assets(defs, [_conform(a, package, section) for a in defs.assets or []])
+    assets = [_conform(a, package, section) for a in defs.assets or []]
+    if section.git_url:  # the checkout's root is the repository's root (this file lives in <root>/mixtrain/)
+        mapping = AnchorBasedFilePathMapping(local_file_anchor=REPO_ROOT, file_anchor_path_in_repository="")
+        assets = list(link_code_references_to_git(assets, section.git_url, section.git_branch, mapping))
+    return with_assets(defs, assets)
 
 
 def conform_all(packages: Sequence[tuple[str, Definitions]], section: DagsterSection | None = None) -> Definitions:

@@ -105,6 +105,17 @@ def test_a_bad_owner_in_the_project_names_the_field(project_dir):
         load_project(project_dir)
 
 
+def test_code_references_link_into_the_repository_when_the_project_names_it():
+    @asset
+    def linked() -> int:
+        return 1
+
+    section = DagsterSection(git_url="https://github.com/acme/mixtrain", git_branch="v1")
+    [spec] = conform(Definitions(assets=[linked]), "mixassets", section).assets[0].specs
+    [ref] = spec.metadata["dagster/code_references"].code_references
+    assert ref.url.startswith("https://github.com/acme/mixtrain/tree/v1/tests/test_conventions.py#L"), ref.url
+
+
 def test_table_materialization_carries_row_count_and_column_schema(project_dir):
     schema = pa.schema([pa.field("doc_id", pa.string(), nullable=False), pa.field("score", pa.float64())])
 

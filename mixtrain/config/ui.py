@@ -18,6 +18,10 @@ class DagsterSection(Strict):
         description="owners of every asset: e-mail addresses or team:<name> (Dagster's two forms)",
     )
     tags: dict[str, str] = Field(default_factory=dict, description="extra tags on every asset (e.g. cost centre)")
+    git_url: str | None = Field(
+        None, description="repository URL (GitHub or GitLab): code references then open the file there, not locally"
+    )
+    git_branch: str = Field("main", description="the branch (or commit) git_url links to")
 
     @field_validator("owners")
     @classmethod
