@@ -59,7 +59,7 @@ def _reference_top_ngram(self: Any, text: str, ctx: Any) -> list[Any]:
 @contextlib.contextmanager
 def reference_rules() -> Iterator[None]:
     """Patch the batched code paths back to per-document ones for the duration."""
-    from mixassets.engine import gating, langid, safety
+    from mixassets.engine import langid, redaction, safety
     from mixassets.engine.pii import DETECTORS
     from mixassets.engine.rules import TextRule, language, pii, quality_prose
 
@@ -69,7 +69,7 @@ def reference_rules() -> Iterator[None]:
     patches: list[tuple[Any, str, Any]] = [
         (language, "detect_languages", lambda texts: [langid.detect_language(t) for t in texts]),
         (pii, "possible_detectors", every_detector),
-        (gating, "possible_detectors", every_detector),
+        (redaction, "possible_detectors", every_detector),
         (safety, "may_match", lambda texts: [True] * len(texts)),
         (quality_prose.TopNgramRule, "check", _reference_top_ngram),
     ]

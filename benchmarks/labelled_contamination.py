@@ -44,7 +44,7 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +59,7 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from benchmarks import contamination_cases as cases  # noqa: E402
 from mixassets.engine.contamination import TARGET, ScreenConfig, screen, unscreenable_fields  # noqa: E402
+from mixassets.engine.contamination_index import METHODS  # noqa: E402
 from mixassets.engine.mcq import is_mcq, parse_mcq  # noqa: E402
 from mixtrain.schema import DOCUMENT_SCHEMA, EVAL_ITEM_SCHEMA  # noqa: E402
 
@@ -456,16 +457,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--clean", type=int, default=3000)
     parser.add_argument("--hard", type=int, default=1000, help="documents per hard-negative kind")
     parser.add_argument("--throughput-docs", type=int, default=20000)
+    parser.add_argument("--semantic", action="store_true", help="also the default screen plus the MiniLM stage")
     parser.add_argument("--baseline", help="checkout of an older version to time against (e.g. a worktree of main)")
     args = parser.parse_args(argv)
     items, opener = benchmark_items()
     labelled = build_labelled_set(items, clean_docs=args.clean, hard_docs=args.hard, opener=opener)
     negatives = {k: len(v) for k, v in labelled.negatives.items()}
     print(f"{len(items)} items, negatives {negatives}, {len(labelled.planted)} planted, skipped {labelled.skipped}")
-    variants: Mapping[str, ScreenConfig] = {
+    variants: dict[str, ScreenConfig] = {
         "ngram13 only": ScreenConfig(methods=("ngram",)),
         "all (default)": ScreenConfig(),
     }
+    if args.semantic:
+        variants["all + semantic (MiniLM)"] = ScreenConfig(methods=METHODS)
     for name, cfg in variants.items():
         start = time.perf_counter()
         _, _, findings = screen(labelled.docs, items, config=cfg)

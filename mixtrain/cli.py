@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mixtrain import commands
+from mixtrain.interrupts import EXIT_INTERRUPTED, can_run_in_own_group, run_in_own_group
 from mixtrain.project import PROJECT_ENV, ProjectError, ProjectNotFoundError
 from mixtrain.warnings_policy import library_warnings
 
@@ -76,7 +77,8 @@ def _core_commands(sub: Any) -> None:
         "run",
         "materialize what is missing, stale (changed code, config or inputs) or inconsistent, nothing else",
         "Observes the project's specs, then evaluates the automation conditions the Dagster daemon would and runs\n"
-        "what they request, in this process, until nothing more is requested. One run per project at a time.",
+        "what they request, in this process, until nothing more is requested. One run per project at a time.\n"
+        "Ctrl-C stops cleanly after marking the current run canceled (exit status 130); a second Ctrl-C kills.",
     )
     p.add_argument("--select", metavar="SEL", help="limit to a Dagster asset selection, e.g. 'key:raw_documents+'")
     p.add_argument(
@@ -85,6 +87,13 @@ def _core_commands(sub: Any) -> None:
         default=0.0,
         metavar="SECONDS",
         help="if another mixtrain run holds the project, wait up to this long for it (default: refuse at once)",
+    )
+    p.add_argument(
+        "--progress-every",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds between training progress lines (default: $MIXTRAIN_PROGRESS_EVERY_S, else 20; 0: every step)",
     )
     p.set_defaults(func=commands.cmd_run)
 
@@ -164,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:  # not `required=True`, whose message would also answer a bare --version
         parser.error("a command is required (run 'mixtrain --help' for the list)")
+    if args.func is commands.cmd_run and can_run_in_own_group():
+        return run_in_own_group(list(sys.argv[1:] if argv is None else argv))
     with library_warnings(getattr(args, "verbose", False)):
         try:
             return args.func(args)
@@ -173,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         except ProjectError as e:
             print(f"mixtrain: {e}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:  # Ctrl-C outside a run (loading, summarising): nothing half-done to report
+            print("\nmixtrain: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

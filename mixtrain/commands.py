@@ -18,6 +18,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dagster import AssetSelection
 
     from mixtrain.instance import activate, load_definitions, open_instance
+    from mixtrain.interrupts import EXIT_INTERRUPTED, stop_on_interrupt
+    from mixtrain.progress import RunProgress
     from mixtrain.runner import run_project
     from mixtrain.summary import render_summary
 
@@ -27,8 +29,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.select:
         wanted = AssetSelection.from_string(args.select).resolve(defs.resolve_asset_graph())
         select = wanted.__contains__
-    with open_instance(project) as instance:
-        report = run_project(project, defs, instance, select=select, wait_s=args.wait)
+    progress = RunProgress(every_s=args.progress_every, verbose=getattr(args, "verbose", False))
+
+    def first_press() -> None:
+        progress.line("stopping: no further asset starts (Ctrl-C again to kill at once)", style="yellow")
+
+    with open_instance(project) as instance, stop_on_interrupt(first_press) as stop:
+        report = run_project(
+            project, defs, instance, select=select, wait_s=args.wait, log=progress.line, progress=progress, stop=stop
+        )
+        if report.interrupted:
+            print(_interrupted_summary(report), file=sys.stderr)
+            return EXIT_INTERRUPTED
         if not report.materialized and report.ok:
             print("nothing to do: every asset is up to date with its code and inputs")
         else:
@@ -36,6 +48,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(render_summary(instance))
     print(f"\nInspect lineage in the UI: mixtrain ui --project {project.root}")
     return 0 if report.ok else 1
+
+
+def _names(pairs: list[tuple[str, str | None]]) -> str:
+    """Asset names in order, a partitioned one once with its partition (or how many): the summary stays one line."""
+    partitions: dict[str, list[str]] = {}
+    for name, pk in pairs:
+        partitions.setdefault(name, []).extend([pk] if pk else [])
+    return ", ".join(
+        f"{name} ({len(pks)} partitions)" if len(pks) > 1 else name + "".join(f"[{pk}]" for pk in pks)
+        for name, pks in partitions.items()
+    )
+
+
+def _interrupted_summary(report) -> str:
+    """The one line a stopped run ends with: what it materialized and what it did not."""
+    done = f"materialized {len(report.materialized)} asset partition(s)"
+    if report.materialized:
+        done += f" ({_names(report.materialized)})"
+    if report.not_materialized:
+        left = f"not materialized: {_names(report.not_materialized)} and whatever depends on them"
+    else:  # stopped between runs, before the next ones were planned
+        left = "`mixtrain status` lists what is still missing or stale"
+    return f"mixtrain run: interrupted; {done}; {left}. Run `mixtrain run` again to continue."
 
 
 def cmd_status(args: argparse.Namespace) -> int:

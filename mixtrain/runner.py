@@ -11,18 +11,31 @@ The automation cursor is kept in DAGSTER_HOME between invocations, so "changed" 
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, evaluate_automation_conditions, materialize
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    DagsterExecutionInterruptedError,
+    DagsterInstance,
+    DagsterRunStatus,
+    Definitions,
+    define_asset_job,
+    evaluate_automation_conditions,
+)
 
 from mixtrain.consistency import inconsistencies
 from mixtrain.dagster_internals import deserialize_cursor, serialize_cursor
 from mixtrain.durable import write_file
+from mixtrain.interrupts import StopRequest
 from mixtrain.jobs import SPEC_JOBS, STAGE_JOBS
 from mixtrain.legacy_storage import find_legacy_tables
 from mixtrain.partitions import SOURCES_PARTITION, partition_keys
+from mixtrain.progress import RunProgress
 from mixtrain.project import Project, ProjectError
 from mixtrain.project_lock import project_lock
 from mixtrain.sweep import RUN_TRIGGER, TRIGGER_TAG, sweep_project
@@ -32,6 +45,11 @@ CURSOR_FILE = "mixtrain_automation_cursor"
 # Dagster's console logger prints every engine event at DEBUG; the CLI reports progress itself. Step logs and
 # failures still reach the event log (UI) and the console at WARNING and above.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# With a progress display, failures are shown by it (one line, the stack with -v): the console logger would
+# print every interrupted or failed step's full traceback a second time. Observing specs runs silent too: its
+# failures raise (raise_on_error), and an interrupted observation is reported by the caller.
+SILENT = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+JOB_NAME = "__ephemeral_asset_job__"  # the name dagster.materialize gives its runs, which the UI lists
 MAX_ROUNDS = 30
 
 
@@ -42,6 +60,8 @@ class RunReport:
     materialized: list[tuple[str, str | None]] = field(default_factory=list)  # (asset key, partition)
     failed_runs: list[str] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)
+    interrupted: bool = False  # stopped by Ctrl-C (or SIGTERM): no asset was started after it
+    not_materialized: list[tuple[str, str | None]] = field(default_factory=list)  # requested, left by the stop
 
     @property
     def ok(self) -> bool:
@@ -70,7 +90,7 @@ def observe_specs(defs: Definitions, instance: DagsterInstance) -> None:
         if not repository.has_job(name):  # refresh_adapter_specs comes with training_assets
             continue
         result = defs.resolve_job_def(name).execute_in_process(
-            instance=instance, raise_on_error=True, run_config=QUIET, tags={TRIGGER_TAG: RUN_TRIGGER}
+            instance=instance, raise_on_error=True, run_config=SILENT, tags={TRIGGER_TAG: RUN_TRIGGER}
         )
         if not result.success:
             raise RuntimeError(f"observing the project's specs failed ({name})")
@@ -229,32 +249,6 @@ def stage_job(defs: Definitions, keys: set[AssetKey]) -> str | None:
     return None
 
 
-def _execute(defs: Definitions, all_assets: list, keys: set[AssetKey], pk: str | None, instance: DagsterInstance):
-    """One run of ``keys``: under its stage job, so the runs list says what it built; a run that spans stages
-    (a fan-in refreshed with its dependents) runs as an ad-hoc selection."""
-    tags = {TRIGGER_TAG: RUN_TRIGGER}
-    name = stage_job(defs, keys)
-    if name is not None:
-        return defs.resolve_job_def(name).execute_in_process(
-            instance=instance,
-            asset_selection=sorted(keys, key=str),
-            partition_key=pk,
-            raise_on_error=False,
-            run_config=QUIET,
-            tags=tags,
-        )
-    return materialize(
-        all_assets,
-        selection=AssetSelection.assets(*keys),
-        partition_key=pk,
-        instance=instance,
-        resources=defs.resources,
-        raise_on_error=False,
-        run_config=QUIET,
-        tags=tags,
-    )
-
-
 def table_assets(defs: Definitions) -> set[str]:
     """Top-level storage names of the assets the table IO manager stores."""
     names = set()
@@ -277,6 +271,59 @@ def check_storage(project: Project, defs: Definitions) -> None:
         )
 
 
+def _on_interrupt(instance: DagsterInstance, run_id: str, stop: StopRequest | None) -> Callable[[Any], None]:
+    """An event listener marking the run CANCELING when one of its steps reports an interruption.
+
+    Dagster records an interrupted run as CANCELED when it finds the run CANCELING as the interruption unwinds,
+    and as a failure ("interrupted unexpectedly") otherwise; the step-failure event is written before that
+    check, so marking here makes the one status the run ends with say what happened: a person stopped it."""
+
+    def listener(entry: Any) -> None:
+        event = entry.dagster_event
+        if event is None or event.event_type_value != "STEP_FAILURE":
+            return
+        if getattr(event.step_failure_data.error_source, "value", None) != "INTERRUPT":
+            return
+        if stop is not None:
+            stop.note()
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.status == DagsterRunStatus.STARTED:
+            instance.report_run_canceling(run, message="stopped by Ctrl-C in `mixtrain run`")
+
+    return listener
+
+
+def _execute(
+    defs: Definitions,
+    instance: DagsterInstance,
+    keys: set[AssetKey],
+    pk: str | None,
+    *,
+    progress: RunProgress | None,
+    stop: StopRequest | None,
+) -> Any:
+    """What ``dagster.materialize`` does, with the run id chosen here: the listeners that show progress and
+    record an interruption must be registered for the run before its first event."""
+    name = stage_job(defs, keys) or JOB_NAME  # the runs list then says which stage a run built
+    job_defs = Definitions(
+        jobs=[define_asset_job(name=name, selection=AssetSelection.assets(*keys))],
+        assets=[*defs.assets, *(defs.asset_checks or [])],
+        resources=defs.resources,
+    )
+    run_id = str(uuid.uuid4())
+    instance.add_event_listener(run_id, _on_interrupt(instance, run_id, stop))
+    if progress is not None:
+        instance.add_event_listener(run_id, progress)
+    return job_defs.resolve_job_def(name).execute_in_process(
+        run_config=SILENT if progress is not None else QUIET,
+        instance=instance,
+        partition_key=pk,
+        raise_on_error=False,
+        tags={TRIGGER_TAG: RUN_TRIGGER},
+        run_id=run_id,
+    )
+
+
 def run_project(
     project: Project,
     defs: Definitions,
@@ -285,32 +332,51 @@ def run_project(
     select: Callable[[AssetKey], bool] | None = None,
     log: Callable[[str], None] = print,
     wait_s: float = 0.0,
+    progress: RunProgress | None = None,
+    stop: StopRequest | None = None,
 ) -> RunReport:
     """One ``mixtrain run``: under the project lock (a second run waits ``wait_s`` or refuses), after sweeping
-    what a crashed run left, materialize what automation, inconsistency or staleness asks for."""
+    what a crashed run left, materialize what automation, inconsistency or staleness asks for.
+
+    ``progress`` shows each run's stages, training steps and evaluation as they happen. Once ``stop`` is
+    requested (Ctrl-C) or a run reports an interruption, no further run starts; the report says so and lists
+    what the stopped run and the rest of its round would have materialized. An interruption between runs
+    (a KeyboardInterrupt) ends the same way instead of escaping as a traceback."""
     check_storage(project, defs)
-    with project_lock(project, wait_s=wait_s):
-        for line in sweep_project(project, instance).lines():
-            log(line)
-        return _run_rounds(project, defs, instance, select=select, log=log)
+    report = RunReport()
+    try:
+        with project_lock(project, wait_s=wait_s):
+            for line in sweep_project(project, instance).lines():
+                log(line)
+            _run_rounds(project, defs, instance, report, select=select, log=log, progress=progress, stop=stop)
+    except (KeyboardInterrupt, DagsterExecutionInterruptedError):
+        report.interrupted = True
+    return report
+
+
+def _was_interrupted(instance: DagsterInstance, run_id: str, stop: StopRequest | None) -> bool:
+    run = instance.get_run_by_id(run_id)
+    canceled = run is not None and run.status in (DagsterRunStatus.CANCELED, DagsterRunStatus.CANCELING)
+    return canceled or (stop is not None and stop.requested)
 
 
 def _run_rounds(
     project: Project,
     defs: Definitions,
     instance: DagsterInstance,
+    report: RunReport,
     *,
     select: Callable[[AssetKey], bool] | None,
     log: Callable[[str], None],
-) -> RunReport:
-    report = RunReport()
+    progress: RunProgress | None,
+    stop: StopRequest | None,
+) -> None:
     report.added_sources, report.removed_sources = sync_partitions(project, instance)
     if report.added_sources:
         log(f"new sources: {', '.join(report.added_sources)}")
     if report.removed_sources:
         log(f"removed sources (partitions deleted): {', '.join(report.removed_sources)}")
     observe_specs(defs, instance)
-    all_assets = [*defs.assets, *(defs.asset_checks or [])]
     cursor = _load_cursor(project)
     tried: set[tuple[str, str | None]] = set()
     for _ in range(MAX_ROUNDS):
@@ -326,20 +392,33 @@ def _run_rounds(
             break
         tried |= {(k.to_user_string(), pk) for pk, keys in groups.items() for k in keys}
         done_partitioned: set[AssetKey] = set()
-        for pk, keys in _runs(defs, groups):
+        runs = _runs(defs, groups)
+        for index, (pk, keys) in enumerate(runs):
+            if stop is not None and stop.requested:
+                _left(report, runs[index:])
+                return
             if pk is None:
                 keys = keys | _fan_ins_to_refresh(defs, keys, done_partitioned)
             names = sorted(k.to_user_string() for k in keys)
             log(f"materializing {', '.join(names)}" + (f" [{pk}]" if pk else ""))
-            res = _execute(defs, all_assets, keys, pk, instance)
+            res = _execute(defs, instance, keys, pk, progress=progress, stop=stop)
             report.run_ids.append(res.run_id)
             if res.success:
                 report.materialized.extend((n, pk) for n in names)
                 if pk is not None:
                     done_partitioned |= keys
+            elif _was_interrupted(instance, res.run_id, stop):
+                report.failed_runs.append(res.run_id)
+                _left(report, [(pk, keys), *runs[index + 1 :]])
+                return
             else:
                 report.failed_runs.append(res.run_id)
                 log(f"run {res.run_id} failed for {', '.join(names)}" + (f" [{pk}]" if pk else ""))
     else:
         log(f"stopped after {MAX_ROUNDS} rounds of automation")
-    return report
+
+
+def _left(report: RunReport, runs: list[tuple[str | None, set[AssetKey]]]) -> None:
+    """Record a stop: the runs not started (or stopped) are what this invocation did not materialize."""
+    report.interrupted = True
+    report.not_materialized.extend((k.to_user_string(), pk) for pk, keys in runs for k in sorted(keys, key=str))

@@ -129,15 +129,17 @@ DECISION_SCHEMA = pa.schema(
         pa.field("reason", pa.string(), nullable=False),
         pa.field("span_start", pa.int64()),  # character span of a hit (PII), never the raw value
         pa.field("span_end", pa.int64()),
+        pa.field("score", pa.float64()),  # the measure a scored rule compared with its threshold; null otherwise
     ]
 )
 
 DEDUPE_CLUSTER_SCHEMA = pa.schema(
     [
-        pa.field("cluster_id", pa.string(), nullable=False),  # "<kept_source_id>/<kept_doc_id>" of the cluster's keeper
+        pa.field("cluster_id", pa.string(), nullable=False),  # "<source_id>/<doc_id>" of the cluster's keeper
         pa.field("doc_id", pa.string(), nullable=False),  # a non-keeper member of the cluster
         pa.field("source_id", pa.string(), nullable=False),
-        pa.field("kept_doc_id", pa.string(), nullable=False),  # the keeper it duplicated
+        # the member it matched (the Jaccards are with it): the keeper, or a member linked to the keeper in turn
+        pa.field("kept_doc_id", pa.string(), nullable=False),
         pa.field("kept_source_id", pa.string(), nullable=False),
         pa.field("match_type", pa.string(), nullable=False),  # "exact" | "near"
         pa.field("estimated_jaccard", pa.float64(), nullable=False),  # MinHash estimate (1.0 for exact)

@@ -12,10 +12,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Iterator
+from typing import TextIO
 
 VERBOSE_ENV = "MIXTRAIN_VERBOSE"
+# Hugging Face's own chatter, read when its libraries are imported (and inherited by a Pipes training process):
+# a "Loading weights" / "Writing model shards" bar per model read or written, and advisory log notes. `mixtrain
+# run` prints its own progress; -v leaves these as the libraries set them. A value the user set is kept.
+LIBRARIES_WARNING_IN_FUTURE = (r"transformers(\.|$)", r"peft(\.|$)", r"huggingface_hub(\.|$)")
+QUIET_LIBRARY_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error"}
 
 
 def library_warning_categories() -> tuple[type[Warning], ...]:
@@ -31,15 +38,20 @@ def hide_library_warnings() -> None:
     if os.environ.get(VERBOSE_ENV) != "1":
         for category in library_warning_categories():
             warnings.filterwarnings("ignore", category=category)
+        # Hugging Face announces its API changes as FutureWarning (e.g. `is_gradient_checkpointing`), which a
+        # Pipes training process would print once per rank; only theirs: FutureWarning is also for end users.
+        for module in LIBRARIES_WARNING_IN_FUTURE:
+            warnings.filterwarnings("ignore", category=FutureWarning, module=module)
 
 
 @contextlib.contextmanager
 def _shown_on_stderr() -> Iterator[None]:
-    """Route warnings to stderr through logging for the duration, whatever a library does to logging meanwhile.
+    """Write warnings to stderr for the duration, whatever a library does to warnings or logging meanwhile.
 
     Importing detect-secrets (the secret scanner the gate uses) calls ``logging.captureWarnings(True)`` and sets
-    the root logger to ERROR, which silently drops every warning raised after it. Capturing first (its call is
-    then a no-op) into a ``py.warnings`` logger with its own handler and level keeps them visible."""
+    the root logger to ERROR, which silently drops every warning raised after it; a test runner may record them
+    instead. So ``warnings.showwarning`` is our own writer for the command (ahead of any recorder), and if a library
+    routes warnings into logging meanwhile, the ``py.warnings`` logger has a stderr handler of its own."""
     logger = logging.getLogger("py.warnings")
     saved = (logger.level, logger.propagate)
     handler = logging.StreamHandler()  # sys.stderr as it is when a warning is written
@@ -47,13 +59,24 @@ def _shown_on_stderr() -> Iterator[None]:
     logger.propagate = False
     logger.addHandler(handler)
     shown_by = warnings.showwarning
-    logging.captureWarnings(True)
-    captured_here = warnings.showwarning is not shown_by
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    warnings.showwarning = show
     try:
         yield
     finally:
-        if captured_here:
+        if warnings.showwarning is not show:  # a library turned logging's capture on meanwhile: undo it here
             logging.captureWarnings(False)
+        warnings.showwarning = shown_by
         logger.removeHandler(handler)
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
@@ -62,9 +85,13 @@ def _shown_on_stderr() -> Iterator[None]:
 @contextlib.contextmanager
 def library_warnings(verbose: bool) -> Iterator[None]:
     """Hide library warnings for the duration of a command unless ``verbose`` (then ``$MIXTRAIN_VERBOSE`` is set,
-    so the code location and a ``dagster dev`` child show them as well). Filters and environment are restored
-    after, so calling the CLI from Python (tests, notebooks) leaves the caller's settings as they were."""
+    so the code location and a ``dagster dev`` child show them as well; otherwise Hugging Face's progress bars
+    and notes are turned off through ``QUIET_LIBRARY_ENV``). Filters and environment are restored after, so
+    calling the CLI from Python (tests, notebooks) leaves the caller's settings as they were."""
     before = os.environ.get(VERBOSE_ENV)
+    quieted = [] if verbose else [k for k in QUIET_LIBRARY_ENV if k not in os.environ]
+    for key in quieted:
+        os.environ[key] = QUIET_LIBRARY_ENV[key]
     with warnings.catch_warnings():
         shown: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
         if verbose:
@@ -81,3 +108,5 @@ def library_warnings(verbose: bool) -> Iterator[None]:
                 os.environ.pop(VERBOSE_ENV, None)
             else:
                 os.environ[VERBOSE_ENV] = before
+            for key in quieted:
+                os.environ.pop(key, None)

@@ -45,6 +45,7 @@ def build_tiny_project(root: Path, model_dir: Path) -> Path:
     if "drop_layers" in cfg["distillation"]["student"]:  # the tiny model has 2 layers
         cfg["distillation"]["student"]["drop_layers"] = 1
     cfg["release_gate"]["criteria"] = []  # random tiny models emit no valid JSON: only the no-regression rule
+    cfg["release_gate"]["max_truncated_share"] = 1.0  # nor do they end a turn: every output runs to max_new_tokens
     cfg["mixture"]["token_budget"] = 20000
     for adapter in cfg.get("adapters", {}).values():
         adapter["steps"] = 2

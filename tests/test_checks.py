@@ -41,12 +41,13 @@ def test_contamination_check_fails_when_a_finding_is_in_the_mixture():
     assert mixture_contamination_free(mixture=_docs(["MIT"]), contamination_findings=findings).passed
 
 
-def _comparison(rows: list[tuple[str, str, float, float]]) -> pa.Table:
-    """(eval_set, metric, candidate, baseline) rows of sft_adapter vs base, slice 'all'."""
+def _comparison(rows: list[tuple[str, str, float, float]], baseline: str = "base") -> pa.Table:
+    """(eval_set, metric, candidate, baseline) rows of sft_adapter vs ``baseline``, slice 'all'."""
     return pa.Table.from_pylist(
         [
             {
                 "candidate_model": "sft_adapter",
+                "baseline_model": baseline,
                 "eval_set": es,
                 "metric": m,
                 "slice": "all",
@@ -75,3 +76,19 @@ def test_release_gate_verdict_uses_tolerance_and_names_failing_criteria():
     missing = {"metric": "no_such_metric", "op": ">=", "value": 0.1}
     passed, checks = gate_verdict(comparison, ReleaseGateSpec(eval_set="h", tolerance=0.06, criteria=[missing]))
     assert not passed and "no_such_metric" in checks[-1]["message"]
+
+
+def test_release_gate_compares_with_the_baseline_it_is_given_and_fails_without_it():
+    from mixtrain.config.evaluation import ReleaseGateSpec
+
+    gate = ReleaseGateSpec(eval_set="h")
+    # better than base, worse than what is live: only the comparison with the live model stops it
+    both = pa.concat_tables(
+        [_comparison([("h", "field_accuracy", 0.6, 0.5)]), _comparison([("h", "field_accuracy", 0.6, 0.7)], "live")]
+    )
+    assert gate_verdict(both, gate)[0]
+    passed, checks = gate_verdict(both, gate, "live", "sft_adapter@v1")
+    assert not passed and checks[0]["baseline"] == 0.7 and checks[0]["baseline_model"] == "live (sft_adapter@v1)"
+    assert checks[0]["message"].startswith("vs live (sft_adapter@v1): field_accuracy[all]: candidate 0.6")
+    passed, checks = gate_verdict(_comparison([("h", "field_accuracy", 0.6, 0.5)]), gate, "live", "sft_adapter@v1")
+    assert not passed and "no comparison of sft_adapter with live (sft_adapter@v1) on h" in checks[0]["message"]

@@ -113,16 +113,19 @@ def test_finds_embedded_function_with_overlap_span_and_kind() -> None:
     assert clean.column("doc_id").to_pylist() == ["clean-1", "clean-2"]
     assert dirty.column("doc_id").to_pylist() == ["leak-1"]
     rows = by_key(findings)
-    # entry_point is too short to screen; each method that fires gives its own row, exact first.
+    # entry_point is too short to screen; each method that fires gives its own row, exact first. The code
+    # method also screens the item's Python fields joined (prompt+canonical_solution).
     assert list(rows) == [
         ("leak-1", "prompt", "ngram13"),
         ("leak-1", "prompt", "containment"),
         ("leak-1", "canonical_solution", "ngram13"),
         ("leak-1", "canonical_solution", "containment"),
+        ("leak-1", "canonical_solution", "code28"),
+        ("leak-1", "prompt+canonical_solution", "code28"),
     ]
     for (_, name, _), r in rows.items():
         assert (r["source_id"], r["eval_set"], r["item_id"]) == ("web", "humaneval", "HumanEval/0")
-        assert r["kind"] == {"prompt": "holdout", "canonical_solution": "target"}[name]
+        assert r["kind"] == {"prompt": "holdout", "canonical_solution": "target"}.get(name, "target")
         assert r["score"] == pytest.approx(1.0)
     exact = rows[("leak-1", "canonical_solution", "ngram13")]
     assert exact["overlap_text"] == " ".join(screen_tokens(SOLUTION))
@@ -278,7 +281,7 @@ def test_unscreenable_fields_depend_on_the_enabled_methods() -> None:
     assert [(u.item_id, u.field, u.tokens) for u in short] == [("HumanEval/0", "entry_point", 1)]
     assert unscreenable_fields(ITEMS, n=1) == []
     index = build_index(ITEMS)
-    assert len(index.fields) == 2 and len(index.unscreenable) == 1
+    assert len(index.fields) == 3 and len(index.unscreenable) == 1  # prompt, solution, the two joined (code)
     twelve = items_table({"solution": " ".join(screen_tokens(SOLUTION)[:12])})
     assert unscreenable_fields(twelve) == []  # 8 shingles: enough for containment
     assert [u.tokens for u in unscreenable_fields(twelve, config=NGRAM_ONLY)] == [12]
@@ -407,8 +410,8 @@ def test_item_leaks_lists_each_leaked_item_once() -> None:
     (row,) = leaks.to_pylist()
     assert row["item_id"] == "HumanEval/0"
     assert row["kinds"] == ["holdout", "target"]
-    assert row["fields"] == ["canonical_solution", "prompt"]
-    assert row["match_types"] == ["containment", "ngram13"]
+    assert row["fields"] == ["canonical_solution", "prompt", "prompt+canonical_solution"]
+    assert row["match_types"] == ["code28", "containment", "ngram13"]
     assert (row["documents"], row["sources"]) == (2, ["forum", "web"])
-    assert row["example_doc_id"] == "f1" and row["example_overlap"].startswith("from typing import list")
+    assert row["example_doc_id"] == "f1" and row["example_overlap"].lower().startswith("from typing import list")
     assert item_leaks(FINDING_SCHEMA.empty_table()).num_rows == 0

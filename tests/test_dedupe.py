@@ -118,14 +118,17 @@ def test_exact_and_near_duplicates_and_keeper_rule() -> None:
     assert 0.8 <= c["web-002"]["estimated_jaccard"] <= 1.0
     assert c["short-2"]["kept_doc_id"] == "short-1"  # same rank and time: smaller doc_id wins
     assert c["short-2"]["match_type"] == "exact"
-    # the chain: B drops against A; C is compared only with kept docs, and A~C is below threshold
+    # the chain is one component with one keeper: B matched A, C matched B (A~C is below threshold, yet C is
+    # B's near duplicate, so keeping it would keep B's content twice); each link names a verified partner
     assert c["chain-b"]["kept_doc_id"] == "chain-a"
+    assert c["chain-c"]["kept_doc_id"] == "chain-b"
+    assert c["chain-c"]["cluster_id"] == c["chain-b"]["cluster_id"] == "forum/chain-a"
+    assert c["chain-c"]["exact_jaccard"] == pytest.approx(shingle_jaccard(" ".join(CHAIN_B), " ".join(CHAIN_C)))
     kept_ids = set(kept.column("doc_id").to_pylist())
-    assert "chain-c" in kept_ids
-    assert set(c) == {"web-001", "web-002", "short-2", "chain-b"}
+    assert set(c) == {"web-001", "web-002", "short-2", "chain-b", "chain-c"}
     assert kept_ids == {r["doc_id"] for r in ROWS} - set(c)
-    # every keeper is itself in the output
-    assert {r["kept_doc_id"] for r in c.values()} <= kept_ids
+    # every cluster's keeper is itself in the output
+    assert {r["cluster_id"].split("/", 1)[1] for r in c.values()} <= kept_ids
 
 
 def test_below_threshold_unrelated_short_and_empty_docs_are_kept() -> None:

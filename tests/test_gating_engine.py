@@ -357,3 +357,21 @@ def test_reader_output_flows_through_the_gate(tmp_path: Any) -> None:
     # The reader's rejects are sealed first (clear bytes to the vault); the view stacks with the gate's quarantine.
     combined = pa.concat_tables([seal_read_failures(unread)[0], res.quarantine])
     assert combined.schema.equals(QUARANTINE_SCHEMA) and combined.num_rows == 2
+
+
+def test_scored_rules_log_the_measure_they_compared() -> None:
+    """A threshold rule's decision row carries the number it compared, so a threshold can be re-tuned from the
+    decision log; a rule without a measure (PII) leaves the score null."""
+    long_text = "word " * 400
+    docs = _docs(
+        [
+            {"text": "tiny text"},
+            {"text": long_text},
+            {"text": "Write to ana@example.org about the quick brown fox and the lazy dog by the river."},
+        ]
+    )
+    res = gate(docs, _spec(gating={"min_words": 5, "max_chars": 1000}))
+    rows = {r["rule_id"]: r for r in res.decisions.to_pylist()}
+    assert rows["quality.too_short"]["score"] == 2
+    assert rows["quality.too_long"]["score"] == len(long_text)
+    assert rows["pii.email"]["score"] is None

@@ -100,30 +100,33 @@ def test_batched_detection_is_the_per_document_detection():
     assert [detect_language(t) for t in texts] == [_reference(t) for t in texts]
 
 
-def test_batched_detection_with_small_walks_and_lanes(monkeypatch):
+def test_batched_detection_with_small_walks(monkeypatch):
     from mixassets.engine import langid
 
-    monkeypatch.setattr(langid, "_LANE_BYTES", 7)
     monkeypatch.setattr(langid, "_WALK_BYTES", 300)
     assert langid.detect_languages(EDGE_TEXTS) == [_reference(t) for t in EDGE_TEXTS]
     assert langid.detect_languages([]) == []
 
 
-def test_lanes_warm_up_longer_than_the_automaton_is_deep():
+def test_segments_warm_up_longer_than_the_automaton_is_deep():
     from mixassets.engine import langid
 
     assert langid._get_walk().depth() <= langid.WARM_BYTES
 
 
-def test_sort_pairs_packed_and_lexsorted_agree():
+def test_compiled_walk_is_the_python_walk():
+    """The compiled loop and the same function run as plain Python count the same features in the same order."""
     import numpy as np
 
-    from mixassets.engine.langid import _sort_pairs
+    from mixassets.engine import langid
 
-    rng = np.random.default_rng(0)
-    major, minor = rng.integers(0, 1_000, 5_000), rng.integers(0, 50, 5_000)
-    packed = _sort_pairs(major, minor, 1_000, 50)
-    lexsorted = _sort_pairs(major, minor, 1 << 62, 50)  # too wide to pack
-    order = sorted(zip(major.tolist(), minor.tolist(), strict=True))
-    for got in (packed, lexsorted):
-        assert list(zip(got[0].tolist(), got[1].tolist(), strict=True)) == order
+    walk = langid._get_walk()
+    encoded = [langid._get()._encode(t) for t in [*EDGE_TEXTS, "the committee met on tuesday " * 20, "ж中😀"]]
+    ends = np.cumsum([len(e) for e in encoded]).astype(np.int64)
+    buf = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    args = (buf, ends, walk.nextmove, walk.rowbase, walk.output, 3)
+    compiled, plain = walk.count(*args), langid._walk_source(*args)
+    assert compiled[2].tolist() == plain[2].tolist() and compiled[2].sum() > 0
+    for start, n in zip([0, *ends[:-1].tolist()], plain[2].tolist(), strict=True):
+        for got, want in zip(compiled[:2], plain[:2], strict=True):
+            assert got[start : start + n].tolist() == want[start : start + n].tolist()

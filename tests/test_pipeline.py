@@ -39,6 +39,7 @@ def test_first_run_materializes_the_whole_chain(session):
         "sft_adapter",
         "task_adapter",
         "eval_registry",
+        "base_eval",
         "eval_report",
     ]:
         assert key in done, key
@@ -75,7 +76,13 @@ def test_gating_history_has_a_row_per_source_and_rule_that_ran(session):
 def test_dedupe_screen_and_mixture_checks(session):
     clusters = stored_table(session, "dedupe_clusters.parquet").to_pylist()
     assert {c["match_type"] for c in clusters} >= {"exact", "near"}
-    assert all(c["cluster_id"] == f"{c['kept_source_id']}/{c['kept_doc_id']}" for c in clusters)
+    by_doc = {(c["source_id"], c["doc_id"]): c for c in clusters}
+    for c in clusters:  # a member names the member it matched; following those links ends at the cluster's keeper
+        link = (c["kept_source_id"], c["kept_doc_id"])
+        while link in by_doc:
+            assert by_doc[link]["cluster_id"] == c["cluster_id"]
+            link = (by_doc[link]["kept_source_id"], by_doc[link]["kept_doc_id"])
+        assert c["cluster_id"] == f"{link[0]}/{link[1]}"
     assert all(c["exact_jaccard"] >= 0.8 for c in clusters if c["action"] == "dropped")
     index = stored_table(session, "dedupe_index.parquet")
     assert index.num_rows == latest_metadata(session.instance, "deduplicated_corpus")["documents_in"]
@@ -174,6 +181,9 @@ def test_each_adapter_is_evaluated_against_its_base_on_every_suite(session):
     columns = ["suite", "eval_set", "item_id", "output", "nll"]
     whole = stored_table(session, "eval_report.parquet")
     base_in_report = whole.filter(pc.equal(whole["model"], "base")).select(columns)
+    # The base is evaluated once (base_eval); the report and every partition reuse its rows.
+    assert stored_table(session, "base_eval").select(columns).equals(base_in_report)
+    assert latest_metadata(session.instance, "eval_report")["record"]["models"]["base"]["reused"] is True
     suites = set(session.project.spec.evaluation.suites)
     for aid in session.project.adapter_ids():
         report = stored_table(session, "task_adapter_report", f"{aid}.parquet")
@@ -188,3 +198,4 @@ def test_each_adapter_is_evaluated_against_its_base_on_every_suite(session):
         assert set(comparison.column("suite").to_pylist()) == suites - {"efficiency"}
         meta = latest_metadata(session.instance, "task_adapter_report", aid)
         assert meta["problems"] == 0 and "adapter/perplexity/ppl" in meta and "base/perplexity/ppl" in meta
+        assert meta["record"]["models"]["base"]["reused"] is True

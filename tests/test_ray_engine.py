@@ -166,5 +166,14 @@ def test_token_counts_and_mixture_equal_the_local_engine(screen_data, tiny_model
     assert stats == local_stats
 
 
+def test_chat_records_are_compared_on_content_as_locally() -> None:
+    """The template lines are found on Ray (grouped by source) and each chat record's view is what is sketched."""
+    from tests.test_dedupe_content import OTHER, RESYSTEM, SFT, table
+
+    docs = table([*SFT, *OTHER, RESYSTEM])
+    assert_same_dedupe(docs, docs, DedupeConfig(), min_clusters=5)  # the six true copies, no template matches
+    assert dedupe_ray(docs, num_partitions=PARTS).clusters.num_rows == 6
+
+
 def test_report_timings() -> None:
     print("\nRay vs local, same run, 2 CPUs:", {k: round(v, 2) for k, v in TIMINGS.items()})

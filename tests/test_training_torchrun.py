@@ -92,7 +92,7 @@ def _close(a: list[float], b: list[float]) -> bool:
 def test_entry_command_runs_this_interpreters_torchrun() -> None:
     assert entry_command(1, python="py") == ["py", "-m", "training_assets.pipes_train"]
     command = entry_command(4, ["--max-restarts", "1"], python="py")
-    assert command[:3] == ["py", "-m", "torch.distributed.run"]
+    assert command[:3] == ["py", "-m", "training_assets.torchrun_entry"]
     assert "--nproc-per-node=4" in command and command[-2:] == ["-m", "training_assets.pipes_train"]
 
 
@@ -160,3 +160,40 @@ def test_distillation_under_torchrun_matches_one_process(tiny_model_dir: Path, t
     assert ddp["execution"]["world_size"] == 2
     assert _close(ddp["loss"], single["loss"]) and _close(ddp["grad_norm"], single["grad_norm"])
     assert ddp["metrics"][0].keys() == single["metrics"][0].keys()  # KD and CE parts, all-reduced
+
+
+def _children(pid: int, name: str) -> int:
+    """How many live processes called ``name`` have ``pid`` as their parent (Linux /proc)."""
+    count = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+        except OSError:  # gone meanwhile
+            continue
+        comm, rest = fields[0].split("(", 1)[1], fields[1].split()
+        count += comm == name and int(rest[1]) == pid
+    return count
+
+
+def test_torchrun_entry_stops_quietly_when_signalled() -> None:
+    """What Pipes does to the launcher when a `mixtrain run` is interrupted: SIGINT to torchrun alone. It stops
+    its workers and exits 130 without the agent's SignalException traceback or shutdown warnings."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "MIXTRAIN_VERBOSE"}
+    argv = [sys.executable, "-m", "training_assets.torchrun_entry", "--standalone", "--nproc-per-node=2"]
+    proc = subprocess.Popen(
+        [*argv, "--no-python", "sleep", "120"], stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    while _children(proc.pid, "sleep") < 2:  # the agent is up and monitoring its two workers
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "death signal" not in err and "OMP_NUM_THREADS" not in err, err

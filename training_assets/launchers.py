@@ -6,8 +6,9 @@ same ``run_job``, so what is learnt does not depend on the launcher (the tests c
 
 - ``in_process``: the engine in the Dagster process (tests, notebooks).
 - ``subprocess``: ``python -m training_assets.pipes_train`` through ``PipesSubprocessClient``.
-- ``torchrun``: the same module under ``python -m torch.distributed.run --standalone --nproc-per-node N``
-  (the current interpreter's torchrun, not whichever is first on PATH); rank 0 alone opens the Pipes session.
+- ``torchrun``: the same module under ``python -m training_assets.torchrun_entry --standalone --nproc-per-node N``
+  (the current interpreter's torchrun, not whichever is first on PATH, stopping quietly on an interrupted run);
+  rank 0 alone opens the Pipes session.
 - ``k8s``: one pod per run through dagster-k8s' ``PipesK8sClient`` (an optional extra: dagster-k8s pins dagster
   exactly, so it is installed to match, never pulled by the project). The pod must see the job's paths: put the
   storage root and DAGSTER_HOME's models on a volume it mounts (README, "Training on Kubernetes").
@@ -26,6 +27,7 @@ from training_assets.engine.jobs import TrainJob, run_job
 from training_assets.engine.run_manifest import read_run_manifest
 
 ENTRY_MODULE = "training_assets.pipes_train"
+TORCHRUN_MODULE = "training_assets.torchrun_entry"
 LAUNCHERS = ("in_process", "subprocess", "torchrun", "k8s")
 
 
@@ -36,7 +38,7 @@ def entry_command(nproc: int, extra_args: Sequence[str] = (), python: str = sys.
     return [
         python,
         "-m",
-        "torch.distributed.run",
+        TORCHRUN_MODULE,
         "--standalone",
         f"--nproc-per-node={nproc}",
         *extra_args,

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from dagster_pipes import PipesDefaultContextLoader, PipesEnvVarParamsLoader, open_dagster_pipes
 
+from mixtrain.interrupts import EXIT_INTERRUPTED
+from mixtrain.warnings_policy import hide_library_warnings
 from training_assets.engine.jobs import TrainJob, run_job
 
 
@@ -25,6 +28,7 @@ def _job_from_context() -> TrainJob:
 
 
 def main() -> None:
+    hide_library_warnings()  # this process has no CLI around it: $MIXTRAIN_VERBOSE (from -v) decides
     if int(os.environ.get("RANK", "0")) != 0:
         run_job(_job_from_context())
         return
@@ -39,4 +43,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        # Ctrl-C in a terminal reaches every process of its group, this one too: the parent reports the stop
+        # (once, for the whole run); a traceback per process here would bury that line.
+        sys.exit(EXIT_INTERRUPTED)

@@ -1,16 +1,17 @@
 """What the evaluation assets share: their group, the models they read as inputs, and an evaluation run
 written out as a report (per item) and a comparison (per metric and slice)."""
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from dagster import AssetIn, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
 from eval_assets.engine.candidates import CANDIDATES
 from eval_assets.engine.comparison import EvalRun
 from eval_assets.engine.reporting import plotted_metrics
 from mixtrain.automation import rerun_when_changed
 from mixtrain.metadata import metric_table
+from mixtrain.progress import progress_message
 from mixtrain.versioning import table_output
 
 GROUP = "evaluation"
@@ -29,6 +30,11 @@ def candidate_ins() -> dict[str, AssetIn]:
 def evaluation_asset(**kwargs: Any) -> Any:
     """``@asset`` in the evaluation group under the shared automation condition."""
     return asset(group_name=GROUP, automation_condition=rerun_when_changed(), **kwargs)
+
+
+def log_progress(context: AssetExecutionContext) -> Callable[[dict[str, Any]], None]:
+    """Each (candidate, suite) an evaluation finishes, as a step log: the UI lists it, `mixtrain run` prints it."""
+    return lambda info: context.log.info(progress_message(**info))
 
 
 def run_outputs(

@@ -18,14 +18,16 @@ What a run promises:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from eval_assets.engine import bootstrap
+from eval_assets.engine.budget import suite_budget
 from eval_assets.engine.candidates import iter_candidates
 from eval_assets.engine.deadline import GenerationTimeout, time_limit
 from eval_assets.engine.record import model_record, run_record
@@ -300,6 +302,9 @@ def run_evaluation(
     *,
     identities: Mapping[str, Any] | None = None,
     expected_vocab_sha256: str | None = None,
+    reused: Mapping[str, tuple[pa.Table, dict[str, Any]]] | None = None,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> EvalRun:
     """Evaluate every candidate on every suite and compare each with ``baseline_label``.
 
@@ -308,10 +313,19 @@ def run_evaluation(
     for every suite but ``perplexity``, which takes a table of ``text`` and ``domain`` (optional ``item_id``,
     ``eval_set``). ``identities`` (label -> e.g. manifest id / weights hash) goes into the record as given.
     The expected tokenizer is ``expected_vocab_sha256`` or, without it, the baseline's.
+
+    ``reused`` maps a label to the item rows and model record of an earlier run of the same items and settings
+    (the caller checks that: ``live.run_fingerprint``); that model is not loaded, its rows are taken as they are.
+    ``pairs`` lists the (candidate, baseline) comparisons to make; by default every model against
+    ``baseline_label``. ``on_progress`` gets one dict per (candidate, suite) as it ends: an evaluation takes
+    minutes, and the terminal should show where.
     """
     settings = settings or EvalSettings()
-    if baseline_label not in candidates:
+    reused = reused or {}
+    if baseline_label not in candidates and baseline_label not in reused:
         raise ValueError(f"baseline '{baseline_label}' is not one of the candidates {sorted(candidates)}")
+    if set(candidates) & set(reused):
+        raise ValueError(f"model(s) {sorted(set(candidates) & set(reused))} both to evaluate and reused")
     unknown = sorted(set(suites) - set(SUITES))
     if unknown:
         raise ValueError(f"unknown suite(s) {unknown}; known: {sorted(SUITES)}")
@@ -322,7 +336,24 @@ def run_evaluation(
     tables: list[pa.Table] = []
     models: dict[str, dict[str, Any]] = {}
     extra: dict[str, dict[str, Any]] = {}  # non-numeric suite output (hardware), per model and suite
-    for label, model, tokenizer, error in iter_candidates(candidates, dtype=settings.dtype):
+
+    def report(label: str, index: int, suite: str, status: str, items: int | None, started: float) -> None:
+        if on_progress is not None:
+            on_progress(
+                {
+                    "eval_candidate": label,
+                    "candidate": index,
+                    "candidates": len(candidates),
+                    "suite": suite,
+                    "suite_index": list(limited).index(suite) + 1 if suite in limited else 0,
+                    "suites": len(limited),
+                    "items": items,
+                    "elapsed_s": round(time.perf_counter() - started, 3),
+                    "status": status,
+                }
+            )
+
+    for index, (label, model, tokenizer, error) in enumerate(iter_candidates(candidates, dtype=settings.dtype), 1):
         base_dir, adapter_dir = candidates[label]
         models[label] = {
             "base_dir": base_dir,
@@ -334,16 +365,25 @@ def run_evaluation(
             problems.append({"model": label, "suite": None, "kind": "load", "message": f"cannot load: {error!r}"})
             continue
         models[label].update(model_record(tokenizer, model, with_tools="tool_calls" in limited))
+        budgets = {
+            n: suite_budget(SUITES[n], t, tokenizer, settings) for n, t in limited.items() if SUITES[n].generates
+        }
+        models[label]["generation_budget"] = budgets
         mine: list[pa.Table] = []
         try:
             with time_limit(label, settings.generation_timeout_s):
                 for name, items in limited.items():
+                    budget = budgets.get(name, {}).get("max_new_tokens", settings.max_new_tokens)
+                    mine_settings = replace(settings, max_new_tokens=budget)
+                    started = time.perf_counter()
                     try:
-                        table, summary = SUITES[name].run(model, tokenizer, items, settings, model_label=label)
+                        table, summary = SUITES[name].run(model, tokenizer, items, mine_settings, model_label=label)
                     except Exception as e:  # a suite that fails as a whole is reported; the other suites still run
                         message = f"suite failed: {e!r}"
                         problems.append({"model": label, "suite": name, "kind": "suite", "message": message})
+                        report(label, index, name, "failed", None, started)
                         continue
+                    report(label, index, name, "", table.num_rows, started)
                     mine.append(table)
                     extra.setdefault(label, {})[name] = {k: v for k, v in summary.items() if _numeric(v) is None}
         except GenerationTimeout as e:
@@ -355,6 +395,12 @@ def run_evaluation(
             mine = []
         tables.extend(mine)
         del model, tokenizer
+    for label, (rows, info) in reused.items():
+        models[label] = {**info, "identity": (identities or {}).get(label, info.get("identity")), "reused": True}
+        at = RUN_ITEM_SCHEMA.get_field_index("model")
+        relabelled = rows.select(RUN_ITEM_SCHEMA.names).cast(RUN_ITEM_SCHEMA)
+        mine = relabelled.set_column(at, RUN_ITEM_SCHEMA.field(at), pa.array([label] * len(rows), pa.string()))
+        tables.insert(0 if label == baseline_label else len(tables), mine)  # the baseline's rows lead, as when run
 
     expected = expected_vocab_sha256 or models[baseline_label].get("vocab_sha256")
     mismatched: set[str] = set()
@@ -387,18 +433,20 @@ def run_evaluation(
         if isinstance(v, int | float) and not isinstance(v, bool)
     ]
 
+    if pairs is None:
+        pairs = [(label, baseline_label) for label in models if label != baseline_label]
     comparison_rows: list[dict[str, Any]] = []
-    for (label, suite, eval_set), rows in grouped.items():
-        if label == baseline_label:
-            continue
-        base_rows = grouped.get((baseline_label, suite, eval_set))
+    for (label, suite, eval_set), rows, against in (
+        (key, rows, b) for key, rows in grouped.items() for c, b in pairs if c == key[0]
+    ):
+        base_rows = grouped.get((against, suite, eval_set))
         if base_rows is None:
             problems.append(
                 {
                     "model": label,
                     "suite": suite,
                     "kind": "comparison",
-                    "message": f"no baseline ('{baseline_label}') results on {eval_set}; nothing to compare with",
+                    "message": f"no baseline ('{against}') results on {eval_set}; nothing to compare with",
                 }
             )
             continue
@@ -408,15 +456,15 @@ def run_evaluation(
                 rows,
                 base_rows,
                 summaries[(label, suite, eval_set)],
-                summaries[(baseline_label, suite, eval_set)],
+                summaries[(against, suite, eval_set)],
                 settings,
-                same_tokenizer=label not in mismatched and baseline_label not in mismatched,
+                same_tokenizer=label not in mismatched and against not in mismatched,
             )
         except ValueError as e:
             problems.append({"model": label, "suite": suite, "kind": "comparison", "message": f"{eval_set}: {e}"})
             continue
         comparison_rows.extend(
-            {"candidate_model": label, "baseline_model": baseline_label, "suite": suite, "eval_set": eval_set, **r}
+            {"candidate_model": label, "baseline_model": against, "suite": suite, "eval_set": eval_set, **r}
             for r in compared
         )
 

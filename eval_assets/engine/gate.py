@@ -248,12 +248,26 @@ def gate_criteria(gate: ReleaseGateSpec) -> list[dict]:
     return [primary, *rest]
 
 
-def gate_verdict(comparison: pa.Table, gate: ReleaseGateSpec) -> tuple[bool, list[dict]]:
-    """Every criterion checked on the candidate's rows of its eval set; (passed, one row per check)."""
-    mine = comparison.filter(pc.equal(comparison["candidate_model"], gate.candidate))
+def gate_verdict(
+    comparison: pa.Table, gate: ReleaseGateSpec, baseline: str = "base", baseline_name: str | None = None
+) -> tuple[bool, list[dict]]:
+    """Every criterion checked on the candidate's rows against ``baseline`` (a ``baseline_model`` label: the live
+    release or the base, ``live.gate_baseline``) in its eval set; (passed, one row per check). Without such rows
+    every criterion fails and says that the comparison with that baseline is missing."""
+    mine = comparison.filter(
+        pc.and_(
+            pc.equal(comparison["candidate_model"], gate.candidate), pc.equal(comparison["baseline_model"], baseline)
+        )
+    )
+    shown = baseline if baseline_name is None or baseline_name == baseline else f"{baseline} ({baseline_name})"
     checks: list[dict] = []
     for criterion in gate_criteria(gate):
         eval_set = criterion.pop("eval_set")
         rows = mine.filter(pc.equal(mine["eval_set"], eval_set))
-        checks.extend({**c, "eval_set": eval_set} for c in evaluate_gate([criterion], rows).checks)
+        if rows.num_rows == 0:
+            missing = f"no comparison of {gate.candidate} with {shown} on {eval_set} in the table"
+            found = [{**_failure(criterion_name(criterion), criterion, missing), "eval_set": eval_set}]
+        else:
+            found = [{**c, "eval_set": eval_set} for c in evaluate_gate([criterion], rows).checks]
+        checks.extend({**c, "baseline_model": shown, "message": f"vs {shown}: {c['message']}"} for c in found)
     return all(c["passed"] for c in checks), checks

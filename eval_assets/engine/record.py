@@ -90,6 +90,8 @@ def run_record(
         "decoding": {
             "strategy": "greedy",
             "max_new_tokens": settings.max_new_tokens,
+            # derived: per model and suite from the reference answers (models.<label>.generation_budget)
+            "budget": "derived" if settings.derive_budget else "fixed",
             "batch_size": settings.batch_size,
             "efficiency_batch_size": 1,
             "dtype": settings.dtype,

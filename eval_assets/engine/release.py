@@ -9,17 +9,21 @@ from typing import Any
 import pyarrow as pa
 
 from eval_assets.engine.gate import gate_verdict
+from eval_assets.engine.live import GateBaseline
 from mixtrain.config.evaluation import ReleaseGateSpec
 
 # The columns of a gate check that say why a model was released.
-REASON_FIELDS = ("name", "eval_set", "candidate", "baseline", "diff", "message")
+REASON_FIELDS = ("name", "eval_set", "baseline_model", "candidate", "baseline", "diff", "message")
 
 
-def promotion_checks(gate: ReleaseGateSpec, comparison: pa.Table, trained: Mapping[str, Any]) -> list[dict]:
-    """The gate's checks of its candidate, which must be one of ``trained`` and pass every criterion."""
+def promotion_checks(
+    gate: ReleaseGateSpec, comparison: pa.Table, trained: Mapping[str, Any], baseline: GateBaseline
+) -> list[dict]:
+    """The gate's checks of its candidate against ``baseline`` (the live release, or the base before the first):
+    the candidate must be one of ``trained`` and pass every criterion."""
     if gate.candidate not in trained:
         raise ValueError(f"mixtrain.yaml: field 'release_gate.candidate': '{gate.candidate}' is not a trained model")
-    passed, checks = gate_verdict(comparison, gate)
+    passed, checks = gate_verdict(comparison, gate, baseline.label, baseline.model)
     if not passed:  # the blocking check stops the run first; this guards a hand-picked materialization
         raise RuntimeError(f"release gate failed for {gate.candidate}: the release stays as it was")
     return checks

@@ -25,6 +25,7 @@ PLOTTED = (
     "tool_arg_accuracy",
     "tool_irrelevance_accuracy",
     "tool_parse_error_rate",
+    "truncated_rate",
     "refusal_rate",
     "over_refusal_rate",
     "stability_all_agree",
@@ -36,11 +37,23 @@ PLOTTED = (
     "tokens_per_s",
 )
 # EvalSpec fields that EvalSettings takes under the same name (perplexity_max_tokens is ppl_max_tokens there).
-_SAME_NAME = ("max_new_tokens", "batch_size", "limit", "n_resamples", "seed", "generation_timeout_s")
+_SAME_NAME = ("batch_size", "limit", "n_resamples", "seed", "generation_timeout_s")
 
 
 def eval_settings(cfg: EvalSpec) -> EvalSettings:
-    return EvalSettings(**{name: getattr(cfg, name) for name in _SAME_NAME}, ppl_max_tokens=cfg.perplexity_max_tokens)
+    """The run settings of a config: an explicit ``max_new_tokens`` is every suite's budget; without it each
+    suite's budget is derived from its reference answers (``budget.suite_budget``) by ``generation_budget``."""
+    rule = cfg.generation_budget
+    return EvalSettings(
+        **{name: getattr(cfg, name) for name in _SAME_NAME},
+        ppl_max_tokens=cfg.perplexity_max_tokens,
+        max_new_tokens=rule.default if cfg.max_new_tokens is None else cfg.max_new_tokens,
+        derive_budget=cfg.max_new_tokens is None,
+        budget_quantile=rule.quantile,
+        budget_margin=rule.margin,
+        budget_floor=rule.floor,
+        budget_cap=rule.cap,
+    )
 
 
 def plotted_metrics(run: EvalRun, labels: Mapping[str, str] | None = None) -> dict[str, float]:

@@ -108,7 +108,7 @@ CODE_ONLY_MODULES = (
 )
 
 # Limits chosen with the SmolLM2 tokenizer: prompt + answer of every selected function stays under 384 tokens
-# (training max_seq_len); the answers are at most ~70 tokens (evaluation max_new_tokens 96).
+# (training max_seq_len); the answers are at most ~70 tokens (evaluation derives its generation budget from them).
 MAX_LINES = 14
 MAX_CHARS = 330
 MAX_PARAMS = 6

@@ -135,9 +135,10 @@ def review_overrides(context: AssetExecutionContext, project: ProjectResource):
 
 
 GATE_BATCH_ROWS = 4_096  # rows per gating batch: memory is bounded by this, not by the size of the source
-# The rules' version, and the shape of what the gate writes: ".v" bumps when held text and reasons became
-# redacted views (the clear bytes live in the vault), so a project gated before regates.
-GATE_VERSION = f"gate-{RULES_VERSION}.v"
+# The rules' version, and the shape of what the gate writes: ".v" when held text and reasons became redacted views
+# (the clear bytes live in the vault), ".s" when the decision log gained its ``score`` column; a project gated
+# before regates.
+GATE_VERSION = f"gate-{RULES_VERSION}.v.s"
 GATED_OUTPUTS = ("gated_documents", "quarantine", "decision_log")  # the order TableGateSink takes them in
 
 

@@ -74,18 +74,18 @@ def _previous(path: UPath) -> pa.Table | None:
 @multi_asset(
     outs={
         "deduplicated_corpus": changed_out(
-            "dedupe-2", "The gated corpus of all sources without exact and near duplicates."
+            "dedupe-3", "The gated corpus of all sources without exact and near duplicates."
         ),
         "dedupe_clusters": changed_out(
-            "dedupe-2", "Each duplicate: its cluster, keeper, match type, estimated and exact Jaccard, action."
+            "dedupe-3", "Each duplicate: its cluster, keeper, match type, estimated and exact Jaccard, action."
         ),
         "dedupe_index": changed_out(
-            "dedupe-2",
+            "dedupe-3",
             "MinHash sketches and LSH band hashes per document (columnar, < 1 KB/doc): a new source is sketched "
             "alone and queried against them.",
         ),
         "dedupe_pairs": changed_out(
-            "dedupe-2", "Every candidate pair verified by exact Jaccard, reused by the next incremental run."
+            "dedupe-3", "Every candidate pair verified by exact Jaccard, reused by the next incremental run."
         ),
     },
     ins={"source_manifest": AssetIn()},
@@ -164,15 +164,15 @@ def _bytes_per_row(table: pa.Table) -> float:
 
 @multi_asset(
     outs={
-        "screened_corpus": changed_out("screen-2", "The deduplicated corpus without documents that leak eval items."),
+        "screened_corpus": changed_out("screen-3", "The deduplicated corpus without documents that leak eval items."),
         "contamination_findings": changed_out(
-            "screen-2", "Every eval item overlap: set, item, field, holdout/target, method, span, text, score."
+            "screen-3", "Every eval item overlap: set, item, field, holdout/target, method, span, text, score."
         ),
-        "contaminated_documents": changed_out("screen-2", "Documents quarantined by the screen (kept for review)."),
+        "contaminated_documents": changed_out("screen-3", "Documents quarantined by the screen (kept for review)."),
         "contamination_report": changed_out(
-            "screen-2", "Per eval set: items leaked (holdout / target), from which sources, by how many documents."
+            "screen-3", "Per eval set: items leaked (holdout / target), from which sources, by how many documents."
         ),
-        "leaked_items": changed_out("screen-2", "Per leaked item: how it leaked, into which documents and sources."),
+        "leaked_items": changed_out("screen-3", "Per leaked item: how it leaked, into which documents and sources."),
     },
     ins={"deduplicated_corpus": AssetIn(), "eval_registry": AssetIn(key=AssetKey("eval_registry"))},
     deps=["screen_spec"],

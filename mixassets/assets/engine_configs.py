@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from mixassets.engine.contamination import DEFAULT_FIELD_KINDS, ScreenConfig
+from mixassets.engine.contamination_semantic import model_dir, model_identity
 from mixassets.engine.dedupe import DedupeConfig
 from mixtrain.identity import spec_hash
 from mixtrain.project import Project
@@ -39,6 +40,22 @@ def dedupe_fingerprint(proj: Project) -> str:
     return spec_hash({"dedupe": proj.spec.dedupe.model_dump(mode="json"), "trust_tiers": trust, "code": sorted(code)})
 
 
+def semantic_enabled(proj: Project) -> bool:
+    """Whether the screen runs the semantic method: ``on`` requires the model (a clear error when it is
+    missing, rather than a screen that silently checks less), ``auto`` uses it when it is installed."""
+    spec = proj.spec.screen
+    if spec.semantic == "on":
+        model_dir(spec.semantic_model)  # raises FileNotFoundError naming what is missing
+        return True
+    if spec.semantic == "auto":
+        try:
+            model_dir(spec.semantic_model)
+        except FileNotFoundError:
+            return False
+        return True
+    return False
+
+
 def screen_config(proj: Project) -> ScreenConfig:
     spec = proj.spec.screen
     same_names = spec.model_dump(
@@ -47,14 +64,25 @@ def screen_config(proj: Project) -> ScreenConfig:
             "containment_threshold",
             "jaccard_threshold",
             "fuzzy_min_shingles",
+            "code_n",
+            "code_min_tokens",
+            "semantic_threshold",
+            "semantic_min_shared",
+            "semantic_model",
             "shared_ngram_share",
             "shared_ngram_min_items",
             "stem_answer_window",
         }
     )
     field_kinds = {**DEFAULT_FIELD_KINDS, **spec.field_kinds}
-    return ScreenConfig(n=spec.ngram, methods=tuple(spec.methods), field_kinds=field_kinds, **same_names)
+    methods = (*spec.methods, "semantic") if semantic_enabled(proj) else tuple(spec.methods)
+    return ScreenConfig(n=spec.ngram, methods=methods, field_kinds=field_kinds, **same_names)
 
 
 def screen_fingerprint(proj: Project) -> str:
-    return spec_hash(proj.spec.screen)
+    """The screen settings, plus, when the semantic method runs, the identity of the model's weights: a
+    different model finds different paraphrases, so it must rerun the screen like a threshold edit does."""
+    spec = proj.spec.screen
+    if not semantic_enabled(proj):
+        return spec_hash({"screen": spec.model_dump(mode="json"), "semantic_model": None})
+    return spec_hash({"screen": spec.model_dump(mode="json"), "semantic_model": model_identity(spec.semantic_model)})

@@ -45,7 +45,7 @@ def _gate_summary(root: str, source_id: str) -> GateSummary:
     automation_condition=rerun_when_changed(),
     group_name="curation",
     description="Gating over time: one row per source, rule and materialization of the gated partition (hits, "
-    "hit rate, CPU seconds, mean score), rebuilt from the event log. Its metadata holds each rule's hit rate "
+    "hit rate, CPU seconds), rebuilt from the event log. Its metadata holds each rule's hit rate "
     "over every source's latest gating, which the UI plots across materializations.",
 )
 def gating_history(context: AssetExecutionContext):

@@ -1,6 +1,7 @@
-"""Screen training documents for eval-set contamination: exact n-gram overlap plus fuzzy containment/Jaccard.
+"""Screen training documents for eval-set contamination: exact n-gram overlap, fuzzy containment/Jaccard, code
+structure and paraphrase.
 
-Four methods, each answering a different question about one (document, item field) pair:
+Six methods, each answering a different question about one (document, item field) pair:
 
 * ``ngram<n>`` (exact, GPT-3 appendix C): the document shares at least one ``n``-gram (default 13) of
   normalised tokens with the field. Lowercased ``\\w+`` tokens make the test blind to re-formatting and let
@@ -8,10 +9,12 @@ Four methods, each answering a different question about one (document, item fiel
   yet short enough that a partial copy of a solution is caught. ``span_start``/``span_end`` locate the
   longest run of consecutive shared n-grams in the document's *original* text.
 * ``containment`` (fuzzy): at least ``containment_threshold`` of the field's distinct word
-  ``containment_n``-grams (default 5) occur in the document. Edits that break every 13-gram (renamed
-  variables, merged tokens, dropped lines) leave most 5-grams intact, and measuring the share of the
+  ``containment_n``-grams (default 5) occur in the document. Local edits that break every 13-gram (a few
+  renamed tokens, merged tokens, dropped lines) leave most 5-grams intact, and measuring the share of the
   *item* that is present, rather than a symmetric similarity, still works when the item sits inside a
-  document many times its size.
+  document many times its size. A *consistent rename of every identifier* is not such an edit: names are
+  most of a solution's tokens, so it breaks nearly every 5-gram too (renamed HumanEval programs without
+  their docstring: 2% found by these three methods); that is what ``code<n>`` is for.
 * ``jaccard`` (fuzzy): the exact Jaccard similarity of the field's and the whole document's
   ``containment_n``-gram sets reaches ``jaccard_threshold``: the document *is* (an edited copy of) the
   item rather than merely containing it. Jaccard is never larger than containment on the same shingles,
@@ -19,8 +22,14 @@ Four methods, each answering a different question about one (document, item fiel
   near-copies, and screens on its own when containment is disabled.
 * ``stem_answer`` (multiple-choice items): the item's stem and its correct answer's text close together, with
   or without the options (:mod:`mixassets.engine.contamination_pairs`); a field ``<name>+answer``, kind target.
+* ``code<n>`` (:mod:`~mixassets.engine.contamination_code`): the document shares an ``n``-gram (default
+  28) of *canonical* Python tokens with a Python field, every identifier replaced by one placeholder, so a
+  renamed or reformatted copy of a solution matches; spans are in characters of the original text.
+* ``semantic`` (:mod:`~mixassets.engine.contamination_semantic`, opt-in): a window of the document that
+  shares enough of a field's content words is embedded with all-MiniLM-L6-v2 and lies within a calibrated
+  cosine of the field's prose: a paraphrase.
 
-N-grams that many items of one eval set share (a few-shot opener) are never evidence for any method
+N-grams that many items of one eval set share (a few-shot opener) are never evidence for the word methods
 (:class:`ScreenConfig`, ``shared_ngram_*``).
 
 Why Jaccard is computed exactly rather than estimated with MinHash: the containment pass already counts,
@@ -71,6 +80,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mixassets.engine.contamination_code import code_findings
 from mixassets.engine.contamination_index import (
     _DOC_COLUMNS,
     DEFAULT_FIELD_KINDS,
@@ -91,6 +101,7 @@ from mixassets.engine.contamination_index import (
 )
 from mixassets.engine.contamination_pairs import stem_answer_findings
 from mixassets.engine.contamination_report import ITEM_LEAK_SCHEMA, REPORT_SCHEMA, contamination_report, item_leaks
+from mixassets.engine.contamination_semantic import semantic_findings
 from mixassets.engine.text_norm import TokenHasher, ngram_hashes
 from mixtrain.schema import FINDING_SCHEMA
 
@@ -156,6 +167,7 @@ class _Finding:
     first: int  # token positions of the overlap, inclusive
     last: int
     score: float
+    chars: tuple[int, int] | None = None  # the span in characters, for methods that do not count word tokens
 
 
 class _Chunk:
@@ -259,12 +271,25 @@ def _fuzzy_findings(chunk: _Chunk, index: _GramIndex, cfg: ScreenConfig, field_t
     return out
 
 
+def _span_findings(texts: list[str], chunk: _Chunk, index: ScreenIndex) -> list[_Finding]:
+    """Findings of the methods that locate their evidence in characters: ``code<n>`` and ``semantic``."""
+    out = []
+    if index.code is not None:
+        for doc, ref, lo, hi, score in code_findings(texts, index.code, index.hasher):
+            out.append(_Finding(chunk.offset + doc, ref, f"code{index.code.g}", 0, 0, score, (lo, hi)))
+    if index.semantic is not None:
+        grams, _ = chunk.grams(1)
+        hits = semantic_findings(texts, grams, chunk.doc_of, chunk.starts, index.semantic, token_spans)
+        out += [_Finding(chunk.offset + d, ref, "semantic", 0, 0, score, (lo, hi)) for d, ref, lo, hi, score in hits]
+    return out
+
+
 def _emit(findings: list[_Finding], index: ScreenIndex, docs: pa.Table) -> pa.Table:
     rows: dict[str, list] = {name: [] for name in FINDING_SCHEMA.names}
     if not findings:
         return pa.Table.from_pydict(rows, schema=FINDING_SCHEMA)
-    rank = {"containment": 1, "jaccard": 2, "stem_answer": 3}  # ngram<n> ranks 0
-    findings.sort(key=lambda f: (f.doc, f.ref, rank.get(f.match_type, 0)))
+    rank = {"containment": 1, "jaccard": 2, "stem_answer": 3, "code": 4, "semantic": 5}  # ngram<n> ranks 0
+    findings.sort(key=lambda f: (f.doc, f.ref, rank.get(f.match_type.rstrip("0123456789"), 0)))
     take = sorted({f.doc for f in findings})
     sub = docs.select(list(_DOC_COLUMNS)).take(pa.array(take, pa.int64())).to_pylist()
     by_row = dict(zip(take, sub, strict=True))
@@ -282,9 +307,14 @@ def _emit(findings: list[_Finding], index: ScreenIndex, docs: pa.Table) -> pa.Ta
         rows["field"].append(ref.field)
         rows["kind"].append(ref.kind)
         rows["match_type"].append(f.match_type)
-        rows["overlap_text"].append(_cut(" ".join(tokens[f.first : f.last + 1])))
-        rows["span_start"].append(starts[f.first])
-        rows["span_end"].append(ends[f.last])
+        if f.chars is not None:  # code and semantic evidence: the document's own text
+            rows["overlap_text"].append(_cut(" ".join((doc["text"] or "")[f.chars[0] : f.chars[1]].split())))
+            rows["span_start"].append(f.chars[0])
+            rows["span_end"].append(f.chars[1])
+        else:
+            rows["overlap_text"].append(_cut(" ".join(tokens[f.first : f.last + 1])))
+            rows["span_start"].append(starts[f.first])
+            rows["span_end"].append(ends[f.last])
         rows["score"].append(f.score)
     return pa.Table.from_pydict(rows, schema=FINDING_SCHEMA)
 
@@ -336,7 +366,8 @@ def screen_batch(batch: pa.Table | pa.RecordBatch, index: ScreenIndex) -> BatchS
     if index.fields:
         for offset in range(0, docs.num_rows, _CHUNK):
             # Only one chunk of text is held as Python strings at a time.
-            chunk = _Chunk([t or "" for t in texts.slice(offset, _CHUNK).to_pylist()], offset, index.hasher)
+            strings = [t or "" for t in texts.slice(offset, _CHUNK).to_pylist()]
+            chunk = _Chunk(strings, offset, index.hasher)
             if index.exact is not None:
                 found += _exact_findings(chunk, index.exact, f"ngram{cfg.n}")
             if index.fuzzy is not None:
@@ -345,6 +376,7 @@ def screen_batch(batch: pa.Table | pa.RecordBatch, index: ScreenIndex) -> BatchS
                 _Finding(chunk.offset + d, r, "stem_answer", a, b, sc)
                 for d, r, a, b, sc in stem_answer_findings(chunk, index)
             ]
+            found += _span_findings(strings, chunk, index)
     hit = np.zeros(docs.num_rows, dtype=bool)
     hit[[f.doc for f in found]] = True
     findings = _emit(found, index, docs)  # sorts ``found`` into the findings' row order
@@ -361,13 +393,16 @@ def screen(
 ) -> tuple[pa.Table, pa.Table, pa.Table]:
     """Split ``docs`` into (clean, contaminated) and return the findings behind every contaminated doc.
 
-    A document is contaminated when any enabled method fires for any screened field of any item (see the
-    module docstring). Findings are in document order, then item field, then method (``ngram``,
-    ``containment``, ``jaccard``). ``overlap_text`` is the overlap in normalised tokens (cut to ~300
-    characters) and ``span_start``/``span_end`` its character span in the document's text: the longest
-    run of consecutive shared n-grams for ``ngram<n>``, the densest stretch of shared shingles (at most
-    1.5 times the field's length) for the fuzzy methods. ``score`` is the share of the field's distinct
-    n-grams found for ``ngram<n>`` and ``containment``, the Jaccard similarity for ``jaccard``.
+    A document is contaminated when any enabled method fires for any screened field of any item (see the module
+    docstring). Findings are in document order, then item field, then method (``ngram``, ``containment``,
+    ``jaccard``, ``code``, ``semantic``). ``overlap_text`` is the overlap in normalised tokens (cut to ~300
+    characters) and ``span_start``/``span_end`` its character span in the document's text: the longest run of
+    consecutive shared n-grams for ``ngram<n>``, the densest stretch of shared shingles (at most 1.5 times the
+    field's length) for the fuzzy methods, the matched code for ``code<n>``, the embedded window for ``semantic``
+    (these two quote the document's own text). ``score`` is the share of the field's distinct n-grams found for
+    ``ngram<n>``, ``containment`` and ``code<n>`` (canonical n-grams), the Jaccard similarity for ``jaccard``, and
+    for ``semantic`` the calibrated mix of cosine and word share
+    (:func:`~mixassets.engine.contamination_semantic.evidence`).
     A document whose text is null is screened as empty text, so it is clean.
 
     ``index`` is :func:`build_index` of ``items`` when the caller already has it (to pass its

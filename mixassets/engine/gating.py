@@ -260,6 +260,7 @@ def _apply_rules(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> _Ru
                 decisions["reason"].append(o.reason)
                 decisions["span_start"].append(span[0] if span else None)
                 decisions["span_end"].append(span[1] if span else None)
+                decisions["score"].append(o.score)
                 if rule_id.startswith("pii."):
                     run.pii_hits[rule_id] += 1
             for rule_id in dict.fromkeys(r for r, _ in tagged):

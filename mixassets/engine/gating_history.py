@@ -9,6 +9,9 @@ this module only shapes them, so the table can be tested and rebuilt without Dag
 Which rules a row exists for: every rule the gate *ran* in that materialization (``time_s.<rule>`` is recorded for
 each), with 0 hits when it fired on nothing, plus the finer rule ids that fired (``pii.email``). A rule that did not
 run (switched off for the source) has no row rather than a misleading 0, so a chart shows a gap, not a drop.
+Scores are not summarised here: each decision row carries its own ``score`` in the decision log, where a query can
+chart a rule's score distribution, and a per-rule sum in the gate's counts would make the streaming and Ray gates'
+counts depend on the order floats are added in.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import pyarrow as pa
 
 RULE_HITS = "rule."
 RULE_TIME = "time_s."
-SCORE_MEAN = "score_mean."
 
 HISTORY_SCHEMA = pa.schema(
     [
@@ -34,7 +36,6 @@ HISTORY_SCHEMA = pa.schema(
         pa.field("hits", pa.int64(), nullable=False),  # documents the rule fired on
         pa.field("hit_rate", pa.float64()),  # hits / ingested; null when nothing was ingested
         pa.field("seconds", pa.float64()),  # the rule's CPU time in that run; null for a finer id
-        pa.field("score_mean", pa.float64()),  # mean score of the rows it fired on, for scored rules
     ]
 )
 
@@ -58,7 +59,6 @@ def build_gating_history(materializations: Iterable[GateMaterialization]) -> pa.
         n = None if ingested is None else int(ingested)
         ran = {k.removeprefix(RULE_TIME): float(v) for k, v in m.metrics.items() if k.startswith(RULE_TIME)}
         hits = {k.removeprefix(RULE_HITS): int(v) for k, v in m.metrics.items() if k.startswith(RULE_HITS)}
-        scores = {k.removeprefix(SCORE_MEAN): float(v) for k, v in m.metrics.items() if k.startswith(SCORE_MEAN)}
         at = datetime.fromtimestamp(m.timestamp, tz=UTC)
         for rule in sorted(ran.keys() | hits.keys()):
             h = hits.get(rule, 0)
@@ -73,7 +73,6 @@ def build_gating_history(materializations: Iterable[GateMaterialization]) -> pa.
                     "hits": h,
                     "hit_rate": h / n if n else None,
                     "seconds": ran.get(rule),
-                    "score_mean": scores.get(rule),
                 }
             )
     return pa.Table.from_pylist(rows, schema=HISTORY_SCHEMA)

@@ -314,6 +314,7 @@ def _decision(doc_id: str, source_id: str, rule_id: str, action: str, row: dict[
         "reason": _review_reason(row),
         "span_start": None,
         "span_end": None,
+        "score": None,
     }
 
 

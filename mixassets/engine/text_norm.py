@@ -34,13 +34,12 @@ def normalize(text: str) -> str:
     Punctuation is deleted rather than turned into a space so that "e-mail" and "email", or
     re-punctuated copies of a page, fall together.
     """
-    text = unicodedata.normalize("NFKC", text).lower()
-    return " ".join(_PUNCT.sub("", text).split())
+    return " ".join(dedupe_words(text))
 
 
 def dedupe_words(text: str) -> list[str]:
-    """The words dedupe shingles: the tokens of :func:`normalize`."""
-    return normalize(text).split()
+    """The words dedupe shingles: the tokens of :func:`normalize` (split once, not joined and split again)."""
+    return _PUNCT.sub("", unicodedata.normalize("NFKC", text).lower()).split()
 
 
 def stable_hash64(value: str | bytes) -> int:
@@ -75,14 +74,18 @@ def _finalize(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(31))
 
 
+@functools.lru_cache(maxsize=64)
 def _position_multipliers(n: int) -> np.ndarray:
+    """One multiplier per n-gram position; cached (read-only) because every document asks for the same few n."""
     out = np.empty(n, dtype=np.uint64)
     acc = np.uint64(1)
     with np.errstate(over="ignore"):
         for i in range(n):
             out[i] = acc
             acc = acc * _GOLDEN
-    return out | np.uint64(1)
+    out |= np.uint64(1)
+    out.flags.writeable = False
+    return out
 
 
 def ngram_hashes(token_hashes: np.ndarray, n: int, *, short_as_one: bool = False) -> np.ndarray:

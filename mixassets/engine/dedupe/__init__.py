@@ -20,8 +20,10 @@ Why this shape:
   The :class:`~mixassets.engine.dedupe.bands.BandIndex` proposes pairs sharing a band. Bands are chosen for
   recall (>= 95% at the lowest configured threshold, :func:`lsh_params`) because **every candidate is
   verified by the exact Jaccard of the two shingle sets** before anything is dropped: a false candidate
-  costs time, a missed one leaves a duplicate. Shingles are recomputed from text only for documents that
-  appear in a candidate pair.
+  costs time, a missed one leaves a duplicate. Each text is shingled once: the sketch pass spills every
+  document's sorted shingle hashes to a scratch file (:class:`~mixassets.engine.dedupe.shingle_sets.ShingleSpill`,
+  an offset per document in memory) and verification reads the candidates' sets back, a window at a time; only
+  documents whose sketch was reused from an earlier run are shingled again.
 * **Thresholds.** A document's threshold is its source's override, else its domain's, else ``threshold``;
   a pair is a near duplicate when its exact Jaccard reaches the *larger* of its two documents' thresholds,
   so a strict source is never merged more loosely because its partner's source is lax.
@@ -31,16 +33,22 @@ Why this shape:
   an ``OR``), the higher trust tier (``trust[source_id]``, missing = 0), the earlier ``capture_time``
   (missing last), the smaller ``doc_id``; then ``doc_id``, ``source_id`` and a hash of the text, which only
   matter for rows that repeat an id.
-* **Resolution** (:func:`resolve`) walks documents best keeper first. A document is compared only with
-  the *keepers* found so far: an exact-key match wins, else the verified near match with the highest exact
-  Jaccard (ties: the better keeper). So a dropped document always names a keeper that is in the output,
-  and a chain A~B~C never drops both B and C because of each other. ``max_per_cluster`` lets a source or
-  domain keep up to N members of a cluster (keeper included if it is of that source/domain); those rows
-  say ``kept_capped``. Capped members stay in the corpus but are not keepers, so clusters never chain
-  through them.
+* **Resolution** (:func:`resolve`): exact-key twins and verified pairs at or above threshold are edges, and each
+  connected component keeps one document, its best keeper. Why components: a chain A~B~C where A and C differ
+  is one family of copies, and judging C only against kept documents (A) keeps C although it duplicates B, so
+  the family survives twice. The walk grows each component from its keeper, best-ranked member next; a member
+  names the visited member it matched (an exact twin first, else the highest exact Jaccard, ties to the better
+  keeper), so every recorded link is verified and the links lead to the keeper (``cluster_id``).
+  ``max_per_cluster`` lets a source or domain keep up to N members of a component (keeper included if it is of
+  that source/domain); those rows say ``kept_capped``.
+* **Content, not templates** (:mod:`~mixassets.engine.dedupe.content`). What is compared is chosen per source
+  kind (``content_fields``): text documents whole, chat records by their user/assistant/tool contents and tool
+  calls, never the system prompt; lines that recur in most of a source's chat records (its prompt template) are
+  left out, so short examples that share one template are not each other's duplicates.
 * **Texts are streamed, never held.** The corpus (:class:`~mixassets.engine.dedupe.corpus.Corpus`: stored tables
-  or in-memory ones) is read back in batches: once to sketch, for the candidate pairs' rows to verify (in windows
-  of a bounded size of held shingle sets), and to write the kept rows. Memory holds ids, keeper metadata and
+  or in-memory ones) is read back in batches: once to sketch (after one pass over chat rows for templates), for
+  reused rows in candidate pairs to verify (in windows of a bounded size of held shingle sets), and to write the
+  kept rows. Memory holds ids, keeper metadata and
   sketches, so it grows with the number of documents, not with their length.
 * A document whose normalised text is empty has no key and no shingles: it is kept and never used as a
   keeper, since dropping it would be losing a document for no stated reason.

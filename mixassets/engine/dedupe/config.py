@@ -14,6 +14,11 @@ from types import MappingProxyType
 REQUIRED_COLUMNS = ("doc_id", "source_id", "text", "capture_time")
 LSH_RECALL_AT_THRESHOLD = 0.95
 KEEPER_CRITERIA = ("license", "trust_tier", "capture_time", "doc_id")
+# What a chat record is compared on by default: what its people and tools said, not its system prompt.
+DEFAULT_CONTENT_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"text": ("text",), "chat": ("user", "assistant", "tool", "tool_calls")}
+)
+_KINDS = ("text", "chat")
 _META_FINGERPRINT = b"mixtrain.dedupe.fingerprint"
 _META_BANDING = b"mixtrain.dedupe.banding"
 _META_SKETCH_SET = b"mixtrain.dedupe.sketch_set"
@@ -42,6 +47,11 @@ class DedupeConfig:
     first) to how many members of one cluster of that source/domain may stay; 1, the default, keeps only
     the keeper. The normalisation flags define the exact-duplicate key only; shingles always use
     :func:`~mixassets.engine.text_norm.dedupe_words` (prose) or ``code_tokens`` (code sources).
+
+    ``content_fields`` says per source kind what is compared (:mod:`~mixassets.engine.dedupe.content`): ``text``
+    the whole text; for chat, role names (their message contents) and ``tool_calls``. A kind left out keeps its
+    default. Lines of the selected chat parts found in at least ``template_min_share`` of a source's chat
+    records and in at least ``template_min_records`` of them are that source's template and are not compared.
     """
 
     threshold: float = 0.8
@@ -57,8 +67,14 @@ class DedupeConfig:
     domain_threshold: Mapping[str, float] = field(default_factory=dict)
     max_per_cluster: Mapping[str, int] = field(default_factory=dict)
     keeper_rule: tuple[str, ...] = KEEPER_CRITERIA
+    content_fields: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_CONTENT_FIELDS))
+    template_min_share: float = 0.5
+    template_min_records: int = 20
 
     def __post_init__(self) -> None:
+        fields = {**DEFAULT_CONTENT_FIELDS, **{k: tuple(v) for k, v in dict(self.content_fields).items()}}
+        object.__setattr__(self, "content_fields", MappingProxyType(fields))
+        self._check_content()
         for name in ("source_threshold", "domain_threshold", "max_per_cluster"):
             object.__setattr__(self, name, _frozen_map(getattr(self, name)))
         object.__setattr__(self, "keeper_rule", tuple(self.keeper_rule))
@@ -81,6 +97,20 @@ class DedupeConfig:
                 f"dedupe: keeper_rule must list distinct criteria from {KEEPER_CRITERIA}, got {self.keeper_rule}"
             )
 
+    def _check_content(self) -> None:
+        unknown = sorted(set(self.content_fields) - set(_KINDS))
+        if unknown:
+            raise ValueError(f"dedupe: content_fields names unknown source kind(s) {unknown}; kinds are {_KINDS}")
+        if tuple(self.content_fields["text"]) != ("text",):
+            raise ValueError("dedupe: text documents are compared whole; content_fields.text must be ['text']")
+        chat = self.content_fields["chat"]
+        if not chat or any(not isinstance(f, str) or not f for f in chat):
+            raise ValueError(f"dedupe: content_fields.chat must name roles, 'tool_calls' or 'text'; got {list(chat)}")
+        if not 0.0 < float(self.template_min_share) <= 1.0:
+            raise ValueError(f"dedupe: template_min_share must be in (0, 1], got {self.template_min_share}")
+        if int(self.template_min_records) < 2:
+            raise ValueError(f"dedupe: template_min_records must be >= 2, got {self.template_min_records}")
+
     @property
     def banding(self) -> tuple[int, int]:
         """(bands, rows) for the lowest threshold any pair can have, so every pair gets the recall target."""
@@ -91,7 +121,7 @@ class DedupeConfig:
         """The settings a sketch depends on; sketches with another fingerprint cannot be compared."""
         return json.dumps(
             {
-                "version": 1,
+                "version": 2,
                 "num_perm": self.num_perm,
                 "seed": self.seed,
                 "ngram": self.ngram,
@@ -100,6 +130,9 @@ class DedupeConfig:
                 "collapse_whitespace": self.collapse_whitespace,
                 "strip_punctuation": self.strip_punctuation,
                 "strip_digits": self.strip_digits,
+                "content_fields": {k: list(v) for k, v in sorted(self.content_fields.items())},
+                "template_min_share": float(self.template_min_share),
+                "template_min_records": int(self.template_min_records),
             },
             sort_keys=True,
         )

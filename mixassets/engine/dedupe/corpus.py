@@ -7,6 +7,9 @@ streams texts back in batches of a bounded number of rows, reading only the tabl
 rows a pass wants. A table is a committed :class:`~mixtrain.tables.StoredTable` (the asset's gated partitions)
 or an in-memory Arrow table (tests, benchmarks), which is read by zero-copy slices.
 
+With a content view (:meth:`Corpus.with_view`) the texts handed out are what dedupe compares of each row (a chat
+record's content without its source's template, :mod:`~mixassets.engine.dedupe.content`); rows are unchanged.
+
 Rows are addressed by *position*: the row's index in the tables taken one after another. Every pass reads the
 tables in the same order, and a stored table's parts are checked against its manifest on every read, so a
 position means the same row in every pass.
@@ -21,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pyarrow as pa
 
+from mixassets.engine.dedupe.content import VIEW_COLUMNS, ContentView
 from mixtrain.schema import with_row_ids
 
 
@@ -52,7 +56,7 @@ class StoredTable(Protocol):
 
 CorpusTable = pa.Table | StoredTable
 # The columns a run keeps in memory for every document: what sketches, keepers and resolution read. Never text.
-METADATA_COLUMNS = ("doc_id", "row_id", "source_id", "domain", "license", "capture_time")
+METADATA_COLUMNS = ("doc_id", "row_id", "source_id", "domain", "license", "capture_time", "kind")
 # Rows per batch read back from a stored table: ~2 MB of text at ~2 KB a document, and the per-batch work
 # (a Python call, an Arrow take) is negligible next to shingling that many texts.
 READ_ROWS = 1024
@@ -74,7 +78,9 @@ class _Span:
 class Corpus:
     """An ordered list of document tables read in batches; see the module docstring."""
 
-    def __init__(self, tables: Sequence[CorpusTable], *, read_rows: int = READ_ROWS) -> None:
+    def __init__(
+        self, tables: Sequence[CorpusTable], *, read_rows: int = READ_ROWS, view: ContentView | None = None
+    ) -> None:
         if not tables:
             raise ValueError("dedupe: a corpus needs at least one table")
         if read_rows < 1:
@@ -89,6 +95,24 @@ class Corpus:
         self._spans = tuple(spans)
         self.rows = start
         self.read_rows = read_rows
+        self.view = view
+
+    def with_view(self, view: ContentView | None) -> Corpus:
+        """The same tables, whose texts (:meth:`text_batches`, :meth:`texts_at`) are what ``view`` compares of
+        each row; the rows themselves (:meth:`kept_batches`, :meth:`table`) are unchanged."""
+        return Corpus(self.tables, read_rows=self.read_rows, view=view)
+
+    def _text_columns(self) -> list[str]:
+        """The columns a text batch is read with: ``text``, plus what the view needs when it has it."""
+        if self.view is None:
+            return ["text"]
+        return [c for c in VIEW_COLUMNS if c in self.column_names]
+
+    def _texts(self, part: pa.Table | pa.RecordBatch) -> pa.Array:
+        if self.view is None:
+            column = part.column("text")
+            return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        return self.view.texts(part)
 
     @classmethod
     def of(cls, docs: CorpusInput) -> Corpus:
@@ -134,11 +158,33 @@ class Corpus:
                 continue
             table = span.table
             if isinstance(table, pa.Table):
-                column = table.column("text")
+                columns = table.select(self._text_columns())
                 for at in range(0, span.rows, self.read_rows):
-                    yield span.start + at, column.slice(at, self.read_rows).combine_chunks()
+                    yield span.start + at, self._texts(columns.slice(at, self.read_rows))
                 continue
             yield from self._stored_texts(span, wanted)
+
+    def column_batches(self, columns: Sequence[str], wanted: np.ndarray) -> Iterator[pa.Table | pa.RecordBatch]:
+        """Batches of ``columns`` (those the tables have) of the tables and parts holding a ``wanted`` row, each
+        filtered to its wanted rows: a pass over a few rows' columns, e.g. the chat rows' messages."""
+        names = [c for c in columns if c in self.column_names]
+        for span in self._spans:
+            if not wanted[span.start : span.start + span.rows].any():
+                continue
+            table = span.table
+            if isinstance(table, pa.Table):
+                for at in range(0, span.rows, self.read_rows):
+                    keep = wanted[span.start + at : span.start + at + self.read_rows]
+                    if keep.any():
+                        yield table.select(names).slice(at, len(keep)).filter(pa.array(keep))
+                continue
+            for part, first in self._parts_with(span, wanted):
+                at = first
+                for batch in table.batches(names, self.read_rows, parts=[part], buffer_size=READ_BUFFER_BYTES):
+                    keep = wanted[at : at + batch.num_rows]
+                    at += batch.num_rows
+                    if keep.any():
+                        yield batch.filter(pa.array(keep))
 
     def texts_at(self, positions: np.ndarray) -> Iterator[tuple[np.ndarray, list[str | None]]]:
         """The texts of ``positions`` (ascending, distinct) as ``(positions, texts)`` chunks in position order:
@@ -155,10 +201,10 @@ class Corpus:
             local = positions[lo:hi] - span.start
             table = span.table
             if isinstance(table, pa.Table):
-                column = table.column("text")
+                columns = table.select(self._text_columns())
                 for at in range(0, local.size, _TAKE_ROWS):
                     chunk = local[at : at + _TAKE_ROWS]
-                    yield chunk + span.start, column.take(pa.array(chunk, pa.int64())).to_pylist()
+                    yield chunk + span.start, self._texts(columns.take(pa.array(chunk, pa.int64()))).to_pylist()
                 continue
             wanted = np.zeros(self.rows, dtype=bool)
             wanted[local + span.start] = True
@@ -173,8 +219,9 @@ class Corpus:
         assert isinstance(span.table, StoredTable)
         for part, first in self._parts_with(span, wanted):
             at = first
-            for batch in span.table.batches(["text"], self.read_rows, parts=[part], buffer_size=READ_BUFFER_BYTES):
-                yield at, batch.column(0)
+            columns = self._text_columns()
+            for batch in span.table.batches(columns, self.read_rows, parts=[part], buffer_size=READ_BUFFER_BYTES):
+                yield at, self._texts(batch)
                 at += batch.num_rows
 
     def _parts_with(self, span: _Span, wanted: np.ndarray | None) -> Iterator[tuple[int, int]]:

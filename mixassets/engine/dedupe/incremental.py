@@ -23,6 +23,7 @@ from mixassets.engine.dedupe.config import (
     REQUIRED_COLUMNS,
     DedupeConfig,
 )
+from mixassets.engine.dedupe.content import VIEW_COLUMNS, ContentView, find_templates
 from mixassets.engine.dedupe.corpus import Corpus, CorpusInput, check_row_ids
 from mixassets.engine.dedupe.digest import (
     _digest_lanes,
@@ -33,6 +34,7 @@ from mixassets.engine.dedupe.digest import (
     _with_sketch_set,
 )
 from mixassets.engine.dedupe.resolution import resolve
+from mixassets.engine.dedupe.shingle_sets import ShingleSpill
 from mixassets.engine.dedupe.sketching import _content_hashes, sketch_streamed
 from mixassets.engine.dedupe.tables import _capture_utc, _check_columns, _check_sketches, _in_set, _optional_string
 from mixassets.engine.dedupe.verification import VerifiedPairs, _cached_pairs, _verify
@@ -41,6 +43,8 @@ from mixassets.engine.dedupe.verification import VerifiedPairs, _cached_pairs, _
 _MAX_SLICES = 64
 # The data version of each source the sketches were made from (see with_sketched_versions).
 _META_SKETCHED_VERSIONS = b"mixtrain.dedupe.gated_versions"
+# Each chat source's template lines, as hex line hashes (see with_templates).
+_META_TEMPLATES = b"mixtrain.dedupe.templates"
 # Input rows per batch of kept rows handed to a writer: ~30 MB of text at ~2 KB/doc.
 _KEPT_BATCH_ROWS = 16_384
 
@@ -217,6 +221,9 @@ def dedupe_incremental(
         except ValueError as e:
             notes.append(f"previous sketches not reused: {e}")
             previous_sketches, previous_pairs = None, None
+    # Every text below is what the content view compares (chat: the selected parts without the source's template).
+    templates = _templates(corpus, meta, cfg, previous_sketches, unchanged_sources)
+    corpus = corpus.with_view(ContentView(cfg.content_fields, templates))
     if previous_pairs is not None:
         pairs_meta = previous_pairs.schema.metadata or {}
         if pairs_meta.get(_META_FINGERPRINT, b"").decode() != cfg.fingerprint():
@@ -257,7 +264,10 @@ def dedupe_incremental(
     new_rows = np.flatnonzero(reuse_from < 0)
     old_rows = np.flatnonzero(reuse_from >= 0)
 
-    fresh = _sketch_rows(corpus, meta, reuse_from < 0, cfg, code_sources, known_hashes)
+    # The shingle sets of the rows sketched now go to a scratch file, so verification does not shingle them again.
+    spill = ShingleSpill()
+    fresh = _sketch_rows(corpus, meta, reuse_from < 0, cfg, code_sources, known_hashes, spill)
+    spill.bind(new_rows)
     if old_rows.size == 0:  # a full build: the sketches are already in input order
         sketches = fresh.combine_chunks()
     else:
@@ -281,7 +291,8 @@ def dedupe_incremental(
     )
     want_cache = previous_pairs is not None and previous_pairs.num_rows > 0 and (len(candidates) > 0 or complete_cache)
     cached = _cached_pairs(previous_pairs, sketches) if want_cache else None
-    verified = _verify(sketches, candidates, corpus, cfg, cached)
+    with spill:
+        verified = _verify(sketches, candidates, corpus, cfg, cached, spill)
     if complete_cache and old_rows.size and cached is not None:
         cpos, cexact, cest = cached
         old_old = ~is_new[cpos[:, 0]] & ~is_new[cpos[:, 1]]
@@ -306,11 +317,55 @@ def dedupe_incremental(
     return DedupeResult(
         kept_mask=kept_mask,
         clusters=clusters,
-        sketches=sketches,
+        sketches=with_templates(sketches, templates),
         verified_pairs=verified.table(sketches, cfg),
         stats=stats,
         corpus=corpus,
     )
+
+
+def with_templates(sketches: pa.Table, templates: Mapping[str, frozenset[int]]) -> pa.Table:
+    """``sketches`` recording each chat source's template lines (:mod:`~mixassets.engine.dedupe.content`), so a
+    refresh that trusts an unchanged source need not read its records again to find them."""
+    value = json.dumps({s: sorted(f"{h:016x}" for h in t) for s, t in sorted(templates.items())})
+    return sketches.replace_schema_metadata({**(sketches.schema.metadata or {}), _META_TEMPLATES: value.encode()})
+
+
+def _stored_templates(sketches: pa.Table | None) -> dict[str, frozenset[int]] | None:
+    raw = ((sketches.schema.metadata or {}) if sketches is not None else {}).get(_META_TEMPLATES)
+    if raw is None:
+        return None
+    return {s: frozenset(int(h, 16) for h in hs) for s, hs in json.loads(raw).items()}
+
+
+def _templates(
+    corpus: Corpus,
+    meta: pa.Table,
+    cfg: DedupeConfig,
+    previous: pa.Table | None,
+    unchanged: Collection[str],
+) -> dict[str, frozenset[int]]:
+    """Each chat source's template lines: found from its records (one pass over the chat rows' messages), or,
+    for a source the caller trusts as unchanged, taken from the previous sketches that recorded them."""
+    if "kind" not in meta.column_names:
+        return {}
+    chat = pc.fill_null(pc.equal(meta.column("kind"), "chat"), False).to_numpy(zero_copy_only=False)
+    stored = _stored_templates(previous)
+    out: dict[str, frozenset[int]] = {}
+    if stored is not None and unchanged:
+        reused = set(unchanged)
+        out.update({s: t for s, t in stored.items() if s in reused})
+        chat &= ~_in_set(meta.column("source_id"), reused)
+    if chat.any():
+        out.update(
+            find_templates(
+                corpus.column_batches(VIEW_COLUMNS, chat),
+                cfg.content_fields,
+                cfg.template_min_share,
+                cfg.template_min_records,
+            )
+        )
+    return out
 
 
 def _corpus_hashes(corpus: Corpus, wanted: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -331,6 +386,7 @@ def _sketch_rows(
     cfg: DedupeConfig,
     code_sources: Sequence[str] | set[str] | frozenset[str],
     known_hashes: pa.UInt64Array | None,
+    spill: ShingleSpill | None = None,
 ) -> pa.Table:
     """The sketches of the ``wanted`` rows, in row order: texts are read batch by batch (only tables and parts
     that hold a wanted row) and sketched as they come, so memory holds one batch of texts."""
@@ -348,7 +404,12 @@ def _sketch_rows(
 
     hashes = known_hashes if known_hashes is None or take is None else known_hashes.take(take)
     return sketch_streamed(
-        meta if take is None else meta.take(take), texts(), cfg, code_sources=code_sources, content_hashes=hashes
+        meta if take is None else meta.take(take),
+        texts(),
+        cfg,
+        code_sources=code_sources,
+        content_hashes=hashes,
+        spill=spill,
     )
 
 

@@ -34,12 +34,13 @@ import pyarrow.compute as pc
 
 from mixassets.engine.dedupe.bands import pairs_in_runs
 from mixassets.engine.dedupe.config import _META_BANDING, _META_FINGERPRINT, _META_SKETCH_SET, DedupeConfig
+from mixassets.engine.dedupe.content import ContentView, chat_line_hashes
 from mixassets.engine.dedupe.corpus import Corpus, check_row_ids
 from mixassets.engine.dedupe.digest import _with_sketch_set
-from mixassets.engine.dedupe.incremental import DedupeResult, DedupeStats
+from mixassets.engine.dedupe.incremental import DedupeResult, DedupeStats, with_templates
 from mixassets.engine.dedupe.keepers import _keeper_positions
 from mixassets.engine.dedupe.resolution import _cluster_rows, _thresholds, resolve_walk
-from mixassets.engine.dedupe.sketching import shingle_set, signatures, sketch
+from mixassets.engine.dedupe.sketching import shingle_set, signatures, sketch_streamed
 from mixassets.engine.dedupe.tables import VERIFIED_PAIR_SCHEMA, _check_columns, _fixed_list_numpy, sketch_schema
 from mixassets.engine.dedupe.verification import VerifiedPairs, _jaccard
 from mixassets.engine.distributed._data import (
@@ -75,9 +76,56 @@ class RayDedupeResult:
     candidate_pairs: int
 
 
+# -- 0. templates ---------------------------------------------------------------------------------------------
+_LINE_SCHEMA = pa.schema([("source_id", pa.string()), ("hash", pa.uint64()), ("record", pa.int64())])
+
+
+def _template_lines(batch: pa.Table, cfg: DedupeConfig) -> pa.Table:
+    """Per chat record with a content view: one ``record`` = 1 row, and one row per distinct line hash."""
+    plain = ContentView(cfg.content_fields)
+    sources, hashes, records = [], [], []
+    for source, lines in chat_line_hashes(batch, plain):
+        distinct = sorted(set(lines))
+        sources += [source] * (len(distinct) + 1)
+        hashes += [0, *distinct]
+        records += [1] + [0] * len(distinct)
+    return pa.table({"source_id": sources, "hash": pa.array(hashes, pa.uint64()), "record": records}, _LINE_SCHEMA)
+
+
+def _source_template(group: pa.Table, cfg: DedupeConfig) -> pa.Table:
+    """One source's template lines from its records' line rows (the bars of :func:`find_templates`)."""
+    record = group.column("record").to_numpy()
+    n = int(record.sum())
+    lines, counts = np.unique(group.column("hash").to_numpy()[record == 0], return_counts=True)
+    chosen = lines[counts >= max(cfg.template_min_records, cfg.template_min_share * n)]
+    return pa.table({"source_id": [group.column("source_id")[0].as_py()] * len(chosen), "hash": chosen})
+
+
+def _templates_ray(docs_ds, cfg: DedupeConfig, parts: int) -> dict[str, frozenset[int]]:
+    """:func:`~mixassets.engine.dedupe.content.find_templates` on Ray: records' line hashes are grouped by source
+    and counted there; only the template lines come back."""
+    if "kind" not in docs_ds.schema().names:
+        return {}
+    lines = settled(docs_ds.map_batches(_template_lines, batch_format="pyarrow", fn_kwargs={"cfg": cfg}), _LINE_SCHEMA)
+    chosen = collect(
+        lines.groupby("source_id", num_partitions=parts).map_groups(
+            _source_template, batch_format="pyarrow", fn_kwargs={"cfg": cfg}
+        ),
+        pa.schema([("source_id", pa.string()), ("hash", pa.uint64())]),
+    )
+    out: dict[str, set[int]] = {}
+    for source, h in zip(chosen.column("source_id").to_pylist(), chosen.column("hash").to_pylist(), strict=True):
+        out.setdefault(source, set()).add(int(h))
+    return {source: frozenset(t) for source, t in out.items()}
+
+
 # -- 1. sketch ------------------------------------------------------------------------------------------------
-def _sketch_batch(batch: pa.Table, cfg: DedupeConfig, code_sources: frozenset[str], parts: int) -> pa.Table:
-    sk = sketch(batch, cfg, code_sources=code_sources).replace_schema_metadata(None)
+def _sketch_batch(
+    batch: pa.Table, cfg: DedupeConfig, code_sources: frozenset[str], parts: int, view: ContentView
+) -> pa.Table:
+    texts = view.texts(batch)  # what is compared: a chat record's content without its source's template
+    meta = batch.drop_columns(["text"])
+    sk = sketch_streamed(meta, [texts], cfg, code_sources=code_sources).replace_schema_metadata(None)
     keys = sk.column("exact_key").combine_chunks()
     # A bucket from the key's first 8 bytes (the key is a hash): twins share it; -1 where there is no key.
     first = np.frombuffer(pc.fill_null(keys, b"\0" * 16).buffers()[1], dtype=np.uint64)[
@@ -88,7 +136,7 @@ def _sketch_batch(batch: pa.Table, cfg: DedupeConfig, code_sources: frozenset[st
         sk.append_column(POS, batch.column(POS))
         .append_column(_THRESHOLD, pa.array(_thresholds(sk, cfg), pa.float64()))
         .append_column(_BUCKET, pa.array(bucket, pa.int64()))
-        .append_column("text", batch.column("text"))
+        .append_column("text", texts)
     )
 
 
@@ -220,7 +268,7 @@ def _resolve_group(group: pa.Table, ref, meta_schema: pa.Schema, cfg: DedupeConf
     verified = VerifiedPairs(pairs, exact[mine], estimated[mine])
     sub = conform(group, meta_schema)
     walk = resolve_walk(sub, verified, cfg, trust=trust)
-    rows = _cluster_rows(sub, walk.member, walk.keeper_of, walk.via_edge, walk.capped, verified)
+    rows = _cluster_rows(sub, walk, verified)
     member = pa.array(np.asarray(walk.member, dtype=np.int64), pa.int64())
     rows = rows.append_column(POS, pa.array(pos[np.asarray(walk.member, dtype=np.int64)], pa.int64()))
     for name in _MEMBER_META:
@@ -254,10 +302,12 @@ def dedupe_ray(
 
     docs_ds, n = docs_dataset(docs, parts)
     sk_schema = sketch_schema(cfg)
+    templates = _templates_ray(docs_ds, cfg, parts)
+    view = ContentView(cfg.content_fields, templates)
     sk = docs_ds.map_batches(
         _sketch_batch,
         batch_format="pyarrow",
-        fn_kwargs={"cfg": cfg, "code_sources": frozenset(code_sources), "parts": parts},
+        fn_kwargs={"cfg": cfg, "code_sources": frozenset(code_sources), "parts": parts, "view": view},
     ).materialize()
 
     bands = cfg.banding[0]
@@ -342,6 +392,7 @@ def dedupe_ray(
         sk.drop_columns([_THRESHOLD, _BUCKET, "text"]), sk_schema.append(pa.field(POS, pa.int64())), sort_by=POS
     )
     sketches = _with_sketch_set(conform(sketches, sk_schema).replace_schema_metadata(sk_schema.metadata))
+    sketches = with_templates(sketches, templates)
     verified = conform(pairs, VERIFIED_PAIR_SCHEMA).sort_by(
         [
             ("a_source_id", "ascending"),

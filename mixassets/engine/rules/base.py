@@ -36,6 +36,7 @@ class Outcome:
     span: tuple[int, int] | None = None  # character offsets into the text the rule was shown
     replacement: str | None = None  # for redact: what replaces the span
     rule_id: str | None = None  # a finer id inside the rule's family (e.g. "pii.email"); default: the rule's id
+    score: float | None = None  # the measure a threshold rule compared (a ratio, a length, a probability)
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,7 @@ def ratio(part: float, whole: float) -> float:
     return part / whole if whole else 0.0
 
 
-def quarantine_if(exceeded: bool, reason: str) -> DocOutcomes:
-    """The outcome of a threshold rule: quarantine with ``reason`` when the measure ``exceeded`` its bound."""
-    return [Outcome("quarantine", reason)] if exceeded else []
+def quarantine_if(exceeded: bool, reason: str, score: float | None = None) -> DocOutcomes:
+    """The outcome of a threshold rule: quarantine with ``reason`` when the measure ``exceeded`` its bound; ``score``
+    is that measure, logged as a number so a threshold can be re-tuned from the decision log without re-gating."""
+    return [Outcome("quarantine", reason, score=score)] if exceeded else []

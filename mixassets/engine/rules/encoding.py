@@ -32,7 +32,11 @@ class UndecodableRule(Rule):
             outcomes = []
             if n and bad / n > limit:
                 outcomes.append(
-                    Outcome("quarantine", f"{bad} of {n} characters are U+FFFD (ratio {bad / n:.4f} > {limit})")
+                    Outcome(
+                        "quarantine",
+                        f"{bad} of {n} characters are U+FFFD (ratio {bad / n:.4f} > {limit})",
+                        score=bad / n,
+                    )
                 )
             if control:
                 s = text[i].as_py()

@@ -52,5 +52,5 @@ class LanguageMismatchRule(Rule):
                 out.append([])
             else:
                 reason = f"language {code} ({confidence:.2f}) not in {expected} (min_confidence {cfg.min_confidence})"
-                out.append([Outcome("quarantine", reason)])
+                out.append([Outcome("quarantine", reason, score=confidence)])
         return out

@@ -30,7 +30,7 @@ class TooShortRule(Rule):
         out: list[DocOutcomes] = []
         for t in texts(docs):
             n = len(t.split())
-            out.append([Outcome("reject", f"{n} words < min_words {minimum}")] if n < minimum else [])
+            out.append([Outcome("reject", f"{n} words < min_words {minimum}", score=n)] if n < minimum else [])
         return out
 
 
@@ -43,4 +43,7 @@ class TooLongRule(Rule):
     def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
         limit = ctx.gating.max_chars
         lengths = pc.fill_null(pc.utf8_length(docs.column("text")), 0).to_pylist()
-        return [[Outcome("quarantine", f"{n} characters > max_chars {limit}")] if n > limit else [] for n in lengths]
+        return [
+            [Outcome("quarantine", f"{n} characters > max_chars {limit}", score=n)] if n > limit else []
+            for n in lengths
+        ]

@@ -90,9 +90,9 @@ class MeanWordLengthRule(ProseRule):
             return []
         mean = chars / n_words
         if mean < q.min_mean_word_length:
-            return [Outcome("quarantine", f"mean word length {mean:.2f} < {q.min_mean_word_length}")]
+            return [Outcome("quarantine", f"mean word length {mean:.2f} < {q.min_mean_word_length}", score=mean)]
         if mean > q.max_mean_word_length:
-            return [Outcome("quarantine", f"mean word length {mean:.2f} > {q.max_mean_word_length}")]
+            return [Outcome("quarantine", f"mean word length {mean:.2f} > {q.max_mean_word_length}", score=mean)]
         return []
 
 
@@ -114,7 +114,7 @@ class SymbolWordRatioRule(ProseRule):
         symbols = text.count("#") + text.count("...") + text.count("…")
         value = ratio(symbols, n_words)
         return quarantine_if(
-            bool(n_words) and value > limit, f"symbol-to-word ratio {value:.3f} ({symbols}/{n_words}) > {limit}"
+            bool(n_words) and value > limit, f"symbol-to-word ratio {value:.3f} ({symbols}/{n_words}) > {limit}", value
         )
 
 
@@ -149,7 +149,7 @@ class _LineShareRule(ProseRule):
     def _judge(self, hits: int, n_lines: int, ctx: GateContext) -> DocOutcomes:
         value = ratio(hits, n_lines)
         limit = self.limit(ctx)
-        return quarantine_if(value > limit, f"{self.label} ratio {value:.2f} ({hits}/{n_lines} lines) > {limit}")
+        return quarantine_if(value > limit, f"{self.label} ratio {value:.2f} ({hits}/{n_lines} lines) > {limit}", value)
 
 
 class BulletLinesRule(_LineShareRule):
@@ -204,7 +204,7 @@ class _RepeatShareRule(ProseRule):
         limit = self.limit(ctx)
         value = ratio(repeats, n_units)
         reason = f"duplicate {self.label} fraction {value:.2f} ({repeats}/{n_units}) > {limit}"
-        return quarantine_if(value > limit, reason)
+        return quarantine_if(value > limit, reason, value)
 
 
 class DuplicateLinesRule(_RepeatShareRule):
@@ -289,7 +289,7 @@ class TerminalPunctuationRule(ProseRule):
             return []
         value = ended / n_lines
         reason = f"terminal punctuation ratio {value:.2f} ({ended}/{n_lines} lines) < {minimum}"
-        return quarantine_if(value < minimum, reason)
+        return quarantine_if(value < minimum, reason, value)
 
 
 class CurlyBraceRule(ProseRule):
@@ -303,7 +303,9 @@ class CurlyBraceRule(ProseRule):
         limit = ctx.gating.quality.max_curly_brace_ratio
         braces = text.count("{") + text.count("}")
         value = ratio(braces, len(text))
-        return quarantine_if(value > limit, f"curly-brace ratio {value:.4f} ({braces}/{len(text)} chars) > {limit}")
+        return quarantine_if(
+            value > limit, f"curly-brace ratio {value:.4f} ({braces}/{len(text)} chars) > {limit}", value
+        )
 
 
 def shared_line_stats(docs: pa.Table) -> list[LineStats]:

@@ -53,7 +53,7 @@ class SafetyLexiconRule(TextRule):
         for category, score in scores.items():
             if category in limits and score > limits[category]:
                 reason = f"{category} {score:.1f} hits per 1k words > {limits[category]}"
-                out.append(Outcome("quarantine", reason, rule_id=lexicon_rule_id(category)))
+                out.append(Outcome("quarantine", reason, rule_id=lexicon_rule_id(category), score=score))
         return out
 
 
@@ -80,6 +80,8 @@ class SafetyClassifierRule(Rule):
             raise RuntimeError(f"safety classifier returned {len(probabilities)} scores for {docs.num_rows} texts")
         limit = cfg.classifier_threshold
         return [
-            [Outcome("quarantine", f"unsafe probability {p:.3f} >= classifier_threshold {limit}")] if p >= limit else []
+            [Outcome("quarantine", f"unsafe probability {p:.3f} >= classifier_threshold {limit}", score=p)]
+            if p >= limit
+            else []
             for p in probabilities
         ]

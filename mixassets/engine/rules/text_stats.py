@@ -14,12 +14,15 @@ from __future__ import annotations
 import operator
 import threading
 from collections import Counter
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from itertools import repeat
 from typing import Any, NamedTuple
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from mixassets.engine.compiled import compiled
 from mixassets.engine.rules.base import _PUNCT, TEXT_HOOKS, GateContext, texts
 
 
@@ -78,6 +81,181 @@ def word_stats_of(text: str, ngram_limits: dict[int, float]) -> WordStats:
     return WordStats(len(tokens), len(ws), sum(map(len, ws)), top)
 
 
+def word_stats_batch(values: pa.Array | pa.ChunkedArray, ngram_limits: dict[int, float]) -> list[WordStats]:
+    """:func:`word_stats_of` of every text of ``values`` (null as ""), computed over the whole column at once.
+
+    Arrow splits, trims and measures the words; Python only lower-cases each distinct word once. Arrow's
+    whitespace is Python's (``tests/test_rules_fastpaths.py`` checks every code point), but Arrow keeps the empty
+    tokens between adjacent whitespace, which are dropped here as ``str.split`` never makes them. The n-grams are
+    counted exactly, per document, by hashing (document, n-gram) keys: Arrow's dictionary encoding numbers the
+    keys in order of first occurrence, which is the order of a ``Counter``'s keys, so "the first of the most
+    frequent" is the lowest-numbered key with the document's highest count."""
+    column = pc.fill_null(values.cast(pa.large_string()), "")
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    stats: list[WordStats] = []
+    for start in range(0, len(column), _WORD_BATCH_ROWS):  # bounds the token arrays whatever the table's size
+        stats += _word_stats_rows(column.slice(start, _WORD_BATCH_ROWS), ngram_limits)
+    return stats
+
+
+# Texts whose words are split and counted together by :func:`word_stats_batch`; its arrays take about 60 bytes
+# per word, so 1,024 prose documents of a few KB hold it to a few tens of MB, and more rows per call gain little.
+_WORD_BATCH_ROWS = 1024
+
+
+def _word_stats_rows(column: pa.Array, ngram_limits: dict[int, float]) -> list[WordStats]:
+    """:func:`word_stats_batch` of one slice of a large_string column without nulls."""
+    n_docs = len(column)
+    tokens = pc.utf8_split_whitespace(column)
+    flat = pc.list_flatten(tokens)
+    doc = np.asarray(pc.list_parent_indices(tokens), dtype=np.int64)
+    real = np.asarray(pc.greater(pc.binary_length(flat), 0), dtype=bool)
+    n_tokens = np.bincount(doc[real], minlength=n_docs)
+    trimmed = pc.utf8_trim(flat, characters=_PUNCT)
+    length = np.asarray(pc.utf8_length(trimmed), dtype=np.int64)
+    is_word = length > 0
+    word_doc = doc[is_word]
+    n_words = np.bincount(word_doc, minlength=n_docs)
+    chars = np.bincount(word_doc, weights=length[is_word], minlength=n_docs).astype(np.int64)
+    encoded = pc.dictionary_encode(trimmed.filter(pa.array(is_word)))
+    # Distinct words, lower-cased by Python (whose case mapping the rule uses), then numbered by lower-case form.
+    lowered: dict[str, int] = {}
+    lower_of = np.fromiter(
+        (lowered.setdefault(w.lower(), len(lowered)) for w in encoded.dictionary.to_pylist()),
+        dtype=np.int64,
+        count=len(encoded.dictionary),
+    )
+    lower_len = np.fromiter(map(len, lowered), dtype=np.int64, count=len(lowered))
+    word = lower_of[np.asarray(encoded.indices, dtype=np.int64)]
+    total = np.bincount(word_doc, weights=lower_len[word], minlength=n_docs).astype(np.int64)
+    reasons = _top_ngram_reasons(word_doc, word, lower_len, list(lowered), total, n_words, ngram_limits)
+    return [
+        WordStats(t, w, c, reasons.get(i))
+        for i, (t, w, c) in enumerate(zip(n_tokens.tolist(), n_words.tolist(), chars.tolist(), strict=True))
+    ]
+
+
+def _top_ngram_reasons(
+    word_doc: np.ndarray,
+    word: np.ndarray,
+    lower_len: np.ndarray,
+    lowered: Sequence[str],
+    total: np.ndarray,
+    n_words: np.ndarray,
+    limits: dict[int, float],
+) -> dict[int, str]:
+    """:func:`top_ngram_reason` per document (only those it gives a reason), from every document's lower-cased
+    word numbers ``word`` (in text order, documents one after another; ``word_doc`` says whose)."""
+    if not limits or not len(word):
+        return {}
+    ns = sorted(limits)
+    if ns[0] < 1:
+        raise ValueError(f"top n-gram limits need n >= 1, got {ns[0]} (word_stats judges those per document)")
+    bounds = np.searchsorted(word_doc, np.arange(len(total) + 1))
+    fired_n, fired_count, fired_pos = _ngram_kernel()(
+        word,
+        bounds,
+        lower_len,
+        total,
+        np.asarray(ns, dtype=np.int64),
+        np.asarray([limits[n] for n in ns], dtype=np.float64),
+    )
+    reasons: dict[int, str] = {}
+    for d in np.flatnonzero(fired_n).tolist():
+        n, count, p = int(fired_n[d]), int(fired_count[d]), int(fired_pos[d])
+        gram = [lowered[w] for w in word[p : p + n].tolist()]
+        value = count * sum(map(len, gram)) / int(total[d])
+        reasons[d] = f"top {n}-gram {' '.join(gram)!r} x{count} covers {value:.2f} of characters > {limits[n]}"
+    return reasons
+
+
+def _top_ngrams(
+    word: np.ndarray, bounds: np.ndarray, lower_len: np.ndarray, total: np.ndarray, ns: np.ndarray, limits: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The loop of :func:`top_ngram_reason` over every document (``word[bounds[d]:bounds[d + 1]]``), compiled
+    by numba: per document the n that fired (0 for none), its top n-gram's count and where that n-gram first
+    occurs in ``word``. Each level numbers a document's n-grams in order of first occurrence, as a ``Counter``
+    orders its keys, with an open-addressing hash of (its (n-1)-gram's number, the next word's number); the
+    first of the most frequent is then the lowest number with the highest count."""
+    n_docs = len(bounds) - 1
+    fired_n = np.zeros(n_docs, dtype=np.int64)
+    fired_count = np.zeros(n_docs, dtype=np.int64)
+    fired_pos = np.zeros(n_docs, dtype=np.int64)
+    local = np.full(len(lower_len), -1, dtype=np.int64)
+    for d in range(n_docs):
+        a = bounds[d]
+        m = bounds[d + 1] - a
+        if total[d] == 0 or m < 2 * ns[0]:
+            continue
+        first_word = np.empty(m, dtype=np.int64)  # each word's number in the document
+        distinct = 0
+        for i in range(m):
+            w = word[a + i]
+            if local[w] < 0:
+                local[w] = distinct
+                distinct += 1
+            first_word[i] = local[w]
+        for i in range(m):
+            local[word[a + i]] = -1
+        gram = first_word.copy()
+        n_grams = distinct
+        level = 1
+        for k in range(len(ns)):
+            n = ns[k]
+            if m < 2 * n:
+                break
+            while level < n:
+                size = m - level
+                capacity = 1
+                while capacity < 2 * size:
+                    capacity *= 2
+                slots = np.full(capacity, -1, dtype=np.int64)
+                ids = np.empty(capacity, dtype=np.int64)
+                following = np.empty(size, dtype=np.int64)
+                n_grams = 0
+                for i in range(size):
+                    key = gram[i] * distinct + first_word[i + level]
+                    j = (key ^ (key >> 16) ^ (key >> 32)) & (capacity - 1)
+                    while slots[j] >= 0 and slots[j] != key:
+                        j = (j + 1) & (capacity - 1)
+                    if slots[j] < 0:
+                        slots[j] = key
+                        ids[j] = n_grams
+                        n_grams += 1
+                    following[i] = ids[j]
+                gram = following
+                level += 1
+            counts = np.zeros(n_grams, dtype=np.int64)
+            first = np.full(n_grams, -1, dtype=np.int64)
+            for i in range(m - n + 1):
+                g = gram[i]
+                counts[g] += 1
+                if first[g] < 0:
+                    first[g] = i
+            best = 0
+            for g in range(1, n_grams):
+                if counts[g] > counts[best]:
+                    best = g
+            if counts[best] < 2:
+                continue
+            p = a + first[best]
+            chars = 0
+            for i in range(n):
+                chars += lower_len[word[p + i]]
+            if counts[best] * chars / total[d] > limits[k]:
+                fired_n[d] = n
+                fired_count[d] = counts[best]
+                fired_pos[d] = p
+                break
+    return fired_n, fired_count, fired_pos
+
+
+def _ngram_kernel() -> Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`_top_ngrams` compiled (see :mod:`~mixassets.engine.compiled`)."""
+    return compiled(_top_ngrams)
+
+
 class LineStats(NamedTuple):
     lines: int  # non-blank lines (base.nonblank_lines)
     bullets: int  # of them, starting with a bullet
@@ -122,6 +300,27 @@ class _RowCache(threading.local):
         self.entries = new
         return out
 
+    def get_many(self, docs: pa.Table, key: Hashable, compute: Callable[[pa.Array], list[Any]]) -> list[Any]:
+        """:meth:`get` with the rows not cached computed together: ``compute`` takes their texts as one array."""
+        old = self.entries
+        self.entries = {}
+        all_texts = texts(docs)
+        row_ids = docs.column("row_id").to_pylist()
+        found: list[dict[Hashable, Any]] = []
+        missing: list[int] = []
+        for i, (row_id, text) in enumerate(zip(row_ids, all_texts, strict=True)):
+            hit = old.get(row_id)
+            values = hit[1] if hit is not None and hit[0] == text else {}
+            found.append(values)
+            if values.get(key) is None:
+                missing.append(i)
+        if missing:
+            column = docs.column("text") if len(missing) == len(row_ids) else pa.array([all_texts[i] for i in missing])
+            for i, value in zip(missing, compute(column), strict=True):
+                found[i][key] = value
+        self.entries = dict(zip(row_ids, zip(all_texts, found, strict=True), strict=True))
+        return [values[key] for values in found]
+
     def rebase(self, docs: pa.Table, values: list[str]) -> None:
         """A :data:`base.TEXT_HOOKS` hook: keep the entries of the rows of the table ``texts`` just converted
         whose text is unchanged, and give ``texts`` the ``str`` this cache holds for them instead of its new
@@ -146,7 +345,10 @@ TEXT_HOOKS.append(_cache.rebase)
 def word_stats(docs: pa.Table, ctx: GateContext) -> list[WordStats]:
     """:func:`word_stats_of` of each text of ``docs`` (None as ""), reusing the numbers of the last call's rows."""
     limits = dict(ctx.gating.quality.max_top_ngram_char_fraction)
-    return _cache.get(docs, ("words", *sorted(limits.items())), lambda text: word_stats_of(text, limits))
+    key = ("words", *sorted(limits.items()))
+    if any(n < 1 for n in limits):  # not an n-gram: only the per-document arithmetic says what such a limit does
+        return _cache.get(docs, key, lambda text: word_stats_of(text, limits))
+    return _cache.get_many(docs, key, lambda column: word_stats_batch(column, limits))
 
 
 def line_stats(

