@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mixtrain-installed
 
-.PHONY: setup demo test test-reruns test-ray test-faults bench lint ui
+.PHONY: setup demo test test-reruns test-ray test-faults test-browser bench lint ui
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -44,6 +44,13 @@ test-ray: setup
 test-faults: setup
 	$(BIN)/pip install -q -e '.[s3]'
 	$(BIN)/python -m pytest -m faults
+
+# The UI in a real browser (tests marked `browser`): Playwright from PyPI driving Debian's chromium (Playwright's
+# own browser download is not used), installed here when missing. About a minute once installed.
+test-browser: setup
+	$(BIN)/pip install -q -e '.[browser]'
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	$(BIN)/python -m pytest -m browser
 
 # datatrove is only for the comparison benchmark: `make test` / `make demo` never install it.
 BENCH_DOCS ?= 100000

@@ -2,7 +2,8 @@
 
 One location so that a single run can go from raw sources to evaluation and blocking checks gate across
 stages. The project comes from ``$MIXTRAIN_PROJECT`` (``mixtrain ui`` and ``mixtrain run`` set it); with
-nothing set, the bundled demo project is loaded.
+nothing set, the bundled demo project is loaded. Kinds, owners, tags, code references and lineage groups are
+applied here (:mod:`mixtrain.conventions`), with the named stage jobs (:mod:`mixtrain.jobs`).
 """
 
 import os
@@ -14,8 +15,10 @@ import eval_assets
 import mixassets
 import training_assets
 from mixtrain.automation import automation_condition_sensor, spec_observation_sensor
+from mixtrain.conventions import conform_all
+from mixtrain.jobs import stage_jobs
 from mixtrain.partition_sync import partition_sync_checks
-from mixtrain.project import PROJECT_ENV
+from mixtrain.project import PROJECT_ENV, load_project
 from mixtrain.resources import project_resources
 
 DEMO_PROJECT = Path(__file__).resolve().parent / "examples" / "demo"
@@ -23,8 +26,10 @@ DEMO_PROJECT = Path(__file__).resolve().parent / "examples" / "demo"
 
 def build_defs(project_dir: str | None = None) -> Definitions:
     project_dir = project_dir or os.environ.get(PROJECT_ENV) or str(DEMO_PROJECT)
+    packages = [(p.__name__, p.defs) for p in (mixassets, training_assets, eval_assets)]
     merged = Definitions.merge(
-        mixassets.defs, training_assets.defs, eval_assets.defs, Definitions(resources=project_resources(project_dir))
+        conform_all(packages, load_project(project_dir).spec.dagster),
+        Definitions(jobs=stage_jobs(), resources=project_resources(project_dir)),
     )
     # Over the whole graph: the daemon's automation and the spec observations that feed it (both need every
     # domain's assets, so they are added here rather than in one package's definitions).

@@ -3,7 +3,9 @@
 - the stale-status resolver the UI uses to say "unsynced" (``mixtrain status``), optionally fed spec versions
   observed in this process instead of the latest recorded observations;
 - (de)serialising the automation cursor that ``mixtrain run`` keeps between invocations;
-- the tag under which Dagster stores a materialization's or observation's data version.
+- the tag under which Dagster stores a materialization's or observation's data version;
+- turning an observable source asset into the external ``AssetsDefinition`` Dagster builds from it anyway, and
+  copying a ``Definitions`` with other assets (:mod:`mixtrain.conventions` maps kinds, owners and tags over them).
 """
 
 from __future__ import annotations
@@ -11,10 +13,33 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from dagster import AssetKey, DagsterInstance, DataVersion, Definitions
+from dagster import AssetKey, AssetsDefinition, DagsterInstance, DataVersion, Definitions, SourceAsset
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-__all__ = ["DATA_VERSION_TAG", "AssetStatus", "deserialize_cursor", "serialize_cursor", "stale_statuses"]
+__all__ = [
+    "DATA_VERSION_TAG",
+    "AssetStatus",
+    "as_assets_definition",
+    "deserialize_cursor",
+    "serialize_cursor",
+    "stale_statuses",
+    "with_assets",
+]
+
+
+def as_assets_definition(source_asset: SourceAsset) -> AssetsDefinition:
+    """The external asset Dagster itself makes of an observable source asset when it builds the asset graph:
+    the same observe function, partitions and tags, but with specs that ``map_asset_specs`` can edit."""
+    from dagster._core.definitions.external_asset import create_external_asset_from_source_asset
+
+    return create_external_asset_from_source_asset(source_asset)
+
+
+def with_assets(defs: Definitions, assets: list) -> Definitions:
+    """``defs`` with its assets replaced (jobs, sensors, schedules, checks and resources kept)."""
+    from dagster._record import replace
+
+    return replace(defs, assets=assets)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from mixtrain.config.data import DedupeSpec, MixtureSpec, ScreenSpec, SourceSpec
 from mixtrain.config.errors import LineMap, format_validation_error, line_of, load_with_lines, suggest
 from mixtrain.config.evaluation import EvalSetSpec, EvalSpec, ReleaseGateSpec
 from mixtrain.config.training import AdapterSpec, DistillationSpec, TrainingRecipe
+from mixtrain.config.ui import DagsterSection
 
 PROJECT_FILE = "mixtrain.yaml"
 SOURCES_DIR = "sources"
@@ -56,6 +57,7 @@ class ProjectSpec(Strict):
     distillation: DistillationSpec = DistillationSpec()
     evaluation: EvalSpec = EvalSpec()
     release_gate: ReleaseGateSpec
+    dagster: DagsterSection = DagsterSection()
 
 
 def _load_yaml(path: Path) -> tuple[Any, dict[tuple[str, ...], int]]:

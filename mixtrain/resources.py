@@ -13,7 +13,7 @@ from mixtrain.compute import compute_resource
 from mixtrain.project import Project, load_project
 from mixtrain.storage import JSON_EXT, TABLE_EXT, json_bytes, write_atomic
 from mixtrain.tables import PendingTable, StoredTable, open_table
-from mixtrain.versioning import JSON_VERSION, TABLE_VERSION, json_version, recorded_version
+from mixtrain.versioning import JSON_VERSION, TABLE_VERSION, json_version, recorded_version, table_metadata
 
 
 class ProjectResource(ConfigurableResource):
@@ -43,7 +43,8 @@ class _TableIOManager(UPathIOManager):
             stored = PendingTable.of(obj).commit(path)
         else:
             raise TypeError(f"{context.asset_key.to_user_string()}: expected a pyarrow.Table, got {type(obj)}")
-        context.add_output_metadata({TABLE_VERSION: stored.version})
+        schema = obj.schema if isinstance(obj, PendingTable | pa.Table) else stored.schema
+        context.add_output_metadata({TABLE_VERSION: stored.version, **table_metadata(stored.rows, schema)})
 
     def load_from_path(self, context: InputContext, path: UPath) -> pa.Table | StoredTable:
         stored = open_table(path, expected_version=_recorded_version(context, path))

@@ -32,7 +32,7 @@ from mixtrain.consistency import inconsistencies
 from mixtrain.dagster_internals import deserialize_cursor, serialize_cursor
 from mixtrain.durable import write_file
 from mixtrain.interrupts import StopRequest
-from mixtrain.jobs import SPEC_JOBS
+from mixtrain.jobs import SPEC_JOBS, STAGE_JOBS
 from mixtrain.legacy_storage import find_legacy_tables
 from mixtrain.partitions import SOURCES_PARTITION, partition_keys
 from mixtrain.progress import RunProgress
@@ -240,6 +240,15 @@ def _runs(defs: Definitions, groups: dict[str | None, set[AssetKey]]) -> list[tu
     return [(None if unpartitioned else pk, keys) for (unpartitioned, pk, _), keys in sorted(runs.items())]
 
 
+def stage_job(defs: Definitions, keys: set[AssetKey]) -> str | None:
+    """The named stage job (:data:`mixtrain.jobs.STAGE_JOBS`) that holds every asset in ``keys``, if any."""
+    repository = defs.get_repository_def()
+    for name in STAGE_JOBS:
+        if repository.has_job(name) and keys <= repository.get_job(name).asset_layer.selected_asset_keys:
+            return name
+    return None
+
+
 def table_assets(defs: Definitions) -> set[str]:
     """Top-level storage names of the assets the table IO manager stores."""
     names = set()
@@ -295,8 +304,9 @@ def _execute(
 ) -> Any:
     """What ``dagster.materialize`` does, with the run id chosen here: the listeners that show progress and
     record an interruption must be registered for the run before its first event."""
+    name = stage_job(defs, keys) or JOB_NAME  # the runs list then says which stage a run built
     job_defs = Definitions(
-        jobs=[define_asset_job(name=JOB_NAME, selection=AssetSelection.assets(*keys))],
+        jobs=[define_asset_job(name=name, selection=AssetSelection.assets(*keys))],
         assets=[*defs.assets, *(defs.asset_checks or [])],
         resources=defs.resources,
     )
@@ -304,7 +314,7 @@ def _execute(
     instance.add_event_listener(run_id, _on_interrupt(instance, run_id, stop))
     if progress is not None:
         instance.add_event_listener(run_id, progress)
-    return job_defs.resolve_job_def(JOB_NAME).execute_in_process(
+    return job_defs.resolve_job_def(name).execute_in_process(
         run_config=SILENT if progress is not None else QUIET,
         instance=instance,
         partition_key=pk,

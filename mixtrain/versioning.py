@@ -6,10 +6,20 @@ from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
-from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DataVersion, Output
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterInstance,
+    DataVersion,
+    Output,
+    TableColumn,
+    TableColumnConstraints,
+    TableSchema,
+)
 
 from mixtrain.dagster_internals import DATA_VERSION_TAG
 from mixtrain.identity import bytes_sha256, json_bytes
+from mixtrain.metadata import rounded
 from mixtrain.tables import PendingTable, StoredTable
 
 
@@ -21,15 +31,38 @@ def table_output(
 ) -> Output:
     """``name`` is the output (asset) name inside a multi-asset; plain assets keep the default. The data version
     is the hash of the table's manifest, known before the IO manager commits it (a ``pa.Table`` is encoded into
-    parts in memory first; a stage that streamed its parts hands over the :class:`PendingTable`)."""
+    parts in memory first; a stage that streamed its parts hands over the :class:`PendingTable`). The IO manager
+    adds ``dagster/row_count`` and ``dagster/column_schema`` to every table it commits (:func:`table_metadata`)."""
     pending = PendingTable.of(table) if isinstance(table, pa.Table) else table
-    rows = pending.rows
-    md = {"rows": rows, "dagster/row_count": rows, "parts": len(pending.parts), **(metadata or {})}
+    md = rounded({"parts": len(pending.parts), **(metadata or {})})  # row count, column schema: the IO manager's
     return Output(pending, output_name=name, data_version=DataVersion(pending.version), metadata=md)
 
 
+def table_metadata(rows: int, schema: pa.Schema) -> dict[str, Any]:
+    """What the UI shows for any table asset: its row count (plotted over materializations) and columns."""
+    return {"dagster/row_count": rows, "dagster/column_schema": column_schema(schema)}
+
+
+def column_schema(schema: pa.Schema) -> TableSchema:
+    """The arrow schema as Dagster's column schema (shown on the asset page): arrow types as names, a
+    not-null field as a ``nullable=False`` constraint, and a field's ``doc`` metadata as its description."""
+    columns = []
+    for f in schema:
+        doc = (f.metadata or {}).get(b"doc")
+        columns.append(
+            TableColumn(
+                name=f.name,
+                type=str(f.type),
+                description=doc.decode() if doc else None,
+                constraints=TableColumnConstraints(nullable=f.nullable),
+            )
+        )
+    return TableSchema(columns=columns)
+
+
 def json_output(obj: Any, version: str, metadata: Mapping[str, Any] | None = None, *, name: str = "result") -> Output:
-    return Output(obj, output_name=name, data_version=DataVersion(version[:16]), metadata=dict(metadata or {}))
+    """A JSON-stored output; floats in ``metadata`` are rounded for the UI (:mod:`mixtrain.metadata`)."""
+    return Output(obj, output_name=name, data_version=DataVersion(version[:16]), metadata=rounded(metadata or {}))
 
 
 def current_data_version(instance: DagsterInstance, key: str | AssetKey, partition: str | None = None) -> str | None:

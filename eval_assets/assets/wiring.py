@@ -10,6 +10,7 @@ from eval_assets.engine.candidates import CANDIDATES
 from eval_assets.engine.comparison import EvalRun
 from eval_assets.engine.reporting import plotted_metrics
 from mixtrain.automation import rerun_when_changed
+from mixtrain.metadata import metric_table
 from mixtrain.progress import progress_message
 from mixtrain.versioning import table_output
 
@@ -41,7 +42,8 @@ def run_outputs(
 ) -> Iterator[Output]:
     """The run's items as ``report`` (with the plotted metrics, the problem count and the reproducibility record
     as metadata) and its comparison as ``comparison`` (rendered as Markdown)."""
-    metadata: dict = plotted_metrics(run, labels)
+    metadata: dict = plotted_metrics(run, labels)  # rounded by table_output
+    metadata["metrics"] = MetadataValue.md(metric_table(metadata))  # the same numbers, one row per model
     metadata["problems"] = len(run.problems)
     metadata["record"] = MetadataValue.json(run.record)
     yield table_output(run.items, metadata, name=report)

@@ -21,6 +21,7 @@ from mixtrain.provenance import model_history_path
 from mixtrain.storage import json_bytes, model_dir, write_atomic
 from mixtrain.versioning import json_output
 from training_assets.engine.config import DistillConfig
+from training_assets.engine.curves import log_history, sampled
 from training_assets.engine.jobs import TrainJob
 from training_assets.records import BasePin, ModelRecord
 from training_assets.resources import TrainingLauncher
@@ -144,6 +145,23 @@ def keep_version(proj: Project, asset: str, record: ModelRecord) -> None:
     write_atomic(model_history_path(proj.storage_root, asset, record["version"]), json_bytes(record))
 
 
+def loss_curve_markdown(run: dict[str, Any]) -> str:
+    """The loss curve as the asset page shows it: a dozen steps spread over the run (the full log history and
+    an SVG plot are ``trainer_state.json`` and ``loss_curve.svg`` next to the weights)."""
+    rows = [
+        {
+            "step": e["step"],
+            "loss": e["loss"],
+            "lr": f"{e.get('learning_rate', 0.0):.2e}",
+            "tokens": e.get("num_tokens"),
+        }
+        for e in sampled(log_history(run))
+    ]
+    tokens_per_s = run.get("tokens_per_s")
+    tail = f"\n\nWhole run: {float(tokens_per_s):.0f} tokens/s." if tokens_per_s else ""
+    return markdown_table(rows, ["step", "loss", "lr", "tokens"]) + tail
+
+
 def run_metadata(run: dict[str, Any], job: TrainJob, version: str, mixture_manifest: dict) -> dict[str, Any]:
     """What a trained-model asset shows in the UI."""
     losses = run["loss"]
@@ -159,6 +177,7 @@ def run_metadata(run: dict[str, Any], job: TrainJob, version: str, mixture_manif
         "data_manifest_id": mixture_manifest["manifest_id"],
         "version": version,
         "lineage": MetadataValue.md(lineage_markdown(mixture_manifest)),
+        "loss_curve": MetadataValue.md(loss_curve_markdown(run)),
     }
     if isinstance(job.config, DistillConfig):
         metadata["kd_ratio"] = float(job.config.kd_ratio)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from mixtrain.identity import canonical_json, fingerprint, git_state, hardware, package_versions, weights_sha256
 from training_assets.engine.base_model import atomic_directory
+from training_assets.engine.curves import write_curves
 
 if TYPE_CHECKING:
     from training_assets.engine.config import TrainConfig
@@ -111,7 +112,8 @@ def build_run_manifest(
 def publish_run(
     out_dir: str | os.PathLike[str], model: Any, tokenizer: Any, config: TrainConfig, manifest: dict[str, Any]
 ) -> None:
-    """Write the trained model, its tokenizer, its config and its run manifest to ``out_dir``, all or nothing.
+    """Write the trained model, its tokenizer, its config, its loss curve (:mod:`.curves`) and its run manifest to
+    ``out_dir``, all or nothing.
 
     The weights hash is computed from the files just written and recorded as ``output_weights_sha256``.
     """
@@ -120,6 +122,7 @@ def publish_run(
         tokenizer.save_pretrained(tmp)
         config.save(tmp)
         manifest["output_weights_sha256"] = weights_sha256(tmp)
+        write_curves(tmp, manifest)  # trainer_state.json + loss_curve.svg, from the manifest's per-step curves
         write_run_manifest(tmp / RUN_MANIFEST_FILE, manifest)
 
 
