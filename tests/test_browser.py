@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
+
+from tests.ui_server import mixtrain_ui
 
 pytestmark = pytest.mark.browser
 
@@ -75,55 +73,12 @@ with open_instance(project) as instance:
     assert out.returncode == 0, out.stderr[-3000:]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ui_url(tmp_path_factory) -> Iterator[str]:
-    """``mixtrain ui`` in a process session of its own (dagster dev outlives a plain SIGTERM to its parent),
-    stopped by signalling that session's process group."""
     root = _small_project(tmp_path_factory.mktemp("browser") / "project")
     _materialize_one_source(root)
-    port = _free_port()
-    cmd = [str(Path(sys.executable).with_name("mixtrain")), "ui", "--project", str(root), "--port", str(port)]
-    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "MIXTRAIN_PROJECT")}
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            assert proc.poll() is None, "mixtrain ui exited early"
-            try:
-                if requests.get(f"{url}/server_info", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mixtrain ui did not come up within 120 s")
+    with mixtrain_ui(root, "--no-automation") as url:  # the daemon would start building the project meanwhile
         yield url
-    finally:
-        _stop_session(proc)
-
-
-def _stop_session(proc: subprocess.Popen) -> None:
-    """SIGTERM the UI's process group and wait until every member (dagster dev, the webserver, the daemon, the
-    code server) has exited, not just ``mixtrain ui``; SIGKILL what is left after 30 s."""
-    os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        proc.poll()
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.ui_server import mixtrain_ui
 
 QUERY = "{ assetNodes { assetKey { path } dependencyKeys { path } repository { location { name } } } }"
 SENSORS = """{ sensorsOrError(
@@ -21,43 +15,12 @@ SENSORS = """{ sensorsOrError(
 ) { ... on Sensors { results { name sensorState { status } } } } }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def webserver(tiny_project):
-    """``mixtrain ui --no-automation`` (dagster dev -w workspace.yaml) on a free loopback port; its process group is
-    stopped. The test only looks: a running daemon would start building the project meanwhile."""
-    port = _free_port()
-    mixtrain = str(Path(sys.executable).with_name("mixtrain"))
-    cmd = [mixtrain, "ui", "--project", str(tiny_project), "--port", str(port), "--no-automation"]
-    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "MIXTRAIN_PROJECT")}
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            assert proc.poll() is None, "mixtrain ui exited early"
-            try:
-                if requests.get(f"{url}/server_info", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mixtrain ui did not come up within 90 s")
+    """``mixtrain ui --no-automation`` (dagster dev -w workspace.yaml) on the tiny project. The test only looks: a
+    running daemon would start building the project meanwhile."""
+    with mixtrain_ui(tiny_project, "--no-automation", ready_within_s=90) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def _graph(url: str) -> tuple[dict[str, set[str]], set[str]]:
