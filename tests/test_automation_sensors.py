@@ -15,43 +15,21 @@ from dagster import (
     AssetCheckEvaluation,
     AssetObservation,
     DagsterInstance,
-    DataVersion,
-    DataVersionsByPartition,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     Definitions,
-    DynamicPartitionsDefinition,
     SensorResult,
     SkipReason,
     asset,
     build_sensor_context,
     materialize,
-    observable_source_asset,
 )
 
 from mixtrain import automation
 from mixtrain.automation import spec_observation_sensor
 from mixtrain.dagster_internals import stale_statuses
 from mixtrain.partition_sync import CHECK_NAME
-
-PARTS = DynamicPartitionsDefinition(name="srcs")
-VERSIONS: dict = {}
-
-
-@observable_source_asset
-def spec() -> DataVersion:
-    return DataVersion(VERSIONS["spec"])
-
-
-@observable_source_asset(partitions_def=PARTS)
-def part_spec(context) -> DataVersionsByPartition:
-    known = set(context.instance.get_dynamic_partitions("srcs"))
-    return DataVersionsByPartition({k: DataVersion(v) for k, v in VERSIONS["parts"].items() if k in known})
-
-
-@asset(deps=[spec], code_version="1")
-def child() -> int:
-    return 1
+from tests.spec_graph import PARTS, VERSIONS, child, part_spec, spec
 
 
 @asset(deps=[part_spec], partitions_def=PARTS, code_version="1", key_prefix="vault")  # a two-part key

@@ -10,38 +10,16 @@ from __future__ import annotations
 from dagster import (
     AssetSelection,
     DagsterInstance,
-    DataVersion,
-    DataVersionsByPartition,
     Definitions,
-    DynamicPartitionsDefinition,
     asset,
     define_asset_job,
     materialize,
-    observable_source_asset,
 )
 
 from mixtrain.dagster_internals import stale_statuses
 from mixtrain.observe import observe_in_process
 from mixtrain.runner import observe_specs
-
-PARTS = DynamicPartitionsDefinition(name="srcs")
-VERSIONS: dict = {}
-
-
-@observable_source_asset
-def spec() -> DataVersion:
-    return DataVersion(VERSIONS["spec"])
-
-
-@observable_source_asset(partitions_def=PARTS)
-def part_spec(context) -> DataVersionsByPartition:
-    known = set(context.instance.get_dynamic_partitions("srcs"))
-    return DataVersionsByPartition({k: DataVersion(v) for k, v in VERSIONS["parts"].items() if k in known})
-
-
-@asset(deps=[spec], code_version="1")
-def child() -> int:
-    return 1
+from tests.spec_graph import PARTS, VERSIONS, child, part_spec, spec
 
 
 @asset(deps=[part_spec], partitions_def=PARTS, code_version="1")
