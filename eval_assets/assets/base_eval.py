@@ -10,12 +10,11 @@ the base or the eval sets change.
 import pyarrow as pa
 from dagster import AssetExecutionContext, AssetIn, MetadataValue
 
-from eval_assets.assets.wiring import evaluation_asset, model_in
-from eval_assets.engine.candidates import BASELINE, base_identity
+from eval_assets.assets.wiring import evaluation_asset, log_progress, model_in
+from eval_assets.engine.candidates import BASELINE, base_only
 from eval_assets.engine.comparison import run_evaluation
 from eval_assets.engine.live import run_fingerprint, with_provenance
 from eval_assets.engine.reporting import eval_settings, suite_items
-from mixtrain.identity import resolve_relative
 from mixtrain.resources import ProjectResource
 from mixtrain.versioning import table_output
 
@@ -37,8 +36,8 @@ def base_eval(
     cfg = proj.spec
     items = suite_items(cfg.evaluation.suites, cfg.eval_sets, eval_registry, heldout_text)
     settings = eval_settings(cfg.evaluation)
-    dirs = {BASELINE: (resolve_relative(base_model["path"], proj.storage_root), None)}
-    run = run_evaluation(dirs, BASELINE, items, settings, identities={BASELINE: base_identity(base_model)})
+    dirs, identities = base_only(base_model, proj.storage_root)
+    run = run_evaluation(dirs, BASELINE, items, settings, identities=identities, on_progress=log_progress(context))
     for p in run.problems:
         context.log.warning(f"base evaluation: {p['suite'] or '-'} ({p['kind']}): {p['message']}")
     model = {k: v for k, v in run.record["models"][BASELINE].items() if k not in ("base_dir", "adapter_dir")}

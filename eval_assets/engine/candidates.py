@@ -57,22 +57,24 @@ def trained_identity(model: Mapping[str, Any]) -> dict[str, Any]:
     return identity | ({"data_filter": model["data_filter"]} if "data_filter" in model else {})
 
 
+def base_only(base_model: Mapping[str, Any], storage_root: str) -> tuple[ModelDirs, dict[str, Any]]:
+    """The base alone: its directory (resolved against ``storage_root``) and its identity for the record; the
+    first entry of every other model set here."""
+    return {BASELINE: (resolve_relative(base_model["path"], storage_root), None)}, {BASELINE: base_identity(base_model)}
+
+
 def candidate_models(
     base_model: Mapping[str, Any], trained: Mapping[str, Mapping[str, Any]], storage_root: str
 ) -> tuple[ModelDirs, dict[str, Any]]:
     """The base and every one of ``CANDIDATES`` (``trained``: asset key -> the trained model's JSON), in that
     order: their directories (the records name them relative to ``storage_root``) and their identities for the
     record."""
-    base = resolve_relative(base_model["path"], storage_root)
-    dirs: ModelDirs = {BASELINE: (base, None)}
+    dirs, identities = base_only(base_model, storage_root)
+    base = dirs[BASELINE][0]
     for c in CANDIDATES:
         model = resolve_relative(trained[c.name]["path"], storage_root)
         dirs[c.name] = (base, model) if c.on_base else (model, None)
-    identities = {
-        BASELINE: base_identity(base_model),
-        **{c.name: trained_identity(trained[c.name]) for c in CANDIDATES},
-    }
-    return dirs, identities
+    return dirs, identities | {c.name: trained_identity(trained[c.name]) for c in CANDIDATES}
 
 
 def adapter_models(
@@ -81,9 +83,9 @@ def adapter_models(
     """The base and one task adapter on it: their directories (resolved against ``storage_root``) and their
     identities for the record."""
     label = adapter_label(adapter_id)
-    base = resolve_relative(base_model["path"], storage_root)
-    dirs: ModelDirs = {BASELINE: (base, None), label: (base, resolve_relative(adapter["path"], storage_root))}
-    return dirs, {BASELINE: base_identity(base_model), label: trained_identity(adapter)}
+    dirs, identities = base_only(base_model, storage_root)
+    dirs[label] = (dirs[BASELINE][0], resolve_relative(adapter["path"], storage_root))
+    return dirs, identities | {label: trained_identity(adapter)}
 
 
 def iter_candidates(
