@@ -9,53 +9,56 @@ stored; :func:`mixtrain.dagster_internals.stale_statuses` then reads them in pla
 
 from __future__ import annotations
 
-import inspect
-
 from dagster import (
     AssetKey,
+    AssetObservation,
+    AssetsDefinition,
     DagsterInstance,
     DataVersion,
-    DataVersionsByPartition,
     Definitions,
-    ObserveResult,
     SourceAsset,
     build_op_context,
-    build_resources,
 )
+
+from mixtrain.dagster_internals import DATA_VERSION_TAG, as_assets_definition
 
 # (spec asset, partition or None) -> the data version an observation would record now.
 ObservedVersions = dict[tuple[AssetKey, str | None], DataVersion]
 
 
+def _observable(asset: object) -> AssetsDefinition | None:
+    """The executable observation of a spec, whichever form the code location holds it in: a package declares
+    an ``observable_source_asset``; :mod:`mixtrain.conventions` hands Dagster the external asset made of it."""
+    if isinstance(asset, SourceAsset):
+        return as_assets_definition(asset) if asset.observe_fn is not None else None
+    if isinstance(asset, AssetsDefinition) and asset.is_observable and asset.is_executable:
+        return asset
+    return None
+
+
 def observe_in_process(defs: Definitions, instance: DagsterInstance) -> ObservedVersions:
     """Every observable spec's current data version, per partition for partitioned ones, without a run.
 
-    The context handed to an observe function is built in memory (``build_op_context``): it can read the
-    instance (the per-source specs ask which source partitions exist) but nothing it does is recorded."""
+    Each observation is invoked directly, with a context built in memory (``build_op_context``) that holds the
+    code location's resources and can read the instance (the per-source specs ask which source partitions
+    exist); the observations it logs are collected from that context, and nothing is recorded."""
     observed: ObservedVersions = {}
     resources = defs.resources or {}
     for asset in defs.assets or []:
-        if not isinstance(asset, SourceAsset) or asset.observe_fn is None:
+        observable = _observable(asset)
+        if observable is None:
             continue
-        params = list(inspect.signature(asset.observe_fn).parameters)
-        needed = set(params) & set(asset.required_resource_keys)  # io_manager is required, never a parameter
+        name = observable.key.to_user_string()
+        needed = set(observable.required_resource_keys) - {"io_manager"}
         missing = sorted(needed - set(resources))
         if missing:
-            raise ValueError(
-                f"observing {asset.key.to_user_string()} needs resources {missing} the code location lacks"
-            )
-        with build_resources({k: resources[k] for k in needed}, instance=instance) as built:
-            kwargs = {k: getattr(built, k) for k in needed}
-            takes_context = bool(params) and params[0] not in needed
-            context = (build_op_context(instance=instance),) if takes_context else ()
-            value = asset.observe_fn(*context, **kwargs)
-        if isinstance(value, ObserveResult):
-            value = value.data_version
-        if isinstance(value, DataVersion):
-            observed[(asset.key, None)] = value
-        elif isinstance(value, DataVersionsByPartition):
-            for partition, version in value.data_versions_by_partition.items():
-                observed[(asset.key, partition)] = version
-        elif value is not None:
-            raise TypeError(f"observing {asset.key.to_user_string()} returned {type(value).__name__}")
+            raise ValueError(f"observing {name} needs resources {missing} the code location lacks")
+        context = build_op_context(resources={k: resources[k] for k in needed}, instance=instance)
+        observable(context)
+        for event in context.get_events():
+            if not isinstance(event, AssetObservation) or event.asset_key != observable.key:
+                raise TypeError(f"observing {name} logged {type(event).__name__}, not an observation of {name}")
+            version = event.tags.get(DATA_VERSION_TAG)
+            if version is not None:
+                observed[(observable.key, event.partition)] = DataVersion(version)
     return observed

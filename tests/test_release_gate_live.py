@@ -58,12 +58,12 @@ def test_a_candidate_that_regresses_from_the_live_model_is_not_released(session)
     report = session.run()
 
     done = {k for k, _ in report.materialized}
-    assert "sft_adapter" in done and "released_model" not in done
+    gate = latest_check(session.instance, "eval_comparison", "release_gate")
+    assert "sft_adapter" in done and "released_model" not in done, (live, gate)
     # evaluated in the run the blocking check failed (so the runner counts it as failed, not materialized)
     evaluated = session.instance.fetch_materializations(AssetKey("eval_report"), limit=1).records[0]
     assert report.failed_runs and evaluated.run_id in report.failed_runs
     assert release_file.read_bytes() == before_bytes  # the live release did not move
-    gate = latest_check(session.instance, "eval_comparison", "release_gate")
     assert gate is not None and gate["passed"] is False
     assert gate["compared_with"] == f"{live['model']}@{live['version']}"
     rows = _live_comparison(session).filter(pc.equal(_live_comparison(session)["metric"], "heldout_item_nll"))

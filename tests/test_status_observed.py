@@ -7,6 +7,7 @@ old path gave (``observe_specs`` runs the ``refresh_specs`` job, then the plain 
 
 from __future__ import annotations
 
+import pytest
 from dagster import (
     AssetSelection,
     DagsterInstance,
@@ -16,6 +17,7 @@ from dagster import (
     materialize,
 )
 
+from mixtrain.conventions import conform
 from mixtrain.dagster_internals import stale_statuses
 from mixtrain.observe import observe_in_process
 from mixtrain.runner import observe_specs
@@ -37,23 +39,27 @@ def _summary(statuses) -> dict:
     return {(s.key, s.partition): (s.status, s.causes) for s in statuses}
 
 
-def test_in_process_observation_gives_the_recorded_answer_without_a_run(tmp_path):
+# The code location hands Dagster its specs as external assets made by mixtrain.conventions, not as the packages'
+# observable source assets: observing in-process must find them in either form.
+@pytest.mark.parametrize("conformed", [False, True], ids=["declared", "conformed"])
+def test_in_process_observation_gives_the_recorded_answer_without_a_run(tmp_path, conformed):
+    defs = conform(DEFS, "tests") if conformed else DEFS
     keys = {"srcs": ["x", "y"]}
     with DagsterInstance.local_temp(str(tmp_path)) as instance:
         VERSIONS.update(spec="a", parts={"x": "1", "y": "1"})
         instance.add_dynamic_partitions("srcs", ["x", "y"])
-        observe_specs(DEFS, instance)
+        observe_specs(defs, instance)
         materialize([spec, child], selection=[child], instance=instance)
         for pk in ("x", "y"):
             materialize([part_spec, part_child], selection=[part_child], partition_key=pk, instance=instance)
 
         def both() -> tuple[dict, dict]:
             runs = instance.get_runs_count()
-            fast = _summary(stale_statuses(DEFS, instance, keys, observed=observe_in_process(DEFS, instance)))
+            fast = _summary(stale_statuses(defs, instance, keys, observed=observe_in_process(defs, instance)))
             assert instance.get_runs_count() == runs  # observing in-process launched nothing
-            observe_specs(DEFS, instance)
+            observe_specs(defs, instance)
             assert instance.get_runs_count() > runs
-            return fast, _summary(stale_statuses(DEFS, instance, keys))
+            return fast, _summary(stale_statuses(defs, instance, keys))
 
         fast, recorded = both()
         assert fast == recorded and {s for s, _ in fast.values()} == {"FRESH"}
