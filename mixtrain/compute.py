@@ -149,4 +149,3 @@ def compute_resource(config: ComputeConfig | None = None, env: Mapping[str, str]
     return ComputeResource(
         backend=cfg.backend, address=cfg.address, num_cpus=cfg.num_cpus, shuffle_partitions=cfg.shuffle_partitions
     )
-

@@ -37,7 +37,6 @@ DOCUMENT_SCHEMA = pa.schema(
 )
 
 
-
 def row_ids_for(doc_ids: pa.Array | pa.ChunkedArray) -> pa.Int64Array:
     """The int64 row id of each document: the first 64 bits of its doc_id (hex of sha256(source, locator)).
 

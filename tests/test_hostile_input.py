@@ -161,8 +161,9 @@ def _clear(data: bytes) -> set[str]:
 def _cells(path: Path) -> bytes:
     """A parquet file's values as bytes (its pages may be compressed, so the file's bytes alone prove nothing)."""
     table = pq.read_table(path)
-    return json.dumps(table.to_pylist(), default=lambda v: v.decode("latin-1") if isinstance(v, bytes) else str(v),
-                      ensure_ascii=False).encode()
+    return json.dumps(
+        table.to_pylist(), default=lambda v: v.decode("latin-1") if isinstance(v, bytes) else str(v), ensure_ascii=False
+    ).encode()
 
 
 def test_no_planted_secret_in_clear_outside_the_vault_and_the_source_copy(hostile: tuple[Path, dict[str, int]]) -> None:

@@ -68,8 +68,9 @@ def test_sweep_removes_dead_writers_leftovers_and_keeps_live_work(tmp_path: Path
     assert open_table(UPath(str(table))).read().column("x").to_pylist() == [1, 2, 3]
 
 
-JOB = textwrap.dedent(
-    """
+JOB = (
+    textwrap.dedent(
+        """
     import sys, time
     from dagster import DagsterInstance, job, op
 
@@ -85,7 +86,10 @@ JOB = textwrap.dedent(
     with DagsterInstance.from_config(sys.argv[1]) as instance:
         stuck.execute_in_process(instance=instance, tags={"TAG": "TRIGGER"})
     """
-).replace("TAG", TRIGGER_TAG).replace("TRIGGER", RUN_TRIGGER)
+    )
+    .replace("TAG", TRIGGER_TAG)
+    .replace("TRIGGER", RUN_TRIGGER)
+)
 
 
 def test_a_run_killed_mid_step_is_marked_failed(tmp_path: Path) -> None:

@@ -146,9 +146,7 @@ GATED_OUTPUTS = ("gated_documents", "quarantine", "decision_log")  # the order T
     outs={
         "gated_documents": changed_out(GATE_VERSION, "Documents that passed every gate."),
         "decision_log": changed_out(GATE_VERSION, "One row per rule that fired on a document."),
-        "quarantine": changed_out(
-            GATE_VERSION, "Held-back documents (quarantined or rejected) with their reason."
-        ),
+        "quarantine": changed_out(GATE_VERSION, "Held-back documents (quarantined or rejected) with their reason."),
     },
     ins={"review_overrides": AssetIn()},
     deps=["raw_documents", "raw_rejects", "gating_policy"],

@@ -211,7 +211,6 @@ class TableGateSink(_FinishingSink):
             w.abort()
 
 
-
 class ParquetGateSink(_FinishingSink):
     """Writes the three tables batch by batch with ``ParquetWriter`` to hidden temporary files next to their
     targets, and renames each into place on ``close()``: a reader never sees a half-written file, and a run
@@ -271,4 +270,3 @@ class ParquetGateSink(_FinishingSink):
             with contextlib.suppress(OSError, pa.ArrowException):
                 writer.close()
             tmp.unlink(missing_ok=True)
-

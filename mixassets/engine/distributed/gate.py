@@ -191,8 +191,9 @@ def _boilerplate(ds: Any, spec: SourceSpec, tags: frozenset[str], upto: int, par
         partial_schema,
     )
     counts = collect(
-        partial.groupby(_BUCKET, num_partitions=parts)
-        .map_groups(_line_counts, batch_format="pyarrow", fn_kwargs={"min_docs": cfg.min_docs}),
+        partial.groupby(_BUCKET, num_partitions=parts).map_groups(
+            _line_counts, batch_format="pyarrow", fn_kwargs={"min_docs": cfg.min_docs}
+        ),
         schema,
     )
     mark = counts.column(_MARK).to_numpy(zero_copy_only=False)
