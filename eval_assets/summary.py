@@ -12,7 +12,7 @@ from mixtrain.markdown import markdown_table
 from mixtrain.partitions import ADAPTERS_PARTITION
 from mixtrain.summary import latest_check, latest_metadata
 
-# Headline metrics of task_adapter_report (``<model>/<suite>/<metric>``), as printed per adapter.
+# Metrics of task_adapter_report (``<model>/<suite>/<metric>``), as printed per adapter.
 ADAPTER_EVAL_COLUMNS = (
     "structured/field_accuracy",
     "structured/heldout_loss",
@@ -21,11 +21,17 @@ ADAPTER_EVAL_COLUMNS = (
 )
 
 
+def metric_values(metadata: dict[str, Any]) -> dict[str, Any]:
+    """A report's metrics by ``<model>/<suite>/<metric>``: its ``all_metrics`` entry, or, in a materialization
+    from before the metadata kept only a few headline numbers, the flat keys themselves."""
+    return metadata.get("all_metrics") or metadata
+
+
 def _adapter_eval_rows(instance: DagsterInstance) -> list[dict[str, Any]]:
     """The base once (it is the same model on the same items in every partition), then each adapter."""
     rows: list[dict[str, Any]] = []
     for aid in sorted(instance.get_dynamic_partitions(ADAPTERS_PARTITION)):
-        m = latest_metadata(instance, "task_adapter_report", aid)
+        m = metric_values(latest_metadata(instance, "task_adapter_report", aid))
         if not m:
             continue
         if not rows:
@@ -46,7 +52,7 @@ def _model_rows(report: dict[str, Any], models: list[str], infix: str, columns: 
 
 def summary_lines(instance: DagsterInstance) -> list[str]:
     out: list[str] = []
-    e = latest_metadata(instance, "eval_report")
+    e = metric_values(latest_metadata(instance, "eval_report"))
     models = [BASELINE, *(c.name for c in CANDIDATES)]
     metrics = ["json_valid_rate", "schema_valid_rate", "field_accuracy", "exact_match", "heldout_loss", "tokens_per_s"]
     rows = [

@@ -17,6 +17,9 @@ from eval_assets.engine import behaviour_sets as bs  # noqa: E402
 from eval_assets.engine import comparison, registry, suites  # noqa: E402
 from eval_assets.engine.bootstrap import ALL_SLICE  # noqa: E402
 from eval_assets.engine.gate import evaluate_gate  # noqa: E402
+from eval_assets.engine.report_checks import truncation_shares  # noqa: E402
+from eval_assets.engine.reporting import adapter_headline, gate_headline, reported_metrics  # noqa: E402
+from mixtrain.config.evaluation import ReleaseGateSpec  # noqa: E402
 from tests.helpers import write_signature_set  # noqa: E402
 
 SOURCES = [
@@ -205,3 +208,34 @@ def test_a_failing_suite_is_a_problem_not_a_crash(models, suite_items):
         comparison.run_evaluation({"a": models["base"]}, "b", {"sentinel": bs.sentinel_set()}, SETTINGS)
     with pytest.raises(ValueError, match="unknown suite"):
         comparison.run_evaluation({"a": models["base"]}, "a", {"vibes": bs.sentinel_set()}, SETTINGS)
+
+
+def test_headline_is_a_few_keys_of_the_reported_metrics(run):
+    """The report's metadata keeps a handful of numbers (the gate metric per model, the verdict, truncation) under
+    the keys the full metrics have, so a plot continues run over run; everything else stays in the table."""
+    values = reported_metrics(run)
+    assert len(values) > 40  # what used to be flat metadata keys
+    gate = ReleaseGateSpec(eval_set="sig", candidate="other", primary_metric="field_accuracy", tolerance=0.0)
+    headline = gate_headline(run, gate, "base", "base")
+    scores = {k: v for k, v in headline.items() if k.endswith("/structured/field_accuracy")}
+    assert set(scores) == {"base/structured/field_accuracy", "other/structured/field_accuracy",
+                           "vocab/structured/field_accuracy"}  # fmt: skip
+    assert all(values[k] == v for k, v in scores.items())
+    primary = run.comparison_for("other", "sig").filter(pc.equal(run.comparison_for("other", "sig")["slice"], "all"))
+    row = next(r for r in primary.to_pylist() if r["metric"] == "field_accuracy")
+    assert headline["release_gate/diff"] == pytest.approx(row["diff"])
+    assert headline["release_gate/passed"] is (row["diff"] >= 0)
+    shares = [r["share"] for r in truncation_shares(run.items) if r["model"] == "other"]
+    assert headline["other/truncated_share"] == max(shares)
+    assert len(headline) == 6
+    # a task adapter: its label and the base's, the same keys in every partition
+    relabelled = reported_metrics(run, {"other": "adapter"})
+    adapter = adapter_headline(relabelled, run, "other", "adapter")
+    assert set(adapter) == {
+        "base/structured/field_accuracy",
+        "base/perplexity/ppl",
+        "adapter/structured/field_accuracy",
+        "adapter/perplexity/ppl",
+        "adapter/truncated_share",
+    }  # no tool_calls suite in this run: no tool accuracy
+    assert adapter["adapter/perplexity/ppl"] == values["other/perplexity/ppl"]

@@ -198,4 +198,6 @@ def test_each_adapter_is_evaluated_against_its_base_on_every_suite(session):
         assert set(comparison.column("suite").to_pylist()) == suites - {"efficiency"}
         meta = latest_metadata(session.instance, "task_adapter_report", aid)
         assert meta["problems"] == 0 and "adapter/perplexity/ppl" in meta and "base/perplexity/ppl" in meta
+        tabled = "adapter/structured/json_valid_rate"  # every metric in one entry, a few as numbers of their own
+        assert tabled in meta["all_metrics"] and tabled not in meta and len(meta["all_metrics"]) > len(meta)
         assert meta["record"]["models"]["base"]["reused"] is True

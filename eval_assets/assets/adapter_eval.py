@@ -16,7 +16,7 @@ from eval_assets.assets.wiring import GROUP, log_progress, model_in, run_outputs
 from eval_assets.engine.candidates import ADAPTER_LABEL, BASELINE, adapter_label, adapter_models
 from eval_assets.engine.comparison import run_evaluation
 from eval_assets.engine.live import run_fingerprint
-from eval_assets.engine.reporting import eval_settings, suite_items
+from eval_assets.engine.reporting import adapter_headline, eval_settings, reported_metrics, suite_items
 from mixtrain.automation import changed_out
 from mixtrain.partitions import adapter_partitions
 from mixtrain.resources import ProjectResource
@@ -60,5 +60,7 @@ def task_adapter_eval(
     run = run_evaluation(
         models, BASELINE, items, settings, identities=identities, reused=reused, on_progress=log_progress(context)
     )
-    labels = {adapter_label(context.partition_key): ADAPTER_LABEL}
-    yield from run_outputs(run, "task_adapter_report", "task_adapter_comparison", labels)
+    label = adapter_label(context.partition_key)
+    values = reported_metrics(run, {label: ADAPTER_LABEL})  # the same keys in every partition
+    headline = adapter_headline(values, run, label, ADAPTER_LABEL)
+    yield from run_outputs(run, "task_adapter_report", "task_adapter_comparison", headline, values)

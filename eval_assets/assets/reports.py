@@ -10,7 +10,7 @@ from eval_assets.assets.wiring import GROUP, candidate_ins, log_progress, model_
 from eval_assets.engine.candidates import BASELINE, CANDIDATES, candidate_models
 from eval_assets.engine.comparison import run_evaluation
 from eval_assets.engine.live import LIVE, gate_baseline, run_fingerprint
-from eval_assets.engine.reporting import eval_settings, suite_items
+from eval_assets.engine.reporting import eval_settings, gate_headline, reported_metrics, suite_items
 from mixtrain.automation import changed_out
 from mixtrain.release import current_release
 from mixtrain.resources import ProjectResource
@@ -76,4 +76,5 @@ def eval_report(
         fingerprint=fingerprint,
         gate_baseline={"label": baseline.label, "model": baseline.model, "why": baseline.why, "live": live.how or None},
     )
-    yield from run_outputs(run, "eval_report", "eval_comparison")
+    headline = gate_headline(run, cfg.release_gate, baseline.label, baseline.model)
+    yield from run_outputs(run, "eval_report", "eval_comparison", headline, reported_metrics(run))

@@ -8,9 +8,8 @@ from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
 from eval_assets.engine.candidates import CANDIDATES
 from eval_assets.engine.comparison import EvalRun
-from eval_assets.engine.reporting import plotted_metrics
 from mixtrain.automation import rerun_when_changed
-from mixtrain.metadata import metric_table
+from mixtrain.metadata import metric_table, rounded
 from mixtrain.progress import progress_message
 from mixtrain.versioning import table_output
 
@@ -38,13 +37,22 @@ def log_progress(context: AssetExecutionContext) -> Callable[[dict[str, Any]], N
 
 
 def run_outputs(
-    run: EvalRun, report: str, comparison: str, labels: Mapping[str, str] | None = None
+    run: EvalRun,
+    report: str,
+    comparison: str,
+    headline: Mapping[str, Any],
+    values: Mapping[str, float],
 ) -> Iterator[Output]:
-    """The run's items as ``report`` (with the plotted metrics, the problem count and the reproducibility record
-    as metadata) and its comparison as ``comparison`` (rendered as Markdown)."""
-    metadata: dict = plotted_metrics(run, labels)  # rounded by table_output
-    metadata["metrics"] = MetadataValue.md(metric_table(metadata))  # the same numbers, one row per model
-    metadata["problems"] = len(run.problems)
-    metadata["record"] = MetadataValue.json(run.record)
+    """The run's items as ``report`` and its comparison as ``comparison`` (rendered as Markdown). The report's
+    metadata: the ``headline`` numbers (plotted by the UI), the problem count, every metric of ``values``
+    (``reporting.reported_metrics``) as one table and as JSON for tools (``mixtrain summary``), and the
+    reproducibility record."""
+    metadata = {
+        **headline,  # floats rounded by table_output
+        "problems": len(run.problems),
+        "metrics": MetadataValue.md(metric_table(values)),  # one row per model
+        "all_metrics": MetadataValue.json(rounded(values)),
+        "record": MetadataValue.json(run.record),
+    }
     yield table_output(run.items, metadata, name=report)
     yield table_output(run.comparison, {"comparison": MetadataValue.md(run.to_markdown())}, name=comparison)
