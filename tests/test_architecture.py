@@ -39,7 +39,7 @@ ENGINE_CORE = (
     "mixtrain.faults",
 )
 MAX_LINES = 500
-LINE_LIMITED = (*PACKAGES, "definitions.py", "benchmarks", "examples", "tests")
+LINE_LIMITED = (*PACKAGES, "definitions.py", "benchmarks", "examples", "scripts", "tests")
 HEAVY = ("torch", "ray")  # must not load with the code location
 
 

@@ -2,7 +2,8 @@
 (``make test-browser`` installs both), against ``mixtrain ui`` on a small project with one materialized source.
 
 GraphQL answers (tests/test_webserver.py) say what the UI is given; these say what it shows: the lineage reads
-left to right, an asset page shows the row count and the column schema, and the page logs no errors.
+left to right, an asset page shows the row count and the column schema, the README's lineage picture
+(scripts/screenshot_lineage.py) still frames every group, and the page logs no errors.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts.screenshot_lineage import COMMUNITY_PROMPT_SEEN, save_lineage
 from tests.ui_server import mixtrain_ui
 
 pytestmark = pytest.mark.browser
@@ -130,6 +132,17 @@ def test_collapsed_lineage_reads_from_sources_to_evaluation(ui_url, page):
     ordered = [xs[g] for g in GROUPS_LEFT_TO_RIGHT]
     assert ordered == sorted(ordered) and len(set(ordered)) == len(ordered), xs
     assert xs["inputs"] < xs["training"], xs  # the base model and eval registry sit upstream of their users
+
+
+def test_the_readme_picture_frames_every_group(ui_url, page, tmp_path):
+    page.page.add_init_script(COMMUNITY_PROMPT_SEEN)
+    shot = tmp_path / "lineage.png"
+    clip = save_lineage(page.page, ui_url, shot)  # fails when a group is missing or outside the page
+    header = shot.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+    assert abs(width - clip["width"]) <= 2 and abs(height - clip["height"]) <= 2, (width, height, clip)
+    assert width > 3 * height  # the groups read left to right in one band
 
 
 def test_lineage_shows_the_chain_from_a_source_to_the_eval_report(ui_url, page):
