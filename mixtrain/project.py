@@ -97,7 +97,8 @@ class Project:
         self.file = self.root / PROJECT_FILE
         if not self.file.is_file():
             what = "no such directory" if not self.root.exists() else f"no {PROJECT_FILE} in it"
-            raise ProjectNotFoundError(f"{self.file}: file not found ({self.root}: {what})")
+            start = f"`mixtrain init {self.root}` writes a starter project there"
+            raise ProjectNotFoundError(f"{self.file}: file not found ({self.root}: {what}; {start})")
         loaded = _load_yaml(self.file)
         self._lines = loaded[1]
         self.spec: ProjectSpec = _validate(ProjectSpec, loaded, self.file)
