@@ -26,9 +26,17 @@ DEMO_PROJECT = Path(__file__).resolve().parent / "examples" / "demo"
 
 def build_defs(project_dir: str | None = None) -> Definitions:
     project_dir = project_dir or os.environ.get(PROJECT_ENV) or str(DEMO_PROJECT)
-    packages = [(p.__name__, p.defs) for p in (mixassets, training_assets, eval_assets)]
+    spec = load_project(project_dir).spec
+    # The graph follows the project where a stage is optional: without a distillation section there are no
+    # student assets, and the evaluation neither reads nor waits for them.
+    students = spec.student_models()
+    packages = [
+        (mixassets.__name__, mixassets.defs),
+        (training_assets.__name__, training_assets.build_defs(students)),
+        (eval_assets.__name__, eval_assets.build_defs(students)),
+    ]
     merged = Definitions.merge(
-        conform_all(packages, load_project(project_dir).spec.dagster),
+        conform_all(packages, spec.dagster),
         Definitions(jobs=stage_jobs(), resources=project_resources(project_dir)),
     )
     # Over the whole graph: the daemon's automation and the spec observations that feed it (both need every

@@ -4,7 +4,7 @@ candidate does not regress from the live release (from the base before the first
 import pyarrow as pa
 from dagster import AssetCheckResult, MetadataValue, asset_check
 
-from eval_assets.engine.candidates import BASELINE, CANDIDATES
+from eval_assets.engine.candidates import BASELINE, project_candidates
 from eval_assets.engine.gate import gate_verdict
 from eval_assets.engine.live import LIVE, gate_baseline
 from eval_assets.engine.report_checks import missing_results, nan_scores, over_threshold, truncation_shares
@@ -69,7 +69,8 @@ def release_gate(project: ProjectResource, eval_comparison: pa.Table) -> AssetCh
 def eval_report_complete(project: ProjectResource, eval_report: pa.Table) -> AssetCheckResult:
     proj = project.load()
     baseline = gate_baseline(current_release(proj.storage_root))
-    models = list(dict.fromkeys([BASELINE, *(c.name for c in CANDIDATES), baseline.label]))
+    candidates = project_candidates(proj.spec.student_models())
+    models = list(dict.fromkeys([BASELINE, *(c.name for c in candidates), baseline.label]))
     missing = missing_results(eval_report, models, proj.spec.evaluation.suites)
     nans = nan_scores(eval_report)
     baseline_present = baseline.label in set(eval_report["model"].to_pylist())

@@ -27,6 +27,7 @@ EPILOG = f"""\
 The project is the directory given with --project, else ${PROJECT_ENV}, else the current directory.
 
 examples:
+  mixtrain init myproj                          write a starter project to start from
   mixtrain run --project examples/demo          build what is missing or stale
   mixtrain status --project examples/demo       what a run would rebuild, and why (changes nothing)
   mixtrain trace 3f2a9c0d1e4b5a6c7d8e --project examples/demo
@@ -72,6 +73,30 @@ def _sub(sub: Any, name: str, summary: str, details: str = "") -> argparse.Argum
 
 
 def _core_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "init",
+        help="write a commented starter project (one source, one eval set, a mixture, a training recipe)",
+        description="Write a commented starter project into DIRECTORY: mixtrain.yaml, sources/examples.yaml, its\n"
+        "data and an eval set. It runs offline as written (`mixtrain run --project DIRECTORY`); the comments say\n"
+        "what each field does and which values it takes. Distillation is left off (commented how to turn it on).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(p, project=False)
+    p.add_argument(
+        "directory",
+        nargs="?",
+        default=".",
+        metavar="DIRECTORY",
+        help="where to write it (default: .); created if missing",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a directory that is not empty: the starter's files replace those of the same name, other "
+        "files are kept",
+    )
+    p.set_defaults(func=commands.cmd_init)
+
     p = _sub(
         sub,
         "run",

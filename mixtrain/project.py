@@ -27,7 +27,7 @@ from mixtrain.config.compute import ComputeConfig
 from mixtrain.config.data import DedupeSpec, MixtureSpec, ScreenSpec, SourceSpec
 from mixtrain.config.errors import LineMap, format_validation_error, line_of, load_with_lines, suggest
 from mixtrain.config.evaluation import EvalSetSpec, EvalSpec, ReleaseGateSpec
-from mixtrain.config.training import AdapterSpec, DistillationSpec, TrainingRecipe
+from mixtrain.config.training import STUDENT_MODELS, AdapterSpec, DistillationSpec, TrainingRecipe
 from mixtrain.config.ui import DagsterSection
 
 PROJECT_FILE = "mixtrain.yaml"
@@ -54,10 +54,17 @@ class ProjectSpec(Strict):
     adapters: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")], AdapterSpec] = Field(
         {}, description="more LoRA adapters over the same base, each a partition of task_adapter"
     )
-    distillation: DistillationSpec = DistillationSpec()
+    distillation: DistillationSpec | None = Field(
+        None, description="the student stage; left out (or null), no student is trained or evaluated"
+    )
     evaluation: EvalSpec = EvalSpec()
     release_gate: ReleaseGateSpec
     dagster: DagsterSection = DagsterSection()
+
+    def student_models(self) -> tuple[str, ...]:
+        """The student assets the project trains: none without a distillation section. The code location's graph
+        is built from this, so that evaluation never depends on a model nobody asked for."""
+        return () if self.distillation is None else self.distillation.models()
 
 
 def _load_yaml(path: Path) -> tuple[Any, dict[tuple[str, ...], int]]:
@@ -90,7 +97,8 @@ class Project:
         self.file = self.root / PROJECT_FILE
         if not self.file.is_file():
             what = "no such directory" if not self.root.exists() else f"no {PROJECT_FILE} in it"
-            raise ProjectNotFoundError(f"{self.file}: file not found ({self.root}: {what})")
+            start = f"`mixtrain init {self.root}` writes a starter project there"
+            raise ProjectNotFoundError(f"{self.file}: file not found ({self.root}: {what}; {start})")
         loaded = _load_yaml(self.file)
         self._lines = loaded[1]
         self.spec: ProjectSpec = _validate(ProjectSpec, loaded, self.file)
@@ -145,6 +153,16 @@ class Project:
         if gate.eval_set not in ids:
             raise self._bad(
                 "release_gate.eval_set", f"'{gate.eval_set}' is not in eval_sets{suggest(gate.eval_set, ids)}"
+            )
+        trained = ("sft_adapter", *self.spec.student_models())
+        if gate.candidate not in trained:
+            hint = (
+                " (students are trained only with a distillation section)" if gate.candidate in STUDENT_MODELS else ""
+            )
+            raise self._bad(
+                "release_gate.candidate",
+                f"'{gate.candidate}' is not a model this project trains{suggest(gate.candidate, trained)}; "
+                f"one of {list(trained)}{hint}",
             )
         for i, c in enumerate(gate.criteria):
             if c.eval_set is not None and c.eval_set not in ids:

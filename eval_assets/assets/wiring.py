@@ -1,12 +1,12 @@
 """What the evaluation assets share: their group, the models they read as inputs, and an evaluation run
 written out as a report (per item) and a comparison (per metric and slice)."""
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
 
-from eval_assets.engine.candidates import CANDIDATES
+from eval_assets.engine.candidates import Candidate
 from eval_assets.engine.comparison import EvalRun
 from mixtrain.automation import rerun_when_changed
 from mixtrain.metadata import metric_table, rounded
@@ -21,9 +21,9 @@ def model_in() -> AssetIn:
     return AssetIn(input_manager_key="json_io_manager")
 
 
-def candidate_ins() -> dict[str, AssetIn]:
-    """Every one of ``CANDIDATES`` as an input, by asset key (the asset takes them as ``**trained``)."""
-    return {c.name: model_in() for c in CANDIDATES}
+def candidate_ins(candidates: Sequence[Candidate]) -> dict[str, AssetIn]:
+    """Every one of ``candidates`` as an input, by asset key (the asset takes them as ``**trained``)."""
+    return {c.name: model_in() for c in candidates}
 
 
 def evaluation_asset(**kwargs: Any) -> Any:

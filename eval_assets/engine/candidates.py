@@ -1,8 +1,9 @@
 """The models an evaluation runs and compares: the base, the trained candidates, and how each is loaded.
 
 ``CANDIDATES`` is the one list of trained models that ``eval_report`` evaluates against the base, that
-``eval_comparison`` compares and that ``released_model`` may promote; each is named by its asset key, which is
-also its label in the report, the comparison and the release gate. A task adapter is evaluated in its own
+``eval_comparison`` compares and that ``released_model`` may promote, less the students of a project without
+distillation (``project_candidates``); each is named by its asset key, which is also its label in the report, the
+comparison and the release gate. A task adapter is evaluated in its own
 partition (``task_adapter_eval``) under ``adapter_label``.
 """
 
@@ -10,10 +11,11 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mixtrain.config.training import STUDENT_MODELS
 from mixtrain.identity import resolve_relative
 
 BASELINE = "base"
@@ -32,6 +34,13 @@ CANDIDATES = (
     Candidate("distilled_student", on_base=False),
     Candidate("student_sft_baseline", on_base=False),
 )
+
+
+def project_candidates(students: Collection[str]) -> tuple[Candidate, ...]:
+    """``CANDIDATES`` less the students a project does not train (``ProjectSpec.student_models``): without a
+    distillation section only the SFT adapter is evaluated, compared and may be released."""
+    return tuple(c for c in CANDIDATES if c.name not in STUDENT_MODELS or c.name in students)
+
 
 # label -> (base model directory, adapter directory or None), the form ``iter_candidates`` loads
 ModelDirs = dict[str, tuple[str, str | None]]
@@ -64,17 +73,20 @@ def base_only(base_model: Mapping[str, Any], storage_root: str) -> tuple[ModelDi
 
 
 def candidate_models(
-    base_model: Mapping[str, Any], trained: Mapping[str, Mapping[str, Any]], storage_root: str
+    base_model: Mapping[str, Any],
+    candidates: Sequence[Candidate],
+    trained: Mapping[str, Mapping[str, Any]],
+    storage_root: str,
 ) -> tuple[ModelDirs, dict[str, Any]]:
-    """The base and every one of ``CANDIDATES`` (``trained``: asset key -> the trained model's JSON), in that
+    """The base and every one of ``candidates`` (``trained``: asset key -> the trained model's JSON), in that
     order: their directories (the records name them relative to ``storage_root``) and their identities for the
     record."""
     dirs, identities = base_only(base_model, storage_root)
     base = dirs[BASELINE][0]
-    for c in CANDIDATES:
+    for c in candidates:
         model = resolve_relative(trained[c.name]["path"], storage_root)
         dirs[c.name] = (base, model) if c.on_base else (model, None)
-    return dirs, identities | {c.name: trained_identity(trained[c.name]) for c in CANDIDATES}
+    return dirs, identities | {c.name: trained_identity(trained[c.name]) for c in candidates}
 
 
 def adapter_models(

@@ -132,6 +132,11 @@ class TrainingRecipe(Strict):
         return self
 
 
+# The asset keys of the students (training_assets.assets.students); a project without a distillation section
+# trains neither, and its evaluation and release gate do not wait for them.
+STUDENT_MODELS = ("distilled_student", "student_sft_baseline")
+
+
 class SequenceKDSpec(Strict):
     n_candidates: int = Field(4, ge=1, description="teacher samples per prompt")
     temperature: float = Field(0.7, ge=0, description="sampling temperature (0: greedy)")
@@ -222,3 +227,7 @@ class DistillationSpec(Strict):
     sft_baseline: bool = Field(
         True, description="also train the same student SFT-only (kd_ratio 0, same steps) to show what KD adds"
     )
+
+    def models(self) -> tuple[str, ...]:
+        """The student assets this section trains, in evaluation order (the SFT-only one only with sft_baseline)."""
+        return STUDENT_MODELS if self.sft_baseline else STUDENT_MODELS[:1]
