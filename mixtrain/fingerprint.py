@@ -10,6 +10,7 @@ import hashlib
 import os
 import time
 
+from mixtrain.config.plugins import plugin_fingerprint
 from mixtrain.identity import relative_path, spec_hash
 from mixtrain.project import Project
 from mixtrain.storage import file_sha256
@@ -55,20 +56,23 @@ def source_fingerprint(project: Project, source_id: str) -> str:
 
 
 def gating_fingerprint(project: Project, source_id: str) -> str:
-    """What gated_documents decides with: the source's gating config and PII policy, the project's forbidden tags."""
+    """What gated_documents decides with: the source's gating config and PII policy, the project's forbidden tags,
+    and the code of the source's own rules (``gating.extra_rules``), so editing one regates the source."""
     spec = project.sources[source_id]
     gating = spec.gating.model_dump(mode="json")
     classifier = gating["safety"]["classifier_path"]
     if classifier is not None:  # loading made it absolute; hash it as the project names it, so a move regates nothing
         gating["safety"]["classifier_path"] = relative_path(classifier, str(project.root))
-    return spec_hash(
-        {
-            "gating": gating,
-            "pii_policy": spec.pii_policy,
-            "forbidden_license_tags": sorted(project.spec.forbidden_license_tags),
-            "classifier": _model_dir_hash(spec.gating.safety.classifier_path),
-        }
-    )
+    extra_rules = gating.pop("extra_rules")  # hashed below with their code; when empty left out entirely, so a
+    policy = {  # project without plugin rules keeps the fingerprints it had
+        "gating": gating,
+        "pii_policy": spec.pii_policy,
+        "forbidden_license_tags": sorted(project.spec.forbidden_license_tags),
+        "classifier": _model_dir_hash(spec.gating.safety.classifier_path),
+    }
+    if extra_rules:
+        policy["extra_rules"] = [plugin_fingerprint(p) for p in extra_rules]
+    return spec_hash(policy)
 
 
 def _model_dir_hash(path: str | None) -> str | None:

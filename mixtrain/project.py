@@ -26,7 +26,15 @@ from mixtrain.config.base import ProjectError, ProjectNotFoundError, Strict
 from mixtrain.config.compute import ComputeConfig
 from mixtrain.config.data import DedupeSpec, MixtureSpec, ScreenSpec, SourceSpec
 from mixtrain.config.errors import LineMap, format_validation_error, line_of, load_with_lines, suggest
-from mixtrain.config.evaluation import EvalSetSpec, EvalSpec, ReleaseGateSpec
+from mixtrain.config.evaluation import (
+    BUILT_IN_SUITES,
+    BUILT_IN_TASKS,
+    EVAL_TASKS_GROUP,
+    EvalSetSpec,
+    EvalSpec,
+    ReleaseGateSpec,
+)
+from mixtrain.config.plugins import entry_point_names
 from mixtrain.config.training import STUDENT_MODELS, AdapterSpec, DistillationSpec, TrainingRecipe
 from mixtrain.config.ui import DagsterSection
 
@@ -190,6 +198,23 @@ class Project:
             )
         if "tool_calls" in suites and not any(e.task == "tool_calls" for e in self.spec.eval_sets):
             raise self._bad("evaluation.suites", "tool_calls needs an eval set with task tool_calls")
+        self._check_tasks()
+
+    def _check_tasks(self) -> None:
+        """Every eval set's task is built in or a plugin task, and every plugin task run has items to score."""
+        known = [*BUILT_IN_TASKS, *self.spec.evaluation.tasks]
+        if any(e.task not in known for e in self.spec.eval_sets):  # installed tasks only when needed (~50 ms)
+            known += entry_point_names(EVAL_TASKS_GROUP)
+        for i, e in enumerate(self.spec.eval_sets):
+            if e.task not in known:
+                raise self._bad(
+                    f"eval_sets.{i}.task",
+                    f"unknown task '{e.task}'{suggest(e.task, known)} (known: {', '.join(known)}; a plugin task is "
+                    f"named in evaluation.tasks or installed as a '{EVAL_TASKS_GROUP}' entry point)",
+                )
+        for name in self.spec.evaluation.suites:  # a name that is not built in is a plugin task's (EvalSpec checks)
+            if name not in BUILT_IN_SUITES and not any(e.task == name for e in self.spec.eval_sets):
+                raise self._bad("evaluation.suites", f"{name} needs an eval set with task {name}")
 
     # -- locations ---------------------------------------------------------------------------------
     def resolve(self, path: str) -> str:

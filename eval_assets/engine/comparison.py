@@ -33,11 +33,12 @@ from eval_assets.engine.deadline import GenerationTimeout, time_limit
 from eval_assets.engine.record import model_record, run_record
 from eval_assets.engine.suites import (
     RUN_ITEM_SCHEMA,
-    SUITES,
     EvalSettings,
     ItemMetric,
     Suite,
 )
+from eval_assets.engine.suites.rows import conform_rows
+from eval_assets.engine.task_plugins import suite_table
 from mixtrain.markdown import markdown_table
 
 RUN_SUMMARY_SCHEMA = pa.schema(
@@ -309,9 +310,10 @@ def run_evaluation(
     """Evaluate every candidate on every suite and compare each with ``baseline_label``.
 
     ``candidates`` maps a label to ``(base_dir, adapter_dir or None)`` (candidates on one base share one read of
-    its weights); ``suites`` maps a suite name (``suites.SUITES``) to its items: registry rows (EVAL_ITEM_SCHEMA)
-    for every suite but ``perplexity``, which takes a table of ``text`` and ``domain`` (optional ``item_id``,
-    ``eval_set``). ``identities`` (label -> e.g. manifest id / weights hash) goes into the record as given.
+    its weights); ``suites`` maps a suite name (``suites.SUITES``, or a plugin task's: ``settings.tasks`` or an
+    installed one, see ``task_plugins``) to its items: registry rows (EVAL_ITEM_SCHEMA) for every suite but
+    ``perplexity``, which takes a table of ``text`` and ``domain`` (optional ``item_id``, ``eval_set``).
+    ``identities`` (label -> e.g. manifest id / weights hash) goes into the record as given.
     The expected tokenizer is ``expected_vocab_sha256`` or, without it, the baseline's.
 
     ``reused`` maps a label to the item rows and model record of an earlier run of the same items and settings
@@ -326,9 +328,10 @@ def run_evaluation(
         raise ValueError(f"baseline '{baseline_label}' is not one of the candidates {sorted(candidates)}")
     if set(candidates) & set(reused):
         raise ValueError(f"model(s) {sorted(set(candidates) & set(reused))} both to evaluate and reused")
-    unknown = sorted(set(suites) - set(SUITES))
+    specs = suite_table(settings.tasks)  # the built-in suites and the plugin tasks' (checked as they load)
+    unknown = sorted(set(suites) - set(specs))
     if unknown:
-        raise ValueError(f"unknown suite(s) {unknown}; known: {sorted(SUITES)}")
+        raise ValueError(f"unknown suite(s) {unknown}; known: {sorted(specs)}")
     if not suites:
         raise ValueError("no suites to run")
     limited = {name: limit_items(items, settings.limit) for name, items in suites.items()}
@@ -365,9 +368,7 @@ def run_evaluation(
             problems.append({"model": label, "suite": None, "kind": "load", "message": f"cannot load: {error!r}"})
             continue
         models[label].update(model_record(tokenizer, model, with_tools="tool_calls" in limited))
-        budgets = {
-            n: suite_budget(SUITES[n], t, tokenizer, settings) for n, t in limited.items() if SUITES[n].generates
-        }
+        budgets = {n: suite_budget(specs[n], t, tokenizer, settings) for n, t in limited.items() if specs[n].generates}
         models[label]["generation_budget"] = budgets
         mine: list[pa.Table] = []
         try:
@@ -377,7 +378,7 @@ def run_evaluation(
                     mine_settings = replace(settings, max_new_tokens=budget)
                     started = time.perf_counter()
                     try:
-                        table, summary = SUITES[name].run(model, tokenizer, items, mine_settings, model_label=label)
+                        table, summary = specs[name].run(model, tokenizer, items, mine_settings, model_label=label)
                     except Exception as e:  # a suite that fails as a whole is reported; the other suites still run
                         message = f"suite failed: {e!r}"
                         problems.append({"model": label, "suite": name, "kind": "suite", "message": message})
@@ -398,7 +399,7 @@ def run_evaluation(
     for label, (rows, info) in reused.items():
         models[label] = {**info, "identity": (identities or {}).get(label, info.get("identity")), "reused": True}
         at = RUN_ITEM_SCHEMA.get_field_index("model")
-        relabelled = rows.select(RUN_ITEM_SCHEMA.names).cast(RUN_ITEM_SCHEMA)
+        relabelled = conform_rows(rows)
         mine = relabelled.set_column(at, RUN_ITEM_SCHEMA.field(at), pa.array([label] * len(rows), pa.string()))
         tables.insert(0 if label == baseline_label else len(tables), mine)  # the baseline's rows lead, as when run
 
@@ -424,7 +425,7 @@ def run_evaluation(
     grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in items.to_pylist():
         grouped.setdefault((r["model"], r["suite"], r["eval_set"]), []).append(r)
-    summaries = {key: _summaries(SUITES[key[1]], rows) for key, rows in grouped.items()}
+    summaries = {key: _summaries(specs[key[1]], rows) for key, rows in grouped.items()}
     summary_rows = [
         {"model": m, "suite": s, "eval_set": e, "metric": metric, "slice": slice_name, "n": n, "value": _numeric(v)}
         for (m, s, e), by_slice in summaries.items()
@@ -452,7 +453,7 @@ def run_evaluation(
             continue
         try:
             compared = _compare(
-                SUITES[suite],
+                specs[suite],
                 rows,
                 base_rows,
                 summaries[(label, suite, eval_set)],

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from eval_assets.engine.candidates import BASELINE
 from eval_assets.engine.comparison import limit_items
 from eval_assets.engine.suites import EvalSettings
+from eval_assets.engine.task_plugins import task_fingerprints
 from mixtrain.identity import canonical_json
 
 LIVE = "live"  # the live release's label in a report and a comparison (stable, so metadata keys stay the same)
@@ -61,10 +62,17 @@ def _items_digest(table: pa.Table) -> str:
 
 def run_fingerprint(suites: Mapping[str, pa.Table], settings: EvalSettings) -> str:
     """What stored rows must have been computed on to stand in for a fresh evaluation: every suite's items after
-    the item limit, and every setting that decides a row (budget rule, batch size, dtype, buckets, windows)."""
+    the item limit, every setting that decides a row (budget rule, batch size, dtype, buckets, windows) and the
+    version and code of the plugin tasks run."""
     items = {name: _items_digest(limit_items(table, settings.limit)) for name, table in sorted(suites.items())}
     decided = {k: v for k, v in asdict(settings).items() if k not in _NOT_IN_ROWS}
-    return hashlib.sha256(canonical_json({"items": items, "settings": decided}).encode()).hexdigest()
+    if not decided["tasks"]:  # without plugin tasks, rows stored before they existed keep their fingerprint
+        del decided["tasks"]
+    payload: dict[str, Any] = {"items": items, "settings": decided}
+    plugins = task_fingerprints(list(suites), settings.tasks)
+    if plugins:  # a changed task (its version or its module's code) scores differently
+        payload["tasks"] = plugins
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 
 def model_rows(items: pa.Table, label: str) -> pa.Table:

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 # Score columns of RUN_ITEM_SCHEMA (floats): null means "not scored" and is allowed; NaN never is.
-SCORE_COLUMNS = ("field_accuracy", "nll", "tool_arg_accuracy", "confidence", "brier", "latency_s")
+SCORE_COLUMNS = ("field_accuracy", "nll", "tool_arg_accuracy", "confidence", "brier", "latency_s", "task_score")
 
 
 def missing_results(items: pa.Table, models: Sequence[str], suites: Iterable[str]) -> list[str]:

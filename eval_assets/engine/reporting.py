@@ -64,6 +64,7 @@ def eval_settings(cfg: EvalSpec) -> EvalSettings:
         budget_margin=rule.margin,
         budget_floor=rule.floor,
         budget_cap=rule.cap,
+        tasks=tuple(sorted(cfg.tasks.items())),
     )
 
 
@@ -120,7 +121,7 @@ def suite_items(
     suites: Sequence[str], eval_sets: Sequence[EvalSetSpec], registry: pa.Table, heldout_text: pa.Table
 ) -> dict[str, pa.Table]:
     """The items of each configured suite: task holdouts from the registry, behaviour sets frozen in code, and the
-    mixture's held-out documents for perplexity."""
+    mixture's held-out documents for perplexity; a plugin task's suite scores the eval sets of its task."""
 
     def task_sets(task: str) -> pa.Table:
         ids = [e.id for e in eval_sets if e.task == task]
@@ -151,4 +152,6 @@ def suite_items(
                     "domain": heldout_text["domain"],
                 }
             )
+        else:  # a plugin task (the project checked that it is one and that an eval set has it as its task)
+            out[suite] = task_sets(suite)
     return out

@@ -7,9 +7,14 @@ import difflib
 import itertools
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from mixtrain.config.base import Strict
+from mixtrain.config.plugins import check_import_path
+
+# Installed gating rules: each entry point loads a Rule instance, a Rule subclass or a factory returning a Rule
+# (mixassets.engine.rules.plugins); they apply to every source, like the built-in rules.
+GATING_RULES_GROUP = "mixtrain.gating_rules"
 
 
 class QualityConfig(Strict):
@@ -75,6 +80,12 @@ class GatingConfig(Strict):
         "auto", description="which quality rules apply; auto = code for domain 'code', else prose"
     )
     disabled_rules: list[str] = Field([], description="rule ids to skip for this source")
+    # Each path is imported when the config loads, so a typo is reported with the file and line, not at gating.
+    extra_rules: list[Annotated[str, AfterValidator(check_import_path)]] = Field(
+        [],
+        description="more rules for this source, as import paths 'package.module:name' of a Rule instance, a Rule "
+        "subclass or a factory returning one; they run after the built-in rules, before the PII rule",
+    )
     min_words: int = Field(5, ge=0, description="documents with fewer words are rejected")
     max_chars: int = Field(200_000, gt=0, description="documents longer than this are quarantined, never truncated")
     max_replacement_ratio: float = Field(

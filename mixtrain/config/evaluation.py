@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from mixtrain.config.base import Strict
+from mixtrain.config.errors import suggest
+from mixtrain.config.plugins import check_import_path, entry_point_names
+
+# What the project can name without a plugin: the tasks an eval set declares and the suites an evaluation runs.
+BUILT_IN_TASKS = ("json_signature", "tool_calls", "code")
+BUILT_IN_SUITES = ("structured", "tool_calls", "refusal", "sentinel", "calibration", "perplexity", "efficiency")
+# Installed evaluation tasks: each entry point loads an EvalTask (eval_assets.engine.task_plugins) under its name,
+# which eval sets give as their ``task`` and ``evaluation.suites`` lists like a built-in suite.
+EVAL_TASKS_GROUP = "mixtrain.eval_tasks"
+TASK_NAME = r"^[a-z][a-z0-9_]*$"
+
+
+def _not_built_in(name: str) -> str:
+    if name in BUILT_IN_TASKS or name in BUILT_IN_SUITES:
+        raise ValueError(f"'{name}' is a built-in task or suite; give the plugin task another name")
+    return name
 
 
 class EvalSetSpec(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     type: Literal["humaneval", "jsonl"]
     path: str | None = Field(None, description="jsonl file for type=jsonl, relative to the project dir")
-    task: Literal["json_signature", "tool_calls", "code"] = "code"
+    task: str = Field(
+        "code",
+        pattern=TASK_NAME,
+        description=f"one of {', '.join(BUILT_IN_TASKS)}, or a plugin task's name (evaluation.tasks or the "
+        f"'{EVAL_TASKS_GROUP}' entry points): the project checks it is one",
+    )
     version: str = "1"
     limit: int | None = Field(None, gt=0, description="take only the first N items (tests)")
 
@@ -81,12 +102,19 @@ class EvalSpec(Strict):
     generation_budget: GenerationBudgetSpec = Field(default_factory=GenerationBudgetSpec)
     batch_size: int = Field(8, gt=0)
     limit: int | None = Field(None, gt=0, description="evaluate at most N items per set (tests)")
-    suites: list[
-        Literal["structured", "tool_calls", "refusal", "sentinel", "calibration", "perplexity", "efficiency"]
+    # tasks precedes suites so that the suites validator can see it
+    tasks: dict[
+        Annotated[str, Field(pattern=TASK_NAME), AfterValidator(_not_built_in)],
+        Annotated[str, AfterValidator(check_import_path)],
     ] = Field(
+        {},
+        description="plugin evaluation tasks by name, as import paths 'package.module:name' of an EvalTask (instance, "
+        "subclass or factory); a name here is a suite (listed in suites) and the task of the eval sets it scores",
+    )
+    suites: list[str] = Field(
         ["structured"],
         description="suites run on every candidate (structured = the json_signature holdouts, tool_calls = the "
-        "tool_calls holdouts)",
+        f"tool_calls holdouts), and plugin tasks (evaluation.tasks, or the '{EVAL_TASKS_GROUP}' entry points)",
     )
     perplexity_max_tokens: int | None = Field(
         None, ge=2, description="perplexity scores each held-out document's first N tokens (null: all of it)"
@@ -100,3 +128,17 @@ class EvalSpec(Strict):
         "between batches and inside each generate call); a candidate past it is recorded as timed out, its results "
         "are dropped and the release gate refuses it",
     )
+
+    @field_validator("suites")
+    @classmethod
+    def _known_suites(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        known = [*BUILT_IN_SUITES, *(info.data.get("tasks") or {})]
+        if any(name not in known for name in v):  # entry points only when needed: reading them takes ~50 ms
+            known += entry_point_names(EVAL_TASKS_GROUP)
+        for name in v:
+            if name not in known:
+                raise ValueError(
+                    f"unknown suite '{name}'{suggest(name, known)} (known: {', '.join(known)}; a plugin task is "
+                    f"named in evaluation.tasks or installed as a '{EVAL_TASKS_GROUP}' entry point)"
+                )
+        return v

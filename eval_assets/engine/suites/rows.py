@@ -49,6 +49,8 @@ RUN_ITEM_SCHEMA = pa.schema(
         pa.field("calibration_correct", pa.bool_()),
         pa.field("confidence", pa.float64()),
         pa.field("brier", pa.float64()),
+        # a plugin task's score (eval_assets.engine.task_plugins)
+        pa.field("task_score", pa.float64()),
         # slices
         pa.field("source_module", pa.string()),
         pa.field("length_bucket", pa.string()),
@@ -153,6 +155,15 @@ def generation_reason(gen: Generation, scorer_reason: str | None) -> str | None:
 
 def to_table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=RUN_ITEM_SCHEMA)
+
+
+def conform_rows(table: pa.Table) -> pa.Table:
+    """Stored rows in RUN_ITEM_SCHEMA's layout: a column added since they were written (``task_score``) is null,
+    so rows a release or ``base_eval`` stored earlier can still stand in for a fresh evaluation."""
+    for f in RUN_ITEM_SCHEMA:
+        if f.name not in table.column_names:
+            table = table.append_column(f, pa.nulls(table.num_rows, f.type))
+    return table.select(RUN_ITEM_SCHEMA.names).cast(RUN_ITEM_SCHEMA)
 
 
 def render_all(

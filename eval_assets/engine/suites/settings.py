@@ -27,6 +27,8 @@ class EvalSettings:
     confidence: float = 0.95
     seed: int = 0
     generation_timeout_s: float | None = None  # wall-clock limit per candidate (deadline.time_limit); None: none
+    # plugin tasks the config names (evaluation.tasks), as (name, import path); installed ones are found by entry point
+    tasks: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_new_tokens <= 0 or self.batch_size <= 0 or self.ppl_window < 2 or self.calibration_bins < 1:
