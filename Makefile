@@ -23,10 +23,11 @@ demo: setup
 	$(BIN)/python examples/demo/generate.py --project examples/demo
 	$(BIN)/mixtrain run --project examples/demo
 
+# Two workers (pytest-xdist) taking whole modules (tests/conftest.py groups them), so fixtures are built once.
 test: setup
 	$(BIN)/pip install -q -e '.[s3]'
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # What reruns when something changes (tests marked `reruns`): a dozen incremental runs of the tiny project's
 # pipeline after its first run, about ten minutes, so apart from `make test`; CI runs it.

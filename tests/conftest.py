@@ -170,3 +170,17 @@ def pipeline_session(tmp_path_factory, tiny_model_dir):
     from tests.pipeline_session import Session
 
     return Session.first_run(build_tiny_project(tmp_path_factory.mktemp("pipeline") / "project", tiny_model_dir))
+
+
+# Modules that share the session's first pipeline run: one xdist worker takes them all, so it runs once.
+SHARES_PIPELINE_SESSION = ("test_pipeline", "test_pipeline_conventions")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``make test``'s two workers (``--dist loadgroup``), each module's tests stay on one worker (its
+    module fixtures are built once) and the modules that share ``pipeline_session`` stay together."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            name = item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid
+            group = "pipeline_session" if name in SHARES_PIPELINE_SESSION else name
+            item.add_marker(pytest.mark.xdist_group(group))
