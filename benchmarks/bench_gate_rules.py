@@ -47,7 +47,7 @@ def top_ngram_reference(text: str, limits: dict[int, float]) -> list[Any]:
         value = count * sum(map(len, gram)) / total
         if value > limits[n]:
             reason = f"top {n}-gram {' '.join(gram)!r} x{count} covers {value:.2f} of characters > {limits[n]}"
-            return [Outcome("quarantine", reason)]
+            return [Outcome("quarantine", reason, score=value)]
     return []
 
 

@@ -218,6 +218,53 @@ def throughput(items: pa.Table, files: list[tuple[str, str]]) -> None:
         print(f"{name}: {megabytes:.1f} MB, {rate:.2f} MB/s per CPU-second, {dirty.num_rows} flagged {methods}")
 
 
+def python_files(root: Path) -> list[tuple[str, str]]:
+    """(path, text) of every decodable ``.py`` file under ``root`` (e.g. a virtual environment's site-packages)."""
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        try:
+            out.append((str(path.relative_to(root)), path.read_text(encoding="utf-8")))
+        except (UnicodeDecodeError, OSError):
+            continue
+    return out
+
+
+def body_calibration(items: pa.Table, files: list[tuple[str, str]]) -> None:
+    """How often each solution's whole block (``code_body``) occurs in ``files``, by the solution's length.
+
+    Every solution of at least :data:`~mixassets.engine.contamination_body.PREFIX` canonical tokens is indexed
+    (the smallest the test can index); a file counts for a solution when it holds the solution's lines as a
+    complete, anchored block (what the screen flags) or merely as a run of lines (a near miss, which shows how
+    far the anchors and the length are from chance). The minimum the screen uses is chosen from the lengths.
+    """
+    from mixassets.engine.contamination_body import PREFIX, body_findings
+    from mixassets.engine.contamination_code import DocTokens
+
+    config = ScreenConfig(methods=("code",), code_body_min_tokens=PREFIX)
+    index = build_index(items, config=config)
+    assert index.code_body is not None
+    lengths = {k: len(b.stream) for k, b in enumerate(index.bodies) if b is not None}
+    hits: dict[bool, dict[int, set[int]]] = {True: {}, False: {}}
+    megabytes = sum(len(t.encode()) for _, t in files) / 1e6
+    t0 = time.process_time()
+    for start in range(0, len(files), 256):
+        docs = DocTokens([t for _, t in files[start : start + 256]], index.hasher)
+        for anchored in (True, False):
+            for doc, ref, *_ in body_findings(docs, index.code_body, index.bodies, anchored):
+                hits[anchored].setdefault(ref, set()).add(start + doc)
+    cpu = time.process_time() - t0
+    print(f"whole-block test over {len(files)} files ({megabytes:.1f} MB, {cpu:.0f} CPU-s for both passes):")
+    print("  tokens  solutions  with an anchored block (files)  with a run of lines (files)")
+    for n in sorted(set(lengths.values())):
+        refs = [k for k, v in lengths.items() if v == n]
+        anchored = [k for k in refs if hits[True].get(k)]
+        loose = [k for k in refs if hits[False].get(k)]
+        files_a = sum(len(hits[True][k]) for k in anchored)
+        files_l = sum(len(hits[False][k]) for k in loose)
+        print(f"  {n:6d}  {len(refs):9d}  {len(anchored):3d} ({files_a})  {len(loose):3d} ({files_l})", end="")
+        print(f"  e.g. {files[min(hits[False][loose[0]])][0]} ~ {index.fields[loose[0]].item_id}" if loose else "")
+
+
 def main(argv: list[str] | None = None) -> None:
     from eval_assets.engine.registry import load_humaneval
 
@@ -227,7 +274,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--code-n", type=int, default=ScreenConfig().code_n)
     parser.add_argument("--code-min-tokens", type=int, default=ScreenConfig().code_min_tokens)
     parser.add_argument("--throughput-only", type=int, default=0, help="time every Nth stdlib file, no recall")
+    parser.add_argument("--body", action="store_true", help="calibrate the whole-block test (code_body) only")
+    parser.add_argument("--extra-root", help="with --body: more Python files, e.g. a venv's site-packages")
     args = parser.parse_args(argv)
+    if args.body:
+        extra = python_files(Path(args.extra_root)) if args.extra_root else []
+        body_calibration(load_humaneval(args.items), stdlib_files() + extra)
+        return
     if args.throughput_only:
         throughput(load_humaneval(args.items), stdlib_files()[:: args.throughput_only])
         return

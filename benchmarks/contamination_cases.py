@@ -304,13 +304,16 @@ def api_features(text: str) -> set[str]:
 def structural_recall(findings: pa.Table, planted: dict, index: object, kind: str = "renamed") -> tuple[int, int]:
     """(found, planted) for the ``kind`` plants whose item has a target field a code test indexes.
 
-    The honest second denominator for renamed code: a solution too short for any structural test
-    (``return sorted(set(l))``) cannot be told from an idiom once its names are gone, so the labelled set's own
-    denominator (fields no method at all can screen) counts it as missed; this one leaves it out, and the
-    benchmark prints both. ``planted``: doc_id -> Plant; ``index``: the screen's built index.
+    The honest second denominator for renamed code: a solution too short for any structural test, the
+    whole-block one included (``return sorted(set(l))``), cannot be told from an idiom once its names are gone,
+    so the labelled set's own denominator (fields no method at all can screen) counts it as missed; this one
+    leaves it out, and the benchmark prints both. ``planted``: doc_id -> Plant; ``index``: the screen's built index.
     """
-    counts = zip(index.fields, index.code.field_counts, index.code_fuzzy.field_counts, strict=True)
-    targets = [f for f, exact, fuzzy in counts if (exact or fuzzy) and f.kind == "target" and "+" not in f.field]
+    bodies = index.bodies or [None] * len(index.fields)
+    counts = zip(index.fields, index.code.field_counts, index.code_fuzzy.field_counts, bodies, strict=True)
+    targets = [
+        f for f, exact, fuzzy, body in counts if (exact or fuzzy or body) and f.kind == "target" and "+" not in f.field
+    ]
     coded = {(f.eval_set, f.item_id) for f in targets}
     hits = {(r["doc_id"], r["eval_set"], r["item_id"]) for r in findings.to_pylist() if r["kind"] == "target"}
     mine = [(d, p) for d, p in planted.items() if p.kind == kind and (p.eval_set, p.item_id) in coded]

@@ -391,24 +391,29 @@ _TIMER = """
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import pyarrow.parquet as pq
-from mixassets.engine.contamination import screen
+from mixassets.engine.contamination import ScreenConfig, screen
 docs, items = pq.read_table(sys.argv[2]), pq.read_table(sys.argv[3])
-screen(docs.slice(0, 200), items)  # warm-up: imports and one-off tables
+config = ScreenConfig(methods=tuple(json.loads(sys.argv[5]))) if len(sys.argv) > 5 else ScreenConfig()
+screen(docs.slice(0, 200), items, config=config)  # warm-up: imports, one-off tables, the model if any
 start = time.process_time()
-_, _, findings = screen(docs, items)
+_, _, findings = screen(docs, items, config=config)
 print(json.dumps(time.process_time() - start))
 if len(sys.argv) > 4:
     pq.write_table(findings, sys.argv[4])
 """
 
 
-def timed_screen(root: str | Path, docs: pa.Table, items: pa.Table) -> tuple[float, pa.Table]:
-    """(CPU-seconds, findings) of the screen of the checkout at ``root`` on ``docs`` x ``items``, in a fresh process
-    so that two versions of the package can be timed and scored in one run on the same files."""
+def timed_screen(
+    root: str | Path, docs: pa.Table, items: pa.Table, methods: Sequence[str] | None = None
+) -> tuple[float, pa.Table]:
+    """(CPU-seconds, findings) of the screen of the checkout at ``root`` on ``docs`` x ``items`` (with ``methods``,
+    or its default ones), in a fresh process so that two versions of the package can be timed and scored in one
+    run on the same files."""
     with tempfile.TemporaryDirectory() as tmp:
         pq.write_table(docs, f"{tmp}/docs.parquet")
         pq.write_table(items, f"{tmp}/items.parquet")
         paths = [f"{tmp}/docs.parquet", f"{tmp}/items.parquet", f"{tmp}/findings.parquet"]
+        paths += [json.dumps(list(methods))] if methods is not None else []
         cmd = [sys.executable, "-c", _TIMER, str(root), *paths]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
         return float(out.stdout.strip().splitlines()[-1]), pq.read_table(paths[2])
@@ -459,6 +464,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--throughput-docs", type=int, default=20000)
     parser.add_argument("--semantic", action="store_true", help="also the default screen plus the MiniLM stage")
     parser.add_argument("--baseline", help="checkout of an older version to time against (e.g. a worktree of main)")
+    parser.add_argument(
+        "--baseline-native-mcq", action="store_true", help="the baseline reads multiple-choice fields (no flattening)"
+    )
     args = parser.parse_args(argv)
     items, opener = benchmark_items()
     labelled = build_labelled_set(items, clean_docs=args.clean, hard_docs=args.hard, opener=opener)
@@ -479,8 +487,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             found, n = cases.structural_recall(findings, labelled.planted, build_index(items, config=cfg))
             print(f"  recall renamed, solutions a code test screens: {found}/{n} {found / max(n, 1):.3f}")
     if args.baseline:  # the older screen on the same documents, the multiple-choice fields flattened to text
-        seconds, findings = timed_screen(args.baseline, labelled.docs, flattened(items))
+        base_items = items if args.baseline_native_mcq else flattened(items)
+        seconds, findings = timed_screen(args.baseline, labelled.docs, base_items)
         _report(f"baseline {args.baseline}", evaluate(findings, labelled, item_overlaps(items)), seconds)
+        if args.semantic:  # its MiniLM stage too (CPU seconds: the model runs in that process)
+            methods = ScreenConfig(methods=METHODS)
+            seconds, findings = timed_screen(args.baseline, labelled.docs, base_items, METHODS)
+            score = evaluate(findings, labelled, item_overlaps(items, methods))
+            _report(f"baseline {args.baseline} + semantic", score, seconds)
     humaneval = items.filter(pc.equal(items.column("eval_set"), "humaneval"))
     for disguised in (False, True):
         docs = throughput_docs(args.throughput_docs, disguised=disguised)

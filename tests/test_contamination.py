@@ -418,7 +418,8 @@ def test_item_leaks_lists_each_leaked_item_once() -> None:
     assert row["item_id"] == "HumanEval/0"
     assert row["kinds"] == ["holdout", "target"]
     assert row["fields"] == ["canonical_solution", "prompt", "prompt+canonical_solution"]
-    assert row["match_types"] == ["code28", "code_containment", "containment", "ngram13"]
+    # f1 holds the solution as the whole body of the function (code_body); in w1 it follows prose on its line.
+    assert row["match_types"] == ["code28", "code_body", "code_containment", "containment", "ngram13"]
     assert (row["documents"], row["sources"]) == (2, ["forum", "web"])
     assert row["example_doc_id"] == "f1" and row["example_overlap"].lower().startswith("from typing import list")
     assert item_leaks(FINDING_SCHEMA.empty_table()).num_rows == 0

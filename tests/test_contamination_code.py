@@ -78,6 +78,9 @@ def test_regex_tokenizer_survives_prose_and_broken_code() -> None:
         starts, ends = regex_code_spans(text)
         assert len(starts) == len(regex_code_tokens(text)) == len(ends)
     assert tokenize_code_tokens('x = """unclosed') is None  # the item side falls back to the regex
+    # A name glued to a string it is not a prefix of (a regex renamer's ``r'...'``) stays a name, then the string.
+    assert regex_code_tokens("re.split(x2'[.?!]', s)") == regex_code_tokens("re.split(x2 '[.?!]', s)")
+    assert regex_code_tokens("rb'a' f'b'") == ["S", "S"]
 
 
 def test_periodic_runs_collapse_to_one_period() -> None:
@@ -107,7 +110,7 @@ def test_renamed_humaneval_program_inside_stdlib_code_is_found(humaneval, stdlib
     code = findings.filter(pa.compute.starts_with(findings["match_type"], "code"))
     assert dirty.num_rows == 1 and set(code["item_id"].to_pylist()) == {item_id}
     # The exact 28-gram test and its fuzzy half both see the copy (the latter is what survives ast.unparse).
-    assert "code_containment" in set(code["match_type"].to_pylist()) <= {"code28", "code_containment"}
+    assert "code_containment" in set(code["match_type"].to_pylist()) <= {"code28", "code_containment", "code_body"}
     best = max(code.to_pylist(), key=lambda f: f["span_end"] - f["span_start"])
     # The evidence span lies inside the pasted program, in the document's own offsets.
     assert cut <= best["span_start"] < best["span_end"] <= cut + len(renamed)
@@ -148,6 +151,7 @@ def test_code_fields_and_their_join_are_indexed(humaneval) -> None:
         ({"code_containment_min_grams": 0}, "code_containment_min"),
         ({"code_containment_threshold": 0.0}, "code_containment_threshold"),
         ({"code_containment_threshold": 1.5}, "code_containment_threshold"),
+        ({"code_body_min_tokens": 0}, "code_body_min_tokens"),
     ],
 )
 def test_bad_code_settings_are_rejected(kwargs: dict, message: str) -> None:

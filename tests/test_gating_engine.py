@@ -368,6 +368,8 @@ def test_scored_rules_log_the_measure_they_compared() -> None:
             {"text": "tiny text"},
             {"text": long_text},
             {"text": "Write to ana@example.org about the quick brown fox and the lazy dog by the river."},
+            # "click here" covers 30 x 9 of the 549 characters of the words (the share the rule compared).
+            {"text": "Buy cheap widgets today and save. " + "click here to buy now " * 30 + "Sold by the sea."},
         ]
     )
     res = gate(docs, _spec(gating={"min_words": 5, "max_chars": 1000}))
@@ -375,3 +377,5 @@ def test_scored_rules_log_the_measure_they_compared() -> None:
     assert rows["quality.too_short"]["score"] == 2
     assert rows["quality.too_long"]["score"] == len(long_text)
     assert rows["pii.email"]["score"] is None
+    assert rows["quality.top_ngram"]["reason"].startswith("top 2-gram 'click here' x30")
+    assert rows["quality.top_ngram"]["score"] == 30 * 9 / 549

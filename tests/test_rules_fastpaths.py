@@ -179,7 +179,7 @@ def test_word_stats_of_is_the_per_document_arithmetic(limits: dict[int, float]) 
         ws = words(text)
         expected_top = top_ngram_reference(text, limits)
         hits += bool(expected_top)
-        top = expected_top[0].reason if expected_top else None
+        top = (expected_top[0].reason, expected_top[0].score) if expected_top else None
         assert word_stats_of(text, limits) == (len(text.split()), len(ws), sum(map(len, ws)), top)
     assert hits
 

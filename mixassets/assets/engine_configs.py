@@ -69,6 +69,7 @@ def screen_config(proj: Project) -> ScreenConfig:
             "code_containment_n",
             "code_containment_threshold",
             "code_containment_min_grams",
+            "code_body_min_tokens",
             "semantic_threshold",
             "semantic_min_shared",
             "semantic_model",

