@@ -213,3 +213,21 @@ def test_phone_prefilter_minimums_hold_in_the_metadata():
     assert min(len(str(cc)) + min(ls) for cc, ls in metas if ls) >= 6
     assert phonenumbers.PhoneMetadata.metadata_for_region("US").international_prefix == "011"
     assert min(min(ls) for cc, ls in metas if cc == 1 and ls) >= 7
+
+
+def test_phone_matcher_memo_is_the_plain_matcher():
+    """The matcher that remembers rejected candidates finds what phonenumbers' own finds, in every context that
+    can flip a candidate's verdict (a letter, a currency sign or the text's edge next to it) and every region."""
+    import phonenumbers
+
+    from mixassets.engine import pii
+
+    numbers = ["(415) 555-0132", "+44 20 7946 0958", "020 7946 0958", "415.555.0132", "1921", "+1 202-555-0143"]
+    contexts = ["x{}y", "${} ", " {}\u20ac", "a{} ", " {}b", "{}", "call {} now", "({})", "{}%", "[1] {}."]
+    texts = [c.format(n) for c in contexts for n in numbers] + PREFILTER_TEXTS
+    pii._PHONE_REJECTED.clear()
+    for region in ("US", "GB", "US"):
+        for text in texts:
+            plain = [(m.start, m.end) for m in phonenumbers.PhoneNumberMatcher(text, region)]
+            assert [(h.start, h.end) for h in pii._phones(text, region)] == plain, (region, text)
+    assert pii._MATCHER is pii._MemoMatcher and len(pii._PHONE_REJECTED) > 50

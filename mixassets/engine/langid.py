@@ -75,6 +75,7 @@ class _Walk:
         # every call, which took two thirds of the scoring time; the products are the same bits.
         self.weights = identifier.nb_ptc.astype(np.float32)
         self.count = compiled(_walk_source)
+        self.gather = compiled(_gather_rows)
 
     def depth(self) -> int:
         """The longest shortest path from the root: breadth first over every byte (slow; for the tests)."""
@@ -170,53 +171,73 @@ def _walk_source(
     return feats, counts, emitted
 
 
-def _feature_counts(encoded: list[bytes]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per document, the features the automaton emits over its bytes and how often, in order of first
-    emission: exactly py3langid's ``visit_counts`` (a Counter's keys and values), for many documents at once."""
-    walk = _get_walk()
+def _gather_rows(table: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+    """``out[:len(rows)] = table[rows]``. Compiled by numba: NumPy's fancy index allocates a fresh array for each
+    document and fills it more slowly; the rows and their layout are the same, so the product over them is too."""
+    width = table.shape[1]
+    for i in range(len(rows)):
+        row = rows[i]
+        for j in range(width):
+            out[i, j] = table[row, j]
+
+
+def _scores(encoded: list[bytes]) -> np.ndarray:
+    """py3langid's normalised class probabilities (``_decide`` with ``norm_probs``), one row per text of
+    ``encoded``, with the aliased classes folded into their targets.
+
+    Each document's naive-Bayes score is still one vector-matrix product of its own, over its features' rows in
+    order of first emission, exactly as py3langid computes it: BLAS may sum in another order (and round
+    otherwise) for any other shape, and the confidences must be py3langid's to the bit. Everything around the
+    products (the log counts, the temperature, the softmax, the aliases) works element by element or row by row
+    in float32 as py3langid's per-document steps do, so it runs once over all the documents' rows."""
+    identifier, walk = _get(), _get_walk()
     ends = np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
     buf = np.frombuffer(b"".join(encoded), dtype=np.uint8)
     feats, counts, emitted = walk.count(buf, ends, walk.nextmove, walk.rowbase, walk.output, _LANES)
-    starts = [0, *ends[:-1].tolist()]
-    return [(feats[a : a + n], counts[a : a + n]) for a, n in zip(starts, emitted.tolist(), strict=True)]
-
-
-def _classify(
-    identifier: LanguageIdentifier, weights: np.ndarray, n_bytes: int, feats: np.ndarray, counts: np.ndarray
-) -> tuple[str, float]:
-    """py3langid's ``classify`` (``_decide`` with ``norm_probs``) from the feature counts of a text of ``n_bytes``."""
-    if len(feats):
-        scores = np.log1p(counts.astype(np.float32)) @ weights[feats] + identifier.nb_pc
-    else:
-        scores = np.full(len(identifier.nb_classes), 0.0, dtype=np.float32)
-    scores *= 1.0 / math.sqrt(n_bytes or 1)
-    np.exp(scores - scores.max(), out=scores)
-    scores /= scores.sum()
+    weights = walk.weights
+    # Each document's run of features sits at its first byte's offset: gather the runs into one array.
+    offsets = np.cumsum(emitted) - emitted
+    emitted_at = np.repeat(np.concatenate([[0], ends[:-1]]) - offsets, emitted) + np.arange(int(emitted.sum()))
+    feats, logs = feats[emitted_at], np.log1p(counts[emitted_at].astype(np.float32))
+    scores = np.zeros((len(encoded), weights.shape[1]), dtype=np.float32)
+    rows = np.empty((int(emitted.max(initial=0)), weights.shape[1]), dtype=np.float32)
+    gather = walk.gather
+    for d, (start, n) in enumerate(zip(offsets.tolist(), emitted.tolist(), strict=True)):
+        if n:
+            gather(weights, feats[start : start + n], rows)
+            np.matmul(logs[start : start + n], rows[:n], out=scores[d])
+    has_features = emitted > 0
+    scores[has_features] += identifier.nb_pc
+    # The temperature as py3langid applies it: a Python float, which NumPy casts to float32 for the product.
+    scores *= np.array([1.0 / math.sqrt(len(e) or 1) for e in encoded], dtype=np.float32)[:, None]
+    scores -= scores.max(axis=1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=1, keepdims=True)
     for i, j in identifier._alias_pairs:
-        scores[i] += scores[j]
-        scores[j] = 0.0
-    best = int(scores.argmax())
-    conf = float(scores[best])
-    if identifier.min_confidence is not None and conf < identifier.min_confidence:
-        return "und", conf
-    return str(identifier.nb_classes[best]), conf
+        scores[:, i] += scores[:, j]
+        scores[:, j] = 0.0
+    return scores
 
 
 def detect_languages(texts: Sequence[str]) -> list[tuple[str, float]]:
     """``[detect_language(t) for t in texts]``, with the automaton walked over many texts at once by a compiled
     loop instead of byte by byte in Python."""
     identifier = _get()
-    weights = _get_walk().weights
     out: list[tuple[str, float]] = [(UNKNOWN, 0.0)] * len(texts)
     todo = [(i, identifier._encode(t)) for i, t in enumerate(texts) if any(ch.isalpha() for ch in t)]
+    classes = [str(c) for c in identifier.nb_classes]
     while todo:
         size, n = 0, 0
         while n < len(todo) and (n == 0 or size + len(todo[n][1]) <= _WALK_BYTES):
             size += len(todo[n][1])
             n += 1
         part, todo = todo[:n], todo[n:]
-        counted = _feature_counts([b for _, b in part])
-        for (i, encoded), (feats, counts) in zip(part, counted, strict=True):
-            lang, conf = _classify(identifier, weights, len(encoded), feats, counts)
-            out[i] = (lang, min(1.0, max(0.0, conf)))
+        scores = _scores([b for _, b in part])
+        best = scores.argmax(axis=1)
+        confs = scores[np.arange(len(part)), best].tolist()
+        for (i, _), b, conf in zip(part, best.tolist(), confs, strict=True):
+            if identifier.min_confidence is not None and conf < identifier.min_confidence:
+                out[i] = ("und", min(1.0, max(0.0, conf)))
+            else:
+                out[i] = (classes[b], min(1.0, max(0.0, conf)))
     return out

@@ -24,7 +24,6 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
-from hashlib import blake2b
 from itertools import accumulate
 
 import numpy as np
@@ -32,7 +31,7 @@ import pyarrow as pa
 
 from mixassets.engine.rules.base import DocOutcomes, GateContext, Outcome, Rule, texts
 from mixassets.engine.rules.exact_duplicates import normalize_for_dedupe
-from mixassets.engine.text_norm import text_key
+from mixassets.engine.text_keys import document_keys, line_hashes
 from mixtrain.config.data import BoilerplateConfig
 
 # Hashes buffered before they are merged into the sorted counts: bounds both the buffer and the merge cost.
@@ -198,7 +197,7 @@ class _Counter:
         """One batch: its prose texts and their :func:`batch_line_hashes`."""
         # Copies of one document count once: five copies of a page make a duplicate (which the exact-duplicate
         # rule resolves by keeping one), not five pages sharing their every line. The first copy is counted.
-        doc_keys = [text_key(normalize_for_dedupe(text)) for text in prose]
+        doc_keys = document_keys(prose, normalize_for_dedupe)
         first = np.zeros(len(prose), dtype=bool)
         for d, (key, merged) in enumerate(zip(doc_keys, self.seen.in_sorted(doc_keys), strict=True)):
             first[d] = self.seen.add_if_new(key, merged)
@@ -216,19 +215,5 @@ class _Counter:
 def batch_line_hashes(prose: list[str], min_chars: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every line of ``prose`` whose :func:`line_key` has at least ``min_chars`` characters, as three parallel
     arrays: the key's ``stable_hash64``, the text's index and the line's index in ``text.splitlines()``."""
-    # Flat buffers (8 bytes a line each), not lists of Python objects (~40 bytes a line each).
-    digests = bytearray()
-    line_doc = array("q")
-    line_no = array("q")
-    for d, text in enumerate(prose):
-        for n, line in enumerate(text.splitlines()):
-            key = " ".join(line.split())  # line_key, inlined: this loop runs once per line of the source
-            if len(key) >= min_chars:
-                digests += blake2b(key.encode("utf-8"), digest_size=8).digest()
-                line_doc.append(d)
-                line_no.append(n)
-    return (
-        np.frombuffer(digests, dtype="<u8").astype(np.uint64),
-        np.frombuffer(line_doc, dtype=np.int64).copy(),
-        np.frombuffer(line_no, dtype=np.int64).copy(),
-    )
+    # Flat arrays (8 bytes a line each), not lists of Python objects (~40 bytes a line each).
+    return line_hashes(prose, min_chars)

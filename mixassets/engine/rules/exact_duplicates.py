@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from mixassets.engine.rules.base import DocOutcomes, GateContext, Outcome, Rule, texts
+from mixassets.engine.text_keys import document_keys
 from mixassets.engine.text_norm import text_key
 
 # ``ctx.cache`` key of the seen-map: it lives as long as the context, so a streaming run that keeps one
@@ -119,10 +120,8 @@ class ExactDedupeRule(Rule):
         seen: FirstSeen = ctx.cache.setdefault(SEEN_CACHE_KEY, FirstSeen())
         # DOCUMENT_SCHEMA forbids a null id, but a cast does not check that; an empty id is still remembered.
         doc_ids = ["" if d is None else d for d in docs.column("doc_id").to_pylist()]
-        keys = [
-            dedupe_key(source_id, text)
-            for source_id, text in zip(docs.column("source_id").to_pylist(), texts(docs), strict=True)
-        ]
+        prefixes = [f"{source_id}\x00" for source_id in docs.column("source_id").to_pylist()]
+        keys = document_keys(texts(docs), normalize_for_dedupe, prefixes)  # dedupe_key of each
         return [
             [] if kept == doc_id else [Outcome("reject", f"same normalized text as kept doc {kept}")]
             for doc_id, kept in zip(doc_ids, seen.first_ids(doc_ids, keys), strict=True)

@@ -1,0 +1,171 @@
+"""The gate's per-document and per-line keys of many texts at once, the pure-ASCII texts built by compiled loops.
+
+Two rules key every text they see: the boilerplate rule counts each document once (``text_key`` of
+``normalize_for_dedupe``) and hashes each of its lines (``stable_hash64`` of ``line_key``); the exact-duplicate
+rule keys each document again after the strips. In Python each key is a chain of string copies per text or line
+(NFKC, case folding, split, join, encode). For a text that is pure ASCII (``str.isascii``, which CPython answers
+without reading the text) NFKC changes nothing, case folding maps A-Z to a-z, and Python's whitespace and line
+breaks are a few byte values, so one compiled pass over the bytes of all those texts writes every normalised key
+into one buffer, and hashlib hashes each key from a view of it. Every other text goes through the Python
+functions, which define the keys (``tests/test_text_keys.py`` checks both paths against them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from hashlib import blake2b
+from itertools import pairwise
+
+import numpy as np
+
+from mixassets.engine.compiled import compiled
+
+# ASCII bytes that ``str.split()`` splits at, and of them those that ``str.splitlines()`` ends a line at
+# ("\r\n" ends one line); the loops spell them out, and ``tests/test_text_keys.py`` checks both sets.
+ASCII_SPACES = b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f "
+ASCII_LINE_BREAKS = b"\n\x0b\x0c\r\x1c\x1d\x1e"
+
+
+def _fold(data: np.ndarray, offsets: np.ndarray, out: np.ndarray, out_offsets: np.ndarray) -> None:
+    """Text ``d`` (``data[offsets[d]:offsets[d + 1]]``) lower-cased, its whitespace runs made one space and
+    trimmed (``" ".join(text.casefold().split())`` of ASCII), written to ``out`` from ``out_offsets[d]``."""
+    w = 0
+    for d in range(len(offsets) - 1):
+        out_offsets[d] = w
+        start = w
+        pending = False
+        for p in range(offsets[d], offsets[d + 1]):
+            c = data[p]
+            if c == 32 or 9 <= c <= 13 or 28 <= c <= 31:  # ASCII_SPACES
+                pending = w > start
+                continue
+            if pending:
+                out[w] = 32
+                w += 1
+                pending = False
+            out[w] = c + 32 if 65 <= c <= 90 else c
+            w += 1
+    out_offsets[len(offsets) - 1] = w
+
+
+def _lines(data: np.ndarray, offsets: np.ndarray, min_chars: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Every line of every text (as ``str.splitlines`` cuts it) whose key (whitespace runs made one space,
+    trimmed) has at least ``min_chars`` characters: the keys one after another in ``out``, line ``i``'s ending
+    at ``ends[i]``, with its text and its number among the text's lines. Returns ``(out, ends, line_doc_no, n)``,
+    ``line_doc_no`` holding text and line number in its two columns; only the first ``n`` lines are written."""
+    most = len(offsets) - 1  # a text has at most one line more than it has line breaks
+    for p in range(len(data)):
+        c = data[p]
+        most += 10 <= c <= 13 or 28 <= c <= 30
+    out = np.empty(len(data), dtype=np.uint8)
+    ends = np.empty(most, dtype=np.int64)
+    line_doc_no = np.empty((most, 2), dtype=np.int64)
+    n = 0
+    w = 0
+    for d in range(len(offsets) - 1):
+        p = offsets[d]
+        end = offsets[d + 1]
+        line = 0
+        while p < end:
+            start = w
+            pending = False
+            while p < end:
+                c = data[p]
+                if 10 <= c <= 13 or 28 <= c <= 30:  # ASCII_LINE_BREAKS
+                    break
+                if c == 32 or c == 9 or c == 31:  # the other ASCII_SPACES
+                    pending = w > start
+                else:
+                    if pending:
+                        out[w] = 32
+                        w += 1
+                        pending = False
+                    out[w] = c
+                    w += 1
+                p += 1
+            if w - start >= min_chars:
+                ends[n] = w
+                line_doc_no[n, 0] = d
+                line_doc_no[n, 1] = line
+                n += 1
+            else:
+                w = start
+            if p < end:
+                p += 2 if data[p] == 13 and p + 1 < end and data[p + 1] == 10 else 1
+            line += 1
+    return out, ends, line_doc_no, n
+
+
+def _ascii_buffer(texts: Sequence[str], rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The bytes of ``texts[i]`` for ``i`` in ``rows`` (all ASCII) one after another, and where each starts."""
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter((len(texts[i]) for i in rows), dtype=np.int64, count=len(rows)), out=offsets[1:])
+    return np.frombuffer("".join([texts[i] for i in rows]).encode("ascii"), dtype=np.uint8), offsets
+
+
+def document_keys(
+    texts: Sequence[str], normalize: Callable[[str], str], prefixes: Sequence[str] | None = None
+) -> list[bytes]:
+    """``text_key(prefix + normalize(text))`` of each text (``prefixes``, one per text, default none), where
+    ``normalize`` is ``normalize_for_dedupe`` (passed in: it belongs to the exact-duplicate rule)."""
+    keys: list[bytes | None] = [None] * len(texts)
+    rows = [i for i, t in enumerate(texts) if t.isascii()]
+    if rows:
+        data, offsets = _ascii_buffer(texts, rows)
+        out = np.empty(len(data), dtype=np.uint8)
+        out_offsets = np.empty(len(offsets), dtype=np.int64)
+        compiled(_fold)(data, offsets, out, out_offsets)
+        view = memoryview(out)
+        for i, (a, b) in zip(rows, pairwise(out_offsets.tolist()), strict=True):
+            if prefixes is None:
+                keys[i] = blake2b(view[a:b], digest_size=16).digest()
+            else:
+                h = blake2b(prefixes[i].encode("utf-8"), digest_size=16)
+                h.update(view[a:b])
+                keys[i] = h.digest()
+    for i, text in enumerate(texts):
+        if keys[i] is None:
+            value = normalize(text) if prefixes is None else f"{prefixes[i]}{normalize(text)}"
+            keys[i] = blake2b(value.encode("utf-8"), digest_size=16).digest()
+    return keys  # type: ignore[return-value]
+
+
+def line_hashes(prose: Sequence[str], min_chars: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every line of ``prose`` whose ``line_key`` has at least ``min_chars`` characters, as three parallel arrays
+    in text and line order: the key's ``stable_hash64``, the text's index and the line's index in
+    ``text.splitlines()``."""
+    parts: list[tuple[bytes, np.ndarray, np.ndarray]] = []
+    rows = [i for i, t in enumerate(prose) if t.isascii()]
+    if rows:
+        data, offsets = _ascii_buffer(prose, rows)
+        out, ends, line_doc_no, n = compiled(_lines)(data, offsets, min_chars)
+        view = memoryview(out)
+        bounds = [0, *ends[:n].tolist()]
+        digests = b"".join([blake2b(view[a:b], digest_size=8).digest() for a, b in pairwise(bounds)])
+        parts.append((digests, np.asarray(rows, dtype=np.int64)[line_doc_no[:n, 0]], line_doc_no[:n, 1]))
+    other = [i for i, t in enumerate(prose) if not t.isascii()]
+    if other:
+        digests, docs, numbers = _python_line_hashes([prose[i] for i in other], min_chars)
+        parts.append((digests, np.asarray(other, dtype=np.int64)[docs], numbers))
+    hashes = np.frombuffer(b"".join(p[0] for p in parts), dtype="<u8").astype(np.uint64)
+    docs = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, dtype=np.int64)
+    numbers = np.concatenate([p[2] for p in parts]) if parts else np.empty(0, dtype=np.int64)
+    if len(parts) > 1:
+        order = np.lexsort((numbers, docs))
+        hashes, docs, numbers = hashes[order], docs[order], numbers[order]
+    return hashes, docs, numbers
+
+
+def _python_line_hashes(prose: Sequence[str], min_chars: int) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """:func:`line_hashes` one line at a time in Python, for the texts that are not ASCII."""
+    digests = bytearray()
+    line_doc: list[int] = []
+    line_no: list[int] = []
+    for d, text in enumerate(prose):
+        for n, line in enumerate(text.splitlines()):
+            key = " ".join(line.split())  # line_key, inlined: this loop runs once per line
+            if len(key) >= min_chars:
+                digests += blake2b(key.encode("utf-8"), digest_size=8).digest()
+                line_doc.append(d)
+                line_no.append(n)
+    return bytes(digests), np.asarray(line_doc, dtype=np.int64), np.asarray(line_no, dtype=np.int64)
