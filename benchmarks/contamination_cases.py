@@ -318,3 +318,52 @@ def structural_recall(findings: pa.Table, planted: dict, index: object, kind: st
     hits = {(r["doc_id"], r["eval_set"], r["item_id"]) for r in findings.to_pylist() if r["kind"] == "target"}
     mine = [(d, p) for d, p in planted.items() if p.kind == kind and (p.eval_set, p.item_id) in coded]
     return sum((d, p.eval_set, p.item_id) in hits for d, p in mine), len(mine)
+
+
+# Identifiers worth editing (three characters or more), a space between two words, and names a rewrite keeps.
+_EDIT_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
+_WORD_GAP = re.compile(r"(?<=\w) (?=\w)")
+_EDIT_KEEPS = set(keyword.kwlist) | {"self", "int", "str", "float", "list", "dict", "len", "range", "return"}
+
+
+def cosmetic_edit(text: str, rng: random.Random) -> str:
+    """Re-format ``text`` the way a copy on a web page or in a notebook might differ from the original."""
+    lines = []
+    for line in text.splitlines():
+        if not line.strip() and rng.random() < 0.7:
+            continue
+        body = line.lstrip(" ")
+        indent = (len(line) - len(body)) // 4
+        line = rng.choice(("\t" * indent, "  " * indent, "")) + body
+        roll = rng.random()
+        if roll < 0.15:
+            line = line.upper()
+        elif roll < 0.25:
+            line = line.title()
+        line = line.replace('"""', "'''") if rng.random() < 0.5 else line.replace("'", '"')
+        line = line.replace(", ", " , ").replace("(", "( ") if rng.random() < 0.3 else line
+        line = line.rstrip(":.") + " " * rng.randrange(3)
+        lines.append(line)
+    out = "".join(line + (" " if rng.random() < 0.1 else "\n") for line in lines)
+    out = _WORD_GAP.sub(lambda m: "" if rng.random() < 0.03 else " ", out)
+    return _EDIT_IDENT.sub(lambda m: _split_ident(m.group(), rng) if rng.random() < 0.02 else m.group(), out)
+
+
+def _split_ident(word: str, rng: random.Random) -> str:
+    cut = rng.randrange(1, len(word))
+    return word[:cut] + " " + word[cut:]
+
+
+def rewrite_edit(text: str, rng: random.Random) -> str:
+    """A paraphrased copy: about half the identifiers renamed, 15% of lines dropped, comments inserted."""
+    names = sorted({w for w in _EDIT_IDENT.findall(text) if w not in _EDIT_KEEPS})
+    renamed = {w: f"{w[:3]}_{rng.choice(('val', 'tmp', 'obj', 'item'))}" for w in names if rng.random() < 0.5}
+    text = _EDIT_IDENT.sub(lambda m: renamed.get(m.group(), m.group()), text)
+    lines = []
+    for k, line in enumerate(text.splitlines()):
+        if k and rng.random() < 0.15:
+            continue
+        if rng.random() < 0.15:
+            lines.append("    # see the notes above for why this works")
+        lines.append(line)
+    return "\n".join(lines)

@@ -35,10 +35,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import keyword
 import os
 import random
-import re
 import subprocess
 import sys
 import sysconfig
@@ -73,9 +71,6 @@ FP_TARGET = 0.001
 CHUNK_CHARS = 2000
 # CPython's own test suites are skipped: they are not what a training corpus of library code looks like.
 _SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "__pycache__"}
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
-_WORD_GAP = re.compile(r"(?<=\w) (?=\w)")
-_SKIP_RENAME = set(keyword.kwlist) | {"self", "int", "str", "float", "list", "dict", "len", "range", "return"}
 
 
 @dataclass(frozen=True)
@@ -130,49 +125,6 @@ def pydoc_chunks(size: int = CHUNK_CHARS) -> list[tuple[str, str]]:
         for name in sorted(topics)
         for k, piece in enumerate(chunk_lines(topics[name], size))
     ]
-
-
-def cosmetic_edit(text: str, rng: random.Random) -> str:
-    """Re-format ``text`` the way a copy on a web page or in a notebook might differ from the original."""
-    lines = []
-    for line in text.splitlines():
-        if not line.strip() and rng.random() < 0.7:
-            continue
-        body = line.lstrip(" ")
-        indent = (len(line) - len(body)) // 4
-        line = rng.choice(("\t" * indent, "  " * indent, "")) + body
-        roll = rng.random()
-        if roll < 0.15:
-            line = line.upper()
-        elif roll < 0.25:
-            line = line.title()
-        line = line.replace('"""', "'''") if rng.random() < 0.5 else line.replace("'", '"')
-        line = line.replace(", ", " , ").replace("(", "( ") if rng.random() < 0.3 else line
-        line = line.rstrip(":.") + " " * rng.randrange(3)
-        lines.append(line)
-    out = "".join(line + (" " if rng.random() < 0.1 else "\n") for line in lines)
-    out = _WORD_GAP.sub(lambda m: "" if rng.random() < 0.03 else " ", out)
-    return _IDENT.sub(lambda m: _split_ident(m.group(), rng) if rng.random() < 0.02 else m.group(), out)
-
-
-def _split_ident(word: str, rng: random.Random) -> str:
-    cut = rng.randrange(1, len(word))
-    return word[:cut] + " " + word[cut:]
-
-
-def rewrite_edit(text: str, rng: random.Random) -> str:
-    """A paraphrased copy: about half the identifiers renamed, 15% of lines dropped, comments inserted."""
-    names = sorted({w for w in _IDENT.findall(text) if w not in _SKIP_RENAME})
-    renamed = {w: f"{w[:3]}_{rng.choice(('val', 'tmp', 'obj', 'item'))}" for w in names if rng.random() < 0.5}
-    text = _IDENT.sub(lambda m: renamed.get(m.group(), m.group()), text)
-    lines = []
-    for k, line in enumerate(text.splitlines()):
-        if k and rng.random() < 0.15:
-            continue
-        if rng.random() < 0.15:
-            lines.append("    # see the notes above for why this works")
-        lines.append(line)
-    return "\n".join(lines)
 
 
 def _item_fields(items: pa.Table) -> list[tuple[str, str, dict]]:
@@ -286,14 +238,14 @@ def plant_text(kind: str, item_text: str, hosts: Sequence[tuple[str, str]], rng:
     """The document that plants ``item_text`` the ``kind`` way (``hosts``: (doc_id, text) to embed into)."""
     disguises = {
         "verbatim": lambda t: t,
-        "edited": lambda t: cosmetic_edit(t, rng),
+        "edited": lambda t: cases.cosmetic_edit(t, rng),
         "answer_only": lambda t: f"The answer that passed all the tests:\n\n{t}\n\nHope this helps.",
-        "embedded": lambda t: _embed(cosmetic_edit(t, rng), hosts, rng),
+        "embedded": lambda t: _embed(cases.cosmetic_edit(t, rng), hosts, rng),
         "zero_width": lambda t: cases.zero_width(t, rng),
         "symbols": lambda t: cases.symbols(t, rng),
         "homoglyph": lambda t: cases.homoglyphs(t, rng),
         "renamed": lambda t: cases.renamed(t, rng),
-        "rewritten": lambda t: rewrite_edit(t, rng),
+        "rewritten": lambda t: cases.rewrite_edit(t, rng),
         "paraphrase": lambda t: cases.paraphrase(t, rng),
     }
     if kind not in disguises:
