@@ -1,5 +1,6 @@
-"""What ``mixtrain run`` shows while it works: a line per stage started and finished (rows and rows/s), training
-steps (loss, tokens/s, ETA) a few times a minute, and evaluation per candidate and suite.
+"""What ``mixtrain run`` shows while it works: a line per stage started and finished (rows and rows/s), rows done
+in long data stages, training steps (loss, tokens/s, ETA) a few times a minute, and evaluation per candidate and
+suite.
 
 The lines are read from the Dagster event log of the run being executed (``DagsterInstance.add_event_listener``),
 not from the engines: a Pipes subprocess or torchrun's rank 0 reports its steps as log messages that arrive in
@@ -14,7 +15,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -23,6 +24,8 @@ from rich.console import Console
 PROGRESS_EVERY_ENV = "MIXTRAIN_PROGRESS_EVERY_S"
 DEFAULT_EVERY_S = 20.0  # three training lines a minute: enough to see it move, few enough to read
 EVAL_KEY = "eval_candidate"  # marks an evaluation progress message
+ROWS_KEY = "rows_done"  # marks a data stage's progress message
+ROWS_EVERY_S = 5.0  # a data stage logs its rows at most this often: a few lines in the event log per minute
 
 
 def progress_every_s(value: float | None = None) -> float:
@@ -62,6 +65,42 @@ def _root_cause(error: Any) -> Any:
     return error
 
 
+class RowMeter:
+    """Rows a streaming data stage has done, logged (as a :func:`progress_message`) at most every ``every_s``.
+
+    A gate or screen over a large source runs for minutes between its "started" and "done" lines; these messages
+    let the terminal and the UI's event log show it moving. ``log`` is the step's ``context.log.info``, so
+    engines stay free of Dagster: they are handed :meth:`advance` or iterate :meth:`metered`. A stage shorter
+    than ``every_s`` logs nothing."""
+
+    def __init__(
+        self,
+        log: Callable[[str], None],
+        what: str,
+        *,
+        total: int | None = None,
+        every_s: float = ROWS_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.what, self.total, self.done = what, total, 0
+        self._log, self._every_s, self._clock = log, every_s, clock
+        self._start = self._last = clock()
+
+    def advance(self, rows: int) -> None:
+        self.done += rows
+        now = self._clock()
+        if now - self._last >= self._every_s:
+            self._last = now
+            fields = {ROWS_KEY: self.done, "rows_total": self.total, "what": self.what}
+            self._log(progress_message(**fields, elapsed_s=round(now - self._start, 3)))
+
+    def metered(self, batches: Iterable[Any]) -> Iterator[Any]:
+        """``batches`` (tables or record batches) as they are, counted after each is consumed."""
+        for batch in batches:
+            yield batch
+            self.advance(batch.num_rows)
+
+
 @dataclass
 class _Training:
     """What the last printed line of one training step key said, to measure rates between lines."""
@@ -93,6 +132,7 @@ class RunProgress:
         self._lock = threading.Lock()
         self._started: dict[str, float] = {}
         self._training: dict[str, _Training] = {}
+        self._rows_printed: dict[str, float] = {}  # step key -> when its last rows line was printed
         self.interrupted_steps: list[str] = []
         self.failed_steps: list[str] = []
         # rich styles the lines on a terminal and writes plain text to a pipe or file.
@@ -167,6 +207,8 @@ class RunProgress:
             self._train_step(step, fields)
         elif EVAL_KEY in fields:
             self._eval(step, fields)
+        elif ROWS_KEY in fields:
+            self._rows(step, fields)
 
     def _train_step(self, step_key: str, info: Mapping[str, Any]) -> None:
         done, total = int(info["step"]), int(info["steps"])
@@ -194,6 +236,23 @@ class RunProgress:
         on = f" on {world} processes" if world > 1 else ""
         self.line(f"  {step_key}: step {done}/{total}, {loss_text}, {_rate(last.tokens_since, span, 'tok')}{eta}{on}")
         self._training[step_key] = _Training(printed_at=now, step=done, elapsed_s=elapsed)
+
+    def _rows(self, step_key: str, info: Mapping[str, Any]) -> None:
+        now = self._clock()
+        last = self._rows_printed.get(step_key)
+        if last is not None and now - last < self.every_s:
+            return
+        self._rows_printed[step_key] = now
+        done, total, took = int(info[ROWS_KEY]), info.get("rows_total"), float(info.get("elapsed_s") or 0.0)
+        count = f"{done:,}"
+        eta = ""
+        if isinstance(total, int) and total > 0:
+            count += f"/{total:,} rows ({100 * done / total:.0f}%)"
+            if 0 < done < total and took > 0:
+                eta = f", ETA {_duration((total - done) * took / done)}"
+        else:
+            count += " rows"
+        self.line(f"  {step_key}: {info.get('what') or 'rows'} {count}, {_rate(done, took, 'rows')}{eta}")
 
     def _eval(self, step_key: str, info: Mapping[str, Any]) -> None:
         where = f"candidate {info.get('candidate')}/{info.get('candidates')}"

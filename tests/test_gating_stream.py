@@ -149,6 +149,16 @@ def test_stream_conserves_every_document() -> None:
     assert counts["accepted_rate"] == round(len(accepted_ids) / docs.num_rows, 6)
 
 
+def test_stream_reports_the_rows_it_gated_once_per_batch() -> None:
+    """The default rules include prepared ones (boilerplate, exact duplicates) that read the stream before it is
+    gated; progress counts the gating pass only, so it ends at the number of documents, not a multiple."""
+    docs = _corpus()
+    told: list[int] = []
+    gate_stream(lambda: _batches(docs, 3), _spec(), sink=_ListSink(), progress=told.append)
+    assert any(rule.needs_prepare for rule in DEFAULT_RULES)
+    assert sum(told) == docs.num_rows and max(told) <= 3 and len(told) == -(-docs.num_rows // 3)
+
+
 class _CountBatches(Rule):
     """Records the size of every table it is shown (after the rules before it), to see what the passes see."""
 

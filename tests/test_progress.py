@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 from mixtrain.interrupts import stop_on_interrupt
-from mixtrain.progress import PROGRESS_EVERY_ENV, RunProgress, progress_every_s, progress_message
+from mixtrain.progress import PROGRESS_EVERY_ENV, RowMeter, RunProgress, progress_every_s, progress_message
 
 
 class Clock:
@@ -86,6 +86,28 @@ def test_eval_progress_names_candidate_and_suite() -> None:
     )
     progress(_log("eval_report", message))
     assert out.getvalue().strip() == "eval_report: sft (candidate 2/3), suite refusal (1/4): 12 items in 3.2 s"
+
+
+def test_a_long_data_stage_shows_its_rows_while_it_works() -> None:
+    """The step logs through a RowMeter (at most every 5 s) and the terminal throttles again (every 30 s)."""
+    clock, logged = Clock(), []
+    meter = RowMeter(logged.append, "gated", total=10_000, every_s=5, clock=clock)
+    batches = [SimpleNamespace(num_rows=1000) for _ in range(10)]
+    for _ in meter.metered(batches):
+        clock.now += 4  # a batch every 4 s: a message every second batch
+    assert meter.done == 10_000 and len(logged) == 5
+    out, shown = io.StringIO(), Clock()
+    progress = RunProgress(out, every_s=30, clock=shown)
+    for message in logged:
+        shown.now += 8
+        progress(_log("gated_documents", message))
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "  gated_documents: gated 2,000/10,000 rows (20%), 250 rows/s, ETA 0:32"
+    assert len(lines) == 2 and lines[1].startswith("  gated_documents: gated 10,000/10,000 rows (100%)")
+    quick: list[str] = []
+    short = RowMeter(quick.append, "screened", every_s=5, clock=Clock())
+    short.advance(50)
+    assert quick == []  # a stage shorter than the interval logs nothing
 
 
 def test_stage_lines_count_rows_and_failures_are_one_line() -> None:

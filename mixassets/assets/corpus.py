@@ -27,6 +27,7 @@ from mixassets.engine.vault import VAULT_KEY, access_note, seal_read_failures, w
 from mixtrain.automation import changed_out
 from mixtrain.compute import ComputeResource
 from mixtrain.partitions import source_partitions
+from mixtrain.progress import RowMeter
 from mixtrain.resources import ProjectResource
 from mixtrain.schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA, VAULT_SCHEMA
 from mixtrain.storage import JSON_EXT, asset_path, json_bytes, write_atomic
@@ -200,6 +201,7 @@ def gated_documents(
         forbidden_tags=tags,
         batch_rows=GATE_BATCH_ROWS,
         gate=gate,
+        progress=RowMeter(context.log.info, "gated", total=raw.rows).advance,
     )
     summary, conservation = result.summary, result.conservation
     accepted, quarantine, decisions = sink.pending

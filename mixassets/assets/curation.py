@@ -16,6 +16,7 @@ from mixassets.engine.dedupe import (
 from mixtrain.automation import changed_out, rerun_when_changed
 from mixtrain.compute import ComputeResource
 from mixtrain.partitions import SOURCES_PARTITION
+from mixtrain.progress import RowMeter
 from mixtrain.resources import ProjectResource
 from mixtrain.revocations import load_revocations
 from mixtrain.storage import asset_path
@@ -192,7 +193,8 @@ def screened_corpus(
     schema = deduplicated_corpus.schema
     clean = TableWriter(asset_path(proj.storage_root, "screened_corpus"), schema)
     dirty = TableWriter(asset_path(proj.storage_root, "contaminated_documents"), schema)
-    batches = deduplicated_corpus.batches(batch_size=SCREEN_BATCH_ROWS)
+    meter = RowMeter(context.log.info, "screened", total=deduplicated_corpus.rows)
+    batches = meter.metered(deduplicated_corpus.batches(batch_size=SCREEN_BATCH_ROWS))
     config, sinks = screen_config(proj), {"clean": clean.write, "contaminated": dirty.write}
     with clean, dirty:
         if compute.is_ray:

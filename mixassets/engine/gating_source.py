@@ -155,13 +155,15 @@ def gate_source(
     forbidden_tags: Collection[str] = (),
     batch_rows: int = 4_096,
     gate: GateStep | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> GateResult:
     """Gate the raw partition ``raw`` (a committed table or a Parquet file, streamed ``batch_rows`` at a time)
     of one source into ``outputs`` (a :class:`TableGateSink`, or the files accepted, quarantine, decisions of a
     :class:`ParquetGateSink`), with the unreadable ``rejects`` held and the reviewer ``overrides`` applied last.
     Memory grows with the review sheet and the ids of the source, not with its text. ``gate`` replaces the
     local gate step (``gate_stream`` over ``raw``), e.g. with the Ray gate over the same rows; the review, the
-    tally and the conservation check stay the same."""
+    tally and the conservation check stay the same. ``progress`` is told the rows of each batch the local gate
+    step has gated."""
     stored = raw if isinstance(raw, StoredTable) else None
     batches = table_batches(stored, batch_rows) if stored is not None else parquet_batches(raw, batch_rows)
     with outputs if isinstance(outputs, TableGateSink) else ParquetGateSink(*outputs) as files:
@@ -169,7 +171,7 @@ def gate_source(
         sink = ReviewingSink(tally, overrides)
         sink.write(DOCUMENT_SCHEMA.empty_table(), rejects, DECISION_SCHEMA.empty_table())  # unreadable: held
         if gate is None:
-            gate_counts = gate_stream(batches, spec, forbidden_tags=forbidden_tags, sink=sink)
+            gate_counts = gate_stream(batches, spec, forbidden_tags=forbidden_tags, sink=sink, progress=progress)
         else:
             gate_counts = gate(sink)
         raw_reviewed = _read_rows(raw, pc.field("doc_id").isin(sink.reviewed_ids))

@@ -86,10 +86,12 @@ def gate_stream(
     forbidden_tags: Collection[str] = (),
     rules: Sequence[Rule] | None = None,
     sink: GateSink,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, int | float]:
     """Gate one source given as a factory of document batches (each call must yield the same documents in
     the same order), write every batch's accepted / quarantine / decision tables to ``sink`` and return the
-    counts of the whole stream, with the keys of ``gate()``'s counts and the rates over all documents."""
+    counts of the whole stream, with the keys of ``gate()``'s counts and the rates over all documents.
+    ``progress`` is told the rows of each batch gated (not of the rules' preparing passes)."""
     rules = rules_for(spec) if rules is None else list(rules)
     tags = frozenset(forbidden_tags)
     prepared: dict[str, Any] = {}
@@ -110,6 +112,8 @@ def gate_stream(
         # Per-document observations are only needed for this batch's counts; keeping them would grow with the source.
         ctx.observations.clear()
         sink.write(result.accepted, result.quarantine, result.decisions)
+        if progress is not None:
+            progress(docs.num_rows)
         for key, value in result.counts.items():
             if not key.endswith("_rate"):
                 totals[key] = totals.get(key, 0) + value
