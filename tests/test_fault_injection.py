@@ -54,6 +54,10 @@ def _mixtrain(project: Path, kill_at: str | None = None) -> subprocess.Completed
 # Columns that measure the run rather than the data (an eval item's wall-clock latency): equal inputs cannot
 # make them equal, so tables holding them are compared without them.
 MEASURED = {"latency_s"}
+# Records of the runs themselves (gating_history: a row per gated materialization, with its CPU seconds): a drill
+# gates some partitions more than once by design, so these differ from the uninterrupted run's and are compared
+# apart.
+HISTORY = {"gating_history"}
 
 
 def _outputs(project: Path) -> dict[str, str]:
@@ -63,6 +67,8 @@ def _outputs(project: Path) -> dict[str, str]:
     found: dict[str, str] = {}
     for path in sorted(root.rglob("*")):
         rel = str(path.relative_to(root))
+        if rel.split("/")[0] in HISTORY:
+            continue
         if path.name == MANIFEST_NAME:
             table = open_table(path.parent)
             measured = MEASURED & set(table.schema.names)
@@ -144,7 +150,9 @@ def test_runs_killed_at_each_point_recover_to_the_uninterrupted_result(tmp_path:
 
     for point in KILL_POINTS:
         killed = _mixtrain(faulted, kill_at=point)
-        assert killed.returncode == -signal.SIGKILL, (
+        # The kill lands in the process doing the work: `mixtrain run`'s child, whose death by SIGKILL the CLI
+        # reports as 128 + 9 as a shell would (or the CLI itself, were a point ever reached before the child).
+        assert killed.returncode in (128 + signal.SIGKILL, -signal.SIGKILL), (
             f"the run never reached {point} (rc {killed.returncode}):\n{killed.stdout[-2000:]}{killed.stderr[-2000:]}"
         )
         _verify_committed(faulted)  # whatever the kill interrupted, what is committed is whole
@@ -156,9 +164,15 @@ def test_runs_killed_at_each_point_recover_to_the_uninterrupted_result(tmp_path:
     assert measured == {"eval_report", "task_adapter_report"}  # known, so that nothing else slips out unchecked
 
     def compared(project: Path) -> dict[str, str | None]:
-        return {k: v for k, v in _data_versions(project).items() if k.split("[")[0] not in measured}
+        return {k: v for k, v in _data_versions(project).items() if k.split("[")[0] not in measured | HISTORY}
 
     assert compared(faulted) == compared(clean)
+    history = {p.name: open_table(p / "storage" / "gating_history").read() for p in (faulted, clean)}
+    # The same sources and rules, at least once each; the drill's repeated gating only adds rows.
+    keys = {
+        name: set(zip(t["source_id"].to_pylist(), t["rule_id"].to_pylist(), strict=True)) for name, t in history.items()
+    }
+    assert keys["faulted"] == keys["clean"] and history["faulted"].num_rows >= history["clean"].num_rows
     assert _leftovers(faulted) == []
     assert _unfinished_runs(faulted) == []
     again = _mixtrain(faulted)
