@@ -300,3 +300,36 @@ def test_shared_counts_hold_no_text_that_texts_does_not() -> None:
     texts(changed)
     assert text_stats._cache.entries == {}
     assert MeanWordLengthRule().evaluate(changed, ctx) == [MeanWordLengthRule().check("other", ctx)] * 5
+
+
+def test_length_and_brace_rules_match_their_per_document_arithmetic() -> None:
+    """The empty and too-short rules and the curly-brace rule, counted over the column (``isspace``, compiled
+    token counts, Arrow's brace and character counts), give what ``strip``, ``split`` and ``count`` give."""
+    from mixassets.engine.rules.length import EmptyRule, TooShortRule
+    from mixassets.engine.rules.quality_prose import CurlyBraceRule
+
+    texts = [*_corpus(0), "{", "{}", "x{y}z" * 50, "\u3000\u2028 \x1c", "a\u00a0b\x1dc d", "é{}😀", " \x85 ", "{{ 😀"]
+    rows = _docs(texts).to_pylist()
+    rows[1]["text"] = None
+    rows[-1]["kind"] = "chat"
+    docs = pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA)
+    ctx = GateContext(spec=_spec(gating={"min_words": 3, "quality": {"max_curly_brace_ratio": 0.01}}))
+    plain = [t or "" for t in docs.column("text").to_pylist()]
+    empty = [[] if t.strip() else [Outcome("reject", "no text after stripping whitespace")] for t in plain]
+    assert EmptyRule().evaluate(docs, ctx) == empty and sum(map(bool, empty)) >= 4
+    short = [
+        [Outcome("reject", f"{n} words < min_words 3", score=n)] if (n := len(t.split())) < 3 else [] for t in plain
+    ]
+    assert TooShortRule().evaluate(docs, ctx) == short
+    rule = CurlyBraceRule()
+    expected = [[] if r["kind"] == "chat" else rule.check(t, ctx) for r, t in zip(rows, plain, strict=True)]
+    assert rule.evaluate(docs, ctx) == expected and sum(map(bool, expected)) >= 4 and not expected[-1]
+
+
+def test_redacted_views_of_repeated_texts() -> None:
+    """``redact_views`` scans each distinct text once; every copy comes back as ``redact_view`` shows it."""
+    from mixassets.engine.redaction import redact_view, redact_views
+
+    texts = [None, "", "mail jane@example.com", "12 words < min_words 50", "mail jane@example.com", None, "ok"] * 3
+    assert redact_views(texts) == [redact_view(t) for t in texts]
+    assert "jane@example.com" not in str(redact_views(texts))

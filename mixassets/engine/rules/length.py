@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mixassets.engine.rules.base import DocOutcomes, GateContext, Outcome, Rule, texts
+from mixassets.engine.text_keys import token_counts
 
 
 class EmptyRule(Rule):
@@ -16,7 +17,12 @@ class EmptyRule(Rule):
     version = 1
 
     def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
-        return [[] if t.strip() else [Outcome("reject", "no text after stripping whitespace")] for t in texts(docs)]
+        # ``t.strip()`` is empty exactly when ``t`` is empty or all whitespace (both ask ``Py_UNICODE_ISSPACE``),
+        # and ``isspace`` stops at the first other character instead of copying the text.
+        return [
+            [] if t and not t.isspace() else [Outcome("reject", "no text after stripping whitespace")]
+            for t in texts(docs)
+        ]
 
 
 class TooShortRule(Rule):
@@ -28,8 +34,7 @@ class TooShortRule(Rule):
     def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
         minimum = ctx.gating.min_words
         out: list[DocOutcomes] = []
-        for t in texts(docs):
-            n = len(t.split())
+        for n in token_counts(texts(docs)):  # len(text.split()) of each
             out.append([Outcome("reject", f"{n} words < min_words {minimum}", score=n)] if n < minimum else [])
         return out
 
