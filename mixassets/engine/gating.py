@@ -22,9 +22,11 @@ raw_documents, which the doc_id and locator point at for whoever is allowed to l
 from __future__ import annotations
 
 import bisect
+import gc
 import time
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,14 +200,40 @@ class _Run:
 def standing_after(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> pa.Table:
     """The documents of a conformed table that survive ``rules``, with their text as the next rule would be
     shown it: what a rule's ``prepare`` pass must see to agree with what it is shown when gating."""
-    run = _apply_rules(docs, rules, ctx)
+    with _cyclic_gc_paused():
+        run = _apply_rules(docs, rules, ctx)
     return run.work if len(run.alive) == run.work.num_rows else _take(run.work, run.alive)
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """CPython's cycle collector paused while the gate runs, and resumed (if it was running) afterwards.
+
+    Gating a table allocates hundreds of thousands of small containers (an outcome list per document per rule,
+    the decision columns, the per-document counts) and keeps most of them until the tables are built. Each
+    allocation burst triggers collections, and a full one walks every tracked object of the process: on the
+    realistic corpus a 10,000-document gate() spent 0.25-0.3 CPU s (7%) in four of them while finding nothing to
+    free, for the gate makes no reference cycles of its own; any a rule makes are collected once it is resumed.
+    Reference counting frees everything else as before, so memory use is unchanged. Two threads gating at once
+    leave it as they found it: only the caller that found it enabled enables it again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def gate_batch(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> GateResult:
     """``gate()`` on a conformed table with the caller's context. A streaming runner passes one context to
     every batch, so state rules keep in ``ctx.cache`` and whole-source state in ``ctx.prepared`` apply across
     batches; the language observations accumulate in the context and are the caller's to clear."""
+    with _cyclic_gc_paused():
+        return _gate_batch(docs, rules, ctx)
+
+
+def _gate_batch(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> GateResult:
     run = _apply_rules(docs, rules, ctx)
     accepted = _accepted_table(docs, run.alive, run.edits)
     quarantine = _quarantine_table(docs, run.held)
