@@ -333,3 +333,18 @@ def test_redacted_views_of_repeated_texts() -> None:
     texts = [None, "", "mail jane@example.com", "12 words < min_words 50", "mail jane@example.com", None, "ok"] * 3
     assert redact_views(texts) == [redact_view(t) for t in texts]
     assert "jane@example.com" not in str(redact_views(texts))
+
+
+def test_texts_given_by_the_runner_are_what_the_conversion_gives() -> None:
+    """The runner hands ``texts`` the strings it holds for the table it shows the rules (``remember_texts``);
+    a rule asking about that table gets them, one asking about another table gets its own conversion."""
+    from mixassets.engine.rules.base import remember_texts, texts
+
+    docs = _docs(["alpha", "b\u00e9ta", ""])
+    held = ["alpha", "b\u00e9ta", ""]
+    remember_texts(docs, held)
+    got = texts(docs)
+    assert got == held and got is not held and all(a is b for a, b in zip(got, held, strict=True))
+    other = docs.slice(1)
+    assert texts(other) == held[1:]
+    assert texts(docs) == held  # converted again: the last table asked about was ``other``

@@ -36,6 +36,7 @@ from mixassets.engine import chat
 from mixassets.engine.pii import PII_TYPES
 from mixassets.engine.redaction import redact_views
 from mixassets.engine.rules import BLOCKING_ACTIONS, CHAT_JOINER, GateContext, Outcome, Rule, pii_rule_id, rules_for
+from mixassets.engine.rules.base import remember_texts
 from mixassets.engine.rules.language import OBSERVATION as LANGUAGE_OBSERVATION
 from mixassets.engine.rules.language import UNDETERMINED
 from mixtrain.config.data import SourceSpec
@@ -189,6 +190,7 @@ class _Run:
     held: dict[int, _Held] = field(default_factory=dict)
     edits: dict[int, list[Edit]] = field(default_factory=dict)
     removed: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # stripped spans, original offsets
+    original: list[str | None] = field(default_factory=list)  # the input texts, as ``to_pylist`` gives them
     decisions: dict[str, list[Any]] = field(default_factory=lambda: {n: [] for n in DECISION_SCHEMA.names})
     decision_rows: list[int] = field(default_factory=list)  # the input row of each decision
     fired: Counter[str] = field(default_factory=Counter)
@@ -236,7 +238,7 @@ def gate_batch(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> GateR
 def _gate_batch(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> GateResult:
     run = _apply_rules(docs, rules, ctx)
     accepted = _accepted_table(docs, run.alive, run.edits)
-    quarantine = _quarantine_table(docs, run.held)
+    quarantine = _quarantine_table(docs, run.held, run.original)
     counts = _counts(docs, run.alive, run.held, run.edits, run.removed, ctx)
     counts["stripped_lines"] = run.stripped_lines
     for t in PII_TYPES:
@@ -255,7 +257,9 @@ def _apply_rules(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> _Ru
     doc_ids: list[str] = docs.column("doc_id").to_pylist()
     source_ids: list[str] = docs.column("source_id").to_pylist()
     original: list[str | None] = docs.column("text").to_pylist()
+    work_texts = original  # the texts of ``run.work``, as ``to_pylist`` gives them
     run = _Run(work=docs, alive=list(range(docs.num_rows)), seconds=dict.fromkeys((r.id for r in rules), 0.0))
+    run.original = original
     decisions, held, edits, removed = run.decisions, run.held, run.edits, run.removed
     batch: pa.Table | None = None  # the rows of ``run.work`` at ``run.alive``; rebuilt only when either changes
 
@@ -264,7 +268,11 @@ def _apply_rules(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> _Ru
         if not alive:
             break
         if batch is None:
-            batch = run.work if len(alive) == run.work.num_rows else _take(run.work, alive)
+            if len(alive) == run.work.num_rows:
+                batch, shown = run.work, work_texts
+            else:
+                batch, shown = _take(run.work, alive), [work_texts[i] for i in alive]
+            remember_texts(batch, [t or "" for t in shown])  # the rules' ``texts(batch)``, without a conversion
         started = time.perf_counter()
         results = rule.evaluate(batch, ctx)
         run.seconds[rule.id] += time.perf_counter() - started
@@ -314,11 +322,11 @@ def _apply_rules(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> _Ru
         run.alive = still
         if restripped:
             batch = None
-            current = run.work.column("text").to_pylist()
+            current = list(work_texts)
             for idx in dict.fromkeys(restripped):
                 text = original[idx] or ""
                 current[idx] = _apply_edits(text, [(s, e, "") for s, e in removed[idx]])
-            run.work = _with_text(run.work, current)
+            run.work, work_texts = _with_text(run.work, current), current
     return run
 
 
@@ -373,12 +381,12 @@ def _accepted_table(docs: pa.Table, alive: list[int], edits: dict[int, list[Edit
     return table
 
 
-def _quarantine_table(docs: pa.Table, held: dict[int, _Held]) -> pa.Table:
+def _quarantine_table(docs: pa.Table, held: dict[int, _Held], original: list[str | None]) -> pa.Table:
     """The held documents as the quarantine shows them: text and reason with every detected value a tagged hash
     (:mod:`~mixassets.engine.redaction`), whichever rule held the document; the clear text stays in raw_documents,
     where a reviewer's accept takes it from."""
     order = sorted(held)
-    sub = _take(docs, order)
+    sub = _take(docs.select(["doc_id", "source_id", "locator"]), order)  # the texts are ``original``'s
     rows: dict[str, list[Any]] = {
         "doc_id": sub.column("doc_id").to_pylist(),
         "source_id": sub.column("source_id").to_pylist(),
@@ -386,7 +394,7 @@ def _quarantine_table(docs: pa.Table, held: dict[int, _Held]) -> pa.Table:
         "disposition": [held[i].disposition for i in order],
         "rule_id": [held[i].rule_id for i in order],
         "reason": redact_views([held[i].reason for i in order]),
-        "text": redact_views(sub.column("text").to_pylist()),
+        "text": redact_views([original[i] for i in order]),
         "raw_bytes": [None] * len(order),
         "raw_sha256": [None] * len(order),
     }
