@@ -91,19 +91,8 @@ def test_compiled_loops_are_the_python_loops() -> None:
         fold(data, offsets, out, out_offsets)
         outs.append((out[: out_offsets[-1]].tobytes(), out_offsets.tolist()))
     assert outs[0] == outs[1] and outs[0][0]
-    counts = [np.empty(len(texts), dtype=np.int64) for _ in range(2)]
-    compiled(text_keys._count_tokens)(data, offsets, counts[0])
-    text_keys._count_tokens(data, offsets, counts[1])
-    assert counts[0].tolist() == counts[1].tolist() and counts[0].sum() > 0
     got, plain = compiled(text_keys._lines)(data, offsets, 2), text_keys._lines(data, offsets, 2)
     n = got[3]
     assert n == plain[3] > 0
     assert got[0][: got[1][n - 1]].tobytes() == plain[0][: plain[1][n - 1]].tobytes()
     assert got[1][:n].tolist() == plain[1][:n].tolist() and got[2][:n].tolist() == plain[2][:n].tolist()
-
-
-@pytest.mark.parametrize("seed", [0, 1])
-def test_token_counts_are_pythons(seed: int) -> None:
-    texts = _texts(seed)
-    assert text_keys.token_counts(texts) == [len(t.split()) for t in texts]
-    assert text_keys.token_counts([]) == []

@@ -1,4 +1,4 @@
-"""The gate's per-document and per-line keys (and token counts) of many texts at once, pure-ASCII texts compiled.
+"""The gate's per-document and per-line keys of many texts at once, the pure-ASCII texts built by compiled loops.
 
 Two rules key every text they see: the boilerplate rule counts each document once (``text_key`` of
 ``normalize_for_dedupe``) and hashes each of its lines (``stable_hash64`` of ``line_key``); the exact-duplicate
@@ -7,8 +7,7 @@ rule keys each document again after the strips. In Python each key is a chain of
 without reading the text) NFKC changes nothing, case folding maps A-Z to a-z, and Python's whitespace and line
 breaks are a few byte values, so one compiled pass over the bytes of all those texts writes every normalised key
 into one buffer, and hashlib hashes each key from a view of it. Every other text goes through the Python
-functions, which define the keys (``tests/test_text_keys.py`` checks both paths against them). The length rule's
-``len(text.split())`` is counted the same way.
+functions, which define the keys (``tests/test_text_keys.py`` checks both paths against them).
 """
 
 from __future__ import annotations
@@ -97,21 +96,6 @@ def _lines(data: np.ndarray, offsets: np.ndarray, min_chars: int) -> tuple[np.nd
     return out, ends, line_doc_no, n
 
 
-def _count_tokens(data: np.ndarray, offsets: np.ndarray, counts: np.ndarray) -> None:
-    """``counts[d]`` = how many whitespace-separated tokens text ``d`` holds (``len(text.split())`` of ASCII)."""
-    for d in range(len(offsets) - 1):
-        n = 0
-        inside = False
-        for p in range(offsets[d], offsets[d + 1]):
-            c = data[p]
-            if c == 32 or 9 <= c <= 13 or 28 <= c <= 31:  # ASCII_SPACES
-                inside = False
-            elif not inside:
-                inside = True
-                n += 1
-        counts[d] = n
-
-
 def _ascii_buffer(texts: Sequence[str], rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """The bytes of ``texts[i]`` for ``i`` in ``rows`` (all ASCII) one after another, and where each starts."""
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
@@ -144,22 +128,6 @@ def document_keys(
             value = normalize(text) if prefixes is None else f"{prefixes[i]}{normalize(text)}"
             keys[i] = blake2b(value.encode("utf-8"), digest_size=16).digest()
     return keys  # type: ignore[return-value]
-
-
-def token_counts(texts: Sequence[str]) -> list[int]:
-    """``len(text.split())`` of each text, without building the lists of tokens."""
-    counts = [0] * len(texts)
-    rows = [i for i, t in enumerate(texts) if t.isascii()]
-    if rows:
-        data, offsets = _ascii_buffer(texts, rows)
-        found = np.empty(len(rows), dtype=np.int64)
-        compiled(_count_tokens)(data, offsets, found)
-        for i, n in zip(rows, found.tolist(), strict=True):
-            counts[i] = n
-    for i, text in enumerate(texts):
-        if not text.isascii():
-            counts[i] = len(text.split())
-    return counts
 
 
 def line_hashes(prose: Sequence[str], min_chars: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mixassets.engine.rules.base import DocOutcomes, GateContext, Outcome, Rule, texts
-from mixassets.engine.text_keys import token_counts
+from mixassets.engine.rules.text_stats import word_stats
 
 
 class EmptyRule(Rule):
@@ -34,7 +34,8 @@ class TooShortRule(Rule):
     def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
         minimum = ctx.gating.min_words
         out: list[DocOutcomes] = []
-        for n in token_counts(texts(docs)):  # len(text.split()) of each
+        # ``tokens`` is len(text.split()); the counts are kept for the word rules that follow (text_stats).
+        for n in (s.tokens for s in word_stats(docs, ctx)):
             out.append([Outcome("reject", f"{n} words < min_words {minimum}", score=n)] if n < minimum else [])
         return out
 
