@@ -348,3 +348,40 @@ def test_texts_given_by_the_runner_are_what_the_conversion_gives() -> None:
     other = docs.slice(1)
     assert texts(other) == held[1:]
     assert texts(docs) == held  # converted again: the last table asked about was ``other``
+
+
+@pytest.mark.parametrize("limit", [0.0, 0.01, 0.5])
+def test_undecodable_rule_counts_only_the_texts_one_pass_flags(limit: float) -> None:
+    """Only texts with U+FFFD or a control character are counted; the outcomes are those of counting them all."""
+    import re
+
+    from mixassets.engine.rules.encoding import _CONTROL_PATTERN, UndecodableRule
+
+    texts = [
+        "clean text",
+        None,
+        "",
+        "\ufffd" * 3 + "abc",
+        "tab\tand\nnewline",
+        "bell\x07 and \x85 \x9f",
+        "a\ufffdb\x00",
+    ]
+    texts += ["x" * 200 + "\ufffd", "\u00e9\ufffd\ufffd", "\x7f"]
+    docs = pa.Table.from_pylist(_docs([t or "" for t in texts]).to_pylist(), schema=DOCUMENT_SCHEMA)
+    docs = docs.set_column(docs.schema.get_field_index("text"), "text", pa.array(texts, pa.string()))
+    expected = []
+    for t in texts:
+        s, outcomes = t or "", []
+        bad, n = s.count("\ufffd"), len(s)
+        if n and bad / n > limit:
+            reason = f"{bad} of {n} characters are U+FFFD (ratio {bad / n:.4f} > {limit})"
+            outcomes.append(Outcome("quarantine", reason, score=bad / n))
+        if found := re.findall(_CONTROL_PATTERN, s):
+            first = re.search(_CONTROL_PATTERN, s)
+            assert first is not None
+            reason = f"{len(found)} control characters (first U+{ord(first.group()):04X} at {first.start()})"
+            outcomes.append(Outcome("quarantine", reason, span=(first.start(), first.end())))
+        expected.append(outcomes)
+    ctx = GateContext(spec=_spec(gating={"max_replacement_ratio": limit}))
+    assert UndecodableRule().evaluate(docs, ctx) == expected
+    assert sum(map(bool, expected)) >= 4
