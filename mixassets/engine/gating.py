@@ -237,7 +237,7 @@ def gate_batch(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> GateR
 
 def _gate_batch(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> GateResult:
     run = _apply_rules(docs, rules, ctx)
-    accepted = _accepted_table(docs, run.alive, run.edits)
+    accepted = _accepted_table(docs, run.alive, run.edits, run.original)
     quarantine = _quarantine_table(docs, run.held, run.original)
     counts = _counts(docs, run.alive, run.held, run.edits, run.removed, ctx)
     counts["stripped_lines"] = run.stripped_lines
@@ -364,11 +364,13 @@ def _counts(
     return counts
 
 
-def _accepted_table(docs: pa.Table, alive: list[int], edits: dict[int, list[Edit]]) -> pa.Table:
+def _accepted_table(
+    docs: pa.Table, alive: list[int], edits: dict[int, list[Edit]], original: list[str | None]
+) -> pa.Table:
     table = _take(docs, alive)
     if not any(i in edits for i in alive):
         return table
-    texts = table.column("text").to_pylist()
+    texts = [original[i] for i in alive]  # the taken texts, without converting them again
     messages = table.column("messages").to_pylist()
     for row, idx in enumerate(alive):
         if idx in edits:
