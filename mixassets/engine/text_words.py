@@ -56,7 +56,7 @@ def _words(
     id_length, n_words, n_ids)``: per text its token count; per word, in text order, its text and number; per
     number the offset and length of its first occurrence; and how many words and numbers were written."""
     n_docs = len(offsets) - 1
-    most = (len(data) + 1) // 2 + 1  # a word is a byte at least, and two words are a byte apart
+    most = (offsets[n_docs] - offsets[0] + 1) // 2 + 1  # a word is a byte at least, two are a byte apart
     n_tokens = np.zeros(n_docs, dtype=np.int64)
     word_doc = np.empty(most, dtype=np.int64)
     word_id = np.empty(most, dtype=np.int64)
