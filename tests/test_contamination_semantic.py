@@ -117,6 +117,18 @@ def test_embeddings_do_not_depend_on_the_batch_order() -> None:
     assert embed([], "").shape == (0, 384)
 
 
+def test_batches_keep_their_padded_size_small() -> None:
+    from mixassets.engine.contamination_semantic import _BATCH, _BATCH_TOKENS, _batches
+
+    lengths = [12] * 40 + [100, 130, 256, 256]
+    batches = _batches(np.arange(len(lengths)), lengths)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    assert all(
+        len(b) <= _BATCH and (len(b) == 1 or len(b) * max(lengths[i] for i in b) <= _BATCH_TOKENS) for b in batches
+    )
+    assert [len(b) for b in batches[-3:]] == [1, 1, 1] and _batches(np.arange(0), []) == []
+
+
 def test_each_docstring_of_a_prompt_with_a_helper_is_embedded_too(humaneval) -> None:
     from mixassets.engine.contamination_semantic import prose_pieces
 

@@ -95,6 +95,9 @@ _PAD_SHARE = 0.25
 MAX_PAIRS_PER_DOC = 3
 _MAX_TOKENS = 256  # MiniLM was trained on 128-token inputs; a window longer than 256 is truncated
 _BATCH = 32
+# Padded tokens per model call: a document's windows come a dozen at a time, from 10 tokens to the cap, and one
+# batch of them all is padded to its longest (2.1x slower on stdlib/pydoc chunks than batches of at most 256).
+_BATCH_TOKENS = 256
 _WORD = re.compile(r"\w+")
 _LETTERS = re.compile(r"[^\W\d_]+")
 _EXAMPLE = re.compile(r"^\s*(>>>|for example|examples?\b|e\.g\.|note:|\w+\(.*\)\s*(==|➞|=>|->|returns?|should))", re.I)
@@ -262,9 +265,9 @@ def embed(texts: Sequence[str], configured: str) -> np.ndarray:
     """Unit-length sentence embeddings (float32, one row per text): MiniLM's token states, mean-pooled over
     the attention mask, as sentence-transformers' all-MiniLM-L6-v2 pipeline does.
 
-    Texts are batched in order of their token count: a batch is padded to its longest text, and windows of
-    documents range from a dozen tokens to the cap, so batching them as they come spends most of the model's
-    time on padding."""
+    Texts are batched in order of their token count, at most ``_BATCH_TOKENS`` padded tokens a batch: a batch
+    is padded to its longest text, and windows of documents range from a dozen tokens to the cap, so batching
+    them as they come spends most of the model's time on padding."""
     import torch
 
     out = np.empty((len(texts), 384), np.float32)
@@ -272,15 +275,26 @@ def embed(texts: Sequence[str], configured: str) -> np.ndarray:
         return out
     tokenizer, model = _encoder(str(model_dir(configured)))
     encoded = tokenizer(list(texts), truncation=True, max_length=_MAX_TOKENS)
-    order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
-    for start in range(0, len(order), _BATCH):
-        rows = order[start : start + _BATCH]
+    lengths = [len(ids) for ids in encoded["input_ids"]]
+    order = np.argsort(lengths, kind="stable")
+    for rows in _batches(order, lengths):
         batch = tokenizer.pad({k: [v[i] for i in rows] for k, v in encoded.items()}, return_tensors="pt")
         with torch.inference_mode():
             states = model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
             pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             out[rows] = torch.nn.functional.normalize(pooled, dim=1).numpy()
+    return out
+
+
+def _batches(order: np.ndarray, lengths: Sequence[int]) -> list[np.ndarray]:
+    """``order`` (rows by ascending token count) cut into batches of at most ``_BATCH`` rows whose padded size
+    (rows times the longest) stays within ``_BATCH_TOKENS``, a long text alone if need be."""
+    out, start = [], 0
+    for k in range(1, len(order) + 1):
+        if k == len(order) or k - start == _BATCH or (k - start + 1) * lengths[order[k]] > _BATCH_TOKENS:
+            out.append(order[start:k])
+            start = k
     return out
 
 
