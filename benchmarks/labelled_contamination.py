@@ -17,7 +17,7 @@ it must be attributed to:
 * ``zero_width``, ``symbols``, ``homoglyph``: the verbatim document disguised with invisible format characters
   inside words, letter-like symbols (circled/fullwidth/bold) for whole words, Cyrillic/Greek look-alike letters;
 * ``renamed``: the solution with every identifier renamed (target); ``rewritten``: identifiers renamed, lines
-  dropped, comments inserted; ``paraphrase``: the docstring's prose retold. These three need methods beyond
+  dropped, comments inserted; ``paraphrase``: the entry point's docstring retold. These three need methods beyond
   n-gram overlap (another branch adds them) and are reported without a target;
 * ``mcq_stem_answer``: a ``pyquiz`` stem with its correct answer and no options (quiz page, flashcard, answer key),
   half of them inside a stdlib chunk: target contamination.
