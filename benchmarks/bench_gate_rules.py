@@ -4,11 +4,11 @@ Run: ``python benchmarks/bench_gate_rules.py [--docs 10000] [--corpus realistic|
 
 The reference is the gate with the per-document code paths the batched ones replaced: py3langid's own
 per-document walk for the language rule, every PII detector on every text (no prefilter, also for the quarantine
-copy's redaction), the safety lexicon on every text and the top n-gram counted for every n. Both runs gate the
-same table in this process (the language model is loaded before either is timed), their outputs are compared
-with ``Table.equals``, and the rate divides the UTF-8 bytes of the texts by the process CPU time of ``gate()``.
-The ``zipf`` corpus is ``bench_gate_stream``'s (random words, banners, exact copies); ``realistic`` is
-``gate_corpus``'s.
+copy's redaction), the safety lexicon with all its patterns on every text and the top n-gram counted for every
+n. Both runs gate the same table in this process (the language model is loaded before either is timed), their
+outputs are compared with ``Table.equals``, and the rate divides the UTF-8 bytes of the texts by the process CPU
+time of ``gate()``. The ``zipf`` corpus is ``bench_gate_stream``'s (random words, banners, exact copies);
+``realistic`` is ``gate_corpus``'s.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ def reference_rules() -> Iterator[None]:
         (pii, "possible_detectors", every_detector),
         (redaction, "possible_detectors", every_detector),
         (safety, "may_match", lambda texts: [True] * len(texts)),
+        (safety, "possible_patterns", lambda texts: [(True,) * len(safety._PATTERNS)] * len(texts)),
         (quality_prose.TopNgramRule, "check", _reference_top_ngram),
     ]
     # The rules that judge from word and line counts shared between them, judged one document at a time instead.

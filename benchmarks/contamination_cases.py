@@ -16,6 +16,7 @@ code that calls the same functions as an item's solution (same API).
 
 from __future__ import annotations
 
+import ast
 import builtins
 import json
 import keyword
@@ -163,9 +164,24 @@ def docstring(prompt: str) -> str:
     return " ".join(body.split())
 
 
+def description(prompt: str) -> str:
+    """The task a HumanEval prompt describes: the docstring of its last function (the entry point; a helper such
+    as HumanEval/10's ``is_palindrome`` or a constant such as HumanEval/64's ``FIX`` may come first), up to the
+    first example, whitespace collapsed; :func:`docstring` when the prompt does not parse."""
+    try:
+        functions = [n for n in ast.walk(ast.parse(prompt)) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    except SyntaxError:
+        return docstring(prompt)
+    doc = ast.get_docstring(functions[-1]) if functions else None
+    if not doc:
+        return docstring(prompt)
+    return " ".join(re.split(r">>>|\bExamples?\b|\bFor example|\bexample:|\bfor examples?:", doc)[0].split())
+
+
 def paraphrase(prompt: str, rng: random.Random) -> str:
-    """The docstring's prose retold: synonyms swapped in, sentences in another order, the code and examples gone."""
-    sentences = [s for s in re.split(r"(?<=[.?!])\s+", docstring(prompt)) if s]
+    """The description's prose retold: synonyms swapped in, sentences in another order, the code and examples
+    gone."""
+    sentences = [s for s in re.split(r"(?<=[.?!])\s+", description(prompt)) if s]
     if len(sentences) > 1:
         rng.shuffle(sentences)
     words = " ".join(sentences).split()

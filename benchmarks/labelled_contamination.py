@@ -17,7 +17,7 @@ it must be attributed to:
 * ``zero_width``, ``symbols``, ``homoglyph``: the verbatim document disguised with invisible format characters
   inside words, letter-like symbols (circled/fullwidth/bold) for whole words, Cyrillic/Greek look-alike letters;
 * ``renamed``: the solution with every identifier renamed (target); ``rewritten``: identifiers renamed, lines
-  dropped, comments inserted; ``paraphrase``: the docstring's prose retold. These three need methods beyond
+  dropped, comments inserted; ``paraphrase``: the entry point's docstring retold. These three need methods beyond
   n-gram overlap (another branch adds them) and are reported without a target;
 * ``mcq_stem_answer``: a ``pyquiz`` stem with its correct answer and no options (quiz page, flashcard, answer key),
   half of them inside a stdlib chunk: target contamination.
@@ -346,6 +346,9 @@ import pyarrow.parquet as pq
 from mixassets.engine.contamination import ScreenConfig, screen
 docs, items = pq.read_table(sys.argv[2]), pq.read_table(sys.argv[3])
 config = ScreenConfig(methods=tuple(json.loads(sys.argv[5]))) if len(sys.argv) > 5 else ScreenConfig()
+if "semantic" in config.methods:  # CPU seconds per core: idle intra-op threads would spin and bill time
+    import torch
+    torch.set_num_threads(1)
 screen(docs.slice(0, 200), items, config=config)  # warm-up: imports, one-off tables, the model if any
 start = time.process_time()
 _, _, findings = screen(docs, items, config=config)
@@ -429,6 +432,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "all (default)": ScreenConfig(),
     }
     if args.semantic:
+        import torch
+
+        torch.set_num_threads(1)  # as the timed runs do: the figures are per core
         variants["all + semantic (MiniLM)"] = ScreenConfig(methods=METHODS)
     for name, cfg in variants.items():
         start = time.perf_counter()
@@ -453,10 +459,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         mb = sum(len(t.encode()) for t in docs.column("text").to_pylist()) / 1e6
         label = "non-ASCII (disguised)" if disguised else "ASCII stdlib/pydoc"
         print(f"throughput, {docs.num_rows} {label} docs ({mb:.1f} MB), MB per CPU-second:")
-        runs = [("this tree", ROOT, humaneval), ("this tree, + pyquiz", ROOT, items)]
-        runs += [("baseline", args.baseline, humaneval)] if args.baseline else []
-        for name, root, its in runs:
-            print(f"  {name:<22} x {len(its)} items: {mb / timed_screen(root, docs, its)[0]:7.1f}")
+        runs = [("this tree", ROOT, humaneval, None), ("this tree, + pyquiz", ROOT, items, None)]
+        runs += [("baseline", args.baseline, humaneval, None)] if args.baseline else []
+        if args.semantic and not disguised:  # the MiniLM stage on text that matches nothing
+            runs += [("this tree + semantic", ROOT, humaneval, METHODS)]
+            runs += [("baseline + semantic", args.baseline, humaneval, METHODS)] if args.baseline else []
+        for name, root, its, methods in runs:
+            print(f"  {name:<22} x {len(its)} items: {mb / timed_screen(root, docs, its, methods)[0]:7.1f}")
 
 
 if __name__ == "__main__":

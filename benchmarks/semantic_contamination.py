@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"paraphrases that passed the candidate stage: {(pos_best > 0).mean():.3f}")
     allowed = int(0.001 * len(negatives))
     threshold = float(np.sort(neg_best)[::-1][allowed]) + 1e-4 if allowed < len(neg_best) else 0.0
-    for t in sorted({round(threshold, 3), 0.6, 0.655, 0.7, 0.75}):
+    for t in sorted({round(threshold, 3), 0.6, 0.655, 0.7, 0.72, 0.74, 0.75}):
         print(f"threshold {t:.3f}: recall {(pos_best >= t).mean():.3f}, FP {(neg_best >= t).mean():.4%}")
     print(f"highest negative scores: {np.round(np.sort(neg_best)[::-1][:5], 3).tolist()}")
 

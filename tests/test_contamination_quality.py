@@ -90,4 +90,5 @@ def test_renamed_solutions_are_found_by_the_code_tests(labelled) -> None:
     assert planted >= 110 and found >= RECALL_TARGET * planted, (found, planted)
     overall = evaluate(findings, data, item_overlaps(items, config))
     words = _score(labelled, ScreenConfig(methods=("ngram", "containment", "jaccard")))
-    assert overall.recall["renamed"] >= 0.9 and words.recall["renamed"] < 0.1
+    # Over all: the whole-block test (code_body) finds the solutions too short for canonical n-grams.
+    assert overall.recall["renamed"] >= RECALL_TARGET and words.recall["renamed"] < 0.1

@@ -7,6 +7,7 @@ import random
 import subprocess
 import sys
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -63,7 +64,9 @@ def test_paraphrases_missed_by_word_methods_are_found_with_their_span(humaneval,
     found = {(f["doc_id"], f["item_id"]): f for f in findings.to_pylist()}
     hits = [(f"p{i}", owner) in found for i, owner in enumerate(owners)]
     by_words = {(f["doc_id"], f["item_id"]) for f in words.to_pylist()}
-    assert sum(hits) >= 16, f"semantic recall {sum(hits)}/20"  # 0.88 on the full calibration set
+    # 0.81 on the full set of benchmarks/semantic_contamination.py at the default threshold (0.74, chosen on
+    # the labelled benchmark), 0.84 at its own 0.1% false-positive point
+    assert sum(hits) >= 15, f"semantic recall {sum(hits)}/20"
     added = sum(hit and (f"p{i}", o) not in by_words for i, (hit, o) in enumerate(zip(hits, owners, strict=True)))
     assert added >= 8, f"only {added} paraphrases found that the word methods miss"
     for i, owner in enumerate(owners):
@@ -91,6 +94,78 @@ def test_item_prose_stops_at_the_examples() -> None:
     prose = field_prose(prompt)
     assert prose is not None and prose.startswith("Check if in given list of numbers") and ">>>" not in prose
     assert field_prose("too short to embed") is None
+
+
+def test_prose_of_eight_words_is_embedded_and_tables_are_not() -> None:
+    from mixassets.engine.contamination_semantic import is_prose
+
+    short = 'def common(l1, l2):\n    """Return sorted unique common elements for two lists."""\n'
+    assert field_prose(short) == "Return sorted unique common elements for two lists."
+    table = "    '1'    #  0xF1 -> DIGIT ONE\n    '2'    #  0xF2 -> DIGIT TWO\n    '3'    #  0xF3 -> DIGIT THREE\n"
+    assert not is_prose(table) and not is_prose("") and not is_prose("12 34 ==")
+    assert is_prose("In other words: give back the sorted unique entries which two sequences have in common.")
+
+
+def test_embeddings_do_not_depend_on_the_batch_order() -> None:
+    """Windows are batched by length; each text's vector must be the one it gets alone."""
+    from mixassets.engine.contamination_semantic import embed
+
+    texts = ["a much longer sentence " * 12, "short one", "a sentence of middling length about sorting lists"]
+    together = embed(texts, "")
+    alone = np.concatenate([embed([t], "") for t in texts])
+    assert together.shape == (3, 384) and np.allclose(together, alone, atol=1e-5)
+    assert embed([], "").shape == (0, 384)
+
+
+def test_batches_keep_their_padded_size_small() -> None:
+    from mixassets.engine.contamination_semantic import _BATCH, _BATCH_TOKENS, _batches
+
+    lengths = [12] * 40 + [100, 130, 256, 256]
+    batches = _batches(np.arange(len(lengths)), lengths)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    assert all(
+        len(b) <= _BATCH and (len(b) == 1 or len(b) * max(lengths[i] for i in b) <= _BATCH_TOKENS) for b in batches
+    )
+    assert [len(b) for b in batches[-3:]] == [1, 1, 1] and _batches(np.arange(0), []) == []
+
+
+def test_each_docstring_of_a_prompt_with_a_helper_is_embedded_too(humaneval) -> None:
+    from mixassets.engine.contamination_semantic import prose_pieces
+
+    prompt = json.loads(load_humaneval(39).to_pylist()[38]["screen_fields"])["prompt"]  # encode_cyclic, decode_cyclic
+    whole, *parts = prose_pieces(prompt)
+    assert whole == field_prose(prompt) and len(parts) == 2 and all(p in whole for p in parts)
+    assert parts[1].startswith("takes as input string encoded with encode_cyclic")
+    assert prose_pieces("def f(x):\n    return x\n") == [] and prose_pieces("too short") == []
+    retold = "In other words: takes as argument text encoded with encode_cyclic function. gives back decoded text."
+    findings = screen(docs_table([retold], "d"), humaneval, config=SEMANTIC_ONLY)[2].to_pylist()
+    assert [(f["item_id"], f["field"]) for f in findings] == [("HumanEval/38", "prompt")]
+
+
+def test_a_multiple_choice_opener_is_not_embedded_as_item_prose() -> None:
+    from mixassets.engine.contamination import token_spans
+    from mixassets.engine.contamination_semantic import own_text
+
+    text = "Shared opener with a worked example. Question: which function sorts the list of numbers?"
+    tokens = token_spans(text)[0]
+    boiler = np.array([k < 6 for k in range(len(tokens))])
+    assert own_text(text, boiler, token_spans) == "Question: which function sorts the list of numbers"
+    assert own_text(text, None, token_spans) == text and own_text(text, boiler * False, token_spans) == text
+    code = "def f(x):\n    return x\n"
+    assert own_text(code, np.ones(len(token_spans(code)[0]), bool), token_spans) == code  # Python is kept whole
+    with pytest.raises(ValueError, match="boilerplate marks"):
+        own_text(text, boiler[:3], token_spans)
+
+
+def test_an_item_with_two_rare_words_is_found_when_a_third_is_retold(humaneval) -> None:
+    """HumanEval/0's rare words are "closer" and "threshold"; its less common "two" and "check" make up its word
+    set, so a paraphrase that retells "numbers" and "check" still reaches the embedding."""
+    retold = (
+        "In other words: determine whether in provided sequence of numbers, are any two values closer to every "
+        "other than provided threshold."
+    )
+    findings = screen(docs_table([retold], "d"), humaneval, config=SEMANTIC_ONLY)[2].to_pylist()
+    assert "HumanEval/0" in {f["item_id"] for f in findings}
 
 
 def test_missing_model_is_a_clear_error(humaneval) -> None:

@@ -379,3 +379,32 @@ def test_scored_rules_log_the_measure_they_compared() -> None:
     assert rows["pii.email"]["score"] is None
     assert rows["quality.top_ngram"]["reason"].startswith("top 2-gram 'click here' x30")
     assert rows["quality.top_ngram"]["score"] == 30 * 9 / 549
+
+
+class _SeesCollector(Rule):
+    id = "test.sees_collector"
+    version = 1
+    seen: list[bool] = []
+
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[list[Outcome]]:
+        import gc
+
+        self.seen.append(gc.isenabled())
+        return [[] for _ in range(docs.num_rows)]
+
+
+def test_the_cycle_collector_is_paused_during_the_gate_and_left_as_it_was() -> None:
+    import gc
+
+    rule = _SeesCollector()
+    assert gc.isenabled()
+    gate(_docs([{"text": CLEAN}]), _spec(), rules=[rule])
+    with pytest.raises(RuntimeError):
+        gate(_docs([{"text": CLEAN}]), _spec(), rules=[rule, _Broken()])
+    assert gc.isenabled() and rule.seen == [False, False]
+    gc.disable()
+    try:
+        gate(_docs([{"text": CLEAN}]), _spec(), rules=[rule])
+        assert not gc.isenabled()  # a caller that paused it keeps it paused
+    finally:
+        gc.enable()

@@ -186,10 +186,38 @@ def test_prefiltered_detection_is_full_detection():
     alphabet = "0123456789 +-().x@:/ab\u0663\uff14"
     generated = ["".join(rng.choice(alphabet) for _ in range(rng.randint(5, 60))) for _ in range(2000)]
     texts = PREFILTER_TEXTS + generated
-    possible = possible_detectors(pa.array(texts))
-    assert all(d <= frozenset(DETECTORS) for d in possible)
-    assert [find_pii(t, detectors=d) for t, d in zip(texts, possible, strict=True)] == [find_pii(t) for t in texts]
-    assert possible[1] == frozenset()  # and it does rule detectors out
+    for region in ("US", "GB"):
+        possible = possible_detectors(pa.array(texts), region)
+        assert all(d <= frozenset(DETECTORS) for d in possible)
+        got = [find_pii(t, region=region, detectors=d) for t, d in zip(texts, possible, strict=True)]
+        assert got == [find_pii(t, region=region) for t in texts]
+        assert possible[1] == frozenset()  # and it does rule detectors out
+        assert sum(not d for d in possible) > 100  # even among the generated texts
+
+
+def test_preselection_keeps_every_text_a_prefilter_matches():
+    """``possible_detectors`` runs the single prefilters only on the texts its one or two passes select: that
+    selection must give the same sets as running every prefilter on every text."""
+    import re
+
+    import pyarrow as pa
+
+    from mixassets.engine import pii
+
+    def reference(text: str, region: str) -> frozenset[str]:
+        found = {name for name, p in pii.PREFILTERS.items() if re.search(p.replace(r"\p{Nd}", r"\d"), text)}
+        phone = re.search(pii._PHONE_ANY.replace(r"\p{Nd}", r"\d"), text)
+        if region == "US":
+            phone = phone and (
+                re.search(pii._PHONE_US_NO_PLUS.replace(r"\p{Nd}", r"\d"), text) or re.search("[+\uff0b]", text)
+            )
+        return frozenset(found | ({"phone"} if phone else set()))
+
+    texts = [*PREFILTER_TEXTS, "dial +1 800 FLOWERS", "1 800 FLOWERS +", "+ and 12 34", "ref 1234", "12:34:56"]
+    for region in ("US", "GB"):
+        expected = [reference(t, region) for t in texts]
+        assert pii.possible_detectors(pa.array(texts), region) == expected
+        assert {"phone"} in expected or region == "GB"
 
 
 def test_phone_prefilter_minimums_hold_in_the_metadata():

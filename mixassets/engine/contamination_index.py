@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from mixassets.engine.contamination_body import PREFIX, BodyKey, body_prefix, field_body
 from mixassets.engine.contamination_code import field_code_grams, field_fuzzy_grams
-from mixassets.engine.contamination_semantic import SemanticIndex, SemanticSettings, build_semantic_index
+from mixassets.engine.contamination_semantic import SemanticIndex, SemanticSettings, build_semantic_index, own_text
 from mixassets.engine.mcq import McqItem, is_mcq, parse_mcq
 from mixassets.engine.text_norm import TokenHasher, ngram_hashes, screen_fold, screen_runs
 
@@ -100,7 +100,7 @@ class ScreenConfig:
     code_containment_threshold: float = 0.8
     code_containment_min_grams: int = 10
     code_body_min_tokens: int = 16
-    semantic_threshold: float = 0.655
+    semantic_threshold: float = 0.74
     semantic_min_shared: float = 0.5
     semantic_model: str = ""
     field_kinds: Mapping[str, str] = field(default_factory=lambda: DEFAULT_FIELD_KINDS)
@@ -419,7 +419,7 @@ def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = N
             code.append(field_body(p.text, cfg.code_body_min_tokens, index.hasher) if python_target else None)
             if count >= _MIN_JOIN_TOKENS:
                 code_fields.setdefault((p.ref.eval_set, p.ref.item_id), []).append((p.ref.field, p.text))
-            prose = semantic.prose(p.text) if semantic is not None else None
+            prose = semantic.prose(own_text(p.text, p.boiler, token_spans)) if semantic is not None else None
             built.append((p, _evidence(p, cfg.n, "ngram" in cfg.methods), fuzzy, empty, empty, code, prose))
         else:
             on = "stem_answer" in cfg.methods and len(p.answer) > 0
@@ -450,7 +450,7 @@ def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = N
         index.bodies = [row[6][2] for row in kept]
         index.code_body = _GramIndex.build(PREFIX, [_EMPTY if b is None else body_prefix(b) for b in index.bodies])
     if semantic is not None:
-        prose_of = [(k, row[7]) for k, row in enumerate(kept) if row[7] is not None]
+        prose_of = [(k, piece) for k, row in enumerate(kept) for piece in row[7] or ()]
         index.semantic = build_semantic_index(semantic, prose_of, [ref.item_id for ref in index.fields])
         word_hashes = [np.unique(ngram_hashes(index.hasher.hashes(w), 1)) for w in index.semantic.word_sets]
         index.semantic.words = _GramIndex.build(1, word_hashes)

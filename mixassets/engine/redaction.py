@@ -42,12 +42,14 @@ def redact_views(texts: Sequence[str | None]) -> list[str | None]:
     (most of them) are passed over by one vectorised pre-filter instead of being scanned one by one."""
     if not texts:
         return []
-    possible = possible_detectors(pa.array(texts, type=pa.string()))
-    out: list[str | None] = []
-    for text, detectors in zip(texts, possible, strict=True):
+    # Each distinct text once: a column of reasons repeats the same few strings ("12 words < min_words 50").
+    distinct = list(dict.fromkeys(texts))
+    possible = possible_detectors(pa.array(distinct, type=pa.string()))
+    shown: dict[str | None, str | None] = {}
+    for text, detectors in zip(distinct, possible, strict=True):
         hits = find_pii(text, detectors=detectors) if text and detectors else []
-        out.append(redact_with_hashes(text, hits) if hits else text)  # type: ignore[arg-type]
-    return out
+        shown[text] = redact_with_hashes(text, hits) if hits else text  # type: ignore[arg-type]
+    return [shown[t] for t in texts]
 
 
 def preview_bytes(raw: bytes | None) -> str | None:

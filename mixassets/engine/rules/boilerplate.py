@@ -169,6 +169,7 @@ class RepeatedLineRule(Rule):
         hit = np.isin(hashes, np.fromiter(state.lines, dtype=np.uint64, count=len(state.lines)))
         n_docs = state.n_docs
         hit_doc, hit_no, hit_hash = line_doc[hit].tolist(), line_no[hit].tolist(), hashes[hit].tolist()
+        reasons: dict[int, str] = {}  # by document count: the same few counts recur on every page
         j = 0
         while j < len(hit_doc):  # the hits grouped by document, each group in line order
             d = hit_doc[j]
@@ -177,10 +178,12 @@ class RepeatedLineRule(Rule):
             while j < len(hit_doc) and hit_doc[j] == d:
                 n = hit_no[j]
                 count = state.lines[hit_hash[j]]
-                reason = (
-                    f"line in {count} of {n_docs} distinct documents "
-                    f"(>= min_docs {cfg.min_docs}, share {count / n_docs:.2f} >= {cfg.min_doc_fraction})"
-                )
+                reason = reasons.get(count)
+                if reason is None:
+                    reason = reasons[count] = (
+                        f"line in {count} of {n_docs} distinct documents "
+                        f"(>= min_docs {cfg.min_docs}, share {count / n_docs:.2f} >= {cfg.min_doc_fraction})"
+                    )
                 out[i].append(Outcome("strip", reason, (ends[n - 1] if n else 0, ends[n]), ""))
                 j += 1
         return out

@@ -12,6 +12,7 @@ from mixassets.engine.rules.base import DocOutcomes, GateContext, Outcome, Rule
 # C0 controls other than tab/newline/carriage return, DEL, and C1 controls (a sign of mis-decoded cp1252).
 _CONTROL_PATTERN = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
 _CONTROL_RE = re.compile(_CONTROL_PATTERN)
+_SUSPECT_PATTERN = _CONTROL_PATTERN[:-1] + "\ufffd]"  # a control character or U+FFFD
 
 
 class UndecodableRule(Rule):
@@ -23,13 +24,20 @@ class UndecodableRule(Rule):
 
     def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
         text = docs.column("text")
-        lengths = pc.fill_null(pc.utf8_length(text), 0).to_pylist()
-        replacements = pc.fill_null(pc.count_substring(text, "\ufffd"), 0).to_pylist()
-        has_control = pc.fill_null(pc.match_substring_regex(text, _CONTROL_PATTERN), False).to_pylist()
         limit = ctx.gating.max_replacement_ratio
-        out: list[DocOutcomes] = []
-        for i, (n, bad, control) in enumerate(zip(lengths, replacements, has_control, strict=True)):
-            outcomes = []
+        out: list[DocOutcomes] = [[] for _ in range(docs.num_rows)]
+        # One RE2 pass finds the texts holding a replacement or a control character; only those are counted,
+        # for a text with neither has a ratio of 0, which no limit (>= 0) is below.
+        suspect = pc.fill_null(pc.match_substring_regex(text, _SUSPECT_PATTERN), False)
+        rows = list(range(docs.num_rows)) if limit < 0 else pc.indices_nonzero(suspect).to_pylist()
+        if not rows:
+            return out
+        some = text.take(pa.array(rows, type=pa.int64()))
+        lengths = pc.fill_null(pc.utf8_length(some), 0).to_pylist()
+        replacements = pc.fill_null(pc.count_substring(some, "\ufffd"), 0).to_pylist()
+        has_control = pc.fill_null(pc.match_substring_regex(some, _CONTROL_PATTERN), False).to_pylist()
+        for j, (i, n, bad, control) in enumerate(zip(rows, lengths, replacements, has_control, strict=True)):
+            outcomes = out[i]
             if n and bad / n > limit:
                 outcomes.append(
                     Outcome(
@@ -39,7 +47,7 @@ class UndecodableRule(Rule):
                     )
                 )
             if control:
-                s = text[i].as_py()
+                s = some[j].as_py()
                 hits = _CONTROL_RE.findall(s)
                 first = _CONTROL_RE.search(s)
                 assert first is not None
@@ -50,5 +58,4 @@ class UndecodableRule(Rule):
                         span=(first.start(), first.end()),
                     )
                 )
-            out.append(outcomes)
         return out

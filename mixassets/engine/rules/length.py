@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mixassets.engine.rules.base import DocOutcomes, GateContext, Outcome, Rule, texts
+from mixassets.engine.rules.text_stats import word_stats
 
 
 class EmptyRule(Rule):
@@ -16,7 +17,12 @@ class EmptyRule(Rule):
     version = 1
 
     def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
-        return [[] if t.strip() else [Outcome("reject", "no text after stripping whitespace")] for t in texts(docs)]
+        # ``t.strip()`` is empty exactly when ``t`` is empty or all whitespace (both ask ``Py_UNICODE_ISSPACE``),
+        # and ``isspace`` stops at the first other character instead of copying the text.
+        return [
+            [] if t and not t.isspace() else [Outcome("reject", "no text after stripping whitespace")]
+            for t in texts(docs)
+        ]
 
 
 class TooShortRule(Rule):
@@ -28,8 +34,8 @@ class TooShortRule(Rule):
     def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
         minimum = ctx.gating.min_words
         out: list[DocOutcomes] = []
-        for t in texts(docs):
-            n = len(t.split())
+        # ``tokens`` is len(text.split()); the counts are kept for the word rules that follow (text_stats).
+        for n in (s.tokens for s in word_stats(docs, ctx)):
             out.append([Outcome("reject", f"{n} words < min_words {minimum}", score=n)] if n < minimum else [])
         return out
 

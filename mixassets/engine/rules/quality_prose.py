@@ -303,13 +303,29 @@ class CurlyBraceRule(ProseRule):
     version = 1
     skip_chat = True
 
-    def check(self, text: str, ctx: GateContext) -> DocOutcomes:
-        limit = ctx.gating.quality.max_curly_brace_ratio
-        braces = text.count("{") + text.count("}")
-        value = ratio(braces, len(text))
-        return quarantine_if(
-            value > limit, f"curly-brace ratio {value:.4f} ({braces}/{len(text)} chars) > {limit}", value
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
+        """``check`` on every prose document, with the braces and characters counted by Arrow over the column (a
+        brace is one byte that no other UTF-8 character contains; a null text counts as "")."""
+        if not self.enabled(ctx):
+            return [[] for _ in range(docs.num_rows)]
+        text = docs.column("text")
+        braces = pc.add(pc.count_substring(text, "{"), pc.count_substring(text, "}"))
+        rows = zip(
+            docs.column("kind").to_pylist(),
+            pc.fill_null(braces, 0).to_pylist(),
+            pc.fill_null(pc.utf8_length(text), 0).to_pylist(),
+            strict=True,
         )
+        return [[] if kind == "chat" else self._judge(b, n, ctx) for kind, b, n in rows]
+
+    def check(self, text: str, ctx: GateContext) -> DocOutcomes:
+        return self._judge(text.count("{") + text.count("}"), len(text), ctx)
+
+    @staticmethod
+    def _judge(braces: int, chars: int, ctx: GateContext) -> DocOutcomes:
+        limit = ctx.gating.quality.max_curly_brace_ratio
+        value = ratio(braces, chars)
+        return quarantine_if(value > limit, f"curly-brace ratio {value:.4f} ({braces}/{chars} chars) > {limit}", value)
 
 
 def shared_line_stats(docs: pa.Table) -> list[LineStats]:

@@ -38,10 +38,16 @@ class SafetyLexiconRule(TextRule):
         """``check`` on every document, but the lexicon is only run where one pass of RE2 over the whole column
         says it may match: elsewhere the scores are all zero, and so are the outcomes ``check`` would give."""
         nothing = self._outcomes(dict.fromkeys(safety.CATEGORIES, 0.0), ctx)
-        return [
-            self.check(text, ctx) if possible else list(nothing)
-            for text, possible in zip(texts(docs), safety.may_match(docs.column("text")), strict=True)
-        ]
+        all_texts = texts(docs)
+        rows = [i for i, possible in enumerate(safety.may_match(docs.column("text"))) if possible]
+        out = [list(nothing) for _ in all_texts]
+        # Of the texts the lexicon may match, which of its regular expressions may: one RE2 pass each.
+        candidates = [all_texts[i] for i in rows]
+        for i, text, patterns in zip(
+            rows, candidates, safety.possible_patterns(pa.array(candidates, type=pa.large_string())), strict=True
+        ):
+            out[i] = self._outcomes(safety.lexicon_scores(text, patterns), ctx)
+        return out
 
     def check(self, text: str, ctx: GateContext) -> DocOutcomes:
         return self._outcomes(safety.lexicon_scores(text), ctx)

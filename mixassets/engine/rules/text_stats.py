@@ -24,6 +24,9 @@ import pyarrow.compute as pc
 
 from mixassets.engine.compiled import compiled
 from mixassets.engine.rules.base import _PUNCT, TEXT_HOOKS, GateContext, texts
+from mixassets.engine.text_words import LoweredWords, ascii_line_counts, ascii_word_counts, byte_table
+
+_PUNCT_BYTES = byte_table(_PUNCT)
 
 
 class TopNgram(NamedTuple):
@@ -121,7 +124,48 @@ _WORD_BATCH_ROWS = 1024
 
 
 def _word_stats_rows(column: pa.Array, ngram_limits: dict[int, float]) -> list[WordStats]:
-    """:func:`word_stats_batch` of one slice of a large_string column without nulls."""
+    """:func:`word_stats_batch` of one slice of a large_string column without nulls: its ASCII texts by compiled
+    loops (:mod:`~mixassets.engine.text_words`), the others by Arrow."""
+    return _by_ascii(
+        column,
+        lambda part: _ascii_word_stats_rows(part, ngram_limits),
+        lambda part: _arrow_word_stats_rows(part, ngram_limits),
+    )
+
+
+def _by_ascii(
+    column: pa.Array, ascii: Callable[[pa.Array], list[Any]], other: Callable[[pa.Array], list[Any]]
+) -> list[Any]:
+    """``ascii`` of the ASCII texts of ``column`` and ``other`` of the rest, in the column's order."""
+    is_ascii = np.asarray(pc.string_is_ascii(column), dtype=bool)
+    if is_ascii.all():
+        return ascii(column)
+    if not is_ascii.any():
+        return other(column)
+    out: list[Any] = [None] * len(column)
+    for mask, compute in ((is_ascii, ascii), (~is_ascii, other)):
+        rows = np.flatnonzero(mask)
+        for i, value in zip(rows.tolist(), compute(column.filter(pa.array(mask))), strict=True):
+            out[i] = value
+    return out
+
+
+def _ascii_word_stats_rows(column: pa.Array, ngram_limits: dict[int, float]) -> list[WordStats]:
+    """:func:`_arrow_word_stats_rows` of ASCII texts: a word's characters are its bytes, and lower-casing keeps
+    its length, so the characters of the words and of their lower-cased forms are the same count."""
+    n_docs = len(column)
+    found = ascii_word_counts(column, _PUNCT_BYTES)
+    word_doc, word, id_length = found["word_doc"], found["word_id"], found["id_length"]
+    n_words = np.bincount(word_doc, minlength=n_docs)
+    chars = np.bincount(word_doc, weights=id_length[word], minlength=n_docs).astype(np.int64)
+    lowered = LoweredWords(found["data"], found["id_start"], id_length)
+    verdicts = _top_ngram_verdicts(word_doc, word, id_length, lowered, chars, n_words, ngram_limits)
+    rows = zip(found["n_tokens"].tolist(), n_words.tolist(), chars.tolist(), strict=True)
+    return [WordStats(t, w, c, verdicts.get(i)) for i, (t, w, c) in enumerate(rows)]
+
+
+def _arrow_word_stats_rows(column: pa.Array, ngram_limits: dict[int, float]) -> list[WordStats]:
+    """:func:`word_stats_batch` of one slice of a large_string column without nulls, by Arrow."""
     n_docs = len(column)
     tokens = pc.utf8_split_whitespace(column)
     flat = pc.list_flatten(tokens)
@@ -315,8 +359,11 @@ class _RowCache(threading.local):
         self.entries = new
         return out
 
-    def get_many(self, docs: pa.Table, key: Hashable, compute: Callable[[pa.Array], list[Any]]) -> list[Any]:
-        """:meth:`get` with the rows not cached computed together: ``compute`` takes their texts as one array."""
+    def get_many(
+        self, docs: pa.Table, key: Hashable, compute: Callable[[pa.Array | pa.ChunkedArray, list[str]], list[Any]]
+    ) -> list[Any]:
+        """:meth:`get` with the rows not cached computed together: ``compute`` takes their texts as one array and
+        as the list of the same ``str``."""
         old = self.entries
         self.entries = {}
         all_texts = texts(docs)
@@ -330,8 +377,9 @@ class _RowCache(threading.local):
             if values.get(key) is None:
                 missing.append(i)
         if missing:
-            column = docs.column("text") if len(missing) == len(row_ids) else pa.array([all_texts[i] for i in missing])
-            for i, value in zip(missing, compute(column), strict=True):
+            shown = all_texts if len(missing) == len(row_ids) else [all_texts[i] for i in missing]
+            column = docs.column("text") if len(missing) == len(row_ids) else pa.array(shown)
+            for i, value in zip(missing, compute(column, shown), strict=True):
                 found[i][key] = value
         self.entries = dict(zip(row_ids, zip(all_texts, found, strict=True), strict=True))
         return [values[key] for values in found]
@@ -363,13 +411,44 @@ def word_stats(docs: pa.Table, ctx: GateContext) -> list[WordStats]:
     key = ("words", *sorted(limits.items()))
     if any(n < 1 for n in limits):  # not an n-gram: only the per-document arithmetic says what such a limit does
         return _cache.get(docs, key, lambda text: word_stats_of(text, limits))
-    return _cache.get_many(docs, key, lambda column: word_stats_batch(column, limits))
+    return _cache.get_many(docs, key, lambda column, _: word_stats_batch(column, limits))
 
 
 def line_stats(
     docs: pa.Table, bullets: tuple[str, ...], ellipses: tuple[str, ...], terminal: tuple[str, ...]
 ) -> list[LineStats]:
     """:func:`line_stats_of` of each text of ``docs`` (None as ""), reusing the numbers of the last call's rows."""
-    return _cache.get(
-        docs, ("lines", bullets, ellipses, terminal), lambda t: line_stats_of(t, bullets, ellipses, terminal)
+    return _cache.get_many(
+        docs,
+        ("lines", bullets, ellipses, terminal),
+        lambda column, values: line_stats_batch(column, bullets, ellipses, terminal, values),
     )
+
+
+def line_stats_batch(
+    values: pa.Array | pa.ChunkedArray,
+    bullets: tuple[str, ...],
+    ellipses: tuple[str, ...],
+    terminal: tuple[str, ...],
+    strings: Sequence[str] | None = None,
+) -> list[LineStats]:
+    """:func:`line_stats_of` of every text of ``values`` (null as ""): the ASCII texts by a compiled loop, the
+    others one by one from ``strings`` (the same texts as ``str``, where the caller has them) or the column."""
+    column = pc.fill_null(values, "")
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if not len(column):
+        return []
+    is_ascii = np.asarray(pc.string_is_ascii(column), dtype=bool)
+    out: list[Any] = [None] * len(column)
+    if is_ascii.any():
+        part = column if is_ascii.all() else column.filter(pa.array(is_ascii))
+        counts = ascii_line_counts(part, bullets, ellipses, terminal).tolist()
+        for i, row in zip(np.flatnonzero(is_ascii).tolist(), counts, strict=True):
+            out[i] = LineStats(*row)
+    other = np.flatnonzero(~is_ascii).tolist()
+    if other:
+        shown = [strings[i] for i in other] if strings is not None else column.take(pa.array(other)).to_pylist()
+        for i, text in zip(other, shown, strict=True):
+            out[i] = line_stats_of(text, bullets, ellipses, terminal)
+    return out
