@@ -161,7 +161,8 @@ def test_runs_killed_at_each_point_recover_to_the_uninterrupted_result(tmp_path:
 
     assert _outputs(faulted) == _outputs(clean)
     measured = _measured_assets(clean)
-    assert measured == {"eval_report", "task_adapter_report"}  # known, so that nothing else slips out unchecked
+    # Known, so that nothing else slips out unchecked.
+    assert measured == {"base_eval", "eval_report", "released_model_eval", "task_adapter_report"}
 
     def compared(project: Path) -> dict[str, str | None]:
         return {k: v for k, v in _data_versions(project).items() if k.split("[")[0] not in measured | HISTORY}
