@@ -216,8 +216,9 @@ def _cyclic_gc_paused() -> Iterator[None]:
     allocation burst triggers collections, and a full one walks every tracked object of the process: on the
     realistic corpus a 10,000-document gate() spent 0.25-0.3 CPU s (7%) in four of them while finding nothing to
     free, for the gate makes no reference cycles of its own; any a rule makes are collected once it is resumed.
-    Reference counting frees everything else as before, so memory use is unchanged. Two threads gating at once
-    leave it as they found it: only the caller that found it enabled enables it again."""
+    Reference counting frees everything else as before, so memory use is unchanged. Only the caller that found it
+    enabled enables it again, so a caller that paused it keeps it paused; of two threads gating at once, the
+    first to finish resumes it while the other still gates (slower for that one, not wrong)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
