@@ -281,7 +281,7 @@ def test_lorem_ipsum_prefilter_never_hides_a_match() -> None:
     assert [bool(o) for o in got] == [False, True, True, True, True, True, False, False, True, False]
 
 
-def test_shared_counts_hold_no_text_that_texts_does_not() -> None:
+def test_shared_counts_hold_no_text_that_texts_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
     from mixassets.engine.rules import text_stats
     from mixassets.engine.rules.base import remember_texts, texts
     from mixassets.engine.rules.quality_prose import MeanWordLengthRule
@@ -293,11 +293,15 @@ def test_shared_counts_hold_no_text_that_texts_does_not() -> None:
     held = texts(docs)
     assert {id(t) for t in held} == set(text_stats._cache.entries)
     assert all(text_stats._cache.entries[id(t)][0] is t for t in held)
-    subset = docs.take(pa.array([3, 1, 4, 1, 5]))  # a new column: converted again, the cached str objects reused
+    subset = docs.take(pa.array([3, 1, 4, 1, 5]))  # a new column: converted again, the numbers reused
     values = texts(subset)
-    assert all(v is held[i] for v, i in zip(values, [3, 1, 4, 1, 5], strict=True))
-    assert set(text_stats._cache.entries) == {id(v) for v in values}  # the other rows' texts are let go
-    assert rule.evaluate(subset, ctx) == [expected[i] for i in [3, 1, 4, 1, 5]]
+    assert all(v == held[i] and v is not held[i] for v, i in zip(values, [3, 1, 4, 1, 5], strict=True))
+    entries = text_stats._cache.entries
+    assert set(entries) == {id(v) for v in values}  # the new objects, the other rows' texts let go
+    assert all(entries[id(v)][0] is v for v in values)
+    computed = []
+    monkeypatch.setattr(text_stats, "word_stats_batch", lambda *a: computed.append(a) or [])
+    assert rule.evaluate(subset, ctx) == [expected[i] for i in [3, 1, 4, 1, 5]] and not computed
     fewer = subset.take(pa.array([0, 2]))  # held texts only: kept until the next lookup, which lets go of the rest
     base_texts = [values[0], values[2]]
     remember_texts(fewer, base_texts)
@@ -306,6 +310,7 @@ def test_shared_counts_hold_no_text_that_texts_does_not() -> None:
     changed = subset.set_column(subset.schema.get_field_index("text"), "text", pa.array(["other"] * 5, pa.string()))
     texts(changed)
     assert text_stats._cache.entries == {}
+    monkeypatch.undo()
     assert rule.evaluate(changed, ctx) == [rule.check("other", ctx)] * 5
 
 

@@ -346,7 +346,7 @@ class _RowCache(threading.local):
     reused while the entry stands): the runner shows each rule the same ``str`` for a row whose text has not
     changed, so a lookup is one dictionary probe per row, with no text compared. A table whose texts were
     converted afresh (new objects) is matched to the last one by ``row_id`` and compared text by text in
-    :meth:`rebase`, which puts the held objects in its place; a text that changed gets a new entry."""
+    :meth:`rebase`, which moves an equal text's entry to the new object; a text that changed gets a new entry."""
 
     entries: dict[int, tuple[str, dict[Hashable, Any]]] = {}
     # The row ids and texts of the table last shown to ``rebase``, for matching a fresh conversion's rows.
@@ -384,8 +384,9 @@ class _RowCache(threading.local):
         holds every one of its texts (the runner shows the rules fewer rows of the same texts after each hold),
         nothing changes: the entries of the rows dropped go at the next :meth:`get_many`, and until then they
         are texts of the table before. Otherwise only the entries of its texts are kept, and a text that is not
-        an object the cache holds but equals the one held for its row (``row_id``) in the last table is swapped
-        for that object in ``values``; so the cache never holds a text twice, nor more than one table's texts."""
+        an object the cache holds but equals the one held for its row (``row_id``) in the last table takes over
+        that entry (which lets go of the old object); so the cache holds no text that ``texts`` does not but
+        those of the table before, and never a text twice."""
         old, previous, previous_texts = self.entries, self.row_ids, self.texts
         self.entries, self.row_ids, self.texts = {}, None, []
         has_ids = "row_id" in docs.column_names
@@ -409,8 +410,7 @@ class _RowCache(threading.local):
                 held = by_row.get(row_ids[i])
                 entry = None if held is None else old.get(id(held))
                 if entry is not None and entry[0] == values[i]:
-                    values[i] = entry[0]
-                    new[id(entry[0])] = entry
+                    new[id(values[i])] = (values[i], entry[1])  # held under the new object, the old one let go
         self.entries = new
 
 
