@@ -244,18 +244,25 @@ def test_phone_prefilter_minimums_hold_in_the_metadata():
 
 
 def test_phone_matcher_memo_is_the_plain_matcher():
-    """The matcher that remembers rejected candidates finds what phonenumbers' own finds, in every context that
-    can flip a candidate's verdict (a letter, a currency sign or the text's edge next to it) and every region."""
+    """The matcher that finds candidates by their first character and remembers rejected ones finds what
+    phonenumbers' own finds, in every context that can flip a candidate's verdict (a letter, a currency sign or the
+    text's edge next to it), every region, and texts dense with brackets, plus signs and digit runs."""
+    import random
+
     import phonenumbers
 
-    from mixassets.engine import pii
+    from mixassets.engine import phone_matcher, pii
 
     numbers = ["(415) 555-0132", "+44 20 7946 0958", "020 7946 0958", "415.555.0132", "1921", "+1 202-555-0143"]
     contexts = ["x{}y", "${} ", " {}\u20ac", "a{} ", " {}b", "{}", "call {} now", "({})", "{}%", "[1] {}."]
-    texts = [c.format(n) for c in contexts for n in numbers] + PREFILTER_TEXTS
-    pii._PHONE_REJECTED.clear()
+    rng = random.Random(1)
+    alphabet = "0123456789      ()[]+-./x:ab\uff08\uff0b\u0663\u2013"
+    generated = ["".join(rng.choice(alphabet) for _ in range(rng.randint(10, 120))) for _ in range(300)]
+    texts = [c.format(n) for c in contexts for n in numbers] + PREFILTER_TEXTS + generated
+    phone_matcher.REJECTED.clear()
     for region in ("US", "GB", "US"):
         for text in texts:
             plain = [(m.start, m.end) for m in phonenumbers.PhoneNumberMatcher(text, region)]
             assert [(h.start, h.end) for h in pii._phones(text, region)] == plain, (region, text)
-    assert pii._MATCHER is pii._MemoMatcher and len(pii._PHONE_REJECTED) > 50
+    assert pii._MATCHER is phone_matcher.MemoMatcher and phone_matcher._STARTS is not None
+    assert len(phone_matcher.REJECTED) > 50

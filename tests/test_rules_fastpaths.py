@@ -281,25 +281,37 @@ def test_lorem_ipsum_prefilter_never_hides_a_match() -> None:
     assert [bool(o) for o in got] == [False, True, True, True, True, True, False, False, True, False]
 
 
-def test_shared_counts_hold_no_text_that_texts_does_not() -> None:
+def test_shared_counts_hold_no_text_that_texts_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
     from mixassets.engine.rules import text_stats
-    from mixassets.engine.rules.base import texts
+    from mixassets.engine.rules.base import remember_texts, texts
     from mixassets.engine.rules.quality_prose import MeanWordLengthRule
 
     docs = conform_documents(_docs(_wordy_corpus(5)))
     ctx = GateContext(spec=_spec())
-    MeanWordLengthRule().evaluate(docs, ctx)
-    assert len(text_stats._cache.entries) == docs.num_rows
-    subset = docs.take(pa.array([3, 1, 4, 1, 5]))  # a new column: converted again, the cached str objects reused
+    rule = MeanWordLengthRule()
+    expected = rule.evaluate(docs, ctx)
+    held = texts(docs)
+    assert {id(t) for t in held} == set(text_stats._cache.entries)
+    assert all(text_stats._cache.entries[id(t)][0] is t for t in held)
+    subset = docs.take(pa.array([3, 1, 4, 1, 5]))  # a new column: converted again, the numbers reused
     values = texts(subset)
+    assert all(v == held[i] and v is not held[i] for v, i in zip(values, [3, 1, 4, 1, 5], strict=True))
     entries = text_stats._cache.entries
-    row_ids = subset.column("row_id").to_pylist()
-    assert set(entries) == set(row_ids)
-    assert all(entries[r][0] is v for r, v in zip(row_ids, values, strict=True))
+    assert set(entries) == {id(v) for v in values}  # the new objects, the other rows' texts let go
+    assert all(entries[id(v)][0] is v for v in values)
+    computed = []
+    monkeypatch.setattr(text_stats, "word_stats_batch", lambda *a: computed.append(a) or [])
+    assert rule.evaluate(subset, ctx) == [expected[i] for i in [3, 1, 4, 1, 5]] and not computed
+    fewer = subset.take(pa.array([0, 2]))  # held texts only: kept until the next lookup, which lets go of the rest
+    base_texts = [values[0], values[2]]
+    remember_texts(fewer, base_texts)
+    assert rule.evaluate(fewer, ctx) == [expected[3], expected[4]]
+    assert set(text_stats._cache.entries) == {id(v) for v in base_texts}
     changed = subset.set_column(subset.schema.get_field_index("text"), "text", pa.array(["other"] * 5, pa.string()))
     texts(changed)
     assert text_stats._cache.entries == {}
-    assert MeanWordLengthRule().evaluate(changed, ctx) == [MeanWordLengthRule().check("other", ctx)] * 5
+    monkeypatch.undo()
+    assert rule.evaluate(changed, ctx) == [rule.check("other", ctx)] * 5
 
 
 def test_length_and_brace_rules_match_their_per_document_arithmetic() -> None:

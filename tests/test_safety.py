@@ -216,3 +216,27 @@ def test_pattern_prefilters_never_hide_a_match():
     for text, patterns in zip(samples, possible, strict=True):
         assert safety.lexicon_scores(text, patterns) == safety.lexicon_scores(text), text
     assert sum(safety.lexicon_scores(t)["malware"] > 0 for t in samples) >= 6
+
+
+def test_term_precheck_never_hides_a_match(monkeypatch):
+    """``_term_matches`` with its check of the lowered words gives what it gives without it: every term whole,
+    with its words split by every separator, broken by one, glued to a word or an underscore, in odd cases, and
+    next to characters whose lowering changes a token (dotted capital I, final sigma, the Kelvin sign)."""
+    import random
+
+    from mixassets.engine import safety
+
+    terms = [t for ts in safety._LEXICON.values() for t, _ in ts if not t.startswith('re"')]
+    rng = random.Random(2)
+    samples = ["", "a calm text about gardens", "\u0130\u0130 \u212aill yourself", "\u03a3\u0391\u03a3 kill"]
+    for term in terms:
+        words = term.split()
+        for sep in [" ", "-", "_", " - ", "\n", ", ", "x"]:
+            samples.append(f"Before {sep.join(words)} after")
+        samples.append("_" + " ".join(words))
+        samples.append(" ".join(words) + "_")
+        samples.append(rng.choice(["\u0130", "\u03a3", "\u00e9"]) + " " + " ".join(w.upper() for w in words) + ".")
+    found = [safety._term_matches(t) for t in samples]
+    monkeypatch.setattr(safety, "_may_start_a_term", lambda text: True)
+    assert found == [safety._term_matches(t) for t in samples]
+    assert sum(map(bool, found)) > len(terms)  # and the samples do match

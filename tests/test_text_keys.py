@@ -1,4 +1,5 @@
-"""The compiled document and line keys of ASCII texts against the Python definitions, on awkward texts."""
+"""The compiled document keys of ASCII texts and line keys of UTF-8 texts against the Python definitions, on
+awkward texts."""
 
 from __future__ import annotations
 
@@ -30,6 +31,17 @@ ASCII_EDGE = [
 ]
 
 
+# Every non-ASCII space and line break next to text, runs of them, at the edges, and characters of two to four
+# bytes (the ones that look like spaces but are not: zero width space, Mongolian vowel separator).
+UNICODE_EDGE = [
+    "\u3000\u3000full width\u3000spaces\u3000",
+    "nbsp\u00a0\u00a0run\u2000\u200a\u202f\u205f\u1680end\u2028next\u2029\u0085last\u0085",
+    "\u00e9\u00e9 \u20ac\u20ac\U0001f600\U0001f600 x\u200by \u180e z",
+    "\u0085\u0085\u2028\r\u2029\n",
+    "caf\u00e9\r\n\u00a0\u00a0caf\u00e9\u00a0\r\n",
+]
+
+
 def _texts(seed: int) -> list[str]:
     """ASCII edge cases, random ASCII texts and some non-ASCII ones (which take the Python path) mixed."""
     rng = random.Random(seed)
@@ -41,7 +53,11 @@ def _texts(seed: int) -> list[str]:
         "caf\u00e9 au lait\nSTRASSE stra\u00dfe",
         "no\u00a0break\u2028line sep\u0085nel",
         "\ufb01 ligature \u2163",
+        *UNICODE_EDGE,
     ]
+    unicode = [*text_keys.UNICODE_SPACES, "\u00e9", "\u20ac", "\U0001f600", "\u0301", "\u200b", "\u180e", "\r\n"]
+    for _ in range(100):
+        texts.append("".join(rng.choice(alphabet + unicode * 4) for _ in range(rng.randint(0, 80))))
     rng.shuffle(texts)
     return texts
 
@@ -51,6 +67,9 @@ def test_the_ascii_sets_are_pythons() -> None:
     breaks = bytes(c for c in range(128) if len(f"a{chr(c)}b".splitlines()) == 2)
     assert spaces == text_keys.ASCII_SPACES
     assert breaks == text_keys.ASCII_LINE_BREAKS
+    beyond = [chr(c) for c in range(128, 0x110000) if not 0xD800 <= c < 0xE000]
+    assert "".join(c for c in beyond if c.isspace()) == text_keys.UNICODE_SPACES
+    assert "".join(c for c in beyond if len(f"a{c}b".splitlines()) == 2) == text_keys.UNICODE_LINE_BREAKS
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -79,6 +98,17 @@ def test_line_hashes_are_the_python_ones(seed: int, min_chars: int) -> None:
     assert hashes.dtype == np.uint64 and line_doc.dtype == line_no.dtype == np.int64
 
 
+def test_line_hashes_of_a_text_without_utf8_form_are_the_python_ones() -> None:
+    """A lone surrogate has no UTF-8 form: such a text takes the Python path, beside texts that do not."""
+    texts = ["ok line here\nsame", "bad \ud800 line\nsame", "\u00e9t\u00e9 line\nsame"]
+    hashes, line_doc, line_no = text_keys.line_hashes(texts[:1] + texts[2:], 1)
+    assert line_doc.tolist() == [0, 0, 1, 1] and line_no.tolist() == [0, 1, 0, 1]
+    assert hashes.tolist() == [stable_hash64(line_key(x)) for t in texts[:1] + texts[2:] for x in t.splitlines()]
+    with pytest.raises(UnicodeEncodeError):  # as stable_hash64 of that line raises
+        text_keys.line_hashes(texts, 1)
+    assert text_keys.line_hashes(["\ud800"], 2)[0].tolist() == []  # too short to be hashed at all
+
+
 def test_compiled_loops_are_the_python_loops() -> None:
     """The loops compiled and run as plain Python write the same bytes."""
     from mixassets.engine.compiled import compiled
@@ -91,6 +121,9 @@ def test_compiled_loops_are_the_python_loops() -> None:
         fold(data, offsets, out, out_offsets)
         outs.append((out[: out_offsets[-1]].tobytes(), out_offsets.tolist()))
     assert outs[0] == outs[1] and outs[0][0]
+    encoded = [t.encode("utf-8") for t in [*texts, *UNICODE_EDGE]]
+    data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    offsets = np.concatenate([[0], np.cumsum([len(e) for e in encoded])]).astype(np.int64)
     got, plain = compiled(text_keys._lines)(data, offsets, 2), text_keys._lines(data, offsets, 2)
     n = got[3]
     assert n == plain[3] > 0

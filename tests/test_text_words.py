@@ -89,3 +89,21 @@ def test_batches_of_mixed_texts_are_the_per_document_stats(limits: dict[int, flo
     ]
     fired = Counter(s.top_ngram is not None for s in word_stats_batch(column, limits))
     assert fired[True] > 0 and fired[False] > 0
+
+
+def test_braces_and_chars_are_pythons() -> None:
+    """Brace and character counts of UTF-8 texts (one- to four-byte characters, braces among them, a sliced
+    array), compiled and not, are ``str.count`` and ``len``."""
+    rng = random.Random(3)
+    alphabet = "ab {}\n\u00e9\u00a0\u2028\uff5b\uff5d\u3000\U0001f600\u0301"
+    texts = ["", "{}", "{\u00e9}", *PROSE, *(
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(300)
+    )]  # fmt: skip
+    column = pa.array(["skipped", *texts]).slice(1)
+    expected = [[t.count("{") + t.count("}"), len(t)] for t in texts]
+    assert text_words.braces_and_chars(column) == expected
+    data, offsets = text_words.ascii_buffers(column)
+    out = np.zeros((len(texts), 2), dtype=np.int64)
+    text_words._braces_and_chars(data, offsets, out)
+    assert out.tolist() == expected
+    assert text_words.braces_and_chars(pa.array([], type=pa.string())) == []

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from mixassets.engine import chat
@@ -68,7 +69,12 @@ class _Held:
 
 
 def _take(table: pa.Table, rows: list[int]) -> pa.Table:
-    return table.take(pa.array(rows, type=pa.int64()))
+    """The ``rows`` of ``table``, which are increasing (the runner's standing and held rows always are), picked
+    by a mask: Arrow's filter copies the runs of kept rows, nearly twice as fast as ``take`` when most are kept,
+    as they are after most rules."""
+    mask = np.zeros(table.num_rows, dtype=bool)
+    mask[rows] = True
+    return table.filter(pa.array(mask))
 
 
 def _merge_edits(edits: list[Edit]) -> list[Edit]:

@@ -108,8 +108,9 @@ def _walk_source(
     buf: np.ndarray, ends: np.ndarray, nextmove: np.ndarray, rowbase: np.ndarray, output: np.ndarray, lanes: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The features each document of ``buf`` (documents end at ``ends``) emits and how often, in order of first
-    emission: document ``d``'s run is ``emitted[d]`` long and starts at its first byte's offset in ``buf`` (it
-    emits at most one feature per byte). Compiled by numba; returns ``(feats, counts, emitted)``.
+    emission: the documents' runs one after another, document ``d``'s ``emitted[d]`` long (a document emits at
+    most one feature per byte, so a run never reaches past its document's bytes and the first ``emitted.sum()``
+    entries are written). Compiled by numba; returns ``(feats, counts, emitted)``.
 
     First the automaton's state after every byte. Each step of one walk waits for the last, and the transition
     table (40 MB) is mostly out of cache, so ``buf`` is cut into ``lanes`` segments walked side by side, one byte
@@ -153,6 +154,7 @@ def _walk_source(
     emitted = np.zeros(len(ends), dtype=np.int64)
     slot = np.full(output.max() + 1, -1, dtype=np.int64)  # where a feature's count is, in the current document
     begin = 0
+    run = 0  # where the current document's run starts
     for d in range(len(ends)):
         m = 0
         for p in range(begin, ends[d]):
@@ -160,15 +162,16 @@ def _walk_source(
             if f >= 0:
                 j = slot[f]
                 if j < 0:
-                    j = begin + m
+                    j = run + m
                     slot[f] = j
                     feats[j] = f
                     counts[j] = 0
                     m += 1
                 counts[j] += 1
-        for j in range(begin, begin + m):
+        for j in range(run, run + m):
             slot[feats[j]] = -1
         emitted[d] = m
+        run += m
         begin = ends[d]
     return feats, counts, emitted
 
@@ -197,10 +200,9 @@ def _scores(encoded: list[bytes]) -> np.ndarray:
     buf = np.frombuffer(b"".join(encoded), dtype=np.uint8)
     feats, counts, emitted = walk.count(buf, ends, walk.nextmove, walk.rowbase, walk.output, _LANES)
     weights = walk.weights
-    # Each document's run of features sits at its first byte's offset: gather the runs into one array.
-    offsets = np.cumsum(emitted) - emitted
-    emitted_at = np.repeat(np.concatenate([[0], ends[:-1]]) - offsets, emitted) + np.arange(int(emitted.sum()))
-    feats, logs = feats[emitted_at], np.log1p(counts[emitted_at].astype(np.float32))
+    offsets = np.cumsum(emitted) - emitted  # where each document's run starts
+    total = int(emitted.sum())
+    logs = np.log1p(counts[:total].astype(np.float32))
     scores = np.zeros((len(encoded), weights.shape[1]), dtype=np.float32)
     rows = np.empty((int(emitted.max(initial=0)), weights.shape[1]), dtype=np.float32)
     gather = walk.gather

@@ -18,13 +18,13 @@ from collections.abc import Callable, Collection
 from typing import NamedTuple
 
 import numpy as np
-import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
 from phonenumbers.phonenumberutil import _VALID_PUNCTUATION as _PHONE_PUNCTUATION
 from stdnum import iban as stdnum_iban
 from stdnum import luhn
 
+from mixassets.engine.phone_matcher import MATCHER as _MATCHER
 from mixassets.engine.secret_formats import LIBRARY_TOKEN, LIBRARY_TOKEN_MIN, library_secret_spans
 
 EMAIL = "EMAIL"
@@ -95,41 +95,6 @@ def _ipv6(text: str) -> list[Hit]:
             continue
         hits.append(Hit(IP_ADDRESS, m.start(), m.end()))
     return hits
-
-
-class _MemoMatcher(phonenumbers.PhoneNumberMatcher):
-    """phonenumbers' matcher, remembering which candidates it turned down.
-
-    The matcher's cost is parsing and validating candidates (``_parse_and_verify``), and prose offers the same
-    hopeless ones over and over: a year, a footnote mark, a page number. Whether a candidate passes depends only
-    on its own characters, on whether it starts the text, on the characters just before and after it (a Latin
-    letter or a currency sign next to it rules it out), and on the matcher's region and leniency; a rejection
-    seen once for that key is therefore returned at once afterwards. Accepted candidates are rare and are always
-    parsed again, since the match carries its offset. Everything else, the order of candidates and the budget of
-    ``max_tries`` included, is the library's own (``tests/test_pii_more.py`` compares with the plain matcher).
-    """
-
-    def _parse_and_verify(self, candidate: str, offset: int) -> object:
-        end = offset + len(candidate)
-        before = self.text[offset - 1] if offset > 0 else None
-        after = self.text[end] if end < len(self.text) else None
-        key = (self.preferred_region, self.leniency, candidate, before, after)
-        if key in _PHONE_REJECTED:
-            return None
-        match = super()._parse_and_verify(candidate, offset)
-        if match is None:
-            if len(_PHONE_REJECTED) >= _PHONE_REJECTED_MAX:
-                _PHONE_REJECTED.clear()
-            _PHONE_REJECTED.add(key)
-        return match
-
-
-_PHONE_REJECTED: set[tuple[object, ...]] = set()
-_PHONE_REJECTED_MAX = 1 << 16  # keys; a few MB at most, emptied when full
-# The method is the library's, not its public interface: without it, the plain matcher.
-_MATCHER = (
-    _MemoMatcher if hasattr(phonenumbers.PhoneNumberMatcher, "_parse_and_verify") else phonenumbers.PhoneNumberMatcher
-)
 
 
 def _phones(text: str, region: str) -> list[Hit]:

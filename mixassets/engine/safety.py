@@ -171,7 +171,23 @@ def _is_word_char(ch: str) -> bool:
     return ch.isalnum() or ch == "_"
 
 
+def _may_start_a_term(text: str) -> bool:
+    """False only where :func:`_term_matches` finds nothing: no token begins a term whose other words follow it.
+    Checked on the lowered words alone, which C-level ``findall`` and ``map`` give without their offsets, so the
+    texts that pass (a few in a hundred: most term words stand alone) are the only ones tokenised word by word.
+    An ASCII text is lowered whole, which lowers each token; elsewhere each token is lowered on its own, since
+    lowering can split a token ("\u0130" lowers to "i" and a combining dot)."""
+    words = _TOKEN_RE.findall(text.lower()) if text.isascii() else list(map(str.lower, _TOKEN_RE.findall(text)))
+    for i, word in enumerate(words):
+        entries = _TERMS.get(word)
+        if entries is not None and any(tuple(words[i + 1 : i + 1 + len(rest)]) == rest for rest, _, _ in entries):
+            return True
+    return False
+
+
 def _term_matches(text: str) -> list[_Match]:
+    if not _may_start_a_term(text):
+        return []
     tokens = [(m.group().lower(), m.start(), m.end()) for m in _TOKEN_RE.finditer(text)]
     out: list[_Match] = []
     skip_until = 0

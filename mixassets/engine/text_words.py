@@ -262,6 +262,33 @@ def ascii_word_counts(column: pa.Array, punct: np.ndarray) -> dict[str, Any]:
     }
 
 
+def _braces_and_chars(data: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> None:
+    """Per text ``d``, in ``out[d]``: its curly braces and its characters. UTF-8 encodes a brace as one byte
+    that no other character's encoding contains, and each character as one byte that is not a continuation
+    byte (``10xxxxxx``) followed by continuation bytes, so both are byte counts."""
+    for d in range(len(offsets) - 1):
+        braces = 0
+        chars = 0
+        for p in range(offsets[d], offsets[d + 1]):
+            c = data[p]
+            braces += (c == 123) | (c == 125)
+            chars += (c & 0xC0) != 0x80
+        out[d, 0] = braces
+        out[d, 1] = chars
+
+
+def braces_and_chars(column: pa.Array) -> list[list[int]]:
+    """``[text.count("{") + text.count("}"), len(text)]`` of each text of a string array without nulls, by one
+    compiled pass over its UTF-8 bytes (Arrow's validated UTF-8, so no surrogates) instead of three Arrow kernels
+    and two conversions."""
+    if not len(column):
+        return []
+    data, offsets = ascii_buffers(column)
+    out = np.zeros((len(offsets) - 1, 2), dtype=np.int64)
+    compiled(_braces_and_chars)(data, offsets, out)
+    return out.tolist()
+
+
 class LoweredWords(Sequence[str]):
     """The lower-cased word of each number, decoded only when asked for (a verdict quotes a few of them)."""
 

@@ -30,6 +30,7 @@ from mixassets.engine.rules.base import (
 )
 from mixassets.engine.rules.base import words as split_words
 from mixassets.engine.rules.text_stats import LineStats, TopNgram, line_stats, top_ngram_verdict, word_stats
+from mixassets.engine.text_words import braces_and_chars
 
 # Bullet glyphs (\u2022 \u25cf \u25cb \u25e6 \u25aa \u2023 \u2043 \u2219 \u00b7), ASCII list markers, en/em dash.
 _BULLETS = tuple("\u2022\u25cf\u25cb\u25e6\u25aa\u2023\u2043\u2219\u00b7-*+\u2013\u2014")
@@ -304,19 +305,13 @@ class CurlyBraceRule(ProseRule):
     skip_chat = True
 
     def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
-        """``check`` on every prose document, with the braces and characters counted by Arrow over the column (a
-        brace is one byte that no other UTF-8 character contains; a null text counts as "")."""
+        """``check`` on every prose document, with the braces and characters counted by a compiled pass over the
+        column's bytes (a null text counts as "")."""
         if not self.enabled(ctx):
             return [[] for _ in range(docs.num_rows)]
-        text = docs.column("text")
-        braces = pc.add(pc.count_substring(text, "{"), pc.count_substring(text, "}"))
-        rows = zip(
-            docs.column("kind").to_pylist(),
-            pc.fill_null(braces, 0).to_pylist(),
-            pc.fill_null(pc.utf8_length(text), 0).to_pylist(),
-            strict=True,
-        )
-        return [[] if kind == "chat" else self._judge(b, n, ctx) for kind, b, n in rows]
+        column = pc.fill_null(docs.column("text"), "").combine_chunks()
+        rows = zip(docs.column("kind").to_pylist(), braces_and_chars(column), strict=True)
+        return [[] if kind == "chat" else self._judge(b, n, ctx) for kind, (b, n) in rows]
 
     def check(self, text: str, ctx: GateContext) -> DocOutcomes:
         return self._judge(text.count("{") + text.count("}"), len(text), ctx)

@@ -3,9 +3,10 @@
 The mean-word-length, symbol-to-word and top n-gram rules all split a text into whitespace tokens and words
 (:func:`base.words`). They run one after another on the documents still standing, so the first of them computes
 a few numbers per document (and the top n-gram rule's verdict, which needs the words themselves) and the others
-look them up. Only those are kept, never the word lists, and only for the rows of the table the rules were last
-shown. A row is recognised by its ``row_id`` *and* its text (compared in full), so a stripped or replaced text
-can never reuse stale numbers. The layout rules (bullet, ellipsis, duplicate and terminal lines) share the
+look them up. Only those are kept, never the word lists, and only for the texts of the table the rules were last
+shown. They are kept per text object, which the runner shows every rule unchanged until a rule strips it, and a
+table converted afresh is matched to the last by ``row_id`` and its texts compared in full, so a stripped or
+replaced text can never reuse stale numbers. The layout rules (bullet, ellipsis, duplicate and terminal lines) share the
 non-blank lines the same way.
 """
 
@@ -338,66 +339,78 @@ def line_stats_of(
 
 
 class _RowCache(threading.local):
-    """Per row of the table last asked about: its text and what was computed from it, by what and with which
-    parameters. One cache for all the shared measures, so only one table's texts are held for them."""
+    """Per text of the table last asked about: what was computed from it, by what and with which parameters. One
+    cache for all the shared measures, so only one table's texts are held for them.
+
+    Entries are found by the identity of the text object (``id``; the entry holds the object, so its id cannot be
+    reused while the entry stands): the runner shows each rule the same ``str`` for a row whose text has not
+    changed, so a lookup is one dictionary probe per row, with no text compared. A table whose texts were
+    converted afresh (new objects) is matched to the last one by ``row_id`` and compared text by text in
+    :meth:`rebase`, which moves an equal text's entry to the new object; a text that changed gets a new entry."""
 
     entries: dict[int, tuple[str, dict[Hashable, Any]]] = {}
+    # The row ids and texts of the table last shown to ``rebase``, for matching a fresh conversion's rows.
+    row_ids: pa.ChunkedArray | None = None
+    texts: list[str] = []
 
     def get(self, docs: pa.Table, key: Hashable, compute: Callable[[str], Any]) -> list[Any]:
-        old = self.entries
-        self.entries = {}
-        new: dict[int, tuple[str, dict[Hashable, Any]]] = {}
-        out: list[Any] = []
-        for row_id, text in zip(docs.column("row_id").to_pylist(), texts(docs), strict=True):
-            hit = old.get(row_id)
-            values = hit[1] if hit is not None and hit[0] == text else {}
-            value = values.get(key)
-            if value is None:
-                value = values[key] = compute(text)
-            new[row_id] = (text, values)
-            out.append(value)
-        self.entries = new
-        return out
+        return self.get_many(docs, key, lambda _, shown: [compute(text) for text in shown])
 
     def get_many(
         self, docs: pa.Table, key: Hashable, compute: Callable[[pa.Array | pa.ChunkedArray, list[str]], list[Any]]
     ) -> list[Any]:
-        """:meth:`get` with the rows not cached computed together: ``compute`` takes their texts as one array and
-        as the list of the same ``str``."""
+        """The value under ``key`` of each text of ``docs``; ``compute`` takes the texts not cached as one array
+        and as the list of the same ``str``, and gives their values in order."""
         old = self.entries
         self.entries = {}
         all_texts = texts(docs)
-        row_ids = docs.column("row_id").to_pylist()
-        found: list[dict[Hashable, Any]] = []
-        missing: list[int] = []
-        for i, (row_id, text) in enumerate(zip(row_ids, all_texts, strict=True)):
-            hit = old.get(row_id)
-            values = hit[1] if hit is not None and hit[0] == text else {}
-            found.append(values)
-            if values.get(key) is None:
-                missing.append(i)
+        ids = list(map(id, all_texts))  # C loops (map, zip, dict) wherever a row needs no decision
+        entries = list(map(old.get, ids))
+        if None in entries:  # texts not seen before (a text twice in the table may then get two entries)
+            entries = [(text, {}) if e is None else e for text, e in zip(all_texts, entries, strict=True)]
+        new = dict(zip(ids, entries, strict=True))
+        found = [entry[1] for entry in entries]
+        missing = [i for i, values in enumerate(found) if key not in values]
         if missing:
-            shown = all_texts if len(missing) == len(row_ids) else [all_texts[i] for i in missing]
-            column = docs.column("text") if len(missing) == len(row_ids) else pa.array(shown)
+            shown = all_texts if len(missing) == len(all_texts) else [all_texts[i] for i in missing]
+            column = docs.column("text") if len(missing) == len(all_texts) else pa.array(shown)
             for i, value in zip(missing, compute(column, shown), strict=True):
                 found[i][key] = value
-        self.entries = dict(zip(row_ids, zip(all_texts, found, strict=True), strict=True))
+        self.entries = new
         return [values[key] for values in found]
 
     def rebase(self, docs: pa.Table, values: list[str]) -> None:
-        """A :data:`base.TEXT_HOOKS` hook: keep the entries of the rows of the table ``texts`` just converted
-        whose text is unchanged, and give ``texts`` the ``str`` this cache holds for them instead of its new
-        copy, so the cache holds no text that ``texts`` does not, and no table's texts twice."""
-        old = self.entries
-        self.entries = {}
-        if not old or "row_id" not in docs.column_names:
+        """A :data:`base.TEXT_HOOKS` hook, for the table ``texts`` just converted or was given. When the cache
+        holds every one of its texts (the runner shows the rules fewer rows of the same texts after each hold),
+        nothing changes: the entries of the rows dropped go at the next :meth:`get_many`, and until then they
+        are texts of the table before. Otherwise only the entries of its texts are kept, and a text that is not
+        an object the cache holds but equals the one held for its row (``row_id``) in the last table takes over
+        that entry (which lets go of the old object); so the cache holds no text that ``texts`` does not but
+        those of the table before, and never a text twice."""
+        old, previous, previous_texts = self.entries, self.row_ids, self.texts
+        self.entries, self.row_ids, self.texts = {}, None, []
+        has_ids = "row_id" in docs.column_names
+        if has_ids:
+            self.row_ids, self.texts = docs.column("row_id"), values
+        if not old:
             return
-        new: dict[int, tuple[str, dict[Hashable, Any]]] = {}
-        for i, (row_id, text) in enumerate(zip(docs.column("row_id").to_pylist(), values, strict=True)):
-            hit = old.get(row_id)
-            if hit is not None and hit[0] == text:
-                values[i] = hit[0]
-                new[row_id] = hit
+        ids = list(map(id, values))
+        entries = list(map(old.get, ids))
+        if None not in entries:  # a table of held texts (the runner's next, smaller table): nothing to rebuild
+            self.entries = old  # those of rows no longer shown go at the next ``get_many``
+            return
+        new = dict(zip(ids, entries, strict=True))
+        unmatched = [i for i, e in enumerate(entries) if e is None] if None in entries else []
+        for i in unmatched:
+            new.pop(ids[i], None)  # a text twice in the table is one key
+        if unmatched and has_ids and previous is not None:
+            by_row = dict(zip(previous.to_pylist(), previous_texts, strict=True))
+            row_ids = docs.column("row_id").to_pylist()
+            for i in unmatched:
+                held = by_row.get(row_ids[i])
+                entry = None if held is None else old.get(id(held))
+                if entry is not None and entry[0] == values[i]:
+                    new[id(values[i])] = (values[i], entry[1])  # held under the new object, the old one let go
         self.entries = new
 
 
