@@ -49,6 +49,7 @@ def build_tiny_project(root: Path, model_dir: Path) -> Path:
     cfg["mixture"]["token_budget"] = 20000
     for adapter in cfg.get("adapters", {}).values():
         adapter["steps"] = 2
+        adapter.pop("max_seq_len", None)  # the training section's 128, whatever the demo gives an adapter
         if adapter.get("sources") == ["signature_sft"]:  # task chats only: at 128 tokens no answer survives
             adapter["max_seq_len"] = 2048
     for e in cfg["eval_sets"]:
