@@ -47,8 +47,18 @@ def build_tiny_project(root: Path, model_dir: Path) -> Path:
     cfg["release_gate"]["criteria"] = []  # random tiny models emit no valid JSON: only the no-regression rule
     cfg["release_gate"]["max_truncated_share"] = 1.0  # nor do they end a turn: every output runs to max_new_tokens
     cfg["mixture"]["token_budget"] = 20000
+    # The demo trains one adapter and one student for time; the tiny project keeps a task-only adapter beside it
+    # (partition tests add, edit and delete adapters) and the SFT-only baseline student.
+    task_only = {
+        "description": "the task alone, no regulariser documents, a smaller rank",
+        "sources": ["signature_sft"],
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]},
+    }
+    cfg["adapters"] = {"signature-only": task_only, **cfg["adapters"]}
+    cfg["distillation"].pop("sft_baseline", None)
     for adapter in cfg.get("adapters", {}).values():
         adapter["steps"] = 2
+        adapter.pop("max_seq_len", None)  # the training section's 128, whatever the demo gives an adapter
         if adapter.get("sources") == ["signature_sft"]:  # task chats only: at 128 tokens no answer survives
             adapter["max_seq_len"] = 2048
     for e in cfg["eval_sets"]:
