@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mixassets.engine.dedupe.bands import _pairs_touching, _reband, band_index
+from mixassets.engine.dedupe.bands import _pairs_touching, _reband, candidate_pairs
 from mixassets.engine.dedupe.config import (
     _META_BANDING,
     _META_FINGERPRINT,
@@ -286,9 +286,7 @@ def dedupe_incremental(
     )
     if previous_pairs is not None and not complete_cache:
         notes.append("previous verified pairs are not those of the previous sketches: all pairs queried")
-    candidates = (
-        _pairs_touching(sketches, is_new, cfg) if complete_cache else band_index(sketches, cfg).candidate_pairs()
-    )
+    candidates = _pairs_touching(sketches, is_new, cfg) if complete_cache else candidate_pairs(sketches, cfg)
     want_cache = previous_pairs is not None and previous_pairs.num_rows > 0 and (len(candidates) > 0 or complete_cache)
     cached = _cached_pairs(previous_pairs, sketches) if want_cache else None
     with spill:
