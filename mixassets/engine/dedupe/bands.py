@@ -156,6 +156,24 @@ def band_index(sketches: pa.Table, config: DedupeConfig | None = None) -> BandIn
     return BandIndex(matrix, active=sketches.column("n_shingles").to_numpy() > 0)
 
 
+def candidate_pairs(sketches: pa.Table, config: DedupeConfig | None = None) -> np.ndarray:
+    """``band_index(sketches, config).candidate_pairs()`` with one band sorted at a time: a full build needs
+    the pairs, not the index, and the index of all bands is 12 bytes per document and band (216 MB at 1M
+    documents and 18 bands) where one band's sort is 16 bytes per document."""
+    cfg = config or DedupeConfig()
+    _check_sketches(sketches, cfg)
+    matrix = _fixed_list_numpy(_reband(sketches, cfg).column("bands"), cfg.banding[0], np.uint64)
+    n = matrix.shape[0]
+    pos_type = np.int32 if n < 2**31 else np.int64
+    live = np.flatnonzero(sketches.column("n_shingles").to_numpy() > 0).astype(pos_type)
+    parts = []
+    for k in range(matrix.shape[1]):
+        column = matrix[live, k]
+        order = np.argsort(column, kind="stable")
+        parts.append(pairs_in_runs(column[order], live[order]))
+    return _unique_pairs(parts, n)
+
+
 def _pairs_touching(sketches: pa.Table, is_new: np.ndarray, cfg: DedupeConfig) -> np.ndarray:
     """Candidate pairs with at least one ``is_new`` row, without sorting the whole corpus's band hashes: a row
     can pair with a new row only if it shares a band hash with one, which a hash lookup per band finds in linear

@@ -29,14 +29,25 @@ def _splitmix(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(31))
 
 
+# Rows hashed per pass of _string_hashes: its temporaries are five uint64/int64 arrays per id byte, so a whole
+# corpus at once (1M ids of ~24 bytes) would hold ~0.8 GB for a moment; 64k rows hold ~50 MB.
+_HASH_ROWS = 1 << 16
+
+
 def _string_hashes(strings: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """A ``uint64`` per string, computed over the Arrow data buffer with numpy (a polynomial over the bytes,
-    then splitmix64): one vectorised pass instead of a hash call per row. Only for digests of ids."""
+    then splitmix64): one vectorised pass per slice of rows instead of a hash call per row. Only for digests
+    of ids."""
     arr = strings.combine_chunks() if isinstance(strings, pa.ChunkedArray) else strings
     arr = arr.cast(pa.large_binary())
+    return np.concatenate(
+        [_slice_hashes(arr.slice(at, _HASH_ROWS)) for at in range(0, len(arr), _HASH_ROWS)]
+        or [np.empty(0, dtype=np.uint64)]
+    )
+
+
+def _slice_hashes(arr: pa.LargeBinaryArray) -> np.ndarray:
     m = len(arr)
-    if m == 0:
-        return np.empty(0, dtype=np.uint64)
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + m + 1]
     lengths = np.diff(offsets)
     out = lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)

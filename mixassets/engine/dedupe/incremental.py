@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mixassets.engine.dedupe.bands import _pairs_touching, _reband, band_index
+from mixassets.engine.dedupe.bands import _pairs_touching, _reband, candidate_pairs
 from mixassets.engine.dedupe.config import (
     _META_BANDING,
     _META_FINGERPRINT,
@@ -38,6 +38,7 @@ from mixassets.engine.dedupe.shingle_sets import ShingleSpill
 from mixassets.engine.dedupe.sketching import _content_hashes, sketch_streamed
 from mixassets.engine.dedupe.tables import _capture_utc, _check_columns, _check_sketches, _in_set, _optional_string
 from mixassets.engine.dedupe.verification import VerifiedPairs, _cached_pairs, _verify
+from mixassets.engine.freed_memory import release_freed_memory
 
 # Above this many runs of consecutive reused rows, a refresh gathers its sketches with one take instead of slices.
 _MAX_SLICES = 64
@@ -268,6 +269,7 @@ def dedupe_incremental(
     spill = ShingleSpill()
     fresh = _sketch_rows(corpus, meta, reuse_from < 0, cfg, code_sources, known_hashes, spill)
     spill.bind(new_rows)
+    release_freed_memory()  # each phase's temporaries are freed pages the allocators keep: hand them back
     if old_rows.size == 0:  # a full build: the sketches are already in input order
         sketches = fresh.combine_chunks()
     else:
@@ -286,9 +288,8 @@ def dedupe_incremental(
     )
     if previous_pairs is not None and not complete_cache:
         notes.append("previous verified pairs are not those of the previous sketches: all pairs queried")
-    candidates = (
-        _pairs_touching(sketches, is_new, cfg) if complete_cache else band_index(sketches, cfg).candidate_pairs()
-    )
+    candidates = _pairs_touching(sketches, is_new, cfg) if complete_cache else candidate_pairs(sketches, cfg)
+    release_freed_memory()
     want_cache = previous_pairs is not None and previous_pairs.num_rows > 0 and (len(candidates) > 0 or complete_cache)
     cached = _cached_pairs(previous_pairs, sketches) if want_cache else None
     with spill:
@@ -303,6 +304,7 @@ def dedupe_incremental(
             computed=verified.computed,
             reused=verified.reused + int(old_old.sum()),
         )
+    release_freed_memory()
     kept_mask, clusters = resolve(sketches, verified, cfg, trust=trust)
     stats = DedupeStats(
         documents=n,
