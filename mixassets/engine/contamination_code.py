@@ -76,6 +76,11 @@ _CODE_TOKEN = re.compile(
     r"|\*\*=|//=|>>=|<<=|->|:=|==|!=|<=|>=|\*\*|//|<<|>>|\+=|-=|\*=|/=|%=|&=|\|=|\^=|@=|\.\.\.|[^\w\s]"
     r"|[^\W\d]\w*+"
 )
+# The documents' tokenizer: the same tokens, plus each line break outside a token as a token of its own (``\n``),
+# which the line test (:mod:`~mixassets.engine.contamination_lines`) splits lines at and the other tests drop.
+# Finding the breaks in the same pass costs nothing measurable; a second pass over the text would cost a third.
+NEWLINE = "\n"
+_DOC_TOKEN = re.compile(_CODE_TOKEN.pattern + r"|\n")
 _SKIPPED_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}
 _SKIPPED_TOKENS |= {tokenize.ENCODING, tokenize.ENDMARKER}
 # Raw token -> canonical token ("" = dropped) for names and operators, the tokens that repeat; bounded so
@@ -117,12 +122,31 @@ def regex_code_tokens(text: str) -> list[str]:
     return out
 
 
-def regex_code_spans(text: str) -> tuple[list[int], list[int]]:
+def doc_code_tokens(text: str, literals: list[tuple[int, str]]) -> list[str]:
+    """:func:`regex_code_tokens` with :data:`NEWLINE` tokens, appending to ``literals`` (position, raw token) of
+    every number and every string that spans lines: the line test reads numbers as written and a docstring's
+    lines one by one. Both are classified anew at each occurrence (they are never memoised), so this costs nothing
+    on the other tokens."""
+    get = _CANON.get
+    out: list[str] = []
+    append = out.append
+    for tok in _DOC_TOKEN.findall(text):
+        canon = get(tok)
+        if canon is None:
+            canon = _classify(tok)
+            if canon is NUMBER or (canon is STRING and NEWLINE in tok):
+                literals.append((len(out), tok))
+        if canon:
+            append(canon)
+    return out
+
+
+def regex_code_spans(text: str, pattern: re.Pattern[str] = _CODE_TOKEN) -> tuple[list[int], list[int]]:
     """(start, end) character offsets of :func:`regex_code_tokens`' tokens: computed only for documents with a
     finding, to give the evidence span in the document's original text."""
     starts: list[int] = []
     ends: list[int] = []
-    for m in _CODE_TOKEN.finditer(text):
+    for m in pattern.finditer(text):
         if _classify(m.group()):
             starts.append(m.start())
             ends.append(m.end())
@@ -200,7 +224,7 @@ def compressed(hashes: np.ndarray, doc_of: np.ndarray | None = None) -> np.ndarr
 _WORD_TOKENS = frozenset(KEPT_NAMES | {PLACEHOLDER})
 
 
-def _docstrings(tokens: Sequence[str], hashes: np.ndarray, hasher: TokenHasher) -> np.ndarray:
+def _docstrings(hashes: np.ndarray, hasher: TokenHasher) -> np.ndarray:
     """Mask of the string literals that open a block (``:`` then ``S`` then a statement's first name): docstrings.
 
     Dropped on both sides, so that a copy with its docstring removed or rewritten still matches the item's
@@ -210,7 +234,7 @@ def _docstrings(tokens: Sequence[str], hashes: np.ndarray, hasher: TokenHasher) 
         return np.zeros(len(hashes), dtype=bool)
     is_string = hashes == hasher[STRING]
     after_colon = np.concatenate(([False], hashes[:-1] == hasher[":"]))
-    word = np.fromiter((t in _WORD_TOKENS for t in tokens), dtype=bool, count=len(tokens))
+    word = np.isin(hashes, hasher.hashes(sorted(_WORD_TOKENS)))  # a name, as its hash: no pass over the strings
     before_word = np.concatenate((word[1:], [False]))
     return is_string & after_colon & before_word
 
@@ -240,7 +264,7 @@ def field_code_grams(text: str, n: int, min_tokens: int, hasher: TokenHasher) ->
     if tokens is None or len(tokens) < max(n, min_tokens):
         return np.empty(0, np.uint64), 0 if tokens is None else len(tokens)
     hashes = hasher.hashes(tokens)
-    hashes = hashes[~_docstrings(tokens, hashes, hasher)]
+    hashes = hashes[~_docstrings(hashes, hasher)]
     hashes = hashes[compressed(hashes)]
     if len(hashes) < max(n, min_tokens):
         return np.empty(0, np.uint64), len(hashes)
@@ -257,7 +281,7 @@ def field_fuzzy_grams(text: str, k: int, min_grams: int, hasher: TokenHasher) ->
     if tokens is None:
         return np.empty(0, np.uint64)
     hashes = hasher.hashes(tokens)
-    hashes = hashes[~_docstrings(tokens, hashes, hasher) & _layout_free(hashes, hasher)]
+    hashes = hashes[~_docstrings(hashes, hasher) & _layout_free(hashes, hasher)]
     hashes = hashes[compressed(hashes)]
     grams = np.unique(ngram_hashes(hashes, k)) if len(hashes) >= k else np.empty(0, np.uint64)
     return grams if len(grams) >= min_grams else np.empty(0, np.uint64)
@@ -277,24 +301,34 @@ def _field_tokens(text: str) -> tuple[str, ...] | None:
 
 
 class DocTokens:
-    """The canonical tokens of one batch of documents, hashed once for both code methods."""
+    """The canonical tokens of one batch of documents, hashed once for every code method.
+
+    ``flat`` holds :data:`NEWLINE` tokens too (``newline`` marks them); the n-gram tests see the stream without
+    them, so their masks (``docstrings``, ``layout_free``) are computed on that stream and are False at the breaks.
+    """
 
     def __init__(self, texts: Sequence[str], hasher: TokenHasher) -> None:
         self.texts = texts
         self.hasher = hasher
-        tokens = [regex_code_tokens(t) for t in texts]
+        self.literals: list[list[tuple[int, str]]] = [[] for _ in texts]  # per document: numbers, multi-line strings
+        tokens = [doc_code_tokens(t, lit) for t, lit in zip(texts, self.literals, strict=True)]
         lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(texts))
         self.flat = [tok for doc in tokens for tok in doc]
         self.hashes = hasher.hashes(self.flat)
         self.owner = np.repeat(np.arange(len(texts)), lengths)
         self.token_starts = np.cumsum(lengths) - lengths  # first original token of each document
-        self.docstrings = _docstrings(self.flat, self.hashes, hasher)
+        self.newline = self.hashes == hasher[NEWLINE]
+        self.code = np.flatnonzero(~self.newline)  # the tokens the n-gram tests read
+        self.docstrings = np.zeros(len(self.hashes), dtype=bool)
+        self.docstrings[self.code] = _docstrings(self.hashes[self.code], hasher)
         self._offsets: dict[int, tuple[list[int], list[int]]] = {}
 
     @functools.cached_property
     def layout_free(self) -> np.ndarray:
         """Which tokens the layout-free stream keeps (:func:`_layout_free`), for the fuzzy and whole-block tests."""
-        return _layout_free(self.hashes, self.hasher)
+        out = np.zeros(len(self.hashes), dtype=bool)
+        out[self.code] = _layout_free(self.hashes[self.code], self.hasher)
+        return out
 
     def hits(self, index: _GramIndex, layout_free: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(kept token indices, stream position, key index, field ref) of every posting hit inside one document.
@@ -302,7 +336,7 @@ class DocTokens:
         The stream is the documents' canonical tokens without docstrings (and, ``layout_free``, without
         parentheses and trailing commas), periodic repeats collapsed; ``kept`` maps it back to original tokens.
         """
-        mask = ~self.docstrings
+        mask = ~self.docstrings & ~self.newline
         if layout_free:
             mask &= self.layout_free
         kept = np.flatnonzero(mask)
@@ -323,7 +357,7 @@ class DocTokens:
     def span(self, kept: np.ndarray, doc: int, first: int, last: int) -> tuple[int, int]:
         """Character offsets in document ``doc`` of stream positions ``first`` to ``last`` (inclusive)."""
         if doc not in self._offsets:
-            self._offsets[doc] = regex_code_spans(self.texts[doc])
+            self._offsets[doc] = regex_code_spans(self.texts[doc], _DOC_TOKEN)
         char_starts, char_ends = self._offsets[doc]
         base = self.token_starts[doc]
         return char_starts[int(kept[first] - base)], char_ends[int(kept[last] - base)]
