@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from mixassets.engine.contamination_body import PREFIX, BodyKey, body_prefix, field_body
 from mixassets.engine.contamination_code import field_code_grams, field_fuzzy_grams
-from mixassets.engine.contamination_lines import field_lines
+from mixassets.engine.contamination_lines import NO_LINES, field_lines, line_evidence, shared_lines
 from mixassets.engine.contamination_semantic import SemanticIndex, SemanticSettings, build_semantic_index, own_text
 from mixassets.engine.mcq import McqItem, is_mcq, parse_mcq
 from mixassets.engine.text_norm import TokenHasher, ngram_hashes, screen_fold, screen_runs
@@ -426,7 +426,7 @@ def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = N
         if p.answer is None:
             fuzzy = _evidence(p, cfg.containment_n, cfg.fuzzy)
             fuzzy = fuzzy if len(fuzzy) >= cfg.fuzzy_min_shingles else empty
-            *code, count = _code_grams(p.text, cfg, index.hasher) if want_code else (empty, empty, _NO_LINES, 0)
+            *code, count = _code_grams(p.text, cfg, index.hasher) if want_code else (empty, empty, NO_LINES, 0)
             # An answer is also looked for as a whole block (``code_body``); a prompt is left to the word tests.
             python_target = count and p.ref.kind == TARGET
             code.append(field_body(p.text, cfg.code_body_min_tokens, index.hasher) if python_target else None)
@@ -439,11 +439,11 @@ def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = N
             built.append(
                 (p, empty, empty, _evidence(p, cfg.containment_n, on), p.answer if on else empty, _NO_CODE, None)
             )
-    shared = _shared_lines([(row[0].ref, row[5][2]) for row in built])
+    shared = shared_lines([(row[0].ref, row[5][2]) for row in built])
     kept = []
     for k, (p, exact, fuzzy, stem, answer, code, prose) in enumerate(built):
         pair = built[k + 1] if k + 1 < len(built) and built[k + 1][0].answer is not None else None
-        code = [*code[:2], _line_evidence(code[2], shared, cfg, p.ref.eval_set), code[3]]
+        code = [*code[:2], line_evidence(code[2], shared, cfg, p.ref.eval_set), code[3]]
         if len(exact) or len(fuzzy) or len(stem) or len(code[0]) or len(code[1]) or code[3] or len(code[2][0]) or prose:
             kept.append((p.ref, len(p.hashes), exact, fuzzy, stem, answer, code, prose))
         elif p.answer is not None or pair is None or not len(pair[3]):
@@ -478,8 +478,7 @@ def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = N
 
 
 _EMPTY = np.empty(0, np.uint64)
-_NO_LINES: tuple[np.ndarray, list[int], int] = (_EMPTY, [], 0)  # (line hashes, their tokens, the field's lines)
-_NO_CODE = (_EMPTY, _EMPTY, _NO_LINES, None)  # (n-grams, layout-free k-grams, lines, whole block): no code
+_NO_CODE = (_EMPTY, _EMPTY, NO_LINES, None)  # (n-grams, layout-free k-grams, lines, whole block): no code
 # A Python field joins its item's joined code field only with a few canonical tokens: a bare name (HumanEval's
 # entry_point) parses as Python but adds nothing to the program.
 _MIN_JOIN_TOKENS = 4
@@ -489,27 +488,8 @@ def _code_grams(text: str, cfg: ScreenConfig, hasher: TokenHasher) -> tuple[np.n
     """(exact canonical n-grams, layout-free canonical k-grams, lines, canonical token count) of a field: method
     ``code``; lines only for a Python field (one with a canonical token)."""
     exact, count = field_code_grams(text, cfg.code_n, cfg.code_min_tokens, hasher)
-    lines = field_lines(text, cfg.code_lines_min_tokens, hasher) if count else _NO_LINES
+    lines = field_lines(text, cfg.code_lines_min_tokens, hasher) if count else NO_LINES
     return exact, field_fuzzy_grams(text, cfg.code_containment_n, cfg.code_containment_min_grams, hasher), lines, count
-
-
-def _shared_lines(fields_: list[tuple[FieldRef, tuple]]) -> set[tuple[str, int]]:
-    """(eval set, line hash) of the lines in two or more items of a set: templates, not evidence for one item."""
-    owners: dict[tuple[str, int], set[str]] = {}
-    for ref, (hashes, _, _) in fields_:
-        for h in hashes.tolist():
-            owners.setdefault((ref.eval_set, h), set()).add(ref.item_id)
-    return {key for key, items in owners.items() if len(items) > 1}
-
-
-def _line_evidence(lines: tuple, shared: set[tuple[str, int]], cfg: ScreenConfig, eval_set: str) -> tuple:
-    """A field's lines without the set's shared ones, or none when what is left could never fire the test."""
-    hashes, weights, count = lines
-    own = [k for k, h in enumerate(hashes.tolist()) if (eval_set, h) not in shared]
-    kept_weights = [weights[k] for k in own]
-    if len(own) < cfg.code_lines_min_lines or sum(kept_weights) < cfg.code_lines_min_weight:
-        return _NO_LINES
-    return hashes[own], kept_weights, count
 
 
 def _joined_code_fields(
@@ -525,7 +505,7 @@ def _joined_code_fields(
             continue
         joined = "".join(text for _, text in fields_)
         exact, fuzzy, lines, _ = _code_grams(joined, cfg, hasher)
-        lines = _line_evidence(lines, shared, cfg, eval_set)
+        lines = line_evidence(lines, shared, cfg, eval_set)
         if len(exact) or len(fuzzy) or len(lines[0]):
             kinds = {cfg.kind_of(name) for name, _ in fields_}
             ref = FieldRef(

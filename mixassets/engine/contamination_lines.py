@@ -39,8 +39,9 @@ from mixassets.engine.contamination_code import NUMBER, DocTokens, doc_code_toke
 from mixassets.engine.text_norm import TokenHasher
 
 if TYPE_CHECKING:
-    from mixassets.engine.contamination_index import ScreenConfig, _GramIndex
+    from mixassets.engine.contamination_index import FieldRef, ScreenConfig, _GramIndex
 
+NO_LINES: tuple[np.ndarray, list[int], int] = (np.empty(0, np.uint64), [], 0)  # a field's (hashes, tokens, lines)
 _MULT = np.uint64(0x9E3779B97F4A7C15)  # odd: line hash = sum of token hashes times its powers (mod 2^64)
 _MIX = np.uint64(0xBF58476D1CE4E5B9)
 
@@ -184,3 +185,22 @@ def _field_weights(index: _GramIndex, weights: np.ndarray) -> np.ndarray:
     out = np.zeros(len(index.field_counts), dtype=np.float64)
     np.add.at(out, index.refs, weights[np.repeat(np.arange(len(index.keys)), np.diff(index.ptr))])
     return out
+
+
+def shared_lines(fields_: list[tuple[FieldRef, tuple]]) -> set[tuple[str, int]]:
+    """(eval set, line hash) of the lines in two or more items of a set: templates, not evidence for one item."""
+    owners: dict[tuple[str, int], set[str]] = {}
+    for ref, (hashes, _, _) in fields_:
+        for h in hashes.tolist():
+            owners.setdefault((ref.eval_set, h), set()).add(ref.item_id)
+    return {key for key, items in owners.items() if len(items) > 1}
+
+
+def line_evidence(lines: tuple, shared: set[tuple[str, int]], cfg: ScreenConfig, eval_set: str) -> tuple:
+    """A field's lines without the set's shared ones, or none when what is left could never fire the test."""
+    hashes, weights, count = lines
+    own = [k for k, h in enumerate(hashes.tolist()) if (eval_set, h) not in shared]
+    kept_weights = [weights[k] for k in own]
+    if len(own) < cfg.code_lines_min_lines or sum(kept_weights) < cfg.code_lines_min_weight:
+        return NO_LINES
+    return hashes[own], kept_weights, count
