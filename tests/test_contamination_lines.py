@@ -81,3 +81,17 @@ def test_lines_several_items_share_are_no_evidence(humaneval) -> None:
     assert not np.isin(template, index.code_lines.keys).any()
     own = line_keys(DocTokens([humaneval.slice(3, 1).to_pylist()[0]["prompt"]], index.hasher))
     assert np.isin(own[0], index.code_lines.keys).sum() >= 2
+
+
+def test_line_settings_reach_the_engine_config_with_the_same_defaults() -> None:
+    from types import SimpleNamespace
+
+    from mixassets.assets.engine_configs import screen_config
+    from mixtrain.config.data import ScreenSpec
+
+    names = ("code_lines_min_tokens", "code_lines_min_lines", "code_lines_min_weight", "code_lines_threshold")
+    default = screen_config(SimpleNamespace(spec=SimpleNamespace(screen=ScreenSpec())))  # type: ignore[arg-type]
+    assert [getattr(default, n) for n in names] == [getattr(ScreenConfig(), n) for n in names]
+    spec = ScreenSpec(**dict(zip(names, (7, 3, 30, 0.5), strict=True)))
+    config = screen_config(SimpleNamespace(spec=SimpleNamespace(screen=spec)))  # type: ignore[arg-type]
+    assert [getattr(config, n) for n in names] == [7, 3, 30, 0.5]
