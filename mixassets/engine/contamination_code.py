@@ -122,11 +122,11 @@ def regex_code_tokens(text: str) -> list[str]:
     return out
 
 
-def doc_code_tokens(text: str, literals: list[tuple[int, str]]) -> list[str]:
-    """:func:`regex_code_tokens` with :data:`NEWLINE` tokens, appending to ``literals`` (position, raw token) of
-    every number and every string that spans lines: the line test reads numbers as written and a docstring's
-    lines one by one. Both are classified anew at each occurrence (they are never memoised), so this costs nothing
-    on the other tokens."""
+def doc_code_tokens(text: str, numbers: list[tuple[int, str]], strings: list[tuple[int, str]]) -> list[str]:
+    """:func:`regex_code_tokens` with :data:`NEWLINE` tokens, appending (position, raw token) of every number to
+    ``numbers`` and of every string that spans lines to ``strings``: the line test reads numbers as written and a
+    docstring's lines one by one. Both kinds are classified anew at each occurrence (never memoised), so noting them
+    costs nothing on the other tokens."""
     get = _CANON.get
     out: list[str] = []
     append = out.append
@@ -134,8 +134,10 @@ def doc_code_tokens(text: str, literals: list[tuple[int, str]]) -> list[str]:
         canon = get(tok)
         if canon is None:
             canon = _classify(tok)
-            if canon is NUMBER or (canon is STRING and NEWLINE in tok):
-                literals.append((len(out), tok))
+            if canon is NUMBER:
+                numbers.append((len(out), tok))
+            elif canon is STRING and NEWLINE in tok:
+                strings.append((len(out), tok))
         if canon:
             append(canon)
     return out
@@ -310,8 +312,10 @@ class DocTokens:
     def __init__(self, texts: Sequence[str], hasher: TokenHasher) -> None:
         self.texts = texts
         self.hasher = hasher
-        self.literals: list[list[tuple[int, str]]] = [[] for _ in texts]  # per document: numbers, multi-line strings
-        tokens = [doc_code_tokens(t, lit) for t, lit in zip(texts, self.literals, strict=True)]
+        # Per document, (position, raw token) of its numbers and of its strings that span lines (the line test's).
+        self.numbers: list[list[tuple[int, str]]] = [[] for _ in texts]
+        self.strings: list[list[tuple[int, str]]] = [[] for _ in texts]
+        tokens = [doc_code_tokens(*args) for args in zip(texts, self.numbers, self.strings, strict=True)]
         lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(texts))
         self.flat = [tok for doc in tokens for tok in doc]
         self.hashes = hasher.hashes(self.flat)

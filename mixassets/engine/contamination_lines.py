@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mixassets.engine.contamination_code import NUMBER, DocTokens, doc_code_tokens
+from mixassets.engine.contamination_code import _CODE_TOKEN, NEWLINE, NUMBER, DocTokens, _classify
 from mixassets.engine.text_norm import TokenHasher
 
 if TYPE_CHECKING:
@@ -53,8 +53,45 @@ def _content(raw: str) -> str:
     return raw[start + quote : len(raw) - quote]
 
 
-def _literal_hash(raw: str, hasher: TokenHasher) -> int:
-    return hasher["#" + raw.lower().replace("_", "")]  # a number as written, kept apart from any other token
+def _literal(raw: str) -> str:
+    """A number as written, as a token no other token can be."""
+    return "#" + raw
+
+
+# Whitespace-free piece of a string's text -> its tokens; bounded, as the tokenizer's own memo is.
+_PIECES: dict[str, tuple[str, ...]] = {}
+_PIECES_LIMIT = 1 << 20
+
+
+def _piece_tokens(piece: str) -> tuple[str, ...]:
+    out = []
+    for tok in _CODE_TOKEN.findall(piece):
+        canon = _classify(tok)
+        if canon:
+            out.append(_literal(tok) if canon is NUMBER else canon)
+    return tuple(out)
+
+
+def _content_tokens(raw: str) -> list[str]:
+    """The tokens of a multi-line string's text, line by line (:data:`NEWLINE` between lines), numbers as written.
+
+    Each whitespace-separated piece is tokenised on its own and memoised: a docstring is mostly prose, whose
+    pieces (words) repeat, so this costs a dictionary look-up per word where the tokenizer's pass cost a third of
+    all the line test's time. It gives the tokenizer's tokens but where a token would span a space (a quoted
+    phrase): both sides of the screen read strings this way, so an item's docstring and its copy still agree.
+    """
+    get = _PIECES.get
+    out: list[str] = []
+    for line in _content(raw).split(NEWLINE):
+        for piece in line.split():
+            tokens = get(piece)
+            if tokens is None:
+                tokens = _piece_tokens(piece)
+                if len(_PIECES) < _PIECES_LIMIT:
+                    _PIECES[piece] = tokens
+            out += tokens
+        out.append(NEWLINE)
+    return out
 
 
 @functools.lru_cache(maxsize=1)  # the batch being screened: its windows and its findings' spans both read them
@@ -66,29 +103,39 @@ def line_keys(docs: DocTokens) -> tuple[np.ndarray, ...]:
     """
     hasher = docs.hasher
     hashes = docs.hashes.copy()
+    starts = docs.token_starts.tolist()
+    numbers = [(starts[doc] + pos, raw) for doc, found in enumerate(docs.numbers) for pos, raw in found]
+    if numbers:
+        where, raws = zip(*numbers, strict=True)
+        hashes[list(where)] = hasher.hashes(["#" + raw for raw in raws])
     pieces: list[np.ndarray] = []
-    anchors: list[np.ndarray] = []
+    lengths: list[int] = []  # of the stream's segments: the tokens between strings, and each string's own
+    flats: list[int] = []  # each string's own token
     at = 0
-    for doc, literals in enumerate(docs.literals):
-        base = int(docs.token_starts[doc])
-        for pos, raw in literals:
-            flat = base + pos
-            if docs.flat[flat] == NUMBER:
-                hashes[flat] = _literal_hash(raw, hasher)
-                continue
-            inner: list[tuple[int, str]] = []
-            tokens = doc_code_tokens(_content(raw), inner)
-            sub = hasher.hashes(tokens)
-            for p, r in inner:
-                if tokens[p] == NUMBER:
-                    sub[p] = _literal_hash(r, hasher)
+    for doc, found in enumerate(docs.strings):
+        for pos, raw in found:
+            flat = starts[doc] + pos
+            sub = hasher.hashes(_content_tokens(raw))
             pieces += [hashes[at:flat], sub]
-            anchors += [np.arange(at, flat), np.full(len(sub), flat)]
+            lengths += [flat - at, len(sub)]
+            flats.append(flat)
             at = flat + 1
-    pieces.append(hashes[at:])
-    anchors.append(np.arange(at, len(hashes)))
-    stream = np.concatenate(pieces) if len(pieces) > 1 else hashes
-    anchor = np.concatenate(anchors) if len(anchors) > 1 else anchors[0]
+    if not pieces:
+        stream, anchor = hashes, np.arange(len(hashes))
+    else:
+        pieces.append(hashes[at:])
+        lengths.append(len(hashes) - at)
+        stream = np.concatenate(pieces)
+        size = np.array(lengths, dtype=np.int64)
+        # A token between strings anchors to itself, a string's to the string: each segment's first anchor, then
+        # steps of one (between strings) or none (inside one).
+        first = np.zeros(len(size), dtype=np.int64)
+        first[1::2] = flats
+        first[2::2] = np.array(flats) + 1
+        step = np.ones(len(size), dtype=np.int64)
+        step[1::2] = 0
+        within = np.arange(len(stream)) - np.repeat(np.cumsum(size) - size, size)
+        anchor = np.repeat(first, size) + within * np.repeat(step, size)
     owner = docs.owner[anchor]
     # A line ends at a break, and at the end of each document.
     brk = stream == hasher["\n"]
