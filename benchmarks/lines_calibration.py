@@ -27,7 +27,7 @@ from benchmarks.code_contamination import docs_table, stdlib_files  # noqa: E402
 from benchmarks.labelled_contamination import benchmark_items, build_labelled_set  # noqa: E402
 from mixassets.engine.contamination import ScreenConfig, build_index, screen  # noqa: E402
 from mixassets.engine.contamination_code import DocTokens  # noqa: E402
-from mixassets.engine.contamination_lines import _field_weights, line_windows  # noqa: E402
+from mixassets.engine.contamination_lines import _field_weights, line_keys, line_windows  # noqa: E402
 
 MIN_TOKENS = (4, 5, 6, 8)
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6)
@@ -44,8 +44,8 @@ def windows(docs: pa.Table, items: pa.Table, min_tokens: int) -> dict[tuple[str,
     ids, texts = docs.column("doc_id").to_pylist(), docs.column("text").to_pylist()
     out: dict[tuple[str, str], list[tuple[float, int, float]]] = {}
     for start in range(0, len(texts), 256):
-        batch = DocTokens([t or "" for t in texts[start : start + 256]], index.hasher)
-        found = line_windows(batch, index.code_lines, index.line_weights, index.line_counts, min_tokens, 1)
+        keys = line_keys(DocTokens([t or "" for t in texts[start : start + 256]], index.hasher))
+        found = line_windows(keys, index.code_lines, index.line_weights, index.line_counts, min_tokens, 1)
         for doc, ref, weight, lines, _, _ in found:
             key = (ids[start + doc], index.fields[ref].item_id)
             out.setdefault(key, []).append((weight, lines, weight / field_weight[ref]))

@@ -42,6 +42,7 @@ import re
 import textwrap
 import tokenize
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -76,11 +77,11 @@ _CODE_TOKEN = re.compile(
     r"|\*\*=|//=|>>=|<<=|->|:=|==|!=|<=|>=|\*\*|//|<<|>>|\+=|-=|\*=|/=|%=|&=|\|=|\^=|@=|\.\.\.|[^\w\s]"
     r"|[^\W\d]\w*+"
 )
-# The documents' tokenizer: the same tokens, plus each line break outside a token as a token of its own (``\n``),
-# which the line test (:mod:`~mixassets.engine.contamination_lines`) splits lines at and the other tests drop.
-# Finding the breaks in the same pass costs nothing measurable; a second pass over the text would cost a third.
+# The documents' tokenizer: the same tokens, and each line break outside a token, which is dropped from the stream
+# and noted as a position for the line test (:mod:`~mixassets.engine.contamination_lines`). Finding the breaks in
+# the same pass costs nothing measurable; a second pass over the text would cost a third of the code tests.
 NEWLINE = "\n"
-_DOC_TOKEN = re.compile(_CODE_TOKEN.pattern + r"|\n")
+_DOC_TOKEN = re.compile(_CODE_TOKEN.pattern + r"|\n\s*")  # a break with the blank lines and indent after it
 _SKIPPED_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}
 _SKIPPED_TOKENS |= {tokenize.ENCODING, tokenize.ENDMARKER}
 # Raw token -> canonical token ("" = dropped) for names and operators, the tokens that repeat; bounded so
@@ -97,6 +98,9 @@ def _classify(tok: str) -> str:
     """The canonical form of one raw regex token ("" for a comment or a line continuation)."""
     first = tok[0]
     if first == "#" or (first == "\\" and len(tok) > 1):
+        return ""
+    if first == NEWLINE:  # a break (documents' tokenizer only): dropped, and memoised (indents repeat)
+        _CANON[tok] = ""
         return ""
     if len(tok) > 1 and tok[-1] in "'\"" and (first in "'\"" or first in "rRbBuUfF"):
         return STRING
@@ -122,33 +126,44 @@ def regex_code_tokens(text: str) -> list[str]:
     return out
 
 
-def doc_code_tokens(text: str, numbers: list[tuple[int, str]], strings: list[tuple[int, str]]) -> list[str]:
-    """:func:`regex_code_tokens` with :data:`NEWLINE` tokens, appending (position, raw token) of every number to
-    ``numbers`` and of every string that spans lines to ``strings``: the line test reads numbers as written and a
-    docstring's lines one by one. Both kinds are classified anew at each occurrence (never memoised), so noting them
-    costs nothing on the other tokens."""
+def doc_code_tokens(text: str, lines: DocLines) -> list[str]:
+    """:func:`regex_code_tokens`, noting in ``lines`` where line breaks fall, and (position, raw token) of every
+    number and of every string that spans lines: the line test reads numbers as written and a docstring's lines one
+    by one. Numbers and strings are classified anew at each occurrence (never memoised), and a break is a dropped
+    token, so noting them costs nothing on the other tokens."""
     get = _CANON.get
     out: list[str] = []
-    append = out.append
+    append, broke = out.append, lines.breaks.append
     for tok in _DOC_TOKEN.findall(text):
         canon = get(tok)
         if canon is None:
             canon = _classify(tok)
             if canon is NUMBER:
-                numbers.append((len(out), tok))
+                lines.numbers.append((len(out), tok))
             elif canon is STRING and NEWLINE in tok:
-                strings.append((len(out), tok))
+                lines.strings.append((len(out), tok))
         if canon:
             append(canon)
+        elif tok[0] == NEWLINE:
+            broke(len(out))
     return out
 
 
-def regex_code_spans(text: str, pattern: re.Pattern[str] = _CODE_TOKEN) -> tuple[list[int], list[int]]:
+@dataclass
+class DocLines:
+    """What the line test needs of one document besides its tokens (positions are token indices in it)."""
+
+    breaks: list[int] = field(default_factory=list)  # a line break before this token (its count at the end)
+    numbers: list[tuple[int, str]] = field(default_factory=list)
+    strings: list[tuple[int, str]] = field(default_factory=list)  # strings that span lines
+
+
+def regex_code_spans(text: str) -> tuple[list[int], list[int]]:
     """(start, end) character offsets of :func:`regex_code_tokens`' tokens: computed only for documents with a
     finding, to give the evidence span in the document's original text."""
     starts: list[int] = []
     ends: list[int] = []
-    for m in pattern.finditer(text):
+    for m in _CODE_TOKEN.finditer(text):
         if _classify(m.group()):
             starts.append(m.start())
             ends.append(m.end())
@@ -303,36 +318,25 @@ def _field_tokens(text: str) -> tuple[str, ...] | None:
 
 
 class DocTokens:
-    """The canonical tokens of one batch of documents, hashed once for every code method.
-
-    ``flat`` holds :data:`NEWLINE` tokens too (``newline`` marks them); the n-gram tests see the stream without
-    them, so their masks (``docstrings``, ``layout_free``) are computed on that stream and are False at the breaks.
-    """
+    """The canonical tokens of one batch of documents, hashed once for every code method, and their lines."""
 
     def __init__(self, texts: Sequence[str], hasher: TokenHasher) -> None:
         self.texts = texts
         self.hasher = hasher
-        # Per document, (position, raw token) of its numbers and of its strings that span lines (the line test's).
-        self.numbers: list[list[tuple[int, str]]] = [[] for _ in texts]
-        self.strings: list[list[tuple[int, str]]] = [[] for _ in texts]
-        tokens = [doc_code_tokens(*args) for args in zip(texts, self.numbers, self.strings, strict=True)]
+        self.lines = [DocLines() for _ in texts]
+        tokens = [doc_code_tokens(t, lines) for t, lines in zip(texts, self.lines, strict=True)]
         lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(texts))
         self.flat = [tok for doc in tokens for tok in doc]
         self.hashes = hasher.hashes(self.flat)
         self.owner = np.repeat(np.arange(len(texts)), lengths)
         self.token_starts = np.cumsum(lengths) - lengths  # first original token of each document
-        self.newline = self.hashes == hasher[NEWLINE]
-        self.code = np.flatnonzero(~self.newline)  # the tokens the n-gram tests read
-        self.docstrings = np.zeros(len(self.hashes), dtype=bool)
-        self.docstrings[self.code] = _docstrings(self.hashes[self.code], hasher)
+        self.docstrings = _docstrings(self.hashes, hasher)
         self._offsets: dict[int, tuple[list[int], list[int]]] = {}
 
     @functools.cached_property
     def layout_free(self) -> np.ndarray:
         """Which tokens the layout-free stream keeps (:func:`_layout_free`), for the fuzzy and whole-block tests."""
-        out = np.zeros(len(self.hashes), dtype=bool)
-        out[self.code] = _layout_free(self.hashes[self.code], self.hasher)
-        return out
+        return _layout_free(self.hashes, self.hasher)
 
     def hits(self, index: _GramIndex, layout_free: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(kept token indices, stream position, key index, field ref) of every posting hit inside one document.
@@ -340,7 +344,7 @@ class DocTokens:
         The stream is the documents' canonical tokens without docstrings (and, ``layout_free``, without
         parentheses and trailing commas), periodic repeats collapsed; ``kept`` maps it back to original tokens.
         """
-        mask = ~self.docstrings & ~self.newline
+        mask = ~self.docstrings
         if layout_free:
             mask &= self.layout_free
         kept = np.flatnonzero(mask)
@@ -361,7 +365,7 @@ class DocTokens:
     def span(self, kept: np.ndarray, doc: int, first: int, last: int) -> tuple[int, int]:
         """Character offsets in document ``doc`` of stream positions ``first`` to ``last`` (inclusive)."""
         if doc not in self._offsets:
-            self._offsets[doc] = regex_code_spans(self.texts[doc], _DOC_TOKEN)
+            self._offsets[doc] = regex_code_spans(self.texts[doc])
         char_starts, char_ends = self._offsets[doc]
         base = self.token_starts[doc]
         return char_starts[int(kept[first] - base)], char_ends[int(kept[last] - base)]

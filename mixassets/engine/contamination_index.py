@@ -488,7 +488,7 @@ def _code_grams(text: str, cfg: ScreenConfig, hasher: TokenHasher) -> tuple[np.n
     """(exact canonical n-grams, layout-free canonical k-grams, lines, canonical token count) of a field: method
     ``code``; lines only for a Python field (one with a canonical token)."""
     exact, count = field_code_grams(text, cfg.code_n, cfg.code_min_tokens, hasher)
-    lines = field_lines(text, cfg.code_lines_min_tokens, hasher) if count else NO_LINES
+    lines = field_lines(text, cfg.code_lines_min_tokens) if count else NO_LINES
     return exact, field_fuzzy_grams(text, cfg.code_containment_n, cfg.code_containment_min_grams, hasher), lines, count
 
 

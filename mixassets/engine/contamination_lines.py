@@ -31,11 +31,21 @@ Python only for the (document, field) pairs whose whole document holds enough of
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterable
+from itertools import chain
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mixassets.engine.contamination_code import _CODE_TOKEN, NEWLINE, NUMBER, DocTokens, _classify
+from mixassets.engine.contamination_code import (
+    _CANON,
+    _CODE_TOKEN,
+    NEWLINE,
+    NUMBER,
+    DocTokens,
+    _canonical_name,
+    _classify,
+)
 from mixassets.engine.text_norm import TokenHasher
 
 if TYPE_CHECKING:
@@ -53,79 +63,89 @@ def _content(raw: str) -> str:
     return raw[start + quote : len(raw) - quote]
 
 
-def _literal(raw: str) -> str:
-    """A number as written, as a token no other token can be."""
-    return "#" + raw
+class _PieceHashes(dict[str, tuple[int, ...]]):
+    """Whitespace-free piece of a string's text -> the hashes of its tokens (numbers as written); bounded."""
+
+    def __missing__(self, piece: str) -> tuple[int, ...]:
+        if piece.isidentifier():  # most pieces are words: the one token the tokenizer would give, without it
+            value: tuple[int, ...] = (_HASHES[_canonical_name(piece)],)
+        else:
+            value = tuple(
+                _HASHES["#" + tok if canon is NUMBER else canon]
+                for tok in _CODE_TOKEN.findall(piece)
+                if (canon := _CANON.get(tok) or _classify(tok))
+            )
+        if len(self) < 1 << 20:
+            self[piece] = value
+        return value
 
 
-# Whitespace-free piece of a string's text -> its tokens; bounded, as the tokenizer's own memo is.
-_PIECES: dict[str, tuple[str, ...]] = {}
-_PIECES_LIMIT = 1 << 20
+_PIECES = _PieceHashes()
+_HASHES = TokenHasher()  # the tokens' hashes are the same in every hasher (stable_hash64): one memo for the pieces
+_BREAK = (_HASHES[NEWLINE],)
 
 
-def _piece_tokens(piece: str) -> tuple[str, ...]:
-    out = []
-    for tok in _CODE_TOKEN.findall(piece):
-        canon = _classify(tok)
-        if canon:
-            out.append(_literal(tok) if canon is NUMBER else canon)
-    return tuple(out)
+def _content_hashes(raw: str) -> np.ndarray:
+    """The token hashes of a multi-line string's text, line by line (a break's hash between lines).
 
-
-def _content_tokens(raw: str) -> list[str]:
-    """The tokens of a multi-line string's text, line by line (:data:`NEWLINE` between lines), numbers as written.
-
-    Each whitespace-separated piece is tokenised on its own and memoised: a docstring is mostly prose, whose
-    pieces (words) repeat, so this costs a dictionary look-up per word where the tokenizer's pass cost a third of
-    all the line test's time. It gives the tokenizer's tokens but where a token would span a space (a quoted
-    phrase): both sides of the screen read strings this way, so an item's docstring and its copy still agree.
+    Each whitespace-separated piece is tokenised on its own and memoised: a docstring is mostly prose, whose pieces
+    (words) repeat, so this costs a dictionary look-up per word, all in C, where the tokenizer's own pass over the
+    strings cost the line test a third of its time. It gives the tokenizer's tokens but where a token would span a
+    space (a quoted phrase); both sides of the screen read strings this way, so an item and its copy still agree.
     """
-    get = _PIECES.get
-    out: list[str] = []
-    for line in _content(raw).split(NEWLINE):
-        for piece in line.split():
-            tokens = get(piece)
-            if tokens is None:
-                tokens = _piece_tokens(piece)
-                if len(_PIECES) < _PIECES_LIMIT:
-                    _PIECES[piece] = tokens
-            out += tokens
-        out.append(NEWLINE)
-    return out
+    get = _PIECES.__getitem__
+    per_line = (chain(chain.from_iterable(map(get, line.split())), _BREAK) for line in _content(raw).split(NEWLINE))
+    return np.fromiter(chain.from_iterable(per_line), dtype=np.uint64)
 
 
-@functools.lru_cache(maxsize=1)  # the batch being screened: its windows and its findings' spans both read them
+def _global(docs: DocTokens, per_doc: list[list], positions: Callable[[list], Iterable[int]]) -> np.ndarray:
+    """Token positions noted per document (``positions`` of each entry of ``per_doc``) as indices into the batch."""
+    count = np.fromiter(map(len, per_doc), dtype=np.int64, count=len(per_doc))
+    local = np.fromiter(chain.from_iterable(map(positions, per_doc)), dtype=np.int64, count=int(count.sum()))
+    return local + np.repeat(docs.token_starts, count)
+
+
 def line_keys(docs: DocTokens) -> tuple[np.ndarray, ...]:
     """(line hash, canonical tokens, document, first token, last token) of every non-empty line of a batch.
 
-    A multi-line string's tokens are replaced by its content's (tokenised as code, line breaks included). A line's
-    first and last tokens are indices into ``docs.flat``, for its span; a line inside a string spans the string.
+    A multi-line string's token is replaced by its text's tokens, lines and all. A line's first and last tokens are
+    indices into ``docs.flat``, for its span; a line inside a string spans the string.
     """
-    hasher = docs.hasher
     hashes = docs.hashes.copy()
     starts = docs.token_starts.tolist()
-    numbers = [(starts[doc] + pos, raw) for doc, found in enumerate(docs.numbers) for pos, raw in found]
-    if numbers:
-        where, raws = zip(*numbers, strict=True)
-        hashes[list(where)] = hasher.hashes(["#" + raw for raw in raws])
+    numbers = [lines.numbers for lines in docs.lines]
+    if any(numbers):
+        where = _global(docs, numbers, lambda found: (pos for pos, _ in found))
+        raws = chain.from_iterable((raw for _, raw in found) for found in numbers)
+        hashes[where] = docs.hasher.hashes(list(map("#".__add__, raws)))
+    # A line starts at each document's first token and after each break.
+    begins = np.zeros(len(hashes) + 1, dtype=bool)
+    begins[docs.token_starts] = True
+    begins[_global(docs, [lines.breaks for lines in docs.lines], iter)] = True
+    begins = begins[: len(hashes)]
     pieces: list[np.ndarray] = []
+    flags: list[np.ndarray] = []
     lengths: list[int] = []  # of the stream's segments: the tokens between strings, and each string's own
     flats: list[int] = []  # each string's own token
     at = 0
-    for doc, found in enumerate(docs.strings):
-        for pos, raw in found:
+    for doc, lines in enumerate(docs.lines):
+        for pos, raw in lines.strings:
             flat = starts[doc] + pos
-            sub = hasher.hashes(_content_tokens(raw))
+            sub = _content_hashes(raw)
+            sub_begins = sub == _BREAK[0]  # a break token: the next line starts there (the break is dropped)
+            sub_begins[0] |= begins[flat]
             pieces += [hashes[at:flat], sub]
+            flags += [begins[at:flat], sub_begins]
             lengths += [flat - at, len(sub)]
             flats.append(flat)
             at = flat + 1
     if not pieces:
-        stream, anchor = hashes, np.arange(len(hashes))
+        stream, anchor, breaks = hashes, np.arange(len(hashes)), np.zeros(len(hashes), dtype=bool)
     else:
         pieces.append(hashes[at:])
+        flags.append(begins[at:])
         lengths.append(len(hashes) - at)
-        stream = np.concatenate(pieces)
+        stream, begins = np.concatenate(pieces), np.concatenate(flags)
         size = np.array(lengths, dtype=np.int64)
         # A token between strings anchors to itself, a string's to the string: each segment's first anchor, then
         # steps of one (between strings) or none (inside one).
@@ -136,49 +156,54 @@ def line_keys(docs: DocTokens) -> tuple[np.ndarray, ...]:
         step[1::2] = 0
         within = np.arange(len(stream)) - np.repeat(np.cumsum(size) - size, size)
         anchor = np.repeat(first, size) + within * np.repeat(step, size)
-    owner = docs.owner[anchor]
-    # A line ends at a break, and at the end of each document.
-    brk = stream == hasher["\n"]
-    new_doc = np.ones(len(stream), dtype=bool)
-    new_doc[1:] = owner[1:] != owner[:-1]
-    line = np.cumsum(brk | new_doc) - 1  # breaks start the next line; they are dropped below
-    keep = ~brk
-    stream, anchor, owner, line = stream[keep], anchor[keep], owner[keep], line[keep]
+        breaks = stream == _BREAK[0]
+    line = np.cumsum(begins) - 1
+    keep = ~breaks
+    stream, anchor, line = stream[keep], anchor[keep], line[keep]
     if not len(stream):
         empty = np.empty(0, np.int64)
         return np.empty(0, np.uint64), empty, empty, empty, empty
-    starts = np.flatnonzero(np.concatenate(([True], line[1:] != line[:-1])))
-    counts = np.diff(np.append(starts, len(stream)))
-    offset = np.arange(len(stream)) - np.repeat(starts, counts)
+    starts_ = np.flatnonzero(np.concatenate(([True], line[1:] != line[:-1])))
+    counts = np.diff(np.append(starts_, len(stream)))
+    offset = np.arange(len(stream)) - np.repeat(starts_, counts)
     powers = np.cumprod(np.full(int(counts.max()), _MULT, dtype=np.uint64), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        mixed = np.add.reduceat(stream * powers[offset], starts) * _MIX + counts.astype(np.uint64)
-    return mixed ^ (mixed >> np.uint64(31)), counts, owner[starts], anchor[starts], anchor[starts + counts - 1]
+        mixed = np.add.reduceat(stream * powers[offset], starts_) * _MIX + counts.astype(np.uint64)
+    first_token = anchor[starts_]
+    return mixed ^ (mixed >> np.uint64(31)), counts, docs.owner[first_token], first_token, anchor[starts_ + counts - 1]
 
 
-def field_lines(text: str, min_tokens: int, hasher: TokenHasher) -> tuple[np.ndarray, list[int], int]:
+@functools.lru_cache(maxsize=4096)
+def field_lines(text: str, min_tokens: int) -> tuple[np.ndarray, list[int], int]:
     """(distinct hashes of a field's lines of at least ``min_tokens`` tokens, their tokens, the field's line count).
 
     The field goes through the documents' tokenizer, not :mod:`tokenize`: its lines must hash as a copy's would.
+    Cached, as the other code tests' field tokens are: the index is built anew for every screen call.
     """
-    keys, counts, *_ = line_keys(DocTokens([text], hasher))
+    keys, counts, *_ = line_keys(DocTokens([text], _HASHES))
     long = counts >= min_tokens
     hashes, first = np.unique(keys[long], return_index=True)
+    hashes.flags.writeable = False  # shared by every index built from the cache
     return hashes, counts[long][first].tolist(), len(keys)
 
 
 def line_windows(
-    docs: DocTokens, index: _GramIndex, weights: np.ndarray, lines: np.ndarray, min_tokens: int, floor: float
+    keys: tuple[np.ndarray, ...],
+    index: _GramIndex,
+    weights: np.ndarray,
+    lines: np.ndarray,
+    min_tokens: int,
+    floor: float,
 ) -> list[tuple[int, int, float, int, int, int]]:
     """(document, field ref, weight, lines, first line, last line) of the best window of every (document, field)
     pair whose whole document holds distinctive lines of the field worth at least ``floor`` tokens.
 
-    ``weights``: tokens of each index key; ``lines``: each field's line count (the window spans twice that, plus
-    two); the best window is the one whose distinct lines weigh most. Lines are numbered as in :func:`line_keys`.
+    ``keys``: :func:`line_keys` of the batch; ``weights``: tokens of each index key; ``lines``: each field's line
+    count (the window spans twice that, plus two); the best window is the one whose distinct lines weigh most.
     """
     if not len(index.keys):
         return []
-    keys, counts, owner, *_ = line_keys(docs)
+    keys, counts, owner, *_ = keys
     sel = np.flatnonzero(counts >= min_tokens)
     pos, found = index.lookup(keys[sel])
     if not len(pos):
@@ -206,17 +231,24 @@ def line_windows(
 
 
 def line_findings(
-    docs: DocTokens, index: _GramIndex, weights: np.ndarray, lines: np.ndarray, cfg: ScreenConfig
+    docs: DocTokens,
+    index: _GramIndex,
+    weights: np.ndarray,
+    lines: np.ndarray,
+    cfg: ScreenConfig,
 ) -> list[tuple[int, int, int, int, float]]:
     """(document, field ref, span start, span end, score) per (document, field) whose best window (see
     :func:`line_windows`) passes the ``code_lines_*`` settings of ``cfg``. The score is the window's share of the
     field's line tokens; the span runs from the window's first matched line to the end of its last."""
+    if not len(index.keys):
+        return []
     field_weight = _field_weights(index, weights)
     floor = cfg.code_lines_min_weight
-    found = line_windows(docs, index, weights, lines, cfg.code_lines_min_tokens, floor)
+    keys = line_keys(docs)
+    found = line_windows(keys, index, weights, lines, cfg.code_lines_min_tokens, floor)
     if not found:
         return []
-    *_, first_token, last_token = line_keys(docs)
+    *_, first_token, last_token = keys
     ident = np.arange(len(docs.flat))
     out = []
     for doc, ref, weight, count, first, final in found:
