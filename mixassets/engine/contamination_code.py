@@ -239,6 +239,7 @@ def compressed(hashes: np.ndarray, doc_of: np.ndarray | None = None) -> np.ndarr
 
 
 _WORD_TOKENS = frozenset(KEPT_NAMES | {PLACEHOLDER})
+_WORD_HASHES = np.sort(TokenHasher().hashes(sorted(_WORD_TOKENS)))  # every hasher gives the same (stable) hashes
 
 
 def _docstrings(hashes: np.ndarray, hasher: TokenHasher) -> np.ndarray:
@@ -251,7 +252,8 @@ def _docstrings(hashes: np.ndarray, hasher: TokenHasher) -> np.ndarray:
         return np.zeros(len(hashes), dtype=bool)
     is_string = hashes == hasher[STRING]
     after_colon = np.concatenate(([False], hashes[:-1] == hasher[":"]))
-    word = np.isin(hashes, hasher.hashes(sorted(_WORD_TOKENS)))  # a name, as its hash: no pass over the strings
+    at = np.minimum(np.searchsorted(_WORD_HASHES, hashes), len(_WORD_HASHES) - 1)
+    word = _WORD_HASHES[at] == hashes  # a name, by its hash: no pass over the token strings
     before_word = np.concatenate((word[1:], [False]))
     return is_string & after_colon & before_word
 
