@@ -450,7 +450,7 @@ def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = N
         elif p.answer is not None or pair is None or not len(pair[3]):
             ref = p.ref
             index.unscreenable.append(UnscreenableField(ref.eval_set, ref.item_id, ref.field, len(p.hashes)))
-    kept += _joined_code_fields(code_fields, cfg, index.hasher, shared)
+    kept += _joined_code_fields(code_fields, cfg, index.hasher)
     index.fields = [ref for ref, *_ in kept]
     index.field_tokens = [tokens for _, tokens, *_ in kept]
     index.answers = [row[5] for row in kept]
@@ -494,10 +494,7 @@ def _code_grams(text: str, cfg: ScreenConfig, hasher: TokenHasher) -> tuple[np.n
 
 
 def _joined_code_fields(
-    code_fields: dict[tuple[str, str], list[tuple[str, str]]],
-    cfg: ScreenConfig,
-    hasher: TokenHasher,
-    shared: set[tuple[str, int]],
+    code_fields: dict[tuple[str, str], list[tuple[str, str]]], cfg: ScreenConfig, hasher: TokenHasher
 ) -> list[tuple]:
     """Rows of the index for each item's Python fields joined (``prompt+solution``), indexed by ``code`` alone."""
     out: list[tuple] = []
@@ -505,14 +502,15 @@ def _joined_code_fields(
         if len(fields_) < 2:
             continue
         joined = "".join(text for _, text in fields_)
-        exact, fuzzy, lines, _ = _code_grams(joined, cfg, hasher)
-        lines = line_evidence(lines, shared, cfg, eval_set)
-        if len(exact) or len(fuzzy) or len(lines[0]):
+        exact, fuzzy, _, _ = _code_grams(joined, cfg, hasher)
+        # No line test here: lines do not cross fields, and the joined field is a target, which the prompt's lines
+        # alone (40% of the whole's, often) must not make of a document that holds only the prompt.
+        if len(exact) or len(fuzzy):
             kinds = {cfg.kind_of(name) for name, _ in fields_}
             ref = FieldRef(
                 eval_set, item_id, "+".join(name for name, _ in fields_), TARGET if TARGET in kinds else HOLDOUT
             )
-            code = (exact, fuzzy, lines, None)
+            code = (exact, fuzzy, NO_LINES, None)
             out.append((ref, len(screen_tokens(joined)), _EMPTY, _EMPTY, _EMPTY, _EMPTY, code, None))
     return out
 
