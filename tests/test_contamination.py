@@ -115,15 +115,18 @@ def test_finds_embedded_function_with_overlap_span_and_kind() -> None:
     rows = by_key(findings)
     # entry_point is too short to screen; each method that fires gives its own row, exact first. The code
     # method also screens the item's Python fields joined (prompt+canonical_solution); its fuzzy half
-    # (code_containment) also screens the prompt, whose signature alone is too short for 28-grams.
+    # (code_containment) also screens the prompt, whose signature alone is too short for 28-grams; its line test
+    # (code_lines) screens each field, not the joined one (lines do not cross fields).
     assert list(rows) == [
         ("leak-1", "prompt", "ngram13"),
         ("leak-1", "prompt", "containment"),
         ("leak-1", "prompt", "code_containment"),
+        ("leak-1", "prompt", "code_lines"),
         ("leak-1", "canonical_solution", "ngram13"),
         ("leak-1", "canonical_solution", "containment"),
         ("leak-1", "canonical_solution", "code28"),
         ("leak-1", "canonical_solution", "code_containment"),
+        ("leak-1", "canonical_solution", "code_lines"),
         ("leak-1", "prompt+canonical_solution", "code28"),
         ("leak-1", "prompt+canonical_solution", "code_containment"),
     ]
@@ -419,7 +422,8 @@ def test_item_leaks_lists_each_leaked_item_once() -> None:
     assert row["kinds"] == ["holdout", "target"]
     assert row["fields"] == ["canonical_solution", "prompt", "prompt+canonical_solution"]
     # f1 holds the solution as the whole body of the function (code_body); in w1 it follows prose on its line.
-    assert row["match_types"] == ["code28", "code_body", "code_containment", "containment", "ngram13"]
+    # Both hold the solution's lines (code_lines).
+    assert row["match_types"] == ["code28", "code_body", "code_containment", "code_lines", "containment", "ngram13"]
     assert (row["documents"], row["sources"]) == (2, ["forum", "web"])
     assert row["example_doc_id"] == "f1" and row["example_overlap"].lower().startswith("from typing import list")
     assert item_leaks(FINDING_SCHEMA.empty_table()).num_rows == 0

@@ -110,7 +110,8 @@ def test_renamed_humaneval_program_inside_stdlib_code_is_found(humaneval, stdlib
     code = findings.filter(pa.compute.starts_with(findings["match_type"], "code"))
     assert dirty.num_rows == 1 and set(code["item_id"].to_pylist()) == {item_id}
     # The exact 28-gram test and its fuzzy half both see the copy (the latter is what survives ast.unparse).
-    assert "code_containment" in set(code["match_type"].to_pylist()) <= {"code28", "code_containment", "code_body"}
+    methods = {"code28", "code_containment", "code_body", "code_lines"}
+    assert "code_containment" in set(code["match_type"].to_pylist()) <= methods
     best = max(code.to_pylist(), key=lambda f: f["span_end"] - f["span_start"])
     # The evidence span lies inside the pasted program, in the document's own offsets.
     assert cut <= best["span_start"] < best["span_end"] <= cut + len(renamed)
@@ -152,6 +153,11 @@ def test_code_fields_and_their_join_are_indexed(humaneval) -> None:
         ({"code_containment_threshold": 0.0}, "code_containment_threshold"),
         ({"code_containment_threshold": 1.5}, "code_containment_threshold"),
         ({"code_body_min_tokens": 0}, "code_body_min_tokens"),
+        ({"code_lines_min_tokens": 0}, "code_lines_min_tokens"),
+        ({"code_lines_min_lines": 0}, "code_lines_min_lines"),
+        ({"code_lines_min_weight": 0}, "code_lines_min_weight"),
+        ({"code_lines_threshold": 0.0}, "code_lines_threshold"),
+        ({"code_lines_threshold": 1.5}, "code_lines_threshold"),
     ],
 )
 def test_bad_code_settings_are_rejected(kwargs: dict, message: str) -> None:

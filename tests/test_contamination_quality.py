@@ -69,7 +69,9 @@ def test_fuzzy_methods_add_recall_over_exact_ngrams(labelled) -> None:
     assert both.found["rewritten"] > exact.found["rewritten"]
     edits = ("edited", "embedded", "answer_only")  # edits that can break every 13-gram of a short field
     assert sum(both.found[k] for k in edits) > sum(exact.found[k] for k in edits)
-    assert both.recall["rewritten"] >= 0.4  # heavy rewrites: documented as the n-gram methods' limit
+    # Heavy rewrites (names renamed, lines dropped, comments added) break most n-grams; the line test (code_lines)
+    # finds them by their distinctive lines: 0.945 measured, 0.72 without it.
+    assert both.recall["rewritten"] >= 0.9
     assert exact.fp_rate <= FP_TARGET
 
 

