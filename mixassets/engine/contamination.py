@@ -90,6 +90,7 @@ import pyarrow.compute as pc
 
 from mixassets.engine.contamination_body import body_findings
 from mixassets.engine.contamination_code import DocTokens, code_findings, fuzzy_code_findings
+from mixassets.engine.contamination_grams import GramIndex
 from mixassets.engine.contamination_index import (
     _DOC_COLUMNS,
     DEFAULT_FIELD_KINDS,
@@ -100,7 +101,6 @@ from mixassets.engine.contamination_index import (
     ScreenConfig,
     ScreenIndex,
     UnscreenableField,
-    _GramIndex,
     _require,
     _resolve,
     build_index,
@@ -210,7 +210,7 @@ def _grouped(pair: np.ndarray, pos: np.ndarray, keys: np.ndarray) -> Iterable[tu
     yield from zip(pair[heads].tolist(), np.split(pos, bounds), np.split(keys, bounds), strict=True)
 
 
-def _chunk_hits(chunk: _Chunk, index: _GramIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _chunk_hits(chunk: _Chunk, index: GramIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(global n-gram position, key index, field ref) of every posting hit inside one document."""
     grams, inside = chunk.grams(index.g)
     pos, keys = index.lookup(grams)
@@ -220,7 +220,7 @@ def _chunk_hits(chunk: _Chunk, index: _GramIndex) -> tuple[np.ndarray, np.ndarra
     return pos[which], keys[which], refs
 
 
-def _exact_findings(chunk: _Chunk, index: _GramIndex, match_type: str) -> list[_Finding]:
+def _exact_findings(chunk: _Chunk, index: GramIndex, match_type: str) -> list[_Finding]:
     pos, keys, refs = _chunk_hits(chunk, index)
     if not len(pos):
         return []
@@ -235,7 +235,7 @@ def _exact_findings(chunk: _Chunk, index: _GramIndex, match_type: str) -> list[_
     return out
 
 
-def _fuzzy_findings(chunk: _Chunk, index: _GramIndex, cfg: ScreenConfig, field_tokens: np.ndarray) -> list[_Finding]:
+def _fuzzy_findings(chunk: _Chunk, index: GramIndex, cfg: ScreenConfig, field_tokens: np.ndarray) -> list[_Finding]:
     """Containment and Jaccard per (document, field): distinct shared shingles counted with ``np.unique``.
 
     The span is the densest stretch of shared shingles no longer than 1.5 times the field (plus one

@@ -39,7 +39,7 @@ from mixassets.engine.contamination_code import _CODE_TOKEN, NUMBER, DocTokens, 
 from mixassets.engine.text_norm import TokenHasher, ngram_hashes
 
 if TYPE_CHECKING:
-    from mixassets.engine.contamination_index import _GramIndex
+    from mixassets.engine.contamination_grams import GramIndex
 
 PREFIX = 8  # layout-free canonical tokens of a field looked up at every position of the documents
 _OPENERS, _CLOSERS = frozenset("([{"), frozenset(")]}")
@@ -169,7 +169,7 @@ def block_matches(lines: list[Line], key: BodyKey, anchored: bool = True) -> lis
 
 
 def body_findings(
-    docs: DocTokens, index: _GramIndex, keys: list[BodyKey | None], anchored: bool = True
+    docs: DocTokens, index: GramIndex, keys: list[BodyKey | None], anchored: bool = True
 ) -> list[tuple[int, int, int, int, float]]:
     """(document, field ref, span start, span end, 1.0) per document holding an indexed field as a whole block
     (``index``: :func:`body_prefix` of each field, ``keys``: each field's :class:`BodyKey` or None;

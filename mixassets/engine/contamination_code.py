@@ -52,7 +52,7 @@ import numpy as np
 from mixassets.engine.text_norm import TokenHasher, ngram_hashes
 
 if TYPE_CHECKING:  # the index class lives beside the item index, which imports this module
-    from mixassets.engine.contamination_index import _GramIndex
+    from mixassets.engine.contamination_grams import GramIndex
 
 PLACEHOLDER, STRING, NUMBER = "ID", "S", "N"
 # Names a rename cannot touch: keywords (soft ones too, ``match``/``case``) and builtins. ``self`` and
@@ -342,7 +342,7 @@ class DocTokens:
         """Which tokens the layout-free stream keeps (:func:`_layout_free`), for the fuzzy and whole-block tests."""
         return _layout_free(self.hashes, self.hasher)
 
-    def hits(self, index: _GramIndex, layout_free: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def hits(self, index: GramIndex, layout_free: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(kept token indices, stream position, key index, field ref) of every posting hit inside one document.
 
         The stream is the documents' canonical tokens without docstrings (and, ``layout_free``, without
@@ -383,7 +383,7 @@ def _grouped(pair: np.ndarray, pos: np.ndarray, keys: np.ndarray) -> list[tuple[
     return list(zip(pair[heads].tolist(), np.split(pos, bounds), np.split(keys, bounds), strict=True))
 
 
-def code_findings(docs: DocTokens, index: _GramIndex) -> list[tuple[int, int, int, int, float]]:
+def code_findings(docs: DocTokens, index: GramIndex) -> list[tuple[int, int, int, int, float]]:
     """(document, field ref, span start, span end, score) per (document, code field) sharing a canonical n-gram.
 
     Linear in the documents: their canonical tokens are hashed once, every n-gram is looked up in the
@@ -409,7 +409,7 @@ def code_findings(docs: DocTokens, index: _GramIndex) -> list[tuple[int, int, in
     return out
 
 
-def fuzzy_code_findings(docs: DocTokens, index: _GramIndex, threshold: float) -> list[tuple[int, int, int, int, float]]:
+def fuzzy_code_findings(docs: DocTokens, index: GramIndex, threshold: float) -> list[tuple[int, int, int, int, float]]:
     """(document, field ref, span start, span end, score) per (document, code field) whose window holds at least
     ``threshold`` of the field's distinct layout-free canonical ``k``-grams (method ``code_containment``).
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from mixassets.engine.contamination_body import PREFIX, BodyKey, body_prefix, field_body
 from mixassets.engine.contamination_code import field_code_grams, field_fuzzy_grams
+from mixassets.engine.contamination_grams import GramIndex
 from mixassets.engine.contamination_lines import NO_LINES, field_lines, line_evidence, shared_lines
 from mixassets.engine.contamination_semantic import SemanticIndex, SemanticSettings, build_semantic_index, own_text
 from mixassets.engine.mcq import McqItem, is_mcq, parse_mcq
@@ -181,55 +182,6 @@ class UnscreenableField:
 
 
 @dataclass
-class _GramIndex:
-    """Inverted index over item n-gram hashes in CSR form: ``refs[ptr[k]:ptr[k+1]]`` hold ``keys[k]``."""
-
-    g: int
-    keys: np.ndarray  # sorted unique uint64
-    ptr: np.ndarray  # int64, len(keys) + 1
-    refs: np.ndarray  # int64 field refs
-    field_counts: np.ndarray  # int64 per field ref: its distinct n-grams (0 if not indexed by this method)
-    filter: np.ndarray  # bool, indexed by a hash's low bits: could the hash be a key?
-    mask: np.uint64
-
-    @classmethod
-    def build(cls, g: int, per_field: list[np.ndarray]) -> _GramIndex:
-        grams = np.concatenate([np.empty(0, np.uint64), *per_field])
-        refs = np.repeat(np.arange(len(per_field), dtype=np.int64), [len(a) for a in per_field])
-        order = np.argsort(grams, kind="stable")
-        grams, refs = grams[order], refs[order]
-        keys, first = np.unique(grams, return_index=True)
-        counts = np.array([len(a) for a in per_field], dtype=np.int64)
-        bits = int(np.clip(np.ceil(np.log2(max(len(keys), 1) * 64)), 16, 24))
-        mask = np.uint64((1 << bits) - 1)
-        table = np.zeros(1 << bits, dtype=bool)
-        table[keys & mask] = True
-        ptr = np.append(first, len(grams)).astype(np.int64)
-        return cls(g, keys, ptr, refs, counts, table, mask)
-
-    def lookup(self, grams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(positions in ``grams``, key indices) of the grams that are in the index.
-
-        Almost every n-gram of a corpus is in no item, so a bit table over the hashes' low bits (a
-        one-hash Bloom filter, ~1.5% false candidates) rejects most of them with one gather before the
-        binary search, which alone costs a cache miss per level.
-        """
-        if not len(self.keys) or not len(grams):
-            return np.empty(0, np.int64), np.empty(0, np.int64)
-        cand = np.flatnonzero(self.filter[grams & self.mask])
-        k = np.minimum(np.searchsorted(self.keys, grams[cand]), len(self.keys) - 1)
-        hit = self.keys[k] == grams[cand]
-        return cand[hit], k[hit]
-
-    def expand(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For key indices, (index into ``keys``, field ref) for every posting of every key."""
-        counts = self.ptr[keys + 1] - self.ptr[keys]
-        which = np.repeat(np.arange(len(keys)), counts)
-        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        return which, self.refs[np.repeat(self.ptr[keys], counts) + offsets]
-
-
-@dataclass
 class ScreenIndex:
     """Every screenable item field, with an n-gram index per method family."""
 
@@ -237,19 +189,19 @@ class ScreenIndex:
     fields: list[FieldRef] = field(default_factory=list)
     field_tokens: list[int] = field(default_factory=list)
     unscreenable: list[UnscreenableField] = field(default_factory=list)
-    exact: _GramIndex | None = None
-    fuzzy: _GramIndex | None = None
-    code: _GramIndex | None = None
-    code_fuzzy: _GramIndex | None = None  # layout-free canonical k-grams (``code_containment``)
-    code_body: _GramIndex | None = None  # each target field's first layout-free canonical tokens (``code_body``)
+    exact: GramIndex | None = None
+    fuzzy: GramIndex | None = None
+    code: GramIndex | None = None
+    code_fuzzy: GramIndex | None = None  # layout-free canonical k-grams (``code_containment``)
+    code_body: GramIndex | None = None  # each target field's first layout-free canonical tokens (``code_body``)
     bodies: list[BodyKey | None] = field(default_factory=list)  # per field ref: its whole block, for ``code_body``
-    code_lines: _GramIndex | None = None  # each Python field's distinctive line hashes (``code_lines``)
+    code_lines: GramIndex | None = None  # each Python field's distinctive line hashes (``code_lines``)
     line_weights: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))  # tokens of each line key
     line_counts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # lines of each field ref
     semantic: SemanticIndex | None = None
     hasher: TokenHasher = field(default_factory=TokenHasher)
     # stem_answer: the stems' shingles, and per field ref the answer's token hashes (empty for other fields)
-    pairs: _GramIndex | None = None
+    pairs: GramIndex | None = None
     answers: list[np.ndarray] = field(default_factory=list)
     shared_ngrams: dict[str, int] = field(default_factory=dict)  # eval set -> its boilerplate containment_n-grams
 
@@ -455,26 +407,26 @@ def build_index(items: pa.Table, n: int = 13, *, config: ScreenConfig | None = N
     index.field_tokens = [tokens for _, tokens, *_ in kept]
     index.answers = [row[5] for row in kept]
     if "ngram" in cfg.methods:
-        index.exact = _GramIndex.build(cfg.n, [row[2] for row in kept])
+        index.exact = GramIndex.build(cfg.n, [row[2] for row in kept])
     if cfg.fuzzy:
-        index.fuzzy = _GramIndex.build(cfg.containment_n, [row[3] for row in kept])
+        index.fuzzy = GramIndex.build(cfg.containment_n, [row[3] for row in kept])
     if any(len(row[4]) for row in kept):  # no multiple-choice item: no pass for the method
-        index.pairs = _GramIndex.build(cfg.containment_n, [row[4] for row in kept])
+        index.pairs = GramIndex.build(cfg.containment_n, [row[4] for row in kept])
     if want_code:
-        index.code = _GramIndex.build(cfg.code_n, [row[6][0] for row in kept])
-        index.code_fuzzy = _GramIndex.build(cfg.code_containment_n, [row[6][1] for row in kept])
+        index.code = GramIndex.build(cfg.code_n, [row[6][0] for row in kept])
+        index.code_fuzzy = GramIndex.build(cfg.code_containment_n, [row[6][1] for row in kept])
         index.bodies = [row[6][3] for row in kept]
         lines = [row[6][2] for row in kept]
-        index.code_lines = _GramIndex.build(1, [h for h, _, _ in lines])
+        index.code_lines = GramIndex.build(1, [h for h, _, _ in lines])
         weight = {h: w for hashes, ws, _ in lines for h, w in zip(hashes.tolist(), ws, strict=True)}
         index.line_weights = np.array([weight[k] for k in index.code_lines.keys.tolist()], dtype=np.float64)
         index.line_counts = np.array([n for _, _, n in lines], dtype=np.int64)
-        index.code_body = _GramIndex.build(PREFIX, [_EMPTY if b is None else body_prefix(b) for b in index.bodies])
+        index.code_body = GramIndex.build(PREFIX, [_EMPTY if b is None else body_prefix(b) for b in index.bodies])
     if semantic is not None:
         prose_of = [(k, piece) for k, row in enumerate(kept) for piece in row[7] or ()]
         index.semantic = build_semantic_index(semantic, prose_of, [ref.item_id for ref in index.fields])
         word_hashes = [np.unique(ngram_hashes(index.hasher.hashes(w), 1)) for w in index.semantic.word_sets]
-        index.semantic.words = _GramIndex.build(1, word_hashes)
+        index.semantic.words = GramIndex.build(1, word_hashes)
     return index
 
 

