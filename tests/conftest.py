@@ -41,6 +41,8 @@ def build_tiny_project(root: Path, model_dir: Path) -> Path:
     cfg = yaml.safe_load((DEMO / "mixtrain.yaml").read_text())
     cfg["training"].update(base_model=str(model_dir), steps=2, batch_size=2, max_seq_len=128)
     cfg["evaluation"].update(limit=3, max_new_tokens=8)
+    # every suite (the demo runs the cheap ones): cheap on the tiny model
+    cfg["evaluation"]["suites"] = ["structured", "tool_calls", "sentinel", "calibration", "perplexity"]
     cfg["distillation"]["recipe"].update(steps=2, batch_size=2, max_seq_len=128)
     if "drop_layers" in cfg["distillation"]["student"]:  # the tiny model has 2 layers
         cfg["distillation"]["student"]["drop_layers"] = 1
