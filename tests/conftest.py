@@ -60,7 +60,8 @@ def build_tiny_project(root: Path, model_dir: Path) -> Path:
     cfg["distillation"].pop("sft_baseline", None)
     for adapter in cfg.get("adapters", {}).values():
         adapter["steps"] = 2
-        adapter.pop("max_seq_len", None)  # the training section's 128, whatever the demo gives an adapter
+        adapter.pop("max_seq_len", None)  # the training section's 128 and 2, whatever the demo gives an adapter
+        adapter.pop("batch_size", None)
         if adapter.get("sources") == ["signature_sft"]:  # task chats only: at 128 tokens no answer survives
             adapter["max_seq_len"] = 2048
     for e in cfg["eval_sets"]:
