@@ -132,11 +132,12 @@ def test_a_project_without_distillation_evaluates_and_releases_without_students(
         "sft_adapter",
     }
     assert _parents(graph, "released_model") == {"eval_comparison", "eval_report", "sft_adapter"}
-    # The demo keeps its students, and its report and release wait for them.
+    # The demo keeps its distilled student (without the SFT-only baseline), and its report and release wait for it.
     demo = _graph(project_dir)
-    assert set(STUDENT_MODELS) <= _parents(demo, "eval_report") and set(STUDENT_MODELS) <= _parents(
+    assert {"distilled_student"} <= _parents(demo, "eval_report") and {"distilled_student"} <= _parents(
         demo, "released_model"
     )
+    assert "student_sft_baseline" not in {k.to_user_string() for k in demo.get_all_asset_keys()}
     assert _parents(demo, "distilled_student") >= {"sft_adapter", "distillation_recipe"}
     # sft_baseline: false trains the distilled student alone.
     cfg = yaml.safe_load((project_dir / "mixtrain.yaml").read_text())
