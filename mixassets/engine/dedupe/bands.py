@@ -15,6 +15,8 @@ The incremental query (``touching=``) returns only pairs with at least one end i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -99,6 +101,27 @@ def _unique_pairs(parts: list[tuple[np.ndarray, np.ndarray]], size: int) -> np.n
     return np.stack([codes // size, codes % size], axis=1) if codes.size else np.empty((0, 2), dtype=np.int64)
 
 
+def _live(n: int, active: np.ndarray | None) -> np.ndarray:
+    """The positions that take part in band runs (all, or the ``active`` ones), in the smallest integer type."""
+    pos_type = np.int32 if n < 2**31 else np.int64
+    return np.arange(n, dtype=pos_type) if active is None else np.flatnonzero(active).astype(pos_type)
+
+
+def _sorted_bands(bands: np.ndarray, live: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Per band, the ``live`` rows' hashes sorted and their positions in the same order, one band at a time."""
+    for k in range(bands.shape[1]):
+        column = bands[live, k]
+        order = np.argsort(column, kind="stable")
+        yield column[order], live[order]
+
+
+def _band_matrix(sketches: pa.Table, cfg: DedupeConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(n, b)`` band hashes of ``sketches`` under ``cfg``'s banding, and which rows have shingles."""
+    _check_sketches(sketches, cfg)
+    matrix = _fixed_list_numpy(_reband(sketches, cfg).column("bands"), cfg.banding[0], np.uint64)
+    return matrix, sketches.column("n_shingles").to_numpy() > 0
+
+
 class BandIndex:
     """Sorted band hashes of a set of documents, with their positions.
 
@@ -115,15 +138,12 @@ class BandIndex:
             raise ValueError(f"bands must be a 2-d (documents x bands) array, got shape {bands.shape}")
         n, b = bands.shape
         self.size = n
-        pos_type = np.int32 if n < 2**31 else np.int64
-        live = np.arange(n, dtype=pos_type) if active is None else np.flatnonzero(active).astype(pos_type)
+        live = _live(n, active)
         self._hashes = np.empty((b, live.size), dtype=np.uint64)
-        self._positions = np.empty((b, live.size), dtype=pos_type)
-        for k in range(b):
-            column = bands[live, k]
-            order = np.argsort(column, kind="stable")
-            self._hashes[k] = column[order]
-            self._positions[k] = live[order]
+        self._positions = np.empty((b, live.size), dtype=live.dtype)
+        for k, (hashes, positions) in enumerate(_sorted_bands(bands, live)):
+            self._hashes[k] = hashes
+            self._positions[k] = positions
 
     @property
     def nbytes(self) -> int:
@@ -150,28 +170,17 @@ def band_index(sketches: pa.Table, config: DedupeConfig | None = None) -> BandIn
     Sketches banded differently from ``config`` (e.g. a lower threshold was configured since) are rebanded
     from their stored signatures; no text is needed for that.
     """
-    cfg = config or DedupeConfig()
-    _check_sketches(sketches, cfg)
-    matrix = _fixed_list_numpy(_reband(sketches, cfg).column("bands"), cfg.banding[0], np.uint64)
-    return BandIndex(matrix, active=sketches.column("n_shingles").to_numpy() > 0)
+    matrix, active = _band_matrix(sketches, config or DedupeConfig())
+    return BandIndex(matrix, active=active)
 
 
 def candidate_pairs(sketches: pa.Table, config: DedupeConfig | None = None) -> np.ndarray:
     """``band_index(sketches, config).candidate_pairs()`` with one band sorted at a time: a full build needs
     the pairs, not the index, and the index of all bands is 12 bytes per document and band (216 MB at 1M
     documents and 18 bands) where one band's sort is 16 bytes per document."""
-    cfg = config or DedupeConfig()
-    _check_sketches(sketches, cfg)
-    matrix = _fixed_list_numpy(_reband(sketches, cfg).column("bands"), cfg.banding[0], np.uint64)
-    n = matrix.shape[0]
-    pos_type = np.int32 if n < 2**31 else np.int64
-    live = np.flatnonzero(sketches.column("n_shingles").to_numpy() > 0).astype(pos_type)
-    parts = []
-    for k in range(matrix.shape[1]):
-        column = matrix[live, k]
-        order = np.argsort(column, kind="stable")
-        parts.append(pairs_in_runs(column[order], live[order]))
-    return _unique_pairs(parts, n)
+    matrix, active = _band_matrix(sketches, config or DedupeConfig())
+    parts = [pairs_in_runs(h, p) for h, p in _sorted_bands(matrix, _live(len(matrix), active))]
+    return _unique_pairs(parts, len(matrix))
 
 
 def _pairs_touching(sketches: pa.Table, is_new: np.ndarray, cfg: DedupeConfig) -> np.ndarray:
@@ -181,8 +190,7 @@ def _pairs_touching(sketches: pa.Table, is_new: np.ndarray, cfg: DedupeConfig) -
     ``band_index(sketches).candidate_pairs(touching=is_new)``."""
     if not is_new.any():
         return np.empty((0, 2), dtype=np.int64)
-    matrix = _fixed_list_numpy(_reband(sketches, cfg).column("bands"), cfg.banding[0], np.uint64)
-    active = sketches.column("n_shingles").to_numpy() > 0
+    matrix, active = _band_matrix(sketches, cfg)
     new_active = is_new & active
     near = new_active.copy()
     for band in range(matrix.shape[1]):
