@@ -245,7 +245,12 @@ def gate_batch(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> GateR
 def _gate_batch(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> GateResult:
     run = _apply_rules(docs, rules, ctx)
     accepted = _accepted_table(docs, run.alive, run.edits, run.original)
-    quarantine = _quarantine_table(docs, run.held, run.original)
+    # The quarantine's reasons are mostly the decision log's reasons again: redacted in one pass, each distinct
+    # reason is scanned once instead of once per table (a rule may quote the text it matched).
+    held_reasons = [run.held[i].reason for i in sorted(run.held)]
+    shown = redact_views(held_reasons + run.decisions["reason"])
+    run.decisions["reason"] = shown[len(held_reasons) :]
+    quarantine = _quarantine_table(docs, run.held, run.original, shown[: len(held_reasons)])
     counts = _counts(docs, run.alive, run.held, run.edits, run.removed, ctx)
     counts["stripped_lines"] = run.stripped_lines
     for t in PII_TYPES:
@@ -254,7 +259,6 @@ def _gate_batch(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> Gate
         counts[f"rule.{rule_id}"] = n
     for rule_id, s in run.seconds.items():
         counts[f"time_s.{rule_id}"] = round(s, 6)
-    run.decisions["reason"] = redact_views(run.decisions["reason"])  # a rule may quote the text it matched
     decisions = pa.table(run.decisions, schema=DECISION_SCHEMA)
     return GateResult(accepted, quarantine, decisions, counts, run.alive, sorted(run.held), run.decision_rows)
 
@@ -390,10 +394,12 @@ def _accepted_table(
     return table
 
 
-def _quarantine_table(docs: pa.Table, held: dict[int, _Held], original: list[str | None]) -> pa.Table:
-    """The held documents as the quarantine shows them: text and reason with every detected value a tagged hash
-    (:mod:`~mixassets.engine.redaction`), whichever rule held the document; the clear text stays in raw_documents,
-    where a reviewer's accept takes it from."""
+def _quarantine_table(
+    docs: pa.Table, held: dict[int, _Held], original: list[str | None], reasons: list[str | None]
+) -> pa.Table:
+    """The held documents as the quarantine shows them: text and reason (``reasons``, already redacted, in row
+    order) with every detected value a tagged hash (:mod:`~mixassets.engine.redaction`), whichever rule held the
+    document; the clear text stays in raw_documents, where a reviewer's accept takes it from."""
     order = sorted(held)
     sub = _take(docs.select(["doc_id", "source_id", "locator"]), order)  # the texts are ``original``'s
     rows: dict[str, list[Any]] = {
@@ -402,7 +408,7 @@ def _quarantine_table(docs: pa.Table, held: dict[int, _Held], original: list[str
         "locator": sub.column("locator").to_pylist(),
         "disposition": [held[i].disposition for i in order],
         "rule_id": [held[i].rule_id for i in order],
-        "reason": redact_views([held[i].reason for i in order]),
+        "reason": reasons,
         "text": redact_views([original[i] for i in order]),
         "raw_bytes": [None] * len(order),
         "raw_sha256": [None] * len(order),
