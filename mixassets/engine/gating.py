@@ -272,23 +272,30 @@ def _apply_rules(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> _Ru
     run = _Run(work=docs, alive=list(range(docs.num_rows)), seconds=dict.fromkeys((r.id for r in rules), 0.0))
     run.original = original
     decisions, held, edits, removed = run.decisions, run.held, run.edits, run.removed
-    batch: pa.Table | None = None  # the rows of ``run.work`` at ``run.alive``; rebuilt only when either changes
+    batch: pa.Table | None = None  # the rows of ``run.work`` at ``batch_rows``; rebuilt only when either changes
+    batch_rows: list[int] = []
 
     for rule in rules:
         alive = run.alive
         if not alive:
             break
+        if batch is not None and len(batch_rows) != len(alive) and not _may_show_held(rule, batch_rows, alive):
+            batch = None
         if batch is None:
             if len(alive) == run.work.num_rows:
                 batch, shown = run.work, work_texts
             else:
                 batch, shown = _take(run.work, alive), [work_texts[i] for i in alive]
+            batch_rows = alive
             remember_texts(batch, [t or "" for t in shown])  # the rules' ``texts(batch)``, without a conversion
         started = time.perf_counter()
         results = rule.evaluate(batch, ctx)
         run.seconds[rule.id] += time.perf_counter() - started
-        if len(results) != len(alive):
-            raise RuntimeError(f"rule {rule.id} returned {len(results)} outcomes for {len(alive)} documents")
+        if len(results) != len(batch_rows):
+            raise RuntimeError(f"rule {rule.id} returned {len(results)} outcomes for {len(batch_rows)} documents")
+        if len(batch_rows) != len(alive):  # the outcomes of the rows held since the batch was built are dropped
+            standing = set(alive)
+            results = [r for row, r in zip(batch_rows, results, strict=True) if row in standing]
         still: list[int] = []
         restripped: list[int] = []
         for idx, outcomes in zip(alive, results, strict=True):
@@ -328,8 +335,6 @@ def _apply_rules(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> _Ru
                     run.stripped_lines += 1
                     restripped.append(idx)
             still.append(idx)
-        if len(still) != len(alive):
-            batch = None
         run.alive = still
         if restripped:
             batch = None
@@ -339,6 +344,19 @@ def _apply_rules(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> _Ru
                 current[idx] = _apply_edits(text, [(s, e, "") for s, e in removed[idx]])
             run.work, work_texts = _with_text(run.work, current), current
     return run
+
+
+def _may_show_held(rule: Rule, batch_rows: list[int], alive: list[int]) -> bool:
+    """Whether ``rule`` may be shown the last batch although rows of it have been held since it was built.
+
+    Building a batch copies every text still standing; a ``per_document`` rule judges each row on its own, so
+    showing it a few held rows more (whose outcomes the runner drops) changes nothing but its work on them.
+    While the rows held are few (a quality rule holds about one in a hundred), that work is the smaller cost."""
+    return rule.per_document and len(batch_rows) - len(alive) <= len(batch_rows) // _MAX_HELD_SHOWN
+
+
+# At most one in this many rows of a batch shown to a ``per_document`` rule may be rows held since it was built.
+_MAX_HELD_SHOWN = 16
 
 
 def _counts(
