@@ -408,3 +408,37 @@ def test_the_cycle_collector_is_paused_during_the_gate_and_left_as_it_was() -> N
         assert not gc.isenabled()  # a caller that paused it keeps it paused
     finally:
         gc.enable()
+
+
+class _HoldMarked(Rule):
+    id = "test.hold_marked"
+    version = 1
+    per_document = True
+
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[list[Outcome]]:
+        return [[Outcome("quarantine", "marked")] if "HOLD" in t else [] for t in docs.column("text").to_pylist()]
+
+
+class _Counts(Rule):
+    version = 1
+
+    def __init__(self, rule_id: str, per_document: bool) -> None:
+        self.id, self.per_document, self.shown = rule_id, per_document, []  # type: ignore[misc]
+
+    def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[list[Outcome]]:
+        self.shown.append(docs.num_rows)
+        return [[Outcome("flag", "seen")] for _ in range(docs.num_rows)]
+
+
+@pytest.mark.parametrize("held", [1, 3])
+def test_held_rows_are_shown_only_to_per_document_rules_and_only_while_few(held: int) -> None:
+    """A per-document rule may be shown the last batch with a few rows held since it was built (at most one in
+    16): its outcomes for them are dropped. Any other rule, or more held rows, gets a batch without them."""
+    docs = _docs([{"text": f"{'HOLD ' if i < held else ''}{CLEAN} {i}"} for i in range(40)])
+    per_doc, whole = _Counts("test.per_doc", True), _Counts("test.whole", False)
+    res = gate(docs, _spec(), rules=[_HoldMarked(), per_doc, whole])
+    assert per_doc.shown == [40 if held == 1 else 40 - held] and whole.shown == [40 - held]
+    assert res.counts["rule.test.per_doc"] == res.counts["rule.test.whole"] == 40 - held
+    assert res.counts["quarantined"] == held
+    logged = [d["doc_id"] for d in res.decisions.to_pylist() if d["rule_id"] == "test.per_doc"]
+    assert logged == res.accepted.column("doc_id").to_pylist()

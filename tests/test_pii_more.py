@@ -214,6 +214,9 @@ def test_preselection_keeps_every_text_a_prefilter_matches():
         return frozenset(found | ({"phone"} if phone else set()))
 
     texts = [*PREFILTER_TEXTS, "dial +1 800 FLOWERS", "1 800 FLOWERS +", "+ and 12 34", "ref 1234", "12:34:56"]
+    # Around the literals the single passes are narrowed by: "@", "-NN-", ".N.N.N" and either plus sign.
+    texts += ["a@b", "@b", "a@", "123-45-6789", "12-34-5678", "-12-", "1.2.3.4", ".2.3.4", "1.2.3", "1.22.333.4"]
+    texts += ["\uff0b12 34", "12 34 \uff0b", "12\uff0b34", "+1\n2\n3\n4", "1234+", "x+xxx", "+"]
     for region in ("US", "GB"):
         expected = [reference(t, region) for t in texts]
         assert pii.possible_detectors(pa.array(texts), region) == expected

@@ -129,3 +129,26 @@ def test_compiled_loops_are_the_python_loops() -> None:
     assert n == plain[3] > 0
     assert got[0][: got[1][n - 1]].tobytes() == plain[0][: plain[1][n - 1]].tobytes()
     assert got[1][:n].tolist() == plain[1][:n].tolist() and got[2][:n].tolist() == plain[2][:n].tolist()
+
+
+def test_a_remembered_normalization_is_reused_only_for_the_same_object_and_only_once() -> None:
+    """``remember`` hands the normalized non-ASCII texts to the next call, which gives the keys it would give
+    anyway: a text equal to a remembered one but another object, or another ``normalize``, is normalized afresh."""
+    calls: list[str] = []
+
+    def counting(text: str) -> str:
+        calls.append(text)
+        return normalize_for_dedupe(text)
+
+    shared, other = "Ünïcode  TEXT", "Ärger im Büro"
+    text_keys.document_keys([shared, other, "plain ascii"], counting, remember=True)
+    assert calls == [shared, other]
+    copy = "".join(list(other))  # equal, another object
+    prefixes = ["s\x00"] * 3
+    keys = text_keys.document_keys([shared, copy, "Çava"], counting, prefixes)
+    assert keys == [dedupe_key("s", t) for t in (shared, copy, "Çava")]
+    assert calls == [shared, other, copy, "Çava"]  # ``shared`` was not normalized again
+    text_keys.document_keys([shared], counting)  # the first call's forms were taken over by the second
+    assert calls[-1] is shared and len(calls) == 5
+    text_keys.document_keys([shared], counting, remember=True)
+    assert text_keys.document_keys([shared], lambda t: t.upper()) == [text_key(shared.upper())]

@@ -245,7 +245,12 @@ def gate_batch(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> GateR
 def _gate_batch(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> GateResult:
     run = _apply_rules(docs, rules, ctx)
     accepted = _accepted_table(docs, run.alive, run.edits, run.original)
-    quarantine = _quarantine_table(docs, run.held, run.original)
+    # The quarantine's reasons are mostly the decision log's reasons again: redacted in one pass, each distinct
+    # reason is scanned once instead of once per table (a rule may quote the text it matched).
+    held_reasons = [run.held[i].reason for i in sorted(run.held)]
+    shown = redact_views(held_reasons + run.decisions["reason"])
+    run.decisions["reason"] = shown[len(held_reasons) :]
+    quarantine = _quarantine_table(docs, run.held, run.original, shown[: len(held_reasons)])
     counts = _counts(docs, run.alive, run.held, run.edits, run.removed, ctx)
     counts["stripped_lines"] = run.stripped_lines
     for t in PII_TYPES:
@@ -254,7 +259,6 @@ def _gate_batch(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> Gate
         counts[f"rule.{rule_id}"] = n
     for rule_id, s in run.seconds.items():
         counts[f"time_s.{rule_id}"] = round(s, 6)
-    run.decisions["reason"] = redact_views(run.decisions["reason"])  # a rule may quote the text it matched
     decisions = pa.table(run.decisions, schema=DECISION_SCHEMA)
     return GateResult(accepted, quarantine, decisions, counts, run.alive, sorted(run.held), run.decision_rows)
 
@@ -268,23 +272,30 @@ def _apply_rules(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> _Ru
     run = _Run(work=docs, alive=list(range(docs.num_rows)), seconds=dict.fromkeys((r.id for r in rules), 0.0))
     run.original = original
     decisions, held, edits, removed = run.decisions, run.held, run.edits, run.removed
-    batch: pa.Table | None = None  # the rows of ``run.work`` at ``run.alive``; rebuilt only when either changes
+    batch: pa.Table | None = None  # the rows of ``run.work`` at ``batch_rows``; rebuilt only when either changes
+    batch_rows: list[int] = []
 
     for rule in rules:
         alive = run.alive
         if not alive:
             break
+        if batch is not None and len(batch_rows) != len(alive) and not _may_show_held(rule, batch_rows, alive):
+            batch = None
         if batch is None:
             if len(alive) == run.work.num_rows:
                 batch, shown = run.work, work_texts
             else:
                 batch, shown = _take(run.work, alive), [work_texts[i] for i in alive]
+            batch_rows = alive
             remember_texts(batch, [t or "" for t in shown])  # the rules' ``texts(batch)``, without a conversion
         started = time.perf_counter()
         results = rule.evaluate(batch, ctx)
         run.seconds[rule.id] += time.perf_counter() - started
-        if len(results) != len(alive):
-            raise RuntimeError(f"rule {rule.id} returned {len(results)} outcomes for {len(alive)} documents")
+        if len(results) != len(batch_rows):
+            raise RuntimeError(f"rule {rule.id} returned {len(results)} outcomes for {len(batch_rows)} documents")
+        if len(batch_rows) != len(alive):  # the outcomes of the rows held since the batch was built are dropped
+            standing = set(alive)
+            results = [r for row, r in zip(batch_rows, results, strict=True) if row in standing]
         still: list[int] = []
         restripped: list[int] = []
         for idx, outcomes in zip(alive, results, strict=True):
@@ -324,8 +335,6 @@ def _apply_rules(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> _Ru
                     run.stripped_lines += 1
                     restripped.append(idx)
             still.append(idx)
-        if len(still) != len(alive):
-            batch = None
         run.alive = still
         if restripped:
             batch = None
@@ -335,6 +344,19 @@ def _apply_rules(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> _Ru
                 current[idx] = _apply_edits(text, [(s, e, "") for s, e in removed[idx]])
             run.work, work_texts = _with_text(run.work, current), current
     return run
+
+
+def _may_show_held(rule: Rule, batch_rows: list[int], alive: list[int]) -> bool:
+    """Whether ``rule`` may be shown the last batch although rows of it have been held since it was built.
+
+    Building a batch copies every text still standing; a ``per_document`` rule judges each row on its own, so
+    showing it a few held rows more (whose outcomes the runner drops) changes nothing but its work on them.
+    While the rows held are few (a quality rule holds about one in a hundred), that work is the smaller cost."""
+    return rule.per_document and len(batch_rows) - len(alive) <= len(batch_rows) // _MAX_HELD_SHOWN
+
+
+# At most one in this many rows of a batch shown to a ``per_document`` rule may be rows held since it was built.
+_MAX_HELD_SHOWN = 16
 
 
 def _counts(
@@ -390,10 +412,12 @@ def _accepted_table(
     return table
 
 
-def _quarantine_table(docs: pa.Table, held: dict[int, _Held], original: list[str | None]) -> pa.Table:
-    """The held documents as the quarantine shows them: text and reason with every detected value a tagged hash
-    (:mod:`~mixassets.engine.redaction`), whichever rule held the document; the clear text stays in raw_documents,
-    where a reviewer's accept takes it from."""
+def _quarantine_table(
+    docs: pa.Table, held: dict[int, _Held], original: list[str | None], reasons: list[str | None]
+) -> pa.Table:
+    """The held documents as the quarantine shows them: text and reason (``reasons``, already redacted, in row
+    order) with every detected value a tagged hash (:mod:`~mixassets.engine.redaction`), whichever rule held the
+    document; the clear text stays in raw_documents, where a reviewer's accept takes it from."""
     order = sorted(held)
     sub = _take(docs.select(["doc_id", "source_id", "locator"]), order)  # the texts are ``original``'s
     rows: dict[str, list[Any]] = {
@@ -402,7 +426,7 @@ def _quarantine_table(docs: pa.Table, held: dict[int, _Held], original: list[str
         "locator": sub.column("locator").to_pylist(),
         "disposition": [held[i].disposition for i in order],
         "rule_id": [held[i].rule_id for i in order],
-        "reason": redact_views([held[i].reason for i in order]),
+        "reason": reasons,
         "text": redact_views([original[i] for i in order]),
         "raw_bytes": [None] * len(order),
         "raw_sha256": [None] * len(order),

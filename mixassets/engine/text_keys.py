@@ -15,6 +15,7 @@ the Python functions, which define the keys (``tests/test_text_keys.py`` checks 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from hashlib import blake2b
 from itertools import pairwise
@@ -142,11 +143,34 @@ def _ascii_buffer(texts: Sequence[str], rows: list[int]) -> tuple[np.ndarray, np
     return np.frombuffer("".join([texts[i] for i in rows]).encode("ascii"), dtype=np.uint8), offsets
 
 
+class _Normalized(threading.local):
+    """What one call of :func:`document_keys` left for the next: the ``normalize`` of its texts that are not ASCII,
+    by the identity of the text object (each entry holds its object, so the id cannot be reused meanwhile)."""
+
+    normalize: Callable[[str], str] | None = None
+    by_id: dict[int, tuple[str, str]] = {}
+
+
+_normalized = _Normalized()
+
+
 def document_keys(
-    texts: Sequence[str], normalize: Callable[[str], str], prefixes: Sequence[str] | None = None
+    texts: Sequence[str],
+    normalize: Callable[[str], str],
+    prefixes: Sequence[str] | None = None,
+    *,
+    remember: bool = False,
 ) -> list[bytes]:
     """``text_key(prefix + normalize(text))`` of each text (``prefixes``, one per text, default none), where
-    ``normalize`` is ``normalize_for_dedupe`` (passed in: it belongs to the exact-duplicate rule)."""
+    ``normalize`` is ``normalize_for_dedupe`` (passed in: it belongs to the exact-duplicate rule).
+
+    The boilerplate rule keys the texts it is shown and the exact-duplicate rule keys them again, most of them the
+    same ``str`` objects (those no line was stripped from). Beyond ASCII, ``normalize`` is a chain of Python string
+    copies per text, so a call with ``remember`` keeps those texts' normalized forms for the next call, which takes
+    them over (and lets them go): a text it is given again, as the same object, is not normalized twice."""
+    last = _normalized.by_id if _normalized.normalize is normalize else {}
+    _normalized.normalize, _normalized.by_id = None, {}
+    kept: dict[int, tuple[str, str]] = {}
     keys: list[bytes | None] = [None] * len(texts)
     rows = [i for i, t in enumerate(texts) if t.isascii()]
     if rows:
@@ -164,8 +188,14 @@ def document_keys(
                 keys[i] = h.digest()
     for i, text in enumerate(texts):
         if keys[i] is None:
-            value = normalize(text) if prefixes is None else f"{prefixes[i]}{normalize(text)}"
+            entry = last.get(id(text))
+            normalized = entry[1] if entry is not None and entry[0] is text else normalize(text)
+            if remember:
+                kept[id(text)] = (text, normalized)
+            value = normalized if prefixes is None else f"{prefixes[i]}{normalized}"
             keys[i] = blake2b(value.encode("utf-8"), digest_size=16).digest()
+    if remember:
+        _normalized.normalize, _normalized.by_id = normalize, kept
     return keys  # type: ignore[return-value]
 
 

@@ -76,6 +76,10 @@ class Rule(ABC):
     # whole source). A runner that sees the source in batches must then call ``prepare`` over all of it first.
     # Rules that only look back (exact duplicates) keep their state in ``ctx.cache`` and need no prepare pass.
     needs_prepare: ClassVar[bool] = False
+    # True when a document's outcomes depend on that document alone: no state kept between documents or calls,
+    # no observation, nothing measured over the table. The runner may then show the rule rows an earlier rule
+    # has held (and drop their outcomes) instead of building a table without them, which copies every text.
+    per_document: ClassVar[bool] = False
 
     def prepare(self, batches: Iterable[pa.Table], ctx: GateContext) -> Any:
         """Whole-source state, from every batch as this rule would be shown it (earlier rules applied); the

@@ -200,7 +200,7 @@ class _Counter:
         """One batch: its prose texts and their :func:`batch_line_hashes`."""
         # Copies of one document count once: five copies of a page make a duplicate (which the exact-duplicate
         # rule resolves by keeping one), not five pages sharing their every line. The first copy is counted.
-        doc_keys = document_keys(prose, normalize_for_dedupe)
+        doc_keys = document_keys(prose, normalize_for_dedupe, remember=True)  # the exact-duplicate rule's next
         first = np.zeros(len(prose), dtype=bool)
         for d, (key, merged) in enumerate(zip(doc_keys, self.seen.in_sorted(doc_keys), strict=True)):
             first[d] = self.seen.add_if_new(key, merged)

@@ -15,6 +15,7 @@ class EmptyRule(Rule):
 
     id = "quality.empty"
     version = 1
+    per_document = True
 
     def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
         # ``t.strip()`` is empty exactly when ``t`` is empty or all whitespace (both ask ``Py_UNICODE_ISSPACE``),
@@ -30,6 +31,7 @@ class TooShortRule(Rule):
 
     id = "quality.too_short"
     version = 1
+    per_document = True
 
     def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
         minimum = ctx.gating.min_words
@@ -45,6 +47,7 @@ class TooLongRule(Rule):
 
     id = "quality.too_long"
     version = 1
+    per_document = True
 
     def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
         limit = ctx.gating.max_chars

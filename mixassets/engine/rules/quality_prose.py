@@ -43,6 +43,7 @@ class ProseRule(TextRule):
     """Judges natural-language text; code sources get ``quality_code`` instead."""
 
     scope = "prose"
+    per_document = True  # every measure is of one text; the shared counts are cached per text
 
 
 class LoremIpsumRule(ProseRule):
