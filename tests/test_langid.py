@@ -124,7 +124,7 @@ def test_compiled_walk_is_the_python_walk():
     encoded = [langid._get()._encode(t) for t in [*EDGE_TEXTS, "the committee met on tuesday " * 20, "ж中😀"]]
     ends = np.cumsum([len(e) for e in encoded]).astype(np.int64)
     buf = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-    args = (buf, ends, walk.nextmove, walk.rowbase, walk.output, 3)
+    args = (buf, ends, walk.moves, walk.root, walk.features, 3)
     compiled, plain = walk.count(*args), langid._walk_source(*args)
     assert compiled[2].tolist() == plain[2].tolist() and compiled[2].sum() > 0
     total = int(plain[2].sum())
