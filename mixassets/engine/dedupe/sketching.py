@@ -211,7 +211,9 @@ def sketch_streamed(
         raise ValueError(f"dedupe: {len(content_hashes)} content hashes given for {n} documents")
     codes = _in_set(meta.column("source_id"), code_sources)
     hasher = TokenHasher()
-    keys: list[bytes | None] = []
+    # Exact keys as one small Arrow array per chunk: a list of a million 16-byte ``bytes`` objects would hold
+    # ~70 bytes a document for the whole pass, four times the keys themselves.
+    key_parts: list[pa.Array] = []
     hashes = np.empty(n, dtype=np.uint64)
     sizes = np.empty(n, dtype=np.int32)
     sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
@@ -227,11 +229,13 @@ def sketch_streamed(
                 [None] * len(chunk) if content_hashes is None else content_hashes.slice(start, len(chunk)).to_pylist()
             )
             sets: list[np.ndarray] = []
+            keys: list[bytes | None] = []
             for k, (text, code) in enumerate(zip(chunk, chunk_codes, strict=True)):
                 key, shingles = _prepare(text, code, cfg, hasher)
                 keys.append(key)
                 sets.append(shingles)
                 hashes[start + k] = _content_hash(text, code) if known[k] is None else known[k]
+            key_parts.append(pa.array(keys, pa.binary(16)))
             sizes[start:stop] = [s.size for s in sets]
             sig[start:stop] = signatures(sets, cfg)
             if spill is not None:
@@ -249,7 +253,7 @@ def sketch_streamed(
         "capture_time": _capture_utc(meta),
         "code": pa.array(codes, pa.bool_()),
         "content_hash": pa.array(hashes, pa.uint64()),
-        "exact_key": pa.array(keys, pa.binary(16)),
+        "exact_key": pa.concat_arrays(key_parts) if key_parts else pa.array([], pa.binary(16)),
         "n_shingles": pa.array(sizes, pa.int32()),
         "bands": _fixed_list(band, pa.uint64()),
         "signature": _fixed_list(sig, pa.uint32()),
