@@ -209,19 +209,28 @@ def _verify(
     todo = np.flatnonzero(np.isnan(exact))
     if todo.size:
         exact[todo] = _exact_jaccards(sketches, pairs[todo], texts, cfg, spill)
-    return VerifiedPairs(pairs, exact, _estimates(sketches, pairs, cfg), computed=int(todo.size), reused=reused)
+    estimated = _estimates(sketches, pairs, cfg, spill)
+    return VerifiedPairs(pairs, exact, estimated, computed=int(todo.size), reused=reused)
 
 
-def _estimates(sketches: pa.Table, pairs: np.ndarray, cfg: DedupeConfig) -> np.ndarray:
+def _estimates(sketches: pa.Table, pairs: np.ndarray, cfg: DedupeConfig, spill: ShingleSpill | None) -> np.ndarray:
     """The MinHash estimate of each pair, :data:`_ESTIMATE_PAIRS` pairs at a time: only those pairs' rows of the
-    signature column (the largest column) are taken, so the signatures held are bounded rather than one
-    ``num_perm`` row per document in any pair (~0.5 KB each, ~200 MB at 1M documents)."""
+    signatures (the largest column) are read, so the signatures held are bounded rather than one ``num_perm`` row
+    per document in any pair (~0.5 KB each, ~200 MB at 1M documents). Rows the run sketched are read from
+    ``spill`` by ``pread``: reading them through the sketches' column, a map of the same file, would map their
+    pages into the process."""
     out = np.empty(len(pairs), dtype=np.float64)
     column = sketches.column("signature")
     for start in range(0, len(pairs), _ESTIMATE_PAIRS):
         chunk = pairs[start : start + _ESTIMATE_PAIRS]
         rows, local = np.unique(chunk.reshape(-1), return_inverse=True)
-        sig = _fixed_list_numpy(_take_sorted(column, rows), cfg.num_perm, np.uint32)
+        held = spill.held(rows) if spill is not None else np.zeros(len(rows), dtype=bool)
+        sig = np.empty((len(rows), cfg.num_perm), dtype=np.uint32)
+        if held.any():
+            assert spill is not None
+            sig[held] = spill.signatures_at(rows[held])
+        if not held.all():
+            sig[~held] = _fixed_list_numpy(_take_sorted(column, rows[~held]), cfg.num_perm, np.uint32)
         out[start : start + len(chunk)] = _estimated(sig, local.reshape(-1, 2))
     return out
 
