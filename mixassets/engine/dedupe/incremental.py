@@ -225,6 +225,7 @@ def dedupe_incremental(
     # Every text below is what the content view compares (chat: the selected parts without the source's template).
     templates = _templates(corpus, meta, cfg, previous_sketches, unchanged_sources)
     corpus = corpus.with_view(ContentView(cfg.content_fields, templates))
+    release_freed_memory()  # the metadata's read buffers and chunks, and the template pass's batches
     if previous_pairs is not None:
         pairs_meta = previous_pairs.schema.metadata or {}
         if pairs_meta.get(_META_FINGERPRINT, b"").decode() != cfg.fingerprint():
@@ -319,6 +320,7 @@ def dedupe_incremental(
         release_freed_memory()
         if old_rows.size == 0:  # last, once every other phase has handed its memory back
             sketches = _resident_signatures(sketches, spill, cfg)
+        release_freed_memory()
     finally:
         spill.close()
     stats = DedupeStats(

@@ -275,6 +275,7 @@ def _exact_jaccards(
         sets = _sets_of(sketches, need, texts, cfg, spill)
         a_sets, b_sets = np.searchsorted(need, lo[window]).tolist(), np.searchsorted(need, hi[window]).tolist()
         out[window] = [_jaccard(sets[i], sets[j]) for i, j in zip(a_sets, b_sets, strict=True)]
+        del sets  # else the next window's sets are gathered while these are still held: twice the budget
     return out
 
 
