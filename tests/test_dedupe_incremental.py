@@ -256,6 +256,14 @@ def test_sketch_set_digest_is_stored_with_the_sketches_and_a_stale_one_is_not_tr
     same_result(sliced, inc)
 
 
+def test_a_run_spills_its_signatures_yet_hands_out_the_sketches_sketch_makes() -> None:
+    # The run keeps signatures in a scratch file until it ends; the sketches it returns are those made in memory.
+    docs = table(OLD + NEW)
+    made = dedupe_incremental(docs, config=CFG).sketches
+    assert made.equals(engine.sketch(docs, CFG).replace_schema_metadata(made.schema.metadata))
+    assert made.column("signature").num_chunks == 1
+
+
 def test_sketch_uses_given_content_hashes_and_computes_the_missing_ones() -> None:
     docs = table(OLD[:3])
     plain = engine.sketch(docs, CFG)

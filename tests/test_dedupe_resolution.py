@@ -105,3 +105,28 @@ def test_shingle_spill_returns_what_was_written() -> None:
             spill.append(sets[:1])
         with pytest.raises(IndexError):
             spill.read(np.array([50]))
+
+
+def test_shingle_spill_signatures_come_back_by_position_and_as_a_column() -> None:
+    rng = np.random.default_rng(5)
+    sets = _random_sets(rng, 40)
+    sig = rng.integers(0, 2**32, (40, 16), dtype=np.uint32)
+    with ShingleSpill() as spill:
+        spill.append(sets[:25], sig[:25])
+        with pytest.raises(ValueError, match="without signatures"):
+            spill.append(sets[25:26])
+        spill.append(sets[25:], sig[25:])
+        spill.bind(np.arange(40) * 2)
+        wanted = np.array([0, 2, 4, 30, 78])  # runs of consecutive slots and single ones
+        assert np.array_equal(spill.signatures_at(wanted), sig[wanted // 2])
+        resident = spill.signature_column(16, mapped=False)
+        mapped = spill.signature_column(16, mapped=True)
+        with pytest.raises(ValueError, match="width 16, not 8"):
+            spill.signature_column(8, mapped=False)
+    # The map outlives the spill's files; the resident column never depended on them.
+    for column in (resident, mapped):
+        assert np.array_equal(column.flatten().to_numpy().reshape(40, 16), sig)
+    with ShingleSpill() as spill:
+        spill.append(sets[:2])
+        with pytest.raises(ValueError, match="holds sets without them"):
+            spill.append(sets[2:4], sig[2:4])

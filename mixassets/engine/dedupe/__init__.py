@@ -23,7 +23,9 @@ Why this shape:
   costs time, a missed one leaves a duplicate. Each text is shingled once: the sketch pass spills every
   document's sorted shingle hashes to a scratch file (:class:`~mixassets.engine.dedupe.shingle_sets.ShingleSpill`,
   an offset per document in memory) and verification reads the candidates' sets back, a window at a time; only
-  documents whose sketch was reused from an earlier run are shingled again.
+  documents whose sketch was reused from an earlier run are shingled again. The signatures (two thirds of a
+  sketch) go to a second scratch file and are read back only for the candidates' MinHash estimates and, once
+  the run's other phases are done, into the sketches it hands out: a run's peak memory is those sketches.
 * **Thresholds.** A document's threshold is its source's override, else its domain's, else ``threshold``;
   a pair is a near duplicate when its exact Jaccard reaches the *larger* of its two documents' thresholds,
   so a strict source is never merged more loosely because its partner's source is lax.

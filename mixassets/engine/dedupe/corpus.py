@@ -146,7 +146,9 @@ class Corpus:
             parts.append(table.select(names) if isinstance(table, pa.Table) else table.read(columns=names))
         schema = parts[0].schema
         meta = pa.concat_tables([p if p.schema.equals(schema) else p.cast(schema) for p in parts])
-        return with_row_ids(meta)
+        # One chunk per column: the sketches then share these buffers rather than holding combined copies of the
+        # ids (~70 bytes a document), and takes from them need no concatenation.
+        return with_row_ids(meta.combine_chunks())
 
     # -- texts ---------------------------------------------------------------------------------------------
     def text_batches(self, wanted: np.ndarray | None = None) -> Iterator[tuple[int, pa.Array]]:

@@ -225,6 +225,7 @@ def dedupe_incremental(
     # Every text below is what the content view compares (chat: the selected parts without the source's template).
     templates = _templates(corpus, meta, cfg, previous_sketches, unchanged_sources)
     corpus = corpus.with_view(ContentView(cfg.content_fields, templates))
+    release_freed_memory()  # the metadata's read buffers and chunks, and the template pass's batches
     if previous_pairs is not None:
         pairs_meta = previous_pairs.schema.metadata or {}
         if pairs_meta.get(_META_FINGERPRINT, b"").decode() != cfg.fingerprint():
@@ -265,47 +266,63 @@ def dedupe_incremental(
     new_rows = np.flatnonzero(reuse_from < 0)
     old_rows = np.flatnonzero(reuse_from >= 0)
 
-    # The shingle sets of the rows sketched now go to a scratch file, so verification does not shingle them again.
+    # The shingle sets and signatures of the rows sketched now go to scratch files: verification does not shingle
+    # them again, and no signature is held in memory until the sketches are handed out.
     spill = ShingleSpill()
-    fresh = _sketch_rows(corpus, meta, reuse_from < 0, cfg, code_sources, known_hashes, spill)
-    spill.bind(new_rows)
-    release_freed_memory()  # each phase's temporaries are freed pages the allocators keep: hand them back
-    if old_rows.size == 0:  # a full build: the sketches are already in input order
-        sketches = fresh.combine_chunks()
-    else:
-        sketches = _assemble(
-            _reband(previous_sketches, cfg), fresh, reuse_from, new_rows, meta, _stored_sketch_set(previous_sketches)
-        )
+    try:
+        fresh = _sketch_rows(corpus, meta, reuse_from < 0, cfg, code_sources, known_hashes, spill)
+        spill.bind(new_rows)
+        release_freed_memory()  # each phase's temporaries are freed pages the allocators keep: hand them back
+        if old_rows.size == 0:  # a full build: the sketches are already in input order
+            sketches = fresh.combine_chunks()
+        else:  # a refresh takes rows of the fresh sketches, which would read every mapped page: read them now
+            sketches = _assemble(
+                _reband(previous_sketches, cfg),
+                _resident_signatures(fresh, spill, cfg),
+                reuse_from,
+                new_rows,
+                meta,
+                _stored_sketch_set(previous_sketches),
+            )
+        del fresh
 
-    is_new = np.zeros(n, dtype=bool)
-    is_new[new_rows] = True
-    pairs_meta = (previous_pairs.schema.metadata or {}) if previous_pairs is not None else {}
-    complete_cache = (
-        previous_pairs is not None
-        and previous_sketches is not None
-        and pairs_meta.get(_META_BANDING, b"").decode() == "{},{}".format(*cfg.banding)
-        and pairs_meta.get(_META_SKETCH_SET, b"").decode() == _stored_sketch_set(previous_sketches)
-    )
-    if previous_pairs is not None and not complete_cache:
-        notes.append("previous verified pairs are not those of the previous sketches: all pairs queried")
-    candidates = _pairs_touching(sketches, is_new, cfg) if complete_cache else candidate_pairs(sketches, cfg)
-    release_freed_memory()
-    want_cache = previous_pairs is not None and previous_pairs.num_rows > 0 and (len(candidates) > 0 or complete_cache)
-    cached = _cached_pairs(previous_pairs, sketches) if want_cache else None
-    with spill:
-        verified = _verify(sketches, candidates, corpus, cfg, cached, spill)
-    if complete_cache and old_rows.size and cached is not None:
-        cpos, cexact, cest = cached
-        old_old = ~is_new[cpos[:, 0]] & ~is_new[cpos[:, 1]]
-        verified = VerifiedPairs(
-            np.concatenate([verified.positions, cpos[old_old]]),
-            np.concatenate([verified.exact_jaccard, cexact[old_old]]),
-            np.concatenate([verified.estimated_jaccard, cest[old_old]]),
-            computed=verified.computed,
-            reused=verified.reused + int(old_old.sum()),
+        is_new = np.zeros(n, dtype=bool)
+        is_new[new_rows] = True
+        pairs_meta = (previous_pairs.schema.metadata or {}) if previous_pairs is not None else {}
+        complete_cache = (
+            previous_pairs is not None
+            and previous_sketches is not None
+            and pairs_meta.get(_META_BANDING, b"").decode() == "{},{}".format(*cfg.banding)
+            and pairs_meta.get(_META_SKETCH_SET, b"").decode() == _stored_sketch_set(previous_sketches)
         )
-    release_freed_memory()
-    kept_mask, clusters = resolve(sketches, verified, cfg, trust=trust)
+        if previous_pairs is not None and not complete_cache:
+            notes.append("previous verified pairs are not those of the previous sketches: all pairs queried")
+        candidates = _pairs_touching(sketches, is_new, cfg) if complete_cache else candidate_pairs(sketches, cfg)
+        release_freed_memory()
+        want_cache = (
+            previous_pairs is not None and previous_pairs.num_rows > 0 and (len(candidates) > 0 or complete_cache)
+        )
+        cached = _cached_pairs(previous_pairs, sketches) if want_cache else None
+        verified = _verify(sketches, candidates, corpus, cfg, cached, spill)
+        if complete_cache and old_rows.size and cached is not None:
+            cpos, cexact, cest = cached
+            old_old = ~is_new[cpos[:, 0]] & ~is_new[cpos[:, 1]]
+            verified = VerifiedPairs(
+                np.concatenate([verified.positions, cpos[old_old]]),
+                np.concatenate([verified.exact_jaccard, cexact[old_old]]),
+                np.concatenate([verified.estimated_jaccard, cest[old_old]]),
+                computed=verified.computed,
+                reused=verified.reused + int(old_old.sum()),
+            )
+        release_freed_memory()
+        kept_mask, clusters = resolve(sketches, verified, cfg, trust=trust)
+        verified_pairs = verified.table(sketches, cfg)
+        release_freed_memory()
+        if old_rows.size == 0:  # last, once every other phase has handed its memory back
+            sketches = _resident_signatures(sketches, spill, cfg)
+        release_freed_memory()
+    finally:
+        spill.close()
     stats = DedupeStats(
         documents=n,
         sketched=int(new_rows.size),
@@ -320,10 +337,17 @@ def dedupe_incremental(
         kept_mask=kept_mask,
         clusters=clusters,
         sketches=with_templates(sketches, templates),
-        verified_pairs=verified.table(sketches, cfg),
+        verified_pairs=verified_pairs,
         stats=stats,
         corpus=corpus,
     )
+
+
+def _resident_signatures(sketches: pa.Table, spill: ShingleSpill, cfg: DedupeConfig) -> pa.Table:
+    """``sketches`` (just sketched into ``spill``) with their signature column read into memory from the spill
+    rather than mapped from its scratch file: what the run hands out must not depend on a file it deletes."""
+    at = sketches.schema.get_field_index("signature")
+    return sketches.set_column(at, sketches.schema.field(at), spill.signature_column(cfg.num_perm, mapped=False))
 
 
 def with_templates(sketches: pa.Table, templates: Mapping[str, frozenset[int]]) -> pa.Table:

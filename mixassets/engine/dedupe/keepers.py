@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from mixassets.engine.dedupe.config import DedupeConfig
 from mixassets.engine.dedupe.sketching import _content_hashes
-from mixassets.engine.dedupe.tables import _capture_utc, _check_columns, _in_set, _optional_string
+from mixassets.engine.dedupe.tables import _capture_utc, _check_columns, _in_set, _one_array, _optional_string
 from mixassets.engine.licenses import (
     ATTRIBUTION_REQUIRED,
     COMMERCIAL_OK,
@@ -71,7 +71,7 @@ def _keeper_positions(meta: pa.Table, cfg: DedupeConfig, trust: Mapping[str, int
     sort_keys: list[tuple[str, str]] = []
     for criterion in cfg.keeper_rule:
         if criterion == "license":
-            licenses = meta.column("license").combine_chunks().dictionary_encode()
+            licenses = _one_array(meta.column("license")).dictionary_encode()
             ranks_of = pa.array(
                 [license_rank(x) for x in licenses.dictionary.to_pylist()] + [_UNKNOWN_LICENSE], pa.int8()
             )

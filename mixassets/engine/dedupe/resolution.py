@@ -16,13 +16,14 @@ import pyarrow.compute as pc
 
 from mixassets.engine.dedupe.config import DedupeConfig
 from mixassets.engine.dedupe.keepers import _keeper_positions
+from mixassets.engine.dedupe.tables import _one_array
 from mixassets.engine.dedupe.verification import VerifiedPairs
 from mixtrain.schema import DEDUPE_CLUSTER_SCHEMA
 
 
 def _exact_groups(sketches: pa.Table) -> np.ndarray:
     """Dense id per distinct exact key, -1 where there is none."""
-    keys = sketches.column("exact_key").combine_chunks()
+    keys = _one_array(sketches.column("exact_key"))
     if len(keys) == 0:
         return np.empty(0, dtype=np.int64)
     encoded = pc.dictionary_encode(keys).indices

@@ -200,8 +200,9 @@ def sketch_streamed(
     """:func:`sketch` of documents whose texts come apart from the other columns: ``meta`` holds every column
         but ``text`` (one row per document), ``texts`` their texts in row order, in pieces of any size (a corpus read
         back batch by batch). The output is filled piece by piece, so memory holds one piece of texts. With ``spill``,
-    each document's shingle set is also appended to it (slot k = row k), so verification need not shingle the text
-    again."""
+    each document's shingle set and signature are also appended to it (slot k = row k), so verification need not
+    shingle the text again, and the output's signature column is the spill's map of them
+    (:meth:`~mixassets.engine.dedupe.shingle_sets.ShingleSpill.signature_column`): no signature stays in memory."""
     cfg = config or DedupeConfig()
     _check_columns(meta, [c for c in REQUIRED_COLUMNS if c != "text"])
     schema = sketch_schema(cfg)
@@ -211,10 +212,12 @@ def sketch_streamed(
         raise ValueError(f"dedupe: {len(content_hashes)} content hashes given for {n} documents")
     codes = _in_set(meta.column("source_id"), code_sources)
     hasher = TokenHasher()
-    keys: list[bytes | None] = []
+    # Exact keys as one small Arrow array per chunk: a list of a million 16-byte ``bytes`` objects would hold
+    # ~70 bytes a document for the whole pass, four times the keys themselves.
+    key_parts: list[pa.Array] = []
     hashes = np.empty(n, dtype=np.uint64)
     sizes = np.empty(n, dtype=np.int32)
-    sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
+    sig = np.empty((n if spill is None else 0, cfg.num_perm), dtype=np.uint32)
     band = np.empty((n, bands), dtype=np.uint64)
     start = 0
     for piece in texts:
@@ -227,16 +230,20 @@ def sketch_streamed(
                 [None] * len(chunk) if content_hashes is None else content_hashes.slice(start, len(chunk)).to_pylist()
             )
             sets: list[np.ndarray] = []
+            keys: list[bytes | None] = []
             for k, (text, code) in enumerate(zip(chunk, chunk_codes, strict=True)):
                 key, shingles = _prepare(text, code, cfg, hasher)
                 keys.append(key)
                 sets.append(shingles)
                 hashes[start + k] = _content_hash(text, code) if known[k] is None else known[k]
+            key_parts.append(pa.array(keys, pa.binary(16)))
             sizes[start:stop] = [s.size for s in sets]
-            sig[start:stop] = signatures(sets, cfg)
-            if spill is not None:
-                spill.append(sets)
-            band[start:stop] = band_hashes(sig[start:stop], bands, rows)
+            chunk_sig = signatures(sets, cfg)
+            if spill is None:
+                sig[start:stop] = chunk_sig
+            else:
+                spill.append(sets, chunk_sig)
+            band[start:stop] = band_hashes(chunk_sig, bands, rows)
             start = stop
     if start != n:
         raise ValueError(f"dedupe: {start} texts given for {n} documents to sketch")
@@ -249,9 +256,11 @@ def sketch_streamed(
         "capture_time": _capture_utc(meta),
         "code": pa.array(codes, pa.bool_()),
         "content_hash": pa.array(hashes, pa.uint64()),
-        "exact_key": pa.array(keys, pa.binary(16)),
+        "exact_key": pa.concat_arrays(key_parts) if key_parts else pa.array([], pa.binary(16)),
         "n_shingles": pa.array(sizes, pa.int32()),
         "bands": _fixed_list(band, pa.uint64()),
-        "signature": _fixed_list(sig, pa.uint32()),
+        "signature": _fixed_list(sig, pa.uint32())
+        if spill is None
+        else spill.signature_column(cfg.num_perm, mapped=True),
     }
     return _with_sketch_set(pa.table(columns, schema=schema))

@@ -111,8 +111,33 @@ def _fixed_list(values: np.ndarray, value_type: pa.DataType) -> pa.FixedSizeList
     return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), type=value_type), width)
 
 
+def _one_array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """``column`` as one array: its only chunk as is, since ``ChunkedArray.combine_chunks`` copies even one
+    chunk, and a copy of a whole sketch column (the band hashes: 144 bytes a document) is what a run's peak
+    memory is made of."""
+    if isinstance(column, pa.Array):
+        return column
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _take_sorted(column: pa.ChunkedArray | pa.Array, rows: np.ndarray) -> pa.Array:
+    """``column.take(rows)`` for ascending ``rows``, taken chunk by chunk: Arrow's take of a chunked fixed-size
+    list column first concatenates every chunk (a refresh's signature column is one chunk per reused run), a
+    transient copy of the whole column per call."""
+    if isinstance(column, pa.Array) or column.num_chunks == 1:
+        return _one_array(column).take(pa.array(rows, pa.int64()))
+    bounds = np.cumsum([0, *(len(c) for c in column.chunks)])
+    cuts = np.searchsorted(rows, bounds)
+    parts = [
+        chunk.take(pa.array(rows[a:b] - first, pa.int64()))
+        for chunk, first, a, b in zip(column.chunks, bounds[:-1].tolist(), cuts[:-1], cuts[1:], strict=True)
+        if b > a
+    ]
+    return pa.concat_arrays(parts) if parts else pa.array([], type=column.type)
+
+
 def _fixed_list_numpy(column: pa.ChunkedArray | pa.Array, width: int, dtype: type) -> np.ndarray:
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    arr = _one_array(column)
     if len(arr) == 0:
         return np.empty((0, width), dtype=dtype)
     return arr.flatten().to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(-1, width)

@@ -18,7 +18,7 @@ from mixassets.engine.dedupe.corpus import Corpus
 from mixassets.engine.dedupe.digest import _row_keys, _stored_sketch_set
 from mixassets.engine.dedupe.shingle_sets import ShingleSpill
 from mixassets.engine.dedupe.sketching import _content_hash, shingle_set
-from mixassets.engine.dedupe.tables import VERIFIED_PAIR_SCHEMA, _check_sketches, _fixed_list_numpy
+from mixassets.engine.dedupe.tables import VERIFIED_PAIR_SCHEMA, _check_sketches, _fixed_list_numpy, _take_sorted
 from mixassets.engine.text_norm import TokenHasher
 
 # -- verification --------------------------------------------------------------------------------------
@@ -31,6 +31,8 @@ TextSource = Corpus | pa.ChunkedArray | pa.Array | Callable[[np.ndarray], Sequen
 _HELD_SETS_BYTES = 64 << 20
 _SET_OVERHEAD_BYTES = 112
 _TAKE_TEXTS = 2048
+# Pairs whose MinHash estimates are computed at a time: their signatures are at most 2 x 8k x 0.5 KB = 8 MB.
+_ESTIMATE_PAIRS = 8192
 
 
 @dataclass(frozen=True)
@@ -207,13 +209,30 @@ def _verify(
     todo = np.flatnonzero(np.isnan(exact))
     if todo.size:
         exact[todo] = _exact_jaccards(sketches, pairs[todo], texts, cfg, spill)
-    estimated = np.empty(0)
-    if len(pairs):
-        # Only the pairs' rows are converted: the whole signature column is the largest thing in memory.
-        rows, local = np.unique(pairs.reshape(-1), return_inverse=True)
-        sig = _fixed_list_numpy(sketches.column("signature").take(pa.array(rows, pa.int64())), cfg.num_perm, np.uint32)
-        estimated = _estimated(sig, local.reshape(-1, 2))
+    estimated = _estimates(sketches, pairs, cfg, spill)
     return VerifiedPairs(pairs, exact, estimated, computed=int(todo.size), reused=reused)
+
+
+def _estimates(sketches: pa.Table, pairs: np.ndarray, cfg: DedupeConfig, spill: ShingleSpill | None) -> np.ndarray:
+    """The MinHash estimate of each pair, :data:`_ESTIMATE_PAIRS` pairs at a time: only those pairs' rows of the
+    signatures (the largest column) are read, so the signatures held are bounded rather than one ``num_perm`` row
+    per document in any pair (~0.5 KB each, ~200 MB at 1M documents). Rows the run sketched are read from
+    ``spill`` by ``pread``: reading them through the sketches' column, a map of the same file, would map their
+    pages into the process."""
+    out = np.empty(len(pairs), dtype=np.float64)
+    column = sketches.column("signature")
+    for start in range(0, len(pairs), _ESTIMATE_PAIRS):
+        chunk = pairs[start : start + _ESTIMATE_PAIRS]
+        rows, local = np.unique(chunk.reshape(-1), return_inverse=True)
+        held = spill.held(rows) if spill is not None else np.zeros(len(rows), dtype=bool)
+        sig = np.empty((len(rows), cfg.num_perm), dtype=np.uint32)
+        if held.any():
+            assert spill is not None
+            sig[held] = spill.signatures_at(rows[held])
+        if not held.all():
+            sig[~held] = _fixed_list_numpy(_take_sorted(column, rows[~held]), cfg.num_perm, np.uint32)
+        out[start : start + len(chunk)] = _estimated(sig, local.reshape(-1, 2))
+    return out
 
 
 def _windows(costs: np.ndarray, budget: int) -> list[tuple[int, int]]:
@@ -256,6 +275,7 @@ def _exact_jaccards(
         sets = _sets_of(sketches, need, texts, cfg, spill)
         a_sets, b_sets = np.searchsorted(need, lo[window]).tolist(), np.searchsorted(need, hi[window]).tolist()
         out[window] = [_jaccard(sets[i], sets[j]) for i, j in zip(a_sets, b_sets, strict=True)]
+        del sets  # else the next window's sets are gathered while these are still held: twice the budget
     return out
 
 
