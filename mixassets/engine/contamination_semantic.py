@@ -301,9 +301,13 @@ def semantic_findings(
     pos, keys = pos[which], keys[which]
     nrows, nkeys = len(index.refs), len(words.keys)
     pair = doc_of[pos] * nrows + rows
+    need = np.array([max(_MIN_SHARED_WORDS, index.settings.min_shared * len(w)) for w in index.word_sets])
+    # Hits counted with repeats first (a bincount): a pair with fewer than it needs cannot have enough distinct
+    # words, and dropping those hits leaves the sort below a few percent of them.
+    maybe = np.bincount(pair)[pair] >= need[rows]
+    pair, pos, keys = pair[maybe], pos[maybe], keys[maybe]
     distinct = np.unique(pair * nkeys + keys)  # a word repeated in a document counts once
     pairs, shared = np.unique(distinct // nkeys, return_counts=True)
-    need = np.array([max(_MIN_SHARED_WORDS, index.settings.min_shared * len(w)) for w in index.word_sets])
     chosen = pairs[shared >= need[pairs % nrows]]
     if not len(chosen):
         return []
