@@ -247,7 +247,7 @@ def test_project_screen_settings_reach_the_engine_config() -> None:
     spec = ScreenSpec(shared_ngram_share=0.25, shared_ngram_min_items=4, stem_answer_window=10)
     config = screen_config(SimpleNamespace(spec=SimpleNamespace(screen=spec)))  # type: ignore[arg-type]
     assert (config.shared_ngram_share, config.shared_ngram_min_items, config.stem_answer_window) == (0.25, 4, 10)
-    from mixassets.engine.contamination_semantic import model_installed
+    from mixassets.engine.contamination_embed import model_installed
 
     semantic = ("semantic",) if model_installed() else ()  # screen.semantic: auto
     assert "stem_answer" in ScreenSpec().methods and config.methods == (*ScreenConfig().methods, *semantic)

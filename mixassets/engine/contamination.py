@@ -299,7 +299,7 @@ def _span_findings(texts: list[str], chunk: _Chunk, index: ScreenIndex) -> list[
             out += [_Finding(chunk.offset + d, ref, "code_lines", 0, 0, sc, (lo, hi)) for d, ref, lo, hi, sc in found]
     if index.semantic is not None:
         grams, _ = chunk.grams(1)
-        hits = semantic_findings(texts, grams, chunk.doc_of, chunk.starts, index.semantic, token_spans)
+        hits = semantic_findings(texts, grams, chunk.doc_of, chunk.starts, index.semantic, token_spans, screen_tokens)
         out += [_Finding(chunk.offset + d, ref, "semantic", 0, 0, score, (lo, hi)) for d, ref, lo, hi, score in hits]
     return out
 
