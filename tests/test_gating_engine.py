@@ -293,6 +293,22 @@ def test_rule_returning_wrong_number_of_outcomes_is_an_error() -> None:
         gate(_docs([{"text": CLEAN}]), _spec(), rules=[_Broken()])
 
 
+class _IdleBroken(_Broken):
+    """Broken if it were run, but idle: the runner must skip it."""
+
+    id = "test.idle"
+
+    def idle(self, ctx: GateContext) -> bool:
+        return True
+
+
+def test_an_idle_rule_is_not_run() -> None:
+    res = gate(_docs([{"text": CLEAN}]), _spec(), rules=[_IdleBroken(), *DEFAULT_RULES])
+    assert res.counts["accepted"] == 1 and "rule.test.idle" not in res.counts
+    classifier = next(r for r in DEFAULT_RULES if r.id == "safety.classifier")
+    assert classifier.idle(GateContext(_spec()))  # no classifier configured (tests/test_safety.py runs one)
+
+
 def test_flags_are_logged_with_rule_version_but_do_not_block() -> None:
     res = gate(_docs([{"text": CLEAN}, {"text": "x"}]), _spec(), rules=[_FlagAll(), *DEFAULT_RULES])
     assert res.counts["accepted"] == 1 and res.counts["rule.test.flag"] == 2

@@ -279,6 +279,8 @@ def _apply_rules(docs: pa.Table, rules: Sequence[Rule], ctx: GateContext) -> _Ru
         alive = run.alive
         if not alive:
             break
+        if rule.idle(ctx):  # no outcomes to collect, and no table to build for it
+            continue
         if batch is not None and len(batch_rows) != len(alive) and not _may_show_held(rule, batch_rows, alive):
             batch = None
         if batch is None:

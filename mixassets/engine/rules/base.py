@@ -81,6 +81,11 @@ class Rule(ABC):
     # has held (and drop their outcomes) instead of building a table without them, which copies every text.
     per_document: ClassVar[bool] = False
 
+    def idle(self, ctx: GateContext) -> bool:
+        """True when the configuration leaves the rule nothing to judge (every outcome would be empty): the runner
+        then skips it, rather than building it a table of the documents standing, which copies their texts."""
+        return False
+
     def prepare(self, batches: Iterable[pa.Table], ctx: GateContext) -> Any:
         """Whole-source state, from every batch as this rule would be shown it (earlier rules applied); the
         runner stores it in ``ctx.prepared[self.id]``. Only called when ``needs_prepare`` is true."""

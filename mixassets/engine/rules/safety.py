@@ -70,6 +70,9 @@ class SafetyClassifierRule(Rule):
     id = "safety.classifier"
     version = 1
 
+    def idle(self, ctx: GateContext) -> bool:
+        return ctx.gating.safety.classifier_path is None
+
     def evaluate(self, docs: pa.Table, ctx: GateContext) -> list[DocOutcomes]:
         cfg = ctx.gating.safety
         if cfg.classifier_path is None or docs.num_rows == 0:
