@@ -197,7 +197,11 @@ def own_text(
 def field_prose(text: str) -> str | None:
     """A field's prose: its docstrings up to the first example when it is Python, else the text itself; None
     when it has under ``MIN_PROSE_WORDS`` words."""
-    text = " ".join(_docstring_prose(text))
+    return _whole(_docstring_prose(text))
+
+
+def _whole(docs: list[str]) -> str | None:
+    text = " ".join(docs)
     return text if len(text.split()) >= MIN_PROSE_WORDS else None
 
 
@@ -208,10 +212,10 @@ def prose_pieces(text: str) -> list[str]:
     Why each too: a prompt with a helper (HumanEval/38 and /50 document ``encode_cyclic`` before
     ``decode_cyclic``) is one task a page can retell half of, and that half shares too few of the whole's
     words to be a candidate."""
-    whole = field_prose(text)
+    docs = _docstring_prose(text)  # parsed once: the whole and each piece come from it
+    whole = _whole(docs)
     if whole is None:
         return []
-    docs = _docstring_prose(text)
     return [whole] + ([d for d in docs if len(d.split()) >= MIN_PROSE_WORDS] if len(docs) > 1 else [])
 
 
