@@ -70,7 +70,7 @@ def _timed_child(
 def timed_gate(root: str | Path, docs: pa.Table, *, every: bool = False) -> float:
     """CPU-seconds of the data gate (``mixassets.engine.gating.gate``, the default rules of an English prose
     source, PII redacted) of the checkout at ``root`` on ``docs``: the rate the screen is held to, measured on the
-    same text. ``every``: exact copies are not dropped (the rule's outcome ignored), so that every document goes
+    same text. ``every``: exact copies are not dropped (the exact-duplicate rule is disabled), so every document goes
     through every rule, as every document goes through the screen (the throughput documents repeat)."""
     return _timed_child(root, "gate-every" if every else "gate", [docs])[0]
 
