@@ -20,10 +20,10 @@ from eval_assets.engine.registry import load_humaneval
 from mixassets.engine.contamination import ScreenConfig, build_index, screen
 from mixassets.engine.contamination_code import (
     PLACEHOLDER,
+    DocTokens,
     _layout_free,
     compressed,
     field_fuzzy_grams,
-    regex_code_spans,
     regex_code_tokens,
     tokenize_code_tokens,
 )
@@ -75,8 +75,8 @@ def test_canonical_tokens_ignore_a_rename_but_keep_keywords_builtins_and_literal
 def test_regex_tokenizer_survives_prose_and_broken_code() -> None:
     for text in ("It's a \"quote that never closes", 'x = """unclosed', "\x00\x00", "∑ ≠ ∞ ü", "a\\\nb", ""):
         regex_code_tokens(text)  # never raises
-        starts, ends = regex_code_spans(text)
-        assert len(starts) == len(regex_code_tokens(text)) == len(ends)
+        docs = DocTokens([text], TokenHasher())
+        assert len(docs.char_starts) == len(regex_code_tokens(text)) == len(docs.hashes)
     assert tokenize_code_tokens('x = """unclosed') is None  # the item side falls back to the regex
     # A name glued to a string it is not a prefix of (a regex renamer's ``r'...'``) stays a name, then the string.
     assert regex_code_tokens("re.split(x2'[.?!]', s)") == regex_code_tokens("re.split(x2 '[.?!]', s)")

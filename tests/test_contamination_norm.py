@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import unicodedata
 
 import pyarrow as pa
 import pytest
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from eval_assets.engine import registry
 from mixassets.engine.contamination import ScreenConfig, build_index, screen, screen_tokens, token_spans
 from mixassets.engine.mcq import McqError, parse_mcq, split_inline_options
-from mixassets.engine.text_norm import screen_fold
+from mixassets.engine.text_norm import _CONFUSABLE_TABLE, screen_fold
 from tests.test_contamination import ITEMS, SOLUTION, docs_table, items_table
 
 NGRAM_ONLY = ScreenConfig(methods=("ngram",))
@@ -99,6 +100,23 @@ def test_token_spans_agree_with_the_fast_tokenizer_on_disguised_text(text: str) 
     assert tokens == screen_tokens(text)
     for token, start, end in zip(tokens, starts, ends, strict=True):
         assert token in screen_tokens(text[start:end])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(
+        alphabet=st.sampled_from(
+            [*"ab eE_1.\n", "\u200b", "\u00ad", "\u0301", "\u0327", "\u0430", "\ufb01", "\u2460", "ß"]
+        ),
+        max_size=40,
+    )
+)
+def test_folding_only_the_non_ascii_stretch_is_folding_the_whole_text(text: str) -> None:
+    """The ASCII around the stretch that holds every non-ASCII character is only lowercased; composition at the
+    stretch's edges (``e`` + combining acute) and ligatures turning into ASCII still come out as for the whole."""
+    whole = unicodedata.normalize("NFKC", "".join(c for c in text if unicodedata.category(c) != "Cf"))
+    assert screen_fold(text) == whole.translate(_CONFUSABLE_TABLE).casefold()
+    assert screen_fold("abc " + text + " XyZ") == ("abc " + whole + " xyz").translate(_CONFUSABLE_TABLE).casefold()
 
 
 # --- multiple-choice items -----------------------------------------------------------------------------------------

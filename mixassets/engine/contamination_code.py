@@ -44,12 +44,12 @@ import re
 import textwrap
 import tokenize
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mixassets.engine.text_norm import TokenHasher, ngram_hashes
+from mixassets.engine.code_scan import OPERATORS, UNRESOLVED, Scan, TokenTable, scan
+from mixassets.engine.text_norm import TokenHasher, ngram_hashes, stable_hash64
 
 if TYPE_CHECKING:  # the index class lives beside the item index, which imports this module
     from mixassets.engine.contamination_grams import GramIndex
@@ -96,20 +96,22 @@ def _canonical_name(name: str) -> str:
     return name if name in KEPT_NAMES else PLACEHOLDER
 
 
-def _classify(tok: str) -> str:
+def _canonical(tok: str) -> str:
     """The canonical form of one raw regex token ("" for a comment or a line continuation)."""
     first = tok[0]
     if first == "#" or (first == "\\" and len(tok) > 1):
-        return ""
-    if first == NEWLINE:  # a break (documents' tokenizer only): dropped, and memoised (indents repeat)
-        _CANON[tok] = ""
         return ""
     if len(tok) > 1 and tok[-1] in "'\"" and (first in "'\"" or first in "rRbBuUfF"):
         return STRING
     if first.isdigit() or (first == "." and tok[1:2].isdigit()):
         return NUMBER
-    canon = _canonical_name(tok) if first.isalpha() or first == "_" else tok
-    if len(_CANON) < _CANON_LIMIT:
+    return _canonical_name(tok) if first.isalpha() or first == "_" else tok
+
+
+def _classify(tok: str) -> str:
+    """:func:`_canonical`, memoised for names and operators (strings, numbers and comments rarely repeat)."""
+    canon = _canonical(tok)
+    if canon and canon is not STRING and canon is not NUMBER and len(_CANON) < _CANON_LIMIT:
         _CANON[tok] = canon
     return canon
 
@@ -128,48 +130,71 @@ def regex_code_tokens(text: str) -> list[str]:
     return out
 
 
-def doc_code_tokens(text: str, lines: DocLines) -> list[str]:
-    """:func:`regex_code_tokens`, noting in ``lines`` where line breaks fall, and (position, raw token) of every
-    number and of every string that spans lines: the line test reads numbers as written and a docstring's lines one
-    by one. Numbers and strings are classified anew at each occurrence (never memoised), and a break is a dropped
-    token, so noting them costs nothing on the other tokens."""
-    get = _CANON.get
-    out: list[str] = []
-    append, broke = out.append, lines.breaks.append
-    for tok in _DOC_TOKEN.findall(text):
-        canon = get(tok)
-        if canon is None:
-            canon = _classify(tok)
-            if canon is NUMBER:
-                lines.numbers.append((len(out), tok))
-            elif canon is STRING and NEWLINE in tok:
-                lines.strings.append((len(out), tok))
-        if canon:
-            append(canon)
-        elif tok[0] == NEWLINE:
-            broke(len(out))
-    return out
+# What the batch pass needs to know of a document's raw token besides its canonical token: ids below
+# ``_FIRST_CANONICAL`` are reserved (a dropped token, a line break, a number, a string spanning lines, any other
+# string), the rest index :data:`_IDS`. A number and a string keep their canonical hash (``N``, ``S``) but are told
+# apart, so that the line test finds them (it reads numbers as written and long strings line by line).
+_DROPPED, _LINE_BREAK, _NUMBER, _LONG_STRING, _STRING = range(5)
+_FIRST_CANONICAL = 5
 
 
-@dataclass
-class DocLines:
-    """What the line test needs of one document besides its tokens (positions are token indices in it)."""
+class _CanonicalIds(dict[str, int]):
+    """Canonical token -> small id, and the 64-bit hash of every id as one array.
 
-    breaks: list[int] = field(default_factory=list)  # a line break before this token (its count at the end)
-    numbers: list[tuple[int, str]] = field(default_factory=list)
-    strings: list[tuple[int, str]] = field(default_factory=list)  # strings that span lines
+    Bounded without a limit of its own: canonical tokens are keywords, builtins, ``ID``, operators and single
+    characters.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        reserved = [0, 0, stable_hash64(NUMBER), stable_hash64(STRING), stable_hash64(STRING)]
+        self._hashes: list[int] = reserved
+        self._array = np.array(reserved, dtype=np.uint64)
+
+    def __missing__(self, canon: str) -> int:
+        self[canon] = len(self._hashes)
+        self._hashes.append(stable_hash64(canon))
+        return self[canon]
+
+    @property
+    def hashes(self) -> np.ndarray:
+        if len(self._array) != len(self._hashes):
+            self._array = np.array(self._hashes, dtype=np.uint64)
+        return self._array
 
 
-def regex_code_spans(text: str) -> tuple[list[int], list[int]]:
-    """(start, end) character offsets of :func:`regex_code_tokens`' tokens: computed only for documents with a
-    finding, to give the evidence span in the document's original text."""
-    starts: list[int] = []
-    ends: list[int] = []
-    for m in _CODE_TOKEN.finditer(text):
-        if _classify(m.group()):
-            starts.append(m.start())
-            ends.append(m.end())
-    return starts, ends
+class _RawIds(dict[str, int]):
+    """A document's raw regex token -> its id (see ``_FIRST_CANONICAL``): one look-up in C per repeated token.
+
+    Strings and comments are not kept (they rarely repeat), nor anything once the memo holds ``_CANON_LIMIT``
+    tokens, so that a corpus of ever-new identifiers cannot grow it without limit.
+    """
+
+    def __missing__(self, tok: str) -> int:
+        if tok[0] == NEWLINE:
+            code = _LINE_BREAK
+        else:
+            canon = _canonical(tok)
+            if not canon:
+                return _DROPPED
+            if canon is STRING:
+                return _LONG_STRING if NEWLINE in tok else _STRING
+            code = _NUMBER if canon is NUMBER else _IDS[canon]
+        if len(self) < _CANON_LIMIT:
+            self[tok] = code
+        return code
+
+
+_IDS = _CanonicalIds()
+_RAW_IDS = _RawIds()
+
+
+@functools.lru_cache(maxsize=1)
+def _scan_table() -> TokenTable:
+    """The ids the compiled scan gives by itself: names kept as written, operators and ASCII punctuation."""
+    punctuation = [chr(c) for c in range(128) if re.fullmatch(r"[^\w\s]", chr(c))]
+    entries = [(token, _IDS[token]) for token in sorted(KEPT_NAMES) + list(OPERATORS) + punctuation]
+    return TokenTable.of(entries, _IDS[PLACEHOLDER])
 
 
 def tokenize_code_tokens(text: str) -> list[str] | None:
@@ -212,18 +237,20 @@ def _periodic_repeats(hashes: np.ndarray, period: int, doc_of: np.ndarray | None
 
     ``N , N , N , N`` (period 2) keeps its first ``N ,``: the rest only says "more of the same".
     """
-    drop = np.zeros(len(hashes), dtype=bool)
     if len(hashes) <= period:
-        return drop
+        return np.zeros(len(hashes), dtype=bool)
     repeats = hashes[period:] == hashes[:-period]
     if doc_of is not None:  # a run never continues into the next document
         repeats &= doc_of[period:] == doc_of[:-period]
     same = np.concatenate(([False], repeats, [False]))
     edges = np.flatnonzero(np.diff(same.astype(np.int8)))
     starts, ends = edges[::2], edges[1::2]  # runs of repeats, as [start, end) in the shifted array
-    for lo, hi in zip(starts[ends - starts >= period].tolist(), ends[ends - starts >= period].tolist(), strict=True):
-        drop[lo + period : hi + period] = True
-    return drop
+    long = ends - starts >= period
+    # The runs are disjoint and apart, so their dropped stretches are too: one +1 / -1 pair each, then a cumsum.
+    change = np.zeros(len(hashes) + 1, dtype=np.int8)
+    change[starts[long] + period] = 1
+    change[ends[long] + period] = -1
+    return np.cumsum(change[:-1], dtype=np.int8).astype(bool)
 
 
 def compressed(hashes: np.ndarray, doc_of: np.ndarray | None = None) -> np.ndarray:
@@ -327,15 +354,30 @@ class DocTokens:
     def __init__(self, texts: Sequence[str], hasher: TokenHasher) -> None:
         self.texts = texts
         self.hasher = hasher
-        self.lines = [DocLines() for _ in texts]
-        tokens = [doc_code_tokens(t, lines) for t, lines in zip(texts, self.lines, strict=True)]
-        lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(texts))
-        self.flat = [tok for doc in tokens for tok in doc]
-        self.hashes = hasher.hashes(self.flat)
-        self.owner = np.repeat(np.arange(len(texts)), lengths)
+        found = scan(texts, _scan_table())
+        ids = found.ids
+        for k in np.flatnonzero(ids == UNRESOLVED).tolist():  # rare non-ASCII operators and names: as the regex
+            ids[k] = _RAW_IDS[found.text[found.starts[k] : found.stops[k]]]
+        streamed = ids >= _NUMBER
+        at = np.cumsum(streamed) - streamed  # each token's position in the stream (a break's: of the next one)
+        self.hashes = _IDS.hashes[ids[streamed]]
+        doc_starts = found.ends - np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+        self.owner = np.searchsorted(found.ends, found.starts[streamed], side="right")
+        lengths = np.bincount(self.owner, minlength=len(texts))
         self.token_starts = np.cumsum(lengths) - lengths  # first original token of each document
+        # Each token's span in its own document's text, for the evidence of a finding.
+        self.char_starts = found.starts[streamed] - doc_starts[self.owner]
+        self.char_stops = found.stops[streamed] - doc_starts[self.owner]
+        self.breaks = at[ids == _LINE_BREAK]  # a line break before this stream position (its length at the end)
+        self.numbers = self._raw(found, at, ids == _NUMBER)  # positions, tokens as written
+        self.long_strings = self._raw(found, at, ids == _LONG_STRING)  # strings that span lines
         self.docstrings = _docstrings(self.hashes, hasher)
-        self._offsets: dict[int, tuple[list[int], list[int]]] = {}
+
+    @staticmethod
+    def _raw(found: Scan, at: np.ndarray, which: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """(stream positions, raw text) of the tokens ``which`` selects."""
+        spans = zip(found.starts[which].tolist(), found.stops[which].tolist(), strict=True)
+        return at[which], [found.text[lo:hi] for lo, hi in spans]
 
     @functools.cached_property
     def layout_free(self) -> np.ndarray:
@@ -366,13 +408,9 @@ class DocTokens:
         which, refs = index.expand(keys)
         return kept, pos[which], keys[which], refs
 
-    def span(self, kept: np.ndarray, doc: int, first: int, last: int) -> tuple[int, int]:
-        """Character offsets in document ``doc`` of stream positions ``first`` to ``last`` (inclusive)."""
-        if doc not in self._offsets:
-            self._offsets[doc] = regex_code_spans(self.texts[doc])
-        char_starts, char_ends = self._offsets[doc]
-        base = self.token_starts[doc]
-        return char_starts[int(kept[first] - base)], char_ends[int(kept[last] - base)]
+    def span(self, kept: np.ndarray, first: int, last: int) -> tuple[int, int]:
+        """Character offsets, in their document's text, of stream positions ``first`` to ``last`` (inclusive)."""
+        return int(self.char_starts[kept[first]]), int(self.char_stops[kept[last]])
 
 
 def _grouped(pair: np.ndarray, pos: np.ndarray, keys: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
@@ -404,7 +442,7 @@ def code_findings(docs: DocTokens, index: GramIndex) -> list[tuple[int, int, int
         run_starts = np.concatenate(([0], breaks + 1))
         run_ends = np.concatenate((breaks, [len(run) - 1]))
         best = int(np.argmax(run_ends - run_starts))
-        lo, hi = docs.span(kept, doc, int(run[run_starts[best]]), int(run[run_ends[best]]) + index.g - 1)
+        lo, hi = docs.span(kept, int(run[run_starts[best]]), int(run[run_ends[best]]) + index.g - 1)
         out.append((doc, ref, lo, hi, float(len(np.unique(k)) / index.field_counts[ref])))
     return out
 
@@ -436,6 +474,6 @@ def fuzzy_code_findings(docs: DocTokens, index: GramIndex, threshold: float) -> 
         shares = [len(np.unique(k[i:j])) for i, j in zip(range(len(p)), last.tolist(), strict=True)]
         best = int(np.argmax(shares))
         if shares[best] >= threshold * count:
-            lo, hi = docs.span(kept, doc, int(p[best]), int(p[last[best] - 1]) + index.g - 1)
+            lo, hi = docs.span(kept, int(p[best]), int(p[last[best] - 1]) + index.g - 1)
             out.append((doc, ref, lo, hi, shares[best] / count))
     return out

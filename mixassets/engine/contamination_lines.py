@@ -36,7 +36,7 @@ Windows are checked in Python only for the (document, field) pairs whose whole d
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+import re
 from itertools import chain
 from typing import TYPE_CHECKING
 
@@ -88,6 +88,8 @@ class _PieceHashes(dict[str, tuple[int, ...]]):
 _PIECES = _PieceHashes()
 _HASHES = TokenHasher()  # the tokens' hashes are the same in every hasher (stable_hash64): one memo for the pieces
 _BREAK = (_HASHES[NEWLINE],)
+_PIECES[NEWLINE] = _BREAK  # the break between two lines of a string (see :func:`_content_hashes`)
+_PIECE_OR_BREAK = re.compile(r"\n|\S+")  # \S is what ``str.split`` keeps: both use Python's own isspace
 
 
 def _content_hashes(raw: str) -> np.ndarray:
@@ -98,52 +100,40 @@ def _content_hashes(raw: str) -> np.ndarray:
     strings cost the line test a third of its time. It gives the tokenizer's tokens but where a token would span a
     space (a quoted phrase); both sides of the screen read strings this way, so an item and its copy still agree.
     """
-    get = _PIECES.__getitem__
-    per_line = (chain(chain.from_iterable(map(get, line.split())), _BREAK) for line in _content(raw).split(NEWLINE))
-    return np.fromiter(chain.from_iterable(per_line), dtype=np.uint64)
-
-
-def _global(docs: DocTokens, per_doc: list[list], positions: Callable[[list], Iterable[int]]) -> np.ndarray:
-    """Token positions noted per document (``positions`` of each entry of ``per_doc``) as indices into the batch."""
-    count = np.fromiter(map(len, per_doc), dtype=np.int64, count=len(per_doc))
-    local = np.fromiter(chain.from_iterable(map(positions, per_doc)), dtype=np.int64, count=int(count.sum()))
-    return local + np.repeat(docs.token_starts, count)
+    pieces = _PIECE_OR_BREAK.findall(_content(raw))  # ``line.split()`` of every line, a NEWLINE between lines
+    pieces.append(NEWLINE)
+    return np.fromiter(chain.from_iterable(map(_PIECES.__getitem__, pieces)), dtype=np.uint64)
 
 
 def line_keys(docs: DocTokens) -> tuple[np.ndarray, ...]:
     """(line hash, canonical tokens, document, first token, last token) of every non-empty line of a batch.
 
     A multi-line string's token is replaced by its text's tokens, lines and all. A line's first and last tokens are
-    indices into ``docs.flat``, for its span; a line inside a string spans the string.
+    positions in the batch's code stream, for its span; a line inside a string spans the string.
     """
     hashes = docs.hashes.copy()
-    starts = docs.token_starts.tolist()
-    numbers = [lines.numbers for lines in docs.lines]
-    if any(numbers):
-        where = _global(docs, numbers, lambda found: (pos for pos, _ in found))
-        raws = chain.from_iterable((raw for _, raw in found) for found in numbers)
+    where, raws = docs.numbers
+    if len(where):
         hashes[where] = docs.hasher.hashes(list(map("#".__add__, raws)))
     # A line starts at each document's first token and after each break.
     begins = np.zeros(len(hashes) + 1, dtype=bool)
     begins[docs.token_starts] = True
-    begins[_global(docs, [lines.breaks for lines in docs.lines], iter)] = True
+    begins[docs.breaks] = True
     begins = begins[: len(hashes)]
     pieces: list[np.ndarray] = []
     flags: list[np.ndarray] = []
     lengths: list[int] = []  # of the stream's segments: the tokens between strings, and each string's own
     flats: list[int] = []  # each string's own token
     at = 0
-    for doc, lines in enumerate(docs.lines):
-        for pos, raw in lines.strings:
-            flat = starts[doc] + pos
-            sub = _content_hashes(raw)
-            sub_begins = sub == _BREAK[0]  # a break token: the next line starts there (the break is dropped)
-            sub_begins[0] |= begins[flat]
-            pieces += [hashes[at:flat], sub]
-            flags += [begins[at:flat], sub_begins]
-            lengths += [flat - at, len(sub)]
-            flats.append(flat)
-            at = flat + 1
+    for flat, raw in zip(docs.long_strings[0].tolist(), docs.long_strings[1], strict=True):
+        sub = _content_hashes(raw)
+        sub_begins = sub == _BREAK[0]  # a break token: the next line starts there (the break is dropped)
+        sub_begins[0] |= begins[flat]
+        pieces += [hashes[at:flat], sub]
+        flags += [begins[at:flat], sub_begins]
+        lengths += [flat - at, len(sub)]
+        flats.append(flat)
+        at = flat + 1
     if not pieces:
         stream, anchor, breaks = hashes, np.arange(len(hashes)), np.zeros(len(hashes), dtype=bool)
     else:
@@ -254,12 +244,12 @@ def line_findings(
     if not found:
         return []
     *_, first_token, last_token = keys
-    ident = np.arange(len(docs.flat))
+    ident = np.arange(len(docs.hashes))
     out = []
     for doc, ref, weight, count, first, final in found:
         share = weight / field_weight[ref]
         if count >= cfg.code_lines_min_lines and weight >= floor and share >= cfg.code_lines_threshold:
-            lo, hi = docs.span(ident, doc, int(first_token[first]), int(last_token[final]))
+            lo, hi = docs.span(ident, int(first_token[first]), int(last_token[final]))
             out.append((doc, ref, lo, hi, share))
     return out
 

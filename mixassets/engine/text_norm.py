@@ -43,8 +43,9 @@ def dedupe_words(text: str) -> list[str]:
 
 
 def stable_hash64(value: str | bytes) -> int:
-    """A process-independent 64-bit hash (BLAKE2b, 8-byte digest)."""
-    data = value.encode("utf-8") if isinstance(value, str) else value
+    """A process-independent 64-bit hash (BLAKE2b, 8-byte digest); a lone surrogate (which no Arrow string holds,
+    but a Python string may) is hashed as its code point rather than refused."""
+    data = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
@@ -213,6 +214,7 @@ _CONFUSABLE_TABLE = str.maketrans(_CONFUSABLES)
 
 
 _CONFUSABLE_RUNS = re.compile("[" + "".join(map(re.escape, _CONFUSABLES)) + "]+")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 @functools.cache
@@ -269,11 +271,18 @@ def screen_fold(text: str) -> str:
     """
     if text.isascii():
         return text.lower()
-    text = unicodedata.normalize("NFKC", _screen_tables()[0].sub("", text))
+    # Only the stretch from the character before the first non-ASCII one to the last non-ASCII one needs the
+    # Unicode steps: the ASCII on either side is only lowercased, and NFKC may cut a text before any ASCII character
+    # (ASCII never composes with what precedes it; a combining mark is not ASCII, so the letter it may compose with
+    # is the character before the stretch, inside it). Text disguised in a few places costs what those places cost.
+    first, last = _NON_ASCII.search(text), _NON_ASCII.search(text[::-1])
+    assert first is not None and last is not None  # the text is not ASCII
+    lo, hi = max(first.start() - 1, 0), len(text) - last.start()
+    middle = unicodedata.normalize("NFKC", _screen_tables()[0].sub("", text[lo:hi]))
     # Translating only the runs of look-alikes: str.translate looks every character of a text up in a dict,
     # four times slower than finding the few runs that need it.
-    text = _CONFUSABLE_RUNS.sub(lambda m: m.group().translate(_CONFUSABLE_TABLE), text)
-    return text.casefold()
+    middle = _CONFUSABLE_RUNS.sub(lambda m: m.group().translate(_CONFUSABLE_TABLE), middle)
+    return text[:lo].lower() + middle.casefold() + text[hi:].lower()
 
 
 def screen_runs(text: str) -> Iterator[re.Match[str]]:
