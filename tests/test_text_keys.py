@@ -132,23 +132,28 @@ def test_compiled_loops_are_the_python_loops() -> None:
 
 
 def test_a_remembered_normalization_is_reused_only_for_the_same_object_and_only_once() -> None:
-    """``remember`` hands the normalized non-ASCII texts to the next call, which gives the keys it would give
-    anyway: a text equal to a remembered one but another object, or another ``normalize``, is normalized afresh."""
+    """``remember`` leaves the normalized non-ASCII texts in the handoff for the next call given it, which gives the
+    keys it would give anyway: a text equal to a remembered one but another object, another ``normalize``, or a
+    call without the handoff, normalizes afresh."""
     calls: list[str] = []
 
     def counting(text: str) -> str:
         calls.append(text)
         return normalize_for_dedupe(text)
 
+    handoff = text_keys.NormalizedHandoff(counting)
     shared, other = "Ünïcode  TEXT", "Ärger im Büro"
-    text_keys.document_keys([shared, other, "plain ascii"], counting, remember=True)
+    text_keys.document_keys([shared, other, "plain ascii"], counting, handoff=handoff, remember=True)
     assert calls == [shared, other]
+    text_keys.document_keys([shared], counting)  # no handoff: normalized again, and the handoff keeps its texts
+    assert len(calls) == 3
     copy = "".join(list(other))  # equal, another object
     prefixes = ["s\x00"] * 3
-    keys = text_keys.document_keys([shared, copy, "Çava"], counting, prefixes)
+    keys = text_keys.document_keys([shared, copy, "Çava"], counting, prefixes, handoff=handoff)
     assert keys == [dedupe_key("s", t) for t in (shared, copy, "Çava")]
-    assert calls == [shared, other, copy, "Çava"]  # ``shared`` was not normalized again
-    text_keys.document_keys([shared], counting)  # the first call's forms were taken over by the second
-    assert calls[-1] is shared and len(calls) == 5
-    text_keys.document_keys([shared], counting, remember=True)
-    assert text_keys.document_keys([shared], lambda t: t.upper()) == [text_key(shared.upper())]
+    assert calls[3:] == [copy, "Çava"]  # ``shared`` was not normalized again
+    text_keys.document_keys([shared], counting, handoff=handoff)  # the first call's forms were taken over
+    assert calls[-1] is shared and len(calls) == 6
+    text_keys.document_keys([shared], counting, handoff=handoff, remember=True)
+    upper = text_keys.document_keys([shared], lambda t: t.upper(), handoff=handoff)
+    assert upper == [text_key(shared.upper())]

@@ -15,8 +15,8 @@ the Python functions, which define the keys (``tests/test_text_keys.py`` checks 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from hashlib import blake2b
 from itertools import pairwise
 
@@ -143,15 +143,17 @@ def _ascii_buffer(texts: Sequence[str], rows: list[int]) -> tuple[np.ndarray, np
     return np.frombuffer("".join([texts[i] for i in rows]).encode("ascii"), dtype=np.uint8), offsets
 
 
-class _Normalized(threading.local):
-    """What one call of :func:`document_keys` left for the next: the ``normalize`` of its texts that are not ASCII,
-    by the identity of the text object (each entry holds its object, so the id cannot be reused meanwhile)."""
+@dataclass
+class NormalizedHandoff:
+    """``normalize`` of the texts beyond ASCII that one :func:`document_keys` call keyed, for the next call on the
+    same text objects, by their identity (each entry holds its object, so the id cannot be reused meanwhile).
 
-    normalize: Callable[[str], str] | None = None
-    by_id: dict[int, tuple[str, str]] = {}
+    One lives in a gate call's context (``GateContext.cache``), so it is shared by the rules of that call alone
+    and goes when the call ends.
+    """
 
-
-_normalized = _Normalized()
+    normalize: Callable[[str], str]
+    by_id: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
 def document_keys(
@@ -159,6 +161,7 @@ def document_keys(
     normalize: Callable[[str], str],
     prefixes: Sequence[str] | None = None,
     *,
+    handoff: NormalizedHandoff | None = None,
     remember: bool = False,
 ) -> list[bytes]:
     """``text_key(prefix + normalize(text))`` of each text (``prefixes``, one per text, default none), where
@@ -166,10 +169,12 @@ def document_keys(
 
     The boilerplate rule keys the texts it is shown and the exact-duplicate rule keys them again, most of them the
     same ``str`` objects (those no line was stripped from). Beyond ASCII, ``normalize`` is a chain of Python string
-    copies per text, so a call with ``remember`` keeps those texts' normalized forms for the next call, which takes
-    them over (and lets them go): a text it is given again, as the same object, is not normalized twice."""
-    last = _normalized.by_id if _normalized.normalize is normalize else {}
-    _normalized.normalize, _normalized.by_id = None, {}
+    copies per text, so a call with ``remember`` leaves those texts' normalized forms in ``handoff`` for the next
+    call given it, which takes them over (and lets them go): a text given again, as the same object, is not
+    normalized twice."""
+    last: dict[int, tuple[str, str]] = {}
+    if handoff is not None and handoff.normalize is normalize:
+        last, handoff.by_id = handoff.by_id, {}
     kept: dict[int, tuple[str, str]] = {}
     keys: list[bytes | None] = [None] * len(texts)
     rows = [i for i, t in enumerate(texts) if t.isascii()]
@@ -194,8 +199,8 @@ def document_keys(
                 kept[id(text)] = (text, normalized)
             value = normalized if prefixes is None else f"{prefixes[i]}{normalized}"
             keys[i] = blake2b(value.encode("utf-8"), digest_size=16).digest()
-    if remember:
-        _normalized.normalize, _normalized.by_id = normalize, kept
+    if remember and handoff is not None and handoff.normalize is normalize:
+        handoff.by_id = kept
     return keys  # type: ignore[return-value]
 
 

@@ -30,8 +30,8 @@ import numpy as np
 import pyarrow as pa
 
 from mixassets.engine.rules.base import DocOutcomes, GateContext, Outcome, Rule, texts
-from mixassets.engine.rules.exact_duplicates import normalize_for_dedupe
-from mixassets.engine.text_keys import document_keys, line_hashes
+from mixassets.engine.rules.exact_duplicates import normalize_for_dedupe, normalized_handoff
+from mixassets.engine.text_keys import NormalizedHandoff, document_keys, line_hashes
 from mixtrain.config.data import BoilerplateConfig
 
 # Hashes buffered before they are merged into the sorted counts: bounds both the buffer and the merge cost.
@@ -142,7 +142,7 @@ class RepeatedLineRule(Rule):
         cfg = ctx.gating.boilerplate
         if not cfg.enabled:
             return Boilerplate(0, {})
-        counter = _Counter()
+        counter = _Counter(normalized_handoff(ctx))
         for docs in batches:
             prose = [t for kind, t in zip(docs.column("kind").to_pylist(), texts(docs), strict=True) if kind != "chat"]
             counter.add(prose, batch_line_hashes(prose, cfg.min_line_chars))
@@ -160,7 +160,7 @@ class RepeatedLineRule(Rule):
         lines = batch_line_hashes(prose, cfg.min_line_chars)
         state: Boilerplate | None = ctx.prepared.get(self.id)
         if state is None:
-            counter = _Counter()
+            counter = _Counter(normalized_handoff(ctx))
             counter.add(prose, lines)
             state = counter.result(cfg)
         if not state.lines:
@@ -192,15 +192,16 @@ class RepeatedLineRule(Rule):
 class _Counter:
     """The prepare pass's state: the distinct documents seen and the document frequency of their lines."""
 
-    def __init__(self) -> None:
+    def __init__(self, handoff: NormalizedHandoff) -> None:
         self.seen = _SeenKeys()
         self.counts = _LineDocCounts()
+        self.handoff = handoff  # the exact-duplicate rule keys most of the same texts next
 
     def add(self, prose: list[str], lines: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         """One batch: its prose texts and their :func:`batch_line_hashes`."""
         # Copies of one document count once: five copies of a page make a duplicate (which the exact-duplicate
         # rule resolves by keeping one), not five pages sharing their every line. The first copy is counted.
-        doc_keys = document_keys(prose, normalize_for_dedupe, remember=True)  # the exact-duplicate rule's next
+        doc_keys = document_keys(prose, normalize_for_dedupe, handoff=self.handoff, remember=True)
         first = np.zeros(len(prose), dtype=bool)
         for d, (key, merged) in enumerate(zip(doc_keys, self.seen.in_sorted(doc_keys), strict=True)):
             first[d] = self.seen.add_if_new(key, merged)

@@ -16,12 +16,14 @@ import numpy as np
 import pyarrow as pa
 
 from mixassets.engine.rules.base import DocOutcomes, GateContext, Outcome, Rule, texts
-from mixassets.engine.text_keys import document_keys
+from mixassets.engine.text_keys import NormalizedHandoff, document_keys
 from mixassets.engine.text_norm import text_key
 
 # ``ctx.cache`` key of the seen-map: it lives as long as the context, so a streaming run that keeps one
 # context for all its batches finds a duplicate of a document gated batches earlier.
 SEEN_CACHE_KEY = "dedupe.exact_in_source:seen"
+# ``ctx.cache`` key of the texts the boilerplate rule normalized for this rule (see :func:`normalized_handoff`).
+HANDOFF_CACHE_KEY = "dedupe.exact_in_source:normalized"
 # Fixed-width bytes compare (and sort) on all 16 bytes, trailing zero bytes included.
 _KEY = np.dtype("S16")
 
@@ -29,6 +31,12 @@ _KEY = np.dtype("S16")
 def normalize_for_dedupe(text: str) -> str:
     """Case, Unicode compatibility forms and whitespace runs do not make two documents different."""
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def normalized_handoff(ctx: GateContext) -> NormalizedHandoff:
+    """Where the boilerplate rule leaves the ``normalize_for_dedupe`` of the texts it keyed for this rule, which
+    keys most of the same text objects next (one per gate call)."""
+    return ctx.cache.setdefault(HANDOFF_CACHE_KEY, NormalizedHandoff(normalize_for_dedupe))
 
 
 def dedupe_key(source_id: str, text: str) -> bytes:
@@ -121,7 +129,7 @@ class ExactDedupeRule(Rule):
         # DOCUMENT_SCHEMA forbids a null id, but a cast does not check that; an empty id is still remembered.
         doc_ids = ["" if d is None else d for d in docs.column("doc_id").to_pylist()]
         prefixes = [f"{source_id}\x00" for source_id in docs.column("source_id").to_pylist()]
-        keys = document_keys(texts(docs), normalize_for_dedupe, prefixes)  # dedupe_key of each
+        keys = document_keys(texts(docs), normalize_for_dedupe, prefixes, handoff=normalized_handoff(ctx))  # dedupe_key
         return [
             [] if kept == doc_id else [Outcome("reject", f"same normalized text as kept doc {kept}")]
             for doc_id, kept in zip(doc_ids, seen.first_ids(doc_ids, keys), strict=True)
