@@ -44,14 +44,16 @@ def char_classes() -> np.ndarray:
     """Per code point: ``WORD`` (``re``'s ``\\w``), ``DIGIT`` (``\\d``), ``SPACE`` (``\\s``), and for word characters
     ``NAME_START`` (``isalpha()`` or ``_``: a name the canonical stream turns into ``ID``) and ``STR_DIGIT``
     (``isdigit()``: a token the canonical stream calls a number); ``PREFIX`` for a string prefix's letters. Built
-    once per process (~0.2 s)."""
-    every = "".join(map(chr, range(0x110000)))
+    once per process (~0.1 s)."""
+    every = np.arange(0x110000, dtype=np.uint32).tobytes().decode("utf-32-le", "surrogatepass")
     classes = np.zeros(0x110000, dtype=np.uint8)
     for bit, pattern in ((WORD, r"\w"), (DIGIT, r"\d"), (SPACE, r"\s")):
-        classes[[m.start() for m in re.finditer(pattern, every)]] |= bit
-    for code in np.flatnonzero(classes & WORD).tolist():
-        ch = chr(code)
-        classes[code] |= (NAME_START if ch.isalpha() or ch == "_" else 0) | (STR_DIGIT if ch.isdigit() else 0)
+        classes[np.fromiter((m.start() for m in re.finditer(pattern, every)), dtype=np.int64)] |= bit
+    word = np.flatnonzero(classes & WORD)
+    chars = "".join(map(chr, word.tolist()))
+    classes[word[np.fromiter(map(str.isalpha, chars), dtype=bool, count=len(word))]] |= NAME_START
+    classes[ord("_")] |= NAME_START
+    classes[word[np.fromiter(map(str.isdigit, chars), dtype=bool, count=len(word))]] |= STR_DIGIT
     classes[[ord(ch) for ch in _PREFIX_CHARS]] |= PREFIX
     return classes
 
