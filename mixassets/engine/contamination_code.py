@@ -28,9 +28,10 @@ tokenizer, and is code-screened only when it parses. Documents are mostly prose 
 that does not tokenize as a whole (an unclosed quote in the prose before it is enough), so documents always
 go through the regex tokenizer :data:`_CODE_TOKEN`, which re-synchronises at every line and never raises.
 It yields the same canonical tokens as :mod:`tokenize` on Python source (checked on the whole stdlib in the
-tests), and it is the only tokenizer fast enough for the corpus (``tokenize`` is pure Python, ~10x slower). On
-documents it also matches each line break with the indent after it (:data:`_DOC_TOKEN`): the line test needs the
-breaks, and whitespace matched as one token is cheaper than whitespace the regex fails to match at every position.
+tests). On documents it also matches each line break with the indent after it (:data:`_DOC_TOKEN`): the line test
+needs the breaks. The regex is the definition; documents are read by its compiled port
+(:mod:`~mixassets.engine.code_scan`, the same tokens and ids, checked against the regex in the tests), because the
+regex plus a look-up per token was half of the whole screen's time.
 """
 
 from __future__ import annotations
@@ -80,8 +81,8 @@ _CODE_TOKEN = re.compile(
     r"|[^\W\d]\w*+"
 )
 # The documents' tokenizer: the same tokens, and each line break outside a token, which is dropped from the stream
-# and noted as a position for the line test (:mod:`~mixassets.engine.contamination_lines`). Finding the breaks in
-# the same pass costs nothing measurable; a second pass over the text would cost a third of the code tests.
+# and noted as a position for the line test (:mod:`~mixassets.engine.contamination_lines`). The definition that
+# :mod:`~mixassets.engine.code_scan` compiles (and the tests compare it with).
 NEWLINE = "\n"
 _DOC_TOKEN = re.compile(_CODE_TOKEN.pattern + r"|\n\s*")  # a break with the blank lines and indent after it
 _SKIPPED_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}

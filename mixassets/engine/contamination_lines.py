@@ -26,10 +26,10 @@ rewritten copies found by the screen 76/82 on the calibration half, 79/82 held o
 side. The margin is real but not wide: at a threshold of 0.3 and 12 tokens the stdlib and its chunks give 32 false
 positives (pairs of long prose lines of the same shape), at 0.3 and 16 tokens one held-out.
 
-Cost: the tokenizer notes where line breaks fall in its own pass (a break swallows the indent after it, which
-made the pass faster than it was without breaks), so a line's hash is a numpy reduction over the token hashes.
-Strings that span lines (a tenth of a code corpus's text) are read again, but piece by piece through a memo of
-each whitespace-separated piece's token hashes: prose repeats its words, so that is a dictionary look-up per word.
+Cost: the tokenizer notes where line breaks fall in its own pass (a break swallows the indent after it), so a
+line's hash is a numpy reduction over the token hashes. Strings that span lines (a tenth of a code corpus's text)
+are read again, but piece by piece through a memo of each whitespace-separated piece's token hashes: prose repeats
+its words, so that is a dictionary look-up per word.
 Windows are checked in Python only for the (document, field) pairs whose whole document holds enough of the field.
 """
 
