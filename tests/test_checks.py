@@ -92,3 +92,41 @@ def test_release_gate_compares_with_the_baseline_it_is_given_and_fails_without_i
     assert checks[0]["message"].startswith("vs live (sft_adapter@v1): field_accuracy[all]: candidate 0.6")
     passed, checks = gate_verdict(_comparison([("h", "field_accuracy", 0.6, 0.5)]), gate, "live", "sft_adapter@v1")
     assert not passed and "no comparison of sft_adapter with live (sft_adapter@v1) on h" in checks[0]["message"]
+
+
+def test_release_gate_blocks_a_slice_that_drops_beyond_its_interval_even_when_the_whole_set_holds():
+    from mixtrain.config.evaluation import ReleaseGateSpec
+
+    def row(slice_: str, cand: float, base: float, low: float, high: float) -> dict:
+        return {
+            "candidate_model": "sft_adapter",
+            "baseline_model": "base",
+            "eval_set": "h",
+            "metric": "field_accuracy",
+            "slice": slice_,
+            "candidate": cand,
+            "baseline": base,
+            "diff": cand - base,
+            "ci_low": low,
+            "ci_high": high,
+        }
+
+    overall = row("all", 0.62, 0.60, -0.03, 0.07)
+    noisy = row("kind=rare", 0.40, 0.60, -0.55, 0.15)  # a drop, but a slice of a few items: within noise
+    hard = row("kind=hard", 0.20, 0.50, -0.45, -0.15)  # a drop the interval shows
+    gate = ReleaseGateSpec(eval_set="h")
+    passed, checks = gate_verdict(pa.Table.from_pylist([overall, noisy]), gate)
+    assert passed and {c["slice"] for c in checks} == {"all", "kind=rare"}
+    passed, checks = gate_verdict(pa.Table.from_pylist([overall, noisy, hard]), gate)
+    failing = [c for c in checks if not c["passed"]]
+    assert not passed and [(c["slice"], c["name"]) for c in failing] == [
+        ("kind=hard", "field_accuracy no regression in any slice (ci_high)")
+    ]
+    assert checks[0]["passed"] and checks[0]["slice"] == "all"  # the overall criterion alone would have passed
+    passed, checks = gate_verdict(
+        pa.Table.from_pylist([overall, noisy]), ReleaseGateSpec(eval_set="h", slice_basis="point")
+    )
+    assert not passed and [c["slice"] for c in checks if not c["passed"]] == ["kind=rare"]
+    assert gate_verdict(pa.Table.from_pylist([overall, noisy, hard]), ReleaseGateSpec(eval_set="h", slice_basis=None))[
+        0
+    ]

@@ -236,7 +236,13 @@ def _failure(name: str, c: Any, message: str, slice_: str | None = None) -> dict
 
 
 def gate_criteria(gate: ReleaseGateSpec) -> list[dict]:
-    """The primary metric's no-regression criterion first, then the configured ones, each with its eval set."""
+    """The primary metric's no-regression criterion first, then the same on every slice (``slice_basis``), then the
+    configured ones, each with its eval set.
+
+    Why every slice: an overall score can hold while one kind of item gets worse (a candidate that gains on easy
+    items and loses the hard ones). Judged on the bootstrap interval by default, so that a slice of a few items
+    blocks a release only when its drop is more than resampling noise.
+    """
     primary = {
         "name": f"{gate.primary_metric} no regression",
         "metric": gate.primary_metric,
@@ -244,8 +250,18 @@ def gate_criteria(gate: ReleaseGateSpec) -> list[dict]:
         "tolerance": gate.tolerance,
         "eval_set": gate.eval_set,
     }
+    slices = []
+    if gate.slice_basis is not None:
+        slices.append(
+            {
+                **primary,
+                "name": f"{gate.primary_metric} no regression in any slice ({gate.slice_basis})",
+                "slice": ALL_SLICES,
+                "basis": gate.slice_basis,
+            }
+        )
     rest = [{**c.model_dump(exclude_unset=True), "eval_set": c.eval_set or gate.eval_set} for c in gate.criteria]
-    return [primary, *rest]
+    return [primary, *slices, *rest]
 
 
 def gate_verdict(

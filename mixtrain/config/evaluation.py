@@ -62,6 +62,13 @@ class ReleaseGateSpec(Strict):
         description="the model the gate checks against the live release (the base before the first release) and may "
         "promote",
     )
+    slice_basis: Literal["point", "ci_low", "ci_high"] | None = Field(
+        "ci_high",
+        description="the primary metric's no-regression checked on every slice too ('*'), judged on: ci_high (a slice "
+        "fails when the whole bootstrap interval of its change lies below -tolerance: a drop the data shows, not "
+        "noise of a small slice), point (any drop fails), ci_low (fails unless the slice is shown not to drop); "
+        "null: the overall check alone",
+    )
     criteria: list[GateCriterion] = Field(
         default_factory=list, description="further criteria; the primary metric's no-regression is always checked"
     )
