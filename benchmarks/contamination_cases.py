@@ -291,7 +291,7 @@ def nearest_chunks(queries: Sequence[set[str]], pool: Sequence[tuple[str, str]],
     ranked = []
     for q in queries:
         score: Counter[int] = Counter()
-        for f in q:
+        for f in sorted(q):  # not set order: the float sums and their ties would follow the hash seed
             if 0 < df[f] <= len(pool) // 3:
                 for k in posting[f]:
                     score[k] += 1.0 / df[f]
