@@ -132,10 +132,12 @@ class RepeatedLineRule(Rule):
     """A line in at least ``min_docs`` documents *and* at least ``min_doc_fraction`` of them is boilerplate
     (exact copies of a document count once). Both conditions, so a tiny source does not lose a line that
     happens to occur twice, and a huge source does not lose a phrase common in absolute terms but rare in share.
+    Each strip's score is the line's share of the distinct documents, the number ``min_doc_fraction`` bounds, so
+    that threshold can be re-tuned from the decision log (version 2 added the score; it strips the same lines).
     """
 
     id = "boilerplate.repeated_line"
-    version = 1
+    version = 2
     needs_prepare = True
 
     def prepare(self, batches: Iterable[pa.Table], ctx: GateContext) -> Boilerplate:
@@ -184,7 +186,8 @@ class RepeatedLineRule(Rule):
                         f"line in {count} of {n_docs} distinct documents "
                         f"(>= min_docs {cfg.min_docs}, share {count / n_docs:.2f} >= {cfg.min_doc_fraction})"
                     )
-                out[i].append(Outcome("strip", reason, (ends[n - 1] if n else 0, ends[n]), ""))
+                span = (ends[n - 1] if n else 0, ends[n])
+                out[i].append(Outcome("strip", reason, span, "", score=count / n_docs))
                 j += 1
         return out
 
