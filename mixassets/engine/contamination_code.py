@@ -43,6 +43,7 @@ import io
 import keyword
 import re
 import textwrap
+import threading
 import tokenize
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -151,10 +152,13 @@ class _CanonicalIds(dict[str, int]):
         reserved = [0, 0, stable_hash64(NUMBER), stable_hash64(STRING), stable_hash64(STRING)]
         self._hashes: list[int] = reserved
         self._array = np.array(reserved, dtype=np.uint64)
+        self._lock = threading.Lock()
 
     def __missing__(self, canon: str) -> int:
-        self[canon] = len(self._hashes)
-        self._hashes.append(stable_hash64(canon))
+        with self._lock:  # an id and its hash are added together, even when two threads screen at once
+            if canon not in self:
+                self._hashes.append(stable_hash64(canon))
+                self[canon] = len(self._hashes) - 1
         return self[canon]
 
     @property
