@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
+import string
+import unicodedata
 
 import pyarrow as pa
 import pytest
@@ -40,6 +43,29 @@ def shingle_jaccard(a: str, b: str, n: int = 5) -> float:
 
     x, y = sh(a), sh(b)
     return len(x & y) / len(x | y)
+
+
+def unicode_words(text: str) -> list[str]:
+    """The definition of dedupe's words, written out: NFKC, lowercase, ``[^\\w\\s]`` deleted, split."""
+    return re.sub(r"[^\w\s]+", "", unicodedata.normalize("NFKC", text).lower()).split()
+
+
+def test_ascii_words_match_the_unicode_definition() -> None:
+    """Pure-ASCII texts take a byte path; it must give the words of the Unicode one for every ASCII character."""
+    every_char = "".join(map(chr, range(128)))
+    assert (
+        dedupe_words(every_char)
+        == unicode_words(every_char)
+        == ["0123456789abcdefghijklmnopqrstuvwxyz_abcdefghijklmnopqrstuvwxyz"]
+    )
+    rng = random.Random(7)
+    alphabet = [chr(c) for c in range(128)] + list(string.ascii_letters) * 3 + [" "] * 20
+    for _ in range(500):
+        text = "".join(rng.choices(alphabet, k=rng.randrange(0, 200)))
+        assert dedupe_words(text) == unicode_words(text), repr(text)
+    assert dedupe_words("E-Mail, re-sent!\x1fNext\x00word") == ["email", "resent", "nextword"]
+    # beyond ASCII the Unicode path still folds compatibility forms and non-ASCII punctuation
+    assert dedupe_words("\ufb01ne Caf\u00e9\u2014CAF\u00c9 \uff21\uff22") == ["fine", "cafécafé", "ab"]
 
 
 BASE1 = words(1)

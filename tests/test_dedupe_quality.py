@@ -12,8 +12,11 @@ import pytest
 from benchmarks import labelled_neardup as neardup
 from mixassets.engine.dedupe import dedupe
 
-MIN_PRECISION = 0.98
-MIN_RECALL = 0.95
+# Issue 19's targets. The set below gives 91-245 drops per threshold (Python 3.11's stdlib), so precision >= 0.999
+# allows no false drop there: the test asserts that outright. Recall >= 0.99 over its 60-216 clear pairs allows
+# two misses at 0.7, one at 0.8, none at 0.9.
+MIN_PRECISION = 0.999
+MIN_RECALL = 0.99
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +53,7 @@ def test_engine_precision_and_recall(labelled, threshold: float) -> None:
     assert kept.num_rows + clusters.num_rows == docs.num_rows
     quality = neardup.score(docs, pairs, neardup.keeper_of_from_clusters(clusters), threshold)
     assert quality.positives >= 40  # enough clear pairs that recall is a measurement
+    assert quality.correct_drops == quality.dropped, quality.as_dict()  # what 0.999 means on fewer than 1000 drops
     assert quality.precision >= MIN_PRECISION, quality.as_dict()
     assert quality.recall >= MIN_RECALL, quality.as_dict()
 

@@ -20,6 +20,9 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 _PUNCT = re.compile(r"[^\w\s]+")
+# The ASCII characters ``_PUNCT`` deletes, taken from the pattern itself so that the byte path below cannot drift
+# from it (control characters other than whitespace are among them).
+_ASCII_PUNCT = bytes(c for c in range(128) if _PUNCT.fullmatch(chr(c)))
 
 # Odd 64-bit multipliers (from the golden ratio and splitmix64); one per position in an n-gram, so that
 # the same tokens in a different order hash differently.
@@ -38,7 +41,14 @@ def normalize(text: str) -> str:
 
 
 def dedupe_words(text: str) -> list[str]:
-    """The words dedupe shingles: the tokens of :func:`normalize` (split once, not joined and split again)."""
+    """The words dedupe shingles: the tokens of :func:`normalize` (split once, not joined and split again).
+
+    A pure-ASCII text (``str.isascii`` reads no character) is already NFKC and lower-cases byte by byte, so its
+    punctuation is deleted by ``bytes.translate``, a C loop over a 256-entry table: half the time of the regex
+    substitution and Unicode passes, which were a quarter of sketching a document. Same words either way.
+    """
+    if text.isascii():
+        return text.encode("ascii").translate(None, _ASCII_PUNCT).lower().decode("ascii").split()
     return _PUNCT.sub("", unicodedata.normalize("NFKC", text).lower()).split()
 
 
