@@ -143,8 +143,9 @@ _FIRST_CANONICAL = 5
 class _CanonicalIds(dict[str, int]):
     """Canonical token -> small id, and the 64-bit hash of every id as one array.
 
-    Bounded without a limit of its own: canonical tokens are keywords, builtins, ``ID``, operators and single
-    characters.
+    It grows with the canonical tokens that keep their text: keywords, builtins, ``ID``, operators and single
+    characters (a bounded set), and the rare name whose first character is numeric but not a digit (``½x``), which
+    the canonical stream keeps as written, as the item hasher's memo does too.
     """
 
     def __init__(self) -> None:
