@@ -132,12 +132,10 @@ def regex_code_tokens(text: str) -> list[str]:
     return out
 
 
-# What the batch pass needs to know of a document's raw token besides its canonical token: ids below
-# ``_FIRST_CANONICAL`` are reserved (a dropped token, a line break, a number, a string spanning lines, any other
-# string), the rest index :data:`_IDS`. A number and a string keep their canonical hash (``N``, ``S``) but are told
+# What the batch pass needs to know of a document's raw token besides its canonical token: ids 0 to 4 are reserved
+# (a dropped token, a line break, a number, a string spanning lines, any other string), the rest index :data:`_IDS`. A number and a string keep their canonical hash (``N``, ``S``) but are told
 # apart, so that the line test finds them (it reads numbers as written and long strings line by line).
 _DROPPED, _LINE_BREAK, _NUMBER, _LONG_STRING, _STRING = range(5)
-_FIRST_CANONICAL = 5
 
 
 class _CanonicalIds(dict[str, int]):
@@ -170,7 +168,8 @@ class _CanonicalIds(dict[str, int]):
 
 
 class _RawIds(dict[str, int]):
-    """A document's raw regex token -> its id (see ``_FIRST_CANONICAL``): one look-up in C per repeated token.
+    """A document's raw regex token -> its id: what the compiled scan (:mod:`~mixassets.engine.code_scan`) is held
+    to in the tests, and its fallback for the rare token its table cannot resolve (a non-ASCII operator).
 
     Strings and comments are not kept (they rarely repeat), nor anything once the memo holds ``_CANON_LIMIT``
     tokens, so that a corpus of ever-new identifiers cannot grow it without limit.
