@@ -133,8 +133,9 @@ def regex_code_tokens(text: str) -> list[str]:
 
 
 # What the batch pass needs to know of a document's raw token besides its canonical token: ids 0 to 4 are reserved
-# (a dropped token, a line break, a number, a string spanning lines, any other string), the rest index :data:`_IDS`. A number and a string keep their canonical hash (``N``, ``S``) but are told
-# apart, so that the line test finds them (it reads numbers as written and long strings line by line).
+# (a dropped token, a line break, a number, a string spanning lines, any other string), the rest index :data:`_IDS`.
+# A number and a string keep their canonical hash (``N``, ``S``) but are told apart, so that the line test finds
+# them (it reads numbers as written and long strings line by line).
 _DROPPED, _LINE_BREAK, _NUMBER, _LONG_STRING, _STRING = range(5)
 
 
