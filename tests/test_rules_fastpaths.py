@@ -70,7 +70,7 @@ def _reference_boilerplate(texts: list[str], kinds: list[str], cfg: Any) -> list
                     f"line in {count} of {n} distinct documents "
                     f"(>= min_docs {cfg.min_docs}, share {count / n:.2f} >= {cfg.min_doc_fraction})"
                 )
-                outcomes.append(Outcome("strip", reason, (pos, pos + len(line)), ""))
+                outcomes.append(Outcome("strip", reason, (pos, pos + len(line)), "", score=count / n))
             pos += len(line)
         out.append(outcomes)
     return out
