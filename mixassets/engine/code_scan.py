@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mixassets.engine.compiled import compiled
+from mixassets.engine.text_words import _FNV_OFFSET, _FNV_PRIME, _MASK62  # the compiled loops' one token hash
 
 # Character classes, one byte per code point (see :func:`char_classes`).
 WORD, DIGIT, SPACE, NAME_START, STR_DIGIT, PREFIX = 1, 2, 4, 8, 16, 32
@@ -34,9 +35,6 @@ OPERATORS = ("**=", "//=", ">>=", "<<=", "...", "->", ":=", "==", "!=", "<=", ">
 OPERATORS += ("-=", "*=", "/=", "%=", "&=", "|=", "^=", "@=")
 _PREFIX_CHARS = "rRbBuUfF"
 
-_FNV_OFFSET = 1469598103934665603
-_FNV_PRIME = 1099511628211
-_MASK62 = 0x3FFFFFFFFFFFFFFF  # Python's and numba's wrapping int64 arithmetic agree on the low 62 bits
 
 
 @functools.lru_cache(maxsize=1)
@@ -308,9 +306,9 @@ def _scan(
                 elif kind == 1 and (k & NAME_START) == 0:
                     ident = 2 if (k & STR_DIGIT) != 0 else -1
                 else:  # a name or an operator: its table entry, else ID (a name) or unresolved (an operator)
-                    h = 1469598103934665603
+                    h = _FNV_OFFSET
                     for t in range(i, j):
-                        h = ((h ^ int(cp[t])) * 1099511628211) & 0x3FFFFFFFFFFFFFFF
+                        h = ((h ^ int(cp[t])) * _FNV_PRIME) & _MASK62
                     ident = placeholder if kind == 1 else -1
                     at = np.searchsorted(t_hash, h)
                     while at < len(t_hash) and t_hash[at] == h:
