@@ -36,7 +36,6 @@ OPERATORS += ("-=", "*=", "/=", "%=", "&=", "|=", "^=", "@=")
 _PREFIX_CHARS = "rRbBuUfF"
 
 
-
 @functools.lru_cache(maxsize=1)
 def char_classes() -> np.ndarray:
     """Per code point: ``WORD`` (``re``'s ``\\w``), ``DIGIT`` (``\\d``), ``SPACE`` (``\\s``), and for word characters
